@@ -1,0 +1,47 @@
+"""The benchmark table: every tconv kernel against PyTorch in the same run.
+
+    python -m benchmarks.table [--quick] [--json benchmarks/results.json] [--only SUBSTRING]
+"""
+import argparse
+import json
+import os
+import platform
+
+import torch
+
+from . import cases_conv_transpose2d
+from .harness import format_table, geomean, run_case
+
+CASE_MODULES = [cases_conv_transpose2d]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results.json"))
+    parser.add_argument("--only", default="", help="run only cases whose op or name contains this")
+    parser.add_argument("--quick", action="store_true", help="shorter timing (noisier)")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for module in CASE_MODULES:
+        for case in module.CASES:
+            if args.only and args.only not in case.group and args.only not in case.name:
+                continue
+            rows += run_case(case, min_time=0.15 if args.quick else 0.5)
+            print(format_table(rows[-2:]).splitlines()[-1 if case.backward else -1], flush=True)
+    print()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(format_table(rows))
+    for group in sorted({r["group"] for r in rows}):
+        for pass_ in ("fwd", "fwd+bwd"):
+            sel = [r["speedup"] for r in rows if r["group"] == group and r["pass_"] == pass_]
+            if sel:
+                print(f"geomean speedup {group} {pass_}: {geomean(sel):.2f}x over {len(sel)} cases")
+    with open(args.json, "w") as f:
+        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), rows=rows), f, indent=1)
+    print(f"wrote {args.json}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

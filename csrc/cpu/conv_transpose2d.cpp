@@ -1,0 +1,294 @@
+// CPU forward of tconv::conv_transpose2d.
+//
+// Dense path ("cell GEMM", see common/conv_transpose2d_shape.h): output rows of one phase rh and a
+// block of cells qh are one GEMM,
+//     C[cell (qh, qw)][(rw, co)] = sum_k A[cell][k] * B_rh[k][(rw, co)],
+// where A holds, per cell, the input at the few offsets that cell reads (k = (ci, offset_h,
+// offset_w)) and B_rh is the weight rearranged so that every phase rw of the row is one column
+// block (zero where an offset feeds no tap). Each output element is written exactly once, with the
+// bias fused into that write, so there is no col2im overlap and the result is deterministic.
+// For stride == kernel (U-Net 2x2 s2) a cell reads one input pixel: the GEMM is the whole op.
+//
+// Depthwise path (one input channel per group): a direct loop, vectorised along W per phase.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <memory>
+#include <vector>
+
+#include "common/conv_transpose2d_args.h"
+#include "cpu/gemm.h"
+
+namespace tconv::cpu {
+namespace {
+
+using at::Tensor;
+
+// Cells qh of phase rh whose output row lies in [0, Ho).
+struct CellRange {
+  int64_t lo, count;
+};
+CellRange cells_of_phase(int64_t phase, int64_t stride, int64_t padding, int64_t out) {
+  const int64_t lo = floor_div(padding - phase + stride - 1, stride);
+  const int64_t hi = floor_div(out - 1 + padding - phase, stride);
+  return {lo, std::max<int64_t>(hi - lo + 1, 0)};
+}
+
+// B_rh for every group and phase rh, as acc_t. Row (k) and column orders match the gather and
+// scatter of the memory format: contiguous k = (ci, oh_off, ow_off), columns (co, rw);
+// channels_last k = (oh_off, ow_off, ci), columns (rw, co).
+template <typename scalar_t, typename acc_t>
+std::vector<acc_t> pack_cell_weights(const Tensor& weight, const ConvTranspose2dGeometry& g,
+                                     bool channels_last) {
+  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  std::vector<acc_t> B(g.groups * g.sh * K * Nb, acc_t(0));
+  const scalar_t* w = weight.const_data_ptr<scalar_t>();  // (Cin, Cout_g, kH, kW) contiguous
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t rh = 0; rh < g.sh; ++rh) {
+      acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off) {
+        const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
+        if (kh < 0) continue;
+        for (int64_t rw = 0; rw < g.sw; ++rw)
+          for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
+            const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+            if (kw < 0) continue;
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+              for (int64_t co = 0; co < g.Cout_g; ++co) {
+                const acc_t v = static_cast<acc_t>(
+                    w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
+                const int64_t k = channels_last ? (oh_off * g.Ow + ow_off) * g.Cin_g + ci
+                                                : (ci * g.Oh + oh_off) * g.Ow + ow_off;
+                const int64_t col = channels_last ? rw * g.Cout_g + co : co * g.sw + rw;
+                Bp[k * Nb + col] = v;
+              }
+          }
+      }
+    }
+  return B;
+}
+
+template <typename scalar_t, typename acc_t>
+std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) {
+  std::vector<acc_t> b(cout, acc_t(0));
+  if (bias.has_value() && bias->defined()) {
+    const Tensor bc = bias->contiguous();
+    const scalar_t* p = bc.const_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < cout; ++i) b[i] = static_cast<acc_t>(p[i]);
+  }
+  return b;
+}
+
+template <typename scalar_t>
+void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                       Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw, Qw = g.Qw;
+  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
+  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+
+  // Rows of cells per GEMM: A and C of one block stay within ~384 KiB (half of this L2).
+  int64_t max_cells = 0;
+  for (int64_t rh = 0; rh < g.sh; ++rh)
+    max_cells = std::max(max_cells, cells_of_phase(rh, g.sh, g.ph, g.Ho).count);
+  const int64_t row_bytes = Qw * (K + Nb) * int64_t(sizeof(acc_t));
+  const int64_t rows_per_block =
+      std::clamp<int64_t>((384 << 10) / std::max<int64_t>(row_bytes, 1), 1, std::max<int64_t>(max_cells, 1));
+  const int64_t blocks = (max_cells + rows_per_block - 1) / rows_per_block;
+  const int64_t tasks = g.N * g.groups * g.sh * blocks;
+
+  // Where output column ow reads C: phase rw and cell qw - qw_lo.
+  std::vector<int64_t> col_phase(g.Wo), col_cell(g.Wo);
+  for (int64_t ow = 0; ow < g.Wo; ++ow) {
+    const CellPhase cp = cell_phase_of(ow, g.sw, g.pw);
+    col_phase[ow] = cp.phase;
+    col_cell[ow] = cp.cell - g.qw_lo;
+  }
+
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> A(new acc_t[rows_per_block * Qw * K]);
+    std::unique_ptr<acc_t[]> C(new acc_t[rows_per_block * Qw * Nb]);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t blk = t % blocks;
+      const int64_t rh = (t / blocks) % g.sh;
+      const int64_t grp = (t / (blocks * g.sh)) % g.groups;
+      const int64_t n = t / (blocks * g.sh * g.groups);
+      const CellRange cr = cells_of_phase(rh, g.sh, g.ph, g.Ho);
+      const int64_t qh0 = cr.lo + blk * rows_per_block;
+      const int64_t rows = std::min(rows_per_block, cr.lo + cr.count - qh0);
+      if (rows <= 0) continue;
+      const int64_t M = rows * Qw;
+      const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+
+      if (!channels_last) {
+        // A^T (K x M): each k is a shifted copy of one input row segment.
+        for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+          const scalar_t* xc = xp + ((n * g.Cin + grp * g.Cin_g + ci) * g.H) * g.W;
+          for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
+            for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
+              acc_t* dst = A.get() + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * M;
+              const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
+              const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
+              for (int64_t r = 0; r < rows; ++r, dst += Qw) {
+                const int64_t ih = qh0 + r - oh_off;
+                if (ih < 0 || ih >= g.H) {
+                  std::fill(dst, dst + Qw, acc_t(0));
+                  continue;
+                }
+                const scalar_t* src = xc + ih * g.W + (g.qw_lo - ow_off);
+                std::fill(dst, dst + j_lo, acc_t(0));
+                for (int64_t j = j_lo; j < j_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
+                std::fill(dst + j_hi, dst + Qw, acc_t(0));
+              }
+            }
+        }
+        // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M)
+        gemm<acc_t>(Nb, M, K, {Bp, Nb, true}, {A.get(), M, false}, C.get(), M, false);
+        for (int64_t co = 0; co < g.Cout_g; ++co) {
+          const acc_t bias_v = b[grp * g.Cout_g + co];
+          const acc_t* Cco = C.get() + co * g.sw * M;
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+            scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
+            const acc_t* Cr = Cco + r * Qw;
+            for (int64_t ow = 0; ow < g.Wo; ++ow)
+              yrow[ow] = static_cast<scalar_t>(Cr[col_phase[ow] * M + col_cell[ow]] + bias_v);
+          }
+        }
+      } else {
+        // A (M x K): per cell, Cin_g contiguous channels at each offset.
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < Qw; ++j) {
+            acc_t* dst = A.get() + (r * Qw + j) * K;
+            for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
+              for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off, dst += g.Cin_g) {
+                const int64_t ih = qh0 + r - oh_off, iw = g.qw_lo + j - ow_off;
+                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+                  std::fill(dst, dst + g.Cin_g, acc_t(0));
+                  continue;
+                }
+                const scalar_t* src = xp + ((n * g.H + ih) * g.W + iw) * g.Cin + grp * g.Cin_g;
+                for (int64_t ci = 0; ci < g.Cin_g; ++ci) dst[ci] = static_cast<acc_t>(src[ci]);
+              }
+          }
+        // C (M x Nb) = A (M x K) @ B (K x Nb)
+        gemm<acc_t>(M, Nb, K, {A.get(), K, false}, {Bp, Nb, false}, C.get(), Nb, false);
+        const acc_t* bg = b.data() + grp * g.Cout_g;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+          for (int64_t ow = 0; ow < g.Wo; ++ow) {
+            const acc_t* src = C.get() + (r * Qw + col_cell[ow]) * Nb + col_phase[ow] * g.Cout_g;
+            scalar_t* dst = yp + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g;
+            for (int64_t co = 0; co < g.Cout_g; ++co)
+              dst[co] = static_cast<scalar_t>(src[co] + bg[co]);
+          }
+        }
+      }
+    }
+  });
+}
+
+// One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
+// For each output row, every phase rw accumulates a contiguous run over cells qw (vectorised),
+// then the runs are interleaved into the row.
+template <typename scalar_t>
+void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                       Tensor& y, const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+  const Tensor wc = weight.contiguous();
+  const scalar_t* wp = wc.const_data_ptr<scalar_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  const int64_t Qw = g.Qw;
+  std::vector<int64_t> col_src(g.Wo);  // index into the phase runs
+  for (int64_t ow = 0; ow < g.Wo; ++ow) {
+    const CellPhase cp = cell_phase_of(ow, g.sw, g.pw);
+    col_src[ow] = cp.phase * Qw + (cp.cell - g.qw_lo);
+  }
+
+  at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> runs(new acc_t[g.sw * Qw]);
+    std::vector<acc_t> wk(g.kH * g.kW);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t c = t % g.Cout, n = t / g.Cout, grp = c / g.Cout_g;
+      const scalar_t* xc = xp + (n * g.Cin + grp) * g.H * g.W;
+      for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
+      for (int64_t oh = 0; oh < g.Ho; ++oh) {
+        const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
+        std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
+        for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off) {
+          const int64_t kh = tap_of(hp.phase, oh_off, g.kH, g.sh, g.dh);
+          const int64_t ih = hp.cell - oh_off;
+          if (kh < 0 || ih < 0 || ih >= g.H) continue;
+          const scalar_t* xrow = xc + ih * g.W;
+          for (int64_t rw = 0; rw < g.sw; ++rw)
+            for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
+              const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+              if (kw < 0) continue;
+              const acc_t wv = wk[kh * g.kW + kw];
+              // cells j with input column iw = qw_lo + j - ow_off inside [0, W)
+              const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
+              const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
+              acc_t* run = runs.get() + rw * Qw;
+              const scalar_t* src = xrow + (g.qw_lo - ow_off);
+              for (int64_t j = j_lo; j < j_hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
+            }
+        }
+        scalar_t* yrow = yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo;
+        const acc_t bias_v = b[c];
+        for (int64_t ow = 0; ow < g.Wo; ++ow)
+          yrow[ow] = static_cast<scalar_t>(runs[col_src[ow]] + bias_v);
+      }
+    }
+  });
+}
+
+Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
+                            const std::optional<Tensor>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef output_padding,
+                            int64_t groups, at::IntArrayRef dilation) {
+  check_floating(input, "conv_transpose2d");
+  check_same_dtype_device(input, weight, "weight");
+  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
+      input.sizes(), weight.sizes(), stride, padding, output_padding, groups, dilation);
+  if (bias.has_value() && bias->defined()) check_bias(input, *bias, g.Cout, weight.sizes());
+
+  const at::MemoryFormat fmt = conv_memory_format(input, weight);
+  Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+
+  if (g.Cin_g == 1 && g.Oh * g.Ow <= 16) {
+    // Direct loop: a GEMM with one input channel per group would have K <= 16.
+    const Tensor x = input.contiguous();
+    Tensor out = fmt == at::MemoryFormat::Contiguous ? y : at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                    "conv_transpose2d_depthwise", [&] {
+                                      forward_depthwise<scalar_t>(x, weight, bias, out, g);
+                                    });
+    if (!out.is_same(y)) y.copy_(out);
+    return y;
+  }
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  const Tensor x = input.contiguous(fmt);
+  const Tensor w = weight.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "conv_transpose2d", [&] {
+                                    forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+                                  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("conv_transpose2d", &conv_transpose2d_cpu);
+}
+
+}  // namespace tconv::cpu

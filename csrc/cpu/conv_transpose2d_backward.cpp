@@ -1,0 +1,432 @@
+// CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
+//
+// Both dense gradients read grad_output through the same patch matrix P: for input pixel
+// (ih, iw), P[(ih, iw)][(co, kh, kw)] = grad_output[co, ih*sh - ph + kh*dh, iw*sw - pw + kw*dw]
+// (zero outside), i.e. the im2col of an ordinary strided convolution.
+//   grad_input  = P @ W_g          (a convolution; written straight into grad_input)
+//   grad_weight = X_g^T @ P        (summed over fixed chunks of rows, then over chunks in order)
+// Chunking depends on the shape only, never on the thread count, so results are bitwise
+// reproducible. One-input-channel-per-group (depthwise) shapes use direct loops instead.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <memory>
+#include <vector>
+
+#include "common/conv_transpose2d_args.h"
+#include "cpu/gemm.h"
+
+namespace tconv::cpu {
+namespace {
+
+using at::Tensor;
+
+// Geometry of the transposed convolution whose output is grad_output (checked against it).
+ConvTranspose2dGeometry backward_geometry(const Tensor& grad_output, at::IntArrayRef input_sizes,
+                                          at::IntArrayRef weight_sizes, at::IntArrayRef stride,
+                                          at::IntArrayRef padding, int64_t groups,
+                                          at::IntArrayRef dilation) {
+  TORCH_CHECK(grad_output.dim() == 4, "conv_transpose2d backward: expected 4-D grad_output, got ",
+              grad_output.sizes());
+  check_pair(stride, "stride");
+  check_pair(padding, "padding");
+  check_pair(dilation, "dilation");
+  // output_padding is whatever makes the forward output match grad_output.
+  const int64_t op_h = grad_output.size(2) - conv_transpose_out_size(input_sizes[2], weight_sizes[2], stride[0], padding[0], 0, dilation[0]);
+  const int64_t op_w = grad_output.size(3) - conv_transpose_out_size(input_sizes[3], weight_sizes[3], stride[1], padding[1], 0, dilation[1]);
+  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
+      input_sizes, weight_sizes, stride, padding, {op_h, op_w}, groups, dilation);
+  TORCH_CHECK(grad_output.size(0) == g.N && grad_output.size(1) == g.Cout,
+              "conv_transpose2d backward: grad_output of size ", grad_output.sizes(),
+              " does not match input ", input_sizes, " and weight ", weight_sizes);
+  return g;
+}
+
+// Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp.
+// Contiguous layout stores P^T (K x M), k = (co, kh, kw); channels_last stores P (M x K),
+// k = (kh, kw, co). M = rows * W.
+template <typename scalar_t, typename acc_t>
+void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool channels_last,
+                    int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P) {
+  const int64_t M = rows * g.W;
+  if (!channels_last) {
+    for (int64_t co = 0; co < g.Cout_g; ++co) {
+      const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
+      for (int64_t kh = 0; kh < g.kH; ++kh)
+        for (int64_t kw = 0; kw < g.kW; ++kw) {
+          acc_t* dst = P + ((co * g.kH + kh) * g.kW + kw) * M;
+          const int64_t off_w = kw * g.dw - g.pw;
+          // iw with 0 <= iw*sw + off_w < Wo
+          const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
+          const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+          for (int64_t r = 0; r < rows; ++r, dst += g.W) {
+            const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
+            if (oh < 0 || oh >= g.Ho) {
+              std::fill(dst, dst + g.W, acc_t(0));
+              continue;
+            }
+            const scalar_t* src = plane + oh * g.Wo + off_w;
+            std::fill(dst, dst + iw_lo, acc_t(0));
+            for (int64_t iw = iw_lo; iw < iw_hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
+            std::fill(dst + iw_hi, dst + g.W, acc_t(0));
+          }
+        }
+    }
+  } else {
+    const int64_t K = g.kH * g.kW * g.Cout_g;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t iw = 0; iw < g.W; ++iw) {
+        acc_t* dst = P + (r * g.W + iw) * K;
+        for (int64_t kh = 0; kh < g.kH; ++kh)
+          for (int64_t kw = 0; kw < g.kW; ++kw, dst += g.Cout_g) {
+            const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
+            const int64_t ow = iw * g.sw - g.pw + kw * g.dw;
+            if (oh < 0 || oh >= g.Ho || ow < 0 || ow >= g.Wo) {
+              std::fill(dst, dst + g.Cout_g, acc_t(0));
+              continue;
+            }
+            const scalar_t* src = go + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g;
+            for (int64_t co = 0; co < g.Cout_g; ++co) dst[co] = static_cast<acc_t>(src[co]);
+          }
+      }
+  }
+}
+
+// Input rows per patch block: the block of P stays within ~512 KiB.
+int64_t rows_per_patch_block(const ConvTranspose2dGeometry& g, int64_t elem_size) {
+  const int64_t row_bytes = g.W * g.Cout_g * g.kH * g.kW * elem_size;
+  return std::clamp<int64_t>((512 << 10) / std::max<int64_t>(row_bytes, 1), 1, g.H);
+}
+
+// ---- grad_input --------------------------------------------------------------------------------
+
+template <typename scalar_t>
+void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
+                          const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cout_g * g.kH * g.kW;
+  // B[grp] (K x Cin_g) in the patch's k order.
+  std::vector<acc_t> B(g.groups * K * g.Cin_g);
+  const scalar_t* w = weight.const_data_ptr<scalar_t>();
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+      for (int64_t co = 0; co < g.Cout_g; ++co)
+        for (int64_t kh = 0; kh < g.kH; ++kh)
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t k = channels_last ? (kh * g.kW + kw) * g.Cout_g + co : (co * g.kH + kh) * g.kW + kw;
+            B[(grp * K + k) * g.Cin_g + ci] = static_cast<acc_t>(
+                w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
+          }
+  const int64_t rows_per_block = rows_per_patch_block(g, sizeof(acc_t));
+  const int64_t blocks = (g.H + rows_per_block - 1) / rows_per_block;
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
+  constexpr bool direct = std::is_same_v<scalar_t, acc_t>;  // GEMM can write grad_input itself
+
+  at::parallel_for(0, g.N * g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
+    std::unique_ptr<acc_t[]> D(direct ? nullptr : new acc_t[rows_per_block * g.W * g.Cin_g]);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t blk = t % blocks, grp = (t / blocks) % g.groups, n = t / (blocks * g.groups);
+      const int64_t ih0 = blk * rows_per_block, rows = std::min(rows_per_block, g.H - ih0);
+      const int64_t M = rows * g.W;
+      gather_patches<scalar_t, acc_t>(gop, g, channels_last, n, grp, ih0, rows, P.get());
+      const acc_t* Bg = B.data() + grp * K * g.Cin_g;
+      if (!channels_last) {
+        // D^T (Cin_g x M) = B^T (Cin_g x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows]
+        scalar_t* out = gip + ((n * g.Cin + grp * g.Cin_g) * g.H + ih0) * g.W;
+        acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
+        const int64_t ldc = direct ? g.H * g.W : M;
+        gemm<acc_t>(g.Cin_g, M, K, {Bg, g.Cin_g, true}, {P.get(), M, false}, dst, ldc, false);
+        if constexpr (!direct)
+          for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+            for (int64_t m = 0; m < M; ++m)
+              out[ci * g.H * g.W + m] = static_cast<scalar_t>(D[ci * M + m]);
+      } else {
+        // D (M x Cin_g) = P (M x K) @ B (K x Cin_g): pixels of grad_input[n, ih0:ih0+rows, :, group]
+        scalar_t* out = gip + ((n * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g;
+        acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
+        const int64_t ldc = direct ? g.Cin : g.Cin_g;
+        gemm<acc_t>(M, g.Cin_g, K, {P.get(), K, false}, {Bg, g.Cin_g, false}, dst, ldc, false);
+        if constexpr (!direct)
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+              out[m * g.Cin + ci] = static_cast<scalar_t>(D[m * g.Cin_g + ci]);
+      }
+    }
+  });
+}
+
+// One input channel per group: grad_input[n, grp, ih, iw] sums grad_output over the taps it fed.
+template <typename scalar_t>
+void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi,
+                              const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  const scalar_t* wp = weight.const_data_ptr<scalar_t>();
+  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, g.N * g.groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> row(g.W);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t grp = t % g.groups, n = t / g.groups;
+      for (int64_t ih = 0; ih < g.H; ++ih) {
+        std::fill(row.begin(), row.end(), acc_t(0));
+        for (int64_t j = 0; j < g.Cout_g; ++j) {
+          const int64_t c = grp * g.Cout_g + j;
+          const scalar_t* plane = gop + (n * g.Cout + c) * g.Ho * g.Wo;
+          for (int64_t kh = 0; kh < g.kH; ++kh) {
+            const int64_t oh = ih * g.sh - g.ph + kh * g.dh;
+            if (oh < 0 || oh >= g.Ho) continue;
+            for (int64_t kw = 0; kw < g.kW; ++kw) {
+              const acc_t wv = static_cast<acc_t>(wp[(c * g.kH + kh) * g.kW + kw]);
+              const int64_t off_w = kw * g.dw - g.pw;
+              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
+              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+              const scalar_t* src = plane + oh * g.Wo + off_w;
+              for (int64_t iw = iw_lo; iw < iw_hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
+            }
+          }
+        }
+        scalar_t* dst = gip + ((n * g.Cin + grp) * g.H + ih) * g.W;
+        for (int64_t iw = 0; iw < g.W; ++iw) dst[iw] = static_cast<scalar_t>(row[iw]);
+      }
+    }
+  });
+}
+
+Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight,
+                                           at::IntArrayRef stride, at::IntArrayRef padding,
+                                           int64_t groups, at::IntArrayRef dilation,
+                                           at::IntArrayRef input_hw) {
+  check_floating(grad_output, "conv_transpose2d_backward_input");
+  check_same_dtype_device(grad_output, weight, "weight");
+  TORCH_CHECK(weight.dim() == 4 && input_hw.size() == 2,
+              "conv_transpose2d_backward_input: expected 4-D weight and input_hw of 2 values");
+  const ConvTranspose2dGeometry g = backward_geometry(
+      grad_output, {grad_output.size(0), weight.size(0), input_hw[0], input_hw[1]}, weight.sizes(),
+      stride, padding, groups, dilation);
+  const at::MemoryFormat fmt = conv_memory_format(grad_output, weight);
+  Tensor gi = at::empty({g.N, g.Cin, g.H, g.W}, grad_output.options().memory_format(fmt));
+  if (gi.numel() == 0) return gi;
+  const Tensor w = weight.contiguous();
+  if (g.Cin_g == 1) {
+    const Tensor go = grad_output.contiguous();
+    Tensor out = fmt == at::MemoryFormat::Contiguous ? gi : at::empty_like(gi, at::MemoryFormat::Contiguous);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                    "conv_transpose2d_backward_input_depthwise", [&] {
+                                      backward_input_depthwise<scalar_t>(go, w, out, g);
+                                    });
+    if (!out.is_same(gi)) gi.copy_(out);
+    return gi;
+  }
+  const Tensor go = grad_output.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                  "conv_transpose2d_backward_input", [&] {
+                                    backward_input_dense<scalar_t>(go, w, gi, g,
+                                                                   fmt == at::MemoryFormat::ChannelsLast);
+                                  });
+  return gi;
+}
+
+// ---- grad_weight -------------------------------------------------------------------------------
+
+// Number of partial sums: a function of the shape only, so the result never depends on threads.
+int64_t weight_grad_chunks(int64_t tasks) { return std::min<int64_t>(tasks, 8); }
+
+template <typename scalar_t>
+void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
+                           const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cout_g * g.kH * g.kW;
+  const int64_t rows_per_block = rows_per_patch_block(g, sizeof(acc_t));
+  const int64_t blocks = (g.H + rows_per_block - 1) / rows_per_block;
+  const int64_t tasks = g.N * blocks;  // (n, row block); every group inside
+  const int64_t chunks = weight_grad_chunks(tasks);
+  const int64_t wsize = g.groups * g.Cin_g * K;
+  std::vector<acc_t> partial(chunks * wsize, acc_t(0));
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+
+  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+    std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
+    std::unique_ptr<acc_t[]> X(new acc_t[rows_per_block * g.W * g.Cin_g]);
+    for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
+      acc_t* acc = partial.data() + chunk * wsize;
+      const int64_t t_lo = tasks * chunk / chunks, t_hi = tasks * (chunk + 1) / chunks;
+      for (int64_t t = t_lo; t < t_hi; ++t) {
+        const int64_t blk = t % blocks, n = t / blocks;
+        const int64_t ih0 = blk * rows_per_block, rows = std::min(rows_per_block, g.H - ih0);
+        const int64_t M = rows * g.W;
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          gather_patches<scalar_t, acc_t>(gop, g, channels_last, n, grp, ih0, rows, P.get());
+          acc_t* dWg = acc + grp * g.Cin_g * K;
+          if (!channels_last) {
+            // X_g (Cin_g x M): rows of the input planes of this group
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+              const scalar_t* src = xp + ((n * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
+              for (int64_t m = 0; m < M; ++m) X[ci * M + m] = static_cast<acc_t>(src[m]);
+            }
+            // dW_g (Cin_g x K) += X_g (Cin_g x M) @ P (M x K), P stored as P^T
+            gemm<acc_t>(g.Cin_g, K, M, {X.get(), M, false}, {P.get(), M, true}, dWg, K, true);
+          } else {
+            for (int64_t m = 0; m < M; ++m) {
+              const scalar_t* src = xp + ((n * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
+              for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
+            }
+            // dW_g (Cin_g x K) += X_g^T @ P (M x K), k = (kh, kw, co)
+            gemm<acc_t>(g.Cin_g, K, M, {X.get(), g.Cin_g, true}, {P.get(), K, false}, dWg, K, true);
+          }
+        }
+      }
+    }
+  });
+
+  // Sum the partials in chunk order, writing the weight layout (Cin, Cout_g, kH, kW).
+  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+  const int64_t kk = g.kH * g.kW;
+  at::parallel_for(0, wsize, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      acc_t s = partial[e];
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) s += partial[chunk * wsize + e];
+      int64_t dst = e;
+      if (channels_last) {  // e = (cin, (kh, kw), co) -> (cin, co, (kh, kw))
+        const int64_t co = e % g.Cout_g, khw = (e / g.Cout_g) % kk, cin = e / K;
+        dst = (cin * g.Cout_g + co) * kk + khw;
+      }
+      gwp[dst] = static_cast<scalar_t>(s);
+    }
+  });
+}
+
+// One input channel per group: each weight element is a full reduction, computed by one thread.
+template <typename scalar_t>
+void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
+                               const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, g.Cout, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(g.kH * g.kW);
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t grp = c / g.Cout_g;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      for (int64_t n = 0; n < g.N; ++n) {
+        const scalar_t* xplane = xp + (n * g.Cin + grp) * g.H * g.W;
+        const scalar_t* gplane = gop + (n * g.Cout + c) * g.Ho * g.Wo;
+        for (int64_t ih = 0; ih < g.H; ++ih)
+          for (int64_t kh = 0; kh < g.kH; ++kh) {
+            const int64_t oh = ih * g.sh - g.ph + kh * g.dh;
+            if (oh < 0 || oh >= g.Ho) continue;
+            for (int64_t kw = 0; kw < g.kW; ++kw) {
+              const int64_t off_w = kw * g.dw - g.pw;
+              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
+              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+              const scalar_t* xrow = xplane + ih * g.W;
+              const scalar_t* grow = gplane + oh * g.Wo + off_w;
+              acc_t s = 0;
+              for (int64_t iw = iw_lo; iw < iw_hi; ++iw)
+                s += static_cast<acc_t>(xrow[iw]) * static_cast<acc_t>(grow[iw * g.sw]);
+              acc[kh * g.kW + kw] += s;
+            }
+          }
+      }
+      for (int64_t i = 0; i < g.kH * g.kW; ++i) gwp[c * g.kH * g.kW + i] = static_cast<scalar_t>(acc[i]);
+    }
+  });
+}
+
+Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Tensor& input,
+                                            at::IntArrayRef kernel_hw, at::IntArrayRef stride,
+                                            at::IntArrayRef padding, int64_t groups,
+                                            at::IntArrayRef dilation) {
+  check_floating(grad_output, "conv_transpose2d_backward_weight");
+  check_same_dtype_device(grad_output, input, "input");
+  TORCH_CHECK(input.dim() == 4 && kernel_hw.size() == 2,
+              "conv_transpose2d_backward_weight: expected 4-D input and kernel_hw of 2 values");
+  TORCH_CHECK(groups > 0 && grad_output.dim() == 4 && grad_output.size(1) % groups == 0,
+              "conv_transpose2d_backward_weight: grad_output channels ", grad_output.sizes(),
+              " not divisible by groups=", groups);
+  const std::vector<int64_t> wsizes{input.size(1), grad_output.size(1) / groups, kernel_hw[0], kernel_hw[1]};
+  const ConvTranspose2dGeometry g =
+      backward_geometry(grad_output, input.sizes(), wsizes, stride, padding, groups, dilation);
+  Tensor gw = at::empty(wsizes, grad_output.options());
+  if (gw.numel() == 0) return gw;
+  if (g.N == 0) return gw.zero_();
+  if (g.Cin_g == 1) {
+    const Tensor go = grad_output.contiguous(), x = input.contiguous();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                    "conv_transpose2d_backward_weight_depthwise", [&] {
+                                      backward_weight_depthwise<scalar_t>(go, x, gw, g);
+                                    });
+    return gw;
+  }
+  const at::MemoryFormat fmt = conv_memory_format(grad_output, input);
+  const Tensor go = grad_output.contiguous(fmt), x = input.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                  "conv_transpose2d_backward_weight", [&] {
+                                    backward_weight_dense<scalar_t>(go, x, gw, g,
+                                                                    fmt == at::MemoryFormat::ChannelsLast);
+                                  });
+  return gw;
+}
+
+// ---- grad_bias ---------------------------------------------------------------------------------
+
+Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
+  check_floating(grad_output, "conv_transpose2d_backward_bias");
+  TORCH_CHECK(grad_output.dim() == 4, "conv_transpose2d_backward_bias: expected 4-D grad_output, got ",
+              grad_output.sizes());
+  const int64_t N = grad_output.size(0), C = grad_output.size(1);
+  const int64_t HW = grad_output.size(2) * grad_output.size(3);
+  Tensor gb = at::empty({C}, grad_output.options());
+  const bool channels_last = grad_output.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const Tensor go = grad_output.contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                  "conv_transpose2d_backward_bias", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* p = go.const_data_ptr<scalar_t>();
+    scalar_t* out = gb.mutable_data_ptr<scalar_t>();
+    if (!channels_last) {
+      at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          acc_t total = 0;
+          for (int64_t n = 0; n < N; ++n) {
+            // 16 independent lanes: vectorisable, and a fixed order.
+            acc_t lanes[16] = {};
+            const scalar_t* plane = p + (n * C + c) * HW;
+            int64_t i = 0;
+            for (; i + 16 <= HW; i += 16)
+              for (int l = 0; l < 16; ++l) lanes[l] += static_cast<acc_t>(plane[i + l]);
+            for (; i < HW; ++i) lanes[0] += static_cast<acc_t>(plane[i]);
+            for (int l = 0; l < 16; ++l) total += lanes[l];
+          }
+          out[c] = static_cast<scalar_t>(total);
+        }
+      });
+    } else {
+      // Rows of (N*H*W) x C: each thread owns a block of channels and walks all rows in order.
+      const int64_t rows = N * HW;
+      at::parallel_for(0, C, 16, [&](int64_t begin, int64_t end) {
+        std::vector<acc_t> acc(end - begin, acc_t(0));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = begin; c < end; ++c) acc[c - begin] += static_cast<acc_t>(p[r * C + c]);
+        for (int64_t c = begin; c < end; ++c) out[c] = static_cast<scalar_t>(acc[c - begin]);
+      });
+    }
+  });
+  return gb;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("conv_transpose2d_backward_input", &conv_transpose2d_backward_input_cpu);
+  m.impl("conv_transpose2d_backward_weight", &conv_transpose2d_backward_weight_cpu);
+  m.impl("conv_transpose2d_backward_bias", &conv_transpose2d_backward_bias_cpu);
+}
+
+}  // namespace tconv::cpu

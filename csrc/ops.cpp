@@ -1,0 +1,18 @@
+// Every tconv operator schema, declared once. Kernels register per device under csrc/cpu and
+// csrc/cuda; autograd formulas and fake (meta) kernels are registered from Python (tconv/_register_*.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY(tconv, m) {
+  // ---- transposed convolution --------------------------------------------------------------
+  // y = conv_transpose2d(x, w) + b, x: (N, Cin, H, W), w: (Cin, Cout/groups, kH, kW).
+  m.def("conv_transpose2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] output_padding, int groups, int[2] dilation) -> Tensor");
+  // d/dx: a plain strided convolution of grad_output with the same weight.
+  m.def("conv_transpose2d_backward_input(Tensor grad_output, Tensor weight, int[2] stride, "
+        "int[2] padding, int groups, int[2] dilation, int[2] input_hw) -> Tensor");
+  // d/dw: correlation of input with grad_output; kernel_hw gives the weight's spatial size.
+  m.def("conv_transpose2d_backward_weight(Tensor grad_output, Tensor input, int[2] kernel_hw, "
+        "int[2] stride, int[2] padding, int groups, int[2] dilation) -> Tensor");
+  // d/db: per-channel sum of grad_output over batch and space.
+  m.def("conv_transpose2d_backward_bias(Tensor grad_output) -> Tensor");
+}

@@ -1,0 +1,47 @@
+"""Builds tconv._C: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc is present."""
+import glob
+import os
+import platform
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _with_cuda():
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    return torch.version.cuda is not None and CUDA_HOME is not None
+
+
+def _cxx_flags():
+    flags = ["-O3", "-std=c++17", "-fopenmp"]
+    # Hand-written loops are vectorised by the compiler; -march=native gives it the machine's
+    # widest vectors. TCONV_PORTABLE=1 builds a binary that runs on any x86-64/aarch64 CPU.
+    if os.environ.get("TCONV_PORTABLE", "0") != "1" and platform.machine() in ("x86_64", "AMD64"):
+        flags.append("-march=native")
+    return flags
+
+
+def _extension():
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    include_dirs = [os.path.join(ROOT, "csrc")]
+    if _with_cuda():
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr",
+                "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90"]
+        return CUDAExtension("tconv._C", sources, include_dirs=include_dirs,
+                             define_macros=[("TCONV_WITH_CUDA", None)],
+                             extra_compile_args={"cxx": _cxx_flags(), "nvcc": nvcc},
+                             extra_link_args=["-fopenmp"])
+    return CppExtension("tconv._C", sources, include_dirs=include_dirs,
+                        extra_compile_args={"cxx": _cxx_flags()}, extra_link_args=["-fopenmp"])
+
+
+setup(
+    packages=find_packages(include=["tconv", "tconv.*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)

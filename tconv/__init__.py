@@ -1,0 +1,10 @@
+"""tconv: hand-written CPU/CUDA kernels for transposed convolution, bilinear/bicubic upsampling
+and the Gram matrix, registered as torch.ops.tconv.* with autograd and fake kernels."""
+import torch
+
+from . import _C  # noqa: F401  (loads the library: registers the torch.ops.tconv operators)
+from . import _register_conv_transpose2d  # noqa: F401
+from .functional import conv_transpose2d
+from .modules import ConvTranspose2d
+
+__all__ = ["conv_transpose2d", "ConvTranspose2d"]

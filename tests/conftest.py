@@ -1,0 +1,19 @@
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+import tconv  # noqa: F401  (registers torch.ops.tconv)
+
+# CI runs the same examples every time; locally HYPOTHESIS_PROFILE=dev draws more.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

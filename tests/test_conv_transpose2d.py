@@ -1,0 +1,325 @@
+"""tconv.conv_transpose2d / tconv.ConvTranspose2d against torch.nn.functional.conv_transpose2d."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+from torch import nn
+
+import tconv
+
+ops = torch.ops.tconv
+TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (2e-4, 2e-4)}
+
+
+def _make(n, cin, cout, hw, k, groups, dtype, bias=True, channels_last=False, transpose_view=False):
+    x = torch.randn(n, cin, *hw, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    if transpose_view:  # a non-contiguous view with the same logical content
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+    w = torch.randn(cin, cout // groups, *k, dtype=dtype)
+    b = torch.randn(cout, dtype=dtype) if bias else None
+    return x, w, b
+
+
+def _check(x, w, b, dtype, **kw):
+    """Forward, memory format and every gradient equal PyTorch's."""
+    rtol, atol = TOL[dtype]
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w) + ((b,) if b is not None else ())]
+    ours = tconv.conv_transpose2d(leaves[0], leaves[1], leaves[2] if b is not None else None, **kw)
+    ref_leaves = [t.detach().clone().requires_grad_() for t in leaves]
+    ref = F.conv_transpose2d(ref_leaves[0], ref_leaves[1], ref_leaves[2] if b is not None else None, **kw)
+    assert ours.shape == ref.shape
+    assert ours.dtype == ref.dtype
+    torch.testing.assert_close(ours, ref, rtol=rtol, atol=atol)
+    if ref.dim() == 4:
+        assert ours.is_contiguous(memory_format=torch.channels_last) == \
+            ref.is_contiguous(memory_format=torch.channels_last)
+    if ref.numel() == 0:
+        return
+    go = torch.randn_like(ref)
+    g_ours = torch.autograd.grad(ours, leaves, go)
+    g_ref = torch.autograd.grad(ref, ref_leaves, go)
+    for a, e in zip(g_ours, g_ref):
+        assert a.shape == e.shape
+        torch.testing.assert_close(a, e, rtol=rtol * 10, atol=atol * 10)
+
+
+# A deliberate grid: every argument, alone and combined.
+GRID = [
+    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (2, 3, 4, (5, 6), (3, 3), 1, 0, 0, 1, 1),
+    (2, 3, 4, (5, 6), (3, 3), 1, 1, 0, 1, 1),
+    (2, 4, 6, (5, 6), (3, 3), 2, 1, 1, 1, 1),
+    (2, 4, 6, (5, 6), (4, 4), 2, 1, 0, 2, 1),
+    (1, 4, 4, (7, 5), (3, 2), (2, 3), (1, 0), (1, 2), 1, 1),
+    (1, 4, 4, (7, 5), (3, 3), 1, 2, 1, 1, (2, 3)),
+    (2, 6, 6, (4, 4), (3, 3), 3, 1, 2, 3, 2),
+    (2, 6, 6, (6, 6), (4, 4), 2, 1, 0, 6, 1),       # depthwise
+    (2, 6, 12, (6, 6), (3, 3), 2, 1, 1, 6, 1),      # depthwise, channel multiplier 2
+    (2, 8, 4, (4, 4), (2, 2), 2, 0, 0, 1, 1),       # stride == kernel (U-Net)
+    (2, 3, 5, (4, 4), (1, 1), 1, 0, 0, 1, 1),       # 1x1
+    (2, 3, 5, (4, 4), (1, 1), 3, 0, 2, 1, 1),       # 1x1 with stride: holes between pixels
+    (1, 2, 2, (1, 1), (1, 1), 1, 0, 0, 1, 1),       # 1x1 spatial
+    (1, 2, 3, (1, 1), (5, 5), 4, 2, 3, 1, 1),
+    (2, 3, 3, (3, 4), (8, 8), 4, 2, 0, 1, 1),       # FCN-style k = 2s
+    (1, 2, 2, (3, 3), (2, 2), 5, 0, 4, 1, 1),       # stride > kernel: bias-only pixels
+    (0, 3, 4, (5, 5), (3, 3), 2, 1, 0, 1, 1),       # empty batch
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
+@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+def test_grid_matches_pytorch(cfg, layout, dtype):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                    transpose_view=layout == "noncontiguous")
+    _check(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+def test_without_bias_and_unbatched():
+    x, w, _ = _make(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
+    _check(x[0], w, None, torch.float64, stride=2, padding=1)
+    _check(x, w, None, torch.float64, stride=2, padding=1, output_padding=1)
+
+
+def test_channels_last_weight_gives_channels_last_output():
+    x, w, b = _make(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
+    _check(x, w.to(memory_format=torch.channels_last), b, torch.float64, stride=2)
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.integers(1, 3))
+    cin = groups * draw(st.integers(1, 3))
+    cout = groups * draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2))
+    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    # padding small enough that the output is non-empty
+    p = []
+    for i in range(2):
+        full = (hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + op[i] + 1
+        p.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+    n = draw(st.integers(0, 2))
+    layout = draw(st.sampled_from(["contiguous", "channels_last", "noncontiguous"]))
+    bias = draw(st.booleans())
+    return n, cin, cout, hw, k, s, tuple(p), op, groups, d, layout, bias
+
+
+@given(conv_configs())
+def test_hypothesis_matches_pytorch(cfg):
+    n, cin, cout, hw, k, s, p, op, g, d, layout, bias = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, bias=bias,
+                    channels_last=layout == "channels_last", transpose_view=layout == "noncontiguous")
+    _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("cfg", [(2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 1, 1),
+                                 (2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 8, 1),
+                                 (1, 16, 8, (5, 7), (3, 3), 1, 1, 0, 2, 1)])
+def test_half_precision_against_float32(cfg, dtype):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32)
+    xh, wh, bh = (t.to(dtype).requires_grad_() for t in (x, w, b))
+    out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
+    assert out.dtype == dtype
+    # reference: float32 on the same (rounded) values, rounded once at the end
+    xr, wr, br = (t.detach().float().requires_grad_() for t in (xh, wh, bh))
+    ref = F.conv_transpose2d(xr, wr, br, s, p, op, g, d)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
+    go = torch.randn_like(ref).to(dtype)
+    grads = torch.autograd.grad(out, (xh, wh, bh), go)
+    refs = torch.autograd.grad(ref, (xr, wr, br), go.float())
+    for a, e in zip(grads, refs):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.float(), e.to(dtype).float(), rtol=4 * eps, atol=4 * eps * e.abs().max().item())
+
+
+GRADCHECK = [
+    dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1),
+    dict(stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=2, dilation=(2, 1)),
+    dict(stride=2, padding=1, output_padding=0, groups=4, dilation=1),  # depthwise
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kw", GRADCHECK)
+def test_gradcheck_and_gradgradcheck(kw, channels_last):
+    x, w, b = _make(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
+    args = [t.requires_grad_() for t in (x, w, b)]
+    fn = lambda x, w, b: tconv.conv_transpose2d(x, w, b, **kw)
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+
+
+def _opcheck_samples():
+    x, w, b = _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32)
+    yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])
+    yield ops.conv_transpose2d, (x.to(memory_format=torch.channels_last), w, None, [1, 2], [0, 1], [0, 1], 2, [2, 1])
+    y = F.conv_transpose2d(x, w, b, 2, 1, (1, 0), 2)
+    yield ops.conv_transpose2d_backward_input, (torch.randn_like(y), w, [2, 2], [1, 1], 2, [1, 1], [4, 5])
+    yield ops.conv_transpose2d_backward_weight, (torch.randn_like(y), x, [3, 3], [2, 2], [1, 1], 2, [1, 1])
+    yield ops.conv_transpose2d_backward_bias, (torch.randn_like(y),)
+
+
+@pytest.mark.parametrize("op,args", list(_opcheck_samples()), ids=lambda v: getattr(v, "__name__", ""))
+def test_opcheck(op, args):
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args)
+
+
+def test_torch_compile_fullgraph():
+    model = nn.Sequential(tconv.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1),
+                          nn.ReLU(), tconv.ConvTranspose2d(6, 6, 4, stride=2, padding=1, groups=6))
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), model(x))
+    g1 = torch.autograd.grad(compiled(x).sum(), x)[0]
+    g2 = torch.autograd.grad(model(x).sum(), x)[0]
+    torch.testing.assert_close(g1, g2)
+
+
+def test_seed_worked_example():
+    """D2L 13.10: X = K = [[0, 1], [2, 3]], stride 1, no bias."""
+    X = torch.tensor([[0.0, 1.0], [2.0, 3.0]]).reshape(1, 1, 2, 2)
+    K = X.clone()
+    expected = torch.tensor([[0.0, 0.0, 1.0], [0.0, 4.0, 6.0], [4.0, 12.0, 9.0]]).reshape(1, 1, 3, 3)
+    assert torch.equal(tconv.conv_transpose2d(X, K), expected)
+    layer = tconv.ConvTranspose2d(1, 1, kernel_size=2, bias=False)
+    layer.weight.data = K
+    assert torch.equal(layer(X), expected)
+
+
+def test_module_is_a_drop_in():
+    def build(conv):
+        return nn.Sequential(conv(8, 6, 4, stride=2, padding=1), nn.ReLU(),
+                             conv(6, 6, 3, stride=2, padding=1, output_padding=1, groups=3, dilation=2),
+                             nn.ReLU(), conv(6, 3, 2, stride=2, bias=False))
+    ref = build(nn.ConvTranspose2d).double()
+    ours = build(tconv.ConvTranspose2d).double()
+    ours.load_state_dict(ref.state_dict())
+    assert all(isinstance(m, nn.ConvTranspose2d) for m in ours if not isinstance(m, nn.ReLU))
+    ref.load_state_dict(ours.state_dict())  # and back
+    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
+    out_ref, out = ref(x), ours(x)
+    torch.testing.assert_close(out, out_ref)
+    out_ref.square().sum().backward()
+    out.square().sum().backward()
+    for (name, p_ref), (_, p) in zip(ref.named_parameters(), ours.named_parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)
+
+
+def test_module_initialisation_matches_pytorch():
+    torch.manual_seed(3)
+    ref = nn.ConvTranspose2d(8, 4, 3, groups=2)
+    torch.manual_seed(3)
+    ours = tconv.ConvTranspose2d(8, 4, 3, groups=2)
+    assert torch.equal(ref.weight, ours.weight) and torch.equal(ref.bias, ours.bias)
+    assert ours.weight.shape == (8, 2, 3, 3)
+    ours = tconv.ConvTranspose2d(2, 3, 1, dtype=torch.float64)
+    assert ours.weight.dtype == torch.float64
+
+
+@pytest.mark.parametrize("output_size", [(11, 11), (12, 12), [2, 3, 12, 11], torch.Size([11, 12])])
+def test_module_output_size(output_size):
+    ref = nn.ConvTranspose2d(4, 3, 3, stride=2).double()
+    ours = tconv.ConvTranspose2d(4, 3, 3, stride=2).double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(ours(x, output_size=output_size), ref(x, output_size=output_size))
+
+
+# ---- bad input: the same exception type as PyTorch ---------------------------------------------------
+
+def _x():
+    return torch.randn(2, 4, 5, 5)
+
+
+def _w():
+    return torch.randn(4, 3, 3, 3)
+
+
+BAD_CALLS = {
+    "5-D input": lambda f: f(_x()[None], _w()),
+    "2-D input": lambda f: f(_x()[0, 0], _w()),
+    "channel mismatch": lambda f: f(torch.randn(2, 5, 5, 5), _w()),
+    "groups not dividing": lambda f: f(_x(), _w(), groups=3),
+    "zero groups": lambda f: f(_x(), _w(), groups=0),
+    "zero stride": lambda f: f(_x(), _w(), stride=0),
+    "negative stride": lambda f: f(_x(), _w(), stride=(1, -1)),
+    "negative padding": lambda f: f(_x(), _w(), padding=-1),
+    "output_padding >= stride and dilation": lambda f: f(_x(), _w(), stride=2, output_padding=2),
+    "negative output_padding": lambda f: f(_x(), _w(), stride=2, output_padding=-1),
+    "weight dtype": lambda f: f(_x(), _w().double()),
+    "bias dtype": lambda f: f(_x(), _w(), torch.randn(3).double()),
+    "bias size": lambda f: f(_x(), _w(), torch.randn(4)),
+    "negative output size": lambda f: f(torch.randn(1, 4, 1, 1), _w(), padding=5),
+    "three strides": lambda f: f(_x(), _w(), stride=(1, 2, 3)),
+    "empty spatial input": lambda f: f(torch.randn(2, 4, 0, 5), _w()),
+    "zero input channels": lambda f: f(torch.randn(2, 0, 5, 5), torch.randn(0, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_CALLS))
+def test_bad_input_raises_like_pytorch(name):
+    call = BAD_CALLS[name]
+    with pytest.raises(Exception) as expected:
+        call(F.conv_transpose2d)
+    with pytest.raises(expected.type) as got:
+        call(tconv.conv_transpose2d)
+    assert str(got.value)  # a message, not an empty error
+
+
+def test_non_positive_dilation_is_rejected():
+    with pytest.raises(RuntimeError, match="dilation"):
+        tconv.conv_transpose2d(_x(), _w(), dilation=0)
+
+
+def test_integer_input_is_rejected():
+    with pytest.raises(RuntimeError, match="not implemented for 'Long'"):
+        tconv.conv_transpose2d(_x().long(), _w().long())
+
+
+@pytest.mark.parametrize("output_size", [(20, 20), (11, 11, 11)])
+def test_module_bad_output_size_raises_value_error(output_size):
+    layer = tconv.ConvTranspose2d(4, 3, 3, stride=2)
+    with pytest.raises(ValueError):
+        layer(_x(), output_size=output_size)
+
+
+def test_module_constructor_errors_like_pytorch():
+    with pytest.raises(ValueError):
+        tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect")
+    with pytest.raises(ValueError):
+        tconv.ConvTranspose2d(4, 3, 3, groups=2)
+
+
+def test_deepcopy_keeps_behaviour():
+    layer = tconv.ConvTranspose2d(3, 2, 3, stride=2)
+    x = torch.randn(1, 3, 4, 4)
+    torch.testing.assert_close(copy.deepcopy(layer)(x), layer(x))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bitwise_deterministic(threads):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, w, b = _make(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
+        x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
+        runs = []
+        for _ in range(2):
+            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+            runs.append((out,) + torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
+        for a, c in zip(*runs):
+            assert torch.equal(a, c)
+    finally:
+        torch.set_num_threads(old)
