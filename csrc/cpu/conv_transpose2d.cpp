@@ -21,6 +21,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "cpu/gemm.h"
+#include "cpu/output_alloc.h"
 
 namespace tconv::cpu {
 namespace {
@@ -90,17 +91,23 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
   const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
 
-  // Rows of cells per GEMM: A and C of one block stay within ~384 KiB (half of this L2).
+  // Rows of cells per GEMM: M >= ~256 amortises the BLAS's packing of B (K x Nb) over the
+  // block, while A and C of one block stay within ~1.5 MiB.
   int64_t max_cells = 0;
   for (int64_t rh = 0; rh < g.sh; ++rh)
     max_cells = std::max(max_cells, cells_of_phase(rh, g.sh, g.ph, g.Ho).count);
+  max_cells = std::max<int64_t>(max_cells, 1);
   const int64_t row_bytes = Qw * (K + Nb) * int64_t(sizeof(acc_t));
-  const int64_t rows_per_block =
-      std::clamp<int64_t>((384 << 10) / std::max<int64_t>(row_bytes, 1), 1, std::max<int64_t>(max_cells, 1));
+  const int64_t rows_for_m = (256 + Qw - 1) / Qw;
+  const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / std::max<int64_t>(row_bytes, 1), 1);
+  const int64_t rows_per_block = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache), 1, max_cells);
   const int64_t blocks = (max_cells + rows_per_block - 1) / rows_per_block;
   const int64_t tasks = g.N * g.groups * g.sh * blocks;
+  // Contiguous output with wide strides: C = A @ B has columns (co, rw), so each cell writes a
+  // contiguous run of sw outputs. Narrow strides: C^T, whose rows run along the cells.
+  const bool runs_along_phase = g.sw >= 4;
 
-  // Where output column ow reads C: phase rw and cell qw - qw_lo.
+  // Channels-last scatter: where output column ow reads C (cell - qw_lo, phase).
   std::vector<int64_t> col_phase(g.Wo), col_cell(g.Wo);
   for (int64_t ow = 0; ow < g.Wo; ++ow) {
     const CellPhase cp = cell_phase_of(ow, g.sw, g.pw);
@@ -148,17 +155,43 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
               }
             }
         }
-        // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M)
-        gemm<acc_t>(Nb, M, K, {Bp, Nb, true}, {A.get(), M, false}, C.get(), M, false);
-        for (int64_t co = 0; co < g.Cout_g; ++co) {
-          const acc_t bias_v = b[grp * g.Cout_g + co];
-          const acc_t* Cco = C.get() + co * g.sw * M;
-          for (int64_t r = 0; r < rows; ++r) {
-            const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
-            scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
-            const acc_t* Cr = Cco + r * Qw;
-            for (int64_t ow = 0; ow < g.Wo; ++ow)
-              yrow[ow] = static_cast<scalar_t>(Cr[col_phase[ow] * M + col_cell[ow]] + bias_v);
+        if (runs_along_phase) {
+          // C (M x Nb) = A (M x K) @ B (K x Nb); cell j writes y[.., j*sw + rw - pw'] for rw < sw.
+          gemm<acc_t>(M, Nb, K, {A.get(), M, true}, {Bp, Nb, false}, C.get(), Nb, false);
+          for (int64_t co = 0; co < g.Cout_g; ++co) {
+            const acc_t bias_v = b[grp * g.Cout_g + co];
+            for (int64_t r = 0; r < rows; ++r) {
+              const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+              scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
+              for (int64_t j = 0; j < Qw; ++j) {
+                const int64_t ow0 = output_of(g.qw_lo + j, 0, g.sw, g.pw);
+                const int64_t rw_lo = std::max<int64_t>(0, -ow0);
+                const int64_t rw_hi = std::min<int64_t>(g.sw, g.Wo - ow0);
+                const acc_t* src = C.get() + (r * Qw + j) * Nb + co * g.sw;
+                for (int64_t rw = rw_lo; rw < rw_hi; ++rw)
+                  yrow[ow0 + rw] = static_cast<scalar_t>(src[rw] + bias_v);
+              }
+            }
+          }
+        } else {
+          // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M); row (co, rw) runs along the cells.
+          gemm<acc_t>(Nb, M, K, {Bp, Nb, true}, {A.get(), M, false}, C.get(), M, false);
+          for (int64_t co = 0; co < g.Cout_g; ++co) {
+            const acc_t bias_v = b[grp * g.Cout_g + co];
+            for (int64_t r = 0; r < rows; ++r) {
+              const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+              scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
+              for (int64_t rw = 0; rw < g.sw; ++rw) {
+                // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
+                const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
+                const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
+                const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+                const acc_t* src = C.get() + (co * g.sw + rw) * M + r * Qw;
+                scalar_t* dst = yrow + ow_first;
+                for (int64_t j = j_lo; j < j_hi; ++j)
+                  dst[j * g.sw] = static_cast<scalar_t>(src[j] + bias_v);
+              }
+            }
           }
         }
       } else {
@@ -261,13 +294,13 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   if (bias.has_value() && bias->defined()) check_bias(input, *bias, g.Cout, weight.sizes());
 
   const at::MemoryFormat fmt = conv_memory_format(input, weight);
-  Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
+  Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);
   if (y.numel() == 0) return y;
 
   if (g.Cin_g == 1 && g.Oh * g.Ow <= 16) {
     // Direct loop: a GEMM with one input channel per group would have K <= 16.
     const Tensor x = input.contiguous();
-    Tensor out = fmt == at::MemoryFormat::Contiguous ? y : at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options());
+    Tensor out = fmt == at::MemoryFormat::Contiguous ? y : empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options());
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                     "conv_transpose2d_depthwise", [&] {
                                       forward_depthwise<scalar_t>(x, weight, bias, out, g);

@@ -18,6 +18,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "cpu/gemm.h"
+#include "cpu/output_alloc.h"
 
 namespace tconv::cpu {
 namespace {
@@ -209,7 +210,7 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
       grad_output, {grad_output.size(0), weight.size(0), input_hw[0], input_hw[1]}, weight.sizes(),
       stride, padding, groups, dilation);
   const at::MemoryFormat fmt = conv_memory_format(grad_output, weight);
-  Tensor gi = at::empty({g.N, g.Cin, g.H, g.W}, grad_output.options().memory_format(fmt));
+  Tensor gi = empty_output({g.N, g.Cin, g.H, g.W}, grad_output.options(), fmt);
   if (gi.numel() == 0) return gi;
   const Tensor w = weight.contiguous();
   if (g.Cin_g == 1) {
