@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
+#include "cpu/conv_transpose2d_cells.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 
@@ -27,50 +28,6 @@ namespace tconv::cpu {
 namespace {
 
 using at::Tensor;
-
-// Cells qh of phase rh whose output row lies in [0, Ho).
-struct CellRange {
-  int64_t lo, count;
-};
-CellRange cells_of_phase(int64_t phase, int64_t stride, int64_t padding, int64_t out) {
-  const int64_t lo = floor_div(padding - phase + stride - 1, stride);
-  const int64_t hi = floor_div(out - 1 + padding - phase, stride);
-  return {lo, std::max<int64_t>(hi - lo + 1, 0)};
-}
-
-// B_rh for every group and phase rh, as acc_t. Row (k) and column orders match the gather and
-// scatter of the memory format: contiguous k = (ci, oh_off, ow_off), columns (co, rw);
-// channels_last k = (oh_off, ow_off, ci), columns (rw, co).
-template <typename scalar_t, typename acc_t>
-std::vector<acc_t> pack_cell_weights(const Tensor& weight, const ConvTranspose2dGeometry& g,
-                                     bool channels_last) {
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  std::vector<acc_t> B(g.groups * g.sh * K * Nb, acc_t(0));
-  const scalar_t* w = weight.const_data_ptr<scalar_t>();  // (Cin, Cout_g, kH, kW) contiguous
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    for (int64_t rh = 0; rh < g.sh; ++rh) {
-      acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
-      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off) {
-        const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
-        if (kh < 0) continue;
-        for (int64_t rw = 0; rw < g.sw; ++rw)
-          for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
-            const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
-            if (kw < 0) continue;
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-              for (int64_t co = 0; co < g.Cout_g; ++co) {
-                const acc_t v = static_cast<acc_t>(
-                    w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
-                const int64_t k = channels_last ? (oh_off * g.Ow + ow_off) * g.Cin_g + ci
-                                                : (ci * g.Oh + oh_off) * g.Ow + ow_off;
-                const int64_t col = channels_last ? rw * g.Cout_g + co : co * g.sw + rw;
-                Bp[k * Nb + col] = v;
-              }
-          }
-      }
-    }
-  return B;
-}
 
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) {
@@ -134,27 +91,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
       const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
 
       if (!channels_last) {
-        // A^T (K x M): each k is a shifted copy of one input row segment.
-        for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
-          const scalar_t* xc = xp + ((n * g.Cin + grp * g.Cin_g + ci) * g.H) * g.W;
-          for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-            for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
-              acc_t* dst = A.get() + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * M;
-              const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
-              const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-              for (int64_t r = 0; r < rows; ++r, dst += Qw) {
-                const int64_t ih = qh0 + r - oh_off;
-                if (ih < 0 || ih >= g.H) {
-                  std::fill(dst, dst + Qw, acc_t(0));
-                  continue;
-                }
-                const scalar_t* src = xc + ih * g.W + (g.qw_lo - ow_off);
-                std::fill(dst, dst + j_lo, acc_t(0));
-                for (int64_t j = j_lo; j < j_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
-                std::fill(dst + j_hi, dst + Qw, acc_t(0));
-              }
-            }
-        }
+        gather_input_cells(xp, g, n, grp, qh0, rows, g.qw_lo, Qw, A.get());
         if (runs_along_phase) {
           // C (M x Nb) = A (M x K) @ B (K x Nb); cell j writes y[.., j*sw + rw - pw'] for rw < sw.
           gemm<acc_t>(M, Nb, K, {A.get(), M, true}, {Bp, Nb, false}, C.get(), Nb, false);

@@ -1,5 +1,11 @@
 // CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
 //
+// Strided shapes (contiguous layout) use the adjoint of the forward's cell GEMM: grad_output is
+// gathered per cell in contiguous runs (G_rh), then
+//   grad_input  = col2im over offsets of  dA = sum_rh G_rh @ B_rh^T
+//   grad_weight = fold of                 dB_rh = A^T @ G_rh   (A: the forward's input cells)
+// Stride 1 and channels_last use the patch matrix below.
+//
 // Both dense gradients read grad_output through the same patch matrix P: for input pixel
 // (ih, iw), P[(ih, iw)][(co, kh, kw)] = grad_output[co, ih*sh - ph + kh*dh, iw*sw - pw + kw*dw]
 // (zero outside), i.e. the im2col of an ordinary strided convolution.
@@ -17,6 +23,7 @@
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
+#include "cpu/conv_transpose2d_cells.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 
@@ -100,6 +107,134 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
 int64_t rows_per_patch_block(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   const int64_t row_bytes = g.W * g.Cout_g * g.kH * g.kW * elem_size;
   return std::clamp<int64_t>((512 << 10) / std::max<int64_t>(row_bytes, 1), 1, g.H);
+}
+
+// Number of partial sums: a function of the shape only, so the result never depends on threads.
+int64_t weight_grad_chunks(int64_t tasks) { return std::min<int64_t>(tasks, 8); }
+
+// ---- strided shapes: the cell view -------------------------------------------------------------
+
+// The backward's cell grid: every cell that reads an input pixel, qh in [0, H + Oh - 1).
+struct BackwardCells {
+  int64_t Hc, Wc, rows_per_block, blocks;
+};
+
+BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size) {
+  BackwardCells c{};
+  c.Hc = g.H + g.Oh - 1;
+  c.Wc = g.W + g.Ow - 1;
+  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const int64_t rows_for_m = (256 + c.Wc - 1) / c.Wc;  // amortise the BLAS's packing
+  const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / (c.Wc * (K + Nb) * elem_size), 1);
+  c.rows_per_block = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache), 1, c.Hc);
+  c.blocks = (c.Hc + c.rows_per_block - 1) / c.rows_per_block;
+  return c;
+}
+
+bool use_cells(const ConvTranspose2dGeometry& g, bool channels_last) {
+  return !channels_last && g.Cin_g > 1 && g.sh * g.sw > 1;
+}
+
+template <typename scalar_t>
+void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
+                          const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, false);
+  const BackwardCells bc = backward_cells(g, sizeof(acc_t));
+  const int64_t cells = bc.Hc * bc.Wc;
+  // dA[n][grp][cell][(ci, oh_off, ow_off)]: what each cell sends back to the pixels it read.
+  std::unique_ptr<acc_t[]> dA(new acc_t[g.N * g.groups * cells * K]);
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+
+  at::parallel_for(0, g.N * g.groups * bc.blocks, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t blk = t % bc.blocks, grp = (t / bc.blocks) % g.groups, n = t / (bc.blocks * g.groups);
+      const int64_t qh0 = blk * bc.rows_per_block, rows = std::min(bc.rows_per_block, bc.Hc - qh0);
+      const int64_t M = rows * bc.Wc;
+      acc_t* dA_blk = dA.get() + ((n * g.groups + grp) * cells + qh0 * bc.Wc) * K;
+      for (int64_t rh = 0; rh < g.sh; ++rh) {
+        gather_grad_cells(gop, g, n, grp, rh, qh0, rows, bc.Wc, G.get());
+        const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+        // dA (M x K) (+)= G_rh (M x Nb) @ B_rh^T (Nb x K), phases summed in order
+        gemm<acc_t>(M, K, Nb, {G.get(), Nb, false}, {Bp, Nb, true}, dA_blk, K, rh > 0);
+      }
+    }
+  });
+
+  // grad_input[n, ci, ih, iw] = sum over offsets of dA[cell (ih + oh_off, iw + ow_off)], in order.
+  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, g.N * g.groups * g.H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(g.Cin_g * g.W);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t ih = t % g.H, grp = (t / g.H) % g.groups, n = t / (g.H * g.groups);
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      const acc_t* dA_img = dA.get() + (n * g.groups + grp) * cells * K;
+      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
+        for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off)
+          for (int64_t iw = 0; iw < g.W; ++iw) {
+            const acc_t* src = dA_img + ((ih + oh_off) * bc.Wc + iw + ow_off) * K + oh_off * g.Ow + ow_off;
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci) acc[ci * g.W + iw] += src[ci * g.Oh * g.Ow];
+          }
+      for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+        scalar_t* dst = gip + ((n * g.Cin + grp * g.Cin_g + ci) * g.H + ih) * g.W;
+        for (int64_t iw = 0; iw < g.W; ++iw) dst[iw] = static_cast<scalar_t>(acc[ci * g.W + iw]);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
+                           const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const BackwardCells bc = backward_cells(g, sizeof(acc_t));
+  const int64_t tasks = g.N * bc.blocks;
+  const int64_t chunks = weight_grad_chunks(tasks);
+  const int64_t bsize = g.groups * g.sh * K * Nb;
+  std::vector<acc_t> partial(chunks * bsize, acc_t(0));
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+
+  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+    std::unique_ptr<acc_t[]> AT(new acc_t[bc.rows_per_block * bc.Wc * K]);
+    std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
+    for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
+      acc_t* dB = partial.data() + chunk * bsize;
+      for (int64_t t = tasks * chunk / chunks; t < tasks * (chunk + 1) / chunks; ++t) {
+        const int64_t blk = t % bc.blocks, n = t / bc.blocks;
+        const int64_t qh0 = blk * bc.rows_per_block, rows = std::min(bc.rows_per_block, bc.Hc - qh0);
+        const int64_t M = rows * bc.Wc;
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          gather_input_cells(xp, g, n, grp, qh0, rows, 0, bc.Wc, AT.get());
+          for (int64_t rh = 0; rh < g.sh; ++rh) {
+            gather_grad_cells(gop, g, n, grp, rh, qh0, rows, bc.Wc, G.get());
+            // dB_rh (K x Nb) += A^T (K x M) @ G_rh (M x Nb)
+            gemm<acc_t>(K, Nb, M, {AT.get(), M, false}, {G.get(), Nb, false},
+                        dB + (grp * g.sh + rh) * K * Nb, Nb, true);
+          }
+        }
+      }
+    }
+  });
+
+  // Fold: tap (kh, kw) is phase (kh*dh) % sh at offset (kh*dh) / sh; chunks summed in order.
+  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+  const int64_t wsize = g.Cin * g.Cout_g * g.kH * g.kW;
+  at::parallel_for(0, wsize, 2048, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      const int64_t kw = e % g.kW, kh = (e / g.kW) % g.kH, co = (e / (g.kW * g.kH)) % g.Cout_g;
+      const int64_t cin = e / (g.kW * g.kH * g.Cout_g), grp = cin / g.Cin_g, ci = cin % g.Cin_g;
+      const int64_t rh = kh * g.dh % g.sh, oh_off = kh * g.dh / g.sh;
+      const int64_t rw = kw * g.dw % g.sw, ow_off = kw * g.dw / g.sw;
+      const int64_t idx = (grp * g.sh + rh) * K * Nb + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * Nb + co * g.sw + rw;
+      acc_t s = partial[idx];
+      for (int64_t chunk = 1; chunk < chunks; ++chunk) s += partial[chunk * bsize + idx];
+      gwp[e] = static_cast<scalar_t>(s);
+    }
+  });
 }
 
 // ---- grad_input --------------------------------------------------------------------------------
@@ -224,6 +359,13 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   const Tensor go = grad_output.contiguous(fmt);
+  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast)) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                    "conv_transpose2d_backward_input_cells", [&] {
+                                      backward_input_cells<scalar_t>(go, w, gi, g);
+                                    });
+    return gi;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
                                   "conv_transpose2d_backward_input", [&] {
                                     backward_input_dense<scalar_t>(go, w, gi, g,
@@ -233,9 +375,6 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
 }
 
 // ---- grad_weight -------------------------------------------------------------------------------
-
-// Number of partial sums: a function of the shape only, so the result never depends on threads.
-int64_t weight_grad_chunks(int64_t tasks) { return std::min<int64_t>(tasks, 8); }
 
 template <typename scalar_t>
 void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
@@ -367,6 +506,13 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
   }
   const at::MemoryFormat fmt = conv_memory_format(grad_output, input);
   const Tensor go = grad_output.contiguous(fmt), x = input.contiguous(fmt);
+  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast)) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
+                                    "conv_transpose2d_backward_weight_cells", [&] {
+                                      backward_weight_cells<scalar_t>(go, x, gw, g);
+                                    });
+    return gw;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
                                   "conv_transpose2d_backward_weight", [&] {
                                     backward_weight_dense<scalar_t>(go, x, gw, g,
