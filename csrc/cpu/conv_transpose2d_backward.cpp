@@ -53,6 +53,13 @@ ConvTranspose2dGeometry backward_geometry(const Tensor& grad_output, at::IntArra
   return g;
 }
 
+// At most `limit` rows per block, split evenly over `total` (16 rows as 9 + 8, not 16 + 1).
+int64_t balanced_rows(int64_t limit, int64_t total) {
+  limit = std::clamp<int64_t>(limit, 1, std::max<int64_t>(total, 1));
+  const int64_t blocks = (total + limit - 1) / limit;
+  return (total + blocks - 1) / blocks;
+}
+
 // Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp.
 // Contiguous layout stores P^T (K x M), k = (co, kh, kw); channels_last stores P (M x K),
 // k = (kh, kw, co). M = rows * W.
@@ -103,14 +110,21 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
   }
 }
 
-// Input rows per patch block: the block of P stays within ~512 KiB.
+// Input rows per patch block: M = rows * W of at least ~512 rows of P, so the BLAS's packing of
+// the other operand and the accumulator traffic of grad_weight are amortised; P stays <= ~4 MiB.
 int64_t rows_per_patch_block(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   const int64_t row_bytes = g.W * g.Cout_g * g.kH * g.kW * elem_size;
-  return std::clamp<int64_t>((512 << 10) / std::max<int64_t>(row_bytes, 1), 1, g.H);
+  const int64_t rows_for_m = (512 + g.W - 1) / g.W;
+  const int64_t rows_for_cache = std::max<int64_t>((4 << 20) / std::max<int64_t>(row_bytes, 1), 1);
+  return balanced_rows(std::min(rows_for_m, rows_for_cache), g.H);
 }
 
 // Number of partial sums: a function of the shape only, so the result never depends on threads.
-int64_t weight_grad_chunks(int64_t tasks) { return std::min<int64_t>(tasks, 8); }
+// Up to 8 (load balance), fewer when the partial buffers would pass ~64 MiB.
+int64_t weight_grad_chunks(int64_t tasks, int64_t partial_bytes) {
+  const int64_t by_memory = std::max<int64_t>((64 << 20) / std::max<int64_t>(partial_bytes, 1), 2);
+  return std::max<int64_t>(std::min<int64_t>({tasks, 8, by_memory}), 1);
+}
 
 // ---- strided shapes: the cell view -------------------------------------------------------------
 
@@ -124,9 +138,9 @@ BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size
   c.Hc = g.H + g.Oh - 1;
   c.Wc = g.W + g.Ow - 1;
   const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  const int64_t rows_for_m = (256 + c.Wc - 1) / c.Wc;  // amortise the BLAS's packing
+  const int64_t rows_for_m = (512 + c.Wc - 1) / c.Wc;  // amortise the BLAS's packing
   const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / (c.Wc * (K + Nb) * elem_size), 1);
-  c.rows_per_block = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache), 1, c.Hc);
+  c.rows_per_block = balanced_rows(std::min(rows_for_m, rows_for_cache), c.Hc);
   c.blocks = (c.Hc + c.rows_per_block - 1) / c.rows_per_block;
   return c;
 }
@@ -192,8 +206,8 @@ void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
   const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
   const BackwardCells bc = backward_cells(g, sizeof(acc_t));
   const int64_t tasks = g.N * bc.blocks;
-  const int64_t chunks = weight_grad_chunks(tasks);
   const int64_t bsize = g.groups * g.sh * K * Nb;
+  const int64_t chunks = weight_grad_chunks(tasks, bsize * int64_t(sizeof(acc_t)));
   std::vector<acc_t> partial(chunks * bsize, acc_t(0));
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
@@ -384,8 +398,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   const int64_t rows_per_block = rows_per_patch_block(g, sizeof(acc_t));
   const int64_t blocks = (g.H + rows_per_block - 1) / rows_per_block;
   const int64_t tasks = g.N * blocks;  // (n, row block); every group inside
-  const int64_t chunks = weight_grad_chunks(tasks);
   const int64_t wsize = g.groups * g.Cin_g * K;
+  const int64_t chunks = weight_grad_chunks(tasks, wsize * int64_t(sizeof(acc_t)));
   std::vector<acc_t> partial(chunks * wsize, acc_t(0));
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
