@@ -1,10 +1,10 @@
 // CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
 //
-// Strided shapes (contiguous layout) use the adjoint of the forward's cell GEMM: grad_output is
+// Wide-stride shapes (contiguous layout) use the adjoint of the forward's cell GEMM: grad_output is
 // gathered per cell in contiguous runs (G_rh), then
 //   grad_input  = col2im over offsets of  dA = sum_rh G_rh @ B_rh^T
 //   grad_weight = fold of                 dB_rh = A^T @ G_rh   (A: the forward's input cells)
-// Stride 1 and channels_last use the patch matrix below.
+// Other shapes use the patch matrix below.
 //
 // Both dense gradients read grad_output through the same patch matrix P: for input pixel
 // (ih, iw), P[(ih, iw)][(co, kh, kw)] = grad_output[co, ih*sh - ph + kh*dh, iw*sw - pw + kw*dw]
@@ -145,8 +145,11 @@ BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size
   return c;
 }
 
+// Wide strides (FCN's 32) make the patch matrix read grad_output at stride s: the cell view reads
+// it in contiguous runs instead. For small strides (U-Net, DCGAN) the patch GEMM, with its longer
+// reduction, measured faster.
 bool use_cells(const ConvTranspose2dGeometry& g, bool channels_last) {
-  return !channels_last && g.Cin_g > 1 && g.sh * g.sw > 1;
+  return !channels_last && g.Cin_g > 1 && g.sh * g.sw >= 16;
 }
 
 template <typename scalar_t>
