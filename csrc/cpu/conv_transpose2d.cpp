@@ -164,9 +164,28 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
   });
 }
 
+// Taps of each phase on one axis: (kernel index, input offset) pairs, in kernel order.
+struct PhaseTaps {
+  std::vector<int64_t> begin;                      // phase r's taps are [begin[r], begin[r + 1])
+  std::vector<std::pair<int64_t, int64_t>> taps;   // (k, offset)
+};
+PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
+  PhaseTaps p;
+  const int64_t offsets = cell_offsets(kernel, stride, dilation);
+  for (int64_t r = 0; r < stride; ++r) {
+    p.begin.push_back(int64_t(p.taps.size()));
+    for (int64_t off = 0; off < offsets; ++off) {
+      const int64_t k = tap_of(r, off, kernel, stride, dilation);
+      if (k >= 0) p.taps.emplace_back(k, off);
+    }
+  }
+  p.begin.push_back(int64_t(p.taps.size()));
+  return p;
+}
+
 // One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
 // For each output row, every phase rw accumulates a contiguous run over cells qw (vectorised),
-// then the runs are interleaved into the row.
+// then each run is stored into the row at stride sw.
 template <typename scalar_t>
 void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                        Tensor& y, const ConvTranspose2dGeometry& g) {
@@ -177,11 +196,7 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t Qw = g.Qw;
-  std::vector<int64_t> col_src(g.Wo);  // index into the phase runs
-  for (int64_t ow = 0; ow < g.Wo; ++ow) {
-    const CellPhase cp = cell_phase_of(ow, g.sw, g.pw);
-    col_src[ow] = cp.phase * Qw + (cp.cell - g.qw_lo);
-  }
+  const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
 
   at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> runs(new acc_t[g.sw * Qw]);
@@ -190,31 +205,38 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
       const int64_t c = t % g.Cout, n = t / g.Cout, grp = c / g.Cout_g;
       const scalar_t* xc = xp + (n * g.Cin + grp) * g.H * g.W;
       for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
+      const acc_t bias_v = b[c];
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
         const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
         std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
-        for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off) {
-          const int64_t kh = tap_of(hp.phase, oh_off, g.kH, g.sh, g.dh);
+        for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
+          const auto [kh, oh_off] = th.taps[a];
           const int64_t ih = hp.cell - oh_off;
-          if (kh < 0 || ih < 0 || ih >= g.H) continue;
+          if (ih < 0 || ih >= g.H) continue;
           const scalar_t* xrow = xc + ih * g.W;
-          for (int64_t rw = 0; rw < g.sw; ++rw)
-            for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
-              const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
-              if (kw < 0) continue;
+          for (int64_t rw = 0; rw < g.sw; ++rw) {
+            acc_t* run = runs.get() + rw * Qw;
+            for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
+              const auto [kw, ow_off] = tw.taps[e];
               const acc_t wv = wk[kh * g.kW + kw];
-              // cells j with input column iw = qw_lo + j - ow_off inside [0, W)
+              // cells j whose input column qw_lo + j - ow_off lies in [0, W)
               const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
               const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-              acc_t* run = runs.get() + rw * Qw;
               const scalar_t* src = xrow + (g.qw_lo - ow_off);
               for (int64_t j = j_lo; j < j_hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
             }
+          }
         }
         scalar_t* yrow = yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo;
-        const acc_t bias_v = b[c];
-        for (int64_t ow = 0; ow < g.Wo; ++ow)
-          yrow[ow] = static_cast<scalar_t>(runs[col_src[ow]] + bias_v);
+        for (int64_t rw = 0; rw < g.sw; ++rw) {
+          // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
+          const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
+          const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
+          const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+          const acc_t* run = runs.get() + rw * Qw;
+          scalar_t* dst = yrow + ow_first;
+          for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias_v);
+        }
       }
     }
   });
