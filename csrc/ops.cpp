@@ -15,4 +15,18 @@ TORCH_LIBRARY(tconv, m) {
         "int[2] stride, int[2] padding, int groups, int[2] dilation) -> Tensor");
   // d/db: per-channel sum of grad_output over batch and space.
   m.def("conv_transpose2d_backward_bias(Tensor grad_output) -> Tensor");
+
+  // ---- upsampling ----------------------------------------------------------------------------
+  // y = F.interpolate(x, output_size, mode='bilinear' / 'bicubic', align_corners, antialias) on a
+  // 4-D (N, C, H, W) input. scale_h / scale_w: the user's scale factors, which PyTorch uses in the
+  // source-index computation when given (None: derived from the sizes).
+  m.def("upsample_bilinear2d(Tensor input, int[2] output_size, bool align_corners, bool antialias, "
+        "float? scale_h, float? scale_w) -> Tensor");
+  m.def("upsample_bicubic2d(Tensor input, int[2] output_size, bool align_corners, bool antialias, "
+        "float? scale_h, float? scale_w) -> Tensor");
+  // d/dx: the adjoint resampling of grad_output (N, C, Ho, Wo) back to input_size (H, W).
+  m.def("upsample_bilinear2d_backward(Tensor grad_output, int[2] input_size, bool align_corners, "
+        "bool antialias, float? scale_h, float? scale_w) -> Tensor");
+  m.def("upsample_bicubic2d_backward(Tensor grad_output, int[2] input_size, bool align_corners, "
+        "bool antialias, float? scale_h, float? scale_w) -> Tensor");
 }

@@ -4,7 +4,10 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library: registers the torch.ops.tconv operators)
 from . import _register_conv_transpose2d  # noqa: F401
-from .functional import conv_transpose2d
-from .modules import ConvTranspose2d
+from . import _register_upsample  # noqa: F401
+from . import init
+from .functional import conv_transpose2d, interpolate
+from .modules import ConvTranspose2d, Upsample, UpsamplingBilinear2d
 
-__all__ = ["conv_transpose2d", "ConvTranspose2d"]
+__all__ = ["conv_transpose2d", "interpolate", "init", "ConvTranspose2d", "Upsample",
+           "UpsamplingBilinear2d"]

@@ -1,6 +1,11 @@
 """tconv's functional API: PyTorch's signatures, tconv's kernels (torch.ops.tconv.*)."""
 import torch
 
+try:
+    import numpy as np
+except ImportError:  # numpy is optional for sizes given as numpy integers
+    np = None
+
 from ._pair import pair
 
 
@@ -16,3 +21,81 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         pair(padding, "padding"), pair(output_padding, "output_padding"), groups,
         pair(dilation, "dilation"))
     return out.squeeze(0) if unbatched else out
+
+
+_INTERPOLATE_MODES = ("bilinear", "bicubic")
+
+
+def _is_integer(x):
+    """PyTorch's check for sizes: int, SymInt, numpy integer, or an integer tensor."""
+    if isinstance(x, (int, torch.SymInt)):
+        return True
+    if np is not None and isinstance(x, np.integer):
+        return True
+    return isinstance(x, torch.Tensor) and not x.is_floating_point()
+
+
+def _output_size_and_scales(input, size, scale_factor, recompute_scale_factor):
+    """PyTorch's interpolate rules: the output size, and the scale factors the kernel must use
+    in its source-index computation (None when derived from the sizes)."""
+    dim = input.dim() - 2
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        if isinstance(size, (list, tuple)):
+            if len(size) != dim:
+                raise ValueError(
+                    "Input and output must have the same number of spatial dimensions, but got "
+                    f"input with spatial dimensions of {list(input.shape[2:])} and output size of "
+                    f"{size}. Please provide input tensor in (N, C, H, W) format and output size in "
+                    "(H, W) format.")
+            if not all(_is_integer(s) for s in size):
+                raise TypeError("expected size to be one of int or Tuple[int] or Tuple[int, int], "
+                                f"but got size with types {[type(s) for s in size]}")
+            output_size = [int(s) for s in size]
+        else:
+            output_size = [int(size)] * dim
+        scales = None
+    elif scale_factor is not None:
+        if isinstance(scale_factor, (list, tuple)):
+            if len(scale_factor) != dim:
+                raise ValueError(
+                    "Input and scale_factor must have the same number of spatial dimensions, but "
+                    f"got input with spatial dimensions of {list(input.shape[2:])} and scale_factor "
+                    f"of shape {scale_factor}. Please provide input tensor in (N, C, H, W) format "
+                    "and scale_factor in (s_h, s_w) format.")
+            scales = [float(s) for s in scale_factor]
+        else:
+            scales = [float(scale_factor)] * dim
+        # Truncation like PyTorch (int(in * scale) in double precision).
+        output_size = [int(input.shape[i + 2] * scales[i]) for i in range(dim)]
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if recompute_scale_factor:
+        scales = None  # the kernel derives the scale from the (integer) sizes
+    return output_size, scales
+
+
+def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """``torch.nn.functional.interpolate`` for 4-D (N, C, H, W) input and modes 'bilinear' and
+    'bicubic' (A = -0.75), with tconv's kernels. Same arguments and rules as PyTorch: size or
+    scale_factor (an int/float or a pair), the given scale_factor used in the source-index
+    computation unless recompute_scale_factor=True, align_corners, and antialias=True (PyTorch's
+    filter, meaningful when downsampling). The output keeps the input's memory format."""
+    if mode not in _INTERPOLATE_MODES:
+        raise ValueError(f"tconv.interpolate supports mode 'bilinear' or 'bicubic', got mode={mode!r} "
+                         "(use torch.nn.functional.interpolate for the others)")
+    if align_corners is None:
+        align_corners = False
+    output_size, scales = _output_size_and_scales(input, size, scale_factor, recompute_scale_factor)
+    if antialias and input.dim() != 4:
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
+                         "and requires a 4-D tensor as input")
+    if input.dim() != 4:
+        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs 4D input")
+    op = torch.ops.tconv.upsample_bilinear2d if mode == "bilinear" else torch.ops.tconv.upsample_bicubic2d
+    scale_h, scale_w = scales if scales is not None else (None, None)
+    return op(input, output_size, bool(align_corners), bool(antialias), scale_h, scale_w)

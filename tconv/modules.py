@@ -15,3 +15,25 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                   output_padding, self.groups, self.dilation)
+
+
+class Upsample(nn.Upsample):
+    """``torch.nn.Upsample`` for modes 'bilinear' (the default here; PyTorch's is 'nearest') and
+    'bicubic', with tconv's kernels. Same constructor arguments and attributes."""
+
+    def __init__(self, size=None, scale_factor=None, mode="bilinear", align_corners=None,
+                 recompute_scale_factor=None):
+        if mode not in F._INTERPOLATE_MODES:
+            raise ValueError(f"tconv.Upsample supports mode 'bilinear' or 'bicubic', got mode={mode!r}")
+        super().__init__(size, scale_factor, mode, align_corners, recompute_scale_factor)
+
+    def forward(self, input):
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             recompute_scale_factor=self.recompute_scale_factor)
+
+
+class UpsamplingBilinear2d(Upsample):
+    """``torch.nn.UpsamplingBilinear2d``: bilinear with align_corners=True."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)

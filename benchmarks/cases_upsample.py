@@ -1,0 +1,69 @@
+"""Benchmark cases of bilinear/bicubic upsampling (CPU, float32): (8, 64, 128, 128) by x2 and x4,
+contiguous and channels_last, against F.interpolate and OpenCV's cv2.resize (the peer column),
+plus the copy of the same bytes (the bandwidth floor)."""
+import torch
+import torch.nn.functional as F
+
+import tconv
+from .harness import Case, Peer
+
+try:
+    import cv2
+except ImportError:  # the peer column is shown only with opencv-python-headless installed
+    cv2 = None
+
+SHAPE = (8, 64, 128, 128)
+# cv2 converts an HWC numpy array with more than 128 channels to a 3-D Mat, which resize rejects.
+CV2_MAX_CHANNELS = 128
+
+
+def _opencv_peer(mode, s):
+    if cv2 is None:
+        return None
+    flag = cv2.INTER_LINEAR if mode == "bilinear" else cv2.INTER_CUBIC
+
+    def prepare(inputs):
+        x = inputs[0].detach()
+        # one HWC image per (image, chunk of channels): OpenCV's native layout
+        return [x[n, c:c + CV2_MAX_CHANNELS].permute(1, 2, 0).contiguous().numpy()
+                for n in range(x.shape[0]) for c in range(0, x.shape[1], CV2_MAX_CHANNELS)]
+
+    def run(images):
+        return [cv2.resize(img, (img.shape[1] * s, img.shape[0] * s), interpolation=flag)
+                for img in images]
+
+    return Peer("cv2", prepare, run)
+
+
+def _case(mode, s, channels_last):
+    n, c, h, w = SHAPE
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def make_inputs(requires_grad):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(SHAPE, generator=g).contiguous(memory_format=fmt)
+        return (x.requires_grad_(requires_grad),)
+
+    layout = "channels_last" if channels_last else "contiguous"
+    return Case("upsample", f"{mode} x{s} {layout}, {n}x{c}x{h}x{w}", make_inputs,
+                tconv=lambda x: tconv.interpolate(x, scale_factor=s, mode=mode),
+                torch=lambda x: F.interpolate(x, scale_factor=s, mode=mode),
+                bytes=4.0 * n * c * h * w * (1 + s * s), peer=_opencv_peer(mode, s),
+                rtol=1e-5, atol=1e-5)
+
+
+def _copy_floor(s):
+    """Copies the bytes an x`s` upsample moves (read + write), to compare GB/s with."""
+    n, c, h, w = SHAPE
+    elems = n * c * h * w * (1 + s * s) // 2
+
+    def make_inputs(requires_grad):
+        return (torch.randn(elems),)
+
+    copy = lambda x: torch.empty_like(x).copy_(x)
+    return Case("upsample", f"copy floor (bytes of x{s})", make_inputs, tconv=copy, torch=copy,
+                bytes=8.0 * elems, backward=False)
+
+
+CASES = [_case(mode, s, cl) for mode in ("bilinear", "bicubic") for s in (2, 4) for cl in (False, True)]
+CASES += [_copy_floor(2), _copy_floor(4)]

@@ -1,0 +1,15 @@
+"""pytest-benchmark of tconv's upsampling forward over the benchmark table's cases:
+
+    python -m pytest benchmarks/test_bench_upsample.py --benchmark-only
+"""
+import pytest
+import torch
+
+from .cases_upsample import CASES
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_upsample_forward(benchmark, case):
+    inputs = case.make_inputs(False)
+    with torch.no_grad():
+        benchmark(case.tconv, *inputs)

@@ -1,0 +1,48 @@
+// CPU backward of tconv::upsample_bilinear2d / upsample_bicubic2d: grad_input = Th^T * grad_output
+// * Tw, computed as a GATHER. Each axis table of the forward is transposed (common/
+// upsample_tables.h): every input index lists the contiguous range of outputs that read it and
+// their weights, and sums them in increasing output order. No atomics, no scatter, and the order
+// is fixed, so the gradient is bitwise reproducible across runs and thread counts; the same kernel
+// as the forward (cpu/separable_resample.h) applies the transposed tables.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include "common/upsample_args.h"
+#include "cpu/separable_resample.h"
+
+namespace tconv::cpu {
+namespace {
+
+using at::Tensor;
+
+template <UpsampleMode MODE>
+Tensor upsample2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size,
+                               bool align_corners, bool antialias, std::optional<double> scale_h,
+                               std::optional<double> scale_w) {
+  const Upsample2dGeometry g = upsample2d_backward_geometry(grad_output, input_size, scale_h, scale_w);
+  const at::MemoryFormat fmt = grad_output.suggest_memory_format();
+  Tensor grad_input = at::empty({g.N, g.C, g.H, g.W}, grad_output.options().memory_format(fmt));
+  const Tensor go = grad_output.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+      MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_backward" : "upsample_bicubic2d_backward",
+      [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto th = transpose_table(forward_table(
+            make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
+        const auto tw = transpose_table(forward_table(
+            make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
+        resample_separable<scalar_t>(go, grad_input, th, tw, fmt == at::MemoryFormat::ChannelsLast);
+      });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("upsample_bilinear2d_backward", &upsample2d_backward_cpu<UpsampleMode::Bilinear>);
+  m.impl("upsample_bicubic2d_backward", &upsample2d_backward_cpu<UpsampleMode::Bicubic>);
+}
+
+}  // namespace tconv::cpu
