@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "common/upsample_args.h"
+#include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
 
 namespace tconv::cpu {
@@ -21,7 +22,7 @@ Tensor upsample2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool ali
                       bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
   const Upsample2dGeometry g = upsample2d_geometry(input, output_size, scale_h, scale_w);
   const at::MemoryFormat fmt = input.suggest_memory_format();
-  Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, input.options().memory_format(fmt));
+  Tensor y = empty_output({g.N, g.C, g.Ho, g.Wo}, input.options(), fmt);
   const Tensor x = input.contiguous(fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, input.scalar_type(),

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "common/upsample_args.h"
+#include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
 
 namespace tconv::cpu {
@@ -22,7 +23,7 @@ Tensor upsample2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_
                                std::optional<double> scale_w) {
   const Upsample2dGeometry g = upsample2d_backward_geometry(grad_output, input_size, scale_h, scale_w);
   const at::MemoryFormat fmt = grad_output.suggest_memory_format();
-  Tensor grad_input = at::empty({g.N, g.C, g.H, g.W}, grad_output.options().memory_format(fmt));
+  Tensor grad_input = empty_output({g.N, g.C, g.H, g.W}, grad_output.options(), fmt);
   const Tensor go = grad_output.contiguous(fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_output.scalar_type(),
