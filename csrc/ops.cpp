@@ -15,4 +15,11 @@ TORCH_LIBRARY(tconv, m) {
         "int[2] stride, int[2] padding, int groups, int[2] dilation) -> Tensor");
   // d/db: per-channel sum of grad_output over batch and space.
   m.def("conv_transpose2d_backward_bias(Tensor grad_output) -> Tensor");
+
+  // ---- Gram matrix -------------------------------------------------------------------------
+  // G = s * X X^T per batch, features X: (N, C, L) -> (N, C, C); s = 1 / (C * L) when normalize
+  // (the style-transfer convention), else 1. Exactly symmetric.
+  m.def("gram_matrix(Tensor features, bool normalize) -> Tensor");
+  // d/dX: s * (grad_gram + grad_gram^T) X, (N, C, L), contiguous.
+  m.def("gram_matrix_backward(Tensor grad_gram, Tensor features, bool normalize) -> Tensor");
 }

@@ -4,7 +4,8 @@ import torch
 
 from . import _C  # noqa: F401  (loads the library: registers the torch.ops.tconv operators)
 from . import _register_conv_transpose2d  # noqa: F401
-from .functional import conv_transpose2d
-from .modules import ConvTranspose2d
+from . import _register_gram  # noqa: F401
+from .functional import conv_transpose2d, gram_matrix, style_loss
+from .modules import ConvTranspose2d, GramMatrix
 
-__all__ = ["conv_transpose2d", "ConvTranspose2d"]
+__all__ = ["conv_transpose2d", "ConvTranspose2d", "gram_matrix", "style_loss", "GramMatrix"]

@@ -15,3 +15,17 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
                                   output_padding, self.groups, self.dilation)
+
+
+class GramMatrix(nn.Module):
+    """``tconv.gram_matrix`` as a module: (N, C, H, W) -> (N, C, C), (C, H, W) or (C, L) -> (C, C)."""
+
+    def __init__(self, normalize=True):
+        super().__init__()
+        self.normalize = normalize
+
+    def forward(self, input):
+        return F.gram_matrix(input, self.normalize)
+
+    def extra_repr(self):
+        return f"normalize={self.normalize}"

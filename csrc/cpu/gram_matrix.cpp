@@ -1,0 +1,148 @@
+// CPU forward of tconv::gram_matrix: G = s * X X^T for each batch item, upper triangle only.
+//
+// G is cut into W x W tiles (W = one SIMD vector of the accumulation type, simd_tile.h). Only the
+// tiles (i, j) with i <= j are computed (common/gram_tiles.h): about half the FLOPs of X @ X^T.
+// Each is written to both (i, j) and (j, i), so G equals G^T bit for bit.
+// The work items are (batch item, segment of L); each walks its segment in cache-sized chunks:
+//   1. pack: each W-row panel of X is transposed to (k, W) order and converted to the
+//      accumulation type (float16 / bfloat16 accumulate in float32);
+//   2. tiles: the microkernel adds the chunk's products into the segment's partial tile sums.
+// A second pass adds the segments' partial sums in order, scales in the accumulation type (raw
+// sums above the float16 range do not overflow) and rounds once into G. Only two parallel
+// regions (few barriers), and segments and chunks depend on the shape only, never on the thread
+// count: bitwise reproducible results.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/gram_args.h"
+#include "common/gram_tiles.h"
+#include "cpu/simd_tile.h"
+
+namespace tconv::cpu {
+namespace {
+
+using at::Tensor;
+
+// Splitting L: up to this many (batch item, segment) work items, each segment at least this long,
+// so the partial sums (one triangle per segment, added up at the end) stay cheap.
+constexpr int64_t kParallelItems = 8;
+constexpr int64_t kMinSegmentLength = 128;
+// Within a segment, chunks of L whose packed panels fit in about half the L2 cache.
+constexpr int64_t kPackedChunkBytes = 256 << 10;
+// Packing transposes blocks of this many positions, so source and destination lines stay in L1.
+constexpr int64_t kPackBlock = 16;
+
+// Packs rows [panel * W, panel * W + W) of X (rows >= C are zero), positions [k0, k0 + len), into
+// dst[k * W + r] in the accumulation type.
+template <typename scalar_t, typename acc_t>
+void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l, int64_t panel,
+                int64_t k0, int64_t len, acc_t* dst) {
+  constexpr int W = kLanes<acc_t>;
+  const int64_t row0 = panel * W;
+  const int64_t rows = std::min<int64_t>(W, C - row0);
+  if (rows < W) std::fill(dst, dst + len * W, acc_t(0));
+  if (stride_c == 1 && rows == W) {  // channels-last: W channels of one position are contiguous
+    for (int64_t k = 0; k < len; ++k) {
+      const scalar_t* src = x + (k0 + k) * stride_l + row0;
+      for (int r = 0; r < W; ++r) dst[k * W + r] = static_cast<acc_t>(src[r]);
+    }
+    return;
+  }
+  for (int64_t kb = 0; kb < len; kb += kPackBlock) {
+    const int64_t kb_end = std::min(len, kb + kPackBlock);
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* src = x + (row0 + r) * stride_c + k0 * stride_l;
+      for (int64_t k = kb; k < kb_end; ++k) dst[k * W + r] = static_cast<acc_t>(src[k * stride_l]);
+    }
+  }
+}
+
+template <typename scalar_t>
+void gram_forward(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int W = kLanes<acc_t>;
+  const int64_t N = x.size(0), C = x.size(1), L = x.size(2);
+  const int64_t panels = ceil_div(C, W);
+  const int64_t tiles = triangle_tile_count(panels);
+  const int64_t splits = std::max<int64_t>(
+      1, std::min(ceil_div(kParallelItems, N), L / kMinSegmentLength));
+  const int64_t seg_len = ceil_div(L, splits);
+  const int64_t chunk = std::clamp<int64_t>(
+      kPackedChunkBytes / (panels * W * static_cast<int64_t>(sizeof(acc_t))), kPackBlock, seg_len);
+  const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  // partial[n][s][t]: tile t of batch item n summed over segment s.
+  Tensor partial = at::empty({N, splits, tiles, W * W}, acc_opts);
+  acc_t* partial_p = partial.mutable_data_ptr<acc_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  const int64_t sN = x.stride(0), sC = x.stride(1), sL = x.stride(2);
+
+  at::parallel_for(0, N * splits, 1, [&](int64_t begin, int64_t end) {
+    Tensor packed = at::empty({panels, chunk * W}, acc_opts);
+    acc_t* pk = packed.mutable_data_ptr<acc_t>();
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / splits, k_begin = item % splits * seg_len;
+      const int64_t k_end = std::min(L, k_begin + seg_len);
+      acc_t* sums = partial_p + item * tiles * W * W;
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += chunk) {
+        const int64_t len = std::min(chunk, k_end - k0);
+        for (int64_t p = 0; p < panels; ++p)
+          pack_panel<scalar_t, acc_t>(xp + n * sN, C, sC, sL, p, k0, len, pk + p * chunk * W);
+        for (int64_t t = 0; t < tiles; ++t) {
+          const TilePair tp = triangle_tile(t);
+          tile_multiply_accumulate<acc_t>(pk + tp.i * chunk * W, pk + tp.j * chunk * W, len,
+                                          sums + t * W * W, k0 == k_begin);
+        }
+      }
+    }
+  });
+
+  // Add the segments in order, scale in acc_t, round once, write each upper element and its mirror.
+  const acc_t s = static_cast<acc_t>(scale);
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+    acc_t sum[W * W];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / tiles, t = item % tiles;
+      const acc_t* part = partial_p + (n * splits * tiles + t) * W * W;
+      std::copy(part, part + W * W, sum);
+      for (int64_t sp = 1; sp < splits; ++sp)
+        for (int e = 0; e < W * W; ++e) sum[e] += part[sp * tiles * W * W + e];
+      const TilePair tp = triangle_tile(t);
+      scalar_t* g = op + n * C * C;
+      for (int64_t c = 0; c < W && tp.j * W + c < C; ++c) {
+        const int64_t col = tp.j * W + c;
+        const int64_t r_end = tp.i == tp.j ? c + 1 : W;
+        for (int64_t r = 0; r < r_end && tp.i * W + r < C; ++r) {
+          const int64_t row = tp.i * W + r;
+          const scalar_t v = static_cast<scalar_t>(sum[c * W + r] * s);
+          g[row * C + col] = v;
+          g[col * C + row] = v;
+        }
+      }
+    }
+  });
+}
+
+Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
+  check_gram_features(features, "gram_matrix");
+  const int64_t N = features.size(0), C = features.size(1), L = features.size(2);
+  Tensor out = at::empty({N, C, C}, features.options());
+  if (out.numel() == 0) return out;
+  if (L == 0) return out.zero_();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "gram_matrix",
+                                  [&] { gram_forward<scalar_t>(features, out, gram_scale(C, L, normalize)); });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("gram_matrix", &gram_matrix_cpu);
+}
+
+}  // namespace tconv::cpu
