@@ -9,10 +9,10 @@ import platform
 
 import torch
 
-from . import cases_conv_transpose2d
+from . import cases_conv_transpose2d, cases_gram
 from .harness import format_table, geomean, run_case
 
-CASE_MODULES = [cases_conv_transpose2d]
+CASE_MODULES = [cases_conv_transpose2d, cases_gram]
 
 
 def main(argv=None):
