@@ -18,10 +18,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
 #include "cpu/simd_tile.h"
+#include "cpu/simd_transpose.h"
 
 namespace tconv::cpu {
 namespace {
@@ -53,7 +55,15 @@ void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l
     }
     return;
   }
-  for (int64_t kb = 0; kb < len; kb += kPackBlock) {
+  int64_t k_done = 0;
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float> && W == 16 &&
+                kHasTranspose16x16) {
+    if (stride_l == 1 && rows == W) {  // float rows: 16 x 16 blocks transposed in registers
+      const float* src = x + row0 * stride_c + k0;
+      for (; k_done + 16 <= len; k_done += 16) transpose_16x16(src + k_done, stride_c, dst + k_done * W);
+    }
+  }
+  for (int64_t kb = k_done; kb < len; kb += kPackBlock) {
     const int64_t kb_end = std::min(len, kb + kPackBlock);
     for (int64_t r = 0; r < rows; ++r) {
       const scalar_t* src = x + (row0 + r) * stride_c + k0 * stride_l;
@@ -113,16 +123,20 @@ void gram_forward(const Tensor& x, Tensor& out, double scale) {
       for (int64_t sp = 1; sp < splits; ++sp)
         for (int e = 0; e < W * W; ++e) sum[e] += part[sp * tiles * W * W + e];
       const TilePair tp = triangle_tile(t);
+      const int64_t rows = std::min<int64_t>(W, C - tp.i * W), cols = std::min<int64_t>(W, C - tp.j * W);
+      const bool diagonal = tp.i == tp.j;
+      for (int e = 0; e < W * W; ++e) sum[e] *= s;
+      // Tile (i, j), row by row, and its mirror (j, i), whose rows are the tile's columns; both
+      // loops store contiguously. In a diagonal tile only its upper half (r <= c) is used.
       scalar_t* g = op + n * C * C;
-      for (int64_t c = 0; c < W && tp.j * W + c < C; ++c) {
-        const int64_t col = tp.j * W + c;
-        const int64_t r_end = tp.i == tp.j ? c + 1 : W;
-        for (int64_t r = 0; r < r_end && tp.i * W + r < C; ++r) {
-          const int64_t row = tp.i * W + r;
-          const scalar_t v = static_cast<scalar_t>(sum[c * W + r] * s);
-          g[row * C + col] = v;
-          g[col * C + row] = v;
-        }
+      for (int64_t r = 0; r < rows; ++r) {
+        scalar_t* dst = g + (tp.i * W + r) * C + tp.j * W;
+        for (int64_t c = diagonal ? r : 0; c < cols; ++c) dst[c] = static_cast<scalar_t>(sum[c * W + r]);
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        scalar_t* dst = g + (tp.j * W + c) * C + tp.i * W;
+        const int64_t r_end = diagonal ? c : rows;
+        for (int64_t r = 0; r < r_end; ++r) dst[r] = static_cast<scalar_t>(sum[c * W + r]);
       }
     }
   });
