@@ -32,7 +32,7 @@ using at::Tensor;
 
 // Splitting L: up to this many (batch item, segment) work items, each segment at least this long,
 // so the partial sums (one triangle per segment, added up at the end) stay cheap.
-constexpr int64_t kParallelItems = 8;
+constexpr int64_t kParallelItems = 4;
 constexpr int64_t kMinSegmentLength = 128;
 // Within a segment, chunks of L whose packed panels fit in about half the L2 cache.
 constexpr int64_t kPackedChunkBytes = 256 << 10;
