@@ -3,14 +3,16 @@
 // G is cut into W x W tiles (W = one SIMD vector of the accumulation type, simd_tile.h). Only the
 // tiles (i, j) with i <= j are computed (common/gram_tiles.h): about half the FLOPs of X @ X^T.
 // Each is written to both (i, j) and (j, i), so G equals G^T bit for bit.
-// The work items are (batch item, segment of L); each walks its segment in cache-sized chunks:
-//   1. pack: each W-row panel of X is transposed to (k, W) order and converted to the
-//      accumulation type (float16 / bfloat16 accumulate in float32);
-//   2. tiles: the microkernel adds the chunk's products into the segment's partial tile sums.
-// A second pass adds the segments' partial sums in order, scales in the accumulation type (raw
-// sums above the float16 range do not overflow) and rounds once into G. Only two parallel
-// regions (few barriers), and segments and chunks depend on the shape only, never on the thread
-// count: bitwise reproducible results.
+// Packing transposes each W-row panel of X to (k, W) order (16 x 16 register transposes for float)
+// and converts it to the accumulation type (float16 / bfloat16 accumulate in float32); the
+// microkernel then adds panel products into tile sums, which are scaled in the accumulation type
+// (raw sums above the float16 range do not overflow) and rounded once into G. Two schedules:
+//   - short L (packed batch fits in cache): pack everything, then one work item per tile, summed
+//     over all of L in registers and stored directly;
+//   - long L: work items are (batch item, segment of L), each packing cache-sized chunks and
+//     accumulating partial tile sums; a second pass adds the segments in order.
+// Two parallel regions either way (few barriers). The schedule, segments and chunks depend on the
+// shape only, never on the thread count: bitwise reproducible results.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -30,6 +32,8 @@ namespace {
 
 using at::Tensor;
 
+// Inputs whose packed copy (whole batch) is at most this size take the tiles-parallel path.
+constexpr int64_t kPackedInputBytes = 2 << 20;
 // Splitting L: up to this many (batch item, segment) work items, each segment at least this long,
 // so the partial sums (one triangle per segment, added up at the end) stay cheap.
 constexpr int64_t kParallelItems = 4;
@@ -72,8 +76,61 @@ void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l
   }
 }
 
+// Scales a tile's sums in acc_t, rounds once, and writes tile (i, j) of G row by row and its
+// mirror (j, i), whose rows are the tile's columns: both store contiguously. A diagonal tile uses
+// only its upper half (r <= c), so G equals G^T bit for bit.
+template <typename scalar_t, typename acc_t>
+void store_tile(acc_t* sum, TilePair tp, int64_t C, acc_t s, scalar_t* g) {
+  constexpr int W = kLanes<acc_t>;
+  const int64_t rows = std::min<int64_t>(W, C - tp.i * W), cols = std::min<int64_t>(W, C - tp.j * W);
+  const bool diagonal = tp.i == tp.j;
+  for (int e = 0; e < W * W; ++e) sum[e] *= s;
+  for (int64_t r = 0; r < rows; ++r) {
+    scalar_t* dst = g + (tp.i * W + r) * C + tp.j * W;
+    for (int64_t c = diagonal ? r : 0; c < cols; ++c) dst[c] = static_cast<scalar_t>(sum[c * W + r]);
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    scalar_t* dst = g + (tp.j * W + c) * C + tp.i * W;
+    const int64_t r_end = diagonal ? c : rows;
+    for (int64_t r = 0; r < r_end; ++r) dst[r] = static_cast<scalar_t>(sum[c * W + r]);
+  }
+}
+
+// Short L: the packed X of the whole batch fits in cache, so it is packed once and the tiles are
+// the work items; each sums over all of L in registers and is stored straight into G.
 template <typename scalar_t>
-void gram_forward(const Tensor& x, Tensor& out, double scale) {
+void gram_forward_tiles(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int W = kLanes<acc_t>;
+  const int64_t N = x.size(0), C = x.size(1), L = x.size(2);
+  const int64_t panels = ceil_div(C, W), tiles = triangle_tile_count(panels);
+  Tensor packed = at::empty({N, panels, L * W}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  acc_t* pk = packed.mutable_data_ptr<acc_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  at::parallel_for(0, N * panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item)
+      pack_panel<scalar_t, acc_t>(xp + item / panels * x.stride(0), C, x.stride(1), x.stride(2),
+                                  item % panels, 0, L, pk + item * L * W);
+  });
+  const acc_t s = static_cast<acc_t>(scale);
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+    acc_t sum[W * W];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / tiles;
+      const TilePair tp = triangle_tile(item % tiles);
+      const acc_t* base = pk + n * panels * L * W;
+      tile_multiply_accumulate<acc_t>(base + tp.i * L * W, base + tp.j * L * W, L, sum, true);
+      store_tile<scalar_t, acc_t>(sum, tp, C, s, op + n * C * C);
+    }
+  });
+}
+
+// Long L: the work items are (batch item, segment of L); each walks its segment in cache-sized
+// chunks (pack, then add the chunk into the segment's partial tile sums); a second pass adds the
+// segments' partial sums in order and stores G.
+template <typename scalar_t>
+void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int W = kLanes<acc_t>;
   const int64_t N = x.size(0), C = x.size(1), L = x.size(2);
@@ -111,7 +168,6 @@ void gram_forward(const Tensor& x, Tensor& out, double scale) {
     }
   });
 
-  // Add the segments in order, scale in acc_t, round once, write each upper element and its mirror.
   const acc_t s = static_cast<acc_t>(scale);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
   at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
@@ -122,24 +178,21 @@ void gram_forward(const Tensor& x, Tensor& out, double scale) {
       std::copy(part, part + W * W, sum);
       for (int64_t sp = 1; sp < splits; ++sp)
         for (int e = 0; e < W * W; ++e) sum[e] += part[sp * tiles * W * W + e];
-      const TilePair tp = triangle_tile(t);
-      const int64_t rows = std::min<int64_t>(W, C - tp.i * W), cols = std::min<int64_t>(W, C - tp.j * W);
-      const bool diagonal = tp.i == tp.j;
-      for (int e = 0; e < W * W; ++e) sum[e] *= s;
-      // Tile (i, j), row by row, and its mirror (j, i), whose rows are the tile's columns; both
-      // loops store contiguously. In a diagonal tile only its upper half (r <= c) is used.
-      scalar_t* g = op + n * C * C;
-      for (int64_t r = 0; r < rows; ++r) {
-        scalar_t* dst = g + (tp.i * W + r) * C + tp.j * W;
-        for (int64_t c = diagonal ? r : 0; c < cols; ++c) dst[c] = static_cast<scalar_t>(sum[c * W + r]);
-      }
-      for (int64_t c = 0; c < cols; ++c) {
-        scalar_t* dst = g + (tp.j * W + c) * C + tp.i * W;
-        const int64_t r_end = diagonal ? c : rows;
-        for (int64_t r = 0; r < r_end; ++r) dst[r] = static_cast<scalar_t>(sum[c * W + r]);
-      }
+      store_tile<scalar_t, acc_t>(sum, triangle_tile(t), C, s, op + n * C * C);
     }
   });
+}
+
+template <typename scalar_t>
+void gram_forward(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t packed_bytes =
+      x.size(0) * ceil_div(x.size(1), kLanes<acc_t>) * kLanes<acc_t> * x.size(2) * sizeof(acc_t);
+  if (packed_bytes <= kPackedInputBytes) {
+    gram_forward_tiles<scalar_t>(x, out, scale);
+  } else {
+    gram_forward_segments<scalar_t>(x, out, scale);
+  }
 }
 
 Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
