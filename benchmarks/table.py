@@ -9,10 +9,10 @@ import platform
 
 import torch
 
-from . import cases_conv_transpose2d, cases_upsample
+from . import cases_conv_transpose2d, cases_gram, cases_upsample
 from .harness import format_table, geomean, run_case
 
-CASE_MODULES = [cases_conv_transpose2d, cases_upsample]
+CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram]
 
 
 def main(argv=None):

@@ -29,4 +29,10 @@ TORCH_LIBRARY(tconv, m) {
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
   m.def("upsample_bicubic2d_backward(Tensor grad_output, int[2] input_size, bool align_corners, "
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
+  // ---- Gram matrix -------------------------------------------------------------------------
+  // G = s * X X^T per batch, features X: (N, C, L) -> (N, C, C); s = 1 / (C * L) when normalize
+  // (the style-transfer convention), else 1. Exactly symmetric.
+  m.def("gram_matrix(Tensor features, bool normalize) -> Tensor");
+  // d/dX: s * (grad_gram + grad_gram^T) X, (N, C, L), contiguous.
+  m.def("gram_matrix_backward(Tensor grad_gram, Tensor features, bool normalize) -> Tensor");
 }

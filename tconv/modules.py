@@ -37,3 +37,16 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+class GramMatrix(nn.Module):
+    """``tconv.gram_matrix`` as a module: (N, C, H, W) -> (N, C, C), (C, H, W) or (C, L) -> (C, C)."""
+
+    def __init__(self, normalize=True):
+        super().__init__()
+        self.normalize = normalize
+
+    def forward(self, input):
+        return F.gram_matrix(input, self.normalize)
+
+    def extra_repr(self):
+        return f"normalize={self.normalize}"

@@ -1,0 +1,16 @@
+"""pytest-benchmark of tconv.gram_matrix (forward) over the cases of the benchmark table.
+
+    python -m pytest benchmarks/test_bench_gram.py --benchmark-only
+"""
+import pytest
+import torch
+
+from .cases_gram import CASES
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_gram_forward(benchmark, case):
+    (x,) = case.make_inputs(False)
+    with torch.no_grad():
+        out = benchmark(case.tconv, x)
+        torch.testing.assert_close(out, case.torch(x), rtol=case.rtol, atol=1e-6)

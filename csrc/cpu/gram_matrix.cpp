@@ -1,0 +1,215 @@
+// CPU forward of tconv::gram_matrix: G = s * X X^T for each batch item, upper triangle only.
+//
+// G is cut into W x W tiles (W = one SIMD vector of the accumulation type, simd_tile.h). Only the
+// tiles (i, j) with i <= j are computed (common/gram_tiles.h): about half the FLOPs of X @ X^T.
+// Each is written to both (i, j) and (j, i), so G equals G^T bit for bit.
+// Packing transposes each W-row panel of X to (k, W) order (16 x 16 register transposes for float)
+// and converts it to the accumulation type (float16 / bfloat16 accumulate in float32); the
+// microkernel then adds panel products into tile sums, which are scaled in the accumulation type
+// (raw sums above the float16 range do not overflow) and rounded once into G. Two schedules:
+//   - short L (packed batch fits in cache): pack everything, then one work item per tile, summed
+//     over all of L in registers and stored directly;
+//   - long L: work items are (batch item, segment of L), each packing cache-sized chunks and
+//     accumulating partial tile sums; a second pass adds the segments in order.
+// Two parallel regions either way (few barriers). The schedule, segments and chunks depend on the
+// shape only, never on the thread count: bitwise reproducible results.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "common/gram_args.h"
+#include "common/gram_tiles.h"
+#include "cpu/simd_tile.h"
+#include "cpu/simd_transpose.h"
+
+namespace tconv::cpu {
+namespace {
+
+using at::Tensor;
+
+// Inputs whose packed copy (whole batch) is at most this size take the tiles-parallel path.
+constexpr int64_t kPackedInputBytes = 2 << 20;
+// Splitting L: up to this many (batch item, segment) work items, each segment at least this long,
+// so the partial sums (one triangle per segment, added up at the end) stay cheap.
+constexpr int64_t kParallelItems = 4;
+constexpr int64_t kMinSegmentLength = 128;
+// Within a segment, chunks of L whose packed panels fit in about half the L2 cache.
+constexpr int64_t kPackedChunkBytes = 256 << 10;
+// Packing transposes blocks of this many positions, so source and destination lines stay in L1.
+constexpr int64_t kPackBlock = 16;
+
+// Packs rows [panel * W, panel * W + W) of X (rows >= C are zero), positions [k0, k0 + len), into
+// dst[k * W + r] in the accumulation type.
+template <typename scalar_t, typename acc_t>
+void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l, int64_t panel,
+                int64_t k0, int64_t len, acc_t* dst) {
+  constexpr int W = kLanes<acc_t>;
+  const int64_t row0 = panel * W;
+  const int64_t rows = std::min<int64_t>(W, C - row0);
+  if (rows < W) std::fill(dst, dst + len * W, acc_t(0));
+  if (stride_c == 1 && rows == W) {  // channels-last: W channels of one position are contiguous
+    for (int64_t k = 0; k < len; ++k) {
+      const scalar_t* src = x + (k0 + k) * stride_l + row0;
+      for (int r = 0; r < W; ++r) dst[k * W + r] = static_cast<acc_t>(src[r]);
+    }
+    return;
+  }
+  int64_t k_done = 0;
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float> && W == 16 &&
+                kHasTranspose16x16) {
+    if (stride_l == 1 && rows == W) {  // float rows: 16 x 16 blocks transposed in registers
+      const float* src = x + row0 * stride_c + k0;
+      for (; k_done + 16 <= len; k_done += 16) transpose_16x16(src + k_done, stride_c, dst + k_done * W);
+    }
+  }
+  for (int64_t kb = k_done; kb < len; kb += kPackBlock) {
+    const int64_t kb_end = std::min(len, kb + kPackBlock);
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* src = x + (row0 + r) * stride_c + k0 * stride_l;
+      for (int64_t k = kb; k < kb_end; ++k) dst[k * W + r] = static_cast<acc_t>(src[k * stride_l]);
+    }
+  }
+}
+
+// Scales a tile's sums in acc_t, rounds once, and writes tile (i, j) of G row by row and its
+// mirror (j, i), whose rows are the tile's columns: both store contiguously. A diagonal tile uses
+// only its upper half (r <= c), so G equals G^T bit for bit.
+template <typename scalar_t, typename acc_t>
+void store_tile(acc_t* sum, TilePair tp, int64_t C, acc_t s, scalar_t* g) {
+  constexpr int W = kLanes<acc_t>;
+  const int64_t rows = std::min<int64_t>(W, C - tp.i * W), cols = std::min<int64_t>(W, C - tp.j * W);
+  const bool diagonal = tp.i == tp.j;
+  for (int e = 0; e < W * W; ++e) sum[e] *= s;
+  for (int64_t r = 0; r < rows; ++r) {
+    scalar_t* dst = g + (tp.i * W + r) * C + tp.j * W;
+    for (int64_t c = diagonal ? r : 0; c < cols; ++c) dst[c] = static_cast<scalar_t>(sum[c * W + r]);
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    scalar_t* dst = g + (tp.j * W + c) * C + tp.i * W;
+    const int64_t r_end = diagonal ? c : rows;
+    for (int64_t r = 0; r < r_end; ++r) dst[r] = static_cast<scalar_t>(sum[c * W + r]);
+  }
+}
+
+// Short L: the packed X of the whole batch fits in cache, so it is packed once and the tiles are
+// the work items; each sums over all of L in registers and is stored straight into G.
+template <typename scalar_t>
+void gram_forward_tiles(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int W = kLanes<acc_t>;
+  const int64_t N = x.size(0), C = x.size(1), L = x.size(2);
+  const int64_t panels = ceil_div(C, W), tiles = triangle_tile_count(panels);
+  Tensor packed = at::empty({N, panels, L * W}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  acc_t* pk = packed.mutable_data_ptr<acc_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  at::parallel_for(0, N * panels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item)
+      pack_panel<scalar_t, acc_t>(xp + item / panels * x.stride(0), C, x.stride(1), x.stride(2),
+                                  item % panels, 0, L, pk + item * L * W);
+  });
+  const acc_t s = static_cast<acc_t>(scale);
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+    acc_t sum[W * W];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / tiles;
+      const TilePair tp = triangle_tile(item % tiles);
+      const acc_t* base = pk + n * panels * L * W;
+      tile_multiply_accumulate<acc_t>(base + tp.i * L * W, base + tp.j * L * W, L, sum, true);
+      store_tile<scalar_t, acc_t>(sum, tp, C, s, op + n * C * C);
+    }
+  });
+}
+
+// Long L: the work items are (batch item, segment of L); each walks its segment in cache-sized
+// chunks (pack, then add the chunk into the segment's partial tile sums); a second pass adds the
+// segments' partial sums in order and stores G.
+template <typename scalar_t>
+void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int W = kLanes<acc_t>;
+  const int64_t N = x.size(0), C = x.size(1), L = x.size(2);
+  const int64_t panels = ceil_div(C, W);
+  const int64_t tiles = triangle_tile_count(panels);
+  const int64_t splits = std::max<int64_t>(
+      1, std::min(ceil_div(kParallelItems, N), L / kMinSegmentLength));
+  const int64_t seg_len = ceil_div(L, splits);
+  const int64_t chunk = std::clamp<int64_t>(
+      kPackedChunkBytes / (panels * W * static_cast<int64_t>(sizeof(acc_t))), kPackBlock, seg_len);
+  const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  // partial[n][s][t]: tile t of batch item n summed over segment s.
+  Tensor partial = at::empty({N, splits, tiles, W * W}, acc_opts);
+  acc_t* partial_p = partial.mutable_data_ptr<acc_t>();
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  const int64_t sN = x.stride(0), sC = x.stride(1), sL = x.stride(2);
+
+  at::parallel_for(0, N * splits, 1, [&](int64_t begin, int64_t end) {
+    Tensor packed = at::empty({panels, chunk * W}, acc_opts);
+    acc_t* pk = packed.mutable_data_ptr<acc_t>();
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / splits, k_begin = item % splits * seg_len;
+      const int64_t k_end = std::min(L, k_begin + seg_len);
+      acc_t* sums = partial_p + item * tiles * W * W;
+      for (int64_t k0 = k_begin; k0 < k_end; k0 += chunk) {
+        const int64_t len = std::min(chunk, k_end - k0);
+        for (int64_t p = 0; p < panels; ++p)
+          pack_panel<scalar_t, acc_t>(xp + n * sN, C, sC, sL, p, k0, len, pk + p * chunk * W);
+        for (int64_t t = 0; t < tiles; ++t) {
+          const TilePair tp = triangle_tile(t);
+          tile_multiply_accumulate<acc_t>(pk + tp.i * chunk * W, pk + tp.j * chunk * W, len,
+                                          sums + t * W * W, k0 == k_begin);
+        }
+      }
+    }
+  });
+
+  const acc_t s = static_cast<acc_t>(scale);
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+    acc_t sum[W * W];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / tiles, t = item % tiles;
+      const acc_t* part = partial_p + (n * splits * tiles + t) * W * W;
+      std::copy(part, part + W * W, sum);
+      for (int64_t sp = 1; sp < splits; ++sp)
+        for (int e = 0; e < W * W; ++e) sum[e] += part[sp * tiles * W * W + e];
+      store_tile<scalar_t, acc_t>(sum, triangle_tile(t), C, s, op + n * C * C);
+    }
+  });
+}
+
+template <typename scalar_t>
+void gram_forward(const Tensor& x, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t packed_bytes =
+      x.size(0) * ceil_div(x.size(1), kLanes<acc_t>) * kLanes<acc_t> * x.size(2) * sizeof(acc_t);
+  if (packed_bytes <= kPackedInputBytes) {
+    gram_forward_tiles<scalar_t>(x, out, scale);
+  } else {
+    gram_forward_segments<scalar_t>(x, out, scale);
+  }
+}
+
+Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
+  check_gram_features(features, "gram_matrix");
+  const int64_t N = features.size(0), C = features.size(1), L = features.size(2);
+  Tensor out = at::empty({N, C, C}, features.options());
+  if (out.numel() == 0) return out;
+  if (L == 0) return out.zero_();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "gram_matrix",
+                                  [&] { gram_forward<scalar_t>(features, out, gram_scale(C, L, normalize)); });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("gram_matrix", &gram_matrix_cpu);
+}
+
+}  // namespace tconv::cpu
