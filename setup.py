@@ -30,7 +30,8 @@ def _extension():
     include_dirs = [os.path.join(ROOT, "csrc")]
     if _with_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr",
+        # -lineinfo: source lines in profiles (Nsight Compute) at no runtime cost.
+        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo",
                 "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_90,code=sm_90"]
         return CUDAExtension("tconv._C", sources, include_dirs=include_dirs,
                              define_macros=[("TCONV_WITH_CUDA", None)],
