@@ -50,7 +50,7 @@ else
   if ! "$VENV/bin/pip" --isolated install --progress-bar off "$TORCH_REQ" numpy ninja pybind11 setuptools; then
     fail "pip could not install $TORCH_REQ into $VENV (network? disk space? see the pip output above)"
   fi
-  venv_ready || fail "$TORCH_REQ in $VENV is not a CUDA build of torch (torch.version.cuda is None)"
+  venv_ready || fail "$TORCH_REQ in $VENV is not a CUDA build of torch (torch.version.cuda is None): remove $VENV and rerun"
 fi
 "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)'
 
