@@ -67,15 +67,36 @@ def time_one(fn, min_time=0.4, max_reps=200, min_reps=5):
     return statistics.median(ts)
 
 
-def run_case(case: Case, min_time=0.4):
+def _to_device(inputs, device):
+    """The case's CPU inputs on `device`, leaves again (requires_grad kept)."""
+    if device == "cpu":
+        return inputs
+    return tuple(t.detach().to(device).requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) else t
+                 for t in inputs)
+
+
+def _synced(fn, device):
+    """fn, waiting for the GPU to finish, so that wall-clock timings measure the kernels."""
+    if device == "cpu":
+        return fn
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+    return call
+
+
+def run_case(case: Case, min_time=0.4, device="cpu"):
     """Rows (dicts) for the case: fwd, and fwd+bwd when the case has a backward."""
     rows = []
+    sync = lambda fn: _synced(fn, device)  # noqa: E731
     with torch.no_grad():
-        inputs = case.make_inputs(False)
+        inputs = _to_device(case.make_inputs(False), device)
         ref = case.torch(*inputs)
         out = case.tconv(*inputs)
         err = _max_rel_err(out, ref)
-        t_torch, t_tconv = time_pair(lambda: case.torch(*inputs), lambda: case.tconv(*inputs), min_time)
+        t_torch, t_tconv = time_pair(sync(lambda: case.torch(*inputs)), sync(lambda: case.tconv(*inputs)), min_time)
         row = dict(group=case.group, case=case.name, pass_="fwd", torch_ms=t_torch * 1e3,
                    tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
                    ok=bool(err <= case.rtol or torch.allclose(out, ref, case.rtol, case.atol)))
@@ -83,19 +104,19 @@ def run_case(case: Case, min_time=0.4):
             row["gflops"] = case.flops / t_tconv / 1e9
         if case.bytes:
             row["gbps"] = case.bytes / t_tconv / 1e9
-        if case.peer is not None:
+        if case.peer is not None and device == "cpu":  # peers run on the CPU only
             prepared = case.peer.prepare(inputs)
             row["peer"] = case.peer.name
             row["peer_ms"] = time_one(lambda: case.peer.run(prepared), min_time) * 1e3
         rows.append(row)
     if case.backward:
-        inputs = case.make_inputs(True)
+        inputs = _to_device(case.make_inputs(True), device)
         grad_out = torch.randn_like(case.torch(*inputs))
         ref = _grads(case.torch, inputs, grad_out)
         got = _grads(case.tconv, inputs, grad_out)
         err = max(_max_rel_err(a, b) for a, b in zip(got, ref))
-        t_torch, t_tconv = time_pair(lambda: _grads(case.torch, inputs, grad_out),
-                                     lambda: _grads(case.tconv, inputs, grad_out), min_time)
+        t_torch, t_tconv = time_pair(sync(lambda: _grads(case.torch, inputs, grad_out)),
+                                     sync(lambda: _grads(case.tconv, inputs, grad_out)), min_time)
         row = dict(group=case.group, case=case.name, pass_="fwd+bwd", torch_ms=t_torch * 1e3,
                    tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
                    ok=bool(err <= 10 * case.rtol))

@@ -1,6 +1,6 @@
 """The benchmark table: every tconv kernel against PyTorch in the same run.
 
-    python -m benchmarks.table [--quick] [--json benchmarks/results.json] [--only SUBSTRING]
+    python -m benchmarks.table [--quick] [--json benchmarks/results.json] [--only SUBSTRING] [--device cuda]
 """
 import argparse
 import json
@@ -20,17 +20,26 @@ def main(argv=None):
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results.json"))
     parser.add_argument("--only", default="", help="run only cases whose op or name contains this")
     parser.add_argument("--quick", action="store_true", help="shorter timing (noisier)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where both sides run (cuda: float32 without TF32 on both sides)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        # Full float32 on both sides: cuDNN's default TF32 would compare a different precision.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     rows = []
     for module in CASE_MODULES:
         for case in module.CASES:
             if args.only and args.only not in case.group and args.only not in case.name:
                 continue
-            rows += run_case(case, min_time=0.15 if args.quick else 0.5)
+            rows += run_case(case, min_time=0.15 if args.quick else 0.5, device=args.device)
             print(format_table(rows[-2:]).splitlines()[-1 if case.backward else -1], flush=True)
     print()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    if args.device == "cuda":
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, float32 without TF32")
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(format_table(rows))
     for group in sorted({r["group"] for r in rows}):
         for pass_ in ("fwd", "fwd+bwd"):
@@ -38,7 +47,8 @@ def main(argv=None):
             if sel:
                 print(f"geomean speedup {group} {pass_}: {geomean(sel):.2f}x over {len(sel)} cases")
     with open(args.json, "w") as f:
-        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), rows=rows), f, indent=1)
+        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), device=args.device,
+                       rows=rows), f, indent=1)
     print(f"wrote {args.json}")
     return 0 if all(r["ok"] for r in rows) else 1
 

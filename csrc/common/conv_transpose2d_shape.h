@@ -59,4 +59,20 @@ TCONV_HOST_DEVICE int64_t output_of(int64_t cell, int64_t phase, int64_t stride,
   return cell * stride + phase - padding;
 }
 
+// Direct (per-tap) form of o = i * stride - padding + k * dilation, for kernels that loop over taps.
+// The input index that output o reads through tap k, or -1 when that tap feeds o from no input.
+TCONV_HOST_DEVICE int64_t input_of_tap(int64_t o, int64_t k, int64_t stride, int64_t padding,
+                                       int64_t dilation, int64_t in) {
+  const int64_t t = o + padding - k * dilation;
+  if (t < 0 || t % stride != 0) return -1;
+  const int64_t i = t / stride;
+  return i < in ? i : -1;
+}
+
+// The output index that input i feeds through tap k (may lie outside [0, out); callers check).
+TCONV_HOST_DEVICE int64_t output_of_tap(int64_t i, int64_t k, int64_t stride, int64_t padding,
+                                        int64_t dilation) {
+  return i * stride - padding + k * dilation;
+}
+
 }  // namespace tconv

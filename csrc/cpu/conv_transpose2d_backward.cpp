@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
+#include "common/conv_transpose2d_backward_args.h"
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
@@ -31,27 +32,6 @@ namespace tconv::cpu {
 namespace {
 
 using at::Tensor;
-
-// Geometry of the transposed convolution whose output is grad_output (checked against it).
-ConvTranspose2dGeometry backward_geometry(const Tensor& grad_output, at::IntArrayRef input_sizes,
-                                          at::IntArrayRef weight_sizes, at::IntArrayRef stride,
-                                          at::IntArrayRef padding, int64_t groups,
-                                          at::IntArrayRef dilation) {
-  TORCH_CHECK(grad_output.dim() == 4, "conv_transpose2d backward: expected 4-D grad_output, got ",
-              grad_output.sizes());
-  check_pair(stride, "stride");
-  check_pair(padding, "padding");
-  check_pair(dilation, "dilation");
-  // output_padding is whatever makes the forward output match grad_output.
-  const int64_t op_h = grad_output.size(2) - conv_transpose_out_size(input_sizes[2], weight_sizes[2], stride[0], padding[0], 0, dilation[0]);
-  const int64_t op_w = grad_output.size(3) - conv_transpose_out_size(input_sizes[3], weight_sizes[3], stride[1], padding[1], 0, dilation[1]);
-  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
-      input_sizes, weight_sizes, stride, padding, {op_h, op_w}, groups, dilation);
-  TORCH_CHECK(grad_output.size(0) == g.N && grad_output.size(1) == g.Cout,
-              "conv_transpose2d backward: grad_output of size ", grad_output.sizes(),
-              " does not match input ", input_sizes, " and weight ", weight_sizes);
-  return g;
-}
 
 // At most `limit` rows per block, split evenly over `total` (16 rows as 9 + 8, not 16 + 1).
 int64_t balanced_rows(int64_t limit, int64_t total) {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Everything a GPU session checks, in one call: on a machine with an NVIDIA GPU, a CUDA build of
+# torch (2.11+ with CUDA 13), nvcc, and no network:
+#
+#   OUT=/some/dir benchmarks/gpu_run.sh
+#
+# 1. builds tconv with its CUDA kernels (pip install -e, no deps, no build isolation; falls back
+#    to setup.py build_ext --inplace), for TORCH_CUDA_ARCH_LIST (default 9.0, an H200),
+# 2. checks that every conv_transpose2d op has a CUDA kernel registered,
+# 3. runs the CUDA tests (tests/test_conv_transpose2d_cuda.py, the > 2^31-element case included),
+# 4. runs the CUDA benchmark table (tconv vs PyTorch/cuDNN, float32 without TF32).
+# Logs and results go to $OUT (default build/gpu-run); the exit status is non-zero if any step
+# failed, and summary.txt lists each step's status.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+OUT="${OUT:-$REPO/build/gpu-run}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+export CUBLAS_WORKSPACE_CONFIG="${CUBLAS_WORKSPACE_CONFIG:-:4096:8}"  # deterministic cuBLAS
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+
+status=0
+: > "$OUT/summary.txt"
+record() {  # record NAME RC
+  echo "$1: $([ "$2" -eq 0 ] && echo ok || echo "FAILED (exit $2)")" | tee -a "$OUT/summary.txt"
+  [ "$2" -eq 0 ] || status=1
+}
+
+{
+  nvidia-smi || true
+  "$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, "available", torch.cuda.is_available()); print(torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")'
+  echo "CUDA_HOME=${CUDA_HOME:-} TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
+} > "$OUT/environment.txt" 2>&1
+cat "$OUT/environment.txt"
+
+echo "==== build"
+FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1
+rc=$?
+if [ $rc -ne 0 ]; then
+  echo "pip install -e failed (exit $rc); falling back to setup.py build_ext --inplace" | tee -a "$OUT/build.log"
+  FORCE_CUDA=1 "$PY" setup.py build_ext --inplace >> "$OUT/build.log" 2>&1
+  rc=$?
+fi
+tail -3 "$OUT/build.log"
+record build $rc
+if [ $rc -ne 0 ]; then
+  echo "the build failed: see $OUT/build.log"
+  exit 1
+fi
+
+echo "==== CUDA kernel registrations"
+"$PY" scripts/check_cuda_kernels.py 2>&1 | tee "$OUT/registrations.txt"
+record registrations "${PIPESTATUS[0]}"
+
+echo "==== CUDA tests"
+"$PY" -m pytest -q -rs tests/test_conv_transpose2d_cuda.py --junitxml="$OUT/tests_cuda.xml" 2>&1 | tee "$OUT/tests_cuda.log"
+record tests_cuda "${PIPESTATUS[0]}"
+
+echo "==== CUDA benchmark"
+"$PY" -m benchmarks.table --device cuda --json "$OUT/results_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+record bench_cuda "${PIPESTATUS[0]}"
+
+echo
+cat "$OUT/summary.txt"
+exit $status

@@ -1,0 +1,249 @@
+// CUDA forward of tconv::conv_transpose2d. Computes what csrc/cpu/conv_transpose2d.cpp computes.
+//
+// Dense path (the "cell GEMM" of common/conv_transpose2d_shape.h): writing
+// o + padding = cell * stride + phase on both axes, every output is one (cell, phase) pair, and
+//     C[grp][cell (n, qh, qw)][(co, rh, rw)] = sum_k A[grp][cell][k] * B[grp][k][(co, rh, rw)]
+// where A holds, per cell, the input at the few offsets the cell reads (k = (ci, oh_off, ow_off))
+// and B is the weight packed so that every phase pair (rh, rw) is a column block (zero where an
+// offset feeds no tap). Three launches per chunk of cell rows:
+//   gather A (a kernel), C = A @ B (cuBLAS, batched over groups), scatter C into the output with
+//   the bias fused (a kernel, each output element written exactly once).
+// No atomics: the result is bitwise reproducible.
+//
+// Depthwise path (one input channel per group): one thread per output element sums its taps in a
+// fixed order (kh, then kw).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/conv_transpose2d_args.h"
+#include "common/conv_transpose2d_shape.h"
+#include "cuda/launch.cuh"
+#include "cuda/row_chunks.h"
+
+namespace tconv::cuda {
+namespace {
+
+using at::Tensor;
+
+// The cell grid of the forward: the cells qh (qw) that hold at least one output row (column).
+// A chunk is a range of cell rows t = n * Qh + (qh - qh_lo) over all images.
+struct ForwardCells {
+  int64_t qh_lo, Qh;  // the W axis is g.qw_lo, g.Qw
+  int64_t K;          // Cin_g * Oh * Ow: inputs one cell reads, per group
+  int64_t cols;       // Cout_g * sh * sw: outputs one cell holds, per group
+};
+
+ForwardCells forward_cells(const ConvTranspose2dGeometry& g) {
+  ForwardCells c{};
+  c.qh_lo = floor_div(g.ph, g.sh);
+  c.Qh = floor_div(g.Ho - 1 + g.ph, g.sh) - c.qh_lo + 1;
+  c.K = g.Cin_g * g.Oh * g.Ow;
+  c.cols = g.Cout_g * g.sh * g.sw;
+  return c;
+}
+
+// B[grp][k = (ci, oh_off, ow_off)][col = (co, rh, rw)] = w[grp * Cin_g + ci, co, kh, kw] for the
+// taps kh, kw of phases rh, rw at those offsets, else 0.
+template <typename scalar_t, typename acc_t>
+__global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides4 ws,
+                                         ConvTranspose2dGeometry g, ForwardCells c,
+                                         acc_t* __restrict__ B) {
+  const int64_t total = g.groups * c.K * c.cols;
+  TCONV_GRID_STRIDE_LOOP(e, total) {
+    const int64_t col = e % c.cols, k = (e / c.cols) % c.K, grp = e / (c.cols * c.K);
+    const int64_t rw = col % g.sw, rh = (col / g.sw) % g.sh, co = col / (g.sw * g.sh);
+    const int64_t ow_off = k % g.Ow, oh_off = (k / g.Ow) % g.Oh, ci = k / (g.Ow * g.Oh);
+    const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
+    const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+    B[e] = (kh >= 0 && kw >= 0) ? static_cast<acc_t>(w[ws.offset(grp * g.Cin_g + ci, co, kh, kw)])
+                                : acc_t(0);
+  }
+}
+
+// A[grp][m = (t - t0, qw)][k = (ci, oh_off, ow_off)] = x[n, grp * Cin_g + ci, qh - oh_off, qw - ow_off]
+// (zero outside the input) for the cell rows t in [t0, t0 + rows).
+template <typename scalar_t, typename acc_t>
+__global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Strides4 xs,
+                                          ConvTranspose2dGeometry g, ForwardCells c, int64_t t0,
+                                          int64_t rows, acc_t* __restrict__ A) {
+  const int64_t M = rows * g.Qw;
+  const int64_t total = g.groups * M * c.K;
+  TCONV_GRID_STRIDE_LOOP(e, total) {
+    const int64_t k = e % c.K, m = (e / c.K) % M, grp = e / (c.K * M);
+    const int64_t ow_off = k % g.Ow, oh_off = (k / g.Ow) % g.Oh, ci = k / (g.Ow * g.Oh);
+    const int64_t t = t0 + m / g.Qw;
+    const int64_t n = t / c.Qh;
+    const int64_t ih = c.qh_lo + t % c.Qh - oh_off;
+    const int64_t iw = g.qw_lo + m % g.Qw - ow_off;
+    const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+    A[e] = inside ? static_cast<acc_t>(x[xs.offset(n, grp * g.Cin_g + ci, ih, iw)]) : acc_t(0);
+  }
+}
+
+// y[n, c, oh, ow] = C[grp][(t - t0, qw)][(co, rh, rw)] + bias[c] for the outputs of cell rows
+// t in [t0, t0 + rows). Threads run along y's memory order (ow fastest for contiguous output,
+// channels fastest for channels_last) so the writes coalesce.
+template <typename scalar_t, typename acc_t>
+__global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
+                                            const scalar_t* __restrict__ bias,
+                                            ConvTranspose2dGeometry g, ForwardCells c, int64_t t0,
+                                            int64_t rows, bool channels_last,
+                                            scalar_t* __restrict__ y, Strides4 ys) {
+  const int64_t M = rows * g.Qw;
+  const int64_t total = rows * g.sh * g.Cout * g.Wo;
+  TCONV_GRID_STRIDE_LOOP(e, total) {
+    int64_t ow, co_all, rh, tl;
+    if (channels_last) {  // e = (tl, rh, ow, c)
+      co_all = e % g.Cout; ow = (e / g.Cout) % g.Wo; rh = (e / (g.Cout * g.Wo)) % g.sh;
+      tl = e / (g.Cout * g.Wo * g.sh);
+    } else {  // e = (tl, c, rh, ow)
+      ow = e % g.Wo; rh = (e / g.Wo) % g.sh; co_all = (e / (g.Wo * g.sh)) % g.Cout;
+      tl = e / (g.Wo * g.sh * g.Cout);
+    }
+    const int64_t t = t0 + tl;
+    const int64_t n = t / c.Qh, qh = c.qh_lo + t % c.Qh;
+    const int64_t oh = output_of(qh, rh, g.sh, g.ph);
+    if (oh < 0 || oh >= g.Ho) continue;  // this phase of the edge cell lies outside the output
+    const CellPhase wp = cell_phase_of(ow, g.sw, g.pw);
+    const int64_t grp = co_all / g.Cout_g, co = co_all % g.Cout_g;
+    const int64_t m = tl * g.Qw + (wp.cell - g.qw_lo);
+    acc_t v = C[(grp * M + m) * c.cols + (co * g.sh + rh) * g.sw + wp.phase];
+    if (bias != nullptr) v += static_cast<acc_t>(bias[co_all]);
+    y[ys.offset(n, co_all, oh, ow)] = static_cast<scalar_t>(v);
+  }
+}
+
+// One input channel per group: y[n, c] = bias[c] + sum over taps (kh, kw) of
+// x[n, c / Cout_g, ih, iw] * w[c / Cout_g, c % Cout_g, kh, kw]. Threads run along y's memory order.
+template <typename scalar_t, typename acc_t>
+__global__ void depthwise_forward_kernel(const scalar_t* __restrict__ x, Strides4 xs,
+                                         const scalar_t* __restrict__ w, Strides4 ws,
+                                         const scalar_t* __restrict__ bias,
+                                         ConvTranspose2dGeometry g, bool channels_last,
+                                         scalar_t* __restrict__ y, Strides4 ys) {
+  const int64_t total = g.N * g.Cout * g.Ho * g.Wo;
+  TCONV_GRID_STRIDE_LOOP(e, total) {
+    int64_t n, c, oh, ow;
+    if (channels_last) {
+      c = e % g.Cout; ow = (e / g.Cout) % g.Wo; oh = (e / (g.Cout * g.Wo)) % g.Ho;
+      n = e / (g.Cout * g.Wo * g.Ho);
+    } else {
+      ow = e % g.Wo; oh = (e / g.Wo) % g.Ho; c = (e / (g.Wo * g.Ho)) % g.Cout;
+      n = e / (g.Wo * g.Ho * g.Cout);
+    }
+    const int64_t grp = c / g.Cout_g, co = c % g.Cout_g;
+    acc_t sum = 0;
+    for (int64_t kh = 0; kh < g.kH; ++kh) {
+      const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
+      if (ih < 0) continue;
+      for (int64_t kw = 0; kw < g.kW; ++kw) {
+        const int64_t iw = input_of_tap(ow, kw, g.sw, g.pw, g.dw, g.W);
+        if (iw < 0) continue;
+        sum += static_cast<acc_t>(x[xs.offset(n, grp, ih, iw)]) *
+               static_cast<acc_t>(w[ws.offset(grp, co, kh, kw)]);
+      }
+    }
+    if (bias != nullptr) sum += static_cast<acc_t>(bias[c]);
+    y[ys.offset(n, c, oh, ow)] = static_cast<scalar_t>(sum);
+  }
+}
+
+template <typename scalar_t>
+void forward_depthwise(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                       const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t total = y.numel();
+  depthwise_forward_kernel<scalar_t, acc_t>
+      <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          x.const_data_ptr<scalar_t>(), strides_of(x), w.const_data_ptr<scalar_t>(), strides_of(w),
+          bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, channels_last,
+          y.mutable_data_ptr<scalar_t>(), strides_of(y));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <typename scalar_t>
+void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& y,
+                       const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const ForwardCells c = forward_cells(g);
+  const at::TensorOptions acc_options = x.options().dtype(at::toOpMathType(x.scalar_type()));
+
+  Tensor B = at::empty({g.groups, c.K, c.cols}, acc_options);
+  pack_cell_weights_kernel<scalar_t, acc_t><<<blocks_for(B.numel()), kThreads, 0, stream>>>(
+      w.const_data_ptr<scalar_t>(), strides_of(w), g, c, B.mutable_data_ptr<acc_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+
+  const int64_t total_rows = g.N * c.Qh;
+  const int64_t row_elems = g.groups * g.Qw * (c.K + c.cols);
+  const int64_t rows_max = rows_per_chunk(total_rows, row_elems, g.Qw * std::max(c.K, c.cols),
+                                          int64_t(sizeof(acc_t)));
+  Tensor A = at::empty({g.groups, rows_max * g.Qw, c.K}, acc_options);
+  Tensor C = at::empty({g.groups, rows_max * g.Qw, c.cols}, acc_options);
+  const scalar_t* bias_ptr = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+
+  for (int64_t t0 = 0; t0 < total_rows; t0 += rows_max) {
+    const int64_t rows = std::min(rows_max, total_rows - t0);
+    Tensor A_chunk = dense_prefix(A, g.groups, rows * g.Qw, c.K);
+    Tensor C_chunk = dense_prefix(C, g.groups, rows * g.Qw, c.cols);
+
+    gather_input_cells_kernel<scalar_t, acc_t><<<blocks_for(A_chunk.numel()), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), strides_of(x), g, c, t0, rows, A_chunk.mutable_data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+
+    at::bmm_out(C_chunk, A_chunk, B);  // cuBLAS, a fixed reduction order per shape
+
+    const int64_t outputs = rows * g.sh * g.Cout * g.Wo;
+    scatter_output_cells_kernel<scalar_t, acc_t><<<blocks_for(outputs), kThreads, 0, stream>>>(
+        C_chunk.const_data_ptr<acc_t>(), bias_ptr, g, c, t0, rows, channels_last,
+        y.mutable_data_ptr<scalar_t>(), strides_of(y));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+Tensor conv_transpose2d_cuda(const Tensor& input, const Tensor& weight,
+                             const std::optional<Tensor>& bias_opt, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef output_padding,
+                             int64_t groups, at::IntArrayRef dilation) {
+  check_floating(input, "conv_transpose2d");
+  check_same_dtype_device(input, weight, "weight");
+  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
+      input.sizes(), weight.sizes(), stride, padding, output_padding, groups, dilation);
+  Tensor bias;
+  if (bias_opt.has_value() && bias_opt->defined()) {
+    check_bias(input, *bias_opt, g.Cout, weight.sizes());
+    bias = bias_opt->contiguous();
+  }
+  const c10::cuda::CUDAGuard device_guard(input.device());
+
+  const at::MemoryFormat fmt = conv_memory_format(input, weight);
+  Tensor y = at::empty({g.N, g.Cout, g.Ho, g.Wo}, input.options().memory_format(fmt));
+  if (y.numel() == 0) return y;
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+
+  // The kernels read input and weight through their strides: no layout copies.
+  if (g.Cin_g == 1) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                    "conv_transpose2d_depthwise_cuda", [&] {
+                                      forward_depthwise<scalar_t>(input, weight, bias, y, g, channels_last);
+                                    });
+    return y;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "conv_transpose2d_cuda", [&] {
+                                    forward_cell_gemm<scalar_t>(input, weight, bias, y, g, channels_last);
+                                  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
+  m.impl("conv_transpose2d", &conv_transpose2d_cuda);
+}
+
+}  // namespace tconv::cuda

@@ -1,0 +1,42 @@
+// Launch shapes and 64-bit element addressing shared by the tconv CUDA kernels.
+//
+// Every elementwise kernel is a grid-stride loop over an int64 element index, so one launch covers
+// tensors of more than 2^31 elements, and reads/writes 4-D tensors through their strides, so
+// contiguous, channels_last and strided views need no copy.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace tconv::cuda {
+
+constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over `total` elements (total > 0). More blocks than the GPU can
+// hold at once buy nothing; the loop covers the rest.
+inline unsigned int blocks_for(int64_t total, int threads = kThreads) {
+  const int64_t blocks = (total + threads - 1) / threads;
+  return static_cast<unsigned int>(std::min<int64_t>(blocks, int64_t(1) << 20));
+}
+
+// Element strides of an (N, C, H, W) tensor.
+struct Strides4 {
+  int64_t n, c, h, w;
+
+  __host__ __device__ __forceinline__ int64_t offset(int64_t in, int64_t ic, int64_t ih,
+                                                      int64_t iw) const {
+    return in * n + ic * c + ih * h + iw * w;
+  }
+};
+
+inline Strides4 strides_of(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+#define TCONV_GRID_STRIDE_LOOP(index, total)                                                   \
+  for (int64_t index = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; index < (total);        \
+       index += int64_t(blockDim.x) * gridDim.x)
+
+}  // namespace tconv::cuda

@@ -1,0 +1,269 @@
+"""tconv's CUDA kernels of conv_transpose2d: the CPU suite's grid on the GPU (against PyTorch on the
+CPU), agreement with tconv's CPU kernels, gradcheck, bitwise determinism, deterministic mode, half
+precision and an output of more than 2^31 elements. Every test is skipped without a GPU."""
+import os
+
+# cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
+# under torch.use_deterministic_algorithms(True) without it. Must be set before CUDA starts.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import tconv  # noqa: E402
+from test_conv_transpose2d import GRADCHECK, GRID, TOL, _make  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+ops = torch.ops.tconv
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_float32():
+    # TF32 (~1e-3 relative) would break float32 comparisons at 2e-4; tconv's float32 GEMMs follow
+    # torch.backends.cuda.matmul.allow_tf32 like every cuBLAS call in PyTorch.
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _leaves(tensors, device):
+    # .to() keeps the strides of dense tensors: channels_last and transposed views stay so on the GPU.
+    return [t.detach().to(device).requires_grad_() for t in tensors]
+
+
+def _forward_and_grads(fn, leaves, bias, grad_out, **kw):
+    out = fn(leaves[0], leaves[1], leaves[2] if bias else None, **kw)
+    if out.numel() == 0:
+        return out, []
+    return out, list(torch.autograd.grad(out, leaves, grad_out.to(out.device)))
+
+
+def _check_cuda(x, w, b, dtype, **kw):
+    """CUDA forward, memory format and every gradient equal PyTorch's on the CPU."""
+    rtol, atol = TOL[dtype]
+    tensors = (x, w) + ((b,) if b is not None else ())
+    ref_leaves, our_leaves = _leaves(tensors, "cpu"), _leaves(tensors, "cuda")
+    ref = F.conv_transpose2d(ref_leaves[0], ref_leaves[1], ref_leaves[2] if b is not None else None, **kw)
+    grad_out = torch.randn_like(ref)
+    ref, ref_grads = _forward_and_grads(F.conv_transpose2d, ref_leaves, b is not None, grad_out, **kw)
+    ours, our_grads = _forward_and_grads(tconv.conv_transpose2d, our_leaves, b is not None, grad_out, **kw)
+    assert ours.device.type == "cuda" and ours.shape == ref.shape and ours.dtype == ref.dtype
+    torch.testing.assert_close(ours.cpu(), ref, rtol=rtol, atol=atol)
+    if ref.dim() == 4:
+        assert ours.is_contiguous(memory_format=torch.channels_last) == \
+            ref.is_contiguous(memory_format=torch.channels_last)
+    for a, e in zip(our_grads, ref_grads):
+        assert a.shape == e.shape and a.device.type == "cuda"
+        torch.testing.assert_close(a.cpu(), e, rtol=rtol * 10, atol=atol * 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
+@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+def test_grid_matches_pytorch_cpu(cfg, layout, dtype):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                    transpose_view=layout == "noncontiguous")
+    _check_cuda(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+def test_without_bias_unbatched_and_channels_last_weight():
+    x, w, _ = _make(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
+    _check_cuda(x[0], w, None, torch.float64, stride=2, padding=1)
+    x, w, b = _make(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
+    _check_cuda(x, w.to(memory_format=torch.channels_last), b, torch.float64, stride=2)
+
+
+@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+def test_cuda_agrees_with_tconv_cpu(cfg):
+    """Both devices' kernels, op by op, in float64."""
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64)
+    args = ([s, s] if isinstance(s, int) else list(s), [p, p] if isinstance(p, int) else list(p),
+            [op, op] if isinstance(op, int) else list(op), g, [d, d] if isinstance(d, int) else list(d))
+    stride, padding, output_padding, groups, dilation = args
+    y_cpu = ops.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
+    y_gpu = ops.conv_transpose2d(x.cuda(), w.cuda(), b.cuda(), stride, padding, output_padding, groups, dilation)
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-12, atol=1e-12)
+    if y_cpu.numel() == 0:
+        return
+    go = torch.randn_like(y_cpu)
+    pairs = [
+        (ops.conv_transpose2d_backward_input, (go, w, stride, padding, groups, dilation, list(hw))),
+        (ops.conv_transpose2d_backward_weight, (go, x, list(k), stride, padding, groups, dilation)),
+        (ops.conv_transpose2d_backward_bias, (go,)),
+    ]
+    for op_fn, cpu_args in pairs:
+        gpu_args = tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in cpu_args)
+        torch.testing.assert_close(op_fn(*gpu_args).cpu(), op_fn(*cpu_args), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kw", GRADCHECK)
+def test_gradcheck_and_gradgradcheck_cuda(kw, channels_last):
+    x, w, b = _make(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
+    args = [t.cuda().requires_grad_() for t in (x, w, b)]
+    fn = lambda x, w, b: tconv.conv_transpose2d(x, w, b, **kw)
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+
+
+DETERMINISM = [
+    # n, cin, cout, hw, k, stride, padding, groups, channels_last
+    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, False),
+    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, True),
+    (2, 16, 16, (12, 12), (3, 3), 1, 1, 2, False),
+    (4, 16, 16, (9, 9), (4, 4), 2, 1, 16, False),  # depthwise
+    (2, 21, 21, (10, 15), (64, 64), 32, 16, 1, False),  # FCN head: large reductions
+]
+
+
+def _run_all(x, w, b, **kw):
+    out = tconv.conv_transpose2d(x, w, b, **kw)
+    return [out] + list(torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
+def test_bitwise_deterministic(cfg, dtype):
+    n, cin, cout, hw, k, s, p, g, cl = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
+    x, w, b = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
+    first, second = _run_all(x, w, b, stride=s, padding=p, groups=g), _run_all(x, w, b, stride=s, padding=p, groups=g)
+    for a, c in zip(first, second):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("cfg", DETERMINISM[:4], ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
+def test_runs_under_deterministic_algorithms(cfg):
+    n, cin, cout, hw, k, s, p, g, cl = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
+    x, w, b = (t.cuda().requires_grad_() for t in (x, w, b))
+    expected = _run_all(x, w, b, stride=s, padding=p, groups=g)
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = _run_all(x, w, b, stride=s, padding=p, groups=g)
+    finally:
+        torch.use_deterministic_algorithms(old)
+    for a, c in zip(got, expected):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cfg", [(2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 1, 1),
+                                 (2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 8, 1),
+                                 (1, 16, 8, (5, 7), (3, 3), 1, 1, 0, 2, 1),
+                                 (2, 8, 4, (5, 5), (2, 2), 2, 0, 0, 1, 1)])
+def test_half_precision_against_float32(cfg, channels_last, dtype):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
+    xh, wh, bh = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
+    out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # reference: float32 on the CPU on the same (rounded) values, rounded once at the end
+    xr, wr, br = (t.detach().cpu().float().requires_grad_() for t in (xh, wh, bh))
+    ref = F.conv_transpose2d(xr, wr, br, s, p, op, g, d)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float().cpu(), ref.to(dtype).float(), rtol=2 * eps,
+                               atol=2 * eps * ref.abs().max().item())
+    go = torch.randn_like(ref).to(dtype)
+    grads = torch.autograd.grad(out, (xh, wh, bh), go.cuda())
+    refs = torch.autograd.grad(ref, (xr, wr, br), go.float())
+    for a, e in zip(grads, refs):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.float().cpu(), e.to(dtype).float(), rtol=4 * eps,
+                                   atol=4 * eps * e.abs().max().item())
+
+
+def _opcheck_samples():
+    x, w, b = (t.cuda() for t in _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32))
+    yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])
+    yield ops.conv_transpose2d, (x.to(memory_format=torch.channels_last), w, None, [1, 2], [0, 1], [0, 1], 2, [2, 1])
+    y = F.conv_transpose2d(x, w, b, 2, 1, (1, 0), 2)
+    yield ops.conv_transpose2d_backward_input, (torch.randn_like(y), w, [2, 2], [1, 1], 2, [1, 1], [4, 5])
+    yield ops.conv_transpose2d_backward_weight, (torch.randn_like(y), x, [3, 3], [2, 2], [1, 1], 2, [1, 1])
+    yield ops.conv_transpose2d_backward_bias, (torch.randn_like(y),)
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_opcheck_cuda(index):
+    op, args = list(_opcheck_samples())[index]
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args)
+
+
+def test_mixed_devices_raise():
+    x, w, b = _make(1, 4, 4, (3, 3), (3, 3), 1, torch.float32)
+    with pytest.raises(RuntimeError, match="same device"):
+        tconv.conv_transpose2d(x.cuda(), w, b.cuda())
+    with pytest.raises(RuntimeError, match="same device"):
+        tconv.conv_transpose2d(x.cuda(), w.cuda(), b)
+
+
+# ---- more than 2^31 elements: 64-bit indexing --------------------------------------------------------
+
+# bfloat16, 8 channels, k = s = 2: output 8 x 16384 x 16400 = 2^31 + 2,097,152 elements (4.3 GB).
+BIG = dict(n=1, c=8, h=8192, w=8200)
+BIG_FREE_BYTES = 24 << 30
+
+
+def _needs_big_memory():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    free, _ = torch.cuda.mem_get_info()
+    if free < BIG_FREE_BYTES:
+        pytest.skip(f"needs {BIG_FREE_BYTES >> 30} GiB free GPU memory, {free >> 30} GiB free")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("groups", [8, 1], ids=["depthwise", "dense"])
+def test_output_beyond_int32_indexing(groups):
+    """k = s = 2: output rows 2i, 2i+1 depend on input row i only, so corners of the huge output
+    (the last ones lie past element 2^31) are checked against small CPU convolutions of the
+    input's corners; gradients likewise, grad_bias against a float32 sum."""
+    _needs_big_memory()
+    n, c, h, w_ = BIG["n"], BIG["c"], BIG["h"], BIG["w"]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(n, c, h, w_, device="cuda", dtype=torch.bfloat16, generator=gen)
+    wt = torch.randn(c, c // groups, 2, 2, device="cuda", dtype=torch.bfloat16, generator=gen)
+    b = torch.randn(c, device="cuda", dtype=torch.bfloat16, generator=gen)
+    y = ops.conv_transpose2d(x, wt, b, [2, 2], [0, 0], [0, 0], groups, [1, 1])
+    assert y.numel() > 2 ** 31
+    eps = torch.finfo(torch.bfloat16).eps
+
+    def close(got, expected):
+        torch.testing.assert_close(got.float().cpu(), expected.to(torch.bfloat16).float(), rtol=2 * eps,
+                                   atol=2 * eps * expected.abs().max().item())
+
+    wf, bf = wt.float().cpu(), b.float().cpu()
+    for rows, cols in [(slice(0, 2), slice(0, 2)), (slice(-2, None), slice(-2, None))]:
+        out_rows = slice(rows.start * 2, None if rows.stop is None else rows.stop * 2)
+        out_cols = slice(cols.start * 2, None if cols.stop is None else cols.stop * 2)
+        ref = F.conv_transpose2d(x[:, :, rows, cols].float().cpu(), wf, bf, stride=2, groups=groups)
+        close(y[:, :, out_rows, out_cols], ref)
+
+    grad_in = ops.conv_transpose2d_backward_input(y, wt, [2, 2], [0, 0], groups, [1, 1], [h, w_])
+    go_corner = y[:, :, -4:, -4:].float().cpu()
+    ref = ops.conv_transpose2d_backward_input(go_corner, wf, [2, 2], [0, 0], groups, [1, 1], [2, 2])
+    close(grad_in[:, :, -2:, -2:], ref)
+
+    grad_bias = ops.conv_transpose2d_backward_bias(y)
+    expected = y.sum(dim=(0, 2, 3), dtype=torch.float32)
+    scale = y.abs().sum(dim=(0, 2, 3), dtype=torch.float32)
+    assert ((grad_bias.float() - expected).abs() <= 1e-3 * scale + 2 * eps * expected.abs()).all()
+
+    grad_w = ops.conv_transpose2d_backward_weight(y, x, [2, 2], [2, 2], [0, 0], groups, [1, 1])
+    # grad_weight[ci, co, kh, kw] = sum over pixels of x[ci] * y[co] at (2i + kh, 2j + kw)
+    for kh in range(2):
+        for kw in range(2):
+            yk = y[:, :, kh::2, kw::2].float()
+            if groups == 1:
+                expected = torch.einsum("nihw,nohw->io", x.float(), yk)
+            else:
+                expected = (x.float() * yk).sum(dim=(0, 2, 3))[:, None]
+            got = grad_w[:, :, kh, kw].float()
+            assert (got - expected).abs().max().item() <= 1e-2 * expected.abs().max().item() + 1e-3
