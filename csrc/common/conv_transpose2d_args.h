@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "common/conv_transpose2d_shape.h"
 
@@ -104,6 +105,19 @@ inline void check_bias(const at::Tensor& input, const at::Tensor& bias, int64_t 
   TORCH_CHECK(bias.dim() == 1 && bias.size(0) == cout, "Given transposed=1, weight of size ",
               weight_sizes, ", expected bias to be 1-dimensional with ", cout,
               " elements, but got bias of size ", bias.sizes(), " instead");
+}
+
+// Every check of the forward op's arguments (device-independent); returns the geometry.
+inline ConvTranspose2dGeometry check_conv_transpose2d_args(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef output_padding,
+    int64_t groups, c10::IntArrayRef dilation) {
+  check_floating(input, "conv_transpose2d");
+  check_same_dtype_device(input, weight, "weight");
+  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
+      input.sizes(), weight.sizes(), stride, padding, output_padding, groups, dilation);
+  if (bias.has_value() && bias->defined()) check_bias(input, *bias, g.Cout, weight.sizes());
+  return g;
 }
 
 // Like PyTorch's convolutions: channels_last output when the input or the weight is channels_last.

@@ -246,11 +246,8 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
                             const std::optional<Tensor>& bias, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef output_padding,
                             int64_t groups, at::IntArrayRef dilation) {
-  check_floating(input, "conv_transpose2d");
-  check_same_dtype_device(input, weight, "weight");
-  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
-      input.sizes(), weight.sizes(), stride, padding, output_padding, groups, dilation);
-  if (bias.has_value() && bias->defined()) check_bias(input, *bias, g.Cout, weight.sizes());
+  const ConvTranspose2dGeometry g = check_conv_transpose2d_args(
+      input, weight, bias, stride, padding, output_padding, groups, dilation);
 
   const at::MemoryFormat fmt = conv_memory_format(input, weight);
   Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);

@@ -334,13 +334,8 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
                                            at::IntArrayRef stride, at::IntArrayRef padding,
                                            int64_t groups, at::IntArrayRef dilation,
                                            at::IntArrayRef input_hw) {
-  check_floating(grad_output, "conv_transpose2d_backward_input");
-  check_same_dtype_device(grad_output, weight, "weight");
-  TORCH_CHECK(weight.dim() == 4 && input_hw.size() == 2,
-              "conv_transpose2d_backward_input: expected 4-D weight and input_hw of 2 values");
-  const ConvTranspose2dGeometry g = backward_geometry(
-      grad_output, {grad_output.size(0), weight.size(0), input_hw[0], input_hw[1]}, weight.sizes(),
-      stride, padding, groups, dilation);
+  const ConvTranspose2dGeometry g =
+      check_backward_input_args(grad_output, weight, stride, padding, groups, dilation, input_hw);
   const at::MemoryFormat fmt = conv_memory_format(grad_output, weight);
   Tensor gi = empty_output({g.N, g.Cin, g.H, g.W}, grad_output.options(), fmt);
   if (gi.numel() == 0) return gi;
@@ -480,16 +475,9 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
                                             at::IntArrayRef kernel_hw, at::IntArrayRef stride,
                                             at::IntArrayRef padding, int64_t groups,
                                             at::IntArrayRef dilation) {
-  check_floating(grad_output, "conv_transpose2d_backward_weight");
-  check_same_dtype_device(grad_output, input, "input");
-  TORCH_CHECK(input.dim() == 4 && kernel_hw.size() == 2,
-              "conv_transpose2d_backward_weight: expected 4-D input and kernel_hw of 2 values");
-  TORCH_CHECK(groups > 0 && grad_output.dim() == 4 && grad_output.size(1) % groups == 0,
-              "conv_transpose2d_backward_weight: grad_output channels ", grad_output.sizes(),
-              " not divisible by groups=", groups);
-  const std::vector<int64_t> wsizes{input.size(1), grad_output.size(1) / groups, kernel_hw[0], kernel_hw[1]};
-  const ConvTranspose2dGeometry g =
-      backward_geometry(grad_output, input.sizes(), wsizes, stride, padding, groups, dilation);
+  const ConvTranspose2dGeometry g = check_backward_weight_args(
+      grad_output, input, kernel_hw, stride, padding, groups, dilation);
+  const std::vector<int64_t> wsizes{g.Cin, g.Cout_g, g.kH, g.kW};
   Tensor gw = at::empty(wsizes, grad_output.options());
   if (gw.numel() == 0) return gw;
   if (g.N == 0) return gw.zero_();
@@ -521,9 +509,7 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
 // ---- grad_bias ---------------------------------------------------------------------------------
 
 Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
-  check_floating(grad_output, "conv_transpose2d_backward_bias");
-  TORCH_CHECK(grad_output.dim() == 4, "conv_transpose2d_backward_bias: expected 4-D grad_output, got ",
-              grad_output.sizes());
+  check_backward_bias_args(grad_output);
   const int64_t N = grad_output.size(0), C = grad_output.size(1);
   const int64_t HW = grad_output.size(2) * grad_output.size(3);
   Tensor gb = at::empty({C}, grad_output.options());

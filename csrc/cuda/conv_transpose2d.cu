@@ -209,15 +209,9 @@ Tensor conv_transpose2d_cuda(const Tensor& input, const Tensor& weight,
                              const std::optional<Tensor>& bias_opt, at::IntArrayRef stride,
                              at::IntArrayRef padding, at::IntArrayRef output_padding,
                              int64_t groups, at::IntArrayRef dilation) {
-  check_floating(input, "conv_transpose2d");
-  check_same_dtype_device(input, weight, "weight");
-  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
-      input.sizes(), weight.sizes(), stride, padding, output_padding, groups, dilation);
-  Tensor bias;
-  if (bias_opt.has_value() && bias_opt->defined()) {
-    check_bias(input, *bias_opt, g.Cout, weight.sizes());
-    bias = bias_opt->contiguous();
-  }
+  const ConvTranspose2dGeometry g = check_conv_transpose2d_args(
+      input, weight, bias_opt, stride, padding, output_padding, groups, dilation);
+  const Tensor bias = bias_opt.has_value() && bias_opt->defined() ? bias_opt->contiguous() : Tensor();
   const c10::cuda::CUDAGuard device_guard(input.device());
 
   const at::MemoryFormat fmt = conv_memory_format(input, weight);
