@@ -6,7 +6,7 @@ tconv.init.bilinear_ brings the scores back to the input size. Trains on circles
 triangles over textured backgrounds, prints pixel accuracy and mean IoU on held-out scenes after
 every epoch (beside the majority-class baseline) and saves input / truth / prediction as a PNG.
 
-    python examples/fcn.py                      # about two CPU minutes
+    python examples/fcn.py                      # a few CPU minutes
     python examples/fcn.py --epochs 2 --size 64 # quicker
 """
 import argparse
@@ -75,9 +75,9 @@ def parse_args(argv):
     parser.add_argument("--size", type=int, default=96, help="image side, a multiple of 32 (default 96)")
     parser.add_argument("--train", type=int, default=640, help="training scenes (default 640)")
     parser.add_argument("--test", type=int, default=128, help="held-out scenes (default 128)")
-    parser.add_argument("--epochs", type=int, default=6, help="passes over the training scenes (default 6)")
+    parser.add_argument("--epochs", type=int, default=25, help="passes over the training scenes (default 25)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 3e-3)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join("examples", "out"), help="folder for fcn.png")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

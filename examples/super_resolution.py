@@ -7,7 +7,7 @@ produce a residual that is added to the bicubic image. The transposed convolutio
 so training starts exactly at bicubic and can only improve on it. Prints the PSNR of both on
 held-out images and saves ground truth / 1/4 input / bicubic / network side by side as a PNG.
 
-    python examples/super_resolution.py               # about two CPU minutes
+    python examples/super_resolution.py               # about three CPU minutes
     python examples/super_resolution.py --steps 200   # quicker
 """
 import argparse
@@ -67,7 +67,7 @@ def parse_args(argv):
     parser.add_argument("--size", type=int, default=64, help="high-resolution side, a multiple of 4 (default 64)")
     parser.add_argument("--train", type=int, default=1024, help="training images (default 1024)")
     parser.add_argument("--test", type=int, default=64, help="held-out images (default 64)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps (default 1500)")
+    parser.add_argument("--steps", type=int, default=800, help="training steps (default 800)")
     parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--seed", type=int, default=0)
