@@ -10,6 +10,7 @@ import platform
 import torch
 
 from . import cases_conv_transpose2d, cases_gram, cases_upsample
+from .chart import write_chart
 from .harness import format_table, geomean, run_case
 
 CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram]
@@ -46,10 +47,14 @@ def main(argv=None):
             sel = [r["speedup"] for r in rows if r["group"] == group and r["pass_"] == pass_]
             if sel:
                 print(f"geomean speedup {group} {pass_}: {geomean(sel):.2f}x over {len(sel)} cases")
+    results = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=args.device,
+                   rows=rows)
     with open(args.json, "w") as f:
-        json.dump(dict(torch=torch.__version__, threads=torch.get_num_threads(), device=args.device,
-                       rows=rows), f, indent=1)
+        json.dump(results, f, indent=1)
     print(f"wrote {args.json}")
+    chart = write_chart(results, os.path.splitext(args.json)[0] + ".png")
+    if chart:
+        print(f"wrote {chart}")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
