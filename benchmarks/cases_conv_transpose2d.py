@@ -21,9 +21,8 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True):
     case = Case("conv_transpose2d", name, make_inputs,
                 tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, groups=groups),
                 torch=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, groups=groups),
-                flops=flops, bytes=4.0 * (x_numel := n * cin * h * w) + 4.0 * n * cout * ho * wo,
-                rtol=2e-4)
-    case.dense = dense
+                flops=flops, bytes=4.0 * n * cin * h * w + 4.0 * n * cout * ho * wo,
+                rtol=2e-4, dense=dense)
     return case
 
 

@@ -31,6 +31,7 @@ class Case:
     bytes: float = 0.0            # forward minimum bytes moved (0: not reported)
     backward: bool = True         # time fwd+bwd too
     peer: Optional[Peer] = None
+    dense: bool = True            # counted in the "dense cases" geomean (depthwise is not)
     rtol: float = 1e-4
     atol: float = 1e-4
 
@@ -97,7 +98,7 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         out = case.tconv(*inputs)
         err = _max_rel_err(out, ref)
         t_torch, t_tconv = time_pair(sync(lambda: case.torch(*inputs)), sync(lambda: case.tconv(*inputs)), min_time)
-        row = dict(group=case.group, case=case.name, pass_="fwd", torch_ms=t_torch * 1e3,
+        row = dict(group=case.group, case=case.name, dense=case.dense, pass_="fwd", torch_ms=t_torch * 1e3,
                    tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
                    ok=bool(err <= case.rtol or torch.allclose(out, ref, case.rtol, case.atol)))
         if case.flops:
@@ -117,7 +118,7 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         err = max(_max_rel_err(a, b) for a, b in zip(got, ref))
         t_torch, t_tconv = time_pair(sync(lambda: _grads(case.torch, inputs, grad_out)),
                                      sync(lambda: _grads(case.tconv, inputs, grad_out)), min_time)
-        row = dict(group=case.group, case=case.name, pass_="fwd+bwd", torch_ms=t_torch * 1e3,
+        row = dict(group=case.group, case=case.name, dense=case.dense, pass_="fwd+bwd", torch_ms=t_torch * 1e3,
                    tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
                    ok=bool(err <= 10 * case.rtol))
         if case.flops:

@@ -47,6 +47,10 @@ def main(argv=None):
             sel = [r["speedup"] for r in rows if r["group"] == group and r["pass_"] == pass_]
             if sel:
                 print(f"geomean speedup {group} {pass_}: {geomean(sel):.2f}x over {len(sel)} cases")
+            dense = [r["speedup"] for r in rows
+                     if r["group"] == group and r["pass_"] == pass_ and r.get("dense", True)]
+            if sel and len(dense) < len(sel):
+                print(f"geomean speedup {group} {pass_}, dense cases: {geomean(dense):.2f}x over {len(dense)} cases")
     results = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=args.device,
                    rows=rows)
     with open(args.json, "w") as f:
