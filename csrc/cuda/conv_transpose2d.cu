@@ -127,14 +127,7 @@ __global__ void depthwise_forward_kernel(const scalar_t* __restrict__ x, Strides
                                          scalar_t* __restrict__ y, Strides4 ys) {
   const int64_t total = g.N * g.Cout * g.Ho * g.Wo;
   TCONV_GRID_STRIDE_LOOP(e, total) {
-    int64_t n, c, oh, ow;
-    if (channels_last) {
-      c = e % g.Cout; ow = (e / g.Cout) % g.Wo; oh = (e / (g.Cout * g.Wo)) % g.Ho;
-      n = e / (g.Cout * g.Wo * g.Ho);
-    } else {
-      ow = e % g.Wo; oh = (e / g.Wo) % g.Ho; c = (e / (g.Wo * g.Ho)) % g.Cout;
-      n = e / (g.Wo * g.Ho * g.Cout);
-    }
+    const auto [n, c, oh, ow] = unravel_in_memory_order(e, g.Cout, g.Ho, g.Wo, channels_last);
     const int64_t grp = c / g.Cout_g, co = c % g.Cout_g;
     acc_t sum = 0;
     for (int64_t kh = 0; kh < g.kH; ++kh) {

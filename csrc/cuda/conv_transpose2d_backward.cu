@@ -104,14 +104,7 @@ __global__ void depthwise_backward_input_kernel(const scalar_t* __restrict__ go,
                                                 scalar_t* __restrict__ gi, Strides4 gis) {
   const int64_t total = g.N * g.Cin * g.H * g.W;
   TCONV_GRID_STRIDE_LOOP(e, total) {
-    int64_t n, grp, ih, iw;
-    if (channels_last) {
-      grp = e % g.Cin; iw = (e / g.Cin) % g.W; ih = (e / (g.Cin * g.W)) % g.H;
-      n = e / (g.Cin * g.W * g.H);
-    } else {
-      iw = e % g.W; ih = (e / g.W) % g.H; grp = (e / (g.W * g.H)) % g.Cin;
-      n = e / (g.W * g.H * g.Cin);
-    }
+    const auto [n, grp, ih, iw] = unravel_in_memory_order(e, g.Cin, g.H, g.W, channels_last);
     acc_t sum = 0;
     for (int64_t co = 0; co < g.Cout_g; ++co) {
       const int64_t c = grp * g.Cout_g + co;

@@ -35,6 +35,17 @@ inline Strides4 strides_of(const at::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
 
+// (n, c, h, w) of the e-th element of an (N, C, H, W) tensor visited in its memory order
+// (channels_last: c fastest), so consecutive threads touch consecutive addresses.
+struct Index4 {
+  int64_t n, c, h, w;
+};
+__host__ __device__ __forceinline__ Index4 unravel_in_memory_order(int64_t e, int64_t C, int64_t H,
+                                                                   int64_t W, bool channels_last) {
+  if (channels_last) return {e / (C * W * H), e % C, (e / (C * W)) % H, (e / C) % W};
+  return {e / (W * H * C), (e / (W * H)) % C, (e / W) % H, e % W};
+}
+
 #define TCONV_GRID_STRIDE_LOOP(index, total)                                                   \
   for (int64_t index = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; index < (total);        \
        index += int64_t(blockDim.x) * gridDim.x)
