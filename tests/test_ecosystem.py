@@ -10,8 +10,11 @@ from torch import nn
 
 import tconv
 
+_HAS_CUDA_KERNELS = torch.cuda.is_available() and all(
+    torch._C._dispatch_has_kernel_for_dispatch_key(f"tconv::{op}", "CUDA")
+    for op in ("conv_transpose2d", "upsample_bilinear2d", "upsample_bicubic2d", "gram_matrix"))
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="CUDA not available"))]
+    not _HAS_CUDA_KERNELS, reason="CUDA not available or tconv built without CUDA kernels"))]
 
 
 class Decoder(nn.Module):
