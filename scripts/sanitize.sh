@@ -29,6 +29,12 @@ nm -D tconv/_C*.so | grep __asan_ > /dev/null || { echo "extension is not instru
 LIBASAN="$(gcc -print-file-name=libasan.so)"
 LIBUBSAN="$(gcc -print-file-name=libubsan.so)"
 echo "== running tests with LD_PRELOAD=$LIBASAN"
+# The tests must import this instrumented build (cwd first on sys.path), not an installed tconv.
+LD_PRELOAD="$LIBASAN $LIBUBSAN" ASAN_OPTIONS=detect_leaks=0 python -c "
+import os, sys, tconv
+path = os.path.realpath(tconv._C.__file__)
+print('== tconv._C loaded from', path)
+sys.exit(0 if path.startswith(os.path.realpath('$WORK')) else 1)" || { echo "wrong tconv imported"; exit 1; }
 # Subset: every op forward/backward across dtypes and layouts, errors, NaN/Inf, empty tensors,
 # threads. Hypothesis-heavy and compile tests are left out (slow under ASan, no new kernel paths).
 set +e
