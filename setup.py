@@ -16,7 +16,17 @@ def _with_cuda():
     return torch.version.cuda is not None and CUDA_HOME is not None
 
 
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+
+
+def _sanitize():
+    """TCONV_SANITIZE=1: an ASan/UBSan debug build (scripts/sanitize.sh)."""
+    return os.environ.get("TCONV_SANITIZE", "0") == "1"
+
+
 def _cxx_flags():
+    if _sanitize():
+        return ["-O1", "-g", "-std=c++17", "-fopenmp", *SANITIZE]
     flags = ["-O3", "-std=c++17", "-fopenmp"]
     # Hand-written loops are vectorised by the compiler; -march=native gives it the machine's
     # widest vectors. TCONV_PORTABLE=1 builds a binary that runs on any x86-64/aarch64 CPU.
@@ -41,7 +51,8 @@ def _extension():
                              extra_compile_args={"cxx": _cxx_flags(), "nvcc": nvcc},
                              extra_link_args=["-fopenmp"])
     return CppExtension("tconv._C", sources, include_dirs=include_dirs,
-                        extra_compile_args={"cxx": _cxx_flags()}, extra_link_args=["-fopenmp"])
+                        extra_compile_args={"cxx": _cxx_flags()},
+                        extra_link_args=["-fopenmp"] + (SANITIZE if _sanitize() else []))
 
 
 setup(

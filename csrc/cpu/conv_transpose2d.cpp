@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -242,6 +243,61 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
   });
 }
 
+// True when every element of a dense tensor (contiguous in some memory format) is finite.
+template <typename scalar_t>
+bool all_finite(const Tensor& t) {
+  const scalar_t* p = t.const_data_ptr<scalar_t>();
+  return at::parallel_reduce(
+      0, t.numel(), int64_t(1) << 16, true,
+      [&](int64_t begin, int64_t end, bool ok) {
+        using acc_t = at::opmath_type<scalar_t>;
+        bool all = true;
+        for (int64_t i = begin; i < end; ++i) all &= std::isfinite(static_cast<acc_t>(p[i]));
+        return ok && all;
+      },
+      [](bool a, bool b) { return a && b; });
+}
+
+// Direct output-stationary loop over the real taps only. The cell GEMM multiplies structural
+// zeros (padding cells, offsets that feed no tap of a phase) with weights and inputs; that is
+// exact for finite values but turns an Inf or NaN operand into NaN at outputs it does not feed
+// (0 * Inf = NaN). With a non-finite input or weight this loop runs instead, so NaN and Inf land
+// exactly where PyTorch's convolution puts them. y may have any strides.
+template <typename scalar_t>
+void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                    Tensor& y, const ConvTranspose2dGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+  const scalar_t* wp = wc.const_data_ptr<scalar_t>();
+  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  const int64_t ys0 = y.stride(0), ys1 = y.stride(1), ys2 = y.stride(2), ys3 = y.stride(3);
+  at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / g.Cout, co = t % g.Cout, grp = co / g.Cout_g, col = co % g.Cout_g;
+      for (int64_t oh = 0; oh < g.Ho; ++oh)
+        for (int64_t ow = 0; ow < g.Wo; ++ow) {
+          acc_t acc = b[co];
+          for (int64_t kh = 0; kh < g.kH; ++kh) {
+            const int64_t th = oh + g.ph - kh * g.dh;
+            if (th < 0 || th % g.sh != 0 || th / g.sh >= g.H) continue;
+            const int64_t ih = th / g.sh;
+            for (int64_t kw = 0; kw < g.kW; ++kw) {
+              const int64_t tw = ow + g.pw - kw * g.dw;
+              if (tw < 0 || tw % g.sw != 0 || tw / g.sw >= g.W) continue;
+              const int64_t iw = tw / g.sw;
+              for (int64_t ci = grp * g.Cin_g; ci < (grp + 1) * g.Cin_g; ++ci)
+                acc += static_cast<acc_t>(xp[((n * g.Cin + ci) * g.H + ih) * g.W + iw]) *
+                       static_cast<acc_t>(wp[((ci * g.Cout_g + col) * g.kH + kh) * g.kW + kw]);
+            }
+          }
+          yp[n * ys0 + co * ys1 + oh * ys2 + ow * ys3] = static_cast<scalar_t>(acc);
+        }
+    }
+  });
+}
+
 Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
                             const std::optional<Tensor>& bias, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef output_padding,
@@ -269,7 +325,10 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   const Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "conv_transpose2d", [&] {
-                                    forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+                                    if (all_finite<scalar_t>(x) && all_finite<scalar_t>(w))
+                                      forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+                                    else
+                                      forward_direct<scalar_t>(x, w, bias, y, g);
                                   });
   return y;
 }

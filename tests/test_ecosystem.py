@@ -1,0 +1,308 @@
+"""tconv where users put it: torch.compile, autocast, torch.save/load, deepcopy, torch.export."""
+import copy
+import io
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tconv
+
+_HAS_CUDA_KERNELS = torch.cuda.is_available() and all(
+    torch._C._dispatch_has_kernel_for_dispatch_key(f"tconv::{op}", "CUDA")
+    for op in ("conv_transpose2d", "upsample_bilinear2d", "upsample_bicubic2d", "gram_matrix"))
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not _HAS_CUDA_KERNELS, reason="CUDA not available or tconv built without CUDA kernels"))]
+
+
+class Decoder(nn.Module):
+    """Every tconv module and function: ConvTranspose2d, Upsample, UpsamplingBilinear2d,
+    interpolate (bicubic), conv_transpose2d, GramMatrix and the style loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.up1 = tconv.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = tconv.Upsample(scale_factor=2, mode="bilinear")
+        self.dw = tconv.ConvTranspose2d(6, 6, 4, stride=2, padding=1, groups=6)
+        self.up3 = tconv.UpsamplingBilinear2d(size=(40, 36))
+        self.gram = tconv.GramMatrix()
+        self.head_w = nn.Parameter(torch.randn(6, 3, 1, 1) * 0.3)
+
+    def forward(self, x, style_gram):
+        y = torch.relu(self.up1(x))
+        y = self.up2(y)
+        y = self.dw(y)
+        y = self.up3(y)
+        y = tconv.interpolate(y, size=(30, 30), mode="bicubic", align_corners=False)
+        y = tconv.conv_transpose2d(y, self.head_w, stride=1)
+        loss = tconv.style_loss(y, style_gram) + (self.gram(y) ** 2).mean()
+        return y, loss
+
+
+class TorchDecoder(nn.Module):
+    """Decoder with PyTorch's layers and the same parameters."""
+
+    def __init__(self, ours):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.dw = nn.ConvTranspose2d(6, 6, 4, stride=2, padding=1, groups=6)
+        self.head_w = nn.Parameter(torch.empty(6, 3, 1, 1))
+        self.load_state_dict(ours.state_dict(), strict=False)
+
+    @staticmethod
+    def _gram(y):
+        f = y.flatten(2)
+        return f @ f.mT / (f.shape[1] * f.shape[2])
+
+    def forward(self, x, style_gram):
+        y = torch.relu(self.up1(x))
+        y = F.interpolate(y, scale_factor=2, mode="bilinear")
+        y = self.dw(y)
+        y = F.interpolate(y, size=(40, 36), mode="bilinear", align_corners=True)
+        y = F.interpolate(y, size=(30, 30), mode="bicubic", align_corners=False)
+        y = F.conv_transpose2d(y, self.head_w, stride=1)
+        loss = ((self._gram(y) - style_gram) ** 2).mean() + (self._gram(y) ** 2).mean()
+        return y, loss
+
+
+def _inputs(dtype=torch.float32):
+    x = torch.randn(2, 4, 5, 4, dtype=dtype)
+    style = torch.randn(2, 3, 3, dtype=dtype) * 0.1
+    return x, style
+
+
+def _grads(model, x, style):
+    x = x.detach().clone().requires_grad_()
+    y, loss = model(x, style)
+    (y.square().mean() + loss).backward()
+    grads = {n.removeprefix("_orig_mod."): p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    return y.detach(), loss.detach(), x.grad, grads
+
+
+def _assert_same_run(a, b, **tol):
+    for u, v in zip(a[:3], b[:3]):
+        torch.testing.assert_close(u, v, **tol)
+    assert a[3].keys() == b[3].keys()
+    for name in a[3]:
+        torch.testing.assert_close(a[3][name], b[3][name], **tol)
+
+
+def test_decoder_matches_pytorch_layers():
+    """The reference model used below really computes the same thing (sanity of the fixture)."""
+    model = Decoder().double()
+    ref = TorchDecoder(model).double()
+    x, style = _inputs(torch.float64)
+    a, b = _grads(model, x, style), _grads(ref, x, style)
+    _assert_same_run(a, b, rtol=1e-9, atol=1e-10)
+
+
+# ---- torch.compile ---------------------------------------------------------------------------------
+
+def test_compile_fullgraph_aot_eager_every_op():
+    torch._dynamo.reset()
+    model = Decoder()
+    x, style = _inputs()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    _assert_same_run(_grads(compiled, x, style), _grads(model, x, style), rtol=1e-5, atol=1e-6)
+
+
+def test_compile_fullgraph_has_no_graph_break():
+    torch._dynamo.reset()
+    model = Decoder()
+    x, style = _inputs()
+    explanation = torch._dynamo.explain(model)(x, style)
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_inductor_every_op():
+    torch._dynamo.reset()
+    model = Decoder()
+    x, style = _inputs()
+    compiled = torch.compile(model, fullgraph=True)  # default backend: inductor (C++ codegen)
+    _assert_same_run(_grads(compiled, x, style), _grads(model, x, style), rtol=1e-4, atol=1e-5)
+
+
+def test_compile_dynamic_shapes():
+    torch._dynamo.reset()
+    model = Decoder()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=True)
+    for n, h in [(1, 5), (3, 6)]:
+        x = torch.randn(n, 4, h, 4)
+        style = torch.randn(n, 3, 3) * 0.1
+        _assert_same_run(_grads(compiled, x, style), _grads(model, x, style), rtol=1e-5, atol=1e-6)
+
+
+# ---- autocast ----------------------------------------------------------------------------------------
+
+def _autocast_dtypes(device):
+    return [torch.bfloat16, torch.float16] if device == "cpu" else [torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("ac_dtype", [torch.bfloat16, torch.float16])
+def test_autocast_conv_transpose2d_casts_like_pytorch(device, in_dtype, ac_dtype):
+    x = torch.randn(2, 4, 6, 5, device=device).to(in_dtype)
+    w = torch.randn(4, 3, 3, 3, device=device)   # float32 parameters, as in a model
+    b = torch.randn(3, device=device)
+    with torch.autocast(device, dtype=ac_dtype):
+        ours = tconv.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+        ref = F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+    assert ref.dtype == ac_dtype
+    assert ours.dtype == ref.dtype
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_conv_transpose2d_float64_is_left_alone(device):
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64, device=device)
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        ours = tconv.conv_transpose2d(x, w)
+        ref = F.conv_transpose2d(x, w)
+    assert ours.dtype == ref.dtype == torch.float64
+    torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_module_backward_reaches_float32_parameters(device):
+    layer = tconv.ConvTranspose2d(4, 3, 3, stride=2).to(device)
+    ref = nn.ConvTranspose2d(4, 3, 3, stride=2).to(device)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 4, 5, 5, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        y, y_ref = layer(x), ref(x)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    y.float().sum().backward()
+    y_ref.float().sum().backward()
+    for p, q in zip(layer.parameters(), ref.parameters()):
+        assert p.grad.dtype == q.grad.dtype == torch.float32
+        torch.testing.assert_close(p.grad, q.grad, rtol=2e-2, atol=2e-1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_autocast_interpolate_keeps_input_dtype_like_pytorch(device, mode, in_dtype):
+    x = torch.randn(2, 3, 5, 6, device=device).to(in_dtype)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        ours = tconv.interpolate(x, scale_factor=2, mode=mode)
+        ref = F.interpolate(x, scale_factor=2, mode=mode)
+        mod = tconv.Upsample(scale_factor=2, mode=mode)(x)
+    assert ours.dtype == ref.dtype == mod.dtype == in_dtype
+    tol = dict(rtol=1e-5, atol=1e-5) if in_dtype in (torch.float32, torch.float64) else \
+        dict(rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(ours, ref, **tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("in_dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_autocast_gram_returns_float32(device, in_dtype):
+    """Documented policy: under autocast the Gram is computed and returned in float32 (PyTorch's
+    fp32-list behaviour for reductions/losses); float64 input stays float64."""
+    x = torch.randn(2, 5, 6, 7, device=device).to(in_dtype)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        g = tconv.gram_matrix(x)
+        loss = tconv.style_loss(x, torch.zeros(2, 5, 5, device=device))
+        g64 = tconv.gram_matrix(x.double())
+    assert g.dtype == torch.float32 and loss.dtype == torch.float32
+    assert g64.dtype == torch.float64
+    f = x.double().flatten(2)
+    torch.testing.assert_close(g.double(), f @ f.mT / f[0].numel(), rtol=1e-5, atol=1e-6)
+
+
+def test_autocast_decoder_runs_and_backward_works():
+    model = Decoder()
+    x, style = _inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, loss = model(x, style)
+    assert y.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_autocast_under_compile():
+    torch._dynamo.reset()
+    layer = tconv.ConvTranspose2d(4, 3, 3, stride=2)
+    x = torch.randn(2, 4, 5, 5)
+
+    def f(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return layer(x), tconv.gram_matrix(x.bfloat16())
+
+    eager = f(x)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")(x)
+    assert [t.dtype for t in compiled] == [t.dtype for t in eager] == [torch.bfloat16, torch.float32]
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b)
+
+
+# ---- save / load / deepcopy / export -----------------------------------------------------------------
+
+def _roundtrip(obj, **load_kw):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, **load_kw)
+
+
+def test_save_load_state_dict():
+    model = Decoder()
+    x, style = _inputs()
+    other = Decoder()
+    other.load_state_dict(_roundtrip(model.state_dict(), weights_only=True))
+    _assert_same_run(_grads(other, x, style), _grads(model, x, style), rtol=0, atol=0)
+
+
+def test_save_load_whole_model():
+    model = Decoder()
+    x, style = _inputs()
+    loaded = _roundtrip(model, weights_only=False)
+    assert isinstance(loaded.up1, tconv.ConvTranspose2d) and isinstance(loaded.up2, tconv.Upsample)
+    _assert_same_run(_grads(loaded, x, style), _grads(model, x, style), rtol=0, atol=0)
+
+
+def test_deepcopy_whole_model():
+    model = Decoder()
+    x, style = _inputs()
+    clone = copy.deepcopy(model)
+    _assert_same_run(_grads(clone, x, style), _grads(model, x, style), rtol=0, atol=0)
+    with torch.no_grad():
+        clone.up1.weight.add_(1)
+    assert not torch.equal(clone.up1.weight, model.up1.weight)
+
+
+def test_torch_export_runs_and_matches_eager():
+    model = Decoder().eval()
+    x, style = _inputs()
+    ep = torch.export.export(model, (x, style))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert any("tconv.conv_transpose2d" in t for t in targets)
+    assert any("tconv.upsample_bilinear2d" in t for t in targets)
+    assert any("tconv.upsample_bicubic2d" in t for t in targets)
+    assert any("tconv.gram_matrix" in t for t in targets)
+    for got, want in zip(ep.module()(x, style), model(x, style)):
+        torch.testing.assert_close(got, want)
+    # the exported program survives torch.export.save / load
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    buf.seek(0)
+    ep2 = torch.export.load(buf)
+    x2, style2 = _inputs()
+    for got, want in zip(ep2.module()(x2, style2), model(x2, style2)):
+        torch.testing.assert_close(got, want)
+
+
+def test_torch_export_dynamic_batch():
+    model = Decoder().eval()
+    x, style = _inputs()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(model, (x, style), dynamic_shapes=({0: batch}, {0: batch}))
+    x3, style3 = torch.randn(3, 4, 5, 4), torch.randn(3, 3, 3)
+    for got, want in zip(ep.module()(x3, style3), model(x3, style3)):
+        torch.testing.assert_close(got, want)

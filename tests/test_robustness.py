@@ -1,0 +1,431 @@
+"""What no user input may break: invalid arguments (docs/errors.md), NaN/Inf, empty tensors,
+determinism across thread counts, thread safety, memory growth."""
+import gc
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tconv
+
+ops = torch.ops.tconv
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- invalid arguments: the table in docs/errors.md ----------------------------------------------------
+
+def _x(*shape):
+    return torch.randn(*(shape or (2, 4, 5, 5)))
+
+
+def _w(*shape):
+    return torch.randn(*(shape or (4, 3, 3, 3)))
+
+
+def _gram_ref(x):
+    f = x.flatten(-2) if x.dim() >= 3 else x
+    return f @ f.mT
+
+
+# name -> (tconv call, PyTorch counterpart or None where PyTorch has no such op/argument)
+CASES = {
+    # conv_transpose2d
+    "conv: 5-D input": (lambda: tconv.conv_transpose2d(_x()[None], _w()),
+                        lambda: F.conv_transpose2d(_x()[None], _w())),
+    "conv: 2-D input": (lambda: tconv.conv_transpose2d(_x(5, 5), _w()),
+                        lambda: F.conv_transpose2d(_x(5, 5), _w())),
+    "conv: 3-D weight": (lambda: tconv.conv_transpose2d(_x(), _w(4, 3, 3)),
+                         lambda: F.conv_transpose2d(_x(), _w(4, 3, 3))),
+    "conv: channel mismatch": (lambda: tconv.conv_transpose2d(_x(2, 5, 5, 5), _w()),
+                               lambda: F.conv_transpose2d(_x(2, 5, 5, 5), _w())),
+    "conv: groups not dividing": (lambda: tconv.conv_transpose2d(_x(), _w(), groups=3),
+                                  lambda: F.conv_transpose2d(_x(), _w(), groups=3)),
+    "conv: zero groups": (lambda: tconv.conv_transpose2d(_x(), _w(), groups=0),
+                          lambda: F.conv_transpose2d(_x(), _w(), groups=0)),
+    "conv: zero stride": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=0),
+                          lambda: F.conv_transpose2d(_x(), _w(), stride=0)),
+    "conv: negative stride": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=(1, -1)),
+                              lambda: F.conv_transpose2d(_x(), _w(), stride=(1, -1))),
+    "conv: negative padding": (lambda: tconv.conv_transpose2d(_x(), _w(), padding=-1),
+                               lambda: F.conv_transpose2d(_x(), _w(), padding=-1)),
+    "conv: zero dilation": (lambda: tconv.conv_transpose2d(_x(), _w(), dilation=0),
+                            lambda: F.conv_transpose2d(_x(), _w(), dilation=0)),
+    "conv: output_padding too large": (
+        lambda: tconv.conv_transpose2d(_x(), _w(), stride=2, output_padding=2),
+        lambda: F.conv_transpose2d(_x(), _w(), stride=2, output_padding=2)),
+    "conv: negative output_padding": (
+        lambda: tconv.conv_transpose2d(_x(), _w(), stride=2, output_padding=-1),
+        lambda: F.conv_transpose2d(_x(), _w(), stride=2, output_padding=-1)),
+    "conv: three strides": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=(1, 2, 3)),
+                            lambda: F.conv_transpose2d(_x(), _w(), stride=(1, 2, 3))),
+    "conv: weight dtype": (lambda: tconv.conv_transpose2d(_x(), _w().double()),
+                           lambda: F.conv_transpose2d(_x(), _w().double())),
+    "conv: bias dtype": (lambda: tconv.conv_transpose2d(_x(), _w(), torch.randn(3).double()),
+                         lambda: F.conv_transpose2d(_x(), _w(), torch.randn(3).double())),
+    "conv: bias size": (lambda: tconv.conv_transpose2d(_x(), _w(), torch.randn(4)),
+                        lambda: F.conv_transpose2d(_x(), _w(), torch.randn(4))),
+    "conv: output too small": (lambda: tconv.conv_transpose2d(_x(1, 4, 1, 1), _w(), padding=5),
+                               lambda: F.conv_transpose2d(_x(1, 4, 1, 1), _w(), padding=5)),
+    "conv: empty spatial input": (lambda: tconv.conv_transpose2d(_x(2, 4, 0, 5), _w()),
+                                  lambda: F.conv_transpose2d(_x(2, 4, 0, 5), _w())),
+    # PyTorch computes integer transposed convolutions on CPU; tconv's kernels are floating only.
+    "conv: integer input": (lambda: tconv.conv_transpose2d(_x().long(), _w().long()), None),
+    "conv: module output_size unreachable": (
+        lambda: tconv.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20)),
+        lambda: torch.nn.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20))),
+    "conv: module padding_mode": (lambda: tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect"),
+                                  lambda: torch.nn.ConvTranspose2d(4, 3, 3, padding_mode="reflect")),
+    "conv: module groups not dividing": (lambda: tconv.ConvTranspose2d(4, 3, 3, groups=2),
+                                         lambda: torch.nn.ConvTranspose2d(4, 3, 3, groups=2)),
+    # interpolate
+    "interp: size and scale_factor": (
+        lambda: tconv.interpolate(_x(), size=4, scale_factor=2),
+        lambda: F.interpolate(_x(), size=4, scale_factor=2, mode="bilinear")),
+    "interp: neither size nor scale_factor": (
+        lambda: tconv.interpolate(_x(), mode="bicubic"),
+        lambda: F.interpolate(_x(), mode="bicubic")),
+    "interp: size of wrong length": (
+        lambda: tconv.interpolate(_x(), size=(4, 4, 4)),
+        lambda: F.interpolate(_x(), size=(4, 4, 4), mode="bilinear")),
+    "interp: scale_factor of wrong length": (
+        lambda: tconv.interpolate(_x(), scale_factor=(2,)),
+        lambda: F.interpolate(_x(), scale_factor=(2,), mode="bilinear")),
+    "interp: float size": (lambda: tconv.interpolate(_x(), size=(4.5, 4)),
+                           lambda: F.interpolate(_x(), size=(4.5, 4), mode="bilinear")),
+    "interp: recompute_scale_factor with size": (
+        lambda: tconv.interpolate(_x(), size=4, recompute_scale_factor=True),
+        lambda: F.interpolate(_x(), size=4, recompute_scale_factor=True, mode="bilinear")),
+    "interp: 3-D input": (lambda: tconv.interpolate(_x(2, 3, 5), scale_factor=2),
+                          lambda: F.interpolate(_x(2, 3, 5), scale_factor=2, mode="bilinear")),
+    "interp: 5-D input": (lambda: tconv.interpolate(_x(1, 2, 3, 5, 5), scale_factor=2, mode="bicubic"),
+                          lambda: F.interpolate(_x(1, 2, 3, 5, 5), scale_factor=2, mode="bicubic")),
+    "interp: 3-D antialias": (
+        lambda: tconv.interpolate(_x(2, 3, 5), scale_factor=0.5, antialias=True),
+        lambda: F.interpolate(_x(2, 3, 5), scale_factor=0.5, mode="bilinear", antialias=True)),
+    "interp: zero output size": (lambda: tconv.interpolate(_x(), size=(0, 4)),
+                                 lambda: F.interpolate(_x(), size=(0, 4), mode="bilinear")),
+    "interp: negative output size": (
+        lambda: tconv.interpolate(_x(), size=(-2, 4), mode="bicubic"),
+        lambda: F.interpolate(_x(), size=(-2, 4), mode="bicubic")),
+    "interp: scale truncating to zero": (
+        lambda: tconv.interpolate(_x(), scale_factor=0.1),
+        lambda: F.interpolate(_x(), scale_factor=0.1, mode="bilinear")),
+    "interp: negative scale": (lambda: tconv.interpolate(_x(), scale_factor=-2.0, mode="bicubic"),
+                               lambda: F.interpolate(_x(), scale_factor=-2.0, mode="bicubic")),
+    "interp: empty spatial input": (lambda: tconv.interpolate(_x(2, 3, 0, 5), size=4),
+                                    lambda: F.interpolate(_x(2, 3, 0, 5), size=4, mode="bilinear")),
+    "interp: zero channels": (lambda: tconv.interpolate(_x(2, 0, 5, 5), size=4),
+                              lambda: F.interpolate(_x(2, 0, 5, 5), size=4, mode="bilinear")),
+    "interp: integer input": (lambda: tconv.interpolate(_x().long(), size=4),
+                              lambda: F.interpolate(_x().long(), size=4, mode="bilinear")),
+    "interp: unsupported mode": (lambda: tconv.interpolate(_x(), scale_factor=2, mode="nearest"),
+                                 None),
+    "interp: Upsample unsupported mode": (lambda: tconv.Upsample(scale_factor=2, mode="nearest"),
+                                          None),
+    # gram_matrix / style_loss / GramMatrix
+    "gram: 1-D input": (lambda: tconv.gram_matrix(torch.randn(5)), None),
+    "gram: 5-D input": (lambda: tconv.gram_matrix(torch.randn(1, 2, 3, 4, 5)), None),
+    "gram: integer input": (lambda: tconv.gram_matrix(torch.ones(2, 3, 4, 4, dtype=torch.int64)), None),
+    "gram: complex input": (lambda: tconv.gram_matrix(torch.ones(2, 3, 4, 4, dtype=torch.complex64)),
+                            None),
+    "gram: op features not (N, C, L)": (lambda: ops.gram_matrix(torch.randn(3, 5), True), None),
+    "gram: backward grad_gram shape": (
+        lambda: ops.gram_matrix_backward(torch.randn(2, 3, 4), torch.randn(2, 3, 5), True), None),
+    "gram: backward grad_gram dtype": (
+        lambda: ops.gram_matrix_backward(torch.randn(2, 3, 3, dtype=torch.float64),
+                                         torch.randn(2, 3, 5), True), None),
+    "gram: style_loss target shape": (
+        lambda: tconv.style_loss(torch.randn(1, 4, 3, 3), torch.randn(1, 5, 5)),
+        lambda: _gram_ref(torch.randn(1, 4, 3, 3)) - torch.randn(1, 5, 5)),
+    # init
+    "init: bilinear_ on a 3-D weight": (lambda: tconv.init.bilinear_(torch.empty(3, 3, 4)), None),
+}
+
+_EXCEPTIONS = {"RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError": TypeError,
+               "NotImplementedError": NotImplementedError, "IndexError": IndexError}
+
+
+def _error_rows():
+    """(case, op, argument, exception name, message excerpt) of each row of docs/errors.md."""
+    rows = []
+    for line in (ROOT / "docs" / "errors.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        if len(cells) != 5 or cells[0] in ("case", "") or set(cells[0]) <= set("-: "):
+            continue
+        rows.append(tuple(c.strip("`") for c in cells))
+    return rows
+
+
+ERROR_ROWS = _error_rows()
+
+
+def test_every_case_has_a_row_and_every_row_a_case():
+    names = [r[0] for r in ERROR_ROWS]
+    assert len(names) == len(set(names)), "duplicate rows in docs/errors.md"
+    assert set(names) == set(CASES), (set(names) ^ set(CASES))
+
+
+@pytest.mark.parametrize("row", ERROR_ROWS, ids=[r[0] for r in ERROR_ROWS])
+def test_invalid_argument_raises_as_documented(row):
+    name, _op, _arg, exc_name, excerpt = row
+    ours, theirs = CASES[name]
+    exc = _EXCEPTIONS[exc_name]
+    with pytest.raises(exc) as got:
+        ours()
+    assert type(got.value) is exc or issubclass(type(got.value), exc)
+    assert excerpt.replace("\\|", "|") in str(got.value), str(got.value)
+    if theirs is not None:  # PyTorch rejects it with the same exception type
+        with pytest.raises(Exception) as expected:
+            theirs()
+        assert isinstance(got.value, type(expected.value)) or \
+            isinstance(expected.value, type(got.value)), (type(got.value), type(expected.value))
+
+
+# ---- NaN and Inf ---------------------------------------------------------------------------------------
+
+def _poison(x, gen, frac=0.15):
+    mask = torch.rand(x.shape, generator=gen) < frac
+    vals = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=x.dtype)
+    idx = torch.randint(0, 3, x.shape, generator=gen)
+    return torch.where(mask, vals[idx], x)
+
+
+def _same_specials(got, want):
+    """Same positions of nan, +inf and -inf; the finite values close."""
+    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
+    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
+    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-9, atol=1e-9)
+
+
+CONV_NAN_CFGS = [
+    # cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (3, 4, (5, 6), (3, 3), 1, 1, 0, 1, 1),
+    (4, 6, (5, 6), (3, 3), 2, 1, 1, 1, 1),
+    (4, 4, (5, 5), (4, 4), 2, 1, 0, 2, 1),
+    (4, 4, (4, 4), (2, 2), 2, 0, 0, 1, 1),         # stride == kernel
+    (3, 3, (3, 4), (8, 8), 4, 2, 0, 1, 1),         # k = 2s
+    (2, 2, (3, 3), (2, 2), 5, 0, 4, 1, 1),         # stride > kernel: holes
+    (3, 3, (4, 5), (3, 3), 3, 1, 2, 1, 2),         # dilation with stride
+    (6, 6, (5, 5), (4, 4), 2, 1, 0, 6, 1),         # depthwise
+    (6, 12, (5, 5), (3, 3), 3, 0, 1, 6, 1),        # depthwise, stride > kernel
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("where", ["input", "weight", "bias"])
+@pytest.mark.parametrize("cfg", CONV_NAN_CFGS, ids=str)
+def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout):
+    cin, cout, hw, k, s, p, op, g, d = cfg
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cin, *hw, dtype=torch.float64, generator=gen)
+    w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen)
+    b = torch.randn(cout, dtype=torch.float64, generator=gen)
+    if where == "input":
+        x = _poison(x, gen)
+    elif where == "weight":
+        w = _poison(w, gen, 0.05)
+    else:
+        b = _poison(b, gen, 0.3)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    _same_specials(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw))
+
+
+def test_conv_transpose2d_backward_nan_inf_like_pytorch():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, generator=gen)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=gen)
+    go = _poison(torch.randn(2, 3, 11, 11, dtype=torch.float64, generator=gen), gen, 0.02)
+    res = []
+    for fn in (tconv.conv_transpose2d, F.conv_transpose2d):
+        xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
+        out = fn(xl, wl, stride=2)
+        res.append(torch.autograd.grad(out, (xl, wl), go))
+    for a, e in zip(*res):
+        _same_specials(a, e)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=2, align_corners=True),
+                                dict(size=(7, 11)), dict(size=(9, 10), align_corners=True),
+                                dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
+                                dict(size=(1, 1)), dict(scale_factor=1.0)],
+                         ids=str)
+def test_interpolate_nan_inf_like_pytorch(kw, mode, layout):
+    gen = torch.Generator().manual_seed(3)
+    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    _same_specials(tconv.interpolate(x, mode=mode, **kw), F.interpolate(x, mode=mode, **kw))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", [(2, 5, 4, 6), (1, 70, 9, 9)], ids=str)
+def test_gram_nan_inf_like_matmul(shape, layout):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(*shape, dtype=torch.float64, generator=gen)
+    x = _poison(x, gen, 0.002 if shape[1] > 10 else 0.03)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    f = x.flatten(2)
+    want = f @ f.mT / f[0].numel()
+    _same_specials(tconv.gram_matrix(x), want)
+
+
+# ---- empty tensors -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,wshape,groups", [((0, 4, 5, 5), (4, 3, 3, 3), 1),
+                                                  ((2, 0, 5, 5), (0, 3, 3, 3), 1),
+                                                  ((0, 4, 5, 5), (4, 1, 3, 3), 4),
+                                                  ((2, 4, 5, 5), (4, 0, 3, 3), 1)], ids=str)
+def test_conv_transpose2d_empty_like_pytorch(shape, wshape, groups):
+    """Batch 0, zero input channels, zero output channels: an empty result of PyTorch's shape
+    (from the meta device: PyTorch's oneDNN CPU path itself fails on zero output channels) and
+    all-zero gradients of the right shapes."""
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(*wshape, requires_grad=True)
+    try:
+        want = F.conv_transpose2d(x, w, stride=2, groups=groups)
+    except RuntimeError as e:
+        if "primitive descriptor" in str(e):  # oneDNN's failure, not an argument error
+            want = F.conv_transpose2d(x.to("meta"), w.to("meta"), stride=2, groups=groups)
+        else:  # an argument error: tconv must reject it too
+            with pytest.raises(RuntimeError, match=re.escape(str(e).splitlines()[0][:40])):
+                tconv.conv_transpose2d(x, w, stride=2, groups=groups)
+            return
+    got = tconv.conv_transpose2d(x, w, stride=2, groups=groups)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    if got.numel():
+        torch.testing.assert_close(got, F.conv_transpose2d(x, w, stride=2, groups=groups))
+    gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    if got.numel() == 0:
+        assert not gx.any() and not gw.any()
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_interpolate_empty_batch_backward(mode):
+    x = torch.randn(0, 3, 4, 5, requires_grad=True)
+    y = tconv.interpolate(x, scale_factor=2, mode=mode)
+    assert y.shape == F.interpolate(x, scale_factor=2, mode=mode).shape
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert g.shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (0, 5), (3, 0)], ids=str)
+def test_gram_empty(shape):
+    x = torch.randn(*shape, requires_grad=True)
+    g = tconv.gram_matrix(x)
+    c = shape[1] if len(shape) == 4 else shape[0]
+    assert g.shape == ((shape[0], c, c) if len(shape) == 4 else (c, c))
+    assert not g.any()
+    (dx,) = torch.autograd.grad(g.sum(), x)
+    assert dx.shape == x.shape
+
+
+# ---- bitwise determinism across thread counts (1 vs 2), forward and backward --------------------------
+
+def _all_ops_run(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 8, 20, 18, generator=gen, requires_grad=True)
+    w = torch.randn(8, 6, 4, 4, generator=gen, requires_grad=True)
+    b = torch.randn(6, generator=gen, requires_grad=True)
+    wd = torch.randn(8, 1, 3, 3, generator=gen, requires_grad=True)
+    y1 = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+    y2 = tconv.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=3, dilation=2)
+    y3 = tconv.conv_transpose2d(x, wd, stride=2, groups=8)
+    y4 = tconv.interpolate(x, scale_factor=2.5, mode="bilinear")
+    y5 = tconv.interpolate(x.to(memory_format=torch.channels_last), size=(9, 31), mode="bicubic",
+                           align_corners=True)
+    y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
+    y7 = tconv.gram_matrix(torch.cat([x, x], 1))
+    outs = [y1, y2, y3, y4, y5, y6, y7]
+    loss = sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs)
+    grads = torch.autograd.grad(loss, (x, w, b, wd))
+    return [o.detach() for o in outs] + list(grads)
+
+
+def test_bitwise_deterministic_across_thread_counts_every_op():
+    old = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_all_ops_run())
+    finally:
+        torch.set_num_threads(old)
+    for run in runs[1:]:
+        for a, e in zip(run, runs[0]):
+            assert torch.equal(a, e)
+
+
+# ---- thread safety ---------------------------------------------------------------------------------------
+
+def test_ops_from_several_python_threads():
+    expected = _all_ops_run(seed=5)
+    errors, results = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(_all_ops_run(seed=5))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 20
+    for run in results:
+        for a, e in zip(run, expected):
+            assert torch.equal(a, e)
+
+
+# ---- memory: no growth over thousands of calls -------------------------------------------------------------
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
+def test_no_memory_growth_over_thousands_of_calls():
+    x = torch.randn(1, 4, 12, 12, requires_grad=True)
+    w = torch.randn(4, 4, 3, 3, requires_grad=True)
+    big = torch.randn(1, 2, 300, 300)  # outputs > 2 MiB take the huge-page allocator
+
+    def step(big_too):
+        y = tconv.conv_transpose2d(x, w, stride=2)
+        y = tconv.interpolate(y, scale_factor=1.5, mode="bicubic")
+        loss = tconv.gram_matrix(y).sum() + y.sum()
+        loss.backward()
+        if big_too:
+            tconv.interpolate(big, scale_factor=2, mode="bilinear")
+            tconv.conv_transpose2d(big, torch.randn(2, 2, 2, 2), stride=2)
+        for bad in (lambda: tconv.conv_transpose2d(x, w, stride=0),
+                    lambda: tconv.interpolate(x, size=(0, 3)),
+                    lambda: ops.gram_matrix(x, True)):
+            try:
+                bad()
+            except (RuntimeError, ValueError):
+                pass
+
+    for i in range(100):  # warm-up: allocator caches, autograd, dispatcher
+        step(big_too=True)
+    gc.collect()
+    before = _rss_bytes()
+    for i in range(2000):  # 2000 steps of ~10 op calls each (forward, backward, errors)
+        step(big_too=i % 10 == 0)
+    gc.collect()
+    growth = _rss_bytes() - before
+    assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 2000 steps"
