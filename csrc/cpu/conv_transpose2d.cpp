@@ -22,6 +22,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "cpu/conv_transpose2d_cells.h"
+#include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 
@@ -241,21 +242,6 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
       }
     }
   });
-}
-
-// True when every element of a dense tensor (contiguous in some memory format) is finite.
-template <typename scalar_t>
-bool all_finite(const Tensor& t) {
-  const scalar_t* p = t.const_data_ptr<scalar_t>();
-  return at::parallel_reduce(
-      0, t.numel(), int64_t(1) << 16, true,
-      [&](int64_t begin, int64_t end, bool ok) {
-        using acc_t = at::opmath_type<scalar_t>;
-        bool all = true;
-        for (int64_t i = begin; i < end; ++i) all &= std::isfinite(static_cast<acc_t>(p[i]));
-        return ok && all;
-      },
-      [](bool a, bool b) { return a && b; });
 }
 
 // Direct output-stationary loop over the real taps only. The cell GEMM multiplies structural

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/upsample_args.h"
+#include "cpu/finite.h"
 #include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
 
@@ -69,21 +70,6 @@ RawTaps<acc_t> raw_taps(const AxisResample<acc_t>& a) {
   }
   r.begin.push_back(int64_t(r.index.size()));
   return r;
-}
-
-// True when every element of a dense tensor (contiguous in some memory format) is finite.
-template <typename scalar_t>
-bool all_finite(const Tensor& t) {
-  const scalar_t* p = t.const_data_ptr<scalar_t>();
-  return at::parallel_reduce(
-      0, t.numel(), int64_t(1) << 16, true,
-      [&](int64_t begin, int64_t end, bool ok) {
-        bool all = true;
-        for (int64_t i = begin; i < end; ++i)
-          all &= std::isfinite(static_cast<at::opmath_type<scalar_t>>(p[i]));
-        return ok && all;
-      },
-      [](bool a, bool b) { return a && b; });
 }
 
 // Direct 2-D loop over PyTorch's taps (W inner, H outer, as ATen nests them): used when the
