@@ -119,6 +119,34 @@ TCONV_HOST_DEVICE AxisResample<acc_t> make_axis_resample(int64_t in, int64_t out
           area_pixel_compute_scale<acc_t>(in, out, align_corners, user_scale)};
 }
 
+// PyTorch's two bilinear taps of output o (compute_source_index_and_lambda): input idx[0] with
+// weight 1 - lambda and idx[1] (idx[0] + 1, or idx[0] again at the last pixel) with lambda.
+template <typename acc_t>
+TCONV_HOST_DEVICE void bilinear_taps(const AxisResample<acc_t>& a, int64_t o, int64_t idx[2],
+                                     acc_t w[2]) {
+  const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, false);
+  int64_t i0;
+  acc_t l1;
+  guard_index_and_lambda<acc_t>(real, a.in, i0, l1);
+  idx[0] = i0;
+  idx[1] = i0 + (i0 < a.in - 1 ? 1 : 0);
+  w[0] = acc_t(1) - l1;
+  w[1] = l1;
+}
+
+// PyTorch's four bicubic taps of output o (compute_indices_weights_cubic): around floor(real),
+// each index clamped into [0, in - 1]; repeats are not merged.
+template <typename acc_t>
+TCONV_HOST_DEVICE void bicubic_taps(const AxisResample<acc_t>& a, int64_t o, int64_t idx[4],
+                                    acc_t w[4]) {
+  const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, true);
+  int64_t i0;
+  acc_t t;
+  guard_index_and_lambda<acc_t>(real, a.in, i0, t);
+  cubic_coefficients<acc_t>(w, t);
+  for (int64_t j = 0; j < 4; ++j) idx[j] = max_i64(min_i64(i0 - 1 + j, a.in - 1), 0);
+}
+
 // The taps of output o: writes start and w[0..count) (w holds max_taps entries), returns count.
 template <typename acc_t>
 TCONV_HOST_DEVICE int64_t axis_taps(const AxisResample<acc_t>& a, int64_t o, int64_t& start, acc_t* w) {
@@ -146,31 +174,27 @@ TCONV_HOST_DEVICE int64_t axis_taps(const AxisResample<acc_t>& a, int64_t o, int
     start = xmin;
     return xsize;
   }
-  if (a.mode == UpsampleMode::Bilinear) {  // PyTorch's compute_source_index_and_lambda
-    const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, false);
-    int64_t i0;
-    acc_t l1;
-    guard_index_and_lambda<acc_t>(real, a.in, i0, l1);
-    start = i0;
-    if (i0 < a.in - 1) {
-      w[0] = acc_t(1) - l1;
-      w[1] = l1;
+  if (a.mode == UpsampleMode::Bilinear) {
+    int64_t idx[2];
+    acc_t tw[2];
+    bilinear_taps<acc_t>(a, o, idx, tw);
+    start = idx[0];
+    if (idx[1] != idx[0]) {
+      w[0] = tw[0];
+      w[1] = tw[1];
       return 2;
     }
-    w[0] = (acc_t(1) - l1) + l1;  // both taps clamp onto the last pixel
+    w[0] = tw[0] + tw[1];  // both taps clamp onto the last pixel
     return 1;
   }
-  // Bicubic: 4 taps around floor(real), each clamped into [0, in - 1].
-  const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, true);
-  int64_t i0;
-  acc_t t;
-  guard_index_and_lambda<acc_t>(real, a.in, i0, t);
+  // Bicubic: repeated (clamped) taps merged into one weight.
+  int64_t idx[4];
   acc_t c[4];
-  cubic_coefficients<acc_t>(c, t);
-  start = max_i64(min_i64(i0 - 1, a.in - 1), 0);
-  const int64_t last = max_i64(min_i64(i0 + 2, a.in - 1), 0);
+  bicubic_taps<acc_t>(a, o, idx, c);
+  start = idx[0];
+  const int64_t last = idx[3];
   for (int64_t j = 0; j <= last - start; ++j) w[j] = acc_t(0);
-  for (int64_t j = 0; j < 4; ++j) w[max_i64(min_i64(i0 - 1 + j, a.in - 1), 0) - start] += c[j];
+  for (int64_t j = 0; j < 4; ++j) w[idx[j] - start] += c[j];
   return last - start + 1;
 }
 

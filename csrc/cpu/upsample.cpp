@@ -51,21 +51,16 @@ RawTaps<acc_t> raw_taps(const AxisResample<acc_t>& a) {
         push(o, acc_t(1));
         push(o, acc_t(0));
       } else {
-        const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, false);
-        int64_t i0;
-        acc_t l1;
-        guard_index_and_lambda<acc_t>(real, a.in, i0, l1);
-        push(i0, acc_t(1) - l1);
-        push(i0 + (i0 < a.in - 1 ? 1 : 0), l1);
+        int64_t idx[2];
+        acc_t w[2];
+        bilinear_taps<acc_t>(a, o, idx, w);
+        for (int j = 0; j < 2; ++j) push(idx[j], w[j]);
       }
     } else {  // compute_indices_weights_cubic
-      const acc_t real = area_pixel_compute_source_index<acc_t>(a.scale, o, a.align_corners, true);
-      int64_t i0;
-      acc_t t;
-      guard_index_and_lambda<acc_t>(real, a.in, i0, t);
-      acc_t c[4];
-      cubic_coefficients<acc_t>(c, t);
-      for (int64_t j = 0; j < 4; ++j) push(max_i64(min_i64(i0 - 1 + j, a.in - 1), 0), c[j]);
+      int64_t idx[4];
+      acc_t w[4];
+      bicubic_taps<acc_t>(a, o, idx, w);
+      for (int j = 0; j < 4; ++j) push(idx[j], w[j]);
     }
   }
   r.begin.push_back(int64_t(r.index.size()));
