@@ -429,3 +429,70 @@ def test_no_memory_growth_over_thousands_of_calls():
     gc.collect()
     growth = _rss_bytes() - before
     assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 2000 steps"
+
+
+# ---- the CPU output cache (tconv.memory): reuse, limits, release ------------------------------------------
+
+def _reuse_cases():
+    x = torch.randn(4, 16, 64, 64)
+    xl = x.to(memory_format=torch.channels_last)
+    w, wd = torch.randn(16, 16, 4, 4), torch.randn(16, 1, 4, 4)
+    go = torch.randn(8, 16, 130, 130)
+    up = torch.randn(2, 16, 128, 128)
+    return {
+        "conv": (lambda: tconv.conv_transpose2d(x, w, stride=2),
+                 lambda: F.conv_transpose2d(x, w, stride=2)),
+        "conv channels_last": (lambda: tconv.conv_transpose2d(xl, w, stride=2, padding=1),
+                               lambda: F.conv_transpose2d(xl, w, stride=2, padding=1)),
+        "conv depthwise": (lambda: tconv.conv_transpose2d(x, wd, stride=2, groups=16),
+                           lambda: F.conv_transpose2d(x, wd, stride=2, groups=16)),
+        "conv backward input": (
+            lambda: ops.conv_transpose2d_backward_input(go, w, [2, 2], [0, 0], 1, [1, 1], [64, 64]),
+            lambda: F.conv2d(go, w, stride=2)),  # d/dx of a transposed conv: the plain conv
+        "bilinear": (lambda: tconv.interpolate(up, scale_factor=2, mode="bilinear"),
+                     lambda: F.interpolate(up, scale_factor=2, mode="bilinear")),
+        "bicubic channels_last": (
+            lambda: tconv.interpolate(up.to(memory_format=torch.channels_last), scale_factor=2, mode="bicubic"),
+            lambda: F.interpolate(up.to(memory_format=torch.channels_last), scale_factor=2, mode="bicubic")),
+    }
+
+
+@pytest.mark.parametrize("name", list(_reuse_cases()))
+def test_reused_output_buffers_are_fully_overwritten(name):
+    """A freed output's buffer (poisoned with NaN here) is handed to the next output of its size:
+    every kernel must write every element, none may rely on fresh zeroed pages."""
+    ours, ref = _reuse_cases()[name]
+    first = ours()
+    assert first.nbytes >= 2 * 2**20  # large enough for the huge-page allocator and its cache
+    ptr = first.data_ptr()
+    first.fill_(float("nan"))
+    del first
+    again = ours()
+    assert again.data_ptr() == ptr, "the freed buffer was not reused"
+    torch.testing.assert_close(again, ref(), rtol=1e-4, atol=1e-4)
+
+
+def test_output_cache_holds_freed_buffers_until_emptied():
+    tconv.memory.empty_cache()
+    y = tconv.interpolate(torch.randn(1, 8, 128, 128), scale_factor=2)  # 2 MiB: cached size
+    assert tconv.memory.cached_bytes() == 0
+    del y
+    assert tconv.memory.cached_bytes() == 2 * 2**20
+    assert tconv.memory.empty_cache() == 2 * 2**20
+    assert tconv.memory.cached_bytes() == 0
+
+
+@pytest.mark.parametrize("limit_mb,expected", [("0", 0), ("5", 4 * 2**20), ("1024", 6 * 2**20)])
+def test_output_cache_limit_from_the_environment(limit_mb, expected):
+    """TCONV_CPU_CACHE_MB caps the cache (0 disables it); least recently freed buffers go first."""
+    import subprocess
+    import sys
+    code = (
+        "import torch, tconv\n"
+        "ys = [tconv.interpolate(torch.randn(1, 8, 128, 128), scale_factor=2) for _ in range(3)]\n"
+        "del ys\n"
+        "print(tconv.memory.cached_bytes())\n")
+    env = dict(os.environ, TCONV_CPU_CACHE_MB=limit_mb, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert int(out.stdout.strip()) == expected

@@ -123,6 +123,31 @@ def test_memory_formats_match_pytorch(kw, mode, dtype, layout):
     _check(_make(2, 5, (6, 9), dtype, layout), mode=mode, **kw)
 
 
+# float32 takes vectorised paths of its own (csrc/cpu/vector_gather.h: 16-, 8- or 4-lane source
+# windows chosen by the scale; non-temporal stores for outputs of 32 MiB or more): widths leave
+# ragged vector tails, factors select each lane-group size and the scalar fallback (0.12).
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("w,sf", [(1, 3.0), (5, 2.0), (17, 1.7), (40, 4.0), (33, 0.5), (100, 0.3),
+                                  (100, 0.26), (64, 0.2), (129, 0.7), (300, 0.12)])
+def test_float32_vector_paths_match_pytorch(w, sf, mode, layout):
+    # both compute indices and weights in float32, like PyTorch: a float64 reference differs by the
+    # float32 rounding of the source index (~2e-5 at a 0.3 downsampling of 100 pixels)
+    _check(_make(2, 16, (7, w), torch.float32, layout), scale_factor=(1.5, sf), mode=mode)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("sf", [2.0, 0.5])
+def test_float32_outputs_over_32_mib_match_pytorch(sf, mode, layout):
+    # rows of 602 floats start off 64-byte boundaries: the streaming stores' edges are exercised
+    x = _make(2, 16, (int(600 / sf), int(602 / sf)), torch.float32, layout)
+    ours = tconv.interpolate(x, scale_factor=sf, mode=mode)
+    assert ours.nbytes >= 32 * 2**20 and ours.shape[2:] == (600, 602)
+    torch.testing.assert_close(ours, F.interpolate(x, scale_factor=sf, mode=mode), rtol=1e-5, atol=1e-5)
+    assert ours.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_empty_batch(mode, layout):
