@@ -1,6 +1,10 @@
-"""Benchmark cases of bilinear/bicubic upsampling (CPU, float32): (8, 64, 128, 128) by x2 and x4,
-contiguous and channels_last, against F.interpolate and OpenCV's cv2.resize (the peer column),
-plus the copy of the same bytes (the bandwidth floor)."""
+"""Benchmark cases of bilinear/bicubic upsampling.
+
+CPU (float32): (8, 64, 128, 128) by x2 and x4, contiguous and channels_last, against F.interpolate
+and OpenCV's cv2.resize (the peer column), plus the copy of the same bytes (the bandwidth floor).
+CUDA: (32, 64, 256, 256) by x2 (and an antialiased x0.5), float32 and float16, contiguous and
+channels_last, against F.interpolate on the GPU, plus a device-to-device copy of the same bytes
+(the bandwidth the forward is measured against)."""
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +53,7 @@ def _case(mode, s, channels_last):
                 tconv=lambda x: tconv.interpolate(x, scale_factor=s, mode=mode),
                 torch=lambda x: F.interpolate(x, scale_factor=s, mode=mode),
                 bytes=4.0 * n * c * h * w * (1 + s * s), peer=_opencv_peer(mode, s),
-                rtol=1e-5, atol=1e-5)
+                rtol=1e-5, atol=1e-5, devices=("cpu",))
 
 
 def _copy_floor(s):
@@ -62,8 +66,54 @@ def _copy_floor(s):
 
     copy = lambda x: torch.empty_like(x).copy_(x)
     return Case("upsample", f"copy floor (bytes of x{s})", make_inputs, tconv=copy, torch=copy,
-                bytes=8.0 * elems, backward=False)
+                bytes=8.0 * elems, backward=False, devices=("cpu",))
 
 
 CASES = [_case(mode, s, cl) for mode in ("bilinear", "bicubic") for s in (2, 4) for cl in (False, True)]
 CASES += [_copy_floor(2), _copy_floor(4)]
+
+# ---- CUDA: big enough to fill an H200 (2 GiB float32 output at x2) -----------------------------------
+
+CUDA_SHAPE = (32, 64, 256, 256)
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16"}
+
+
+def _cuda_case(mode, s, channels_last, dtype, antialias=False):
+    n, c, h, w = CUDA_SHAPE
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    def make_inputs(requires_grad):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(CUDA_SHAPE, generator=g).to(dtype).contiguous(memory_format=fmt)
+        return (x.requires_grad_(requires_grad),)
+
+    layout = "channels_last" if channels_last else "contiguous"
+    aa = " antialias" if antialias else ""
+    ho, wo = int(h * s), int(w * s)
+    kw = dict(scale_factor=s, mode=mode, antialias=antialias)
+    # float16 rounds each output once (tconv) or sums in half precision atomics (PyTorch's backward).
+    tol = 1e-5 if dtype == torch.float32 else 2e-3
+    return Case("upsample", f"{mode} x{s}{aa} {layout} {DTYPE_NAMES[dtype]}, {n}x{c}x{h}x{w}", make_inputs,
+                tconv=lambda x: tconv.interpolate(x, **kw), torch=lambda x: F.interpolate(x, **kw),
+                bytes=float(torch.finfo(dtype).bits // 8) * n * c * (h * w + ho * wo),
+                rtol=tol, atol=tol, devices=("cuda",))
+
+
+def _cuda_copy(s, dtype):
+    """A device-to-device copy of the bytes an x`s` upsample of CUDA_SHAPE moves (read + write)."""
+    n, c, h, w = CUDA_SHAPE
+    elems = n * c * h * w * (1 + s * s) // 2
+
+    def make_inputs(requires_grad):
+        return (torch.zeros(elems, dtype=dtype),)
+
+    copy = lambda x: torch.empty_like(x).copy_(x)  # noqa: E731
+    return Case("upsample", f"device copy (bytes of x{s} {DTYPE_NAMES[dtype]})", make_inputs, tconv=copy,
+                torch=copy, bytes=2.0 * elems * (torch.finfo(dtype).bits // 8), backward=False,
+                devices=("cuda",))
+
+
+CASES += [_cuda_case(mode, 2, cl, dtype) for dtype in (torch.float32, torch.float16)
+          for mode in ("bilinear", "bicubic") for cl in (False, True)]
+CASES += [_cuda_case(mode, 0.5, False, torch.float32, antialias=True) for mode in ("bilinear", "bicubic")]
+CASES += [_cuda_copy(2, torch.float32), _cuda_copy(2, torch.float16)]

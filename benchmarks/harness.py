@@ -32,6 +32,7 @@ class Case:
     backward: bool = True         # time fwd+bwd too
     peer: Optional[Peer] = None
     dense: bool = True            # counted in the "dense cases" geomean (depthwise is not)
+    devices: tuple = ("cpu", "cuda")  # where the case runs (shapes sized for one device)
     rtol: float = 1e-4
     atol: float = 1e-4
 

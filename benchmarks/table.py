@@ -32,6 +32,8 @@ def main(argv=None):
     rows = []
     for module in CASE_MODULES:
         for case in module.CASES:
+            if args.device not in case.devices:
+                continue
             if args.only and args.only not in case.group and args.only not in case.name:
                 continue
             rows += run_case(case, min_time=0.15 if args.quick else 0.5, device=args.device)

@@ -8,7 +8,7 @@ Ops whose CUDA kernels are not written yet are allowed to miss theirs by pattern
 name without the "tconv::" prefix):
     TCONV_CUDA_ALLOW_MISSING="upsample_*,gram*"   only these may miss a CUDA kernel
     TCONV_CUDA_ALLOW_MISSING=""                   strict: every op needs one
-    (unset)                                       every op except conv_transpose2d* may miss one
+    (unset)                                       every op except REQUIRED_BY_DEFAULT may miss one
 or --allow-missing PATTERN (repeatable), which takes precedence over the variable.
 """
 import argparse
@@ -17,7 +17,7 @@ import os
 import sys
 
 # Ops that already have CUDA kernels on this branch: they must keep them.
-REQUIRED_BY_DEFAULT = ["conv_transpose2d*"]
+REQUIRED_BY_DEFAULT = ["conv_transpose2d*", "upsample_*"]
 
 
 def tconv_ops(torch):
@@ -75,7 +75,7 @@ def main(argv=None):
             failures.append(name)
         print(f"{name.ljust(width)}  {'yes' if cpu else 'no ':3}  {'yes ' if cuda else 'no  '}  {status}")
 
-    rule = ("default: only conv_transpose2d* required" if patterns is None
+    rule = (f"default: only {', '.join(REQUIRED_BY_DEFAULT)} required" if patterns is None
             else f"allowed to miss: {patterns or 'none (strict)'}")
     print(f"\n{len(ok)} ops with CUDA kernels, {len(waived)} allowed missing, "
           f"{len(failures)} missing ({rule})")

@@ -1,0 +1,51 @@
+// CUDA forward of tconv::upsample_bilinear2d and tconv::upsample_bicubic2d (antialias included).
+// Computes what csrc/cpu/upsample.cpp computes: per axis a table of taps (common/
+// upsample_tables.h, built on the host from ATen's index/weight math), applied separably by
+// cuda/separable_resample.cuh. The output keeps the input's suggested memory format, like
+// PyTorch; other strided inputs are made dense in that format first. NaN/Inf land where
+// PyTorch's kernels put them (ATen's unmerged taps, see separable_resample.cuh).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/upsample_args.h"
+#include "common/upsample_raw_taps.h"
+#include "common/upsample_tables.h"
+#include "cuda/separable_resample.cuh"
+
+namespace tconv::cuda {
+namespace {
+
+using at::Tensor;
+
+template <UpsampleMode MODE>
+Tensor upsample2d_cuda(const Tensor& input, at::IntArrayRef output_size, bool align_corners,
+                       bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  const Upsample2dGeometry g = upsample2d_geometry(input, output_size, scale_h, scale_w);
+  const c10::cuda::CUDAGuard device_guard(input.device());
+  const at::MemoryFormat fmt = input.suggest_memory_format();
+  Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, input.options().memory_format(fmt));
+  const Tensor x = input.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, input.scalar_type(),
+      MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_cuda" : "upsample_bicubic2d_cuda", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        if (y.numel() == 0) return;
+        const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
+        const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
+        const auto raw_h = raw_taps(ah), raw_w = raw_taps(aw);
+        resample_separable_cuda<scalar_t>(x, y, forward_table(ah), forward_table(aw), &raw_h, &raw_w,
+                                          fmt == at::MemoryFormat::ChannelsLast);
+      });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
+  m.impl("upsample_bilinear2d", &upsample2d_cuda<UpsampleMode::Bilinear>);
+  m.impl("upsample_bicubic2d", &upsample2d_cuda<UpsampleMode::Bicubic>);
+}
+
+}  // namespace tconv::cuda

@@ -1,0 +1,59 @@
+// CUDA backward of tconv::upsample_bilinear2d / upsample_bicubic2d: grad_input = Th^T * grad_output
+// * Tw, computed as a GATHER like csrc/cpu/upsample_backward.cpp. Each axis table of the forward is
+// transposed on the host (common/upsample_tables.h): every input index lists the contiguous range
+// of outputs that read it and their weights, summed in increasing output order. The same engine as
+// the forward (cuda/separable_resample.cuh) applies the transposed tables: each grad_input element
+// is written by one thread, no atomics, a fixed order, so the gradient is bitwise reproducible and
+// allowed under torch.use_deterministic_algorithms(True).
+//
+// NaN/Inf in grad_output: a gather over zero-padded tables, as on the CPU. A non-finite grad_output
+// element reaches every grad_input element whose table window covers it, including through a
+// structural zero weight (where PyTorch's scatter would skip a zero weight, NaN appears here).
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/upsample_args.h"
+#include "common/upsample_tables.h"
+#include "cuda/separable_resample.cuh"
+
+namespace tconv::cuda {
+namespace {
+
+using at::Tensor;
+
+template <UpsampleMode MODE>
+Tensor upsample2d_backward_cuda(const Tensor& grad_output, at::IntArrayRef input_size,
+                                bool align_corners, bool antialias, std::optional<double> scale_h,
+                                std::optional<double> scale_w) {
+  const Upsample2dGeometry g = upsample2d_backward_geometry(grad_output, input_size, scale_h, scale_w);
+  const c10::cuda::CUDAGuard device_guard(grad_output.device());
+  const at::MemoryFormat fmt = grad_output.suggest_memory_format();
+  Tensor grad_input = at::empty({g.N, g.C, g.H, g.W}, grad_output.options().memory_format(fmt));
+  const Tensor go = grad_output.contiguous(fmt);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+      MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_backward_cuda"
+                                     : "upsample_bicubic2d_backward_cuda",
+      [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        if (grad_input.numel() == 0) return;
+        const auto th = transpose_table(forward_table(
+            make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
+        const auto tw = transpose_table(forward_table(
+            make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
+        resample_separable_cuda<scalar_t>(go, grad_input, th, tw, nullptr, nullptr,
+                                          fmt == at::MemoryFormat::ChannelsLast);
+      });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
+  m.impl("upsample_bilinear2d_backward", &upsample2d_backward_cuda<UpsampleMode::Bilinear>);
+  m.impl("upsample_bicubic2d_backward", &upsample2d_backward_cuda<UpsampleMode::Bicubic>);
+}
+
+}  // namespace tconv::cuda

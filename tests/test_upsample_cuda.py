@@ -1,0 +1,331 @@
+"""tconv's CUDA kernels of bilinear/bicubic upsampling: the CPU suite's grid on the GPU (against
+F.interpolate on the CPU) through every kernel path, agreement with tconv's CPU kernels, memory
+formats, all four dtypes, NaN/Inf, gradcheck, bitwise determinism, deterministic mode, opcheck and
+outputs of more than 2^31 elements. Every test is skipped without a GPU."""
+import os
+
+# Same setting as the other CUDA suites (harmless here: no cuBLAS). Must be set before CUDA starts.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import tconv  # noqa: E402
+from test_robustness import _poison, _same_specials  # noqa: E402
+from test_upsample import (GRADCHECK, GRID, MODES, TOL, _adjoint_of_pytorch_forward,  # noqa: E402
+                           _pytorch_backward_is_not_its_forwards_gradient, _pytorch_forward)
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+ops = torch.ops.tconv
+
+# The kernel paths (csrc/cuda/separable_resample.cuh): auto = tiled where a tile fits in shared
+# memory, else direct; small_tiles puts tile boundaries everywhere on small shapes.
+PATHS = ["auto", "direct", "small_tiles"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    monkeypatch.setenv("TCONV_CUDA_UPSAMPLE_PATH", request.param)
+    return request.param
+
+
+def _pair(layout, n, c, hw, dtype):
+    """The same values on the CPU and on the GPU, both with `layout`'s strides."""
+    h, w = hw
+    if layout == "sliced":  # a strided view into a bigger tensor, made on each device
+        big = torch.randn(n, c, h * 2, w + 3, dtype=dtype)
+        view = lambda t: t[:, :, ::2, 1:w + 1]  # noqa: E731
+        return view(big), view(big.cuda())
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    elif layout == "noncontiguous":
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+    return x, x.cuda()  # .cuda() keeps the strides of dense tensors
+
+
+def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
+    """CUDA forward (values, shape, dtype, memory format) and input gradient equal PyTorch's on the
+    CPU (or the adjoint of PyTorch's forward where PyTorch's backward is not its gradient)."""
+    rtol, atol = tol or TOL[x_cpu.dtype]
+    ref_leaf = x_cpu.detach().clone().requires_grad_()
+    leaf = x_gpu.detach().requires_grad_()
+    ours = tconv.interpolate(leaf, **kw)
+    ref = F.interpolate(ref_leaf, **kw)
+    assert ours.device.type == "cuda"
+    assert ours.is_contiguous(memory_format=torch.channels_last) == \
+        ref.is_contiguous(memory_format=torch.channels_last)
+    ref = _pytorch_forward(ref_leaf, kw, ref)
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype
+    torch.testing.assert_close(ours.cpu(), ref, rtol=rtol, atol=atol)
+    if ref.numel() == 0:
+        return
+    go = torch.randn_like(ref)
+    (g_ours,) = torch.autograd.grad(ours, leaf, go.cuda())
+    if _pytorch_backward_is_not_its_forwards_gradient(x_cpu, ref.shape[2:], kw):
+        g_ref = _adjoint_of_pytorch_forward(x_cpu, go, kw)
+    else:
+        (g_ref,) = torch.autograd.grad(ref, ref_leaf, go)
+    assert g_ours.device.type == "cuda" and g_ours.shape == x_cpu.shape
+    torch.testing.assert_close(g_ours.cpu(), g_ref, rtol=rtol * 10, atol=atol * 10)
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cfg", GRID, ids=lambda c: f"{c[0]}-{c[1]}".replace(" ", ""))
+def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, path):
+    hw, kw = cfg
+    _check_cuda(*_pair("contiguous", 2, 3, hw, torch.float64), mode=mode,
+                align_corners=align_corners, antialias=antialias, **kw)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "noncontiguous", "sliced"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.4, antialias=True),
+                                dict(size=(7, 13), align_corners=True),
+                                dict(scale_factor=(2.3, 0.6), antialias=True)])
+def test_memory_formats_match_pytorch_cpu(kw, mode, dtype, layout, path):
+    _check_cuda(*_pair(layout, 2, 5, (6, 9), dtype), mode=mode, **kw)
+
+
+# Shapes with many tiles per plane (and, channels_last with C > 64, several channel blocks) under
+# the default tile sizes; float64 against tconv's CPU kernels, forward and backward ops.
+TILE_CASES = [
+    # n, c, hw, output size
+    (2, 3, (37, 300), (93, 750)),      # x2.5: several tiles along H and W
+    (1, 2, (200, 150), (61, 47)),      # downsampling
+    (1, 70, (9, 11), (20, 31)),        # channels_last: two channel blocks
+    (1, 1, (300, 3), (1000, 7)),       # tall and narrow
+    (1, 2, (5, 600), (3, 1999)),       # short and wide
+    (1, 3, (512, 8), (16, 8)),         # heavy downsampling along H: large tap counts
+]
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", TILE_CASES, ids=str)
+def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, path):
+    n, c, hw, size = case
+    fwd = getattr(ops, f"upsample_{mode}2d")
+    bwd = getattr(ops, f"upsample_{mode}2d_backward")
+    x = torch.randn(n, c, *hw, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    for align_corners, scales in [(False, (None, None)), (True, (None, None)), (False, (2.6, 2.4))]:
+        args = (list(size), align_corners, antialias, *scales)
+        y_cpu, y_gpu = fwd(x, *args), fwd(x.cuda(), *args)
+        assert y_gpu.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-12, atol=1e-12)
+        go = torch.randn_like(y_cpu)
+        bargs = (list(hw), align_corners, antialias, *scales)
+        g_cpu, g_gpu = bwd(go, *bargs), bwd(go.cuda(), *bargs)
+        assert g_gpu.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.5, antialias=True),
+                                dict(size=(13, 5), align_corners=True)])
+def test_half_precision_against_float32(kw, mode, layout, dtype, path):
+    """Half precision sums in float32 and rounds once: within a couple of ulps of float32."""
+    x, _ = _pair(layout, 2, 6, (7, 9), torch.float32)
+    xh = x.to("cuda", dtype).requires_grad_()
+    xr = xh.detach().cpu().float().requires_grad_()
+    out, ref = tconv.interpolate(xh, mode=mode, **kw), F.interpolate(xr, mode=mode, **kw)
+    assert out.dtype == dtype
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float().cpu(), ref.to(dtype).float(), rtol=2 * eps,
+                               atol=2 * eps * ref.abs().max().item())
+    go = torch.randn_like(ref).to(dtype)
+    (g,) = torch.autograd.grad(out, xh, go.cuda())
+    (gr,) = torch.autograd.grad(ref, xr, go.float())
+    assert g.dtype == dtype
+    torch.testing.assert_close(g.float().cpu(), gr.to(dtype).float(), rtol=4 * eps,
+                               atol=4 * eps * gr.abs().max().item())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_empty_tensors(mode, layout):
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(0, 3, 4, 5, device="cuda").contiguous(memory_format=fmt).requires_grad_()
+    y = tconv.interpolate(x, scale_factor=2, mode=mode)
+    assert y.shape == (0, 3, 8, 10) and y.device.type == "cuda"
+    (g,) = torch.autograd.grad(y, x, torch.randn_like(y))
+    assert g.shape == x.shape
+    bwd = getattr(ops, f"upsample_{mode}2d_backward")
+    assert bwd(torch.randn(2, 0, 8, 10, device="cuda"), [4, 5], False, False, None, None).shape == (2, 0, 4, 5)
+
+
+def test_expanded_grad_output():
+    """Autograd hands the backward a stride-0 gradient for .sum(): it is made dense first."""
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    for mode in MODES:
+        a, b = x.clone().requires_grad_(), x.cuda().requires_grad_()
+        F.interpolate(a, scale_factor=2.5, mode=mode).sum().backward()
+        tconv.interpolate(b, scale_factor=2.5, mode=mode).sum().backward()
+        torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=2, align_corners=True),
+                                dict(size=(7, 11)), dict(size=(9, 10), align_corners=True),
+                                dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
+                                dict(size=(1, 1)), dict(scale_factor=1.0)],
+                         ids=str)
+def test_nan_inf_like_pytorch(kw, mode, layout, path):
+    """NaN, +Inf and -Inf land exactly where PyTorch's (CPU) kernels put them."""
+    gen = torch.Generator().manual_seed(3)
+    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    _same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kw", GRADCHECK)
+def test_gradcheck_and_gradgradcheck_cuda(kw, mode, channels_last):
+    x = torch.randn(2, 2, 4, 5, dtype=torch.float64, device="cuda")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    fn = lambda x: tconv.interpolate(x, mode=mode, **kw)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+DETERMINISM = [
+    # n, c, hw, interpolate arguments
+    (4, 16, (33, 47), dict(scale_factor=(2.5, 3))),
+    (2, 8, (64, 64), dict(scale_factor=4, align_corners=True)),
+    (2, 8, (96, 80), dict(scale_factor=0.3, antialias=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: f"{c[2]}-{c[3]}".replace(" ", ""))
+def test_bitwise_deterministic(cfg, mode, layout, dtype):
+    n, c, hw, kw = cfg
+    x, _ = _pair(layout, n, c, hw, torch.float32)
+    x = x.to("cuda", dtype).requires_grad_()
+    go = torch.randn_like(tconv.interpolate(x, mode=mode, **kw))
+    runs = []
+    for _ in range(2):
+        y = tconv.interpolate(x, mode=mode, **kw)
+        runs.append((y, torch.autograd.grad(y, x, go)[0]))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+def test_runs_under_deterministic_algorithms(mode, layout):
+    """tconv's backward is a gather: allowed (and identical) in deterministic mode, where PyTorch's
+    own CUDA backward (atomicAdd) raises."""
+    x, _ = _pair(layout, 2, 8, (17, 23), torch.float32)
+    x = x.cuda().requires_grad_()
+    kw = dict(scale_factor=(2.5, 3), mode=mode)
+    go = torch.randn_like(tconv.interpolate(x, **kw))
+    expected = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        got = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
+        with pytest.raises(RuntimeError, match="deterministic"):
+            torch.autograd.grad(F.interpolate(x, **kw), x, go)
+    finally:
+        torch.use_deterministic_algorithms(old)
+    assert torch.equal(got, expected)
+
+
+def _opcheck_samples():
+    x = torch.randn(2, 3, 5, 6, device="cuda")
+    for mode in MODES:
+        fwd, bwd = getattr(ops, f"upsample_{mode}2d"), getattr(ops, f"upsample_{mode}2d_backward")
+        yield fwd, (x, [9, 13], False, False, None, None)
+        yield fwd, (x.to(memory_format=torch.channels_last), [3, 4], True, True, None, None)
+        yield fwd, (x, [11, 8], False, False, 2.2, 1.4)
+        yield bwd, (torch.randn(2, 3, 9, 13, device="cuda"), [5, 6], False, False, None, None)
+        yield bwd, (torch.randn(2, 3, 3, 4, device="cuda").to(memory_format=torch.channels_last), [5, 6],
+                    False, True, 0.6, 0.7)
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_opcheck_cuda(index):
+    op, args = list(_opcheck_samples())[index]
+    args = tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(op, args)
+
+
+def test_runs_on_the_tensors_device():
+    """A tensor on a non-current device runs there (CUDAGuard), output on the same device."""
+    last = torch.device("cuda", torch.cuda.device_count() - 1)
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, device=last)
+    y = tconv.interpolate(x, scale_factor=2, mode="bicubic")
+    assert y.device == last
+    torch.testing.assert_close(y.cpu(), F.interpolate(x.cpu(), scale_factor=2, mode="bicubic"))
+
+
+# ---- more than 2^31 elements: 64-bit indexing --------------------------------------------------------
+
+# bfloat16, 2 channels, x2: output 2 x 32768 x 32800 = 2^31 + 4,194,304 elements (4.3 GB).
+BIG = dict(n=1, c=2, h=16384, w=16400)
+BIG_FREE_BYTES = 24 << 30
+CORNER = 8  # input pixels per side of a checked corner
+
+
+def _needs_big_memory():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    free, _ = torch.cuda.mem_get_info()
+    if free < BIG_FREE_BYTES:
+        pytest.skip(f"needs {BIG_FREE_BYTES >> 30} GiB free GPU memory, {free >> 30} GiB free")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["auto", "direct"], indirect=True)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+def test_output_beyond_int32_indexing(mode, layout, path):
+    """x2 with the scale given: an output pixel near the far (near) border depends only on input
+    pixels near that border, with the same weights in a crop of the input's corner. So the
+    corners of the huge output (the last ones lie past element 2^31) are checked against the
+    CPU op on the input's corners; the backward likewise on grad_output's corners."""
+    _needs_big_memory()
+    n, c, h, w = BIG["n"], BIG["c"], BIG["h"], BIG["w"]
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(n, c, h, w, device="cuda", dtype=torch.bfloat16, generator=gen).contiguous(memory_format=fmt)
+    fwd, bwd = getattr(ops, f"upsample_{mode}2d"), getattr(ops, f"upsample_{mode}2d_backward")
+    y = fwd(x, [2 * h, 2 * w], False, False, 2.0, 2.0)
+    assert y.numel() > 2 ** 31
+    assert y.is_contiguous(memory_format=fmt)
+    # Outputs within `margin` of a crop's inner edges see the crop's own border: not compared.
+    k, margin = CORNER, 4
+    corners = [  # input crop, matching output crop, compared part of the output crop / of the input crop
+        (slice(-k, None), slice(-2 * k, None), slice(margin, None), slice(margin, None)),
+        (slice(0, k), slice(0, 2 * k), slice(0, 2 * k - margin), slice(0, k - margin)),
+    ]
+    for inp, out, out_keep, _ in corners:
+        ref = fwd(x[:, :, inp, inp].float().cpu(), [2 * k, 2 * k], False, False, 2.0, 2.0)
+        got = y[:, :, out, out][:, :, out_keep, out_keep].float().cpu()
+        torch.testing.assert_close(got, ref[:, :, out_keep, out_keep].to(torch.bfloat16).float(),
+                                   rtol=0.02, atol=0.02)
+    del x
+    grad_input = bwd(y, [h, w], False, False, 2.0, 2.0)
+    assert grad_input.shape == (n, c, h, w) and grad_input.is_contiguous(memory_format=fmt)
+    for inp, out, _, in_keep in corners:
+        ref = bwd(y[:, :, out, out].float().cpu(), [k, k], False, False, 2.0, 2.0)[:, :, in_keep, in_keep]
+        got = grad_input[:, :, inp, inp][:, :, in_keep, in_keep].float().cpu()
+        torch.testing.assert_close(got, ref.to(torch.bfloat16).float(), rtol=0.02,
+                                   atol=0.02 * ref.abs().max().item())
