@@ -138,10 +138,10 @@ def test_float32_vector_paths_match_pytorch(w, sf, mode, layout):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("sf", [2.0, 0.5])
+@pytest.mark.parametrize("sf", [(2.0, 2.0), (0.5, 0.5), (2.0, 0.5)])  # (2, 0.5): W first
 def test_float32_outputs_over_32_mib_match_pytorch(sf, mode, layout):
     # rows of 602 floats start off 64-byte boundaries: the streaming stores' edges are exercised
-    x = _make(2, 16, (int(600 / sf), int(602 / sf)), torch.float32, layout)
+    x = _make(2, 16, (int(600 / sf[0]), int(602 / sf[1])), torch.float32, layout)
     ours = tconv.interpolate(x, scale_factor=sf, mode=mode)
     assert ours.nbytes >= 32 * 2**20 and ours.shape[2:] == (600, 602)
     torch.testing.assert_close(ours, F.interpolate(x, scale_factor=sf, mode=mode), rtol=1e-5, atol=1e-5)

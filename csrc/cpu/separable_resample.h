@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "common/upsample_tables.h"
 #include "cpu/vector_gather.h"
@@ -83,47 +84,82 @@ inline void streaming_fence() {
 }
 
 #if defined(__AVX512F__)
-// combine_rows for float32 written with non-temporal stores: a destination far bigger than the
-// caches is written once and not read back, so storing around the caches saves the read-for-
-// ownership of every output line (a third of the traffic of an x2 upsampling). Same arithmetic.
-template <int TAPS>
-inline void combine_rows_streaming(const float* base, int64_t row_stride, const float* w, int64_t taps,
-                                   int64_t width, float* out) {
-  const int64_t n = TAPS > 0 ? TAPS : taps;
-  auto scalar = [&](int64_t x) {
-    float acc = w[0] * base[x];
-    for (int64_t j = 1; j < n; ++j) acc += w[j] * base[j * row_stride + x];
-    out[x] = acc;
+// combine_rows for float32 with the accumulators in registers, 64 then 16 columns at a time and a
+// masked tail, for any tap count (combine_rows<0> goes through memory). With `streaming` the
+// stores are non-temporal: a destination far bigger than the caches is written once and not read
+// back, so storing around the caches saves the read-for-ownership of every output line (a third
+// of the traffic of an x2 upsampling). Same arithmetic as combine_rows (tap 0 first, then FMAs).
+inline void combine_rows_f32(const float* base, int64_t row_stride, const float* w, int64_t taps,
+                             int64_t width, float* out, bool streaming) {
+  auto store = [&](float* p, __m512 v) {
+    if (streaming) _mm512_stream_ps(p, v);
+    else _mm512_storeu_ps(p, v);
   };
   int64_t x = 0;
-  for (; x < width && (reinterpret_cast<uintptr_t>(out + x) & 63) != 0; ++x) scalar(x);
-  for (; x + 16 <= width; x += 16) {
-    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]), _mm512_loadu_ps(base + x));
-    for (int64_t j = 1; j < n; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(base + j * row_stride + x), acc);
-    _mm512_stream_ps(out + x, acc);
+  if (streaming) {  // non-temporal stores need 64-byte alignment: peel the head
+    const int64_t head = std::min<int64_t>(width, ((64 - (reinterpret_cast<uintptr_t>(out) & 63)) & 63) / 4);
+    if ((reinterpret_cast<uintptr_t>(out) & 3) != 0) return combine_rows<0>(base, row_stride, w, taps, width, out);
+    if (head > 0) {
+      combine_rows_f32(base, row_stride, w, taps, head, out, false);
+      x = head;
+    }
   }
-  for (; x < width; ++x) scalar(x);
+  for (; x + 64 <= width; x += 64) {
+    __m512 acc[4];
+    const __m512 w0 = _mm512_set1_ps(w[0]);
+    for (int k = 0; k < 4; ++k) acc[k] = _mm512_mul_ps(w0, _mm512_loadu_ps(base + x + 16 * k));
+    for (int64_t j = 1; j < taps; ++j) {
+      const __m512 wj = _mm512_set1_ps(w[j]);
+      const float* row = base + j * row_stride + x;
+      for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(row + 16 * k), acc[k]);
+    }
+    for (int k = 0; k < 4; ++k) store(out + x + 16 * k, acc[k]);
+  }
+  for (; x < width; x += 16) {
+    const __mmask16 m = width - x >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (width - x)) - 1);
+    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]), _mm512_maskz_loadu_ps(m, base + x));
+    for (int64_t j = 1; j < taps; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(m, base + j * row_stride + x), acc);
+    if (m == 0xFFFF) store(out + x, acc);
+    else _mm512_mask_storeu_ps(out + x, m, acc);
+  }
 }
 #endif
 
-// Row combination into the final destination: non-temporal when `streaming` and float32.
+// Row combination into a destination: float32 rows with many taps or streaming stores take the
+// register-accumulator kernel, the rest combine_rows.
 template <typename in_t, typename out_t, typename acc_t>
 inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
                                 int64_t width, out_t* out, bool streaming) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>) {
-    if (streaming) {
-      switch (taps) {
-        case 2: return combine_rows_streaming<2>(base, row_stride, w, taps, width, out);
-        case 4: return combine_rows_streaming<4>(base, row_stride, w, taps, width, out);
-        default: return combine_rows_streaming<0>(base, row_stride, w, taps, width, out);
-      }
-    }
+    if (streaming || taps > 4) return combine_rows_f32(base, row_stride, w, taps, width, out, streaming);
   }
 #endif
   (void)streaming;
   combine_rows_any(base, row_stride, w, taps, width, out);
+}
+
+// out[x] = sum_j w[j] * rows[j][x] for rows anywhere (slots of a ring buffer), in blocks of x that
+// accumulate tap by tap like combine_rows<0>; the block is stored non-temporally when streaming.
+template <typename out_t, typename acc_t>
+inline void combine_row_pointers(const acc_t* const* rows, const acc_t* w, int64_t taps, int64_t width,
+                                 out_t* out, bool streaming) {
+  constexpr int64_t kBlock = 256;
+  acc_t acc[kBlock];
+  for (int64_t x0 = 0; x0 < width; x0 += kBlock) {
+    const int64_t nb = std::min(kBlock, width - x0);
+#pragma omp simd
+    for (int64_t x = 0; x < nb; ++x) acc[x] = w[0] * rows[0][x0 + x];
+    for (int64_t j = 1; j < taps; ++j) {
+      const acc_t* row = rows[j] + x0;
+      const acc_t wj = w[j];
+#pragma omp simd
+      for (int64_t x = 0; x < nb; ++x) acc[x] += wj * row[x];
+    }
+    const acc_t one = 1;  // a 1-tap combination of acc is a plain (possibly streaming) copy
+    combine_rows_to_dst(acc, 0, &one, 1, nb, out + x0, streaming);
+  }
 }
 
 // Contiguous rows: out[d] = sum_j w[d, j] * row[start[d] + j] (a gather along W).
@@ -152,27 +188,26 @@ inline void gather_row_any(const in_t* row, const AxisTable<acc_t>& t, out_t* ou
 }
 
 // Channels-last rows of C-vectors: out[d, :] = sum_j w[d, j] * row[start[d] + j, :].
-template <typename out_t, typename acc_t>
-inline void gather_pixels(const acc_t* row, int64_t C, const AxisTable<acc_t>& t, out_t* out,
+template <typename in_t, typename out_t, typename acc_t>
+inline void gather_pixels(const in_t* row, int64_t C, const AxisTable<acc_t>& t, out_t* out,
                           bool streaming) {
   for (int64_t d = 0; d < t.dst; ++d)
     combine_rows_to_dst(row + t.start[d] * C, C, t.weight.data() + d * t.taps, t.taps, C, out + d * C,
                         streaming);
 }
 
+// channels_last, rows first: per destination row, combine its taps' source rows into one acc_t row
+// (vectorised along W*C), then each destination pixel sums its taps' C-vectors.
 template <typename scalar_t>
-void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
-                            const AxisTable<at::opmath_type<scalar_t>>& th,
-                            const AxisTable<at::opmath_type<scalar_t>>& tw) {
+void resample_channels_last_rows_first(const at::Tensor& src, at::Tensor& dst,
+                                       const AxisTable<at::opmath_type<scalar_t>>& th,
+                                       const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t N = src.size(0), C = src.size(1);
   const int64_t src_row = tw.src * C, dst_row = tw.dst * C;
   const scalar_t* sp = src.const_data_ptr<scalar_t>();
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
-  const int64_t tasks = N * th.dst;
-  // Whole vectors per pixel: with C % 16 != 0 the streaming stores would leave scalar edges.
-  const bool streaming = dst.nbytes() >= kStreamingBytes && C % 16 == 0;
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * th.dst, 1, [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> rows(new acc_t[src_row]);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / th.dst, d = task % th.dst;
@@ -182,6 +217,68 @@ void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
     }
     if (streaming) streaming_fence();
   });
+}
+
+// channels_last, W first: each source row is resampled along W once, into a ring of th.taps acc_t
+// rows, and each destination row combines its taps' ring rows. Rows first would read every source
+// row th.taps * Hd / Hs times, from memory once the taps' rows outgrow the L2 cache: that is the
+// backward of an x4 upsampling (8 to 17 taps of 128 KiB rows), which reads grad_output once this way.
+// Needs non-decreasing table starts (rows no longer needed are never needed again).
+template <typename scalar_t>
+void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
+                                    const AxisTable<at::opmath_type<scalar_t>>& th,
+                                    const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = src.size(0), C = src.size(1), Hd = th.dst, taps = th.taps;
+  const int64_t src_row = tw.src * C, dst_row = tw.dst * C;
+  const scalar_t* sp = src.const_data_ptr<scalar_t>();
+  scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+  // Blocks of destination rows: each block starts its ring afresh (re-resampling up to taps rows),
+  // so blocks are long, but there are enough of them for every thread.
+  const int64_t block = std::clamp<int64_t>(N * Hd / (8 * at::get_num_threads()), 1, Hd);
+  const int64_t blocks = (Hd + block - 1) / block;
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> ring(new acc_t[taps * dst_row]);
+    std::vector<const acc_t*> rows(taps);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / blocks, d0 = task % blocks * block, d1 = std::min(Hd, d0 + block);
+      const scalar_t* splane = sp + n * th.src * src_row;
+      int64_t next = th.start[d0];  // first source row not yet in the ring
+      for (int64_t d = d0; d < d1; ++d) {
+        const int64_t first = th.start[d];
+        for (next = std::max(next, first); next < first + taps; ++next)
+          gather_pixels(splane + next * src_row, C, tw, ring.get() + (next % taps) * dst_row, false);
+        for (int64_t j = 0; j < taps; ++j) rows[j] = ring.get() + ((first + j) % taps) * dst_row;
+        combine_row_pointers(rows.data(), th.weight.data() + d * taps, taps, dst_row,
+                             dp + (n * Hd + d) * dst_row, streaming);
+      }
+    }
+    if (streaming) streaming_fence();
+  });
+}
+
+template <typename acc_t>
+bool starts_non_decreasing(const AxisTable<acc_t>& t) {
+  for (int64_t d = 1; d < t.dst; ++d)
+    if (t.start[d] < t.start[d - 1]) return false;
+  return true;
+}
+
+template <typename scalar_t>
+void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
+                            const AxisTable<at::opmath_type<scalar_t>>& th,
+                            const AxisTable<at::opmath_type<scalar_t>>& tw) {
+  const int64_t C = src.size(1), Hs = th.src, Hd = th.dst, Ws = tw.src, Wd = tw.dst;
+  // Whole vectors per pixel: with C % 16 != 0 the streaming stores would leave scalar edges.
+  const bool streaming = dst.nbytes() >= kStreamingBytes && C % 16 == 0;
+  // Multiply-adds of each order, and whether one destination row's taps of source rows spill L2.
+  const double rows_first = double(Hd) * Ws * C * th.taps + double(Hd) * Wd * C * tw.taps;
+  const double w_first = double(Hs) * Wd * C * tw.taps + double(Hd) * Wd * C * th.taps;
+  const bool taps_spill = th.taps * Ws * C * int64_t(sizeof(scalar_t)) > (256 << 10);
+  if ((w_first < rows_first || (taps_spill && w_first <= 1.25 * rows_first)) && starts_non_decreasing(th))
+    resample_channels_last_w_first<scalar_t>(src, dst, th, tw, streaming);
+  else
+    resample_channels_last_rows_first<scalar_t>(src, dst, th, tw, streaming);
 }
 
 template <typename scalar_t>
@@ -202,8 +299,10 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
 #endif
     gather_row_any(row, tw, out);
   };
-  // Work of each order; scalar gathers weighted 3x (they do not vectorise).
-  const double gather_cost = lanes.usable ? 1.0 : 3.0;
+  // Work of each order per element and tap, relative to a row combination (one vector FMA per
+  // 16). Measured: a lane gather costs about as much in 16- and 8-lane groups, twice in 4-lane
+  // groups (x4 backward: columns first is then 1.5x faster for bicubic); a scalar gather ~3x.
+  const double gather_cost = lanes.usable ? std::max(1.0, 8.0 / double(lanes.group)) : 3.0;
   const double rows_first = Hs * double(Wd) * tw.taps * gather_cost + Hd * double(Wd) * th.taps;
   const double cols_first = Hd * double(Ws) * th.taps + Hd * double(Wd) * tw.taps * gather_cost;
   const bool gather_source_rows = rows_first <= cols_first;
