@@ -30,6 +30,7 @@ class Case:
     flops: float = 0.0            # forward FLOPs (0: not a FLOP-bound op)
     bytes: float = 0.0            # forward minimum bytes moved (0: not reported)
     backward: bool = True         # time fwd+bwd too
+    backward_alone: bool = False  # also time the backward by itself (a "bwd" row, with GB/s)
     peer: Optional[Peer] = None
     dense: bool = True            # counted in the "dense cases" geomean (depthwise is not)
     devices: tuple = ("cpu", "cuda")  # where the case runs (shapes sized for one device)
@@ -125,7 +126,23 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         if case.flops:
             row["gflops"] = 3 * case.flops / t_tconv / 1e9
         rows.append(row)
+        if case.backward_alone:
+            rows.append(_backward_row(case, inputs, grad_out, sync, min_time))
     return rows
+
+
+def _backward_row(case, inputs, grad_out, sync, min_time):
+    """The backward alone: one forward graph per side, its backward timed again and again."""
+    leaves = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+    outs = case.torch(*inputs), case.tconv(*inputs)
+    back = [lambda o=o: torch.autograd.grad(o, leaves, grad_out, retain_graph=True) for o in outs]
+    t_torch, t_tconv = time_pair(sync(back[0]), sync(back[1]), min_time)
+    err = max(_max_rel_err(a, b) for a, b in zip(back[1](), back[0]()))
+    row = dict(group=case.group, case=case.name, dense=case.dense, pass_="bwd", torch_ms=t_torch * 1e3,
+               tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err, ok=bool(err <= 10 * case.rtol))
+    if case.bytes:
+        row["gbps"] = case.bytes / t_tconv / 1e9  # the backward moves the forward's bytes, reversed
+    return row
 
 
 def format_table(rows):

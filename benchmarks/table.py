@@ -45,7 +45,7 @@ def main(argv=None):
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print(format_table(rows))
     for group in sorted({r["group"] for r in rows}):
-        for pass_ in ("fwd", "fwd+bwd"):
+        for pass_ in ("fwd", "fwd+bwd", "bwd"):
             sel = [r["speedup"] for r in rows if r["group"] == group and r["pass_"] == pass_]
             if sel:
                 print(f"geomean speedup {group} {pass_}: {geomean(sel):.2f}x over {len(sel)} cases")

@@ -60,18 +60,6 @@ inline void combine_rows(const in_t* base, int64_t row_stride, const acc_t* w, i
   }
 }
 
-template <typename in_t, typename out_t, typename acc_t>
-inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
-                             int64_t width, out_t* out) {
-  switch (taps) {
-    case 1: return combine_rows<1>(base, row_stride, w, taps, width, out);
-    case 2: return combine_rows<2>(base, row_stride, w, taps, width, out);
-    case 3: return combine_rows<3>(base, row_stride, w, taps, width, out);
-    case 4: return combine_rows<4>(base, row_stride, w, taps, width, out);
-    default: return combine_rows<0>(base, row_stride, w, taps, width, out);
-  }
-}
-
 // Destinations of this size or more (the L3 of a typical server core complex) are written with
 // non-temporal stores where a kernel supports them: they would not stay cached anyway.
 constexpr size_t kStreamingBytes = size_t(32) << 20;
@@ -126,14 +114,30 @@ inline void combine_rows_f32(const float* base, int64_t row_stride, const float*
 }
 #endif
 
-// Row combination into a destination: float32 rows with many taps or streaming stores take the
-// register-accumulator kernel, the rest combine_rows.
+template <typename in_t, typename out_t, typename acc_t>
+inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
+                             int64_t width, out_t* out) {
+  switch (taps) {
+    case 1: return combine_rows<1>(base, row_stride, w, taps, width, out);
+    case 2: return combine_rows<2>(base, row_stride, w, taps, width, out);
+    case 3: return combine_rows<3>(base, row_stride, w, taps, width, out);
+    case 4: return combine_rows<4>(base, row_stride, w, taps, width, out);
+    default:
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>)
+        return combine_rows_f32(base, row_stride, w, taps, width, out, false);
+#endif
+      return combine_rows<0>(base, row_stride, w, taps, width, out);
+  }
+}
+
+// Row combination into the final destination: non-temporal stores when `streaming` (float32).
 template <typename in_t, typename out_t, typename acc_t>
 inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
                                 int64_t width, out_t* out, bool streaming) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>) {
-    if (streaming || taps > 4) return combine_rows_f32(base, row_stride, w, taps, width, out, streaming);
+    if (streaming) return combine_rows_f32(base, row_stride, w, taps, width, out, true);
   }
 #endif
   (void)streaming;
@@ -286,38 +290,65 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
                          const AxisTable<at::opmath_type<scalar_t>>& th,
                          const AxisTable<at::opmath_type<scalar_t>>& tw) {
   using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool kFloat = std::is_same_v<scalar_t, float>;
   const int64_t planes = src.size(0) * src.size(1);
   const int64_t Hs = th.src, Ws = tw.src, Hd = th.dst, Wd = tw.dst;
-  // float32 rows gather 16 destinations per instruction (cpu/vector_gather.h) when the table allows.
+  // float32 gathers along W vectorised (cpu/vector_gather.h): 16 destinations per instruction
+  // from lane windows when 8 or 16 of them read at most 32 sources (upsampling, the backward of
+  // x2), else 16 rows at once through register transposes (stronger downsampling: x4 backward).
   GatherLanePlan lanes;
-  if constexpr (std::is_same_v<scalar_t, float>) lanes = make_gather_lane_plan(tw);
+  if constexpr (kFloat) lanes = make_gather_lane_plan(tw);
+  bool rows16 = false;
+#if defined(__AVX512F__)
+  rows16 = kFloat && !(lanes.usable && lanes.group >= 8);  // measured: 8-lane windows win at x2
+#endif
   auto gather = [&](const auto* row, auto* out) {
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<scalar_t, float>) {
+    if constexpr (kFloat) {
       if (lanes.usable) return gather_row_lanes_any(row, lanes, out);
     }
 #endif
     gather_row_any(row, tw, out);
   };
-  // Work of each order per element and tap, relative to a row combination (one vector FMA per
-  // 16). Measured: a lane gather costs about as much in 16- and 8-lane groups, twice in 4-lane
-  // groups (x4 backward: columns first is then 1.5x faster for bicubic); a scalar gather ~3x.
-  const double gather_cost = lanes.usable ? std::max(1.0, 8.0 / double(lanes.group)) : 3.0;
-  const double rows_first = Hs * double(Wd) * tw.taps * gather_cost + Hd * double(Wd) * th.taps;
-  const double cols_first = Hd * double(Ws) * th.taps + Hd * double(Wd) * tw.taps * gather_cost;
+  // Gathers rows [0, n) of `in` (stride in_stride) into `out` (stride Wd).
+  auto gather_rows = [&](const auto* in, int64_t in_stride, int64_t n, auto* out, acc_t* scratch) {
+    int64_t r = 0;
+#if defined(__AVX512F__)
+    if constexpr (kFloat) {
+      if (rows16)
+        for (; r + 16 <= n; r += 16)
+          gather_16_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
+    }
+#endif
+    (void)scratch;
+    for (; r < n; ++r) gather(in + r * in_stride, out + r * Wd);
+  };
+  // Work of each order in multiply-adds (a row combination: one per element and tap). A gather
+  // costs more per element and tap: ~1x in 16-lane windows, 2x in narrower ones, ~3x scalar; the
+  // 16-row gather adds two 16 x 16 transposes (~4 per element of each row) to 1x.
+  auto gather_row_cost = [&](double width_in) {
+    if (rows16) return 4.0 * (width_in + Wd) + double(Wd) * tw.taps;
+    const double per_tap = lanes.usable ? std::max(1.0, 8.0 / double(lanes.group)) : 3.0;
+    return double(Wd) * tw.taps * per_tap;
+  };
+  const double rows_first = Hs * gather_row_cost(Ws) + Hd * double(Wd) * th.taps;
+  const double cols_first = Hd * double(Ws) * th.taps + Hd * gather_row_cost(Ws);
   const bool gather_source_rows = rows_first <= cols_first;
-  // Blocks of destination rows whose source rows (resampled along W) fit in ~128 KiB.
+  // Blocks of destination rows: rows first, the block's source rows (resampled along W) fit in
+  // ~128 KiB; columns first, 16 rows (a 16-row gather) or the rows of ~128 KiB.
   const int64_t rows_per_dst = std::max<int64_t>(Hs / std::max<int64_t>(Hd, 1), 1);
   const int64_t block = std::clamp<int64_t>(
-      (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Wd * rows_per_dst, 1), 1, Hd);
+      gather_source_rows ? (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Wd * rows_per_dst, 1)
+      : rows16           ? 16
+                         : (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Ws, 1),
+      1, Hd);
   const int64_t blocks = (Hd + block - 1) / block;
   const scalar_t* sp = src.const_data_ptr<scalar_t>();
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
   const bool streaming = dst.nbytes() >= kStreamingBytes;
 
   at::parallel_for(0, planes * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> buf;
-    int64_t buf_size = 0;
+    std::vector<acc_t> buf, scratch(rows16 ? (Ws + Wd) * 16 : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t p = task / blocks, b = task % blocks;
       const int64_t d0 = b * block, d1 = std::min(Hd, d0 + block);
@@ -325,18 +356,17 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
       scalar_t* dplane = dp + p * Hd * Wd;
       if (gather_source_rows) {
         const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;  // start is non-decreasing
-        if (buf_size < (r1 - r0) * Wd) buf_size = (r1 - r0) * Wd, buf.reset(new acc_t[buf_size]);
-        for (int64_t r = r0; r < r1; ++r) gather(splane + r * Ws, buf.get() + (r - r0) * Wd);
+        if (int64_t(buf.size()) < (r1 - r0) * Wd) buf.resize((r1 - r0) * Wd);
+        gather_rows(splane + r0 * Ws, Ws, r1 - r0, buf.data(), scratch.data());
         for (int64_t d = d0; d < d1; ++d)
-          combine_rows_to_dst(buf.get() + (th.start[d] - r0) * Wd, Wd, th.weight.data() + d * th.taps,
+          combine_rows_to_dst(buf.data() + (th.start[d] - r0) * Wd, Wd, th.weight.data() + d * th.taps,
                               th.taps, Wd, dplane + d * Wd, streaming);
       } else {
-        if (buf_size < Ws) buf_size = Ws, buf.reset(new acc_t[buf_size]);
-        for (int64_t d = d0; d < d1; ++d) {
+        if (int64_t(buf.size()) < (d1 - d0) * Ws) buf.resize((d1 - d0) * Ws);
+        for (int64_t d = d0; d < d1; ++d)
           combine_rows_any(splane + th.start[d] * Ws, Ws, th.weight.data() + d * th.taps, th.taps, Ws,
-                           buf.get());
-          gather(buf.get(), dplane + d * Wd);
-        }
+                           buf.data() + (d - d0) * Ws);
+        gather_rows(buf.data(), Ws, d1 - d0, dplane + d0 * Wd, scratch.data());
       }
     }
     if (streaming) streaming_fence();

@@ -1,5 +1,6 @@
 // 16 x 16 float transpose in AVX-512 registers: the packing step of the CPU Gram matrix turns
-// rows of X into (position, channel) panels with it. Without AVX-512 callers use scalar loops.
+// rows of X into (position, channel) panels with it, and the upsampling's W gather of 16 rows at
+// once (cpu/vector_gather.h) goes through it. Without AVX-512 callers use scalar loops.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +51,8 @@ inline void transpose_stage(__m512 (&r)[16]) {
   }
 }
 
-inline void transpose_16x16(const float* src, int64_t ld, float* dst) {
+// dst[k * ld_dst + r] = src[r * ld + k] for r, k < 16.
+inline void transpose_16x16(const float* src, int64_t ld, float* dst, int64_t ld_dst = 16) {
   __m512 r[16];
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld);
@@ -59,11 +61,11 @@ inline void transpose_16x16(const float* src, int64_t ld, float* dst) {
   transpose_stage<2>(r);
   transpose_stage<3>(r);
 #pragma GCC unroll 16
-  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * 16, r[k]);
+  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * ld_dst, r[k]);
 }
 #else
 constexpr bool kHasTranspose16x16 = false;
-inline void transpose_16x16(const float*, int64_t, float*) {}
+inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
 #endif
 
 }  // namespace tconv::cpu

@@ -20,6 +20,7 @@
 #endif
 
 #include "common/upsample_tables.h"
+#include "cpu/simd_transpose.h"
 
 namespace tconv::cpu {
 
@@ -111,6 +112,35 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
     if (left >= L) _mm512_storeu_ps(out + b * L, acc);
     else _mm512_mask_storeu_ps(out + b * L, __mmask16((1u << left) - 1), acc);
   }
+}
+
+// 16 rows at once, for tables whose sources spread too wide for the lane windows (downsampling:
+// the backward of an x2-x4 upsampling). Transposed, the 16 rows become 16-float pixel vectors and
+// the gather is one FMA per tap per 16 rows, as in the channels_last layout:
+//   dst[r * dst_stride + d] = sum_j w[d, j] * src[r * src_stride + start[d] + j],  r < 16.
+// scratch holds (t.src + t.dst) * 16 floats. Same sum order as the per-row gathers.
+inline void gather_16_rows_transposed(const float* src, int64_t src_stride, const AxisTable<float>& t,
+                                      float* dst, int64_t dst_stride, float* scratch) {
+  constexpr int L = GatherLanePlan::kLanes;
+  float* pixels = scratch;                 // (t.src, 16): pixels[s * 16 + r] = src row r, column s
+  float* gathered = scratch + t.src * L;   // (t.dst, 16)
+  int64_t s = 0;
+  for (; s + L <= t.src; s += L) transpose_16x16(src + s, src_stride, pixels + s * L);
+  for (; s < t.src; ++s)
+    for (int r = 0; r < L; ++r) pixels[s * L + r] = src[r * src_stride + s];
+  const int64_t taps = t.taps;
+  for (int64_t d = 0; d < t.dst; ++d) {
+    const float* p = pixels + t.start[d] * L;
+    const float* w = t.weight.data() + d * taps;
+    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]), _mm512_loadu_ps(p));
+    for (int64_t j = 1; j < taps; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(p + j * L), acc);
+    _mm512_storeu_ps(gathered + d * L, acc);
+  }
+  int64_t d = 0;
+  for (; d + L <= t.dst; d += L) transpose_16x16(gathered + d * L, L, dst + d, dst_stride);
+  for (; d < t.dst; ++d)
+    for (int r = 0; r < L; ++r) dst[r * dst_stride + d] = gathered[d * L + r];
 }
 
 inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, float* out) {
