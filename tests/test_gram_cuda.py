@@ -162,6 +162,28 @@ def test_float16_raw_sums_beyond_65504_do_not_overflow(shape):
     assert torch.isfinite(dx).all()
 
 
+@pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 4, 6), (1, 70, 9, 9), (2, 130, 40, 40), (1, 8, 128, 128)], ids=str)
+def test_nan_inf_like_matmul(shape, dtype):
+    """Inf / NaN land where a matmul puts them (float32's 3xTF32 tiles that meet one are
+    recomputed directly); the finite values stay close."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(*shape, generator=gen)
+    mask = torch.rand(x.shape, generator=gen) < (0.03 if x.numel() < 1000 else 5 / x.numel())
+    specials = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    x = torch.where(mask, specials[torch.randint(0, 3, x.shape, generator=gen)], x).to(dtype)
+    f = x.double().flatten(2)
+    want = f @ f.mT / f[0].numel()
+    got = tconv.gram_matrix(x.cuda()).cpu().double()
+    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
+    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
+    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
+    finite = torch.isfinite(want)
+    assert finite.any()
+    tol = 4 * torch.finfo(dtype).eps if dtype in HALF_TYPES else TOL[dtype][0]
+    torch.testing.assert_close(got[finite], want[finite], rtol=tol, atol=tol * want[finite].abs().max().item())
+
+
 def test_tf32_when_allowed():
     """With allow_tf32 the float32 Gram may use plain TF32 tensor cores (as cuBLAS does): TF32
     accuracy, still exactly symmetric."""

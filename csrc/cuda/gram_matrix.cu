@@ -10,6 +10,9 @@
 // to both G[a][b] and G[b][a]: G equals G^T bit for bit; float16 Grams whose raw sums exceed 65504
 // stay finite as on the CPU.
 //
+// float32's 3xTF32 split cannot carry Inf / NaN; a block that met one recomputes its tile with
+// plain float32 FMAs, so Inf and NaN land where a matmul puts them (rare: no cost otherwise).
+//
 // Few tiles (small C) with long L would leave most of the GPU idle, so L is then split into a
 // fixed number of segments (a function of the shape only): each block writes its segment's raw
 // float sums to a workspace and a second kernel adds the segments in order. No atomics: bitwise
@@ -104,6 +107,26 @@ __device__ __forceinline__ scalar_t gram_value(acc_t sum, acc_t scale) {
   return static_cast<scalar_t>(sum * scale);
 }
 
+// The raw sums of a tile's upper elements (a <= b < C) over positions [k_begin, k_end) by plain
+// FMAs, stored like the tensor-core results: the fallback for tiles whose inputs hold Inf / NaN.
+template <typename Cfg, typename scalar_t, typename acc_t>
+__device__ void direct_tile_sums(const scalar_t* x, int64_t C, int64_t L, int64_t row0,
+                                 int64_t col0, int64_t k_begin, int64_t k_end, acc_t scale,
+                                 scalar_t* g, acc_t* partial_tile) {
+  for (int e = threadIdx.x; e < Cfg::kTile * Cfg::kTile; e += Cfg::kThreads) {
+    const int64_t a = row0 + e / Cfg::kTile, b = col0 + e % Cfg::kTile;
+    if (b >= C || a > b) continue;
+    acc_t sum = 0;
+    for (int64_t k = k_begin; k < k_end; ++k)
+      sum = fma(static_cast<acc_t>(x[a * L + k]), static_cast<acc_t>(x[b * L + k]), sum);
+    if (partial_tile != nullptr) {
+      partial_tile[e] = sum;
+    } else {
+      g[a * C + b] = g[b * C + a] = gram_value<scalar_t>(sum, scale);
+    }
+  }
+}
+
 // One thread block per (upper tile, segment of L): blockIdx.x = n * tiles + t, blockIdx.y = the
 // segment. With one segment the tile is scaled and stored into G (and its mirror); with several,
 // the raw sums go to partial[blockIdx.x][blockIdx.y] (kTile x kTile, row-major).
@@ -132,6 +155,7 @@ __global__ void __launch_bounds__(GramTileConfig<Mma, kTile>::kThreads)
   const int64_t steps = ceil_div(k_end - k_begin, Cfg::kDepth);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  bool non_finite = false;  // set by Mma::step where its split cannot carry Inf / NaN
   const int warp_m = warp / Cfg::kWarpsN, warp_n = warp % Cfg::kWarpsN;
 
   // A diagonal tile multiplies a panel by itself: its column panel is not loaded.
@@ -169,13 +193,22 @@ __global__ void __launch_bounds__(GramTileConfig<Mma, kTile>::kThreads)
     const shared_t* b = cols + warp_n * Cfg::kWarpCols * Cfg::kLd;
 #pragma unroll
     for (int kk = 0; kk < Cfg::kDepth; kk += Mma::kK)
-      Mma::template step<Cfg::kFragsM, Cfg::kFragsN>(a + kk, b + kk, Cfg::kLd, acc);
+      Mma::template step<Cfg::kFragsM, Cfg::kFragsN>(a + kk, b + kk, Cfg::kLd, acc, non_finite);
   }
   cp_async_wait<0>();
-  __syncthreads();  // the pipeline's shared memory becomes the epilogue's scratch
+  // Then the pipeline's shared memory becomes the epilogue's scratch.
+  acc_t* out = partial == nullptr ? nullptr : partial + (item * gridDim.y + blockIdx.y) * kTile * kTile;
+  if constexpr (Mma::kFlagsNonFinite) {
+    if (__syncthreads_or(non_finite)) {
+      direct_tile_sums<Cfg>(features + n * C * L, C, L, row0, col0, k_begin, k_end, scale,
+                            out == nullptr ? gram + n * C * C : nullptr, out);
+      return;
+    }
+  } else {
+    __syncthreads();
+  }
 
-  if (partial != nullptr) {  // raw segment sums, added in order by gram_add_segments_kernel
-    acc_t* out = partial + (item * gridDim.y + blockIdx.y) * kTile * kTile;
+  if (out != nullptr) {  // raw segment sums, added in order by gram_add_segments_kernel
 #pragma unroll
     for (int i = 0; i < Cfg::kFragsM; ++i)
 #pragma unroll
