@@ -17,7 +17,7 @@ import os
 import sys
 
 # Ops that already have CUDA kernels on this branch: they must keep them.
-REQUIRED_BY_DEFAULT = ["conv_transpose2d*", "upsample_*"]
+REQUIRED_BY_DEFAULT = ["conv_transpose2d*", "upsample_*", "gram*"]
 
 
 def tconv_ops(torch):
