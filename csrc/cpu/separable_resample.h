@@ -7,10 +7,13 @@
 // acc_t (float for half/bfloat16).
 //
 // channels_last (N, H, W, C): per destination row, combine the taps' source rows into one acc_t row
-// (vectorised along W*C), then each destination pixel sums its taps' C-vectors (vectorised along C).
+// (vectorised along W*C), then each destination pixel sums its taps' C-vectors (vectorised along C);
+// or, when that would re-read source rows from memory (wide backward tables), resample each source
+// row along W once into a ring and combine ring rows.
 // contiguous (N, C, H, W): per plane and block of destination rows, either first resample the
 // needed source rows along W (a gather) and then combine rows (vectorised along W), or the
-// reverse, whichever does fewer gathers.
+// reverse, whichever costs less; float32 gathers are vectorised (cpu/vector_gather.h).
+// Destinations of 32 MiB and more are written with non-temporal stores (float32).
 #pragma once
 
 #include <ATen/ATen.h>
