@@ -194,12 +194,12 @@ def _poison(x, gen, frac=0.15):
     return torch.where(mask, vals[idx], x)
 
 
-def _same_specials(got, want):
+def _same_specials(got, want, tol=1e-9):
     """Same positions of nan, +inf and -inf; the finite values close."""
     assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
     assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
     assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
-    torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=tol, atol=tol)
 
 
 CONV_NAN_CFGS = [
@@ -264,6 +264,28 @@ def test_interpolate_nan_inf_like_pytorch(kw, mode, layout):
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     _same_specials(tconv.interpolate(x, mode=mode, **kw), F.interpolate(x, mode=mode, **kw))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("sf", [(2.0, 2.0), (2.0, 0.5), (0.25, 0.25)], ids=str)
+@pytest.mark.parametrize("where", ["one row", "last element", "spread"])
+def test_interpolate_float32_nan_inf_found_by_every_path(where, sf, mode, layout):
+    """The forward finds Inf/NaN while its kernels read the source rows (no separate scan): each
+    memory format's orders (rows first, W first / columns first) and vector gathers must see a
+    lone special anywhere, including the last element."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 16, 24, 40, generator=gen)
+    if where == "one row":
+        x[1, 7, 13, 5] = float("inf")
+    elif where == "last element":
+        x[-1, -1, -1, -1] = float("-inf")
+    else:
+        x = _poison(x, gen, 0.01)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    _same_specials(tconv.interpolate(x, scale_factor=sf, mode=mode),
+                   F.interpolate(x, scale_factor=sf, mode=mode), tol=1e-5)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

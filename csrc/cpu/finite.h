@@ -24,26 +24,31 @@ template <> struct ExponentBits<double> { using bits_t = uint64_t; static conste
 template <> struct ExponentBits<c10::Half> { using bits_t = uint16_t; static constexpr bits_t mask = 0x7c00u; };
 template <> struct ExponentBits<c10::BFloat16> { using bits_t = uint16_t; static constexpr bits_t mask = 0x7f80u; };
 
+// True when the n elements at p are all finite.
+template <typename scalar_t>
+bool span_finite(const scalar_t* data, int64_t n) {
+  using bits_t = typename ExponentBits<scalar_t>::bits_t;
+  constexpr bits_t mask = ExponentBits<scalar_t>::mask;
+  static_assert(sizeof(bits_t) == sizeof(scalar_t), "bit pattern size");
+  const bits_t* p = reinterpret_cast<const bits_t*>(data);
+  constexpr int64_t kChunk = 4096;  // stop early once a chunk holds a non-finite value
+  for (int64_t c = 0; c < n; c += kChunk) {
+    const int64_t stop = std::min(n, c + kChunk);
+    bits_t bad = 0;
+    for (int64_t i = c; i < stop; ++i) bad |= bits_t((p[i] & mask) == mask);
+    if (bad != 0) return false;
+  }
+  return true;
+}
+
 // True when every element of a dense tensor (contiguous in some memory format) is finite.
 // An AND reduction: the same answer for any thread count.
 template <typename scalar_t>
 bool all_finite(const at::Tensor& t) {
-  using bits_t = typename ExponentBits<scalar_t>::bits_t;
-  constexpr bits_t mask = ExponentBits<scalar_t>::mask;
-  static_assert(sizeof(bits_t) == sizeof(scalar_t), "bit pattern size");
-  const bits_t* p = reinterpret_cast<const bits_t*>(t.const_data_ptr<scalar_t>());
+  const scalar_t* p = t.const_data_ptr<scalar_t>();
   return at::parallel_reduce(
       0, t.numel(), int64_t(1) << 16, true,
-      [&](int64_t begin, int64_t end, bool ok) {
-        constexpr int64_t kChunk = 4096;  // stop early once a chunk holds a non-finite value
-        for (int64_t c = begin; ok && c < end; c += kChunk) {
-          const int64_t stop = std::min(end, c + kChunk);
-          bits_t bad = 0;
-          for (int64_t i = c; i < stop; ++i) bad |= bits_t((p[i] & mask) == mask);
-          ok = bad == 0;
-        }
-        return ok;
-      },
+      [&](int64_t begin, int64_t end, bool ok) { return ok && span_finite(p + begin, end - begin); },
       [](bool a, bool b) { return a && b; });
 }
 

@@ -21,11 +21,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "common/upsample_tables.h"
+#include "cpu/finite.h"
 #include "cpu/vector_gather.h"
 
 namespace tconv::cpu {
@@ -203,12 +205,30 @@ inline void gather_pixels(const in_t* row, int64_t C, const AxisTable<acc_t>& t,
                         streaming);
 }
 
+// Whether any source row a kernel reads holds Inf or NaN (the forward then redoes the op with
+// PyTorch's unmerged taps, see cpu/upsample.cpp). Each row is checked right after the kernel read
+// it, from cache: a separate scan would read the whole input from memory once more (1/8 of the
+// traffic of an x2 upsampling). Null `seen`: nothing is checked (the backward).
+template <typename scalar_t>
+struct NonfiniteWatch {
+  std::atomic<bool>* seen = nullptr;
+  bool bad = false;  // this thread's finding, published by flush()
+
+  void check(const scalar_t* rows, int64_t n) {
+    if (seen != nullptr && !bad) bad = !span_finite(rows, n);
+  }
+  void flush() {
+    if (bad) seen->store(true, std::memory_order_relaxed);
+  }
+};
+
 // channels_last, rows first: per destination row, combine its taps' source rows into one acc_t row
 // (vectorised along W*C), then each destination pixel sums its taps' C-vectors.
 template <typename scalar_t>
 void resample_channels_last_rows_first(const at::Tensor& src, at::Tensor& dst,
                                        const AxisTable<at::opmath_type<scalar_t>>& th,
-                                       const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming) {
+                                       const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming,
+                                       std::atomic<bool>* nonfinite) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t N = src.size(0), C = src.size(1);
   const int64_t src_row = tw.src * C, dst_row = tw.dst * C;
@@ -216,12 +236,23 @@ void resample_channels_last_rows_first(const at::Tensor& src, at::Tensor& dst,
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
   at::parallel_for(0, N * th.dst, 1, [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> rows(new acc_t[src_row]);
+    NonfiniteWatch<scalar_t> watch{nonfinite};
+    int64_t checked_n = -1, checked_lo = 0, checked_hi = 0;  // source rows already checked
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / th.dst, d = task % th.dst;
       const scalar_t* base = sp + (n * th.src + th.start[d]) * src_row;
       combine_rows_any(base, src_row, th.weight.data() + d * th.taps, th.taps, src_row, rows.get());
+      const int64_t lo = th.start[d], hi = lo + th.taps;
+      if (n == checked_n && lo >= checked_lo && lo <= checked_hi) {  // extends the checked range
+        if (hi > checked_hi) watch.check(sp + (n * th.src + checked_hi) * src_row, (hi - checked_hi) * src_row);
+        checked_hi = std::max(checked_hi, hi);
+      } else {
+        watch.check(base, th.taps * src_row);
+        checked_n = n, checked_lo = lo, checked_hi = hi;
+      }
       gather_pixels(rows.get(), C, tw, dp + (n * th.dst + d) * dst_row, streaming);
     }
+    watch.flush();
     if (streaming) streaming_fence();
   });
 }
@@ -234,7 +265,8 @@ void resample_channels_last_rows_first(const at::Tensor& src, at::Tensor& dst,
 template <typename scalar_t>
 void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
                                     const AxisTable<at::opmath_type<scalar_t>>& th,
-                                    const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming) {
+                                    const AxisTable<at::opmath_type<scalar_t>>& tw, bool streaming,
+                                    std::atomic<bool>* nonfinite) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t N = src.size(0), C = src.size(1), Hd = th.dst, taps = th.taps;
   const int64_t src_row = tw.src * C, dst_row = tw.dst * C;
@@ -247,19 +279,23 @@ void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
   at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> ring(new acc_t[taps * dst_row]);
     std::vector<const acc_t*> rows(taps);
+    NonfiniteWatch<scalar_t> watch{nonfinite};
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, d0 = task % blocks * block, d1 = std::min(Hd, d0 + block);
       const scalar_t* splane = sp + n * th.src * src_row;
       int64_t next = th.start[d0];  // first source row not yet in the ring
       for (int64_t d = d0; d < d1; ++d) {
         const int64_t first = th.start[d];
-        for (next = std::max(next, first); next < first + taps; ++next)
+        for (next = std::max(next, first); next < first + taps; ++next) {
           gather_pixels(splane + next * src_row, C, tw, ring.get() + (next % taps) * dst_row, false);
+          watch.check(splane + next * src_row, src_row);
+        }
         for (int64_t j = 0; j < taps; ++j) rows[j] = ring.get() + ((first + j) % taps) * dst_row;
         combine_row_pointers(rows.data(), th.weight.data() + d * taps, taps, dst_row,
                              dp + (n * Hd + d) * dst_row, streaming);
       }
     }
+    watch.flush();
     if (streaming) streaming_fence();
   });
 }
@@ -274,7 +310,7 @@ bool starts_non_decreasing(const AxisTable<acc_t>& t) {
 template <typename scalar_t>
 void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
                             const AxisTable<at::opmath_type<scalar_t>>& th,
-                            const AxisTable<at::opmath_type<scalar_t>>& tw) {
+                            const AxisTable<at::opmath_type<scalar_t>>& tw, std::atomic<bool>* nonfinite) {
   const int64_t C = src.size(1), Hs = th.src, Hd = th.dst, Ws = tw.src, Wd = tw.dst;
   // Whole vectors per pixel: with C % 16 != 0 the streaming stores would leave scalar edges.
   const bool streaming = dst.nbytes() >= kStreamingBytes && C % 16 == 0;
@@ -283,15 +319,15 @@ void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
   const double w_first = double(Hs) * Wd * C * tw.taps + double(Hd) * Wd * C * th.taps;
   const bool taps_spill = th.taps * Ws * C * int64_t(sizeof(scalar_t)) > (256 << 10);
   if ((w_first < rows_first || (taps_spill && w_first <= 1.25 * rows_first)) && starts_non_decreasing(th))
-    resample_channels_last_w_first<scalar_t>(src, dst, th, tw, streaming);
+    resample_channels_last_w_first<scalar_t>(src, dst, th, tw, streaming, nonfinite);
   else
-    resample_channels_last_rows_first<scalar_t>(src, dst, th, tw, streaming);
+    resample_channels_last_rows_first<scalar_t>(src, dst, th, tw, streaming, nonfinite);
 }
 
 template <typename scalar_t>
 void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
                          const AxisTable<at::opmath_type<scalar_t>>& th,
-                         const AxisTable<at::opmath_type<scalar_t>>& tw) {
+                         const AxisTable<at::opmath_type<scalar_t>>& tw, std::atomic<bool>* nonfinite) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kFloat = std::is_same_v<scalar_t, float>;
   const int64_t planes = src.size(0) * src.size(1);
@@ -352,13 +388,14 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
 
   at::parallel_for(0, planes * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buf, scratch(rows16 ? (Ws + Wd) * 16 : 0);
+    NonfiniteWatch<scalar_t> watch{nonfinite};
     for (int64_t task = begin; task < end; ++task) {
       const int64_t p = task / blocks, b = task % blocks;
       const int64_t d0 = b * block, d1 = std::min(Hd, d0 + block);
       const scalar_t* splane = sp + p * Hs * Ws;
       scalar_t* dplane = dp + p * Hd * Wd;
+      const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;  // start is non-decreasing
       if (gather_source_rows) {
-        const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;  // start is non-decreasing
         if (int64_t(buf.size()) < (r1 - r0) * Wd) buf.resize((r1 - r0) * Wd);
         gather_rows(splane + r0 * Ws, Ws, r1 - r0, buf.data(), scratch.data());
         for (int64_t d = d0; d < d1; ++d)
@@ -371,7 +408,9 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
                            buf.data() + (d - d0) * Ws);
         gather_rows(buf.data(), Ws, d1 - d0, dplane + d0 * Wd, scratch.data());
       }
+      watch.check(splane + r0 * Ws, (r1 - r0) * Ws);  // the rows this block read, now in cache
     }
+    watch.flush();
     if (streaming) streaming_fence();
   });
 }
@@ -380,10 +419,11 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
 template <typename scalar_t>
 void resample_separable(const at::Tensor& src, at::Tensor& dst,
                         const AxisTable<at::opmath_type<scalar_t>>& th,
-                        const AxisTable<at::opmath_type<scalar_t>>& tw, bool channels_last) {
+                        const AxisTable<at::opmath_type<scalar_t>>& tw, bool channels_last,
+                        std::atomic<bool>* nonfinite = nullptr) {
   if (dst.numel() == 0) return;
-  if (channels_last) resample_channels_last<scalar_t>(src, dst, th, tw);
-  else resample_contiguous<scalar_t>(src, dst, th, tw);
+  if (channels_last) resample_channels_last<scalar_t>(src, dst, th, tw, nonfinite);
+  else resample_contiguous<scalar_t>(src, dst, th, tw, nonfinite);
 }
 
 }  // namespace tconv::cpu

@@ -8,9 +8,10 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <atomic>
+
 #include "common/upsample_args.h"
 #include "common/upsample_raw_taps.h"
-#include "cpu/finite.h"
 #include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
 
@@ -55,12 +56,12 @@ Tensor upsample2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool ali
         using acc_t = at::opmath_type<scalar_t>;
         const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
         const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
-        if (y.numel() != 0 && !all_finite<scalar_t>(x)) {
-          resample_direct<scalar_t>(x, y, raw_taps(ah), raw_taps(aw));
-          return;
-        }
+        // The tables' structural zeros turn Inf into NaN where PyTorch has none: when the kernel
+        // saw a non-finite source, the direct loop over PyTorch's taps rewrites every output.
+        std::atomic<bool> nonfinite{false};
         resample_separable<scalar_t>(x, y, forward_table(ah), forward_table(aw),
-                                     fmt == at::MemoryFormat::ChannelsLast);
+                                     fmt == at::MemoryFormat::ChannelsLast, &nonfinite);
+        if (nonfinite.load()) resample_direct<scalar_t>(x, y, raw_taps(ah), raw_taps(aw));
       });
   return y;
 }
