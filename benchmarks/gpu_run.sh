@@ -8,7 +8,8 @@
 #    to setup.py build_ext --inplace), for TORCH_CUDA_ARCH_LIST (default 9.0, an H200),
 # 2. checks that every conv_transpose2d, upsample and gram op has a CUDA kernel registered,
 # 3. runs the CUDA tests (tests/test_conv_transpose2d_cuda.py, tests/test_upsample_cuda.py,
-#    tests/test_gram_cuda.py, the > 2^31-element cases included),
+#    tests/test_gram_cuda.py, the > 2^31-element cases included; tests/test_robustness_cuda.py:
+#    errors, NaN/Inf, empty tensors, determinism and mixed devices on CUDA),
 # 4. runs the CUDA benchmark table (tconv vs PyTorch/cuDNN/cuBLAS, float32 without TF32; upsampling
 #    also in float16, beside a device-to-device copy of the same bytes; the Gram also in float16 /
 #    bfloat16 against torch.bmm).
@@ -60,7 +61,7 @@ echo "==== CUDA kernel registrations"
 record registrations "${PIPESTATUS[0]}"
 
 echo "==== CUDA tests"
-"$PY" -m pytest -q -rs tests/test_conv_transpose2d_cuda.py tests/test_upsample_cuda.py tests/test_gram_cuda.py --junitxml="$OUT/tests_cuda.xml" 2>&1 | tee "$OUT/tests_cuda.log"
+"$PY" -m pytest -q -rs tests/test_conv_transpose2d_cuda.py tests/test_upsample_cuda.py tests/test_gram_cuda.py tests/test_robustness_cuda.py --junitxml="$OUT/tests_cuda.xml" 2>&1 | tee "$OUT/tests_cuda.log"
 record tests_cuda "${PIPESTATUS[0]}"
 
 echo "==== CUDA benchmark"

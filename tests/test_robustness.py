@@ -251,6 +251,90 @@ def test_conv_transpose2d_backward_nan_inf_like_pytorch():
         _same_specials(a, e)
 
 
+def direct_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
+                            dilation=1):
+    """The transposed convolution by its definition, differentiable: per tap (kh, kw), the inputs
+    that land inside the output times that tap, summed over input channels (all real terms) and
+    added into the output. Only the real terms are ever multiplied (no padded zeros), so its
+    autograd gradients put NaN and Inf where the definition puts them; used as the NaN/Inf
+    reference of the backward (PyTorch's float64 CPU backward multiplies im2col zeros)."""
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = map(pair, (stride, padding, output_padding, dilation))
+    n, cin, h, wd = x.shape
+    cout_g, kh_n, kw_n = w.shape[1:]
+    ho = (h - 1) * sh - 2 * ph + dh * (kh_n - 1) + oph + 1
+    wo = (wd - 1) * sw - 2 * pw + dw * (kw_n - 1) + opw + 1
+    cin_g = cin // groups
+
+    def span(i_len, o_len, s, off):  # inputs [lo, hi) with 0 <= i*s + off < o_len; first output
+        lo = max(0, (-off + s - 1) // s)
+        hi = max(lo, min(i_len, (o_len - 1 - off) // s + 1))
+        return lo, hi, lo * s + off
+
+    y = x.new_zeros(n, cout_g * groups, ho, wo)
+    for kh in range(kh_n):
+        ih0, ih1, oh0 = span(h, ho, sh, kh * dh - ph)
+        for kw in range(kw_n):
+            iw0, iw1, ow0 = span(wd, wo, sw, kw * dw - pw)
+            if ih1 <= ih0 or iw1 <= iw0:
+                continue
+            rows = slice(oh0, oh0 + (ih1 - ih0 - 1) * sh + 1, sh)
+            cols = slice(ow0, ow0 + (iw1 - iw0 - 1) * sw + 1, sw)
+            for grp in range(groups):
+                xs = x[:, grp * cin_g:(grp + 1) * cin_g, ih0:ih1, iw0:iw1]
+                ws = w[grp * cin_g:(grp + 1) * cin_g, :, kh, kw]
+                part = torch.einsum("nihw,ic->nchw", xs, ws)
+                idx = (slice(None), slice(grp * cout_g, (grp + 1) * cout_g), rows, cols)
+                y[idx] = y[idx] + part  # adding (not multiplying) zeros keeps NaN and Inf as they are
+    if b is not None:
+        y = y + b[None, :, None, None]
+    return y
+
+
+def conv_grads(fn, x, w, b, go, **kw):
+    """[output, grad_input, grad_weight] of fn(x, w, b, **kw) for grad_output go."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
+    out = fn(*leaves, b, **kw)
+    return [out.detach()] + list(torch.autograd.grad(out, leaves, go))
+
+
+def conv_nan_case(cfg, where, seed):
+    """float64 x, w, b and grad_output for a CONV_NAN_CFGS row, one of them poisoned."""
+    cin, cout, hw, k, s, p, op, g, d = cfg
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, cin, *hw, dtype=torch.float64, generator=gen)
+    w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen)
+    b = torch.randn(cout, dtype=torch.float64, generator=gen)
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    go = torch.randn_like(F.conv_transpose2d(x, w, b, **kw))
+    if where == "input":
+        x = _poison(x, gen, 0.1)
+    elif where == "weight":
+        w = _poison(w, gen, 0.05)
+    elif where == "bias":
+        b = _poison(b, gen, 0.3)
+    else:
+        go = _poison(go, gen, 0.03)
+    return x, w, b, go, kw
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "bias", "grad_output"])
+@pytest.mark.parametrize("cfg", CONV_NAN_CFGS, ids=str)
+def test_direct_reference_is_pytorchs_definition(cfg, where):
+    """The direct reference equals PyTorch's forward, NaN/Inf included, and PyTorch's backward
+    where only grad_output holds them. With a non-finite input or weight PyTorch's CPU backward
+    is no reference: its im2col paths (float64; float32 with groups or dilation) multiply padded
+    zeros, its oneDNN path (other float32 shapes) does not."""
+    x, w, b, go, kw = conv_nan_case(cfg, where, seed=6)
+    ref = conv_grads(direct_conv_transpose2d, x, w, b, go, **kw)
+    theirs = conv_grads(F.conv_transpose2d, x, w, b, go, **kw)
+    _same_specials(ref[0], theirs[0])
+    if where != "input" and where != "weight":
+        for a, e in zip(ref[1:], theirs[1:]):
+            _same_specials(a, e)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=2, align_corners=True),
@@ -518,3 +602,35 @@ def test_output_cache_limit_from_the_environment(limit_mb, expected):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert int(out.stdout.strip()) == expected
+
+
+# ---- mixed devices: the CPU kernels' shared argument checks ----------------------------------------------
+
+_CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+
+MIXED_DEVICE_CALLS = {  # name -> (op, arguments builder for (device of the first, of the second))
+    "conv weight": (ops.conv_transpose2d.default,
+                    lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=b),
+                                  None, [1, 1], [0, 0], [0, 0], 1, [1, 1])),
+    "conv bias": (ops.conv_transpose2d.default,
+                  lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=a),
+                                torch.randn(2, device=b), [1, 1], [0, 0], [0, 0], 1, [1, 1])),
+    "conv backward_input": (ops.conv_transpose2d_backward_input.default,
+                            lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(2, 2, 3, 3, device=b),
+                                          [1, 1], [0, 0], 1, [1, 1], [3, 3])),
+    "conv backward_weight": (ops.conv_transpose2d_backward_weight.default,
+                             lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(1, 2, 3, 3, device=b),
+                                           [3, 3], [1, 1], [0, 0], 1, [1, 1])),
+    "gram backward": (ops.gram_matrix_backward.default,
+                      lambda a, b: (torch.randn(1, 2, 2, device=a), torch.randn(1, 2, 3, device=b), True)),
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED_DEVICE_CALLS))
+def test_cpu_kernels_reject_tensors_of_another_device(name):
+    """The dispatcher sends a CPU/meta mix to the meta kernel; called directly, the CPU kernel
+    itself must refuse the meta tensor with a clear error (the same check guards the CUDA kernels
+    against a CPU tensor)."""
+    op, make = MIXED_DEVICE_CALLS[name]
+    with pytest.raises(RuntimeError, match="should be on the same device"):
+        op.redispatch(_CPU_KEYS, *make("cpu", "meta"))

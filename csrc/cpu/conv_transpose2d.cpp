@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
+#include "common/conv_transpose2d_direct.h"
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
@@ -248,7 +249,8 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 // zeros (padding cells, offsets that feed no tap of a phase) with weights and inputs; that is
 // exact for finite values but turns an Inf or NaN operand into NaN at outputs it does not feed
 // (0 * Inf = NaN). With a non-finite input or weight this loop runs instead, so NaN and Inf land
-// exactly where PyTorch's convolution puts them. y may have any strides.
+// exactly where PyTorch's convolution puts them (the CUDA kernels recompute non-finite outputs with
+// the same common/conv_transpose2d_direct.h sum). y may have any strides.
 template <typename scalar_t>
 void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                     Tensor& y, const ConvTranspose2dGeometry& g) {
@@ -259,27 +261,19 @@ void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<T
   const scalar_t* wp = wc.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t ys0 = y.stride(0), ys1 = y.stride(1), ys2 = y.stride(2), ys3 = y.stride(3);
+  const auto x_at = [&](int64_t n, int64_t ci, int64_t ih, int64_t iw) {
+    return static_cast<acc_t>(xp[((n * g.Cin + ci) * g.H + ih) * g.W + iw]);
+  };
+  const auto w_at = [&](int64_t ci, int64_t col, int64_t kh, int64_t kw) {
+    return static_cast<acc_t>(wp[((ci * g.Cout_g + col) * g.kH + kh) * g.kW + kw]);
+  };
   at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / g.Cout, co = t % g.Cout, grp = co / g.Cout_g, col = co % g.Cout_g;
+      const int64_t n = t / g.Cout, co = t % g.Cout;
       for (int64_t oh = 0; oh < g.Ho; ++oh)
-        for (int64_t ow = 0; ow < g.Wo; ++ow) {
-          acc_t acc = b[co];
-          for (int64_t kh = 0; kh < g.kH; ++kh) {
-            const int64_t th = oh + g.ph - kh * g.dh;
-            if (th < 0 || th % g.sh != 0 || th / g.sh >= g.H) continue;
-            const int64_t ih = th / g.sh;
-            for (int64_t kw = 0; kw < g.kW; ++kw) {
-              const int64_t tw = ow + g.pw - kw * g.dw;
-              if (tw < 0 || tw % g.sw != 0 || tw / g.sw >= g.W) continue;
-              const int64_t iw = tw / g.sw;
-              for (int64_t ci = grp * g.Cin_g; ci < (grp + 1) * g.Cin_g; ++ci)
-                acc += static_cast<acc_t>(xp[((n * g.Cin + ci) * g.H + ih) * g.W + iw]) *
-                       static_cast<acc_t>(wp[((ci * g.Cout_g + col) * g.kH + kh) * g.kW + kw]);
-            }
-          }
-          yp[n * ys0 + co * ys1 + oh * ys2 + ow * ys3] = static_cast<scalar_t>(acc);
-        }
+        for (int64_t ow = 0; ow < g.Wo; ++ow)
+          yp[n * ys0 + co * ys1 + oh * ys2 + ow * ys3] = static_cast<scalar_t>(
+              conv_transpose2d_output_direct<acc_t>(g, n, co, oh, ow, b[co], x_at, w_at));
     }
   });
 }

@@ -7,11 +7,13 @@
 // and B is the weight packed so that every phase pair (rh, rw) is a column block (zero where an
 // offset feeds no tap). Three launches per chunk of cell rows:
 //   gather A (a kernel), C = A @ B (cuBLAS, batched over groups), scatter C into the output with
-//   the bias fused (a kernel, each output element written exactly once).
+//   the bias fused (a kernel, each output element written exactly once). An output whose GEMM sum
+//   is not finite is recomputed there from its real taps (common/conv_transpose2d_direct.h), so
+//   NaN and Inf land where PyTorch's convolution puts them.
 // No atomics: the result is bitwise reproducible.
 //
 // Depthwise path (one input channel per group): one thread per output element sums its taps in a
-// fixed order (kh, then kw).
+// fixed order (kh, then kw), over the taps that exist only (NaN/Inf exact as it is).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -20,6 +22,7 @@
 #include <torch/library.h>
 
 #include "common/conv_transpose2d_args.h"
+#include "common/conv_transpose2d_direct.h"
 #include "common/conv_transpose2d_shape.h"
 #include "cuda/launch.cuh"
 #include "cuda/row_chunks.h"
@@ -87,9 +90,14 @@ __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Stride
 // y[n, c, oh, ow] = C[grp][(t - t0, qw)][(co, rh, rw)] + bias[c] for the outputs of cell rows
 // t in [t0, t0 + rows). Threads run along y's memory order (ow fastest for contiguous output,
 // channels fastest for channels_last) so the writes coalesce.
+// The GEMM also multiplied the zeros of A and B (0 * Inf = NaN where no tap exists), so an output
+// whose sum is not finite is recomputed from its real taps: one test per element for finite data,
+// no device-wide check and no host synchronisation.
 template <typename scalar_t, typename acc_t>
 __global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
                                             const scalar_t* __restrict__ bias,
+                                            StridedRead<scalar_t, acc_t> x_at,
+                                            StridedRead<scalar_t, acc_t> w_at,
                                             ConvTranspose2dGeometry g, ForwardCells c, int64_t t0,
                                             int64_t rows, bool channels_last,
                                             scalar_t* __restrict__ y, Strides4 ys) {
@@ -113,6 +121,10 @@ __global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
     const int64_t m = tl * g.Qw + (wp.cell - g.qw_lo);
     acc_t v = C[(grp * M + m) * c.cols + (co * g.sh + rh) * g.sw + wp.phase];
     if (bias != nullptr) v += static_cast<acc_t>(bias[co_all]);
+    if (!isfinite(v)) {  // like the CPU direct loop: the bias first, then the taps
+      const acc_t b = bias != nullptr ? static_cast<acc_t>(bias[co_all]) : acc_t(0);
+      v = conv_transpose2d_output_direct<acc_t>(g, n, co_all, oh, ow, b, x_at, w_at);
+    }
     y[ys.offset(n, co_all, oh, ow)] = static_cast<scalar_t>(v);
   }
 }
@@ -120,26 +132,15 @@ __global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
 // One input channel per group: y[n, c] = bias[c] + sum over taps (kh, kw) of
 // x[n, c / Cout_g, ih, iw] * w[c / Cout_g, c % Cout_g, kh, kw]. Threads run along y's memory order.
 template <typename scalar_t, typename acc_t>
-__global__ void depthwise_forward_kernel(const scalar_t* __restrict__ x, Strides4 xs,
-                                         const scalar_t* __restrict__ w, Strides4 ws,
+__global__ void depthwise_forward_kernel(StridedRead<scalar_t, acc_t> x_at,
+                                         StridedRead<scalar_t, acc_t> w_at,
                                          const scalar_t* __restrict__ bias,
                                          ConvTranspose2dGeometry g, bool channels_last,
                                          scalar_t* __restrict__ y, Strides4 ys) {
   const int64_t total = g.N * g.Cout * g.Ho * g.Wo;
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const auto [n, c, oh, ow] = unravel_in_memory_order(e, g.Cout, g.Ho, g.Wo, channels_last);
-    const int64_t grp = c / g.Cout_g, co = c % g.Cout_g;
-    acc_t sum = 0;
-    for (int64_t kh = 0; kh < g.kH; ++kh) {
-      const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
-      if (ih < 0) continue;
-      for (int64_t kw = 0; kw < g.kW; ++kw) {
-        const int64_t iw = input_of_tap(ow, kw, g.sw, g.pw, g.dw, g.W);
-        if (iw < 0) continue;
-        sum += static_cast<acc_t>(x[xs.offset(n, grp, ih, iw)]) *
-               static_cast<acc_t>(w[ws.offset(grp, co, kh, kw)]);
-      }
-    }
+    acc_t sum = conv_transpose2d_output_direct<acc_t>(g, n, c, oh, ow, acc_t(0), x_at, w_at);
     if (bias != nullptr) sum += static_cast<acc_t>(bias[c]);
     y[ys.offset(n, c, oh, ow)] = static_cast<scalar_t>(sum);
   }
@@ -152,7 +153,8 @@ void forward_depthwise(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
   const int64_t total = y.numel();
   depthwise_forward_kernel<scalar_t, acc_t>
       <<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          x.const_data_ptr<scalar_t>(), strides_of(x), w.const_data_ptr<scalar_t>(), strides_of(w),
+          StridedRead<scalar_t, acc_t>{x.const_data_ptr<scalar_t>(), strides_of(x)},
+          StridedRead<scalar_t, acc_t>{w.const_data_ptr<scalar_t>(), strides_of(w)},
           bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, channels_last,
           y.mutable_data_ptr<scalar_t>(), strides_of(y));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -178,6 +180,8 @@ void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
   Tensor A = at::empty({g.groups, rows_max * g.Qw, c.K}, acc_options);
   Tensor C = at::empty({g.groups, rows_max * g.Qw, c.cols}, acc_options);
   const scalar_t* bias_ptr = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+  const StridedRead<scalar_t, acc_t> x_at{x.const_data_ptr<scalar_t>(), strides_of(x)};
+  const StridedRead<scalar_t, acc_t> w_at{w.const_data_ptr<scalar_t>(), strides_of(w)};
 
   for (int64_t t0 = 0; t0 < total_rows; t0 += rows_max) {
     const int64_t rows = std::min(rows_max, total_rows - t0);
@@ -192,7 +196,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
 
     const int64_t outputs = rows * g.sh * g.Cout * g.Wo;
     scatter_output_cells_kernel<scalar_t, acc_t><<<blocks_for(outputs), kThreads, 0, stream>>>(
-        C_chunk.const_data_ptr<acc_t>(), bias_ptr, g, c, t0, rows, channels_last,
+        C_chunk.const_data_ptr<acc_t>(), bias_ptr, x_at, w_at, g, c, t0, rows, channels_last,
         y.mutable_data_ptr<scalar_t>(), strides_of(y));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

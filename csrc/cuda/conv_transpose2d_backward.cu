@@ -8,6 +8,9 @@
 //     grad_input  = P @ W_g          W_g[(co, kh, kw)][ci] = weight[grp * Cin_g + ci, co, kh, kw]
 //     grad_weight = sum over chunks, in chunk order, of X_g^T @ P
 // The im2col form needs no col2im: each grad_input element is one GEMM output, written once.
+// The GEMMs also multiply P's zeros (taps outside grad_output): the epilogues that write
+// grad_input and grad_weight recompute an element whose sum is not finite from its real terms, so
+// NaN and Inf land where the definition puts them (see common/conv_transpose2d_direct.h).
 // One input channel per group (depthwise): direct kernels, one thread per grad_input element and
 // one block per grad_weight element. grad_bias: one block per channel. Every sum has a fixed order
 // and there are no atomics, so the gradients are bitwise reproducible.
@@ -22,6 +25,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_backward_args.h"
+#include "common/conv_transpose2d_direct.h"
 #include "common/conv_transpose2d_shape.h"
 #include "cuda/block_reduce.cuh"
 #include "cuda/launch.cuh"
@@ -61,11 +65,16 @@ __global__ void gather_patches_kernel(const scalar_t* __restrict__ go, Strides4 
 }
 
 // grad_input[n, cin, ih, iw] = D[grp][(t - t0, iw)][ci] for the input rows t in [t0, t0 + rows).
-// Threads run along grad_input's memory order so the writes coalesce.
+// Threads run along grad_input's memory order so the writes coalesce. The GEMM also multiplied
+// P's zeros (taps outside grad_output) with the weight, 0 * Inf = NaN where the definition has no
+// term, so an element whose sum is not finite is recomputed from its real taps.
 template <typename scalar_t, typename acc_t>
-__global__ void write_grad_input_kernel(const acc_t* __restrict__ D, ConvTranspose2dGeometry g,
-                                        int64_t t0, int64_t rows, bool channels_last,
-                                        scalar_t* __restrict__ gi, Strides4 gis) {
+__global__ void write_grad_input_kernel(const acc_t* __restrict__ D,
+                                        StridedRead<scalar_t, acc_t> go_at,
+                                        StridedRead<scalar_t, acc_t> w_at,
+                                        ConvTranspose2dGeometry g, int64_t t0, int64_t rows,
+                                        bool channels_last, scalar_t* __restrict__ gi,
+                                        Strides4 gis) {
   const int64_t M = rows * g.W;
   const int64_t total = rows * g.Cin * g.W;
   TCONV_GRID_STRIDE_LOOP(e, total) {
@@ -77,7 +86,9 @@ __global__ void write_grad_input_kernel(const acc_t* __restrict__ D, ConvTranspo
     }
     const int64_t t = t0 + tl, n = t / g.H, ih = t % g.H;
     const int64_t grp = cin / g.Cin_g, ci = cin % g.Cin_g;
-    gi[gis.offset(n, cin, ih, iw)] = static_cast<scalar_t>(D[(grp * M + tl * g.W + iw) * g.Cin_g + ci]);
+    acc_t v = D[(grp * M + tl * g.W + iw) * g.Cin_g + ci];
+    if (!isfinite(v)) v = conv_transpose2d_grad_input_direct<acc_t>(g, n, cin, ih, iw, go_at, w_at);
+    gi[gis.offset(n, cin, ih, iw)] = static_cast<scalar_t>(v);
   }
 }
 
@@ -98,43 +109,28 @@ __global__ void gather_input_rows_kernel(const scalar_t* __restrict__ x, Strides
 // One input channel per group: grad_input[n, grp, ih, iw] sums, over the group's output channels
 // and the taps in order (co, kh, kw), grad_output at the outputs the pixel fed times the weight.
 template <typename scalar_t, typename acc_t>
-__global__ void depthwise_backward_input_kernel(const scalar_t* __restrict__ go, Strides4 gos,
-                                                const scalar_t* __restrict__ w, Strides4 ws,
+__global__ void depthwise_backward_input_kernel(StridedRead<scalar_t, acc_t> go_at,
+                                                StridedRead<scalar_t, acc_t> w_at,
                                                 ConvTranspose2dGeometry g, bool channels_last,
                                                 scalar_t* __restrict__ gi, Strides4 gis) {
   const int64_t total = g.N * g.Cin * g.H * g.W;
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const auto [n, grp, ih, iw] = unravel_in_memory_order(e, g.Cin, g.H, g.W, channels_last);
-    acc_t sum = 0;
-    for (int64_t co = 0; co < g.Cout_g; ++co) {
-      const int64_t c = grp * g.Cout_g + co;
-      for (int64_t kh = 0; kh < g.kH; ++kh) {
-        const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
-        if (oh < 0 || oh >= g.Ho) continue;
-        for (int64_t kw = 0; kw < g.kW; ++kw) {
-          const int64_t ow = output_of_tap(iw, kw, g.sw, g.pw, g.dw);
-          if (ow < 0 || ow >= g.Wo) continue;
-          sum += static_cast<acc_t>(go[gos.offset(n, c, oh, ow)]) *
-                 static_cast<acc_t>(w[ws.offset(grp, co, kh, kw)]);
-        }
-      }
-    }
-    gi[gis.offset(n, grp, ih, iw)] = static_cast<scalar_t>(sum);
+    gi[gis.offset(n, grp, ih, iw)] = static_cast<scalar_t>(
+        conv_transpose2d_grad_input_direct<acc_t>(g, n, grp, ih, iw, go_at, w_at));
   }
 }
 
-// One input channel per group: block b computes grad_weight element b = (c, kh, kw) (weight
-// (groups, Cout_g, kH, kW) contiguous, c = grp * Cout_g + co), summing input x grad_output over
-// (n, ih, iw) with a fixed per-thread stride and a fixed-shape tree.
-template <typename scalar_t, typename acc_t>
-__global__ void depthwise_backward_weight_kernel(const scalar_t* __restrict__ go, Strides4 gos,
-                                                 const scalar_t* __restrict__ x, Strides4 xs,
-                                                 ConvTranspose2dGeometry g,
-                                                 scalar_t* __restrict__ gw) {
-  __shared__ acc_t shared[kReduceThreads];
-  const int64_t b = blockIdx.x;
-  const int64_t kw = b % g.kW, kh = (b / g.kW) % g.kH, c = b / (g.kW * g.kH);
-  const int64_t grp = c / g.Cout_g;
+// grad_weight element b of the contiguous (Cin, Cout_g, kH, kW) weight, b = (cin, co, kh, kw):
+// input x grad_output summed over the pixels (n, ih, iw) whose tap (kh, kw) lands inside
+// grad_output, by all kReduceThreads threads of the block (a fixed per-thread stride and a
+// fixed-shape tree). Every thread gets the sum; `shared` is free again once all threads read it.
+template <typename acc_t, typename GradOutputAt, typename InputAt>
+__device__ acc_t grad_weight_element_block_sum(const ConvTranspose2dGeometry& g, int64_t b,
+                                               GradOutputAt go_at, InputAt x_at, acc_t* shared) {
+  const int64_t kw = b % g.kW, kh = (b / g.kW) % g.kH;
+  const int64_t co = (b / (g.kW * g.kH)) % g.Cout_g, cin = b / (g.kW * g.kH * g.Cout_g);
+  const int64_t c = (cin / g.Cin_g) * g.Cout_g + co;
   const int64_t pixels = g.N * g.H * g.W;
   acc_t partial = 0;
   for (int64_t p = threadIdx.x; p < pixels; p += kReduceThreads) {
@@ -142,11 +138,51 @@ __global__ void depthwise_backward_weight_kernel(const scalar_t* __restrict__ go
     const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
     const int64_t ow = output_of_tap(iw, kw, g.sw, g.pw, g.dw);
     if (oh < 0 || oh >= g.Ho || ow < 0 || ow >= g.Wo) continue;
-    partial += static_cast<acc_t>(x[xs.offset(n, grp, ih, iw)]) *
-               static_cast<acc_t>(go[gos.offset(n, c, oh, ow)]);
+    partial += x_at(n, cin, ih, iw) * go_at(n, c, oh, ow);
   }
-  const acc_t total = block_sum<kReduceThreads>(partial, shared);
-  if (threadIdx.x == 0) gw[b] = static_cast<scalar_t>(total);
+  return block_sum<kReduceThreads>(partial, shared);
+}
+
+// One input channel per group: block b computes grad_weight element b (weight (groups, Cout_g,
+// kH, kW) contiguous).
+template <typename scalar_t, typename acc_t>
+__global__ void depthwise_backward_weight_kernel(StridedRead<scalar_t, acc_t> go_at,
+                                                 StridedRead<scalar_t, acc_t> x_at,
+                                                 ConvTranspose2dGeometry g,
+                                                 scalar_t* __restrict__ gw) {
+  __shared__ acc_t shared[kReduceThreads];
+  const acc_t total = grad_weight_element_block_sum(g, blockIdx.x, go_at, x_at, shared);
+  if (threadIdx.x == 0) gw[blockIdx.x] = static_cast<scalar_t>(total);
+}
+
+// grad_weight = acc rounded to scalar_t, kReduceThreads elements per block. acc (the GEMM sums)
+// also multiplied P's zeros with the input (0 * Inf = NaN where the definition has no term): a
+// block holding a non-finite sum recomputes each such element from its real terms, all its
+// threads together. Finite data costs one test per element.
+template <typename scalar_t, typename acc_t>
+__global__ void write_grad_weight_kernel(const acc_t* __restrict__ acc,
+                                         StridedRead<scalar_t, acc_t> go_at,
+                                         StridedRead<scalar_t, acc_t> x_at,
+                                         ConvTranspose2dGeometry g, scalar_t* __restrict__ gw) {
+  __shared__ acc_t shared[kReduceThreads];
+  __shared__ bool recompute[kReduceThreads];
+  const int64_t total = g.Cin * g.Cout_g * g.kH * g.kW;
+  // The loop bounds are uniform over the block: every thread reaches every barrier.
+  for (int64_t base = int64_t(blockIdx.x) * kReduceThreads; base < total;
+       base += int64_t(gridDim.x) * kReduceThreads) {
+    const int64_t e = base + threadIdx.x;
+    const acc_t v = e < total ? acc[e] : acc_t(0);
+    if (e < total) gw[e] = static_cast<scalar_t>(v);
+    recompute[threadIdx.x] = !isfinite(v);
+    if (!__syncthreads_or(recompute[threadIdx.x])) continue;
+    for (int i = 0; i < kReduceThreads; ++i) {
+      if (!recompute[i]) continue;  // shared: the same branch in every thread
+      const acc_t sum = grad_weight_element_block_sum(g, base + i, go_at, x_at, shared);
+      if (threadIdx.x == 0) gw[base + i] = static_cast<scalar_t>(sum);
+      __syncthreads();  // every thread has read shared[0] before the next sum writes it
+    }
+    __syncthreads();  // every thread has read `recompute` before the next round writes it
+  }
 }
 
 // Block c computes grad_bias[c], the sum of grad_output[:, c] over batch and space.
@@ -181,6 +217,8 @@ void backward_input_patches(const Tensor& go, const Tensor& weight, Tensor& gi,
   const int64_t rows_max = patch_rows_per_chunk(g, sizeof(acc_t));
   Tensor P = at::empty({g.groups, rows_max * g.W, Kp}, acc_options);
   Tensor D = at::empty({g.groups, rows_max * g.W, g.Cin_g}, acc_options);
+  const StridedRead<scalar_t, acc_t> go_at{go.const_data_ptr<scalar_t>(), strides_of(go)};
+  const StridedRead<scalar_t, acc_t> w_at{weight.const_data_ptr<scalar_t>(), strides_of(weight)};
   for (int64_t t0 = 0; t0 < total_rows; t0 += rows_max) {
     const int64_t rows = std::min(rows_max, total_rows - t0);
     Tensor P_chunk = dense_prefix(P, g.groups, rows * g.W, Kp);
@@ -193,7 +231,7 @@ void backward_input_patches(const Tensor& go, const Tensor& weight, Tensor& gi,
     at::bmm_out(D_chunk, P_chunk, Wg);  // cuBLAS, a fixed reduction order per shape
     const int64_t outputs = rows * g.Cin * g.W;
     write_grad_input_kernel<scalar_t, acc_t><<<blocks_for(outputs), kThreads, 0, stream>>>(
-        D_chunk.const_data_ptr<acc_t>(), g, t0, rows, channels_last,
+        D_chunk.const_data_ptr<acc_t>(), go_at, w_at, g, t0, rows, channels_last,
         gi.mutable_data_ptr<scalar_t>(), strides_of(gi));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
@@ -205,8 +243,9 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
   using acc_t = at::opmath_type<scalar_t>;
   depthwise_backward_input_kernel<scalar_t, acc_t>
       <<<blocks_for(gi.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          go.const_data_ptr<scalar_t>(), strides_of(go), weight.const_data_ptr<scalar_t>(),
-          strides_of(weight), g, channels_last, gi.mutable_data_ptr<scalar_t>(), strides_of(gi));
+          StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
+          StridedRead<scalar_t, acc_t>{weight.const_data_ptr<scalar_t>(), strides_of(weight)}, g,
+          channels_last, gi.mutable_data_ptr<scalar_t>(), strides_of(gi));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -237,9 +276,11 @@ Tensor conv_transpose2d_backward_input_cuda(const Tensor& grad_output, const Ten
 
 // ---- grad_weight -------------------------------------------------------------------------------
 
-// Returns grad_weight in the accumulation type, (groups, Cin_g, Kp) = (Cin, Cout_g, kH, kW).
+// Writes grad_weight (contiguous (Cin, Cout_g, kH, kW)), summed in the accumulation type as
+// (groups, Cin_g, Kp) and rounded once.
 template <typename scalar_t>
-Tensor backward_weight_patches(const Tensor& go, const Tensor& x, const ConvTranspose2dGeometry& g) {
+void backward_weight_patches(const Tensor& go, const Tensor& x, Tensor& gw_out,
+                             const ConvTranspose2dGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
   const auto stream = at::cuda::getCurrentCUDAStream();
   const at::TensorOptions acc_options = go.options().dtype(at::toOpMathType(go.scalar_type()));
@@ -262,7 +303,13 @@ Tensor backward_weight_patches(const Tensor& go, const Tensor& x, const ConvTran
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     gw.baddbmm_(X_chunk, P_chunk);  // gw += X_g @ P_g: chunks summed in order, no atomics
   }
-  return gw;
+  const unsigned int blocks = static_cast<unsigned int>(
+      std::min<int64_t>((gw.numel() + kReduceThreads - 1) / kReduceThreads, int64_t(1) << 20));
+  write_grad_weight_kernel<scalar_t, acc_t><<<blocks, kReduceThreads, 0, stream>>>(
+      gw.const_data_ptr<acc_t>(), StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
+      StridedRead<scalar_t, acc_t>{x.const_data_ptr<scalar_t>(), strides_of(x)}, g,
+      gw_out.mutable_data_ptr<scalar_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename scalar_t>
@@ -271,8 +318,9 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
   using acc_t = at::opmath_type<scalar_t>;
   depthwise_backward_weight_kernel<scalar_t, acc_t>
       <<<static_cast<unsigned int>(gw.numel()), kReduceThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          go.const_data_ptr<scalar_t>(), strides_of(go), x.const_data_ptr<scalar_t>(), strides_of(x),
-          g, gw.mutable_data_ptr<scalar_t>());
+          StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
+          StridedRead<scalar_t, acc_t>{x.const_data_ptr<scalar_t>(), strides_of(x)}, g,
+          gw.mutable_data_ptr<scalar_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -296,8 +344,7 @@ Tensor conv_transpose2d_backward_weight_cuda(const Tensor& grad_output, const Te
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "conv_transpose2d_backward_weight_cuda", [&] {
-                                    const Tensor acc = backward_weight_patches<scalar_t>(grad_output, input, g);
-                                    gw.copy_(acc.view(wsizes));  // rounds once to scalar_t
+                                    backward_weight_patches<scalar_t>(grad_output, input, gw, g);
                                   });
   return gw;
 }

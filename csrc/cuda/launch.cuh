@@ -35,6 +35,17 @@ inline Strides4 strides_of(const at::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
 
+// Reads a 4-D tensor through its strides in the accumulation type: the accessors that the direct
+// sums of common/conv_transpose2d_direct.h take.
+template <typename scalar_t, typename acc_t>
+struct StridedRead {
+  const scalar_t* __restrict__ data;
+  Strides4 strides;
+  __device__ __forceinline__ acc_t operator()(int64_t i0, int64_t i1, int64_t i2, int64_t i3) const {
+    return static_cast<acc_t>(data[strides.offset(i0, i1, i2, i3)]);
+  }
+};
+
 // (n, c, h, w) of the e-th element of an (N, C, H, W) tensor visited in its memory order
 // (channels_last: c fastest), so consecutive threads touch consecutive addresses.
 struct Index4 {

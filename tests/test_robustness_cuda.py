@@ -1,0 +1,276 @@
+"""tests/test_robustness.py on CUDA tensors: every tensor row of docs/errors.md, NaN/Inf positions
+of every op against PyTorch (or the definition), empty tensors, bitwise determinism of forward and
+backward, deterministic mode, and inputs on two devices. Every test is skipped without a GPU."""
+import os
+
+# cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
+# under torch.use_deterministic_algorithms(True) without it. Must be set before CUDA starts.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import tconv  # noqa: E402
+from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _poison,  # noqa: E402
+                             _same_specials, conv_grads, conv_nan_case, direct_conv_transpose2d)
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+ops = torch.ops.tconv
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_float32():
+    # TF32 (~1e-3 relative) would blur the float32 comparisons; tconv's float32 GEMMs follow
+    # torch.backends.cuda.matmul.allow_tf32 like every cuBLAS call in PyTorch.
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _cuda(*tensors):
+    return [t.cuda() if t is not None else None for t in tensors]
+
+
+# ---- invalid arguments: the rows of docs/errors.md, with CUDA tensors ----------------------------------
+
+# Rows that never hand a tensor to a kernel (module constructors, mode names): nothing device-specific.
+NOT_ABOUT_TENSORS = {"conv: module padding_mode", "conv: module groups not dividing",
+                     "interp: Upsample unsupported mode"}
+TENSOR_ROWS = [r for r in ERROR_ROWS if r[0] not in NOT_ABOUT_TENSORS]
+
+
+@pytest.mark.parametrize("row", TENSOR_ROWS, ids=[r[0] for r in TENSOR_ROWS])
+def test_invalid_argument_raises_as_documented_on_cuda(row):
+    name, _op, _arg, exc_name, excerpt = row
+    ours, _theirs = CASES[name]
+    exc = _EXCEPTIONS[exc_name]
+    with torch.device("cuda"):  # every tensor the case creates is a CUDA tensor
+        with pytest.raises(exc) as got:
+            ours()
+    assert excerpt.replace("\\|", "|") in str(got.value), str(got.value)
+
+
+def test_cases_really_run_on_cuda():
+    with torch.device("cuda"):
+        assert torch.randn(2).is_cuda and tconv.ConvTranspose2d(2, 2, 3).weight.is_cuda
+
+
+# ---- NaN and Inf ---------------------------------------------------------------------------------------
+
+def _specials_equal(got, want):
+    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
+    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
+    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("where", ["input", "weight", "bias"])
+@pytest.mark.parametrize("cfg", CONV_NAN_CFGS, ids=str)
+def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout, dtype):
+    """Forward: the cell GEMM meets 0 * Inf in its zero taps; the epilogue recomputes those outputs."""
+    x, w, b, _go, kw = conv_nan_case(cfg, where, seed=1)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    want = F.conv_transpose2d(x, w, b, **kw)  # float64: PyTorch's CPU forward is the definition
+    x, w, b = (t.to(dtype) for t in (x, w, b))  # (its float32 forward is not, at holes)
+    got = tconv.conv_transpose2d(*_cuda(x, w, b), **kw).cpu()
+    if dtype == torch.float64:
+        _same_specials(got, want)
+    else:
+        _specials_equal(got, want.float())
+        torch.testing.assert_close(got, want.float(), equal_nan=True, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+@pytest.mark.parametrize("cfg", CONV_NAN_CFGS, ids=str)
+def test_conv_transpose2d_backward_nan_inf_like_the_definition(cfg, where, layout):
+    """grad_input and grad_weight: the patch GEMMs meet 0 * Inf at taps outside grad_output; the
+    write epilogues recompute those elements. The reference is the definition (equal to PyTorch's
+    CPU backward where only grad_output holds NaN/Inf; see test_direct_reference_is_pytorchs_definition)."""
+    x, w, b, go, kw = conv_nan_case(cfg, where, seed=2)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    got = conv_grads(tconv.conv_transpose2d, *_cuda(x, w, b, go), **kw)
+    want = conv_grads(direct_conv_transpose2d, x, w, b, go, **kw)
+    for a, e in zip(got, want):
+        assert a.is_cuda
+        _same_specials(a.cpu(), e)
+    if where == "grad_output":  # here PyTorch's own backward is the definition too
+        for a, e in zip(got[1:], conv_grads(F.conv_transpose2d, x, w, b, go, **kw)[1:]):
+            _same_specials(a.cpu(), e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_conv_transpose2d_half_nan_inf_like_float32(dtype):
+    """Half precision: the recompute runs in float32 and rounds once, like the GEMM path."""
+    x, w, b, go, kw = conv_nan_case(CONV_NAN_CFGS[1], "input", seed=3)
+    x, w, b, go = (t.to(dtype) for t in (x, w, b, go))
+    got = conv_grads(tconv.conv_transpose2d, *_cuda(x, w, b, go), **kw)
+    want = conv_grads(direct_conv_transpose2d, *(t.float() for t in (x, w, b, go)), **kw)
+    for a, e in zip(got, want):
+        _specials_equal(a.cpu().float(), e.to(dtype).float())
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(size=(9, 10), align_corners=True),
+                                dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
+                                dict(size=(1, 1))], ids=str)
+def test_interpolate_nan_inf_like_pytorch(kw, mode):
+    gen = torch.Generator().manual_seed(3)
+    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    _same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 4, 6), (1, 70, 9, 9)], ids=str)
+def test_gram_nan_inf_like_matmul(shape):
+    gen = torch.Generator().manual_seed(4)
+    x = _poison(torch.randn(*shape, dtype=torch.float64, generator=gen), gen,
+                0.002 if shape[1] > 10 else 0.03)
+    f = x.flatten(2)
+    _same_specials(tconv.gram_matrix(x.cuda()).cpu(), f @ f.mT / f[0].numel())
+
+
+# ---- empty tensors -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,wshape,groups", [((0, 4, 5, 5), (4, 3, 3, 3), 1),
+                                                  ((2, 0, 5, 5), (0, 3, 3, 3), 1),
+                                                  ((0, 4, 5, 5), (4, 1, 3, 3), 4),
+                                                  ((2, 4, 5, 5), (4, 0, 3, 3), 1)], ids=str)
+def test_conv_transpose2d_empty(shape, wshape, groups):
+    x = torch.randn(*shape, device="cuda", requires_grad=True)
+    w = torch.randn(*wshape, device="cuda", requires_grad=True)
+    try:
+        want = F.conv_transpose2d(x.detach().to("meta"), w.detach().to("meta"), stride=2, groups=groups)
+    except RuntimeError:  # an argument error (zero input channels): tconv must reject it too
+        with pytest.raises(RuntimeError):
+            tconv.conv_transpose2d(x, w, stride=2, groups=groups)
+        return
+    got = tconv.conv_transpose2d(x, w, stride=2, groups=groups)
+    assert got.shape == want.shape and got.is_cuda
+    gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    if got.numel() == 0:
+        assert not gx.any() and not gw.any()
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_interpolate_empty_batch(mode):
+    x = torch.randn(0, 3, 4, 5, device="cuda", requires_grad=True)
+    y = tconv.interpolate(x, scale_factor=2, mode=mode)
+    assert y.shape == (0, 3, 8, 10) and y.is_cuda
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert g.shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4), (0, 5), (3, 0)], ids=str)
+def test_gram_empty(shape):
+    x = torch.randn(*shape, device="cuda", requires_grad=True)
+    g = tconv.gram_matrix(x)
+    c = shape[1] if len(shape) == 4 else shape[0]
+    assert g.shape == ((shape[0], c, c) if len(shape) == 4 else (c, c))
+    assert not g.any()
+    (dx,) = torch.autograd.grad(g.sum(), x)
+    assert dx.shape == x.shape and not dx.any()
+
+
+# ---- bitwise determinism, deterministic mode -----------------------------------------------------------
+
+def _all_ops_run_cuda(seed=0, poisoned=False):
+    """Every op's forward and backward on CUDA (dense, channels_last, dilated and depthwise conv,
+    both upsampling modes, Gram); with poisoned=True the input holds NaN/Inf (recompute paths)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 8, 20, 18, generator=gen)
+    if poisoned:
+        x = _poison(x, gen, 0.01)
+    x, w, b, wd = (t.cuda().requires_grad_() for t in
+                   (x, torch.randn(8, 6, 4, 4, generator=gen), torch.randn(6, generator=gen),
+                    torch.randn(8, 1, 3, 3, generator=gen)))
+    y1 = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+    y2 = tconv.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=3, dilation=2)
+    y3 = tconv.conv_transpose2d(x, wd, stride=2, groups=8)
+    y4 = tconv.interpolate(x, scale_factor=2.5, mode="bilinear")
+    y5 = tconv.interpolate(x.to(memory_format=torch.channels_last), size=(9, 31), mode="bicubic",
+                           align_corners=True)
+    y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
+    y7 = tconv.gram_matrix(torch.cat([x, x], 1))
+    outs = [y1, y2, y3, y4, y5, y6, y7]
+    weights = [torch.linspace(-1, 1, o.numel(), device="cuda").reshape(o.shape) for o in outs]
+    loss = sum((o * wt).sum() for o, wt in zip(outs, weights))
+    grads = torch.autograd.grad(loss, (x, w, b, wd))
+    return [o.detach() for o in outs] + list(grads)
+
+
+def _bitwise_equal(run, first):
+    assert len(run) == len(first)
+    for a, e in zip(run, first):
+        # NaN != NaN: compare the bits
+        assert a.dtype == e.dtype and a.shape == e.shape
+        assert torch.equal(a.view(torch.int32), e.view(torch.int32))
+
+
+@pytest.mark.parametrize("poisoned", [False, True])
+def test_bitwise_deterministic_every_op(poisoned):
+    first = _all_ops_run_cuda(poisoned=poisoned)
+    for _ in range(2):
+        _bitwise_equal(_all_ops_run_cuda(poisoned=poisoned), first)
+
+
+def test_every_op_under_deterministic_algorithms():
+    """torch.use_deterministic_algorithms(True) refuses nondeterministic kernels and fills
+    torch.empty with NaN: every op runs and writes every element, bitwise as in normal mode."""
+    normal = _all_ops_run_cuda(seed=7)
+    old, old_fill = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        strict = _all_ops_run_cuda(seed=7)
+    finally:
+        torch.use_deterministic_algorithms(old)
+        torch.utils.deterministic.fill_uninitialized_memory = old_fill
+    _bitwise_equal(strict, normal)
+    assert all(t.isfinite().all() for t in strict)
+
+
+# ---- tensors on two devices ----------------------------------------------------------------------------
+
+def _conv_call(x_dev, w_dev, b_dev=None):
+    def call():
+        b = torch.randn(3, device=b_dev) if b_dev is not None else None
+        return tconv.conv_transpose2d(torch.randn(1, 2, 5, 5, device=x_dev),
+                                      torch.randn(2, 3, 3, 3, device=w_dev), b, stride=2)
+    return call
+
+
+MIXED = {
+    "conv: CUDA input, CPU weight": _conv_call("cuda", "cpu"),
+    "conv: CPU input, CUDA weight": _conv_call("cpu", "cuda"),
+    "conv: CUDA input and weight, CPU bias": _conv_call("cuda", "cuda", "cpu"),
+    "conv: CPU input and weight, CUDA bias": _conv_call("cpu", "cpu", "cuda"),
+    "conv backward_input: CUDA grad_output, CPU weight": lambda: ops.conv_transpose2d_backward_input(
+        torch.randn(1, 3, 11, 11, device="cuda"), torch.randn(2, 3, 3, 3), [2, 2], [0, 0], 1, [1, 1], [5, 5]),
+    "conv backward_weight: CUDA grad_output, CPU input": lambda: ops.conv_transpose2d_backward_weight(
+        torch.randn(1, 3, 11, 11, device="cuda"), torch.randn(1, 2, 5, 5), [3, 3], [2, 2], [0, 0], 1, [1, 1]),
+    "conv backward_weight: CPU grad_output, CUDA input": lambda: ops.conv_transpose2d_backward_weight(
+        torch.randn(1, 3, 11, 11), torch.randn(1, 2, 5, 5, device="cuda"), [3, 3], [2, 2], [0, 0], 1, [1, 1]),
+    "gram backward: CUDA grad_gram, CPU features": lambda: ops.gram_matrix_backward(
+        torch.randn(1, 2, 2, device="cuda"), torch.randn(1, 2, 3), True),
+    "gram backward: CPU grad_gram, CUDA features": lambda: ops.gram_matrix_backward(
+        torch.randn(1, 2, 2), torch.randn(1, 2, 3, device="cuda"), True),
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+def test_tensors_on_two_devices_raise(name):
+    with pytest.raises(RuntimeError, match="should be on the same device"):
+        MIXED[name]()
+    torch.cuda.synchronize()  # nothing was launched on bad pointers: the context is still sound
+
+
+def test_module_on_cpu_with_cuda_input_raises():
+    m = tconv.ConvTranspose2d(2, 3, 3, stride=2)
+    with pytest.raises(RuntimeError, match="should be on the same device"):
+        m(torch.randn(1, 2, 5, 5, device="cuda"))
