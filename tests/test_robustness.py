@@ -237,15 +237,19 @@ def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout):
     _same_specials(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw))
 
 
-def test_conv_transpose2d_backward_nan_inf_like_pytorch():
+# Wide strides (stride_h * stride_w >= 16) take the backward's cell view, whose zero-padded taps
+# would meet the specials: those must take the patch path, like the forward's direct fallback.
+@pytest.mark.parametrize("k,stride,padding", [(3, 2, 0), (4, 4, 0), (10, 5, 2), (8, 4, 2)], ids=str)
+def test_conv_transpose2d_backward_nan_inf_like_pytorch(k, stride, padding):
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64, generator=gen)
-    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, generator=gen)
-    go = _poison(torch.randn(2, 3, 11, 11, dtype=torch.float64, generator=gen), gen, 0.02)
+    w = torch.randn(4, 3, k, k, dtype=torch.float64, generator=gen)
+    ho = (5 - 1) * stride - 2 * padding + k
+    go = _poison(torch.randn(2, 3, ho, ho, dtype=torch.float64, generator=gen), gen, 0.02)
     res = []
     for fn in (tconv.conv_transpose2d, F.conv_transpose2d):
         xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
-        out = fn(xl, wl, stride=2)
+        out = fn(xl, wl, stride=stride, padding=padding)
         res.append(torch.autograd.grad(out, (xl, wl), go))
     for a, e in zip(*res):
         _same_specials(a, e)

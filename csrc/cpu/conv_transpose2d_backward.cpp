@@ -25,6 +25,7 @@
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_backward_args.h"
 #include "cpu/conv_transpose2d_cells.h"
+#include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 
@@ -128,6 +129,8 @@ BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size
 // Wide strides (FCN's 32) make the patch matrix read grad_output at stride s: the cell view reads
 // it in contiguous runs instead. For small strides (U-Net, DCGAN) the patch GEMM, with its longer
 // reduction, measured faster.
+// Callers also require finite data: the cell view's zero-padded taps would turn Inf/NaN into NaN
+// where the definition (and PyTorch) has none; the patch path multiplies only real taps by them.
 bool use_cells(const ConvTranspose2dGeometry& g, bool channels_last) {
   return !channels_last && g.Cin_g > 1 && g.sh * g.sw >= 16;
 }
@@ -351,7 +354,7 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   const Tensor go = grad_output.contiguous(fmt);
-  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast)) {
+  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast) && all_finite_any(go)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
                                     "conv_transpose2d_backward_input_cells", [&] {
                                       backward_input_cells<scalar_t>(go, w, gi, g);
@@ -491,7 +494,7 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
   }
   const at::MemoryFormat fmt = conv_memory_format(grad_output, input);
   const Tensor go = grad_output.contiguous(fmt), x = input.contiguous(fmt);
-  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast)) {
+  if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast) && all_finite_any(go) && all_finite_any(x)) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
                                     "conv_transpose2d_backward_weight_cells", [&] {
                                       backward_weight_cells<scalar_t>(go, x, gw, g);

@@ -3,6 +3,7 @@
 // PyTorch has none, so non-finite inputs take the ops' direct loops instead.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -50,6 +51,14 @@ bool all_finite(const at::Tensor& t) {
       0, t.numel(), int64_t(1) << 16, true,
       [&](int64_t begin, int64_t end, bool ok) { return ok && span_finite(p + begin, end - begin); },
       [](bool a, bool b) { return a && b; });
+}
+
+// all_finite for a floating tensor of any of the ops' dtypes.
+inline bool all_finite_any(const at::Tensor& t) {
+  bool finite = true;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "all_finite",
+                                  [&] { finite = all_finite<scalar_t>(t); });
+  return finite;
 }
 
 }  // namespace tconv::cpu
