@@ -9,7 +9,8 @@
 # 2. checks that every conv_transpose2d, upsample and gram op has a CUDA kernel registered,
 # 3. runs the CUDA tests (tests/test_conv_transpose2d_cuda.py, tests/test_upsample_cuda.py,
 #    tests/test_gram_cuda.py, the > 2^31-element cases included; tests/test_robustness_cuda.py:
-#    errors, NaN/Inf, empty tensors, determinism and mixed devices on CUDA),
+#    errors, NaN/Inf, empty tensors, determinism and mixed devices on CUDA), then the rest of the
+#    suite (the CPU tests) on the same machine,
 # 4. runs the CUDA benchmark table (tconv vs PyTorch/cuDNN/cuBLAS, float32 without TF32; upsampling
 #    also in float16, beside a device-to-device copy of the same bytes; the Gram also in float16 /
 #    bfloat16 against torch.bmm).
@@ -41,6 +42,12 @@ record() {  # record NAME RC
 } > "$OUT/environment.txt" 2>&1
 cat "$OUT/environment.txt"
 
+# GPU_RUN_STEPS picks steps, so a session whose commands are time-limited can split the run
+# (the build stays in the tree between calls): "build tests bench" (default), or any subset.
+STEPS=" ${GPU_RUN_STEPS:-build tests bench} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
+
+if want build; then
 echo "==== build"
 FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1
 rc=$?
@@ -55,18 +62,29 @@ if [ $rc -ne 0 ]; then
   echo "the build failed: see $OUT/build.log"
   exit 1
 fi
+fi
 
 echo "==== CUDA kernel registrations"
 "$PY" scripts/check_cuda_kernels.py 2>&1 | tee "$OUT/registrations.txt"
 record registrations "${PIPESTATUS[0]}"
 
-echo "==== CUDA tests"
-"$PY" -m pytest -q -rs tests/test_conv_transpose2d_cuda.py tests/test_upsample_cuda.py tests/test_gram_cuda.py tests/test_robustness_cuda.py --junitxml="$OUT/tests_cuda.xml" 2>&1 | tee "$OUT/tests_cuda.log"
-record tests_cuda "${PIPESTATUS[0]}"
+if want tests; then
+  # The whole suite: the CUDA files (test_*_cuda.py) and every CPU test, on the GPU machine.
+  echo "==== tests (CUDA files first, then the rest of the suite)"
+  "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_conv_transpose2d_cuda.py tests/test_upsample_cuda.py \
+    tests/test_gram_cuda.py tests/test_robustness_cuda.py --junitxml="$OUT/tests_cuda.xml" 2>&1 | tee "$OUT/tests_cuda.log"
+  record tests_cuda "${PIPESTATUS[0]}"
+  "$PY" -m pytest -q -p no:cacheprovider tests --ignore=tests/test_conv_transpose2d_cuda.py \
+    --ignore=tests/test_upsample_cuda.py --ignore=tests/test_gram_cuda.py \
+    --ignore=tests/test_robustness_cuda.py --junitxml="$OUT/tests_rest.xml" 2>&1 | tail -30 > "$OUT/tests_rest.log"
+  record tests_rest "${PIPESTATUS[0]}"
+fi
 
-echo "==== CUDA benchmark"
-"$PY" -m benchmarks.table --device cuda --json "$OUT/results_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
-record bench_cuda "${PIPESTATUS[0]}"
+if want bench; then
+  echo "==== CUDA benchmark"
+  "$PY" -m benchmarks.table --device cuda --json "$OUT/results_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+  record bench_cuda "${PIPESTATUS[0]}"
+fi
 
 echo
 cat "$OUT/summary.txt"
