@@ -17,3 +17,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def full_precision_float32():
+    """TF32 off for the test (the CUDA test modules use it): TF32 (~1e-3 relative) would blur the
+    float32 comparisons, and tconv's float32 GEMMs follow torch.backends.cuda.matmul.allow_tf32
+    like every cuBLAS call in PyTorch."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

@@ -14,18 +14,9 @@ import torch.nn.functional as F  # noqa: E402
 import tconv  # noqa: E402
 from test_conv_transpose2d import GRADCHECK, GRID, TOL, _make  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
-
-
-@pytest.fixture(autouse=True)
-def _full_precision_float32():
-    # TF32 (~1e-3 relative) would break float32 comparisons at 2e-4; tconv's float32 GEMMs follow
-    # torch.backends.cuda.matmul.allow_tf32 like every cuBLAS call in PyTorch.
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def _leaves(tensors, device):

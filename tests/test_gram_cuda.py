@@ -15,21 +15,12 @@ import torch  # noqa: E402
 import tconv  # noqa: E402
 from test_gram import SHAPES, TOL, _layout, _reference, _reference_differentiable  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
 
 HALF_TYPES = [torch.float16, torch.bfloat16]
 ALL_TYPES = [torch.float64, torch.float32] + HALF_TYPES
-
-
-@pytest.fixture(autouse=True)
-def _full_precision_float32():
-    # tconv's float32 Gram follows torch.backends.cuda.matmul.allow_tf32 like cuBLAS: with it off
-    # (PyTorch's default) the kernel keeps float32 accuracy, which the tolerances below assume.
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def _assert_gram_close(g, x, normalize=True):

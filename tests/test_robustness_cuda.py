@@ -15,18 +15,9 @@ import tconv  # noqa: E402
 from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _poison,  # noqa: E402
                              _same_specials, conv_grads, conv_nan_case, direct_conv_transpose2d)
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
-
-
-@pytest.fixture(autouse=True)
-def _full_precision_float32():
-    # TF32 (~1e-3 relative) would blur the float32 comparisons; tconv's float32 GEMMs follow
-    # torch.backends.cuda.matmul.allow_tf32 like every cuBLAS call in PyTorch.
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def _cuda(*tensors):
