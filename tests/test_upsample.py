@@ -124,12 +124,16 @@ def test_memory_formats_match_pytorch(kw, mode, dtype, layout):
 
 
 # float32 takes vectorised paths of its own (csrc/cpu/vector_gather.h: 16-, 8- or 4-lane source
-# windows chosen by the scale; non-temporal stores for outputs of 32 MiB or more): widths leave
-# ragged vector tails, factors select each lane-group size and the scalar fallback (0.12).
+# windows chosen by the scale, polyphase for integer factors, 16-row transposes; non-temporal
+# stores for outputs of 32 MiB or more): widths leave ragged vector tails, factors select each
+# path and the scalar fallback (0.12).
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("w,sf", [(1, 3.0), (5, 2.0), (17, 1.7), (40, 4.0), (33, 0.5), (100, 0.3),
-                                  (100, 0.26), (64, 0.2), (129, 0.7), (300, 0.12)])
+                                  (100, 0.26), (64, 0.2), (129, 0.7), (300, 0.12),
+                                  # integer factors: polyphase W pass (the backward of x2 / x4,
+                                  # the forward of x0.5 / x0.25), interior from 32 outputs on
+                                  (37, 2.0), (48, 2.0), (83, 4.0), (150, 0.5), (301, 0.25)])
 def test_float32_vector_paths_match_pytorch(w, sf, mode, layout):
     # both compute indices and weights in float32, like PyTorch: a float64 reference differs by the
     # float32 rounding of the source index (~2e-5 at a 0.3 downsampling of 100 pixels)

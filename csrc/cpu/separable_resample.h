@@ -332,18 +332,21 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   constexpr bool kFloat = std::is_same_v<scalar_t, float>;
   const int64_t planes = src.size(0) * src.size(1);
   const int64_t Hs = th.src, Ws = tw.src, Hd = th.dst, Wd = tw.dst;
-  // float32 gathers along W vectorised (cpu/vector_gather.h): 16 destinations per instruction
-  // from lane windows when 8 or 16 of them read at most 32 sources (upsampling, the backward of
-  // x2), else 16 rows at once through register transposes (stronger downsampling: x4 backward).
+  // float32 gathers along W vectorised (cpu/vector_gather.h): per phase for integer-factor
+  // downsampling (the backward of x2 / x4 with align_corners=False); else 16 destinations per
+  // instruction from lane windows when 8 or 16 of them read at most 32 sources (upsampling), else
+  // 16 rows at once through register transposes (other strong downsampling).
   GatherLanePlan lanes;
-  if constexpr (kFloat) lanes = make_gather_lane_plan(tw);
+  PolyphasePlan poly;
+  if constexpr (kFloat) lanes = make_gather_lane_plan(tw), poly = make_polyphase_plan(tw);
   bool rows16 = false;
 #if defined(__AVX512F__)
-  rows16 = kFloat && !(lanes.usable && lanes.group >= 8);  // measured: 8-lane windows win at x2
+  rows16 = kFloat && !poly.usable && !(lanes.usable && lanes.group >= 8);  // 8-lane windows win at x2
 #endif
   auto gather = [&](const auto* row, auto* out) {
 #if defined(__AVX512F__)
     if constexpr (kFloat) {
+      if (poly.usable) return gather_row_polyphase_any(row, tw, poly, out);
       if (lanes.usable) return gather_row_lanes_any(row, lanes, out);
     }
 #endif
@@ -366,6 +369,7 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   // costs more per element and tap: ~1x in 16-lane windows, 2x in narrower ones, ~3x scalar; the
   // 16-row gather adds two 16 x 16 transposes (~4 per element of each row) to 1x.
   auto gather_row_cost = [&](double width_in) {
+    if (poly.usable) return 0.5 * Wd * tw.taps;  // one permute + FMA per tap and 16 outputs
     if (rows16) return 4.0 * (width_in + Wd) + double(Wd) * tw.taps;
     const double per_tap = lanes.usable ? std::max(1.0, 8.0 / double(lanes.group)) : 3.0;
     return double(Wd) * tw.taps * per_tap;

@@ -153,4 +153,115 @@ inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, floa
 }
 #endif
 
+// Integer-factor downsampling tables (the backward of an x2 or x4 upsampling with
+// align_corners=False) are, away from the borders, one filter at stride f:
+//   out[d] = sum_j w[j] * src[f * d + c + j],  d in [interior_lo, interior_hi).
+// Split 16 * f consecutive sources into their f phases (P_r[l] = src[base + f * l + r], two or
+// three permutes per phase), and every tap j = f * q + r is phase r shifted by q lanes (valignd):
+// one FMA per tap per 16 outputs, no per-lane index tables. The borders keep the scalar sum.
+struct PolyphasePlan {
+  bool usable = false;
+  int64_t factor = 0, offset = 0, interior_lo = 0, interior_hi = 0;
+  std::vector<float> weight;  // the interior's taps
+};
+
+inline PolyphasePlan make_polyphase_plan(const AxisTable<float>& t) {
+  PolyphasePlan p;
+#if defined(__AVX512F__)
+  if (t.dst < 32) return p;
+  const int64_t mid = t.dst / 2, f = t.start[mid + 1] - t.start[mid];
+  if ((f != 2 && f != 4) || t.taps > 16 * f) return p;  // tap j reads lane j / f + l < 32
+  const int64_t c = t.start[mid] - f * mid;
+  auto interior = [&](int64_t d) {
+    if (t.start[d] != f * d + c) return false;
+    for (int64_t j = 0; j < t.taps; ++j)
+      if (t.weight[d * t.taps + j] != t.weight[mid * t.taps + j]) return false;
+    return true;
+  };
+  int64_t lo = mid, hi = mid + 1;
+  while (lo > 0 && interior(lo - 1)) --lo;
+  while (hi < t.dst && interior(hi)) ++hi;
+  if (hi - lo < 32) return p;
+  p.factor = f, p.offset = c, p.interior_lo = lo, p.interior_hi = hi;
+  p.weight.assign(t.weight.begin() + mid * t.taps, t.weight.begin() + (mid + 1) * t.taps);
+  p.usable = true;
+#else
+  (void)t;
+#endif
+  return p;
+}
+
+#if defined(__AVX512F__)
+// Phases r < F of the 16 * F sources at row + at (zeros past the row's end): x is split by
+// permutes with the indices made by phase_indices.
+template <int F>
+inline void load_phases(const float* row, int64_t at, int64_t src, const __m512i (&idx)[F],
+                        __m512 (&phase)[F]) {
+  constexpr int L = GatherLanePlan::kLanes;
+  __m512 x[F];
+  for (int k = 0; k < F; ++k) {
+    const int64_t avail = src - (at + k * L);
+    const __mmask16 m = avail >= L ? __mmask16(0xFFFF) : avail <= 0 ? __mmask16(0) : __mmask16((1u << avail) - 1);
+    x[k] = _mm512_maskz_loadu_ps(m, row + at + k * L);
+  }
+  for (int r = 0; r < F; ++r) {
+    if constexpr (F == 2) {
+      phase[r] = _mm512_permutex2var_ps(x[0], idx[r], x[1]);
+    } else {  // lanes 0-7 from x0:x1, lanes 8-15 from x2:x3
+      phase[r] = _mm512_mask_blend_ps(__mmask16(0xFF00), _mm512_permutex2var_ps(x[0], idx[r], x[1]),
+                                      _mm512_permutex2var_ps(x[2], idx[r], x[3]));
+    }
+  }
+}
+
+// One row: `row` holds t.src floats, `out` receives t.dst floats (table t, plan p from it).
+template <int F>
+inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, const PolyphasePlan& p,
+                                 float* out) {
+  constexpr int L = GatherLanePlan::kLanes;
+  auto scalar = [&](int64_t d) {  // the borders: the table's own taps
+    const float* s = row + t.start[d];
+    const float* w = t.weight.data() + d * t.taps;
+    float acc = w[0] * s[0];
+    for (int64_t j = 1; j < t.taps; ++j) acc += w[j] * s[j];
+    out[d] = acc;
+  };
+  for (int64_t d = 0; d < p.interior_lo; ++d) scalar(d);
+  const int64_t taps = t.taps;
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i phase_idx[F];  // source f * l + r of 32 (F = 2) or, per half, of 2 x 32 (F = 4)
+  for (int r = 0; r < F; ++r)
+    phase_idx[r] = _mm512_and_si512(_mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(F)),
+                                                     _mm512_set1_epi32(r)),
+                                    _mm512_set1_epi32(31));
+  __m512 cur[F], next[F];
+  int64_t d0 = p.interior_lo;
+  load_phases<F>(row, F * d0 + p.offset, t.src, phase_idx, cur);
+  for (; d0 < p.interior_hi; d0 += L) {
+    load_phases<F>(row, F * (d0 + L) + p.offset, t.src, phase_idx, next);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < taps; ++j) {
+      const int64_t q = j / F, r = j % F;
+      // tap j of the 16 outputs: lanes q..q+15 of phase r over this block and the next
+      const __m512 v = q == 0 ? cur[r]
+                              : _mm512_permutex2var_ps(cur[r], _mm512_add_epi32(lane, _mm512_set1_epi32(int(q))),
+                                                       next[r]);
+      acc = j == 0 ? _mm512_mul_ps(_mm512_set1_ps(p.weight[0]), v)
+                   : _mm512_fmadd_ps(_mm512_set1_ps(p.weight[j]), v, acc);
+    }
+    const int64_t left = p.interior_hi - d0;
+    if (left >= L) _mm512_storeu_ps(out + d0, acc);
+    else _mm512_mask_storeu_ps(out + d0, __mmask16((1u << left) - 1), acc);
+    for (int r = 0; r < F; ++r) cur[r] = next[r];
+  }
+  for (int64_t d = p.interior_hi; d < t.dst; ++d) scalar(d);
+}
+
+inline void gather_row_polyphase_any(const float* row, const AxisTable<float>& t, const PolyphasePlan& p,
+                                     float* out) {
+  if (p.factor == 2) gather_row_polyphase<2>(row, t, p, out);
+  else gather_row_polyphase<4>(row, t, p, out);
+}
+#endif
+
 }  // namespace tconv::cpu
