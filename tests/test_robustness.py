@@ -442,12 +442,16 @@ def test_gram_empty(shape):
 
 # ---- bitwise determinism across thread counts (1 vs 2), forward and backward --------------------------
 
-def _all_ops_run(seed=0):
+def _all_ops_run(seed=0, device="cpu", poisoned=False):
+    """Every op's forward and backward (dense, channels_last, dilated and depthwise conv, both
+    upsampling modes, Gram); with poisoned=True the input holds NaN/Inf (the fallback paths)."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 8, 20, 18, generator=gen, requires_grad=True)
-    w = torch.randn(8, 6, 4, 4, generator=gen, requires_grad=True)
-    b = torch.randn(6, generator=gen, requires_grad=True)
-    wd = torch.randn(8, 1, 3, 3, generator=gen, requires_grad=True)
+    x = torch.randn(2, 8, 20, 18, generator=gen)
+    if poisoned:
+        x = _poison(x, gen, 0.01)
+    x, w, b, wd = (t.to(device).requires_grad_() for t in
+                   (x, torch.randn(8, 6, 4, 4, generator=gen), torch.randn(6, generator=gen),
+                    torch.randn(8, 1, 3, 3, generator=gen)))
     y1 = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
     y2 = tconv.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=3, dilation=2)
     y3 = tconv.conv_transpose2d(x, wd, stride=2, groups=8)
@@ -457,7 +461,7 @@ def _all_ops_run(seed=0):
     y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
     y7 = tconv.gram_matrix(torch.cat([x, x], 1))
     outs = [y1, y2, y3, y4, y5, y6, y7]
-    loss = sum((o * torch.linspace(-1, 1, o.numel()).reshape(o.shape)).sum() for o in outs)
+    loss = sum((o * torch.linspace(-1, 1, o.numel(), device=device).reshape(o.shape)).sum() for o in outs)
     grads = torch.autograd.grad(loss, (x, w, b, wd))
     return [o.detach() for o in outs] + list(grads)
 

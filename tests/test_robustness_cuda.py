@@ -12,8 +12,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import tconv  # noqa: E402
-from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _poison,  # noqa: E402
-                             _same_specials, conv_grads, conv_nan_case, direct_conv_transpose2d)
+from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _all_ops_run,  # noqa: E402
+                             _poison, _same_specials, conv_grads, conv_nan_case,
+                             direct_conv_transpose2d)
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
               pytest.mark.usefixtures("full_precision_float32")]
@@ -171,28 +172,7 @@ def test_gram_empty(shape):
 # ---- bitwise determinism, deterministic mode -----------------------------------------------------------
 
 def _all_ops_run_cuda(seed=0, poisoned=False):
-    """Every op's forward and backward on CUDA (dense, channels_last, dilated and depthwise conv,
-    both upsampling modes, Gram); with poisoned=True the input holds NaN/Inf (recompute paths)."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 8, 20, 18, generator=gen)
-    if poisoned:
-        x = _poison(x, gen, 0.01)
-    x, w, b, wd = (t.cuda().requires_grad_() for t in
-                   (x, torch.randn(8, 6, 4, 4, generator=gen), torch.randn(6, generator=gen),
-                    torch.randn(8, 1, 3, 3, generator=gen)))
-    y1 = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-    y2 = tconv.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=3, dilation=2)
-    y3 = tconv.conv_transpose2d(x, wd, stride=2, groups=8)
-    y4 = tconv.interpolate(x, scale_factor=2.5, mode="bilinear")
-    y5 = tconv.interpolate(x.to(memory_format=torch.channels_last), size=(9, 31), mode="bicubic",
-                           align_corners=True)
-    y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
-    y7 = tconv.gram_matrix(torch.cat([x, x], 1))
-    outs = [y1, y2, y3, y4, y5, y6, y7]
-    weights = [torch.linspace(-1, 1, o.numel(), device="cuda").reshape(o.shape) for o in outs]
-    loss = sum((o * wt).sum() for o, wt in zip(outs, weights))
-    grads = torch.autograd.grad(loss, (x, w, b, wd))
-    return [o.detach() for o in outs] + list(grads)
+    return _all_ops_run(seed, device="cuda", poisoned=poisoned)
 
 
 def _bitwise_equal(run, first):
