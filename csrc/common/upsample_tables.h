@@ -53,6 +53,15 @@ AxisTable<acc_t> pad_ranges(int64_t src, int64_t dst, const std::vector<int64_t>
   return t;
 }
 
+// Whether consecutive destinations never start further left: then the sources of any block of
+// destinations are one range, which the blocked kernels (CPU W-first ring, CUDA tiles) rely on.
+template <typename acc_t>
+bool starts_non_decreasing(const AxisTable<acc_t>& t) {
+  for (int64_t d = 1; d < t.dst; ++d)
+    if (t.start[d] < t.start[d - 1]) return false;
+  return true;
+}
+
 template <typename acc_t>
 AxisTable<acc_t> forward_table(const AxisResample<acc_t>& a) {
   const int64_t width = std::max<int64_t>(max_taps<acc_t>(a.mode, a.antialias, a.scale), 1);

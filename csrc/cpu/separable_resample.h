@@ -300,13 +300,6 @@ void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
   });
 }
 
-template <typename acc_t>
-bool starts_non_decreasing(const AxisTable<acc_t>& t) {
-  for (int64_t d = 1; d < t.dst; ++d)
-    if (t.start[d] < t.start[d - 1]) return false;
-  return true;
-}
-
 template <typename scalar_t>
 void resample_channels_last(const at::Tensor& src, at::Tensor& dst,
                             const AxisTable<at::opmath_type<scalar_t>>& th,

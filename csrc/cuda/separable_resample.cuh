@@ -142,8 +142,7 @@ constexpr int64_t kTileElements = 4096;
 // ever decrease (then source rows of a tile are not one range, and the direct kernel is used).
 template <typename acc_t>
 int64_t max_source_rows(const AxisTable<acc_t>& t, int64_t rows) {
-  for (int64_t d = 1; d < t.dst; ++d)
-    if (t.start[d] < t.start[d - 1]) return -1;
+  if (!starts_non_decreasing(t)) return -1;
   int64_t most = 0;
   for (int64_t d0 = 0; d0 < t.dst; d0 += rows) {
     const int64_t last = std::min(d0 + rows, t.dst) - 1;
