@@ -331,7 +331,10 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   // 16 rows at once through register transposes (other strong downsampling).
   GatherLanePlan lanes;
   PolyphasePlan poly;
-  if constexpr (kFloat) lanes = make_gather_lane_plan(tw), poly = make_polyphase_plan(tw);
+  if constexpr (kFloat) {
+    poly = make_polyphase_plan(tw);
+    if (!poly.usable) lanes = make_gather_lane_plan(tw);  // only consulted when polyphase is not
+  }
   bool rows16 = false;
 #if defined(__AVX512F__)
   rows16 = kFloat && !poly.usable && !(lanes.usable && lanes.group >= 8);  // 8-lane windows win at x2
