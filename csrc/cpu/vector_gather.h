@@ -31,6 +31,10 @@ struct GatherLanePlan {
   std::vector<int64_t> window;  // per (block, group): first source of its window, -1 past dst
   std::vector<int32_t> index;   // (block, tap, lane): source - window, in [0, kWindow)
   std::vector<float> weight;    // (block, tap, lane); 0 for lanes past dst
+  // Blocks [uniform_lo, uniform_hi) of one 16-lane window share block uniform_lo's indices and
+  // weights, their windows `step` sources apart (an integer-factor upsampling away from the
+  // borders): the indices and weights can stay in registers.
+  int64_t uniform_lo = 0, uniform_hi = 0, step = 0;
 };
 
 inline GatherLanePlan make_gather_lane_plan(const AxisTable<float>& t) {
@@ -63,6 +67,20 @@ inline GatherLanePlan make_gather_lane_plan(const AxisTable<float>& t) {
       }
   }
   p.usable = true;
+  if (group == L && blocks >= 3) {
+    const int64_t mid = blocks / 2, step = p.window[mid + 1] - p.window[mid], n = t.taps * L;
+    auto same = [&](int64_t b) {
+      return b * L + L <= t.dst && p.window[b] == p.window[mid] + (b - mid) * step &&
+             std::equal(p.index.begin() + b * n, p.index.begin() + (b + 1) * n, p.index.begin() + mid * n) &&
+             std::equal(p.weight.begin() + b * n, p.weight.begin() + (b + 1) * n, p.weight.begin() + mid * n);
+    };
+    if (same(mid)) {
+      int64_t lo = mid, hi = mid + 1;
+      while (lo > 0 && same(lo - 1)) --lo;
+      while (hi < blocks && same(hi)) ++hi;
+      p.uniform_lo = lo, p.uniform_hi = hi, p.step = step;
+    }
+  }
 #else
   (void)t;
 #endif
@@ -92,6 +110,33 @@ inline __m512 gather_group(const float* row, int64_t w0, int64_t src, const int3
   return acc;
 }
 
+// Blocks [b0, b1) of the uniform range of p (one 16-lane window per block): the indices and
+// weights of the block are loaded once, and each block is two loads, TAPS permutes and FMAs.
+template <int TAPS>
+inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, float* out) {
+  constexpr int L = GatherLanePlan::kLanes;
+  __m512i idx[TAPS];
+  __m512 w[TAPS];
+  for (int j = 0; j < TAPS; ++j) {
+    idx[j] = _mm512_loadu_si512(p.index.data() + (p.uniform_lo * TAPS + j) * L);
+    w[j] = _mm512_loadu_ps(p.weight.data() + (p.uniform_lo * TAPS + j) * L);
+  }
+  int64_t w0 = p.window[p.uniform_lo];
+  for (int64_t b = p.uniform_lo; b < p.uniform_hi; ++b, w0 += p.step) {
+    __m512 lo, hi;
+    const int64_t avail = p.src - w0;
+    if (avail >= 2 * L) {
+      lo = _mm512_loadu_ps(row + w0), hi = _mm512_loadu_ps(row + w0 + L);
+    } else {  // the window runs past the row's end, where no lane reads (as in gather_group)
+      lo = _mm512_maskz_loadu_ps(avail >= L ? __mmask16(0xFFFF) : __mmask16((1u << avail) - 1), row + w0);
+      hi = _mm512_maskz_loadu_ps(avail > L ? __mmask16((1u << (avail - L)) - 1) : __mmask16(0), row + w0 + L);
+    }
+    __m512 acc = _mm512_mul_ps(w[0], _mm512_permutex2var_ps(lo, idx[0], hi));
+    for (int j = 1; j < TAPS; ++j) acc = _mm512_fmadd_ps(w[j], _mm512_permutex2var_ps(lo, idx[j], hi), acc);
+    _mm512_storeu_ps(out + b * L, acc);
+  }
+}
+
 // One row: `row` holds plan.src floats, `out` receives plan.dst floats.
 template <int TAPS>
 inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out) {
@@ -100,6 +145,13 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
   const int64_t blocks = (p.dst + L - 1) / L, groups = L / p.group;
   const __mmask16 group_lanes = __mmask16((1u << p.group) - 1);
   for (int64_t b = 0; b < blocks; ++b) {
+    if constexpr (TAPS > 0) {
+      if (b == p.uniform_lo && p.uniform_hi > b) {
+        gather_blocks_uniform<TAPS>(row, p, out);
+        b = p.uniform_hi - 1;
+        continue;
+      }
+    }
     const int32_t* idx = p.index.data() + b * taps * L;
     const float* w = p.weight.data() + b * taps * L;
     __m512 acc = _mm512_setzero_ps();
@@ -214,8 +266,11 @@ inline void load_phases(const float* row, int64_t at, int64_t src, const __m512i
   }
 }
 
-// One row: `row` holds t.src floats, `out` receives t.dst floats (table t, plan p from it).
-template <int F>
+// One row: `row` holds t.src floats, `out` receives t.dst floats (table t, plan p from it). TAPS > 0
+// fixes the tap count at compile time: the taps loop unrolls, every tap's phase and lane shift is a
+// constant and the phases stay in registers. With a run-time count they are indexed in memory and
+// the loop was latency-bound (~5 cycles per tap, perf: the FMA chain and its stack reloads).
+template <int F, int TAPS>
 inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, const PolyphasePlan& p,
                                  float* out) {
   constexpr int L = GatherLanePlan::kLanes;
@@ -227,7 +282,8 @@ inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, co
     out[d] = acc;
   };
   for (int64_t d = 0; d < p.interior_lo; ++d) scalar(d);
-  const int64_t taps = t.taps;
+  const int64_t taps = TAPS > 0 ? TAPS : t.taps;
+  const float* weight = p.weight.data();
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   __m512i phase_idx[F];  // source f * l + r of 32 (F = 2) or, per half, of 2 x 32 (F = 4)
   for (int r = 0; r < F; ++r)
@@ -240,14 +296,15 @@ inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, co
   for (; d0 < p.interior_hi; d0 += L) {
     load_phases<F>(row, F * (d0 + L) + p.offset, t.src, phase_idx, next);
     __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 16
     for (int64_t j = 0; j < taps; ++j) {
       const int64_t q = j / F, r = j % F;
       // tap j of the 16 outputs: lanes q..q+15 of phase r over this block and the next
       const __m512 v = q == 0 ? cur[r]
                               : _mm512_permutex2var_ps(cur[r], _mm512_add_epi32(lane, _mm512_set1_epi32(int(q))),
                                                        next[r]);
-      acc = j == 0 ? _mm512_mul_ps(_mm512_set1_ps(p.weight[0]), v)
-                   : _mm512_fmadd_ps(_mm512_set1_ps(p.weight[j]), v, acc);
+      acc = j == 0 ? _mm512_mul_ps(_mm512_set1_ps(weight[0]), v)
+                   : _mm512_fmadd_ps(_mm512_set1_ps(weight[j]), v, acc);
     }
     const int64_t left = p.interior_hi - d0;
     if (left >= L) _mm512_storeu_ps(out + d0, acc);
@@ -257,10 +314,21 @@ inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, co
   for (int64_t d = p.interior_hi; d < t.dst; ++d) scalar(d);
 }
 
+// The tap counts of the backward of x2 / x4 bilinear and bicubic (4, 8, 8, 16) at compile time.
 inline void gather_row_polyphase_any(const float* row, const AxisTable<float>& t, const PolyphasePlan& p,
                                      float* out) {
-  if (p.factor == 2) gather_row_polyphase<2>(row, t, p, out);
-  else gather_row_polyphase<4>(row, t, p, out);
+  if (p.factor == 2) {
+    switch (t.taps) {
+      case 4: return gather_row_polyphase<2, 4>(row, t, p, out);
+      case 8: return gather_row_polyphase<2, 8>(row, t, p, out);
+      default: return gather_row_polyphase<2, 0>(row, t, p, out);
+    }
+  }
+  switch (t.taps) {
+    case 8: return gather_row_polyphase<4, 8>(row, t, p, out);
+    case 16: return gather_row_polyphase<4, 16>(row, t, p, out);
+    default: return gather_row_polyphase<4, 0>(row, t, p, out);
+  }
 }
 #endif
 
