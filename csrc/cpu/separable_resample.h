@@ -78,44 +78,52 @@ inline void streaming_fence() {
 
 #if defined(__AVX512F__)
 // combine_rows for float32 with the accumulators in registers, 64 then 16 columns at a time and a
-// masked tail, for any tap count (combine_rows<0> goes through memory). With `streaming` the
-// stores are non-temporal: a destination far bigger than the caches is written once and not read
-// back, so storing around the caches saves the read-for-ownership of every output line (a third
-// of the traffic of an x2 upsampling). Same arithmetic as combine_rows (tap 0 first, then FMAs).
-inline void combine_rows_f32(const float* base, int64_t row_stride, const float* w, int64_t taps,
-                             int64_t width, float* out, bool streaming) {
+// masked tail, for any tap count (combine_rows<0> goes through memory); row_at(j) points at tap j's
+// row. With `streaming` the stores are non-temporal: a destination far bigger than the caches is
+// written once and not read back, so storing around the caches saves the read-for-ownership of
+// every output line (a third of the traffic of an x2 upsampling). Same arithmetic as combine_rows
+// (tap 0 first, then FMAs).
+template <typename RowAt>
+inline void combine_f32(RowAt row_at, const float* w, int64_t taps, int64_t width, float* out,
+                        bool streaming) {
+  int64_t x = 0;
+  if ((reinterpret_cast<uintptr_t>(out) & 3) != 0) streaming = false;  // never 64-byte aligned
+  if (streaming) {  // non-temporal stores need 64-byte alignment: peel the head
+    const int64_t head = std::min<int64_t>(width, ((64 - (reinterpret_cast<uintptr_t>(out) & 63)) & 63) / 4);
+    if (head > 0) {
+      combine_f32(row_at, w, taps, head, out, false);
+      x = head;
+    }
+  }
   auto store = [&](float* p, __m512 v) {
     if (streaming) _mm512_stream_ps(p, v);
     else _mm512_storeu_ps(p, v);
   };
-  int64_t x = 0;
-  if (streaming) {  // non-temporal stores need 64-byte alignment: peel the head
-    const int64_t head = std::min<int64_t>(width, ((64 - (reinterpret_cast<uintptr_t>(out) & 63)) & 63) / 4);
-    if ((reinterpret_cast<uintptr_t>(out) & 3) != 0) return combine_rows<0>(base, row_stride, w, taps, width, out);
-    if (head > 0) {
-      combine_rows_f32(base, row_stride, w, taps, head, out, false);
-      x = head;
-    }
-  }
   for (; x + 64 <= width; x += 64) {
     __m512 acc[4];
     const __m512 w0 = _mm512_set1_ps(w[0]);
-    for (int k = 0; k < 4; ++k) acc[k] = _mm512_mul_ps(w0, _mm512_loadu_ps(base + x + 16 * k));
+    const float* row0 = row_at(0) + x;
+    for (int k = 0; k < 4; ++k) acc[k] = _mm512_mul_ps(w0, _mm512_loadu_ps(row0 + 16 * k));
     for (int64_t j = 1; j < taps; ++j) {
       const __m512 wj = _mm512_set1_ps(w[j]);
-      const float* row = base + j * row_stride + x;
+      const float* row = row_at(j) + x;
       for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(wj, _mm512_loadu_ps(row + 16 * k), acc[k]);
     }
     for (int k = 0; k < 4; ++k) store(out + x + 16 * k, acc[k]);
   }
   for (; x < width; x += 16) {
     const __mmask16 m = width - x >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (width - x)) - 1);
-    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]), _mm512_maskz_loadu_ps(m, base + x));
+    __m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]), _mm512_maskz_loadu_ps(m, row_at(0) + x));
     for (int64_t j = 1; j < taps; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(m, base + j * row_stride + x), acc);
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_maskz_loadu_ps(m, row_at(j) + x), acc);
     if (m == 0xFFFF) store(out + x, acc);
     else _mm512_mask_storeu_ps(out + x, m, acc);
   }
+}
+
+inline void combine_rows_f32(const float* base, int64_t row_stride, const float* w, int64_t taps,
+                             int64_t width, float* out, bool streaming) {
+  combine_f32([=](int64_t j) { return base + j * row_stride; }, w, taps, width, out, streaming);
 }
 #endif
 
@@ -149,11 +157,16 @@ inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_
   combine_rows_any(base, row_stride, w, taps, width, out);
 }
 
-// out[x] = sum_j w[j] * rows[j][x] for rows anywhere (slots of a ring buffer), in blocks of x that
-// accumulate tap by tap like combine_rows<0>; the block is stored non-temporally when streaming.
+// out[x] = sum_j w[j] * rows[j][x] for rows anywhere (slots of a ring buffer): float32 with register
+// accumulators (combine_f32), other types in blocks of x that accumulate tap by tap like
+// combine_rows<0>; the block is stored non-temporally when streaming.
 template <typename out_t, typename acc_t>
 inline void combine_row_pointers(const acc_t* const* rows, const acc_t* w, int64_t taps, int64_t width,
                                  out_t* out, bool streaming) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<out_t, float>)
+    return combine_f32([=](int64_t j) { return rows[j]; }, w, taps, width, out, streaming);
+#endif
   constexpr int64_t kBlock = 256;
   acc_t acc[kBlock];
   for (int64_t x0 = 0; x0 < width; x0 += kBlock) {
