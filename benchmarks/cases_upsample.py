@@ -1,7 +1,8 @@
 """Benchmark cases of bilinear/bicubic upsampling.
 
 CPU (float32): (8, 64, 128, 128) by x2 and x4, contiguous and channels_last, against F.interpolate
-and OpenCV's cv2.resize (the peer column), plus the copy of the same bytes (the bandwidth floor).
+and OpenCV's cv2.resize (the peer column); each forward and backward is also measured against a
+copy of the same bytes timed in the same interleaved loop (the "x floor" column).
 CUDA: (32, 64, 256, 256) by x2 (and an antialiased x0.5), float32 and float16, contiguous and
 channels_last, against F.interpolate on the GPU, plus a device-to-device copy of the same bytes
 (the bandwidth the forward is measured against)."""
@@ -53,26 +54,10 @@ def _case(mode, s, channels_last):
                 tconv=lambda x: tconv.interpolate(x, scale_factor=s, mode=mode),
                 torch=lambda x: F.interpolate(x, scale_factor=s, mode=mode),
                 bytes=4.0 * n * c * h * w * (1 + s * s), peer=_opencv_peer(mode, s),
-                backward_alone=True, rtol=1e-5, atol=1e-5, devices=("cpu",))
-
-
-def _copy_floor(s):
-    """Copies the bytes an x`s` upsample moves (read + write) into a buffer allocated once: the
-    machine's copy rate, the floor the issue measures the kernels against (tconv's outputs come
-    warm from its output cache; a fresh 4 KiB-page buffer would add its page faults)."""
-    n, c, h, w = SHAPE
-    elems = n * c * h * w * (1 + s * s) // 2
-
-    def make_inputs(requires_grad):
-        return (torch.randn(elems), torch.empty(elems))
-
-    copy = lambda x, out: out.copy_(x)
-    return Case("upsample", f"copy floor (bytes of x{s})", make_inputs, tconv=copy, torch=copy,
-                bytes=8.0 * elems, backward=False, devices=("cpu",))
+                backward_alone=True, copy_floor=True, rtol=1e-5, atol=1e-5, devices=("cpu",))
 
 
 CASES = [_case(mode, s, cl) for mode in ("bilinear", "bicubic") for s in (2, 4) for cl in (False, True)]
-CASES += [_copy_floor(2), _copy_floor(4)]
 
 # ---- CUDA: big enough to fill an H200 (2 GiB float32 output at x2) -----------------------------------
 

@@ -3,6 +3,10 @@
 A case builds its inputs once and names two callables over them: tconv's op and PyTorch's
 reference (plus optionally a peer such as OpenCV). Each pass (fwd, fwd+bwd) times both sides
 interleaved, call by call, so machine noise hits them alike, and reports medians and the ratio.
+A memory-bound case can also time, in the same interleaved loop, a copy of the bytes it moves:
+its "x floor" is then measured against the copy rate of the same seconds (this machine's memory
+bandwidth moves by up to 1.5x from one minute to the next, so a floor taken in another row of the
+table is not the one the case ran against).
 """
 import dataclasses
 import statistics
@@ -31,6 +35,7 @@ class Case:
     bytes: float = 0.0            # forward minimum bytes moved (0: not reported)
     backward: bool = True         # time fwd+bwd too
     backward_alone: bool = False  # also time the backward by itself (a "bwd" row, with GB/s)
+    copy_floor: bool = False      # fwd and bwd rows also time a copy of `bytes` (floor_ms, x_floor)
     peer: Optional[Peer] = None
     dense: bool = True            # counted in the "dense cases" geomean (depthwise is not)
     devices: tuple = ("cpu", "cuda")  # where the case runs (shapes sized for one device)
@@ -49,25 +54,40 @@ def _max_rel_err(a, b):
     return (a.double() - b.double()).abs().max().item() / scale
 
 
-def time_pair(fn_a, fn_b, min_time=0.4, max_reps=200, min_reps=5):
-    """Median seconds of fn_a and fn_b, called alternately after one warm-up each."""
-    fn_a(), fn_b()
-    ta, tb = [], []
+def time_interleaved(fns, min_time=0.4, max_reps=200, min_reps=5):
+    """Median seconds of each of fns, called in turn, call by call, after one warm-up each."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
     start = time.perf_counter()
-    while len(ta) < max_reps and (len(ta) < min_reps or time.perf_counter() - start < 2 * min_time):
-        t0 = time.perf_counter(); fn_a(); t1 = time.perf_counter(); fn_b(); t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
+    while len(times[0]) < max_reps and (len(times[0]) < min_reps
+                                        or time.perf_counter() - start < len(fns) * min_time):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
-def time_one(fn, min_time=0.4, max_reps=200, min_reps=5):
-    fn()
-    ts = []
-    start = time.perf_counter()
-    while len(ts) < max_reps and (len(ts) < min_reps or time.perf_counter() - start < min_time):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+def _copy_of_bytes(nbytes, device):
+    """Copies nbytes / 2 bytes (read) into a buffer allocated once (written): the copy rate. The
+    buffer is warm, like tconv's outputs from its output cache (a fresh 4 KiB-page buffer would add
+    its page faults)."""
+    src = torch.randn(int(nbytes // 8), device=device)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)
+
+
+def _timed_row(case, pass_, sides, sync, min_time, device):
+    """Times (torch, tconv) interleaved, with the case's copy floor as a third call if it has one."""
+    fns = [sync(sides[0]), sync(sides[1])]
+    if case.copy_floor:
+        fns.append(sync(_copy_of_bytes(case.bytes, device)))
+    times = time_interleaved(fns, min_time)
+    row = dict(group=case.group, case=case.name, dense=case.dense, pass_=pass_, torch_ms=times[0] * 1e3,
+               tconv_ms=times[1] * 1e3, speedup=times[0] / times[1])
+    if case.copy_floor:
+        row["floor_ms"] = times[2] * 1e3
+        row["x_floor"] = times[1] / times[2]
+    return row
 
 
 def _to_device(inputs, device):
@@ -99,10 +119,10 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         ref = case.torch(*inputs)
         out = case.tconv(*inputs)
         err = _max_rel_err(out, ref)
-        t_torch, t_tconv = time_pair(sync(lambda: case.torch(*inputs)), sync(lambda: case.tconv(*inputs)), min_time)
-        row = dict(group=case.group, case=case.name, dense=case.dense, pass_="fwd", torch_ms=t_torch * 1e3,
-                   tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
-                   ok=bool(err <= case.rtol or torch.allclose(out, ref, case.rtol, case.atol)))
+        row = _timed_row(case, "fwd", (lambda: case.torch(*inputs), lambda: case.tconv(*inputs)), sync,
+                         min_time, device)
+        t_tconv = row["tconv_ms"] / 1e3
+        row.update(rel_err=err, ok=bool(err <= case.rtol or torch.allclose(out, ref, case.rtol, case.atol)))
         if case.flops:
             row["gflops"] = case.flops / t_tconv / 1e9
         if case.bytes:
@@ -110,7 +130,7 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         if case.peer is not None and device == "cpu":  # peers run on the CPU only
             prepared = case.peer.prepare(inputs)
             row["peer"] = case.peer.name
-            row["peer_ms"] = time_one(lambda: case.peer.run(prepared), min_time) * 1e3
+            row["peer_ms"] = time_interleaved([lambda: case.peer.run(prepared)], min_time)[0] * 1e3
         rows.append(row)
     if case.backward:
         inputs = _to_device(case.make_inputs(True), device)
@@ -118,8 +138,8 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         ref = _grads(case.torch, inputs, grad_out)
         got = _grads(case.tconv, inputs, grad_out)
         err = max(_max_rel_err(a, b) for a, b in zip(got, ref))
-        t_torch, t_tconv = time_pair(sync(lambda: _grads(case.torch, inputs, grad_out)),
-                                     sync(lambda: _grads(case.tconv, inputs, grad_out)), min_time)
+        t_torch, t_tconv = time_interleaved([sync(lambda: _grads(case.torch, inputs, grad_out)),
+                                             sync(lambda: _grads(case.tconv, inputs, grad_out))], min_time)
         row = dict(group=case.group, case=case.name, dense=case.dense, pass_="fwd+bwd", torch_ms=t_torch * 1e3,
                    tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
                    ok=bool(err <= 10 * case.rtol))
@@ -127,33 +147,33 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
             row["gflops"] = 3 * case.flops / t_tconv / 1e9
         rows.append(row)
         if case.backward_alone:
-            rows.append(_backward_row(case, inputs, grad_out, sync, min_time))
+            rows.append(_backward_row(case, inputs, grad_out, sync, min_time, device))
     return rows
 
 
-def _backward_row(case, inputs, grad_out, sync, min_time):
+def _backward_row(case, inputs, grad_out, sync, min_time, device):
     """The backward alone: one forward graph per side, its backward timed again and again."""
     leaves = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
     outs = case.torch(*inputs), case.tconv(*inputs)
     back = [lambda o=o: torch.autograd.grad(o, leaves, grad_out, retain_graph=True) for o in outs]
-    t_torch, t_tconv = time_pair(sync(back[0]), sync(back[1]), min_time)
+    row = _timed_row(case, "bwd", back, sync, min_time, device)
     err = max(_max_rel_err(a, b) for a, b in zip(back[1](), back[0]()))
-    row = dict(group=case.group, case=case.name, dense=case.dense, pass_="bwd", torch_ms=t_torch * 1e3,
-               tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err, ok=bool(err <= 10 * case.rtol))
-    if case.bytes:
-        row["gbps"] = case.bytes / t_tconv / 1e9  # the backward moves the forward's bytes, reversed
+    row.update(rel_err=err, ok=bool(err <= 10 * case.rtol))
+    if case.bytes:  # the backward moves the forward's bytes, reversed
+        row["gbps"] = case.bytes / (row["tconv_ms"] / 1e3) / 1e9
     return row
 
 
 def format_table(rows):
     head = ["op", "case", "pass", "torch ms", "tconv ms", "speedup", "GFLOP/s", "GB/s",
-            "peer ms", "check"]
+            "x floor", "peer ms", "check"]
     lines = [head]
     for r in rows:
         peer = f"{r['peer_ms']:.2f} ({r['peer']})" if "peer_ms" in r else ""
         lines.append([r["group"], r["case"], r["pass_"], f"{r['torch_ms']:.2f}", f"{r['tconv_ms']:.2f}",
                       f"{r['speedup']:.2f}x", f"{r['gflops']:.1f}" if "gflops" in r else "",
-                      f"{r['gbps']:.1f}" if "gbps" in r else "", peer,
+                      f"{r['gbps']:.1f}" if "gbps" in r else "",
+                      f"{r['x_floor']:.2f}" if "x_floor" in r else "", peer,
                       "ok" if r["ok"] else f"FAIL {r['rel_err']:.1e}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     fmt = lambda line: "| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |"

@@ -152,6 +152,15 @@ def test_float32_outputs_over_32_mib_match_pytorch(sf, mode, layout):
     assert ours.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
 
 
+# The backward of an x4 upsampling in channels_last with wide rows: th.taps source rows of
+# Ws * C floats outgrow 256 KiB, so the kernel resamples each grad_output row along W once into a
+# ring and combines ring rows (W first, register accumulators); C = 24 leaves a masked vector tail
+# per pixel, and the 2 MB grad_input is written with ordinary stores.
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_channels_last_ring_backward_matches_pytorch(mode):
+    _check(_make(1, 24, (20, 100), torch.float32, "channels_last"), scale_factor=4, mode=mode)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_empty_batch(mode, layout):
