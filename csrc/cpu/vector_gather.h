@@ -267,6 +267,15 @@ inline void load_phases(const float* row, int64_t at, int64_t src, const __m512i
   }
 }
 
+// Destination d of table t from its own taps, tap by tap: the polyphase kernels' borders.
+inline float gather_scalar(const float* row, const AxisTable<float>& t, int64_t d) {
+  const float* s = row + t.start[d];
+  const float* w = t.weight.data() + d * t.taps;
+  float acc = w[0] * s[0];
+  for (int64_t j = 1; j < t.taps; ++j) acc += w[j] * s[j];
+  return acc;
+}
+
 // One row: `row` holds t.src floats, `out` receives t.dst floats (table t, plan p from it). TAPS > 0
 // fixes the tap count at compile time: the taps loop unrolls, every tap's phase and lane shift is a
 // constant and the phases stay in registers. With a run-time count they are indexed in memory and
@@ -275,14 +284,7 @@ template <int F, int TAPS>
 inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, const PolyphasePlan& p,
                                  float* out) {
   constexpr int L = GatherLanePlan::kLanes;
-  auto scalar = [&](int64_t d) {  // the borders: the table's own taps
-    const float* s = row + t.start[d];
-    const float* w = t.weight.data() + d * t.taps;
-    float acc = w[0] * s[0];
-    for (int64_t j = 1; j < t.taps; ++j) acc += w[j] * s[j];
-    out[d] = acc;
-  };
-  for (int64_t d = 0; d < p.interior_lo; ++d) scalar(d);
+  for (int64_t d = 0; d < p.interior_lo; ++d) out[d] = gather_scalar(row, t, d);
   const int64_t taps = TAPS > 0 ? TAPS : t.taps;
   const float* weight = p.weight.data();
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -312,7 +314,7 @@ inline void gather_row_polyphase(const float* row, const AxisTable<float>& t, co
     else _mm512_mask_storeu_ps(out + d0, __mmask16((1u << left) - 1), acc);
     for (int r = 0; r < F; ++r) cur[r] = next[r];
   }
-  for (int64_t d = p.interior_hi; d < t.dst; ++d) scalar(d);
+  for (int64_t d = p.interior_hi; d < t.dst; ++d) out[d] = gather_scalar(row, t, d);
 }
 
 // Lanes q..q+15 of the 32 lanes lo:hi, for a compile-time q (valignd).
@@ -334,14 +336,7 @@ inline void gather_row_polyphase4_grouped(const float* row, const AxisTable<floa
                                           float* out) {
   constexpr int L = GatherLanePlan::kLanes, F = 4, G = TAPS / F;
   static_assert(TAPS % F == 0 && G >= 1 && G <= 16);
-  auto scalar = [&](int64_t d) {
-    const float* s = row + t.start[d];
-    const float* w = t.weight.data() + d * t.taps;
-    float acc = w[0] * s[0];
-    for (int64_t j = 1; j < t.taps; ++j) acc += w[j] * s[j];
-    out[d] = acc;
-  };
-  for (int64_t d = 0; d < p.interior_lo; ++d) scalar(d);
+  for (int64_t d = 0; d < p.interior_lo; ++d) out[d] = gather_scalar(row, t, d);
   const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512i even = _mm512_add_epi32(lane, lane), odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   __m512 w[TAPS];
@@ -379,7 +374,7 @@ inline void gather_row_polyphase4_grouped(const float* row, const AxisTable<floa
     else _mm512_mask_storeu_ps(out + d0, __mmask16((1u << left) - 1), acc);
     for (int q = 0; q < G; ++q) cur[q] = next[q];
   }
-  for (int64_t d = p.interior_hi; d < t.dst; ++d) scalar(d);
+  for (int64_t d = p.interior_hi; d < t.dst; ++d) out[d] = gather_scalar(row, t, d);
 }
 
 // The tap counts of the backward of x2 / x4 bilinear and bicubic (4, 8, 8, 16) at compile time.
