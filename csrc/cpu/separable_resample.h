@@ -410,10 +410,25 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
       const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;  // start is non-decreasing
       if (gather_source_rows) {
         if (int64_t(buf.size()) < (r1 - r0) * Wd) buf.resize((r1 - r0) * Wd);
-        gather_rows(splane + r0 * Ws, Ws, r1 - r0, buf.data(), scratch.data());
-        for (int64_t d = d0; d < d1; ++d)
+        // Upsampling along H: each source row is resampled just before the first destination row
+        // that reads it, so its reads from memory and the destination rows' (streaming) stores
+        // alternate row by row. x2 forward 13-16% faster than all the block's reads, then all
+        // its stores; the backward (downsampling) was 25-35% slower that way, so it keeps the
+        // block order.
+        int64_t next = r0;  // first source row not yet resampled
+        if (th.dst < th.src || rows16) {
+          gather_rows(splane + r0 * Ws, Ws, r1 - r0, buf.data(), scratch.data());
+          next = r1;
+        }
+        for (int64_t d = d0; d < d1; ++d) {
+          const int64_t need = th.start[d] + th.taps;
+          if (need > next) {
+            gather_rows(splane + next * Ws, Ws, need - next, buf.data() + (next - r0) * Wd, scratch.data());
+            next = need;
+          }
           combine_rows_to_dst(buf.data() + (th.start[d] - r0) * Wd, Wd, th.weight.data() + d * th.taps,
                               th.taps, Wd, dplane + d * Wd, streaming);
+        }
       } else {
         if (int64_t(buf.size()) < (d1 - d0) * Ws) buf.resize((d1 - d0) * Ws);
         for (int64_t d = d0; d < d1; ++d)
