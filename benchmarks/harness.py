@@ -5,7 +5,7 @@ reference (plus optionally a peer such as OpenCV). Each pass (fwd, fwd+bwd) time
 interleaved, call by call, so machine noise hits them alike, and reports medians and the ratio.
 A memory-bound case can also time, in the same interleaved loop, a copy of the bytes it moves:
 its "x floor" is then measured against the copy rate of the same seconds (this machine's memory
-bandwidth moves by up to 1.5x from one minute to the next, so a floor taken in another row of the
+bandwidth moves by up to 2x from one minute to the next, so a floor taken in another row of the
 table is not the one the case ran against).
 """
 import dataclasses
