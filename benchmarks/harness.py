@@ -76,15 +76,17 @@ def _copy_of_bytes(nbytes, device):
     return lambda: dst.copy_(src)
 
 
-def _timed_row(case, pass_, sides, sync, min_time, device):
-    """Times (torch, tconv) interleaved, with the case's copy floor as a third call if it has one."""
+def _timed_row(case, pass_, sides, sync, min_time, device, floor=True):
+    """Times (torch, tconv) interleaved, with the case's copy floor as a third call if it has one
+    and the pass moves the case's bytes (`floor`: fwd and bwd, not fwd+bwd)."""
+    floor = floor and case.copy_floor
     fns = [sync(sides[0]), sync(sides[1])]
-    if case.copy_floor:
+    if floor:
         fns.append(sync(_copy_of_bytes(case.bytes, device)))
     times = time_interleaved(fns, min_time)
     row = dict(group=case.group, case=case.name, dense=case.dense, pass_=pass_, torch_ms=times[0] * 1e3,
                tconv_ms=times[1] * 1e3, speedup=times[0] / times[1])
-    if case.copy_floor:
+    if floor:
         row["floor_ms"] = times[2] * 1e3
         row["x_floor"] = times[1] / times[2]
     return row
@@ -138,13 +140,12 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         ref = _grads(case.torch, inputs, grad_out)
         got = _grads(case.tconv, inputs, grad_out)
         err = max(_max_rel_err(a, b) for a, b in zip(got, ref))
-        t_torch, t_tconv = time_interleaved([sync(lambda: _grads(case.torch, inputs, grad_out)),
-                                             sync(lambda: _grads(case.tconv, inputs, grad_out))], min_time)
-        row = dict(group=case.group, case=case.name, dense=case.dense, pass_="fwd+bwd", torch_ms=t_torch * 1e3,
-                   tconv_ms=t_tconv * 1e3, speedup=t_torch / t_tconv, rel_err=err,
-                   ok=bool(err <= 10 * case.rtol))
+        row = _timed_row(case, "fwd+bwd", (lambda: _grads(case.torch, inputs, grad_out),
+                                           lambda: _grads(case.tconv, inputs, grad_out)),
+                         sync, min_time, device, floor=False)
+        row.update(rel_err=err, ok=bool(err <= 10 * case.rtol))
         if case.flops:
-            row["gflops"] = 3 * case.flops / t_tconv / 1e9
+            row["gflops"] = 3 * case.flops / (row["tconv_ms"] / 1e3) / 1e9
         rows.append(row)
         if case.backward_alone:
             rows.append(_backward_row(case, inputs, grad_out, sync, min_time, device))
