@@ -414,6 +414,11 @@ def test_conv_transpose2d_empty_like_pytorch(shape, wshape, groups):
     assert got.shape == want.shape and got.dtype == want.dtype
     if got.numel():
         torch.testing.assert_close(got, F.conv_transpose2d(x, w, stride=2, groups=groups))
+    _assert_input_weight_grads(got, x, w)
+
+
+def _assert_input_weight_grads(got, x, w):
+    """The gradients of got.sum() have the shapes of x and w, and are zero when got is empty."""
     gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
     assert gx.shape == x.shape and gw.shape == w.shape
     if got.numel() == 0:

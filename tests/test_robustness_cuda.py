@@ -13,8 +13,8 @@ import torch.nn.functional as F  # noqa: E402
 
 import tconv  # noqa: E402
 from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _all_ops_run,  # noqa: E402
-                             _poison, _same_specials, conv_grads, conv_nan_case,
-                             direct_conv_transpose2d)
+                             _assert_input_weight_grads, _poison, _same_specials, conv_grads,
+                             conv_nan_case, direct_conv_transpose2d)
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
               pytest.mark.usefixtures("full_precision_float32")]
@@ -143,10 +143,7 @@ def test_conv_transpose2d_empty(shape, wshape, groups):
         return
     got = tconv.conv_transpose2d(x, w, stride=2, groups=groups)
     assert got.shape == want.shape and got.is_cuda
-    gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
-    assert gx.shape == x.shape and gw.shape == w.shape
-    if got.numel() == 0:
-        assert not gx.any() and not gw.any()
+    _assert_input_weight_grads(got, x, w)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
