@@ -170,7 +170,7 @@ def _backward_row(case, inputs, grad_out, sync, min_time, device):
     outs = case.torch(*inputs), case.tconv(*inputs)
     back = [lambda o=o: torch.autograd.grad(o, leaves, grad_out, retain_graph=True) for o in outs]
     # A max over grad_output reads it at the machine's read rate (as fast as an AVX-512 load loop
-    # here) and writes nothing: the least time any backward can take.
+    # here) and writes nothing: a lower bound on any backward, which must read all of grad_output.
     read = (lambda: grad_out.amax()) if case.copy_floor else None
     row = _timed_row(case, "bwd", back, sync, min_time, device, read=read)
     err = max(_max_rel_err(a, b) for a, b in zip(back[1](), back[0]()))
