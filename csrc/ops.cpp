@@ -1,5 +1,6 @@
 // Every tconv operator schema, declared once. Kernels register per device under csrc/cpu and
-// csrc/cuda; autograd formulas and fake (meta) kernels are registered from Python (tconv/_register_*.py).
+// csrc/cuda; autograd (reverse and forward mode) in csrc/autograd.cpp; fake (meta) kernels and
+// batching rules (vmap) from Python (tconv/_register_*.py).
 #include <torch/library.h>
 
 TORCH_LIBRARY(tconv, m) {

@@ -1,22 +1,15 @@
-"""Fake (meta) kernels and autograd formulas of the tconv::conv_transpose2d* operators.
-
-The three backward ops are linear in each argument and adjoint to the forward, so each one's
-derivative is again one of the four ops: double backward (gradgradcheck) needs nothing else.
-"""
+"""Fake (meta) kernels and batching rules of the tconv::conv_transpose2d* operators (their autograd
+formulas, reverse and forward mode, are C++: csrc/autograd.cpp)."""
 import torch
 from torch._prims_common import suggest_memory_format
+
+from ._vmap import fold_batch, fold_channels, front, unfold_batch, unfold_channels
 
 ops = torch.ops.tconv
 
 
 def _out_size(size, kernel, stride, padding, output_padding, dilation):
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
-
-
-def _output_padding_for(out_hw, in_hw, kernel_hw, stride, padding, dilation):
-    """The output_padding that makes conv_transpose2d of an in_hw input exactly out_hw."""
-    return [out_hw[d] - _out_size(in_hw[d], kernel_hw[d], stride[d], padding[d], 0, dilation[d])
-            for d in range(2)]
 
 
 def _conv_memory_format(a, b):
@@ -53,85 +46,60 @@ def _backward_bias_fake(grad_output):
     return grad_output.new_empty((grad_output.shape[1],))
 
 
-# ---- autograd ---------------------------------------------------------------------------------------
+# ---- batching rules (vmap) ---------------------------------------------------------------------------
+# A vmapped input (or grad_output) alone folds into N. A vmapped weight makes each sample its own
+# convolution: the samples become groups of one grouped convolution, channels (N, B*C, H, W) and
+# weight (B*Cin, Cout/groups, kH, kW), groups * B.
 
-def _forward_setup(ctx, inputs, output):
-    input, weight, bias, stride, padding, _output_padding, groups, dilation = inputs
-    ctx.save_for_backward(input, weight)
-    ctx.conv = (stride, padding, groups, dilation)
-    ctx.has_bias = bias is not None
-
-
-def _forward_backward(ctx, grad):
-    input, weight = ctx.saved_tensors
-    stride, padding, groups, dilation = ctx.conv
-    grad_input = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
-        grad_input = ops.conv_transpose2d_backward_input(
-            grad, weight, stride, padding, groups, dilation, list(input.shape[2:]))
-    if ctx.needs_input_grad[1]:
-        grad_weight = ops.conv_transpose2d_backward_weight(
-            grad, input, list(weight.shape[2:]), stride, padding, groups, dilation)
-    if ctx.has_bias and ctx.needs_input_grad[2]:
-        grad_bias = ops.conv_transpose2d_backward_bias(grad)
-    return grad_input, grad_weight, grad_bias, None, None, None, None, None
-
-
-def _backward_input_setup(ctx, inputs, output):
-    grad_output, weight, stride, padding, groups, dilation, _input_hw = inputs
-    ctx.save_for_backward(grad_output, weight)
-    ctx.conv = (stride, padding, groups, dilation)
+@torch.library.register_vmap("tconv::conv_transpose2d")
+def _conv_transpose2d_vmap(info, in_dims, input, weight, bias, stride, padding, output_padding,
+                           groups, dilation):
+    batch = info.batch_size
+    x_dim, w_dim, b_dim = in_dims[:3]
+    if w_dim is None:
+        # (only the bias can be vmapped when the input is not: one convolution, B biases)
+        y = ops.conv_transpose2d(input if x_dim is None else fold_batch(input, x_dim, batch), weight,
+                                 bias if b_dim is None else None, stride, padding, output_padding,
+                                 groups, dilation)
+        y = unfold_batch(y, batch) if x_dim is not None else y.expand(batch, *y.shape)
+    else:
+        y = unfold_channels(ops.conv_transpose2d(
+            fold_channels(input, x_dim, batch), fold_batch(weight, w_dim, batch),
+            None if bias is None or b_dim is not None else bias.repeat(batch),
+            stride, padding, output_padding, groups * batch, dilation), batch)
+    if b_dim is not None:
+        y = y + front(bias, b_dim, batch)[:, None, :, None, None]
+    return y, 0
 
 
-def _backward_input_backward(ctx, grad):
-    # grad_input = C(grad_output, weight), the adjoint of the forward in its first argument.
-    grad_output, weight = ctx.saved_tensors
-    stride, padding, groups, dilation = ctx.conv
-    d_grad_output = d_weight = None
-    if ctx.needs_input_grad[0]:
-        op = _output_padding_for(grad_output.shape[2:], grad.shape[2:], weight.shape[2:],
-                                 stride, padding, dilation)
-        d_grad_output = ops.conv_transpose2d(grad, weight, None, stride, padding, op, groups, dilation)
-    if ctx.needs_input_grad[1]:
-        d_weight = ops.conv_transpose2d_backward_weight(
-            grad_output, grad, list(weight.shape[2:]), stride, padding, groups, dilation)
-    return d_grad_output, d_weight, None, None, None, None, None
+@torch.library.register_vmap("tconv::conv_transpose2d_backward_input")
+def _backward_input_vmap(info, in_dims, grad_output, weight, stride, padding, groups, dilation,
+                         input_hw):
+    batch = info.batch_size
+    go_dim, w_dim = in_dims[:2]
+    if w_dim is None:
+        gi = ops.conv_transpose2d_backward_input(fold_batch(grad_output, go_dim, batch), weight,
+                                                 stride, padding, groups, dilation, input_hw)
+        return unfold_batch(gi, batch), 0
+    gi = ops.conv_transpose2d_backward_input(
+        fold_channels(grad_output, go_dim, batch), fold_batch(weight, w_dim, batch), stride,
+        padding, groups * batch, dilation, input_hw)
+    return unfold_channels(gi, batch), 0
 
 
-def _backward_weight_setup(ctx, inputs, output):
-    grad_output, input, _kernel_hw, stride, padding, groups, dilation = inputs
-    ctx.save_for_backward(grad_output, input)
-    ctx.conv = (stride, padding, groups, dilation)
+@torch.library.register_vmap("tconv::conv_transpose2d_backward_weight")
+def _backward_weight_vmap(info, in_dims, grad_output, input, kernel_hw, stride, padding, groups,
+                          dilation):
+    # Per-sample weight gradients (vmap of grad): one grouped weight gradient.
+    batch = info.batch_size
+    gw = ops.conv_transpose2d_backward_weight(
+        fold_channels(grad_output, in_dims[0], batch), fold_channels(input, in_dims[1], batch),
+        kernel_hw, stride, padding, groups * batch, dilation)
+    return unfold_batch(gw, batch), 0
 
 
-def _backward_weight_backward(ctx, grad):
-    # grad_weight = W(grad_output, input): <grad, W(g, x)> = <g, T(x, grad)> = <C(g, grad), x>.
-    grad_output, input = ctx.saved_tensors
-    stride, padding, groups, dilation = ctx.conv
-    d_grad_output = d_input = None
-    if ctx.needs_input_grad[0]:
-        op = _output_padding_for(grad_output.shape[2:], input.shape[2:], grad.shape[2:],
-                                 stride, padding, dilation)
-        d_grad_output = ops.conv_transpose2d(input, grad, None, stride, padding, op, groups, dilation)
-    if ctx.needs_input_grad[1]:
-        d_input = ops.conv_transpose2d_backward_input(
-            grad_output, grad, stride, padding, groups, dilation, list(input.shape[2:]))
-    return d_grad_output, d_input, None, None, None, None, None
-
-
-def _backward_bias_setup(ctx, inputs, output):
-    ctx.grad_output_shape = inputs[0].shape
-
-
-def _backward_bias_backward(ctx, grad):
-    return grad[None, :, None, None].expand(ctx.grad_output_shape)
-
-
-torch.library.register_autograd("tconv::conv_transpose2d", _forward_backward,
-                                setup_context=_forward_setup)
-torch.library.register_autograd("tconv::conv_transpose2d_backward_input", _backward_input_backward,
-                                setup_context=_backward_input_setup)
-torch.library.register_autograd("tconv::conv_transpose2d_backward_weight", _backward_weight_backward,
-                                setup_context=_backward_weight_setup)
-torch.library.register_autograd("tconv::conv_transpose2d_backward_bias", _backward_bias_backward,
-                                setup_context=_backward_bias_setup)
+@torch.library.register_vmap("tconv::conv_transpose2d_backward_bias")
+def _backward_bias_vmap(info, in_dims, grad_output):
+    batch = info.batch_size
+    gb = ops.conv_transpose2d_backward_bias(fold_channels(grad_output, in_dims[0], batch))
+    return unfold_batch(gb, batch), 0

@@ -28,3 +28,13 @@ def full_precision_float32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def full_gradcheck(fn, args):
+    """float64 gradcheck and gradgradcheck in every autograd mode: reverse, forward (jvp),
+    batched reverse and batched forward (vmap over the backward / the tangents), and for the
+    second order reverse-over-reverse and forward-over-reverse."""
+    assert torch.autograd.gradcheck(fn, args, check_forward_ad=True, check_backward_ad=True,
+                                    check_batched_grad=True, check_batched_forward_grad=True)
+    assert torch.autograd.gradgradcheck(fn, args, check_fwd_over_rev=True, check_rev_over_rev=True,
+                                        check_batched_grad=True)

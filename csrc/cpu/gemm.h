@@ -1,10 +1,39 @@
-// Row-major GEMM on raw buffers through ATen's BLAS (MKL/OpenBLAS via at::mm_out). Called from
-// inside at::parallel_for, where the BLAS runs single-threaded on each thread's block.
+// Row-major GEMM on raw buffers through ATen's BLAS (MKL/OpenBLAS via at::mm_out), one
+// single-threaded BLAS call per fixed block: the callers cut the work into blocks that depend on
+// the shape only and sum them in a fixed order, so the result is the same for any thread count.
+//
+// Note [single-threaded BLAS]: being inside at::parallel_for does not make the BLAS sequential.
+// PyTorch turns MKL's dynamic threading off (mkl_set_dynamic(0)), so MKL plans a call for
+// torch.get_num_threads() threads even inside a parallel region or when parallel_for runs the
+// range inline, and on Intel CPUs its sgemm then splits K and sums the parts in another order
+// for 1 and 2 threads. Each call therefore runs under MKL's thread-local thread count of 1
+// (mkl_set_num_threads_local). The
+// symbol is weak: a torch built on another BLAS (OpenBLAS on aarch64) has none, and there the
+// calls rely on the BLAS running one thread inside ATen's parallel regions.
 #pragma once
 
 #include <ATen/ATen.h>
 
+// MKL's C entry point (mkl_service.h #defines mkl_set_num_threads_local to it; the lower-case
+// symbols are the Fortran interface, which takes a pointer).
+extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
 namespace tconv::cpu {
+
+// Runs the BLAS calls of its scope on the calling thread only (Note [single-threaded BLAS]).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : previous_(MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(1) : 0) {}
+  // 0 restores the global setting, which is what a previous local value of 0 meant.
+  ~SingleThreadedBlas() {
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(previous_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int previous_;
+};
 
 // Operand of a row-major GEMM: `rows x cols` logical matrix at `data` with leading dimension
 // `ld`; `transposed` means memory holds its transpose (element (i, j) at data[j * ld + i]).
@@ -35,6 +64,7 @@ inline void gemm(int64_t m, int64_t n, int64_t k, MatRef<T> a, MatRef<T> b, T* c
   }
   at::Tensor lhs = as_tensor(a.data, m, k, a.ld, a.transposed);
   at::Tensor rhs = as_tensor(b.data, k, n, b.ld, b.transposed);
+  SingleThreadedBlas single_threaded;
   if (accumulate) {
     at::addmm_out(out, out, lhs, rhs);
   } else {
