@@ -417,6 +417,30 @@ def test_conv_transpose2d_empty_like_pytorch(shape, wshape, groups):
     _assert_input_weight_grads(got, x, w)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("padding,output_size", [((1, 0), (0, 3, 0, 4)), ((0, 2), (0, 3, 2, 0)),
+                                                  ((1, 1), (0, 3, 0, 2)), ((2, 0), None)], ids=str)
+def test_conv_transpose2d_empty_batch_with_empty_output_plane(padding, output_size, channels_last):
+    """An empty batch may give an output plane of size 0, as in PyTorch (a non-empty batch may
+    not); a negative size is a RuntimeError either way."""
+    x = torch.randn(0, 2, 2, 3, requires_grad=True)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.randn(2, 3, 1, 2, requires_grad=True)
+    if output_size is None:
+        with pytest.raises(RuntimeError):
+            F.conv_transpose2d(x, w, padding=padding)
+        with pytest.raises(RuntimeError, match="too small"):
+            tconv.conv_transpose2d(x, w, padding=padding)
+        return
+    want = F.conv_transpose2d(x, w, padding=padding)
+    got = tconv.conv_transpose2d(x, w, padding=padding)
+    assert tuple(want.shape) == output_size and got.shape == want.shape
+    _assert_input_weight_grads(got, x, w)
+    with pytest.raises(RuntimeError, match="too small"):  # the same with one image
+        tconv.conv_transpose2d(torch.randn(1, 2, 2, 3), w, padding=padding)
+
+
 def _assert_input_weight_grads(got, x, w):
     """The gradients of got.sum() have the shapes of x and w, and are zero when got is empty."""
     gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
@@ -483,6 +507,116 @@ def test_bitwise_deterministic_across_thread_counts_every_op():
     for run in runs[1:]:
         for a, e in zip(run, runs[0]):
             assert torch.equal(a, e)
+
+
+# Shapes that make a BLAS split its work: few channels over a long N*H*W (the weight gradient's
+# reduction), K in the thousands (many input channels), a DCGAN first layer (1x1 input), and the
+# case that differed on an Intel Xeon (MKL's sgemm splits K by its own thread count;
+# csrc/cpu/gemm.h, Note [single-threaded BLAS]).
+BLAS_SPLIT_CASES = [
+    ((2, 8, 40, 36), (8, 6, 4, 4), dict(stride=2, padding=1)),
+    ((1, 8, 4, 2048), (8, 4, 2, 2), dict(stride=1)),
+    ((4, 2, 96, 96), (2, 3, 3, 3), dict(stride=1, padding=1)),
+    ((2, 1024, 4, 4), (1024, 8, 4, 4), dict(stride=2, padding=1)),
+    ((16, 100, 1, 1), (100, 64, 4, 4), dict()),
+]
+
+
+def _blas_split_run(channels_last):
+    gen = torch.Generator().manual_seed(3)
+    results = []
+    for x_shape, w_shape, kw in BLAS_SPLIT_CASES:
+        x = torch.randn(x_shape, generator=gen)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        x, w, b = (t.requires_grad_() for t in (x, torch.randn(w_shape, generator=gen),
+                                                 torch.randn(w_shape[1], generator=gen)))
+        y = tconv.conv_transpose2d(x, w, b, **kw)
+        results += [y.detach(), *torch.autograd.grad(y, (x, w, b), torch.randn(y.shape, generator=gen))]
+    for shape in ((1, 1024, 8, 8), (2, 4, 160, 160)):  # Gram: many channels; few channels, long L
+        x = torch.randn(shape, generator=gen).requires_grad_()
+        g = tconv.gram_matrix(x)
+        results += [g.detach(), *torch.autograd.grad(g, x, torch.randn(g.shape, generator=gen))]
+    return results
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bitwise_deterministic_across_thread_counts_blas_shapes(channels_last):
+    old = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_blas_split_run(channels_last))
+    finally:
+        torch.set_num_threads(old)
+    for a, e in zip(runs[1], runs[0]):
+        assert torch.equal(a, e)
+
+
+# ---- repeated calls: stale output buffers, threads ----------------------------------------------------
+
+def _stress_ops():
+    """(name, call) for every op, on shapes whose outputs come from the output cache (>= 2 MiB),
+    in both layouts, with paddings and strides that leave output pixels no tap reaches."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(8, 24, 64, 48, generator=gen)
+    w, b = torch.randn(24, 12, 4, 4, generator=gen), torch.randn(12, generator=gen)
+    wd = torch.randn(24, 1, 3, 3, generator=gen)
+    y = F.conv_transpose2d(x, w, b, stride=2, padding=1)
+    gy = torch.randn(y.shape, generator=gen)
+    yd = F.conv_transpose2d(x, wd, None, stride=3, padding=0, output_padding=2, groups=24)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xf, gyf = x.contiguous(memory_format=fmt), gy.contiguous(memory_format=fmt)
+        tag = "cl" if fmt == torch.channels_last else "contig"
+        yield f"conv {tag}", lambda xf=xf: tconv.conv_transpose2d(xf, w, b, stride=2, padding=1)
+        yield f"conv wide stride {tag}", lambda xf=xf: tconv.conv_transpose2d(xf, w, None, stride=5, padding=1, output_padding=3)
+        yield f"conv depthwise {tag}", lambda xf=xf: tconv.conv_transpose2d(xf, wd, None, stride=3, output_padding=2, groups=24)
+        yield f"conv backward_input {tag}", lambda g=gyf: ops.conv_transpose2d_backward_input(g, w, [2, 2], [1, 1], 1, [1, 1], [64, 48])
+        yield f"conv backward_weight {tag}", lambda g=gyf, xf=xf: ops.conv_transpose2d_backward_weight(g, xf, [4, 4], [2, 2], [1, 1], 1, [1, 1])
+        yield f"conv backward_bias {tag}", lambda g=gyf: ops.conv_transpose2d_backward_bias(g)
+        yield f"depthwise backward_input {tag}", lambda g=torch.randn(yd.shape, generator=gen).contiguous(memory_format=fmt): \
+            ops.conv_transpose2d_backward_input(g, wd, [3, 3], [0, 0], 24, [1, 1], [64, 48])
+        for mode in ("bilinear", "bicubic"):
+            yield f"{mode} x2.5 {tag}", lambda xf=xf, m=mode: tconv.interpolate(xf, scale_factor=2.5, mode=m)
+            yield f"{mode} x0.4 antialias {tag}", lambda xf=xf, m=mode: tconv.interpolate(xf, scale_factor=0.4, mode=m, antialias=True)
+            op = getattr(ops, f"upsample_{mode}2d_backward")
+            yield f"{mode} backward {tag}", lambda g=gyf, op=op: op(g, [40, 37], True, False, None, None)
+        yield f"gram {tag}", lambda xf=xf: tconv.gram_matrix(xf)
+        yield f"gram backward {tag}", lambda xf=xf: ops.gram_matrix_backward(
+            torch.ones(8, 24, 24), xf.flatten(2), True)
+
+
+STRESS_OPS = list(_stress_ops())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_repeated_calls_bitwise_equal_with_poisoned_reused_buffers(threads):
+    """Each op called again and again, between calls the freed outputs of the same size filled
+    with NaN (so a reused buffer holds garbage: any element a kernel reads before writing, or
+    leaves unwritten, shows) and other allocations interleaved: every call bit-identical to the
+    first, at 1 and 2 threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, call in STRESS_OPS:
+            want = call().clone()
+            for rep in range(3):
+                poison = [call() for _ in range(2)]  # buffers of this output's size
+                for p in poison:
+                    p.fill_(float("nan"))
+                if want.nbytes >= 2 << 20 and "gram" not in name:  # recycled (cpu/output_alloc.h)
+                    cached = tconv._C._cached_bytes()
+                    del p
+                    poison.clear()
+                    assert tconv._C._cached_bytes() > cached, name
+                other = torch.empty(int(want.numel() * (1.5 + rep)))
+                del poison  # back to the cache, NaN-filled
+                got = call()
+                assert torch.equal(got, want), name
+                del other, got
+    finally:
+        torch.set_num_threads(old)
 
 
 # ---- thread safety ---------------------------------------------------------------------------------------

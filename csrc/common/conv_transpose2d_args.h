@@ -19,6 +19,10 @@ struct ConvTranspose2dGeometry {
   int64_t sh, sw, ph, pw, dh, dw;   // stride, padding, dilation
   int64_t Oh, Ow;                   // input offsets a cell reads, per axis
   int64_t qw_lo, Qw;                // cells along W that hold at least one output column
+
+  // Multiply-adds of the forward (each input pixel times each tap and output channel of its
+  // group), and likewise of each backward: the work measure of the CPU kernels' parallel loops.
+  int64_t multiply_adds() const { return N * Cin * H * W * Cout_g * kH * kW; }
 };
 
 inline void check_pair(c10::IntArrayRef v, const char* name) {
@@ -76,7 +80,10 @@ inline ConvTranspose2dGeometry conv_transpose2d_geometry(
   g.dh = dilation[0]; g.dw = dilation[1];
   g.Ho = conv_transpose_out_size(g.H, g.kH, g.sh, g.ph, output_padding[0], g.dh);
   g.Wo = conv_transpose_out_size(g.W, g.kW, g.sw, g.pw, output_padding[1], g.dw);
-  TORCH_CHECK(g.Ho > 0 && g.Wo > 0, "Given input size per channel: (", g.H, " x ", g.W,
+  // An empty batch may have an empty output plane (PyTorch returns (0, Cout, 0, Wo)); a negative
+  // size is an error either way.
+  const bool empty_ok = g.N == 0 && g.Ho >= 0 && g.Wo >= 0;
+  TORCH_CHECK((g.Ho > 0 && g.Wo > 0) || empty_ok, "Given input size per channel: (", g.H, " x ", g.W,
               "). Calculated output size per channel: (", g.Ho, " x ", g.Wo,
               "). Output size is too small");
   g.Oh = cell_offsets(g.kH, g.sh, g.dh);

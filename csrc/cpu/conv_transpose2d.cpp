@@ -25,6 +25,7 @@
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 #include "cpu/output_alloc.h"
 
 namespace tconv::cpu {
@@ -78,7 +79,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
 
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> A(new acc_t[rows_per_block * Qw * K]);
     std::unique_ptr<acc_t[]> C(new acc_t[rows_per_block * Qw * Nb]);
     for (int64_t t = begin; t < end; ++t) {
@@ -201,7 +202,7 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
   const int64_t Qw = g.Qw;
   const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
 
-  at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.Cout, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> runs(new acc_t[g.sw * Qw]);
     std::vector<acc_t> wk(g.kH * g.kW);
     for (int64_t t = begin; t < end; ++t) {
@@ -267,7 +268,7 @@ void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<T
   const auto w_at = [&](int64_t ci, int64_t col, int64_t kh, int64_t kw) {
     return static_cast<acc_t>(wp[((ci * g.Cout_g + col) * g.kH + kh) * g.kW + kw]);
   };
-  at::parallel_for(0, g.N * g.Cout, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.Cout, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / g.Cout, co = t % g.Cout;
       for (int64_t oh = 0; oh < g.Ho; ++oh)

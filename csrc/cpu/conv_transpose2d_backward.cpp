@@ -28,6 +28,7 @@
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
+#include "cpu/parallel.h"
 
 namespace tconv::cpu {
 namespace {
@@ -147,7 +148,7 @@ void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
   std::unique_ptr<acc_t[]> dA(new acc_t[g.N * g.groups * cells * K]);
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
 
-  at::parallel_for(0, g.N * g.groups * bc.blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.groups * bc.blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t blk = t % bc.blocks, grp = (t / bc.blocks) % g.groups, n = t / (bc.blocks * g.groups);
@@ -165,7 +166,7 @@ void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
 
   // grad_input[n, ci, ih, iw] = sum over offsets of dA[cell (ih + oh_off, iw + ow_off)], in order.
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, g.N * g.groups * g.H, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.groups * g.H, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.Cin_g * g.W);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t ih = t % g.H, grp = (t / g.H) % g.groups, n = t / (g.H * g.groups);
@@ -198,7 +199,7 @@ void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
 
-  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+  parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
     std::unique_ptr<acc_t[]> AT(new acc_t[bc.rows_per_block * bc.Wc * K]);
     std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
     for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
@@ -223,7 +224,7 @@ void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
   // Fold: tap (kh, kw) is phase (kh*dh) % sh at offset (kh*dh) / sh; chunks summed in order.
   scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
   const int64_t wsize = g.Cin * g.Cout_g * g.kH * g.kW;
-  at::parallel_for(0, wsize, 2048, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, wsize, wsize * chunks, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       const int64_t kw = e % g.kW, kh = (e / g.kW) % g.kH, co = (e / (g.kW * g.kH)) % g.Cout_g;
       const int64_t cin = e / (g.kW * g.kH * g.Cout_g), grp = cin / g.Cin_g, ci = cin % g.Cin_g;
@@ -262,7 +263,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
   constexpr bool direct = std::is_same_v<scalar_t, acc_t>;  // GEMM can write grad_input itself
 
-  at::parallel_for(0, g.N * g.groups * blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.groups * blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
     std::unique_ptr<acc_t[]> D(direct ? nullptr : new acc_t[rows_per_block * g.W * g.Cin_g]);
     for (int64_t t = begin; t < end; ++t) {
@@ -304,7 +305,7 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* wp = weight.const_data_ptr<scalar_t>();
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, g.N * g.groups, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.N * g.groups, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> row(g.W);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t grp = t % g.groups, n = t / g.groups;
@@ -385,7 +386,7 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
 
-  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+  parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
     std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
     std::unique_ptr<acc_t[]> X(new acc_t[rows_per_block * g.W * g.Cin_g]);
     for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
@@ -422,7 +423,7 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   // Sum the partials in chunk order, writing the weight layout (Cin, Cout_g, kH, kW).
   scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
   const int64_t kk = g.kH * g.kW;
-  at::parallel_for(0, wsize, 4096, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, wsize, wsize * chunks, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       acc_t s = partial[e];
       for (int64_t chunk = 1; chunk < chunks; ++chunk) s += partial[chunk * wsize + e];
@@ -444,7 +445,7 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, g.Cout, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, g.Cout, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.kH * g.kW);
     for (int64_t c = begin; c < end; ++c) {
       const int64_t grp = c / g.Cout_g;
@@ -524,7 +525,7 @@ Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
     const scalar_t* p = go.const_data_ptr<scalar_t>();
     scalar_t* out = gb.mutable_data_ptr<scalar_t>();
     if (!channels_last) {
-      at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+      parallel_for_work(0, C, N * C * HW, [&](int64_t begin, int64_t end) {
         for (int64_t c = begin; c < end; ++c) {
           acc_t total = 0;
           for (int64_t n = 0; n < N; ++n) {
@@ -543,7 +544,7 @@ Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
     } else {
       // Rows of (N*H*W) x C: each thread owns a block of channels and walks all rows in order.
       const int64_t rows = N * HW;
-      at::parallel_for(0, C, 16, [&](int64_t begin, int64_t end) {
+      parallel_for_work(0, C, N * C * HW, [&](int64_t begin, int64_t end) {
         std::vector<acc_t> acc(end - begin, acc_t(0));
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t c = begin; c < end; ++c) acc[c - begin] += static_cast<acc_t>(p[r * C + c]);

@@ -24,6 +24,7 @@
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "cpu/parallel.h"
 #include "cpu/simd_tile.h"
 #include "cpu/simd_transpose.h"
 
@@ -107,14 +108,14 @@ void gram_forward_tiles(const Tensor& x, Tensor& out, double scale) {
   Tensor packed = at::empty({N, panels, L * W}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
   acc_t* pk = packed.mutable_data_ptr<acc_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  at::parallel_for(0, N * panels, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * panels, N * C * L, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item)
       pack_panel<scalar_t, acc_t>(xp + item / panels * x.stride(0), C, x.stride(1), x.stride(2),
                                   item % panels, 0, L, pk + item * L * W);
   });
   const acc_t s = static_cast<acc_t>(scale);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * tiles, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
     acc_t sum[W * W];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles;
@@ -148,7 +149,7 @@ void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const int64_t sN = x.stride(0), sC = x.stride(1), sL = x.stride(2);
 
-  at::parallel_for(0, N * splits, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * splits, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
     Tensor packed = at::empty({panels, chunk * W}, acc_opts);
     acc_t* pk = packed.mutable_data_ptr<acc_t>();
     for (int64_t item = begin; item < end; ++item) {
@@ -170,7 +171,7 @@ void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
 
   const acc_t s = static_cast<acc_t>(scale);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * tiles, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
     acc_t sum[W * W];
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, t = item % tiles;

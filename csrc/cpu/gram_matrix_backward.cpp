@@ -15,6 +15,7 @@
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
 #include "cpu/gemm.h"
+#include "cpu/parallel.h"
 
 namespace tconv::cpu {
 namespace {
@@ -33,7 +34,7 @@ void gram_backward(const Tensor& grad_gram, const Tensor& x, Tensor& dx, double 
   const scalar_t* gp = grad_gram.const_data_ptr<scalar_t>();
   const int64_t gN = grad_gram.stride(0), gR = grad_gram.stride(1), gC = grad_gram.stride(2);
   const scalar_t s = static_cast<scalar_t>(scale);
-  at::parallel_for(0, N * C, 16, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * C, N * C * C, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / C, r = item % C;
       const scalar_t* g = gp + n * gN;
@@ -48,7 +49,7 @@ void gram_backward(const Tensor& grad_gram, const Tensor& x, Tensor& dx, double 
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* dp = dx.mutable_data_ptr<scalar_t>();
   const int64_t row_blocks = ceil_div(C, kRowBlock), chunks = ceil_div(L, kColumnChunk);
-  at::parallel_for(0, N * row_blocks * chunks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * row_blocks * chunks, N * C * C * L, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / (row_blocks * chunks);
       const int64_t r0 = (item / chunks) % row_blocks * kRowBlock;

@@ -28,6 +28,7 @@
 
 #include "common/upsample_tables.h"
 #include "cpu/finite.h"
+#include "cpu/parallel.h"
 #include "cpu/vector_gather.h"
 
 namespace tconv::cpu {
@@ -235,6 +236,14 @@ struct NonfiniteWatch {
   }
 };
 
+// Work of a separable resampling (cpu/parallel.h): the source read, and each destination element's
+// taps along both axes.
+template <typename acc_t>
+int64_t resample_work(const at::Tensor& src, const at::Tensor& dst, const AxisTable<acc_t>& th,
+                      const AxisTable<acc_t>& tw) {
+  return src.numel() + dst.numel() * (th.taps + tw.taps);
+}
+
 // channels_last, rows first: per destination row, combine its taps' source rows into one acc_t row
 // (vectorised along W*C), then each destination pixel sums its taps' C-vectors.
 template <typename scalar_t>
@@ -247,7 +256,7 @@ void resample_channels_last_rows_first(const at::Tensor& src, at::Tensor& dst,
   const int64_t src_row = tw.src * C, dst_row = tw.dst * C;
   const scalar_t* sp = src.const_data_ptr<scalar_t>();
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, N * th.dst, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * th.dst, resample_work(src, dst, th, tw), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> rows(new acc_t[src_row]);
     NonfiniteWatch<scalar_t> watch{nonfinite};
     int64_t checked_n = -1, checked_lo = 0, checked_hi = 0;  // source rows already checked
@@ -289,7 +298,7 @@ void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
   // so blocks are long, but there are enough of them for every thread.
   const int64_t block = std::clamp<int64_t>(N * Hd / (8 * at::get_num_threads()), 1, Hd);
   const int64_t blocks = (Hd + block - 1) / block;
-  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * blocks, resample_work(src, dst, th, tw), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> ring(new acc_t[taps * dst_row]);
     std::vector<const acc_t*> rows(taps);
     NonfiniteWatch<scalar_t> watch{nonfinite};
@@ -399,7 +408,7 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
   const bool streaming = dst.nbytes() >= kStreamingBytes;
 
-  at::parallel_for(0, planes * blocks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, planes * blocks, resample_work(src, dst, th, tw), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buf, scratch(rows16 ? (Ws + Wd) * 16 : 0);
     NonfiniteWatch<scalar_t> watch{nonfinite};
     for (int64_t task = begin; task < end; ++task) {

@@ -13,6 +13,7 @@
 #include "common/upsample_args.h"
 #include "common/upsample_raw_taps.h"
 #include "cpu/output_alloc.h"
+#include "cpu/parallel.h"
 #include "cpu/separable_resample.h"
 
 namespace tconv::cpu {
@@ -31,7 +32,7 @@ void resample_direct(const Tensor& x, Tensor& y, const RawTaps<at::opmath_type<s
   const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2), xs3 = x.stride(3);
   const int64_t ys0 = y.stride(0), ys1 = y.stride(1), ys2 = y.stride(2), ys3 = y.stride(3);
   const auto taps_h = view_of(th), taps_w = view_of(tw);
-  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, N * C, N * C * int64_t(th.index.size() * tw.index.size()), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / C, c = p % C;
       const scalar_t* xc = xp + n * xs0 + c * xs1;
