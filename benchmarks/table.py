@@ -9,7 +9,7 @@ import platform
 
 import torch
 
-from . import cases_conv_transpose2d, cases_gram, cases_upsample
+from . import cases_conv_transpose2d, cases_gram, cases_upsample, tiny
 from .chart import write_chart
 from .harness import format_table, geomean, run_case
 
@@ -53,12 +53,19 @@ def main(argv=None):
                      if r["group"] == group and r["pass_"] == pass_ and r.get("dense", True)]
             if sel and len(dense) < len(sel):
                 print(f"geomean speedup {group} {pass_}, dense cases: {geomean(dense):.2f}x over {len(dense)} cases")
+    tiny_rows = []
+    if args.device == "cpu" and (not args.only or args.only in "tiny"):
+        # The tiny-input group: per-call cost (us), tconv vs PyTorch, at 1 thread and at the run's.
+        threads = sorted({1, torch.get_num_threads()})
+        tiny_rows = [r for t in threads for r in tiny.run(t, samples=11 if args.quick else 31)]
+        print()
+        print(tiny.format_rows(tiny_rows))
     results = dict(torch=torch.__version__, threads=torch.get_num_threads(), device=args.device,
-                   rows=rows)
+                   rows=rows, tiny=tiny_rows)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {args.json}")
-    chart = write_chart(results, os.path.splitext(args.json)[0] + ".png")
+    chart = write_chart(results, os.path.splitext(args.json)[0] + ".png") if rows else None
     if chart:
         print(f"wrote {chart}")
     return 0 if all(r["ok"] for r in rows) else 1
