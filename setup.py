@@ -1,7 +1,6 @@
 """Builds tconv._C: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc is present."""
 import glob
 import os
-import platform
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -25,17 +24,17 @@ def _sanitize():
 
 
 def _cxx_flags():
-    flags = ["-O1", "-g", "-std=c++17", "-fopenmp", *SANITIZE] if _sanitize() else ["-O3", "-std=c++17", "-fopenmp"]
-    # Hand-written loops are vectorised by the compiler, and the AVX-512 paths exist only when the
-    # target has it: -march=native gives the machine's widest vectors (in the sanitizer build too,
-    # so it checks the paths users run). TCONV_PORTABLE=1 builds for any x86-64/aarch64 CPU.
-    if os.environ.get("TCONV_PORTABLE", "0") != "1" and platform.machine() in ("x86_64", "AMD64"):
-        flags.append("-march=native")
-    return flags
+    # No -march: the build runs on any CPU of its architecture. The CPU kernels are compiled once
+    # per instruction set (csrc/cpu/capability/: baseline, AVX2, AVX-512 on x86-64) and the best
+    # one the CPU has is chosen at run time (csrc/cpu/dispatch.cpp).
+    return ["-O1", "-g", "-std=c++17", "-fopenmp", *SANITIZE] if _sanitize() else ["-O3", "-std=c++17", "-fopenmp"]
 
 
 def _extension():
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    # The kernel sources csrc/cpu/<op>.cpp are compiled through csrc/cpu/capability/, once per CPU
+    # capability; dispatch.cpp registers them and autocast.cpp is capability-independent.
+    sources = sorted(glob.glob("csrc/*.cpp") + ["csrc/cpu/dispatch.cpp", "csrc/cpu/autocast.cpp"]
+                     + glob.glob("csrc/cpu/capability/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc")]
     if _with_cuda():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))

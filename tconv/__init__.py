@@ -10,5 +10,12 @@ from . import init, memory
 from .functional import conv_transpose2d, gram_matrix, interpolate, style_loss
 from .modules import ConvTranspose2d, GramMatrix, Upsample, UpsamplingBilinear2d
 
+
+def cpu_capability():
+    """The build of tconv's CPU kernels that runs: ``'avx512'``, ``'avx2'`` or ``'default'``. It is
+    PyTorch's own capability (``torch.backends.cpu.get_cpu_capability()``): the CPU's best, or the
+    lower one ``ATEN_CPU_CAPABILITY`` asks for, so both libraries run at the same level."""
+    return _C._cpu_capability()
+
 __all__ = ["conv_transpose2d", "interpolate", "gram_matrix", "style_loss", "init",
-           "memory", "ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "GramMatrix"]
+           "memory", "cpu_capability", "ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "GramMatrix"]

@@ -27,8 +27,9 @@
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/output_alloc.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -279,6 +280,9 @@ void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<T
   });
 }
 
+}  // namespace
+
+// Entry point (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
 Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
                             const std::optional<Tensor>& bias, at::IntArrayRef stride,
                             at::IntArrayRef padding, at::IntArrayRef output_padding,
@@ -314,10 +318,4 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   return y;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("conv_transpose2d", &conv_transpose2d_cpu);
-}
-
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

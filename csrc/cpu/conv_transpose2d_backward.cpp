@@ -29,8 +29,9 @@
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 #include "cpu/parallel.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -334,6 +335,9 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
   });
 }
 
+}  // namespace
+
+// Entry point (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
 Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight,
                                            at::IntArrayRef stride, at::IntArrayRef padding,
                                            int64_t groups, at::IntArrayRef dilation,
@@ -555,12 +559,4 @@ Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
   return gb;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("conv_transpose2d_backward_input", &conv_transpose2d_backward_input_cpu);
-  m.impl("conv_transpose2d_backward_weight", &conv_transpose2d_backward_weight_cpu);
-  m.impl("conv_transpose2d_backward_bias", &conv_transpose2d_backward_bias_cpu);
-}
-
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

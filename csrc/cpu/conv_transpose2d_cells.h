@@ -10,7 +10,7 @@
 
 #include "common/conv_transpose2d_args.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
 // Cells qh of phase rh whose output row lies in [0, Ho).
 struct CellRange {
@@ -114,4 +114,4 @@ void gather_grad_cells(const scalar_t* go, const ConvTranspose2dGeometry& g, int
   }
 }
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

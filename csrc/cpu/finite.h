@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
 // Exponent field of each floating type: all ones means Inf or NaN. Testing bits in an integer loop
 // lets the compiler vectorise the scan (a std::isfinite loop does not), so the check costs a read.
@@ -61,4 +61,4 @@ inline bool all_finite_any(const at::Tensor& t) {
   return finite;
 }
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -27,8 +27,9 @@
 #include "cpu/parallel.h"
 #include "cpu/simd_tile.h"
 #include "cpu/simd_transpose.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -196,6 +197,9 @@ void gram_forward(const Tensor& x, Tensor& out, double scale) {
   }
 }
 
+}  // namespace
+
+// Entry point (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
 Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
   check_gram_features(features, "gram_matrix");
   const int64_t N = features.size(0), C = features.size(1), L = features.size(2);
@@ -207,10 +211,4 @@ Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
   return out;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("gram_matrix", &gram_matrix_cpu);
-}
-
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

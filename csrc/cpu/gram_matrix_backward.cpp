@@ -16,8 +16,9 @@
 #include "common/gram_tiles.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -62,6 +63,9 @@ void gram_backward(const Tensor& grad_gram, const Tensor& x, Tensor& dx, double 
   });
 }
 
+}  // namespace
+
+// Entry point (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
 Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features, bool normalize) {
   check_gram_grad(grad_gram, features, "gram_matrix_backward");
   const int64_t C = features.size(1), L = features.size(2);
@@ -81,10 +85,4 @@ Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features,
   return dx;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("gram_matrix_backward", &gram_matrix_backward_cpu);
-}
-
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -31,7 +31,7 @@
 #include "cpu/parallel.h"
 #include "cpu/vector_gather.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
 // out[x] = sum_j w[j] * rows[j][x], x < width. TAPS > 0 fixes the tap count at compile time; with
 // a run-time count (wide backward tables: 8-17 taps) the taps loop cannot be the inner one of a
@@ -72,12 +72,12 @@ constexpr size_t kStreamingBytes = size_t(32) << 20;
 
 // Orders a thread's non-temporal stores before the parallel region ends and others may read them.
 inline void streaming_fence() {
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   _mm_sfence();
 #endif
 }
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 // combine_rows for float32 with the accumulators in registers, 64 then 16 columns at a time and a
 // masked tail, for any tap count (combine_rows<0> goes through memory); row_at(j) points at tap j's
 // row. With `streaming` the stores are non-temporal: a destination far bigger than the caches is
@@ -137,7 +137,7 @@ inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* 
     case 3: return combine_rows<3>(base, row_stride, w, taps, width, out);
     case 4: return combine_rows<4>(base, row_stride, w, taps, width, out);
     default:
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
       if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>)
         return combine_rows_f32(base, row_stride, w, taps, width, out, false);
 #endif
@@ -149,7 +149,7 @@ inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* 
 template <typename in_t, typename out_t, typename acc_t>
 inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
                                 int64_t width, out_t* out, bool streaming) {
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>) {
     if (streaming) return combine_rows_f32(base, row_stride, w, taps, width, out, true);
   }
@@ -164,7 +164,7 @@ inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_
 template <typename out_t, typename acc_t>
 inline void combine_row_pointers(const acc_t* const* rows, const acc_t* w, int64_t taps, int64_t width,
                                  out_t* out, bool streaming) {
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<out_t, float>)
     return combine_f32([=](int64_t j) { return rows[j]; }, w, taps, width, out, streaming);
 #endif
@@ -358,11 +358,11 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
     if (!poly.usable) lanes = make_gather_lane_plan(tw);  // only consulted when polyphase is not
   }
   bool rows16 = false;
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   rows16 = kFloat && !poly.usable && !(lanes.usable && lanes.group >= 8);  // 8-lane windows win at x2
 #endif
   auto gather = [&](const auto* row, auto* out) {
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
     if constexpr (kFloat) {
       if (poly.usable) return gather_row_polyphase_any(row, tw, poly, out);
       if (lanes.usable) return gather_row_lanes_any(row, lanes, out);
@@ -373,7 +373,7 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   // Gathers rows [0, n) of `in` (stride in_stride) into `out` (stride Wd).
   auto gather_rows = [&](const auto* in, int64_t in_stride, int64_t n, auto* out, acc_t* scratch) {
     int64_t r = 0;
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
     if constexpr (kFloat) {
       if (rows16)
         for (; r + 16 <= n; r += 16)
@@ -463,4 +463,4 @@ void resample_separable(const at::Tensor& src, at::Tensor& dst,
   else resample_contiguous<scalar_t>(src, dst, th, tw, nonfinite);
 }
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

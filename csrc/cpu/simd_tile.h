@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <cstring>
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 constexpr int kVectorBytes = 64;
 #else
 constexpr int kVectorBytes = 32;
@@ -48,4 +48,4 @@ inline void tile_multiply_accumulate(const T* a, const T* b, int64_t len, T* sum
   for (int c = 0; c < W; ++c) std::memcpy(sum + c * W, &acc[c], sizeof(V));
 }
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

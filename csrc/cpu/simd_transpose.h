@@ -5,13 +5,13 @@
 
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 #include <immintrin.h>
 #endif
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 constexpr bool kHasTranspose16x16 = true;
 
 // dst[k * 16 + r] = src[r * ld + k] for r, k < 16.
@@ -68,4 +68,4 @@ constexpr bool kHasTranspose16x16 = false;
 inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
 #endif
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -15,8 +15,9 @@
 #include "cpu/output_alloc.h"
 #include "cpu/parallel.h"
 #include "cpu/separable_resample.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -69,9 +70,15 @@ Tensor upsample2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool ali
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("upsample_bilinear2d", &upsample2d_cpu<UpsampleMode::Bilinear>);
-  m.impl("upsample_bicubic2d", &upsample2d_cpu<UpsampleMode::Bicubic>);
+// Entry points (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
+Tensor upsample_bilinear2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool align_corners,
+    bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  return upsample2d_cpu<UpsampleMode::Bilinear>(input, output_size, align_corners, antialias, scale_h, scale_w);
 }
 
-}  // namespace tconv::cpu
+Tensor upsample_bicubic2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool align_corners,
+    bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  return upsample2d_cpu<UpsampleMode::Bicubic>(input, output_size, align_corners, antialias, scale_h, scale_w);
+}
+
+}  // namespace tconv::cpu::CPU_CAPABILITY

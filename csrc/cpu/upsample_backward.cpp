@@ -11,8 +11,9 @@
 #include "common/upsample_args.h"
 #include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
+#include "cpu/kernels.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
@@ -41,9 +42,15 @@ Tensor upsample2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tconv, CPU, m) {
-  m.impl("upsample_bilinear2d_backward", &upsample2d_backward_cpu<UpsampleMode::Bilinear>);
-  m.impl("upsample_bicubic2d_backward", &upsample2d_backward_cpu<UpsampleMode::Bicubic>);
+// Entry points (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
+Tensor upsample_bilinear2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
+    bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  return upsample2d_backward_cpu<UpsampleMode::Bilinear>(grad_output, input_size, align_corners, antialias, scale_h, scale_w);
 }
 
-}  // namespace tconv::cpu
+Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
+    bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  return upsample2d_backward_cpu<UpsampleMode::Bicubic>(grad_output, input_size, align_corners, antialias, scale_h, scale_w);
+}
+
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -15,14 +15,14 @@
 #include <cstdint>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 #include <immintrin.h>
 #endif
 
 #include "common/upsample_tables.h"
 #include "cpu/simd_transpose.h"
 
-namespace tconv::cpu {
+namespace tconv::cpu::CPU_CAPABILITY {
 
 struct GatherLanePlan {
   static constexpr int kLanes = 16, kWindow = 32;
@@ -39,7 +39,7 @@ struct GatherLanePlan {
 
 inline GatherLanePlan make_gather_lane_plan(const AxisTable<float>& t) {
   GatherLanePlan p;
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   constexpr int L = GatherLanePlan::kLanes;
   auto spans_fit = [&](int64_t group) {  // start is non-decreasing: a group's span is last - first
     for (int64_t d0 = 0; d0 < t.dst; d0 += group) {
@@ -87,7 +87,7 @@ inline GatherLanePlan make_gather_lane_plan(const AxisTable<float>& t) {
   return p;
 }
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 // The 16 floats at row + at, zeros at and past row + src: windows and phase blocks may run past the
 // row's end, where no lane reads (a table's starts are at most src - taps).
 inline __m512 load_before(const float* row, int64_t at, int64_t src) {
@@ -228,7 +228,7 @@ struct PolyphasePlan {
 
 inline PolyphasePlan make_polyphase_plan(const AxisTable<float>& t) {
   PolyphasePlan p;
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
   if (t.dst < 32) return p;
   const int64_t mid = t.dst / 2, f = t.start[mid + 1] - t.start[mid];
   if ((f != 2 && f != 4) || t.taps > 16 * f) return p;  // tap j reads lane j / f + l < 32
@@ -252,7 +252,7 @@ inline PolyphasePlan make_polyphase_plan(const AxisTable<float>& t) {
   return p;
 }
 
-#if defined(__AVX512F__)
+#if defined(TCONV_CPU_AVX512)
 // Phases r < F of the 16 * F sources at row + at (zeros past the row's end): x is split by
 // permutes with gather_row_polyphase's phase indices.
 template <int F>
@@ -394,4 +394,4 @@ inline void gather_row_polyphase_any(const float* row, const AxisTable<float>& t
 }
 #endif
 
-}  // namespace tconv::cpu
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -1,0 +1,131 @@
+// The CPU kernels of every tconv operator, registered once: each call runs the build of the
+// kernels (cpu/capability/) for the CPU capability ATen chose at start-up, the CPU's best (AVX512,
+// AVX2, DEFAULT) unless ATEN_CPU_CAPABILITY asks for a lower one, so tconv and PyTorch always run
+// at the same level. One binary serves every x86-64 CPU; other CPUs have the DEFAULT build only.
+#include <ATen/Version.h>
+#include <torch/library.h>
+
+#include <string>
+
+#define CPU_CAPABILITY DEFAULT
+#include "cpu/kernels.h"
+#undef CPU_CAPABILITY
+#if defined(__x86_64__) || defined(_M_X64)
+#define TCONV_CPU_HAS_X86_BUILDS 1
+#define CPU_CAPABILITY AVX2
+#include "cpu/kernels.h"
+#undef CPU_CAPABILITY
+#define CPU_CAPABILITY AVX512
+#include "cpu/kernels.h"
+#undef CPU_CAPABILITY
+#endif
+
+#include "cpu/dispatch.h"
+
+namespace tconv::cpu {
+
+CpuCapability cpu_capability() {
+  static const CpuCapability capability = [] {
+#if defined(TCONV_CPU_HAS_X86_BUILDS)
+    // ATen's choice (at::get_cpu_capability: ATEN_CPU_CAPABILITY, capped at what the CPU has).
+    const std::string aten = at::get_cpu_capability();
+    if (aten == "AVX512") return CpuCapability::AVX512;
+    if (aten == "AVX2") return CpuCapability::AVX2;
+#endif
+    return CpuCapability::DEFAULT;
+  }();
+  return capability;
+}
+
+const char* cpu_capability_name() {
+  switch (cpu_capability()) {
+    case CpuCapability::AVX512: return "avx512";
+    case CpuCapability::AVX2: return "avx2";
+    default: return "default";
+  }
+}
+
+namespace {
+
+using at::IntArrayRef;
+using at::Tensor;
+
+#if defined(TCONV_CPU_HAS_X86_BUILDS)
+#define TCONV_CPU_DISPATCH(fn, ...)                                  \
+  switch (cpu_capability()) {                                        \
+    case CpuCapability::AVX512: return AVX512::fn(__VA_ARGS__);      \
+    case CpuCapability::AVX2: return AVX2::fn(__VA_ARGS__);          \
+    default: return DEFAULT::fn(__VA_ARGS__);                        \
+  }
+#else
+#define TCONV_CPU_DISPATCH(fn, ...) return DEFAULT::fn(__VA_ARGS__);
+#endif
+
+Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                        IntArrayRef dilation) {
+  TCONV_CPU_DISPATCH(conv_transpose2d_cpu, input, weight, bias, stride, padding, output_padding, groups, dilation)
+}
+
+Tensor conv_transpose2d_backward_input(const Tensor& grad_output, const Tensor& weight, IntArrayRef stride,
+                                       IntArrayRef padding, int64_t groups, IntArrayRef dilation,
+                                       IntArrayRef input_hw) {
+  TCONV_CPU_DISPATCH(conv_transpose2d_backward_input_cpu, grad_output, weight, stride, padding, groups, dilation,
+                     input_hw)
+}
+
+Tensor conv_transpose2d_backward_weight(const Tensor& grad_output, const Tensor& input, IntArrayRef kernel_hw,
+                                        IntArrayRef stride, IntArrayRef padding, int64_t groups,
+                                        IntArrayRef dilation) {
+  TCONV_CPU_DISPATCH(conv_transpose2d_backward_weight_cpu, grad_output, input, kernel_hw, stride, padding, groups,
+                     dilation)
+}
+
+Tensor conv_transpose2d_backward_bias(const Tensor& grad_output) {
+  TCONV_CPU_DISPATCH(conv_transpose2d_backward_bias_cpu, grad_output)
+}
+
+Tensor upsample_bilinear2d(const Tensor& input, IntArrayRef size, bool align_corners, bool antialias,
+                           std::optional<double> scale_h, std::optional<double> scale_w) {
+  TCONV_CPU_DISPATCH(upsample_bilinear2d_cpu, input, size, align_corners, antialias, scale_h, scale_w)
+}
+
+Tensor upsample_bicubic2d(const Tensor& input, IntArrayRef size, bool align_corners, bool antialias,
+                          std::optional<double> scale_h, std::optional<double> scale_w) {
+  TCONV_CPU_DISPATCH(upsample_bicubic2d_cpu, input, size, align_corners, antialias, scale_h, scale_w)
+}
+
+Tensor upsample_bilinear2d_backward(const Tensor& grad_output, IntArrayRef size, bool align_corners,
+                                    bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  TCONV_CPU_DISPATCH(upsample_bilinear2d_backward_cpu, grad_output, size, align_corners, antialias, scale_h, scale_w)
+}
+
+Tensor upsample_bicubic2d_backward(const Tensor& grad_output, IntArrayRef size, bool align_corners,
+                                   bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
+  TCONV_CPU_DISPATCH(upsample_bicubic2d_backward_cpu, grad_output, size, align_corners, antialias, scale_h, scale_w)
+}
+
+Tensor gram_matrix(const Tensor& features, bool normalize) {
+  TCONV_CPU_DISPATCH(gram_matrix_cpu, features, normalize)
+}
+
+Tensor gram_matrix_backward(const Tensor& grad_gram, const Tensor& features, bool normalize) {
+  TCONV_CPU_DISPATCH(gram_matrix_backward_cpu, grad_gram, features, normalize)
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CPU, m) {
+  m.impl("conv_transpose2d", &conv_transpose2d);
+  m.impl("conv_transpose2d_backward_input", &conv_transpose2d_backward_input);
+  m.impl("conv_transpose2d_backward_weight", &conv_transpose2d_backward_weight);
+  m.impl("conv_transpose2d_backward_bias", &conv_transpose2d_backward_bias);
+  m.impl("upsample_bilinear2d", &upsample_bilinear2d);
+  m.impl("upsample_bicubic2d", &upsample_bicubic2d);
+  m.impl("upsample_bilinear2d_backward", &upsample_bilinear2d_backward);
+  m.impl("upsample_bicubic2d_backward", &upsample_bicubic2d_backward);
+  m.impl("gram_matrix", &gram_matrix);
+  m.impl("gram_matrix_backward", &gram_matrix_backward);
+}
+
+}  // namespace tconv::cpu

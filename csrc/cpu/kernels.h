@@ -1,0 +1,38 @@
+// The CPU kernels' entry points, declared for the capability CPU_CAPABILITY (DEFAULT, AVX2 or
+// AVX512). No include guard: cpu/dispatch.cpp includes this once per capability, and each
+// capability's build of the kernels (cpu/capability/) once for its own.
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
+namespace tconv::cpu::CPU_CAPABILITY {
+
+using at::IntArrayRef;
+using at::Tensor;
+
+Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                            IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                            int64_t groups, IntArrayRef dilation);
+Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight, IntArrayRef stride,
+                                           IntArrayRef padding, int64_t groups, IntArrayRef dilation,
+                                           IntArrayRef input_hw);
+Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Tensor& input,
+                                            IntArrayRef kernel_hw, IntArrayRef stride, IntArrayRef padding,
+                                            int64_t groups, IntArrayRef dilation);
+Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output);
+
+Tensor upsample_bilinear2d_cpu(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                               bool antialias, std::optional<double> scale_h, std::optional<double> scale_w);
+Tensor upsample_bicubic2d_cpu(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                              bool antialias, std::optional<double> scale_h, std::optional<double> scale_w);
+Tensor upsample_bilinear2d_backward_cpu(const Tensor& grad_output, IntArrayRef input_size, bool align_corners,
+                                        bool antialias, std::optional<double> scale_h,
+                                        std::optional<double> scale_w);
+Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, IntArrayRef input_size, bool align_corners,
+                                       bool antialias, std::optional<double> scale_h,
+                                       std::optional<double> scale_w);
+
+Tensor gram_matrix_cpu(const Tensor& features, bool normalize);
+Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features, bool normalize);
+
+}  // namespace tconv::cpu::CPU_CAPABILITY
