@@ -12,7 +12,8 @@
 //   - long L: work items are (batch item, segment of L), each packing cache-sized chunks and
 //     accumulating partial tile sums; a second pass adds the segments in order.
 // Two parallel regions either way (few barriers). The schedule, segments and chunks depend on the
-// shape only, never on the thread count: bitwise reproducible results.
+// shape only, never on the thread count: bitwise reproducible results. The baseline build (no
+// AVX2) takes the BLAS's row blocks instead (gram_forward_blas).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -24,6 +25,7 @@
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "cpu/gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/simd_tile.h"
 #include "cpu/simd_transpose.h"
@@ -185,8 +187,63 @@ void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
   });
 }
 
+// The baseline build has no FMA and 16-byte vectors: its tiles run at a third of bmm's speed, and
+// the BLAS's own GEMM (its best kernels whatever the capability) is faster. There the
+// upper triangle is computed in row blocks by the BLAS: G[r0:r1, r0:C] = X[r0:r1] X[r0:C]^T (about
+// half the FLOPs of X X^T when C is several blocks of kBlasRows rows), one single-threaded call per (batch item,
+// row block, segment of L). A second pass adds the segments in order, scales, rounds and writes
+// each upper-triangle sum to (i, j) and (j, i): G equals G^T bit for bit, and the segments depend
+// on the shape only (bitwise reproducible for any thread count).
+constexpr int64_t kBlasRows = 32;
+constexpr int64_t kMinBlasSegment = 1024;
+
+template <typename scalar_t>
+void gram_forward_blas(const Tensor& x_in, Tensor& out, double scale) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t N = x_in.size(0), C = x_in.size(1), L = x_in.size(2);
+  // The BLAS operand: X in acc_t with rows (stride_l == 1) or columns (stride_c == 1) contiguous.
+  Tensor x = x_in.to(c10::CppTypeToScalarType<acc_t>::value);
+  if (x.stride(2) != 1 && x.stride(1) != 1) x = x.contiguous();
+  const bool rows_contiguous = x.stride(2) == 1;
+  const int64_t ld = rows_contiguous ? x.stride(1) : x.stride(2);
+  const acc_t* xp = x.const_data_ptr<acc_t>();
+  const int64_t blocks = ceil_div(C, kBlasRows);
+  // Enough work items for the threads a machine may have, each segment long enough for the BLAS.
+  const int64_t segments = std::clamp<int64_t>(ceil_div(kParallelItems, N * blocks), 1,
+                                               std::max<int64_t>(L / kMinBlasSegment, 1));
+  const int64_t seg_len = ceil_div(L, segments);
+  Tensor partial = at::empty({N, segments, C, C}, x.options());
+  acc_t* pp = partial.mutable_data_ptr<acc_t>();
+  parallel_for_work(0, N * blocks * segments, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t seg = item % segments, blk = item / segments % blocks, n = item / (segments * blocks);
+      const int64_t r0 = blk * kBlasRows, rows = std::min(kBlasRows, C - r0);
+      const int64_t l0 = seg * seg_len, len = std::min(seg_len, L - l0);
+      const acc_t* origin = xp + n * x.stride(0) + r0 * (rows_contiguous ? ld : 1) + l0 * (rows_contiguous ? 1 : ld);
+      // A = X[r0:r0+rows, l0:l0+len], B = X[r0:C, l0:l0+len]^T.
+      gemm<acc_t>(rows, C - r0, len, {origin, ld, !rows_contiguous}, {origin, ld, rows_contiguous},
+                  pp + ((n * segments + seg) * C + r0) * C + r0, C, false);
+    }
+  });
+  const acc_t s = static_cast<acc_t>(scale);
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  parallel_for_work(0, N * C, N * C * C * segments, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / C, i = item % C;
+      const acc_t* row = pp + (n * segments * C + i) * C;
+      scalar_t* g = op + n * C * C;
+      for (int64_t j = i; j < C; ++j) {
+        acc_t sum = row[j];
+        for (int64_t seg = 1; seg < segments; ++seg) sum += row[seg * C * C + j];
+        g[i * C + j] = g[j * C + i] = static_cast<scalar_t>(sum * s);
+      }
+    }
+  });
+}
+
 template <typename scalar_t>
 void gram_forward(const Tensor& x, Tensor& out, double scale) {
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t packed_bytes =
       x.size(0) * ceil_div(x.size(1), kLanes<acc_t>) * kLanes<acc_t> * x.size(2) * sizeof(acc_t);
@@ -195,6 +252,9 @@ void gram_forward(const Tensor& x, Tensor& out, double scale) {
   } else {
     gram_forward_segments<scalar_t>(x, out, scale);
   }
+#else
+  gram_forward_blas<scalar_t>(x, out, scale);
+#endif
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #elif defined(TCONV_BUILD_AVX2)
 #define CPU_CAPABILITY AVX2
 #define TCONV_CPU_RAISED 1
+#define TCONV_CPU_AVX2 1
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
@@ -23,7 +24,8 @@
 #pragma GCC target("avx2,fma,f16c")
 #endif
 #elif defined(TCONV_BUILD_AVX512)
-// ATen's AVX512 level (AVX-512 F, BW, VL, DQ); TCONV_CPU_AVX512 selects the kernels' AVX-512 code.
+// ATen's AVX512 level (AVX-512 F, BW, VL, DQ); TCONV_CPU_AVX512 selects the kernels' AVX-512 code
+// (and TCONV_CPU_AVX2 their AVX2 code: `#pragma GCC target` defines no __AVX2__ / __AVX512F__).
 #define CPU_CAPABILITY AVX512
 #define TCONV_CPU_RAISED 1
 #define TCONV_CPU_AVX512 1
