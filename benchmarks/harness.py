@@ -181,13 +181,15 @@ def _backward_row(case, inputs, grad_out, sync, min_time, device):
 
 
 def format_table(rows):
-    head = ["op", "case", "pass", "torch ms", "tconv ms", "speedup", "GFLOP/s", "GB/s",
-            "x floor", "max speedup", "peer ms", "check"]
+    head = ["op", "case", "pass", "torch ms", "tconv ms", "speedup", "kernel vs kernel", "GFLOP/s",
+            "GB/s", "x floor", "max speedup", "peer ms", "check"]
     lines = [head]
     for r in rows:
         peer = f"{r['peer_ms']:.2f} ({r['peer']})" if "peer_ms" in r else ""
         lines.append([r["group"], r["case"], r["pass_"], f"{r['torch_ms']:.2f}", f"{r['tconv_ms']:.2f}",
-                      f"{r['speedup']:.2f}x", f"{r['gflops']:.1f}" if "gflops" in r else "",
+                      f"{r['speedup']:.2f}x",
+                      f"{r['kernel_speedup']:.2f}x" if "kernel_speedup" in r else "",
+                      f"{r['gflops']:.1f}" if "gflops" in r else "",
                       f"{r['gbps']:.1f}" if "gbps" in r else "",
                       f"{r['x_floor']:.2f}" if "x_floor" in r else "",
                       f"{r['max_speedup']:.2f}x" if "max_speedup" in r else "", peer,

@@ -6,8 +6,13 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 
 import torch
+
+import tconv
 
 from . import cases_conv_transpose2d, cases_gram, cases_upsample, tiny
 from .chart import write_chart
@@ -23,7 +28,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shorter timing (noisier)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where both sides run (cuda: float32 without TF32 on both sides)")
+    parser.add_argument("--no-kernel-vs-kernel", action="store_true",
+                        help="CPU: skip the second run (tconv's output cache off, PyTorch on huge pages)")
     args = parser.parse_args(argv)
+    kernel_rows = {}
+    if args.device == "cpu" and not args.no_kernel_vs_kernel and not os.environ.get(_KERNEL_RUN):
+        kernel_rows = _kernel_vs_kernel_rows(sys.argv[1:] if argv is None else argv)
     if args.device == "cuda":
         # Full float32 on both sides: cuDNN's default TF32 would compare a different precision.
         torch.backends.cudnn.allow_tf32 = False
@@ -36,13 +46,23 @@ def main(argv=None):
                 continue
             if args.only and args.only not in case.group and args.only not in case.name:
                 continue
-            rows += run_case(case, min_time=0.15 if args.quick else 0.5, device=args.device)
+            new_rows = run_case(case, min_time=0.15 if args.quick else 0.5, device=args.device)
+            for r in new_rows:
+                kernel = kernel_rows.get((r["group"], r["case"], r["pass_"]))
+                if kernel is not None:
+                    r["kernel_speedup"] = kernel["speedup"]
+            rows += new_rows
             print(format_table(rows[-2:]).splitlines()[-1 if case.backward else -1], flush=True)
     print()
     if args.device == "cuda":
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, float32 without TF32")
     else:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu_model()}, "
+              f"tconv CPU kernels: {tconv.cpu_capability()}, PyTorch: {torch.backends.cpu.get_cpu_capability()}")
+        if kernel_rows:
+            print("speedup: steady state (tconv's output cache on, PyTorch's default allocator); "
+                  "kernel vs kernel: a second run with the cache off (TCONV_CPU_CACHE_MB=0) and "
+                  "PyTorch on huge pages (THP_MEM_ALLOC_ENABLE=1), both paying for fresh outputs")
     print(format_table(rows))
     for group in sorted({r["group"] for r in rows}):
         for pass_ in ("fwd", "fwd+bwd", "bwd"):
@@ -54,7 +74,7 @@ def main(argv=None):
             if sel and len(dense) < len(sel):
                 print(f"geomean speedup {group} {pass_}, dense cases: {geomean(dense):.2f}x over {len(dense)} cases")
     tiny_rows = []
-    if args.device == "cpu" and (not args.only or args.only in "tiny"):
+    if args.device == "cpu" and (not args.only or args.only in "tiny") and not os.environ.get(_KERNEL_RUN):
         # The tiny-input group: per-call cost (us), tconv vs PyTorch, at 1 thread and at the run's.
         threads = sorted({1, torch.get_num_threads()})
         tiny_rows = [r for t in threads for r in tiny.run(t, samples=11 if args.quick else 31)]
@@ -69,6 +89,40 @@ def main(argv=None):
     if chart:
         print(f"wrote {chart}")
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+_KERNEL_RUN = "TCONV_BENCH_KERNEL_RUN"
+
+
+def _cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _kernel_vs_kernel_rows(argv):
+    """The same table in a child process with tconv's output cache off and PyTorch's CPU allocator
+    on huge pages (both read at start-up): (group, case, pass) -> row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.json")
+        child, skip = [], False
+        for a in argv:  # the parent's arguments without its --json
+            if skip or a.startswith("--json"):
+                skip = a == "--json"
+                continue
+            child.append(a)
+        env = dict(os.environ, TCONV_CPU_CACHE_MB="0", THP_MEM_ALLOC_ENABLE="1", **{_KERNEL_RUN: "1"})
+        print("== kernel vs kernel run (tconv cache off, PyTorch on huge pages)", flush=True)
+        subprocess.run([sys.executable, "-m", "benchmarks.table", *child, "--json", path], env=env,
+                       check=False, stdout=subprocess.DEVNULL)
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            return {(r["group"], r["case"], r["pass_"]): r for r in json.load(f)["rows"]}
 
 
 if __name__ == "__main__":

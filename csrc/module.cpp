@@ -21,6 +21,28 @@ PyObject* cached_bytes(PyObject*, PyObject*) {
   return PyLong_FromSize_t(tconv::cpu::huge_page_allocator().cached_bytes());
 }
 
+PyObject* set_cache_limit(PyObject*, PyObject* arg) {
+  const unsigned long long bytes = PyLong_AsUnsignedLongLong(arg);
+  if (PyErr_Occurred()) return nullptr;
+  Py_BEGIN_ALLOW_THREADS
+  tconv::cpu::huge_page_allocator().set_limit(size_t(bytes));
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
+}
+
+PyObject* cache_stats(PyObject*, PyObject*) {
+  const tconv::cpu::OutputCacheStats s = tconv::cpu::huge_page_allocator().stats();
+  return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "cached_bytes", (unsigned long long)s.cached_bytes,
+                       "peak_cached_bytes", (unsigned long long)s.peak_cached_bytes, "limit_bytes",
+                       (unsigned long long)s.limit_bytes, "hits", (unsigned long long)s.hits, "misses",
+                       (unsigned long long)s.misses, "evictions", (unsigned long long)s.evictions);
+}
+
+PyObject* reset_peak(PyObject*, PyObject*) {
+  tconv::cpu::huge_page_allocator().reset_peak();
+  Py_RETURN_NONE;
+}
+
 PyObject* cpu_capability(PyObject*, PyObject*) {
   return PyUnicode_FromString(tconv::cpu::cpu_capability_name());
 }
@@ -30,6 +52,9 @@ PyMethodDef methods[] = {
      "The build of the CPU kernels that runs: 'default', 'avx2' or 'avx512'."},
     {"_empty_cache", empty_cache, METH_NOARGS, "Free the cached CPU output buffers; returns the bytes freed."},
     {"_cached_bytes", cached_bytes, METH_NOARGS, "Bytes held by the CPU output cache."},
+    {"_set_cache_limit", set_cache_limit, METH_O, "Cap the CPU output cache (bytes; 0 disables it)."},
+    {"_cache_stats", cache_stats, METH_NOARGS, "The CPU output cache's counters."},
+    {"_reset_peak", reset_peak, METH_NOARGS, "Restart the peak of cached bytes from now."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

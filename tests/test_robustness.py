@@ -735,6 +735,81 @@ def test_output_cache_holds_freed_buffers_until_emptied():
     assert tconv.memory.cached_bytes() == 0
 
 
+def test_output_cache_stats_and_runtime_limit():
+    tconv.memory.empty_cache()
+    before = tconv.memory.stats()
+    assert before["limit_bytes"] <= 256 * 2**20  # the default cap (TCONV_CPU_CACHE_MB unset)
+    x = torch.randn(1, 8, 128, 128)
+    del_ = tconv.interpolate(x, scale_factor=2)  # 2 MiB output
+    del del_
+    y = tconv.interpolate(x, scale_factor=2)  # reuses it
+    after = tconv.memory.stats()
+    assert after["hits"] == before["hits"] + 1 and after["cached_bytes"] == 0
+    del y
+    assert tconv.memory.stats()["peak_cached_bytes"] >= 2 * 2**20
+    old = after["limit_bytes"] / 2**20
+    try:
+        tconv.memory.set_cache_limit(0)  # disables the cache and releases it
+        stats = tconv.memory.stats()
+        assert stats["cached_bytes"] == 0 and stats["limit_bytes"] == 0
+        z = tconv.interpolate(x, scale_factor=2)
+        del z
+        assert tconv.memory.cached_bytes() == 0
+    finally:
+        tconv.memory.set_cache_limit(old)
+    tconv.memory.reset_peak_stats()
+    assert tconv.memory.stats()["peak_cached_bytes"] == tconv.memory.cached_bytes()
+    with pytest.raises(ValueError):
+        tconv.memory.set_cache_limit(-1)
+
+
+def test_output_cache_releases_idle_buffers():
+    """A buffer unused for TCONV_CPU_CACHE_IDLE_S seconds goes at the next large allocation."""
+    import subprocess
+    import sys
+    code = (
+        "import time, torch, tconv\n"
+        "y = tconv.interpolate(torch.randn(1, 8, 128, 128), scale_factor=2); del y\n"
+        "held = tconv.memory.cached_bytes()\n"
+        "time.sleep(1.5)\n"
+        "z = tconv.interpolate(torch.randn(1, 8, 128, 256), scale_factor=2)\n"
+        "s = tconv.memory.stats()\n"
+        "print(held, s['cached_bytes'], s['evictions'])\n")
+    env = dict(os.environ, TCONV_CPU_CACHE_IDLE_S="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    held, cached, evictions = map(int, out.stdout.split())
+    assert held == 2 * 2**20 and cached == 0 and evictions == 1
+
+
+def test_reused_buffers_from_several_python_threads():
+    """Python threads (the GIL released in the kernels) calling ops whose outputs share the
+    cache's sizes, each poisoning its freed outputs: every result bit-identical to a lone call."""
+    cases = [c for c in STRESS_OPS if "gram" not in c[0]][:6]
+    want = {name: call().clone() for name, call in cases}
+    errors = []
+
+    def work(offset):
+        try:
+            for rep in range(3):
+                for name, call in cases[offset:] + cases[:offset]:
+                    poison = call()
+                    poison.fill_(float("nan"))
+                    del poison
+                    got = call()
+                    if not torch.equal(got, want[name]):
+                        errors.append(name)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
 @pytest.mark.parametrize("limit_mb,expected", [("0", 0), ("5", 4 * 2**20), ("1024", 6 * 2**20)])
 def test_output_cache_limit_from_the_environment(limit_mb, expected):
     """TCONV_CPU_CACHE_MB caps the cache (0 disables it); least recently freed buffers go first."""

@@ -1,17 +1,24 @@
-// Allocation of large op outputs: on transparent huge pages, recycled through a bounded cache.
+// Allocation of large op outputs: on transparent huge pages, recycled through a small bounded cache.
 //
 // These ops write big outputs once (a 320x480 FCN head is 100 MB, an x2 upsampling of
 // (8, 64, 128, 128) is 134 MB). A fresh buffer from malloc is mmap'ed 4 KiB pages that the kernel
 // zeroes on first touch: those faults cost as much as the op itself (28 ms of a 65 ms FCN forward
 // here). Buffers of 2 MiB and more are therefore 2 MiB-aligned and advised MADV_HUGEPAGE (512x
-// fewer faults; PyTorch does this only under THP_MEM_ALLOC_ENABLE=1), and when such a tensor is
-// freed its buffer goes to a cache that the next output of the same rounded size reuses, warm: a
-// training loop or a benchmark allocates the same shapes every step, and then pays neither faults
-// nor zeroing (x2 bilinear forward: ~9 ms of ~25 ms). This is what PyTorch's CUDA caching allocator
-// does on the GPU, with a cap: the cache holds at most TCONV_CPU_CACHE_MB MiB (default min(1 GiB,
-// RAM / 16); 0 disables it), evicting the least recently freed buffers first, and
-// tconv.empty_cache() releases it. The tensors are ordinary CPU tensors (resizable, serialisable);
-// only their storage's allocator differs.
+// fewer faults; PyTorch does this only under THP_MEM_ALLOC_ENABLE=1).
+//
+// Note [output cache policy]: when such a tensor is freed its buffer may be kept for the next
+// output of the same rounded size (warm: no faults, no zeroing), like PyTorch's CUDA caching
+// allocator, but held memory is what users notice first, so the cache is small and lets go:
+//   - it holds at most TCONV_CPU_CACHE_MB MiB (default min(256 MiB, RAM / 16); 0 disables it;
+//     tconv.memory.set_cache_limit changes it at run time), least recently freed evicted first;
+//   - a buffer unused for TCONV_CPU_CACHE_IDLE_S seconds (default 10) is released at the next
+//     allocation or free of a large output (no background thread);
+//   - a buffer is not kept when the machine's available memory (MemAvailable) is below 1/8 of RAM;
+//   - tconv.memory.empty_cache() releases everything, tconv.memory.stats() counts hits, misses,
+//     bytes held and their peak.
+// A buffer is only ever handed out after its tensor's storage was freed (the DataPtr's deleter
+// returns it), so no live tensor shares it. The tensors are ordinary CPU tensors (resizable,
+// serialisable); only their storage's allocator differs.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -19,6 +26,10 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <list>
@@ -35,6 +46,11 @@ namespace tconv::cpu {
 class HugePageAllocator;
 inline HugePageAllocator& huge_page_allocator();
 
+struct OutputCacheStats {
+  size_t cached_bytes = 0, peak_cached_bytes = 0, limit_bytes = 0;
+  size_t hits = 0, misses = 0, evictions = 0;  // evictions: by the cap, idleness or memory pressure
+};
+
 class HugePageAllocator final : public c10::Allocator {
  public:
   static constexpr size_t kHugePage = size_t(2) << 20;
@@ -43,7 +59,7 @@ class HugePageAllocator final : public c10::Allocator {
     if (nbytes < kHugePage) return c10::GetCPUAllocator()->allocate(nbytes);
     const size_t rounded = (nbytes + kHugePage - 1) / kHugePage * kHugePage;
     Block* block = take_cached(rounded);
-    if (block == nullptr) block = new Block{map_huge(rounded), rounded};
+    if (block == nullptr) block = new Block{map_huge(rounded), rounded, Clock::time_point{}};
     return {block->data, block, &release, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -59,25 +75,46 @@ class HugePageAllocator final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       drop.swap(cache_);
-      cached_bytes_ = 0;
+      stats_.cached_bytes = 0;
     }
     size_t bytes = 0;
     for (Block* b : drop) bytes += b->size, destroy(b);
     return bytes;
   }
 
-  size_t cached_bytes() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return cached_bytes_;
+  // Sets the cap (bytes; 0 disables the cache), evicting what no longer fits.
+  void set_limit(size_t bytes) {
+    std::list<Block*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stats_.limit_bytes = bytes;
+      evict_locked(bytes, Clock::now(), evicted);
+    }
+    for (Block* e : evicted) destroy(e);
   }
 
+  OutputCacheStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_cached_bytes = stats_.cached_bytes;
+  }
+
+  size_t cached_bytes() { return stats().cached_bytes; }
+
  private:
+  using Clock = std::chrono::steady_clock;
+
   struct Block {
     void* data;
     size_t size;  // a multiple of kHugePage
+    Clock::time_point freed;
   };
 
-  HugePageAllocator() : limit_(cache_limit()) {}
+  HugePageAllocator() : idle_(idle_seconds()) { stats_.limit_bytes = cache_limit(); }
   friend HugePageAllocator& huge_page_allocator();
 
   static void* map_huge(size_t rounded) {
@@ -96,48 +133,98 @@ class HugePageAllocator final : public c10::Allocator {
     delete b;
   }
 
-  static size_t cache_limit() {
-    if (const char* env = std::getenv("TCONV_CPU_CACHE_MB")) {
+  static size_t env_number(const char* name, size_t fallback) {
+    if (const char* env = std::getenv(name)) {
       char* end = nullptr;
-      const unsigned long long mb = std::strtoull(env, &end, 10);
-      if (end != env && *end == '\0') return size_t(mb) << 20;
+      const unsigned long long v = std::strtoull(env, &end, 10);
+      if (end != env && *end == '\0') return size_t(v);
     }
-    size_t limit = size_t(1) << 30;
+    return fallback;
+  }
+
+  static size_t ram_bytes() {
 #if defined(__linux__)
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    if (pages > 0 && page > 0) limit = std::min(limit, size_t(pages) * size_t(page) / 16);
+    if (pages > 0 && page > 0) return size_t(pages) * size_t(page);
 #endif
-    return limit;
+    return 0;
+  }
+
+  static size_t cache_limit() {
+    size_t limit = size_t(256) << 20;
+    if (const size_t ram = ram_bytes()) limit = std::min(limit, ram / 16);
+    return env_number("TCONV_CPU_CACHE_MB", limit >> 20) << 20;
+  }
+
+  static Clock::duration idle_seconds() {
+    return std::chrono::seconds(env_number("TCONV_CPU_CACHE_IDLE_S", 10));
+  }
+
+  // The machine's available memory (MemAvailable), or SIZE_MAX when unknown.
+  static size_t available_bytes() {
+#if defined(__linux__)
+    if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+      char line[128];
+      unsigned long long kb = 0;
+      bool found = false;
+      while (!found && std::fgets(line, sizeof(line), f))
+        found = std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1;
+      std::fclose(f);
+      if (found) return size_t(kb) << 10;
+    }
+#endif
+    return SIZE_MAX;
+  }
+
+  // Drops blocks idle for longer than idle_, then the least recently freed until `cap` holds.
+  void evict_locked(size_t cap, Clock::time_point now, std::list<Block*>& evicted) {
+    while (!cache_.empty() && (stats_.cached_bytes > cap || now - cache_.front()->freed > idle_)) {
+      evicted.push_back(cache_.front());
+      stats_.cached_bytes -= cache_.front()->size;
+      ++stats_.evictions;
+      cache_.pop_front();
+    }
   }
 
   // The most recently freed buffer of exactly this size (its pages are the likeliest still warm).
   Block* take_cached(size_t rounded) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = cache_.rbegin(); it != cache_.rend(); ++it) {
-      if ((*it)->size == rounded) {
-        Block* b = *it;
-        cache_.erase(std::next(it).base());
-        cached_bytes_ -= rounded;
-        return b;
+    std::list<Block*> evicted;
+    Block* found = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      evict_locked(stats_.limit_bytes, Clock::now(), evicted);
+      for (auto it = cache_.rbegin(); it != cache_.rend(); ++it) {
+        if ((*it)->size == rounded) {
+          found = *it;
+          cache_.erase(std::next(it).base());
+          stats_.cached_bytes -= rounded;
+          break;
+        }
       }
+      ++(found ? stats_.hits : stats_.misses);
     }
-    return nullptr;
+    for (Block* e : evicted) destroy(e);
+    return found;
   }
 
   static void release(void* ctx) { huge_page_allocator().put_back(static_cast<Block*>(ctx)); }
 
   void put_back(Block* b) {
+    // Under memory pressure nothing is kept (read outside the lock: a file read).
+    const size_t ram = ram_bytes();
+    const bool pressure = ram > 0 && available_bytes() < ram / 8;
     std::list<Block*> evicted;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (b->size <= limit_) {
-        while (cached_bytes_ + b->size > limit_) {  // least recently freed first
-          evicted.push_back(cache_.front());
-          cached_bytes_ -= cache_.front()->size;
-          cache_.pop_front();
-        }
+      const Clock::time_point now = Clock::now();
+      const size_t cap = pressure ? 0 : stats_.limit_bytes;
+      evict_locked(cap, now, evicted);
+      if (b->size <= cap) {
+        evict_locked(cap - b->size, now, evicted);  // least recently freed first
+        b->freed = now;
         cache_.push_back(b);
-        cached_bytes_ += b->size;
+        stats_.cached_bytes += b->size;
+        stats_.peak_cached_bytes = std::max(stats_.peak_cached_bytes, stats_.cached_bytes);
         b = nullptr;
       }
     }
@@ -145,10 +232,10 @@ class HugePageAllocator final : public c10::Allocator {
     if (b != nullptr) destroy(b);
   }
 
-  const size_t limit_;
+  const Clock::duration idle_;
   std::mutex mutex_;
   std::list<Block*> cache_;  // oldest first
-  size_t cached_bytes_ = 0;
+  OutputCacheStats stats_;
 };
 
 // Never destroyed: tensors freed during interpreter shutdown still return their buffers here.
