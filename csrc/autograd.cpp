@@ -156,6 +156,16 @@ Tensor add_terms(const Tensor& a, const Tensor& b) {
   return a + b;
 }
 
+// The tangent of an op f bilinear in (a, b): f(da, b) + f(a, db), a term for each argument that
+// has a tangent (undefined when neither has).
+template <typename F>
+Tensor bilinear_tangent(const Tensor& a, const Tensor& b, const F& f) {
+  Tensor t;
+  if (has_tangent(a)) t = f(tangent(a), primal(b));
+  if (has_tangent(b)) t = add_terms(t, f(primal(a), tangent(b)));
+  return t;
+}
+
 void set_tangent(Tensor& out, const Tensor& t) {
   if (t.defined()) out._set_fw_grad(t, /*level=*/0, /*is_inplace_op=*/false);
 }
@@ -245,10 +255,9 @@ Tensor conv_transpose2d_autograd(const Tensor& input, const Tensor& weight,
   if (node) node->p = p;
   Tensor y = compute();
   connect(y, node);
-  Tensor t;
-  if (has_tangent(input)) t = conv_transpose2d(tangent(input), primal(weight), std::nullopt, p, output_padding);
-  if (has_tangent(weight))
-    t = add_terms(t, conv_transpose2d(primal(input), tangent(weight), std::nullopt, p, output_padding));
+  Tensor t = bilinear_tangent(input, weight, [&](const Tensor& x, const Tensor& w) {
+    return conv_transpose2d(x, w, std::nullopt, p, output_padding);
+  });
   if (has_tangent(b)) {
     const Tensor tb = tangent(b).view({1, -1, 1, 1});
     t = t.defined() ? t + tb : tb.expand_symint(y.sym_sizes());
@@ -279,10 +288,9 @@ Tensor conv_backward_input_autograd(const Tensor& grad_output, const Tensor& wei
   if (node) node->p = p;
   Tensor out = compute();
   connect(out, node);
-  Tensor t;
-  if (has_tangent(grad_output)) t = conv_backward_input(tangent(grad_output), primal(weight), p, input_hw);
-  if (has_tangent(weight)) t = add_terms(t, conv_backward_input(primal(grad_output), tangent(weight), p, input_hw));
-  set_tangent(out, t);
+  set_tangent(out, bilinear_tangent(grad_output, weight, [&](const Tensor& gy, const Tensor& w) {
+                return conv_backward_input(gy, w, p, input_hw);
+              }));
   return out;
 }
 
@@ -308,10 +316,9 @@ Tensor conv_backward_weight_autograd(const Tensor& grad_output, const Tensor& in
   if (node) node->p = p;
   Tensor out = compute();
   connect(out, node);
-  Tensor t;
-  if (has_tangent(grad_output)) t = conv_backward_weight(tangent(grad_output), primal(input), p, kernel_hw);
-  if (has_tangent(input)) t = add_terms(t, conv_backward_weight(primal(grad_output), tangent(input), p, kernel_hw));
-  set_tangent(out, t);
+  set_tangent(out, bilinear_tangent(grad_output, input, [&](const Tensor& gy, const Tensor& x) {
+                return conv_backward_weight(gy, x, p, kernel_hw);
+              }));
   return out;
 }
 
@@ -414,10 +421,9 @@ Tensor gram_matrix_backward_autograd(const Tensor& grad_gram, const Tensor& feat
   if (node) node->normalize = normalize;
   Tensor out = compute();
   connect(out, node);
-  Tensor t;
-  if (has_tangent(grad_gram)) t = gram_matrix_backward(tangent(grad_gram), primal(features), normalize);
-  if (has_tangent(features)) t = add_terms(t, gram_matrix_backward(primal(grad_gram), tangent(features), normalize));
-  set_tangent(out, t);
+  set_tangent(out, bilinear_tangent(grad_gram, features, [&](const Tensor& gg, const Tensor& x) {
+                return gram_matrix_backward(gg, x, normalize);
+              }));
   return out;
 }
 
