@@ -1,12 +1,13 @@
 // Autograd kernels of every tconv operator (dispatch key Autograd, any device): reverse mode,
 // forward mode and their compositions, in C++ so that a call costs what an ATen op's does.
 //
-// Every op is linear in each tensor argument (conv_transpose2d and its backward ops are
-// bilinear, upsampling is linear, the Gram is quadratic), so
+// conv_transpose2d and its backward ops are bilinear, upsampling and its backward linear, the
+// Gram backward bilinear and the Gram quadratic, so
 //   - the backward of each op is again one of the ops (double backward, hessians);
 //   - the tangent (forward-mode AD) of each op is the op applied to the tangents, one term per
-//     argument that has one: d(f(x, w)) = f(dx, w) + f(x, dw). The tangents are computed with the
-//     ops' ordinary (differentiable) calls, so forward-over-reverse and reverse-over-forward work.
+//     argument that has one: d(f(x, w)) = f(dx, w) + f(x, dw); the Gram's is s (dX X^T + X dX^T).
+//     The tangents are computed with the ops' ordinary (differentiable) calls, so
+//     forward-over-reverse and reverse-over-forward work.
 // Each kernel is written the way PyTorch's generated VariableType kernels are (a graph node with
 // saved variables, the device kernel called below autograd, the tangent attached at forward-AD
 // level 0, with the tangent formulas evaluated on the primals), because torch.func's transforms
