@@ -21,6 +21,7 @@
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
+#include <c10/util/SmallVector.h>
 #include <torch/library.h>
 
 #include <array>
@@ -29,6 +30,9 @@
 #include <string>
 #include <vector>
 
+#include "common/conv_transpose2d_shape.h"
+#include "common/gram_tiles.h"
+
 namespace tconv::autograd {
 namespace {
 
@@ -36,7 +40,9 @@ using at::IntArrayRef;
 using at::Tensor;
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
-using Ints = std::vector<int64_t>;
+// Sizes and conv hyper-parameters (2 or 4 values): on the stack, so a call that needs no graph
+// allocates nothing for them.
+using Ints = c10::SmallVector<int64_t, 4>;
 
 // ---- the ops, through the dispatcher (differentiable calls) -----------------------------------
 
@@ -90,8 +96,8 @@ Tensor conv_backward_bias(const Tensor& gy) {
 Ints output_padding_for(IntArrayRef out_hw, IntArrayRef in_hw, IntArrayRef kernel_hw, const ConvParams& p) {
   Ints op(2);
   for (int d = 0; d < 2; ++d)
-    op[d] = out_hw[d] - ((in_hw[d] - 1) * p.stride[d] - 2 * p.padding[d] +
-                         p.dilation[d] * (kernel_hw[d] - 1) + 1);
+    op[d] = out_hw[d] - conv_transpose_out_size(in_hw[d], kernel_hw[d], p.stride[d], p.padding[d],
+                                                /*output_padding=*/0, p.dilation[d]);
   return op;
 }
 
@@ -133,10 +139,9 @@ Tensor gram_matrix_backward(const Tensor& gg, const Tensor& x, bool normalize) {
   return op.call(gg, x, normalize);
 }
 
-// s of the Gram ops: 1 / (C * L) when normalizing a non-empty (N, C, L), else 1.
+// s of the Gram ops for features x (N, C, L) (common/gram_tiles.h).
 double gram_scale(const Tensor& x, bool normalize) {
-  const int64_t count = dim_size(x, 1) * dim_size(x, 2);
-  return normalize && count > 0 ? 1.0 / static_cast<double>(count) : 1.0;
+  return tconv::gram_scale(dim_size(x, 1), dim_size(x, 2), normalize);
 }
 
 // ---- forward mode, graph nodes, and the no-autograd shortcut -----------------------------------
@@ -229,7 +234,8 @@ bool nothing_to_differentiate(const Ts&... ts) {
 // ---- conv_transpose2d ---------------------------------------------------------------------------
 
 ConvParams conv_params(IntArrayRef stride, IntArrayRef padding, int64_t groups, IntArrayRef dilation) {
-  return {stride.vec(), padding.vec(), groups, dilation.vec()};
+  return {Ints(stride.begin(), stride.end()), Ints(padding.begin(), padding.end()), groups,
+          Ints(dilation.begin(), dilation.end())};
 }
 
 // y = T(x, w) + b.  dx = BI(dy, w), dw = BW(dy, x), db = BB(dy).
