@@ -376,6 +376,8 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
 
 // ---- grad_weight -------------------------------------------------------------------------------
 
+namespace {
+
 template <typename scalar_t>
 void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
@@ -479,6 +481,9 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
+}  // namespace
+
+// Entry points (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
 Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Tensor& input,
                                             at::IntArrayRef kernel_hw, at::IntArrayRef stride,
                                             at::IntArrayRef padding, int64_t groups,

@@ -7,9 +7,9 @@
 // torch.get_num_threads() threads even inside a parallel region or when parallel_for runs the
 // range inline, and on Intel CPUs its sgemm then splits K and sums the parts in another order
 // for 1 and 2 threads. Each call therefore runs under MKL's thread-local thread count of 1
-// (mkl_set_num_threads_local). The
-// symbol is weak: a torch built on another BLAS (OpenBLAS on aarch64) has none, and there the
-// calls rely on the BLAS running one thread inside ATen's parallel regions.
+// (mkl_set_num_threads_local). The symbol is weak: a torch built on another BLAS (OpenBLAS on
+// aarch64) has none, and there the calls rely on the BLAS running one thread inside ATen's
+// parallel regions.
 #pragma once
 
 #include <ATen/ATen.h>
