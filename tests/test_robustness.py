@@ -740,8 +740,8 @@ def test_output_cache_stats_and_runtime_limit():
     before = tconv.memory.stats()
     assert before["limit_bytes"] <= 256 * 2**20  # the default cap (TCONV_CPU_CACHE_MB unset)
     x = torch.randn(1, 8, 128, 128)
-    del_ = tconv.interpolate(x, scale_factor=2)  # 2 MiB output
-    del del_
+    first = tconv.interpolate(x, scale_factor=2)  # 2 MiB output
+    del first
     y = tconv.interpolate(x, scale_factor=2)  # reuses it
     after = tconv.memory.stats()
     assert after["hits"] == before["hits"] + 1 and after["cached_bytes"] == 0

@@ -114,7 +114,7 @@ class HugePageAllocator final : public c10::Allocator {
     Clock::time_point freed;
   };
 
-  HugePageAllocator() : idle_(idle_seconds()) { stats_.limit_bytes = cache_limit(); }
+  HugePageAllocator() : idle_(idle_seconds()), ram_(ram_bytes()) { stats_.limit_bytes = cache_limit(ram_); }
   friend HugePageAllocator& huge_page_allocator();
 
   static void* map_huge(size_t rounded) {
@@ -150,9 +150,9 @@ class HugePageAllocator final : public c10::Allocator {
     return 0;
   }
 
-  static size_t cache_limit() {
+  static size_t cache_limit(size_t ram) {
     size_t limit = size_t(256) << 20;
-    if (const size_t ram = ram_bytes()) limit = std::min(limit, ram / 16);
+    if (ram > 0) limit = std::min(limit, ram / 16);
     return env_number("TCONV_CPU_CACHE_MB", limit >> 20) << 20;
   }
 
@@ -210,9 +210,14 @@ class HugePageAllocator final : public c10::Allocator {
   static void release(void* ctx) { huge_page_allocator().put_back(static_cast<Block*>(ctx)); }
 
   void put_back(Block* b) {
-    // Under memory pressure nothing is kept (read outside the lock: a file read).
-    const size_t ram = ram_bytes();
-    const bool pressure = ram > 0 && available_bytes() < ram / 8;
+    // Under memory pressure nothing is kept. MemAvailable is a file read (outside the lock), so it
+    // is read only for a buffer the cap would keep, not when the cache is off or too small for it.
+    bool could_keep;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      could_keep = b->size <= stats_.limit_bytes;
+    }
+    const bool pressure = could_keep && ram_ > 0 && available_bytes() < ram_ / 8;
     std::list<Block*> evicted;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -233,6 +238,7 @@ class HugePageAllocator final : public c10::Allocator {
   }
 
   const Clock::duration idle_;
+  const size_t ram_;  // physical memory (0: unknown)
   std::mutex mutex_;
   std::list<Block*> cache_;  // oldest first
   OutputCacheStats stats_;
