@@ -323,3 +323,60 @@ def test_bitwise_deterministic(threads):
             assert torch.equal(a, c)
     finally:
         torch.set_num_threads(old)
+
+
+# The dense forward has two formulations (cpu/conv_transpose2d.cpp): the cell GEMM and the tap GEMM
+# (what each input pixel sends through each tap, then summed per output). The shape picks one;
+# TCONV_CONV_FORWARD forces either, so both are checked on every dense case of the grid.
+DENSE_GRID = [c for c in GRID if c[1] // c[8] > 1]
+
+
+@pytest.mark.parametrize("path", ["tap", "cell"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("cfg", DENSE_GRID + [
+    (3, 8, 6, (1, 1), (4, 4), 1, 0, 0, 1, 1),       # DCGAN's first layer: a 1x1 latent
+    (70, 5, 3, (2, 2), (4, 4), 2, 1, 0, 1, 1),      # several image blocks, a partial last one
+    (2, 8, 300, (2, 3), (4, 4), 2, 1, 0, 1, 1),     # several output-channel blocks
+], ids=lambda c: "x".join(map(str, c[:5])))
+def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", path)
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
+        kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+        ours = tconv.conv_transpose2d(x, w, b, **kw)
+        ref = F.conv_transpose2d(x, w, b, **kw)
+        torch.testing.assert_close(ours, ref, rtol=TOL[dtype][0], atol=TOL[dtype][1])
+        assert ours.stride() == ref.stride()
+
+
+@pytest.mark.parametrize("path", ["tap", "cell"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_forward_paths_same_bits_for_any_thread_count(path, channels_last, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", path)
+    x, w, b = _make(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
+    x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
+    go = torch.randn(70, 72, 6, 6)
+    old = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+            runs.append((out,) + torch.autograd.grad(out, (x, w, b), go))
+    finally:
+        torch.set_num_threads(old)
+    for a, c in zip(*runs):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("cfg", [
+    (70, 5, 3, (2, 2), (4, 4), 2, 1, 0, 1, 1),      # many whole images per patch block, partial last
+    (9, 12, 8, (4, 4), (3, 3), 2, 1, 1, 2, 1),      # groups, output_padding
+    (5, 8, 6, (1, 1), (4, 4), 1, 0, 0, 1, 1),       # 1x1 latent
+], ids=lambda c: "x".join(map(str, c[:5])))
+def test_small_images_batched_backward_matches_pytorch(cfg, layout):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
+    _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)

@@ -17,6 +17,9 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 #include <memory>
 #include <vector>
 
@@ -247,6 +250,197 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
   });
 }
 
+// The tap GEMM ("scatter form"): per block of images, group and block of output channels, one
+// GEMM computes what every input pixel sends through every tap,
+//     T[(co, kh, kw)][(i, ih, iw)] = sum_ci W[ci, co, kh, kw] * x[i, ci, ih, iw]
+// (channels_last: T[(i, ih, iw)][(kh, kw, co)]), and each output element then sums the T entries
+// of its own taps, output-stationary as everywhere else. No FLOP is spent on structural zeros,
+// unlike the cell view's padding cells: the cell view multiplies (H + Oh - 1)(W + Ow - 1) cells for
+// H x W pixels (1.56x the work at DCGAN's 4x4 inputs, 16x on a 1x1 latent with a 4x4 kernel), and
+// its GEMMs there have a few dozen rows. T is kH*kW / (sh*sw) times the output's size, so it is
+// used where the cell view's waste is large (use_tap_gemm). Images are batched into one GEMM of
+// >= 256 columns so the BLAS amortises its packing of the weights. Each output's sum (its taps in
+// kernel order, kh outer, then the bias) lies within one task, and the blocks depend on the shape
+// only: the result is the same for any thread count.
+struct TapGemmBlocks {
+  int64_t images, channels;  // per block
+};
+TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
+  const int64_t KK = g.kH * g.kW;
+  const int64_t images = std::clamp<int64_t>((256 + g.H * g.W - 1) / (g.H * g.W), 1, g.N);
+  const int64_t channels = std::clamp<int64_t>((1024 + KK - 1) / KK, 1, g.Cout_g);
+  return {images, channels};
+}
+
+// Which forward costs less. The cell view multiplies its structural zeros, and with fewer than 32
+// GEMM columns (Cout_g * sw: DCGAN's 64->3) the BLAS runs far below its rate. The tap GEMM spends
+// only the real multiply-adds (Cin_g per T element) but writes and re-reads T: counted as 8
+// multiply-adds per element, it loses where Cin_g is small (the FCN head's 21 classes).
+bool use_tap_gemm(const ConvTranspose2dGeometry& g) {
+  if (const char* force = std::getenv("TCONV_CONV_FORWARD")) {  // benchmarks compare both paths
+    if (std::string(force) == "tap") return true;
+    if (std::string(force) == "cell") return false;
+  }
+  const TapGemmBlocks tb = tap_gemm_blocks(g);
+  const double t_bytes = 4.0 * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
+  if (t_bytes > double(8 << 20)) return false;  // T of one task would not stay in cache
+  int64_t cell_rows = 0;
+  for (int64_t rh = 0; rh < g.sh; ++rh) cell_rows += cells_of_phase(rh, g.sh, g.ph, g.Ho).count;
+  const double real = double(g.multiply_adds());
+  const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.Oh * g.Ow * g.Cout_g * g.sw *
+                      (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
+  const double tap = real * (1.0 + 8.0 / double(g.Cin_g));
+  return tap < cell;
+}
+
+template <typename scalar_t>
+void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                      Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr bool kSameType = std::is_same_v<scalar_t, acc_t>;
+  const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
+  const TapGemmBlocks tb = tap_gemm_blocks(g);
+  const int64_t nb = tb.images, cc = tb.channels;
+  const int64_t image_blocks = (g.N + nb - 1) / nb, channel_blocks = (g.Cout_g + cc - 1) / cc;
+  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+  // Weights as acc_t, (Cin, R) per row ci: contiguous NCHW reads W_g^T in place, k = (co, kh, kw);
+  // channels_last packs each channel block as (ci, kh, kw, co) so a tap's outputs are contiguous.
+  std::vector<acc_t> wbuf;
+  const acc_t* wp = nullptr;
+  {
+    const scalar_t* w = weight.const_data_ptr<scalar_t>();
+    if (channels_last) {
+      wbuf.resize(g.Cin * R);
+      for (int64_t ci = 0; ci < g.Cin; ++ci)
+        for (int64_t co = 0; co < g.Cout_g; ++co) {
+          const int64_t c0 = co / cc * cc, width = std::min(cc, g.Cout_g - c0);
+          for (int64_t k = 0; k < KK; ++k)
+            wbuf[ci * R + c0 * KK + k * width + (co - c0)] = static_cast<acc_t>(w[(ci * g.Cout_g + co) * KK + k]);
+        }
+      wp = wbuf.data();
+    } else if constexpr (kSameType) {
+      wp = w;
+    } else {
+      wbuf.assign(w, w + g.Cin * R);
+      wp = wbuf.data();
+    }
+  }
+  const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
+  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+  const int64_t Qw = g.Qw;
+
+  parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> T(new acc_t[cc * KK * nb * HW]);
+    // The input block as acc_t, where the GEMM cannot read x in place.
+    const bool copy_x = !kSameType || (!channels_last && nb > 1);
+    std::unique_ptr<acc_t[]> X(copy_x ? new acc_t[g.Cin_g * nb * HW] : nullptr);
+    std::unique_ptr<acc_t[]> runs(new acc_t[std::max(g.sw * Qw, cc)]);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t cb = t % channel_blocks, grp = t / channel_blocks % g.groups;
+      const int64_t n0 = t / (channel_blocks * g.groups) * nb, ni = std::min(nb, g.N - n0);
+      const int64_t c0 = cb * cc, cn = std::min(cc, g.Cout_g - c0);  // channels c0 .. c0 + cn of the group
+      const int64_t M = ni * HW, Rb = cn * KK;
+      const acc_t* Wb = wp + grp * g.Cin_g * R + c0 * KK;  // (Cin_g x Rb), leading dimension R
+      if (!channels_last) {
+        // X (Cin_g x M): each image's channel planes side by side (the image itself when alone).
+        const acc_t* Xp;
+        if (kSameType && ni == 1) {
+          Xp = reinterpret_cast<const acc_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
+        } else {
+          for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+            for (int64_t i = 0; i < ni; ++i) {
+              const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
+              acc_t* dst = X.get() + ci * M + i * HW;
+              for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<acc_t>(src[e]);
+            }
+          Xp = X.get();
+        }
+        // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
+        gemm<acc_t>(Rb, M, g.Cin_g, {Wb, R, true}, {Xp, M, false}, T.get(), M, false);
+        for (int64_t i = 0; i < ni; ++i)
+          for (int64_t col = 0; col < cn; ++col) {
+            const acc_t* Tc = T.get() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
+            const int64_t co = grp * g.Cout_g + c0 + col;
+            const acc_t bias_v = b[co];
+            scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
+            for (int64_t oh = 0; oh < g.Ho; ++oh) {
+              const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
+              std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
+              for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
+                const auto [kh, oh_off] = th.taps[a];
+                const int64_t ih = hp.cell - oh_off;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int64_t rw = 0; rw < g.sw; ++rw) {
+                  acc_t* run = runs.get() + rw * Qw;
+                  for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
+                    const auto [kw, ow_off] = tw.taps[e];
+                    // cells j whose input column qw_lo + j - ow_off lies in [0, W)
+                    const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
+                    const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
+                    const acc_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - ow_off);
+#pragma omp simd
+                    for (int64_t j = j_lo; j < j_hi; ++j) run[j] += src[j];
+                  }
+                }
+              }
+              scalar_t* yrow = yplane + oh * g.Wo;
+              for (int64_t rw = 0; rw < g.sw; ++rw) {
+                // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
+                const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
+                const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
+                const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+                const acc_t* run = runs.get() + rw * Qw;
+                scalar_t* dst = yrow + ow_first;
+                for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias_v);
+              }
+            }
+          }
+      } else {
+        // T (M x Rb) = X (M x Cin_g) @ W_b (Cin_g x Rb): the block's pixels are rows of x in place.
+        const acc_t* Xp;
+        int64_t ldx = g.Cin;
+        if constexpr (kSameType) {
+          Xp = xp + n0 * HW * g.Cin + grp * g.Cin_g;  // acc_t is scalar_t here
+        } else {
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+              X[m * g.Cin_g + ci] = static_cast<acc_t>(xp[(n0 * HW + m) * g.Cin + grp * g.Cin_g + ci]);
+          Xp = X.get();
+          ldx = g.Cin_g;
+        }
+        gemm<acc_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, R, false}, T.get(), Rb, false);
+        acc_t* acc = runs.get();
+        const acc_t* bb = b.data() + grp * g.Cout_g + c0;
+        for (int64_t i = 0; i < ni; ++i)
+          for (int64_t oh = 0; oh < g.Ho; ++oh) {
+            const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
+            for (int64_t ow = 0; ow < g.Wo; ++ow) {
+              const CellPhase wph = cell_phase_of(ow, g.sw, g.pw);
+              std::fill(acc, acc + cn, acc_t(0));
+              for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
+                const auto [kh, oh_off] = th.taps[a];
+                const int64_t ih = hp.cell - oh_off;
+                if (ih < 0 || ih >= g.H) continue;
+                for (int64_t e = tw.begin[wph.phase]; e < tw.begin[wph.phase + 1]; ++e) {
+                  const auto [kw, ow_off] = tw.taps[e];
+                  const int64_t iw = wph.cell - ow_off;
+                  if (iw < 0 || iw >= g.W) continue;
+                  const acc_t* src = T.get() + (i * HW + ih * g.W + iw) * Rb + (kh * g.kW + kw) * cn;
+#pragma omp simd
+                  for (int64_t col = 0; col < cn; ++col) acc[col] += src[col];
+                }
+              }
+              scalar_t* dst = yp + (((n0 + i) * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0;
+#pragma omp simd
+              for (int64_t col = 0; col < cn; ++col) dst[col] = static_cast<scalar_t>(acc[col] + bb[col]);
+            }
+          }
+      }
+    }
+  });
+}
+
 // Direct output-stationary loop over the real taps only. The cell GEMM multiplies structural
 // zeros (padding cells, offsets that feed no tap of a phase) with weights and inputs; that is
 // exact for finite values but turns an Inf or NaN operand into NaN at outputs it does not feed
@@ -310,10 +504,12 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   const Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "conv_transpose2d", [&] {
-                                    if (all_finite<scalar_t>(x) && all_finite<scalar_t>(w))
-                                      forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
-                                    else
+                                    if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
                                       forward_direct<scalar_t>(x, w, bias, y, g);
+                                    else if (use_tap_gemm(g))
+                                      forward_tap_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+                                    else
+                                      forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
                                   });
   return y;
 }

@@ -44,12 +44,12 @@ int64_t balanced_rows(int64_t limit, int64_t total) {
 }
 
 // Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp.
-// Contiguous layout stores P^T (K x M), k = (co, kh, kw); channels_last stores P (M x K),
-// k = (kh, kw, co). M = rows * W.
+// Contiguous layout stores P^T (K x ld), k = (co, kh, kw), the rows * W pixels in its first
+// columns; channels_last stores P (rows * W x K), k = (kh, kw, co).
 template <typename scalar_t, typename acc_t>
 void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool channels_last,
-                    int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P) {
-  const int64_t M = rows * g.W;
+                    int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P, int64_t ld) {
+  const int64_t M = ld;
   if (!channels_last) {
     for (int64_t co = 0; co < g.Cout_g; ++co) {
       const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
@@ -93,13 +93,27 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
   }
 }
 
-// Input rows per patch block: M = rows * W of at least ~512 rows of P, so the BLAS's packing of
+// Blocks of the patch matrix: M = rows * W of at least ~512 rows of P, so the BLAS's packing of
 // the other operand and the accumulator traffic of grad_weight are amortised; P stays <= ~4 MiB.
-int64_t rows_per_patch_block(const ConvTranspose2dGeometry& g, int64_t elem_size) {
-  const int64_t row_bytes = g.W * g.Cout_g * g.kH * g.kW * elem_size;
+// Small images (DCGAN's 4x4 to 16x16) put several whole images in one block: one image alone
+// would make GEMMs of 16 to 256 rows. A function of the shape only, never of the thread count.
+struct PatchBlocks {
+  int64_t images, rows;               // per block: whole images, or rows of one image
+  int64_t image_blocks, row_blocks;
+  int64_t count() const { return image_blocks * row_blocks; }
+};
+
+PatchBlocks patch_blocks(const ConvTranspose2dGeometry& g, int64_t elem_size) {
+  const int64_t row_bytes = std::max<int64_t>(g.W * g.Cout_g * g.kH * g.kW * elem_size, 1);
   const int64_t rows_for_m = (512 + g.W - 1) / g.W;
-  const int64_t rows_for_cache = std::max<int64_t>((4 << 20) / std::max<int64_t>(row_bytes, 1), 1);
-  return balanced_rows(std::min(rows_for_m, rows_for_cache), g.H);
+  const int64_t rows_for_cache = std::max<int64_t>((4 << 20) / row_bytes, 1);
+  PatchBlocks b{1, balanced_rows(std::min(rows_for_m, rows_for_cache), g.H), 0, 0};
+  const int64_t image_rows = std::max<int64_t>(g.H, 1);
+  if (b.rows >= g.H && g.H > 0)
+    b.images = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache) / image_rows, 1, std::max<int64_t>(g.N, 1));
+  b.image_blocks = (g.N + b.images - 1) / b.images;
+  b.row_blocks = (g.H + b.rows - 1) / b.rows;
+  return b;
 }
 
 // Number of partial sums: a function of the shape only, so the result never depends on threads.
@@ -258,38 +272,47 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
             B[(grp * K + k) * g.Cin_g + ci] = static_cast<acc_t>(
                 w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
           }
-  const int64_t rows_per_block = rows_per_patch_block(g, sizeof(acc_t));
-  const int64_t blocks = (g.H + rows_per_block - 1) / rows_per_block;
+  const PatchBlocks pb = patch_blocks(g, sizeof(acc_t));
+  const int64_t block_pixels = pb.images * pb.rows * g.W;
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
-  constexpr bool direct = std::is_same_v<scalar_t, acc_t>;  // GEMM can write grad_input itself
+  constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
 
-  parallel_for_work(0, g.N * g.groups * blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
-    std::unique_ptr<acc_t[]> D(direct ? nullptr : new acc_t[rows_per_block * g.W * g.Cin_g]);
+  parallel_for_work(0, pb.count() * g.groups, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
+    std::unique_ptr<acc_t[]> D(new acc_t[block_pixels * g.Cin_g]);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t blk = t % blocks, grp = (t / blocks) % g.groups, n = t / (blocks * g.groups);
-      const int64_t ih0 = blk * rows_per_block, rows = std::min(rows_per_block, g.H - ih0);
-      const int64_t M = rows * g.W;
-      gather_patches<scalar_t, acc_t>(gop, g, channels_last, n, grp, ih0, rows, P.get());
+      const int64_t blk = t % pb.row_blocks, grp = (t / pb.row_blocks) % g.groups;
+      const int64_t n0 = t / (pb.row_blocks * g.groups) * pb.images, ni = std::min(pb.images, g.N - n0);
+      const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
+      const int64_t HWb = rows * g.W, M = ni * HWb;  // pixels per image in the block, and in all
+      for (int64_t i = 0; i < ni; ++i)
+        gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
+                                        P.get() + (channels_last ? i * HWb * K : i * HWb), M);
       const acc_t* Bg = B.data() + grp * K * g.Cin_g;
       if (!channels_last) {
-        // D^T (Cin_g x M) = B^T (Cin_g x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows]
-        scalar_t* out = gip + ((n * g.Cin + grp * g.Cin_g) * g.H + ih0) * g.W;
+        // D^T (Cin_g x M) = B^T (Cin_g x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows],
+        // written in place when the block is one image's rows.
+        const bool direct = same_type && ni == 1;
+        scalar_t* out = gip + ((n0 * g.Cin + grp * g.Cin_g) * g.H + ih0) * g.W;
         acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
         const int64_t ldc = direct ? g.H * g.W : M;
         gemm<acc_t>(g.Cin_g, M, K, {Bg, g.Cin_g, true}, {P.get(), M, false}, dst, ldc, false);
-        if constexpr (!direct)
-          for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-            for (int64_t m = 0; m < M; ++m)
-              out[ci * g.H * g.W + m] = static_cast<scalar_t>(D[ci * M + m]);
+        if (!direct)
+          for (int64_t i = 0; i < ni; ++i)
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+              scalar_t* o = out + (i * g.Cin + ci) * g.H * g.W;
+              const acc_t* d = D.get() + ci * M + i * HWb;
+              for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
+            }
       } else {
-        // D (M x Cin_g) = P (M x K) @ B (K x Cin_g): pixels of grad_input[n, ih0:ih0+rows, :, group]
-        scalar_t* out = gip + ((n * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g;
-        acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
-        const int64_t ldc = direct ? g.Cin : g.Cin_g;
+        // D (M x Cin_g) = P (M x K) @ B (K x Cin_g): pixels of grad_input[n0:n0+ni, ih0:ih0+rows, :, group]
+        // (consecutive across the block's whole images)
+        scalar_t* out = gip + ((n0 * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g;
+        acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.get();
+        const int64_t ldc = same_type ? g.Cin : g.Cin_g;
         gemm<acc_t>(M, g.Cin_g, K, {P.get(), K, false}, {Bg, g.Cin_g, false}, dst, ldc, false);
-        if constexpr (!direct)
+        if constexpr (!same_type)
           for (int64_t m = 0; m < M; ++m)
             for (int64_t ci = 0; ci < g.Cin_g; ++ci)
               out[m * g.Cin + ci] = static_cast<scalar_t>(D[m * g.Cin_g + ci]);
@@ -383,9 +406,9 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t K = g.Cout_g * g.kH * g.kW;
-  const int64_t rows_per_block = rows_per_patch_block(g, sizeof(acc_t));
-  const int64_t blocks = (g.H + rows_per_block - 1) / rows_per_block;
-  const int64_t tasks = g.N * blocks;  // (n, row block); every group inside
+  const PatchBlocks pb = patch_blocks(g, sizeof(acc_t));
+  const int64_t block_pixels = pb.images * pb.rows * g.W;
+  const int64_t tasks = pb.count();  // (image block, row block); every group inside
   const int64_t wsize = g.groups * g.Cin_g * K;
   const int64_t chunks = weight_grad_chunks(tasks, wsize * int64_t(sizeof(acc_t)));
   std::vector<acc_t> partial(chunks * wsize, acc_t(0));
@@ -393,29 +416,34 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
 
   parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
-    std::unique_ptr<acc_t[]> P(new acc_t[rows_per_block * g.W * K]);
-    std::unique_ptr<acc_t[]> X(new acc_t[rows_per_block * g.W * g.Cin_g]);
+    std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
+    std::unique_ptr<acc_t[]> X(new acc_t[block_pixels * g.Cin_g]);
     for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
       acc_t* acc = partial.data() + chunk * wsize;
       const int64_t t_lo = tasks * chunk / chunks, t_hi = tasks * (chunk + 1) / chunks;
       for (int64_t t = t_lo; t < t_hi; ++t) {
-        const int64_t blk = t % blocks, n = t / blocks;
-        const int64_t ih0 = blk * rows_per_block, rows = std::min(rows_per_block, g.H - ih0);
-        const int64_t M = rows * g.W;
+        const int64_t blk = t % pb.row_blocks, n0 = t / pb.row_blocks * pb.images;
+        const int64_t ni = std::min(pb.images, g.N - n0);
+        const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
+        const int64_t HWb = rows * g.W, M = ni * HWb;
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          gather_patches<scalar_t, acc_t>(gop, g, channels_last, n, grp, ih0, rows, P.get());
+          for (int64_t i = 0; i < ni; ++i)
+            gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
+                                            P.get() + (channels_last ? i * HWb * K : i * HWb), M);
           acc_t* dWg = acc + grp * g.Cin_g * K;
           if (!channels_last) {
-            // X_g (Cin_g x M): rows of the input planes of this group
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
-              const scalar_t* src = xp + ((n * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
-              for (int64_t m = 0; m < M; ++m) X[ci * M + m] = static_cast<acc_t>(src[m]);
-            }
+            // X_g (Cin_g x M): the block's rows of this group's input planes, image after image
+            for (int64_t i = 0; i < ni; ++i)
+              for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+                const scalar_t* src = xp + (((n0 + i) * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
+                acc_t* dst = X.get() + ci * M + i * HWb;
+                for (int64_t m = 0; m < HWb; ++m) dst[m] = static_cast<acc_t>(src[m]);
+              }
             // dW_g (Cin_g x K) += X_g (Cin_g x M) @ P (M x K), P stored as P^T
             gemm<acc_t>(g.Cin_g, K, M, {X.get(), M, false}, {P.get(), M, true}, dWg, K, true);
           } else {
             for (int64_t m = 0; m < M; ++m) {
-              const scalar_t* src = xp + ((n * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
+              const scalar_t* src = xp + ((n0 * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
               for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
             }
             // dW_g (Cin_g x K) += X_g^T @ P (M x K), k = (kh, kw, co)
