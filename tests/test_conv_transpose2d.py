@@ -124,8 +124,12 @@ def test_hypothesis_matches_pytorch(cfg):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("cfg", [(2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 1, 1),
                                  (2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 8, 1),
-                                 (1, 16, 8, (5, 7), (3, 3), 1, 1, 0, 2, 1)])
-def test_half_precision_against_float32(cfg, dtype):
+                                 (1, 16, 8, (5, 7), (3, 3), 1, 1, 0, 2, 1),
+                                 (9, 24, 40, (3, 3), (4, 4), 2, 1, 0, 1, 1)])
+@pytest.mark.parametrize("path", ["tap", "cell", None])
+def test_half_precision_against_float32(cfg, dtype, path, monkeypatch):
+    if path is not None:
+        monkeypatch.setenv("TCONV_CONV_FORWARD", path)
     n, cin, cout, hw, k, s, p, op, g, d = cfg
     x, w, b = _make(n, cin, cout, hw, k, g, torch.float32)
     xh, wh, bh = (t.to(dtype).requires_grad_() for t in (x, w, b))

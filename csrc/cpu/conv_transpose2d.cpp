@@ -18,7 +18,7 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <string>
+#include <cstring>
 #include <type_traits>
 #include <memory>
 #include <vector>
@@ -275,11 +275,12 @@ TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
 // Which forward costs less. The cell view multiplies its structural zeros, and with fewer than 32
 // GEMM columns (Cout_g * sw: DCGAN's 64->3) the BLAS runs far below its rate. The tap GEMM spends
 // only the real multiply-adds (Cin_g per T element) but writes and re-reads T: counted as 8
-// multiply-adds per element, it loses where Cin_g is small (the FCN head's 21 classes).
-bool use_tap_gemm(const ConvTranspose2dGeometry& g) {
+// multiply-adds per element, it loses where Cin_g is small (the FCN head's 21 classes). In 16 bits
+// (gemm_in_16_bits) its GEMM runs at twice the rate of the cell view's float32 one.
+bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
   if (const char* force = std::getenv("TCONV_CONV_FORWARD")) {  // benchmarks compare both paths
-    if (std::string(force) == "tap") return true;
-    if (std::string(force) == "cell") return false;
+    if (std::strcmp(force, "tap") == 0) return true;
+    if (std::strcmp(force, "cell") == 0) return false;
   }
   const TapGemmBlocks tb = tap_gemm_blocks(g);
   const double t_bytes = 4.0 * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
@@ -289,24 +290,24 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g) {
   const double real = double(g.multiply_adds());
   const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.Oh * g.Ow * g.Cout_g * g.sw *
                       (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
-  const double tap = real * (1.0 + 8.0 / double(g.Cin_g));
+  const double tap = real * ((gemm_16_bits ? 0.5 : 1.0) + 8.0 / double(g.Cin_g));
   return tap < cell;
 }
 
-template <typename scalar_t>
+template <typename scalar_t, typename gemm_t>
 void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                       Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr bool kSameType = std::is_same_v<scalar_t, acc_t>;
+  constexpr bool kSameType = std::is_same_v<scalar_t, gemm_t>;  // the GEMM reads x and w in place
   const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
   const TapGemmBlocks tb = tap_gemm_blocks(g);
   const int64_t nb = tb.images, cc = tb.channels;
   const int64_t image_blocks = (g.N + nb - 1) / nb, channel_blocks = (g.Cout_g + cc - 1) / cc;
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
-  // Weights as acc_t, (Cin, R) per row ci: contiguous NCHW reads W_g^T in place, k = (co, kh, kw);
+  // Weights as gemm_t, (Cin, R) per row ci: contiguous NCHW reads W_g^T in place, k = (co, kh, kw);
   // channels_last packs each channel block as (ci, kh, kw, co) so a tap's outputs are contiguous.
-  std::vector<acc_t> wbuf;
-  const acc_t* wp = nullptr;
+  std::vector<gemm_t> wbuf;
+  const gemm_t* wp = nullptr;
   {
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     if (channels_last) {
@@ -315,13 +316,14 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
         for (int64_t co = 0; co < g.Cout_g; ++co) {
           const int64_t c0 = co / cc * cc, width = std::min(cc, g.Cout_g - c0);
           for (int64_t k = 0; k < KK; ++k)
-            wbuf[ci * R + c0 * KK + k * width + (co - c0)] = static_cast<acc_t>(w[(ci * g.Cout_g + co) * KK + k]);
+            wbuf[ci * R + c0 * KK + k * width + (co - c0)] = static_cast<gemm_t>(w[(ci * g.Cout_g + co) * KK + k]);
         }
       wp = wbuf.data();
     } else if constexpr (kSameType) {
       wp = w;
     } else {
-      wbuf.assign(w, w + g.Cin * R);
+      wbuf.resize(g.Cin * R);
+      for (int64_t e = 0; e < g.Cin * R; ++e) wbuf[e] = static_cast<gemm_t>(w[e]);
       wp = wbuf.data();
     }
   }
@@ -331,36 +333,36 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const int64_t Qw = g.Qw;
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> T(new acc_t[cc * KK * nb * HW]);
-    // The input block as acc_t, where the GEMM cannot read x in place.
+    std::unique_ptr<gemm_t[]> T(new gemm_t[cc * KK * nb * HW]);
+    // The input block as gemm_t, where the GEMM cannot read x in place.
     const bool copy_x = !kSameType || (!channels_last && nb > 1);
-    std::unique_ptr<acc_t[]> X(copy_x ? new acc_t[g.Cin_g * nb * HW] : nullptr);
+    std::unique_ptr<gemm_t[]> X(copy_x ? new gemm_t[g.Cin_g * nb * HW] : nullptr);
     std::unique_ptr<acc_t[]> runs(new acc_t[std::max(g.sw * Qw, cc)]);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % channel_blocks, grp = t / channel_blocks % g.groups;
       const int64_t n0 = t / (channel_blocks * g.groups) * nb, ni = std::min(nb, g.N - n0);
       const int64_t c0 = cb * cc, cn = std::min(cc, g.Cout_g - c0);  // channels c0 .. c0 + cn of the group
       const int64_t M = ni * HW, Rb = cn * KK;
-      const acc_t* Wb = wp + grp * g.Cin_g * R + c0 * KK;  // (Cin_g x Rb), leading dimension R
+      const gemm_t* Wb = wp + grp * g.Cin_g * R + c0 * KK;  // (Cin_g x Rb), leading dimension R
       if (!channels_last) {
         // X (Cin_g x M): each image's channel planes side by side (the image itself when alone).
-        const acc_t* Xp;
+        const gemm_t* Xp;
         if (kSameType && ni == 1) {
-          Xp = reinterpret_cast<const acc_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
+          Xp = reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
         } else {
           for (int64_t ci = 0; ci < g.Cin_g; ++ci)
             for (int64_t i = 0; i < ni; ++i) {
               const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
-              acc_t* dst = X.get() + ci * M + i * HW;
-              for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<acc_t>(src[e]);
+              gemm_t* dst = X.get() + ci * M + i * HW;
+              for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<gemm_t>(src[e]);
             }
           Xp = X.get();
         }
         // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
-        gemm<acc_t>(Rb, M, g.Cin_g, {Wb, R, true}, {Xp, M, false}, T.get(), M, false);
+        gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, R, true}, {Xp, M, false}, T.get(), M, false);
         for (int64_t i = 0; i < ni; ++i)
           for (int64_t col = 0; col < cn; ++col) {
-            const acc_t* Tc = T.get() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
+            const gemm_t* Tc = T.get() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
             const int64_t co = grp * g.Cout_g + c0 + col;
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
@@ -378,9 +380,9 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                     // cells j whose input column qw_lo + j - ow_off lies in [0, W)
                     const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
                     const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-                    const acc_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - ow_off);
+                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - ow_off);
 #pragma omp simd
-                    for (int64_t j = j_lo; j < j_hi; ++j) run[j] += src[j];
+                    for (int64_t j = j_lo; j < j_hi; ++j) run[j] += static_cast<acc_t>(src[j]);
                   }
                 }
               }
@@ -398,18 +400,18 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           }
       } else {
         // T (M x Rb) = X (M x Cin_g) @ W_b (Cin_g x Rb): the block's pixels are rows of x in place.
-        const acc_t* Xp;
+        const gemm_t* Xp;
         int64_t ldx = g.Cin;
         if constexpr (kSameType) {
-          Xp = xp + n0 * HW * g.Cin + grp * g.Cin_g;  // acc_t is scalar_t here
+          Xp = xp + n0 * HW * g.Cin + grp * g.Cin_g;  // gemm_t is scalar_t here
         } else {
           for (int64_t m = 0; m < M; ++m)
             for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-              X[m * g.Cin_g + ci] = static_cast<acc_t>(xp[(n0 * HW + m) * g.Cin + grp * g.Cin_g + ci]);
+              X[m * g.Cin_g + ci] = static_cast<gemm_t>(xp[(n0 * HW + m) * g.Cin + grp * g.Cin_g + ci]);
           Xp = X.get();
           ldx = g.Cin_g;
         }
-        gemm<acc_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, R, false}, T.get(), Rb, false);
+        gemm<gemm_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, R, false}, T.get(), Rb, false);
         acc_t* acc = runs.get();
         const acc_t* bb = b.data() + grp * g.Cout_g + c0;
         for (int64_t i = 0; i < ni; ++i)
@@ -426,9 +428,9 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   const auto [kw, ow_off] = tw.taps[e];
                   const int64_t iw = wph.cell - ow_off;
                   if (iw < 0 || iw >= g.W) continue;
-                  const acc_t* src = T.get() + (i * HW + ih * g.W + iw) * Rb + (kh * g.kW + kw) * cn;
+                  const gemm_t* src = T.get() + (i * HW + ih * g.W + iw) * Rb + (kh * g.kW + kw) * cn;
 #pragma omp simd
-                  for (int64_t col = 0; col < cn; ++col) acc[col] += src[col];
+                  for (int64_t col = 0; col < cn; ++col) acc[col] += static_cast<acc_t>(src[col]);
                 }
               }
               scalar_t* dst = yp + (((n0 + i) * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0;
@@ -506,8 +508,11 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
                                   "conv_transpose2d", [&] {
                                     if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
                                       forward_direct<scalar_t>(x, w, bias, y, g);
-                                    else if (use_tap_gemm(g))
-                                      forward_tap_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+                                    else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
+                                      forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
+                                    else if (use_tap_gemm(g, false))
+                                      forward_tap_gemm<scalar_t, at::opmath_type<scalar_t>>(x, w, bias, y, g,
+                                                                                           channels_last);
                                     else
                                       forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
                                   });

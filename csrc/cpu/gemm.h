@@ -13,6 +13,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/cpu/Utils.h>
+
+#include <type_traits>
 
 // MKL's C entry point (mkl_service.h #defines mkl_set_num_threads_local to it; the lower-case
 // symbols are the Fortran interface, which takes a pointer).
@@ -69,6 +72,29 @@ inline void gemm(int64_t m, int64_t n, int64_t k, MatRef<T> a, MatRef<T> b, T* c
     at::addmm_out(out, out, lhs, rhs);
   } else {
     at::mm_out(out, lhs, rhs);
+  }
+}
+
+// Whether GEMMs on 16-bit operands (bfloat16, float16) should run in that type: where the CPU
+// multiplies it natively (AVX512-BF16 / AMX-BF16, AVX512-FP16 / AMX-FP16), ATen's matmul runs
+// it through oneDNN at about twice the float32 rate, accumulating in float32. Elsewhere a 16-bit
+// GEMM is emulated and slower than converting to float32 first. ATen's own conv_transpose2d
+// makes the same choice (oneDNN for bfloat16 where the CPU has it).
+template <typename T>
+inline bool gemm_in_16_bits() {
+  if constexpr (std::is_same_v<T, at::BFloat16> || std::is_same_v<T, at::Half>) {
+    static const bool fast = [] {
+      const auto caps = at::cpu::get_cpu_capabilities();
+      auto has = [&](const char* name) {
+        const auto it = caps.find(name);
+        return it != caps.end() && it->second.isBool() && it->second.toBool();
+      };
+      return std::is_same_v<T, at::BFloat16> ? has("avx512_bf16") || has("amx_bf16")
+                                             : has("avx512_fp16") || has("amx_fp16");
+    }();
+    return fast;
+  } else {
+    return false;
   }
 }
 
