@@ -279,9 +279,13 @@ void gram_forward_blas(const Tensor& x_in, Tensor& out, double scale) {
   const int64_t seg_len = ceil_div(L, segments);
   Tensor partial = at::empty({N, segments, C, C}, x.options());
   acc_t* pp = partial.mutable_data_ptr<acc_t>();
+  // Row block b's GEMM has C - b * kBlasRows columns: the blocks go in the order 0, last, 1,
+  // last - 1, ... so that the contiguous ranges at::parallel_for gives each thread hold about the
+  // same work (in plain order, the first of two threads got 3/4 of it).
   parallel_for_work(0, N * blocks * segments, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t seg = item % segments, blk = item / segments % blocks, n = item / (segments * blocks);
+      const int64_t seg = item % segments, pos = item / segments % blocks, n = item / (segments * blocks);
+      const int64_t blk = pos % 2 == 0 ? pos / 2 : blocks - 1 - pos / 2;
       const int64_t r0 = blk * kBlasRows, rows = std::min(kBlasRows, C - r0);
       const int64_t l0 = seg * seg_len, len = std::min(seg_len, L - l0);
       const acc_t* origin = xp + n * x.stride(0) + r0 * (rows_contiguous ? ld : 1) + l0 * (rows_contiguous ? 1 : ld);
@@ -294,7 +298,8 @@ void gram_forward_blas(const Tensor& x_in, Tensor& out, double scale) {
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
   parallel_for_work(0, N * C, N * C * C * segments, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / C, i = item % C;
+      const int64_t n = item / C, pos = item % C;
+      const int64_t i = pos % 2 == 0 ? pos / 2 : C - 1 - pos / 2;  // rows paired as the blocks
       const acc_t* row = pp + (n * segments * C + i) * C;
       scalar_t* g = op + n * C * C;
       for (int64_t j = i; j < C; ++j) {
