@@ -99,9 +99,10 @@ void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l
 }
 
 // The work units of the upper triangle, column by column (the order of common/gram_tiles.h): with
-// AVX2, tile column j is cut into groups of kGroupPanels tile rows [i0, i0 + 3); a group wholly
-// above the diagonal (i0 + 3 <= j) runs block3_multiply_accumulate (simd_tile.h), the group that
-// holds the diagonal tile runs its tiles i0..j one by one. Otherwise every unit is one tile.
+// AVX2, tile column j is cut into groups of kGroupPanels tile rows [i0, i0 + 3); a full group
+// (i0 + 2 <= j, the diagonal tile included if i0 + 2 == j: store_tile keeps its upper half) runs
+// block3_multiply_accumulate (simd_tile.h), a group cut short by the diagonal runs its tiles i0..j
+// one by one. Otherwise every unit is one tile.
 // A unit's tiles are consecutive in the tile numbering (tile0, tile0 + 1, ...).
 #if defined(TCONV_CPU_AVX2)
 constexpr int64_t kGroupPanels = 3;
@@ -120,7 +121,7 @@ inline std::vector<Unit> make_units(int64_t panels) {
   std::vector<Unit> units;
   for (int64_t j = 0; j < panels; ++j) {
     for (int64_t i0 = 0; i0 <= j; i0 += kGroupPanels) {
-      const bool block = kGroupPanels > 1 && i0 + kGroupPanels <= j;
+      const bool block = kGroupPanels > 1 && i0 + kGroupPanels <= j + 1;
       units.push_back({i0, j, std::min(kGroupPanels, j - i0 + 1), j * (j + 1) / 2 + i0, block});
     }
   }
