@@ -8,9 +8,9 @@
 // accumulate in float32); the microkernel then adds panel products into tile sums, which are
 // scaled in the accumulation type (raw sums above the float16 range do not overflow) and rounded
 // once into G. Two schedules:
-//   - short L (packed batch fits in cache): pack everything, then one work item per unit (a tile,
-//     or with AVX2 three tiles of a column, see Unit), summed over all of L in registers and
-//     stored directly;
+//   - short L (packed batch, or each item's for short rows, fits in cache; see kShortLength):
+//     pack everything, then one work item per unit (a tile, or with AVX2 three tiles of a column,
+//     see Unit), summed over all of L in registers and stored directly;
 //   - long L: work items are (batch item, segment of L), each packing cache-sized chunks and
 //     accumulating partial tile sums; a second pass adds the segments in order.
 // Two parallel regions either way (few barriers). The schedule, segments and chunks depend on the
