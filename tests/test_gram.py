@@ -104,6 +104,7 @@ def test_three_dims_mean_one_image():
 def test_large_length_and_large_channels():
     _check(torch.randn(1, 8, 256, 256))   # L split into segments, partial sums added in order
     _check(torch.randn(2, 512, 4, 4))      # many tiles, tiny L
+    _check(torch.randn(3, 512, 32, 32))    # short L, up to 2 MiB packed per item: tiles, not segments
 
 
 # Packed copies of these exceed the kernel's in-cache limit (2 MiB): the segmented schedule.

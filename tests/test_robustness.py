@@ -533,7 +533,9 @@ def _blas_split_run(channels_last):
                                                  torch.randn(w_shape[1], generator=gen)))
         y = tconv.conv_transpose2d(x, w, b, **kw)
         results += [y.detach(), *torch.autograd.grad(y, (x, w, b), torch.randn(y.shape, generator=gen))]
-    for shape in ((1, 1024, 8, 8), (2, 4, 160, 160)):  # Gram: many channels; few channels, long L
+    # Gram: many channels; few channels, long L; AVX2's 3-tile blocks in the long-L schedule and
+    # thread ranges of tiles across batch items
+    for shape in ((1, 1024, 8, 8), (2, 4, 160, 160), (1, 40, 128, 128), (3, 200, 16, 16)):
         x = torch.randn(shape, generator=gen).requires_grad_()
         g = tconv.gram_matrix(x)
         results += [g.detach(), *torch.autograd.grad(g, x, torch.randn(g.shape, generator=gen))]

@@ -3,12 +3,14 @@
 // G is cut into W x W tiles (W = one SIMD vector of the accumulation type, simd_tile.h). Only the
 // tiles (i, j) with i <= j are computed (common/gram_tiles.h): about half the FLOPs of X @ X^T.
 // Each is written to both (i, j) and (j, i), so G equals G^T bit for bit.
-// Packing transposes each W-row panel of X to (k, W) order (16 x 16 register transposes for float)
-// and converts it to the accumulation type (float16 / bfloat16 accumulate in float32); the
-// microkernel then adds panel products into tile sums, which are scaled in the accumulation type
-// (raw sums above the float16 range do not overflow) and rounded once into G. Two schedules:
-//   - short L (packed batch fits in cache): pack everything, then one work item per tile, summed
-//     over all of L in registers and stored directly;
+// Packing transposes each W-row panel of X to (k, W) order (float: 16 x 16 register transposes
+// with AVX-512, 8 x 8 with AVX2) and converts it to the accumulation type (float16 / bfloat16
+// accumulate in float32); the microkernel then adds panel products into tile sums, which are
+// scaled in the accumulation type (raw sums above the float16 range do not overflow) and rounded
+// once into G. Two schedules:
+//   - short L (packed batch, or each item's for short rows, fits in cache; see kShortLength):
+//     pack everything, then one work item per unit (a tile, or with AVX2 three tiles of a column,
+//     see Unit), summed over all of L in registers and stored directly;
 //   - long L: work items are (batch item, segment of L), each packing cache-sized chunks and
 //     accumulating partial tile sums; a second pass adds the segments in order.
 // Two parallel regions either way (few barriers). The schedule, segments and chunks depend on the
@@ -22,6 +24,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <vector>
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
@@ -36,8 +39,15 @@ namespace {
 
 using at::Tensor;
 
-// Inputs whose packed copy (whole batch) is at most this size take the tiles-parallel path.
+// Inputs whose packed copy (whole batch) is at most kPackedInputBytes take the tiles-parallel path.
+// So do short rows (L <= kShortLength) whose packed copy is at most kPackedInputBytes per batch
+// item and kPackedBatchBytes in all: many channels make the segments' chunks short (C = 512:
+// 128 positions), and 4 x 512 x 32 x 32 ran at 1.60x bmm there instead of 1.84x with AVX2 (1.86x
+// instead of 1.96x with AVX-512, one thread). Long rows keep the segments, whose partial sums
+// also round less.
 constexpr int64_t kPackedInputBytes = 2 << 20;
+constexpr int64_t kShortLength = 2048;
+constexpr int64_t kPackedBatchBytes = 32 << 20;
 // Splitting L: up to this many (batch item, segment) work items, each segment at least this long,
 // so the partial sums (one triangle per segment, added up at the end) stay cheap.
 constexpr int64_t kParallelItems = 4;
@@ -71,6 +81,14 @@ void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l
       for (; k_done + 16 <= len; k_done += 16) transpose_16x16(src + k_done, stride_c, dst + k_done * W);
     }
   }
+  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float> && W == 8 &&
+                kHasTranspose8x8) {
+    if (stride_l == 1 && rows == W) {  // float rows, AVX2: 8 x 8 blocks transposed in registers
+      const float* src = x + row0 * stride_c + k0;
+      for (; k_done + 8 <= len; k_done += 8)
+        transpose_8x8(src + k_done, stride_c, dst + k_done * W);
+    }
+  }
   for (int64_t kb = k_done; kb < len; kb += kPackBlock) {
     const int64_t kb_end = std::min(len, kb + kPackBlock);
     for (int64_t r = 0; r < rows; ++r) {
@@ -78,6 +96,55 @@ void pack_panel(const scalar_t* x, int64_t C, int64_t stride_c, int64_t stride_l
       for (int64_t k = kb; k < kb_end; ++k) dst[k * W + r] = static_cast<acc_t>(src[k * stride_l]);
     }
   }
+}
+
+// The work units of the upper triangle, column by column (the order of common/gram_tiles.h): with
+// AVX2, tile column j is cut into groups of kGroupPanels tile rows [i0, i0 + 3); a full group
+// (i0 + 2 <= j, the diagonal tile included if i0 + 2 == j: store_tile keeps its upper half) runs
+// block3_multiply_accumulate (simd_tile.h), a group cut short by the diagonal runs its tiles i0..j
+// one by one. Otherwise every unit is one tile.
+// A unit's tiles are consecutive in the tile numbering (tile0, tile0 + 1, ...).
+#if defined(TCONV_CPU_AVX2)
+constexpr int64_t kGroupPanels = 3;
+#else
+constexpr int64_t kGroupPanels = 1;
+#endif
+
+struct Unit {
+  int64_t i0, j;  // first tile row, tile column
+  int64_t tiles;  // tiles (i0, j) .. (i0 + tiles - 1, j)
+  int64_t tile0;  // number of tile (i0, j) in the column-by-column order
+  bool block;     // kGroupPanels tiles by the block kernel
+};
+
+inline std::vector<Unit> make_units(int64_t panels) {
+  std::vector<Unit> units;
+  for (int64_t j = 0; j < panels; ++j) {
+    for (int64_t i0 = 0; i0 <= j; i0 += kGroupPanels) {
+      const bool block = kGroupPanels > 1 && i0 + kGroupPanels <= j + 1;
+      units.push_back({i0, j, std::min(kGroupPanels, j - i0 + 1), j * (j + 1) / 2 + i0, block});
+    }
+  }
+  return units;
+}
+
+// Adds a unit's products over `len` positions into its tiles' sums (tile r at sums + r * W * W).
+// panels: the packed panels, panel p at panels + p * panel_stride.
+template <typename acc_t>
+void unit_multiply_accumulate(const Unit& u, const acc_t* panels, int64_t panel_stride, int64_t len,
+                              acc_t* sums, bool first) {
+  constexpr int W = kLanes<acc_t>;
+  const acc_t* b = panels + u.j * panel_stride;
+  if constexpr (kGroupPanels == 3) {
+    if (u.block) {
+      block3_multiply_accumulate<acc_t>(panels + u.i0 * panel_stride, panel_stride, b, len, sums,
+                                        first);
+      return;
+    }
+  }
+  for (int64_t r = 0; r < u.tiles; ++r)
+    tile_multiply_accumulate<acc_t>(panels + (u.i0 + r) * panel_stride, b, len, sums + r * W * W,
+                                    first);
 }
 
 // Scales a tile's sums in acc_t, rounds once, and writes tile (i, j) of G row by row and its
@@ -118,14 +185,21 @@ void gram_forward_tiles(const Tensor& x, Tensor& out, double scale) {
   });
   const acc_t s = static_cast<acc_t>(scale);
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
+  const std::vector<Unit> units = make_units(panels);
+  // The range is split by tiles (balanced work); a unit is run by the range holding its first tile.
   parallel_for_work(0, N * tiles, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
-    acc_t sum[W * W];
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / tiles;
-      const TilePair tp = triangle_tile(item % tiles);
+    acc_t sum[kGroupPanels * W * W];
+    for (int64_t item = begin; item < end;) {
+      const int64_t n = item / tiles, t_end = std::min(end - n * tiles, tiles);
       const acc_t* base = pk + n * panels * L * W;
-      tile_multiply_accumulate<acc_t>(base + tp.i * L * W, base + tp.j * L * W, L, sum, true);
-      store_tile<scalar_t, acc_t>(sum, tp, C, s, op + n * C * C);
+      auto u = std::lower_bound(units.begin(), units.end(), item % tiles,
+                                [](const Unit& x, int64_t t) { return x.tile0 < t; });
+      for (; u != units.end() && u->tile0 < t_end; ++u) {
+        unit_multiply_accumulate<acc_t>(*u, base, L * W, L, sum, true);
+        for (int64_t r = 0; r < u->tiles; ++r)
+          store_tile<scalar_t, acc_t>(sum + r * W * W, {u->i0 + r, u->j}, C, s, op + n * C * C);
+      }
+      item = (n + 1) * tiles;
     }
   });
 }
@@ -148,6 +222,7 @@ void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
   const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
   // partial[n][s][t]: tile t of batch item n summed over segment s.
   Tensor partial = at::empty({N, splits, tiles, W * W}, acc_opts);
+  const std::vector<Unit> units = make_units(panels);
   acc_t* partial_p = partial.mutable_data_ptr<acc_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const int64_t sN = x.stride(0), sC = x.stride(1), sL = x.stride(2);
@@ -163,11 +238,9 @@ void gram_forward_segments(const Tensor& x, Tensor& out, double scale) {
         const int64_t len = std::min(chunk, k_end - k0);
         for (int64_t p = 0; p < panels; ++p)
           pack_panel<scalar_t, acc_t>(xp + n * sN, C, sC, sL, p, k0, len, pk + p * chunk * W);
-        for (int64_t t = 0; t < tiles; ++t) {
-          const TilePair tp = triangle_tile(t);
-          tile_multiply_accumulate<acc_t>(pk + tp.i * chunk * W, pk + tp.j * chunk * W, len,
-                                          sums + t * W * W, k0 == k_begin);
-        }
+        for (const Unit& u : units)
+          unit_multiply_accumulate<acc_t>(u, pk, chunk * W, len, sums + u.tile0 * W * W,
+                                          k0 == k_begin);
       }
     }
   });
@@ -214,9 +287,13 @@ void gram_forward_blas(const Tensor& x_in, Tensor& out, double scale) {
   const int64_t seg_len = ceil_div(L, segments);
   Tensor partial = at::empty({N, segments, C, C}, x.options());
   acc_t* pp = partial.mutable_data_ptr<acc_t>();
+  // Row block b's GEMM has C - b * kBlasRows columns: the blocks go in the order 0, last, 1,
+  // last - 1, ... so that the contiguous ranges at::parallel_for gives each thread hold about the
+  // same work (in plain order, the first of two threads got 3/4 of it).
   parallel_for_work(0, N * blocks * segments, N * C * C * L / 2, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t seg = item % segments, blk = item / segments % blocks, n = item / (segments * blocks);
+      const int64_t seg = item % segments, pos = item / segments % blocks, n = item / (segments * blocks);
+      const int64_t blk = pos % 2 == 0 ? pos / 2 : blocks - 1 - pos / 2;
       const int64_t r0 = blk * kBlasRows, rows = std::min(kBlasRows, C - r0);
       const int64_t l0 = seg * seg_len, len = std::min(seg_len, L - l0);
       const acc_t* origin = xp + n * x.stride(0) + r0 * (rows_contiguous ? ld : 1) + l0 * (rows_contiguous ? 1 : ld);
@@ -229,7 +306,8 @@ void gram_forward_blas(const Tensor& x_in, Tensor& out, double scale) {
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
   parallel_for_work(0, N * C, N * C * C * segments, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / C, i = item % C;
+      const int64_t n = item / C, pos = item % C;
+      const int64_t i = pos % 2 == 0 ? pos / 2 : C - 1 - pos / 2;  // rows paired as the blocks
       const acc_t* row = pp + (n * segments * C + i) * C;
       scalar_t* g = op + n * C * C;
       for (int64_t j = i; j < C; ++j) {
@@ -245,9 +323,11 @@ template <typename scalar_t>
 void gram_forward(const Tensor& x, Tensor& out, double scale) {
 #if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t packed_bytes =
-      x.size(0) * ceil_div(x.size(1), kLanes<acc_t>) * kLanes<acc_t> * x.size(2) * sizeof(acc_t);
-  if (packed_bytes <= kPackedInputBytes) {
+  const int64_t item_bytes =
+      ceil_div(x.size(1), kLanes<acc_t>) * kLanes<acc_t> * x.size(2) * sizeof(acc_t);
+  const int64_t batch_bytes = x.size(0) * item_bytes;
+  if (batch_bytes <= kPackedInputBytes ||
+      (x.size(2) <= kShortLength && item_bytes <= kPackedInputBytes && batch_bytes <= kPackedBatchBytes)) {
     gram_forward_tiles<scalar_t>(x, out, scale);
   } else {
     gram_forward_segments<scalar_t>(x, out, scale);

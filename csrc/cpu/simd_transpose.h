@@ -1,11 +1,12 @@
 // 16 x 16 float transpose in AVX-512 registers: the packing step of the CPU Gram matrix turns
 // rows of X into (position, channel) panels with it, and the upsampling's W gather of 16 rows at
-// once (cpu/vector_gather.h) goes through it. Without AVX-512 callers use scalar loops.
+// once (cpu/vector_gather.h) goes through it. The AVX2 build has an 8 x 8 one (the Gram's 8-lane
+// panels). Without either, callers use scalar loops.
 #pragma once
 
 #include <cstdint>
 
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -66,6 +67,38 @@ inline void transpose_16x16(const float* src, int64_t ld, float* dst, int64_t ld
 #else
 constexpr bool kHasTranspose16x16 = false;
 inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
+#endif
+
+#if defined(TCONV_CPU_AVX2)
+constexpr bool kHasTranspose8x8 = true;
+
+// dst[k * 8 + r] = src[r * ld + k] for r, k < 8: 2 x 2 blocks (unpack), 4 x 4 (shuffle), then
+// the 128-bit halves (permute2f128).
+inline void transpose_8x8(const float* src, int64_t ld, float* dst) {
+  __m256 r[8], t[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+#pragma GCC unroll 4
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(dst + k * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+  }
+}
+#else
+constexpr bool kHasTranspose8x8 = false;
+inline void transpose_8x8(const float*, int64_t, float*) {}
 #endif
 
 }  // namespace tconv::cpu::CPU_CAPABILITY
