@@ -43,19 +43,22 @@ int64_t balanced_rows(int64_t limit, int64_t total) {
   return (total + blocks - 1) / blocks;
 }
 
-// Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp.
+// Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp, for the group's
+// output channels [co0, co0 + cn) (all by default).
 // Contiguous layout stores P^T (K x ld), k = (co, kh, kw), the rows * W pixels in its first
-// columns; channels_last stores P (rows * W x K), k = (kh, kw, co).
+// columns; channels_last stores P (rows * W x K), k = (kh, kw, co). K = kH * kW * cn.
 template <typename scalar_t, typename acc_t>
 void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool channels_last,
-                    int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P, int64_t ld) {
+                    int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P, int64_t ld,
+                    int64_t co0 = 0, int64_t cn = -1) {
   const int64_t M = ld;
+  if (cn < 0) cn = g.Cout_g;
   if (!channels_last) {
-    for (int64_t co = 0; co < g.Cout_g; ++co) {
+    for (int64_t co = co0; co < co0 + cn; ++co) {
       const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
       for (int64_t kh = 0; kh < g.kH; ++kh)
         for (int64_t kw = 0; kw < g.kW; ++kw) {
-          acc_t* dst = P + ((co * g.kH + kh) * g.kW + kw) * M;
+          acc_t* dst = P + (((co - co0) * g.kH + kh) * g.kW + kw) * M;
           const int64_t off_w = kw * g.dw - g.pw;
           // iw with 0 <= iw*sw + off_w < Wo
           const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
@@ -74,20 +77,20 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
         }
     }
   } else {
-    const int64_t K = g.kH * g.kW * g.Cout_g;
+    const int64_t K = g.kH * g.kW * cn;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t iw = 0; iw < g.W; ++iw) {
         acc_t* dst = P + (r * g.W + iw) * K;
         for (int64_t kh = 0; kh < g.kH; ++kh)
-          for (int64_t kw = 0; kw < g.kW; ++kw, dst += g.Cout_g) {
+          for (int64_t kw = 0; kw < g.kW; ++kw, dst += cn) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
             const int64_t ow = iw * g.sw - g.pw + kw * g.dw;
             if (oh < 0 || oh >= g.Ho || ow < 0 || ow >= g.Wo) {
-              std::fill(dst, dst + g.Cout_g, acc_t(0));
+              std::fill(dst, dst + cn, acc_t(0));
               continue;
             }
-            const scalar_t* src = go + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g;
-            for (int64_t co = 0; co < g.Cout_g; ++co) dst[co] = static_cast<acc_t>(src[co]);
+            const scalar_t* src = go + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g + co0;
+            for (int64_t co = 0; co < cn; ++co) dst[co] = static_cast<acc_t>(src[co]);
           }
       }
   }
@@ -278,44 +281,55 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
   constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
 
-  parallel_for_work(0, pb.count() * g.groups, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+  // Few patch blocks (small images batched whole): the input channels are split too, each task
+  // gathering its block's patches again (cheap next to a GEMM of >= 32 columns).
+  const int64_t cc = pb.count() * g.groups >= 8
+                         ? g.Cin_g
+                         : std::clamp<int64_t>(g.Cin_g * pb.count() * g.groups / 8, std::min<int64_t>(32, g.Cin_g), g.Cin_g);
+  const int64_t ci_blocks = (g.Cin_g + cc - 1) / cc;
+
+  parallel_for_work(0, pb.count() * g.groups * ci_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
-    std::unique_ptr<acc_t[]> D(new acc_t[block_pixels * g.Cin_g]);
-    for (int64_t t = begin; t < end; ++t) {
+    std::unique_ptr<acc_t[]> D(new acc_t[block_pixels * cc]);
+    int64_t gathered = -1;  // the block whose patches P holds
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t ci0 = task % ci_blocks * cc, cn = std::min(cc, g.Cin_g - ci0), t = task / ci_blocks;
       const int64_t blk = t % pb.row_blocks, grp = (t / pb.row_blocks) % g.groups;
       const int64_t n0 = t / (pb.row_blocks * g.groups) * pb.images, ni = std::min(pb.images, g.N - n0);
       const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
       const int64_t HWb = rows * g.W, M = ni * HWb;  // pixels per image in the block, and in all
-      for (int64_t i = 0; i < ni; ++i)
-        gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
-                                        P.get() + (channels_last ? i * HWb * K : i * HWb), M);
-      const acc_t* Bg = B.data() + grp * K * g.Cin_g;
+      if (t != gathered)
+        for (int64_t i = 0; i < ni; ++i)
+          gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
+                                          P.get() + (channels_last ? i * HWb * K : i * HWb), M);
+      gathered = t;
+      const acc_t* Bg = B.data() + grp * K * g.Cin_g + ci0;  // columns ci0 .. ci0 + cn
       if (!channels_last) {
-        // D^T (Cin_g x M) = B^T (Cin_g x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows],
+        // D^T (cn x M) = B^T (cn x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows],
         // written in place when the block is one image's rows.
         const bool direct = same_type && ni == 1;
-        scalar_t* out = gip + ((n0 * g.Cin + grp * g.Cin_g) * g.H + ih0) * g.W;
+        scalar_t* out = gip + ((n0 * g.Cin + grp * g.Cin_g + ci0) * g.H + ih0) * g.W;
         acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
         const int64_t ldc = direct ? g.H * g.W : M;
-        gemm<acc_t>(g.Cin_g, M, K, {Bg, g.Cin_g, true}, {P.get(), M, false}, dst, ldc, false);
+        gemm<acc_t>(cn, M, K, {Bg, g.Cin_g, true}, {P.get(), M, false}, dst, ldc, false);
         if (!direct)
           for (int64_t i = 0; i < ni; ++i)
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+            for (int64_t ci = 0; ci < cn; ++ci) {
               scalar_t* o = out + (i * g.Cin + ci) * g.H * g.W;
               const acc_t* d = D.get() + ci * M + i * HWb;
               for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
             }
       } else {
-        // D (M x Cin_g) = P (M x K) @ B (K x Cin_g): pixels of grad_input[n0:n0+ni, ih0:ih0+rows, :, group]
+        // D (M x cn) = P (M x K) @ B (K x cn): pixels of grad_input[n0:n0+ni, ih0:ih0+rows, channels]
         // (consecutive across the block's whole images)
-        scalar_t* out = gip + ((n0 * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g;
+        scalar_t* out = gip + ((n0 * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g + ci0;
         acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.get();
-        const int64_t ldc = same_type ? g.Cin : g.Cin_g;
-        gemm<acc_t>(M, g.Cin_g, K, {P.get(), K, false}, {Bg, g.Cin_g, false}, dst, ldc, false);
+        const int64_t ldc = same_type ? g.Cin : cn;
+        gemm<acc_t>(M, cn, K, {P.get(), K, false}, {Bg, g.Cin_g, false}, dst, ldc, false);
         if constexpr (!same_type)
           for (int64_t m = 0; m < M; ++m)
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-              out[m * g.Cin + ci] = static_cast<scalar_t>(D[m * g.Cin_g + ci]);
+            for (int64_t ci = 0; ci < cn; ++ci)
+              out[m * g.Cin + ci] = static_cast<scalar_t>(D[m * cn + ci]);
       }
     }
   });
@@ -410,10 +424,59 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   const int64_t block_pixels = pb.images * pb.rows * g.W;
   const int64_t tasks = pb.count();  // (image block, row block); every group inside
   const int64_t wsize = g.groups * g.Cin_g * K;
-  const int64_t chunks = weight_grad_chunks(tasks, wsize * int64_t(sizeof(acc_t)));
-  std::vector<acc_t> partial(chunks * wsize, acc_t(0));
+  const int64_t kk = g.kH * g.kW;
+  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
+  if (tasks < 8 && g.Cout_g > 1) {
+    // Few patch blocks (small images batched whole, e.g. DCGAN's 1x1 latent: one block): split
+    // the output channels instead, each task summing every block in order for its own columns.
+    const int64_t cc = std::max<int64_t>((g.Cout_g + 7) / 8, std::min<int64_t>(g.Cout_g, (64 + kk - 1) / kk));
+    const int64_t col_blocks = (g.Cout_g + cc - 1) / cc;
+    parallel_for_work(0, g.groups * col_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+      std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * kk * cc]);
+      std::unique_ptr<acc_t[]> X(new acc_t[block_pixels * g.Cin_g]);
+      std::unique_ptr<acc_t[]> dW(new acc_t[g.Cin_g * kk * cc]);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t grp = t / col_blocks, co0 = t % col_blocks * cc, cn = std::min(cc, g.Cout_g - co0);
+        const int64_t Kc = kk * cn;
+        for (int64_t b = 0; b < tasks; ++b) {
+          const int64_t blk = b % pb.row_blocks, n0 = b / pb.row_blocks * pb.images;
+          const int64_t ni = std::min(pb.images, g.N - n0);
+          const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
+          const int64_t HWb = rows * g.W, M = ni * HWb;
+          for (int64_t i = 0; i < ni; ++i)
+            gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
+                                            P.get() + (channels_last ? i * HWb * Kc : i * HWb), M, co0, cn);
+          if (!channels_last) {
+            for (int64_t i = 0; i < ni; ++i)
+              for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+                const scalar_t* src = xp + (((n0 + i) * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
+                acc_t* dst = X.get() + ci * M + i * HWb;
+                for (int64_t m = 0; m < HWb; ++m) dst[m] = static_cast<acc_t>(src[m]);
+              }
+            gemm<acc_t>(g.Cin_g, Kc, M, {X.get(), M, false}, {P.get(), M, true}, dW.get(), Kc, b > 0);
+          } else {
+            for (int64_t m = 0; m < M; ++m) {
+              const scalar_t* src = xp + ((n0 * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
+              for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
+            }
+            gemm<acc_t>(g.Cin_g, Kc, M, {X.get(), g.Cin_g, true}, {P.get(), Kc, false}, dW.get(), Kc, b > 0);
+          }
+        }
+        // dW columns (co - co0, kh, kw) or (kh, kw, co - co0) -> weight (Cin, Cout_g, kH, kW)
+        for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+          for (int64_t c = 0; c < cn; ++c)
+            for (int64_t k = 0; k < kk; ++k) {
+              const acc_t v = dW[ci * Kc + (channels_last ? k * cn + c : c * kk + k)];
+              gwp[((grp * g.Cin_g + ci) * g.Cout_g + co0 + c) * kk + k] = static_cast<scalar_t>(v);
+            }
+      }
+    });
+    return;
+  }
+  const int64_t chunks = weight_grad_chunks(tasks, wsize * int64_t(sizeof(acc_t)));
+  std::vector<acc_t> partial(chunks * wsize, acc_t(0));
 
   parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
     std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
@@ -455,8 +518,6 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 
   // Sum the partials in chunk order, writing the weight layout (Cin, Cout_g, kH, kW).
-  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
-  const int64_t kk = g.kH * g.kW;
   parallel_for_work(0, wsize, wsize * chunks, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       acc_t s = partial[e];
