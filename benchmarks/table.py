@@ -52,7 +52,7 @@ def main(argv=None):
                 if kernel is not None:
                     r["kernel_speedup"] = kernel["speedup"]
             rows += new_rows
-            print(format_table(rows[-2:]).splitlines()[-1 if case.backward else -1], flush=True)
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     if args.device == "cuda":
         print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, float32 without TF32")

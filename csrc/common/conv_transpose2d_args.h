@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "common/checks.h"
 #include "common/conv_transpose2d_shape.h"
 
 namespace tconv {
@@ -99,11 +100,6 @@ inline void check_same_dtype_device(const at::Tensor& input, const at::Tensor& o
               ") and ", what, " type (", other.scalar_type(), ") should be the same");
   TORCH_CHECK(input.device() == other.device(), "Input (", input.device(), ") and ", what, " (",
               other.device(), ") should be on the same device");
-}
-
-inline void check_floating(const at::Tensor& t, const char* op) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, " is not implemented for '",
-              t.scalar_type(), "': expected float16, bfloat16, float32 or float64");
 }
 
 inline void check_bias(const at::Tensor& input, const at::Tensor& bias, int64_t cout,

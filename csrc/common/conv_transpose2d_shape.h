@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "common/int_math.h"
 #include "common/macros.h"
 
 namespace tconv {
@@ -23,10 +24,6 @@ TCONV_HOST_DEVICE int64_t conv_transpose_out_size(int64_t in, int64_t kernel, in
                                                   int64_t padding, int64_t output_padding,
                                                   int64_t dilation) {
   return (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1;
-}
-
-TCONV_HOST_DEVICE int64_t floor_div(int64_t a, int64_t b) {  // b > 0
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
 // Number of distinct input offsets a cell reads on one axis: offsets run over

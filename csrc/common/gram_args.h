@@ -5,17 +5,14 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
-namespace tconv {
+#include "common/checks.h"
 
-inline void check_gram_dtype(const at::Tensor& t, const char* op) {
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, " is not implemented for '",
-              t.scalar_type(), "': expected float16, bfloat16, float32 or float64");
-}
+namespace tconv {
 
 inline void check_gram_features(const at::Tensor& features, const char* op) {
   TORCH_CHECK(features.dim() == 3, op, ": expected features of shape (N, C, L), but got size ",
               features.sizes());
-  check_gram_dtype(features, op);
+  check_floating(features, op);
 }
 
 // grad_gram must be (N, C, C) for features (N, C, L), same dtype and device.

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/int_math.h"
 #include "common/macros.h"
 
 namespace tconv {
@@ -17,8 +18,6 @@ struct TilePair {
   int64_t i;  // tile row
   int64_t j;  // tile column, i <= j
 };
-
-TCONV_HOST_DEVICE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Number of upper-triangle tiles (diagonal included) of a T x T tiling.
 TCONV_HOST_DEVICE int64_t triangle_tile_count(int64_t tiles_per_side) {

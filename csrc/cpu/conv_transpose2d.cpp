@@ -63,10 +63,10 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
     max_cells = std::max(max_cells, cells_of_phase(rh, g.sh, g.ph, g.Ho).count);
   max_cells = std::max<int64_t>(max_cells, 1);
   const int64_t row_bytes = Qw * (K + Nb) * int64_t(sizeof(acc_t));
-  const int64_t rows_for_m = (256 + Qw - 1) / Qw;
+  const int64_t rows_for_m = ceil_div(256, Qw);
   const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / std::max<int64_t>(row_bytes, 1), 1);
   const int64_t rows_per_block = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache), 1, max_cells);
-  const int64_t blocks = (max_cells + rows_per_block - 1) / rows_per_block;
+  const int64_t blocks = ceil_div(max_cells, rows_per_block);
   const int64_t tasks = g.N * g.groups * g.sh * blocks;
   // Contiguous output with wide strides: C = A @ B has columns (co, rw), so each cell writes a
   // contiguous run of sw outputs. Narrow strides: C^T, whose rows run along the cells.
@@ -268,7 +268,7 @@ struct TapGemmBlocks {
 TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
   const int64_t KK = g.kH * g.kW;
   const int64_t images = std::clamp<int64_t>((256 + g.H * g.W - 1) / (g.H * g.W), 1, g.N);
-  const int64_t channels = std::clamp<int64_t>((1024 + KK - 1) / KK, 1, g.Cout_g);
+  const int64_t channels = std::clamp<int64_t>(ceil_div(1024, KK), 1, g.Cout_g);
   return {images, channels};
 }
 
@@ -302,7 +302,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
   const TapGemmBlocks tb = tap_gemm_blocks(g);
   const int64_t nb = tb.images, cc = tb.channels;
-  const int64_t image_blocks = (g.N + nb - 1) / nb, channel_blocks = (g.Cout_g + cc - 1) / cc;
+  const int64_t image_blocks = ceil_div(g.N, nb), channel_blocks = ceil_div(g.Cout_g, cc);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
   // Weights as gemm_t, (Cin, R) per row ci: contiguous NCHW reads W_g^T in place, k = (co, kh, kw);
   // channels_last packs each channel block as (ci, kh, kw, co) so a tap's outputs are contiguous.

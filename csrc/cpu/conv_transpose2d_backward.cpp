@@ -39,8 +39,7 @@ using at::Tensor;
 // At most `limit` rows per block, split evenly over `total` (16 rows as 9 + 8, not 16 + 1).
 int64_t balanced_rows(int64_t limit, int64_t total) {
   limit = std::clamp<int64_t>(limit, 1, std::max<int64_t>(total, 1));
-  const int64_t blocks = (total + limit - 1) / limit;
-  return (total + blocks - 1) / blocks;
+  return ceil_div(total, ceil_div(total, limit));
 }
 
 // Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp, for the group's
@@ -108,14 +107,14 @@ struct PatchBlocks {
 
 PatchBlocks patch_blocks(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   const int64_t row_bytes = std::max<int64_t>(g.W * g.Cout_g * g.kH * g.kW * elem_size, 1);
-  const int64_t rows_for_m = (512 + g.W - 1) / g.W;
+  const int64_t rows_for_m = ceil_div(512, g.W);
   const int64_t rows_for_cache = std::max<int64_t>((4 << 20) / row_bytes, 1);
   PatchBlocks b{1, balanced_rows(std::min(rows_for_m, rows_for_cache), g.H), 0, 0};
   const int64_t image_rows = std::max<int64_t>(g.H, 1);
   if (b.rows >= g.H && g.H > 0)
     b.images = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache) / image_rows, 1, std::max<int64_t>(g.N, 1));
-  b.image_blocks = (g.N + b.images - 1) / b.images;
-  b.row_blocks = (g.H + b.rows - 1) / b.rows;
+  b.image_blocks = ceil_div(g.N, b.images);
+  b.row_blocks = ceil_div(g.H, b.rows);
   return b;
 }
 
@@ -138,10 +137,10 @@ BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size
   c.Hc = g.H + g.Oh - 1;
   c.Wc = g.W + g.Ow - 1;
   const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  const int64_t rows_for_m = (512 + c.Wc - 1) / c.Wc;  // amortise the BLAS's packing
+  const int64_t rows_for_m = ceil_div(512, c.Wc);  // amortise the BLAS's packing
   const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / (c.Wc * (K + Nb) * elem_size), 1);
   c.rows_per_block = balanced_rows(std::min(rows_for_m, rows_for_cache), c.Hc);
-  c.blocks = (c.Hc + c.rows_per_block - 1) / c.rows_per_block;
+  c.blocks = ceil_div(c.Hc, c.rows_per_block);
   return c;
 }
 
@@ -286,7 +285,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   const int64_t cc = pb.count() * g.groups >= 8
                          ? g.Cin_g
                          : std::clamp<int64_t>(g.Cin_g * pb.count() * g.groups / 8, std::min<int64_t>(32, g.Cin_g), g.Cin_g);
-  const int64_t ci_blocks = (g.Cin_g + cc - 1) / cc;
+  const int64_t ci_blocks = ceil_div(g.Cin_g, cc);
 
   parallel_for_work(0, pb.count() * g.groups * ci_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
@@ -431,8 +430,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   if (tasks < 8 && g.Cout_g > 1) {
     // Few patch blocks (small images batched whole, e.g. DCGAN's 1x1 latent: one block): split
     // the output channels instead, each task summing every block in order for its own columns.
-    const int64_t cc = std::max<int64_t>((g.Cout_g + 7) / 8, std::min<int64_t>(g.Cout_g, (64 + kk - 1) / kk));
-    const int64_t col_blocks = (g.Cout_g + cc - 1) / cc;
+    const int64_t cc = std::max<int64_t>(ceil_div(g.Cout_g, 8), std::min<int64_t>(g.Cout_g, ceil_div(64, kk)));
+    const int64_t col_blocks = ceil_div(g.Cout_g, cc);
     parallel_for_work(0, g.groups * col_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
       std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * kk * cc]);
       std::unique_ptr<acc_t[]> X(new acc_t[block_pixels * g.Cin_g]);
