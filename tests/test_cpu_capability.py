@@ -39,6 +39,11 @@ _RUN_EVERY_OP = textwrap.dedent("""
             record(mode + " x4 " + tag, lambda x: tconv.interpolate(x, scale_factor=4, mode=mode), xf)
             record(mode + " 1.7 " + tag, lambda x: tconv.interpolate(x, scale_factor=1.7, mode=mode, align_corners=True), xf)
             record(mode + " aa " + tag, lambda x: tconv.interpolate(x, scale_factor=0.45, mode=mode, antialias=True), xf)
+            # rows wide enough for the float32 vector paths' interiors (polyphase from 32 outputs
+            # on, uniform lane windows) with ragged tails of 8 and 16 lanes
+            xw = torch.randn(1, 3, 9, 153, generator=gen).contiguous(memory_format=fmt)
+            for s in (2, 4, 0.5, 0.25, 1.3):
+                record(f"{mode} wide x{s} {tag}", lambda x: tconv.interpolate(x, scale_factor=s, mode=mode), xw)
         record("gram " + tag, tconv.gram_matrix, xf)
         record("gram long " + tag, tconv.gram_matrix, torch.randn(1, 24, 96, 96, generator=gen).contiguous(memory_format=fmt))
     torch.save(dict(capability=tconv.cpu_capability(), aten=torch.backends.cpu.get_cpu_capability(),

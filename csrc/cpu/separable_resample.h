@@ -72,7 +72,7 @@ constexpr size_t kStreamingBytes = size_t(32) << 20;
 
 // Orders a thread's non-temporal stores before the parallel region ends and others may read them.
 inline void streaming_fence() {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   _mm_sfence();
 #endif
 }
@@ -121,7 +121,54 @@ inline void combine_f32(RowAt row_at, const float* w, int64_t taps, int64_t widt
     else _mm512_mask_storeu_ps(out + x, m, acc);
   }
 }
+#elif defined(TCONV_CPU_AVX2)
+// combine_f32 on 8 lanes: 64 (8 accumulators: a channels_last pixel of C = 64 in one pass) then 8
+// columns at a time, a masked tail; non-temporal stores need 32-byte alignment. Same arithmetic
+// (tap 0 first, then FMAs).
+template <typename RowAt>
+inline void combine_f32(RowAt row_at, const float* w, int64_t taps, int64_t width, float* out,
+                        bool streaming) {
+  int64_t x = 0;
+  if ((reinterpret_cast<uintptr_t>(out) & 3) != 0) streaming = false;  // never 32-byte aligned
+  if (streaming) {
+    const int64_t head = std::min<int64_t>(width, ((32 - (reinterpret_cast<uintptr_t>(out) & 31)) & 31) / 4);
+    if (head > 0) {
+      combine_f32(row_at, w, taps, head, out, false);
+      x = head;
+    }
+  }
+  auto store = [&](float* p, __m256 v) {
+    if (streaming) _mm256_stream_ps(p, v);
+    else _mm256_storeu_ps(p, v);
+  };
+  for (; x + 64 <= width; x += 64) {
+    __m256 acc[8];
+    const __m256 w0 = _mm256_set1_ps(w[0]);
+    const float* row0 = row_at(0) + x;
+    for (int k = 0; k < 8; ++k) acc[k] = _mm256_mul_ps(w0, _mm256_loadu_ps(row0 + 8 * k));
+    for (int64_t j = 1; j < taps; ++j) {
+      const __m256 wj = _mm256_set1_ps(w[j]);
+      const float* row = row_at(j) + x;
+      for (int k = 0; k < 8; ++k) acc[k] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(row + 8 * k), acc[k]);
+    }
+    for (int k = 0; k < 8; ++k) store(out + x + 8 * k, acc[k]);
+  }
+  for (; x + 8 <= width; x += 8) {
+    __m256 acc = _mm256_mul_ps(_mm256_set1_ps(w[0]), _mm256_loadu_ps(row_at(0) + x));
+    for (int64_t j = 1; j < taps; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(row_at(j) + x), acc);
+    store(out + x, acc);
+  }
+  if (x < width) {
+    const __m256i m = lanes_below(width - x);
+    __m256 acc = _mm256_mul_ps(_mm256_set1_ps(w[0]), _mm256_maskload_ps(row_at(0) + x, m));
+    for (int64_t j = 1; j < taps; ++j)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_maskload_ps(row_at(j) + x, m), acc);
+    _mm256_maskstore_ps(out + x, m, acc);
+  }
+}
+#endif
 
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
 inline void combine_rows_f32(const float* base, int64_t row_stride, const float* w, int64_t taps,
                              int64_t width, float* out, bool streaming) {
   combine_f32([=](int64_t j) { return base + j * row_stride; }, w, taps, width, out, streaming);
@@ -137,7 +184,7 @@ inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* 
     case 3: return combine_rows<3>(base, row_stride, w, taps, width, out);
     case 4: return combine_rows<4>(base, row_stride, w, taps, width, out);
     default:
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
       if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>)
         return combine_rows_f32(base, row_stride, w, taps, width, out, false);
 #endif
@@ -149,7 +196,7 @@ inline void combine_rows_any(const in_t* base, int64_t row_stride, const acc_t* 
 template <typename in_t, typename out_t, typename acc_t>
 inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_t* w, int64_t taps,
                                 int64_t width, out_t* out, bool streaming) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   if constexpr (std::is_same_v<in_t, float> && std::is_same_v<out_t, float>) {
     if (streaming) return combine_rows_f32(base, row_stride, w, taps, width, out, true);
   }
@@ -164,7 +211,7 @@ inline void combine_rows_to_dst(const in_t* base, int64_t row_stride, const acc_
 template <typename out_t, typename acc_t>
 inline void combine_row_pointers(const acc_t* const* rows, const acc_t* w, int64_t taps, int64_t width,
                                  out_t* out, bool streaming) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<out_t, float>)
     return combine_f32([=](int64_t j) { return rows[j]; }, w, taps, width, out, streaming);
 #endif
@@ -357,12 +404,15 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
     poly = make_polyphase_plan(tw);
     if (!poly.usable) lanes = make_gather_lane_plan(tw);  // only consulted when polyphase is not
   }
+  // The transposed gather's rows per call (16 on AVX-512, 8 on AVX2); rows16: whether it is used.
+  constexpr int64_t kRows = GatherLanePlan::kLanes;
   bool rows16 = false;
-#if defined(TCONV_CPU_AVX512)
-  rows16 = kFloat && !poly.usable && !(lanes.usable && lanes.group >= 8);  // 8-lane windows win at x2
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
+  // AVX-512: 8-lane windows win at x2; AVX2: one 8-lane window (two of 4 lanes lose).
+  rows16 = kFloat && !poly.usable && !(lanes.usable && lanes.group >= 8);
 #endif
   auto gather = [&](const auto* row, auto* out) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
     if constexpr (kFloat) {
       if (poly.usable) return gather_row_polyphase_any(row, tw, poly, out);
       if (lanes.usable) return gather_row_lanes_any(row, lanes, out);
@@ -379,6 +429,11 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
         for (; r + 16 <= n; r += 16)
           gather_16_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
     }
+#elif defined(TCONV_CPU_AVX2)
+    if constexpr (kFloat) {
+      if (rows16)
+        for (; r + 8 <= n; r += 8) gather_8_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
+    }
 #endif
     (void)scratch;
     for (; r < n; ++r) gather(in + r * in_stride, out + r * Wd);
@@ -389,7 +444,13 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   auto gather_row_cost = [&](double width_in) {
     if (poly.usable) return 0.5 * Wd * tw.taps;  // one permute + FMA per tap and 16 outputs
     if (rows16) return 4.0 * (width_in + Wd) + double(Wd) * tw.taps;
+#if defined(TCONV_CPU_AVX2)
+    // AVX2 (8 lanes): ~1x in an 8-source window (one vpermps), 2x in a 16-source one (two and a
+    // blend), twice that for two 4-lane windows.
+    const double per_tap = lanes.usable ? (lanes.narrow ? 1.0 : 2.0) * 8.0 / double(lanes.group) : 3.0;
+#else
     const double per_tap = lanes.usable ? std::max(1.0, 8.0 / double(lanes.group)) : 3.0;
+#endif
     return double(Wd) * tw.taps * per_tap;
   };
   const double rows_first = Hs * gather_row_cost(Ws) + Hd * double(Wd) * th.taps;
@@ -400,7 +461,7 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
   const int64_t rows_per_dst = std::max<int64_t>(Hs / std::max<int64_t>(Hd, 1), 1);
   const int64_t block = std::clamp<int64_t>(
       gather_source_rows ? (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Wd * rows_per_dst, 1)
-      : rows16           ? 16
+      : rows16           ? kRows
                          : (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Ws, 1),
       1, Hd);
   const int64_t blocks = (Hd + block - 1) / block;
