@@ -191,6 +191,21 @@ PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
   return p;
 }
 
+// One output row from its phase runs (runs[rw * Qw + j]: output column (qw_lo + j) * sw + rw - pw),
+// each plus the bias, stored at stride sw.
+template <typename scalar_t, typename acc_t>
+void store_phase_runs(const acc_t* runs, const ConvTranspose2dGeometry& g, scalar_t* yrow, acc_t bias) {
+  for (int64_t rw = 0; rw < g.sw; ++rw) {
+    // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
+    const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
+    const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
+    const int64_t j_hi = std::min<int64_t>(g.Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+    const acc_t* run = runs + rw * g.Qw;
+    scalar_t* dst = yrow + ow_first;
+    for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
+  }
+}
+
 // One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
 // For each output row, every phase rw accumulates a contiguous run over cells qw (vectorised),
 // then each run is stored into the row at stride sw.
@@ -235,16 +250,7 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
             }
           }
         }
-        scalar_t* yrow = yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo;
-        for (int64_t rw = 0; rw < g.sw; ++rw) {
-          // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
-          const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-          const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-          const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
-          const acc_t* run = runs.get() + rw * Qw;
-          scalar_t* dst = yrow + ow_first;
-          for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias_v);
-        }
+        store_phase_runs(runs.get(), g, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
       }
     }
   });
@@ -386,16 +392,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   }
                 }
               }
-              scalar_t* yrow = yplane + oh * g.Wo;
-              for (int64_t rw = 0; rw < g.sw; ++rw) {
-                // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
-                const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-                const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-                const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
-                const acc_t* run = runs.get() + rw * Qw;
-                scalar_t* dst = yrow + ow_first;
-                for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias_v);
-              }
+              store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
             }
           }
       } else {

@@ -414,6 +414,36 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
 
 namespace {
 
+// dW (Cin_g x kH kW cn, leading dimension ldw) (+)= X_g^T @ P over one patch block (ni whole
+// images from n0, or input rows [ih0, ih0 + rows) of one) for the group's output channels
+// [co0, co0 + cn): columns k = (co, kh, kw), channels_last (kh, kw, co). P and X are scratch.
+template <typename scalar_t, typename acc_t>
+void weight_grad_block(const scalar_t* gop, const scalar_t* xp, const ConvTranspose2dGeometry& g,
+                       bool channels_last, int64_t n0, int64_t ni, int64_t ih0, int64_t rows, int64_t grp,
+                       int64_t co0, int64_t cn, acc_t* P, acc_t* X, acc_t* dW, int64_t ldw, bool accumulate) {
+  const int64_t Kc = g.kH * g.kW * cn, HWb = rows * g.W, M = ni * HWb;
+  for (int64_t i = 0; i < ni; ++i)
+    gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
+                                    P + (channels_last ? i * HWb * Kc : i * HWb), M, co0, cn);
+  if (!channels_last) {
+    // X_g (Cin_g x M): the block's rows of this group's input planes, image after image
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
+        const scalar_t* src = xp + (((n0 + i) * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
+        acc_t* dst = X + ci * M + i * HWb;
+        for (int64_t m = 0; m < HWb; ++m) dst[m] = static_cast<acc_t>(src[m]);
+      }
+    // dW (Cin_g x Kc) (+)= X_g (Cin_g x M) @ P (M x Kc), P stored as P^T
+    gemm<acc_t>(g.Cin_g, Kc, M, {X, M, false}, {P, M, true}, dW, ldw, accumulate);
+  } else {
+    for (int64_t m = 0; m < M; ++m) {
+      const scalar_t* src = xp + ((n0 * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
+      for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
+    }
+    gemm<acc_t>(g.Cin_g, Kc, M, {X, g.Cin_g, true}, {P, Kc, false}, dW, ldw, accumulate);
+  }
+}
+
 template <typename scalar_t>
 void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
@@ -443,25 +473,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
           const int64_t blk = b % pb.row_blocks, n0 = b / pb.row_blocks * pb.images;
           const int64_t ni = std::min(pb.images, g.N - n0);
           const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
-          const int64_t HWb = rows * g.W, M = ni * HWb;
-          for (int64_t i = 0; i < ni; ++i)
-            gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
-                                            P.get() + (channels_last ? i * HWb * Kc : i * HWb), M, co0, cn);
-          if (!channels_last) {
-            for (int64_t i = 0; i < ni; ++i)
-              for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
-                const scalar_t* src = xp + (((n0 + i) * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
-                acc_t* dst = X.get() + ci * M + i * HWb;
-                for (int64_t m = 0; m < HWb; ++m) dst[m] = static_cast<acc_t>(src[m]);
-              }
-            gemm<acc_t>(g.Cin_g, Kc, M, {X.get(), M, false}, {P.get(), M, true}, dW.get(), Kc, b > 0);
-          } else {
-            for (int64_t m = 0; m < M; ++m) {
-              const scalar_t* src = xp + ((n0 * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
-              for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
-            }
-            gemm<acc_t>(g.Cin_g, Kc, M, {X.get(), g.Cin_g, true}, {P.get(), Kc, false}, dW.get(), Kc, b > 0);
-          }
+          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, co0, cn, P.get(), X.get(),
+                            dW.get(), Kc, b > 0);
         }
         // dW columns (co - co0, kh, kw) or (kh, kw, co - co0) -> weight (Cin, Cout_g, kH, kW)
         for (int64_t ci = 0; ci < g.Cin_g; ++ci)
@@ -487,31 +500,9 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
         const int64_t blk = t % pb.row_blocks, n0 = t / pb.row_blocks * pb.images;
         const int64_t ni = std::min(pb.images, g.N - n0);
         const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
-        const int64_t HWb = rows * g.W, M = ni * HWb;
-        for (int64_t grp = 0; grp < g.groups; ++grp) {
-          for (int64_t i = 0; i < ni; ++i)
-            gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
-                                            P.get() + (channels_last ? i * HWb * K : i * HWb), M);
-          acc_t* dWg = acc + grp * g.Cin_g * K;
-          if (!channels_last) {
-            // X_g (Cin_g x M): the block's rows of this group's input planes, image after image
-            for (int64_t i = 0; i < ni; ++i)
-              for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
-                const scalar_t* src = xp + (((n0 + i) * g.Cin + grp * g.Cin_g + ci) * g.H + ih0) * g.W;
-                acc_t* dst = X.get() + ci * M + i * HWb;
-                for (int64_t m = 0; m < HWb; ++m) dst[m] = static_cast<acc_t>(src[m]);
-              }
-            // dW_g (Cin_g x K) += X_g (Cin_g x M) @ P (M x K), P stored as P^T
-            gemm<acc_t>(g.Cin_g, K, M, {X.get(), M, false}, {P.get(), M, true}, dWg, K, true);
-          } else {
-            for (int64_t m = 0; m < M; ++m) {
-              const scalar_t* src = xp + ((n0 * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g;
-              for (int64_t ci = 0; ci < g.Cin_g; ++ci) X[m * g.Cin_g + ci] = static_cast<acc_t>(src[ci]);
-            }
-            // dW_g (Cin_g x K) += X_g^T @ P (M x K), k = (kh, kw, co)
-            gemm<acc_t>(g.Cin_g, K, M, {X.get(), g.Cin_g, true}, {P.get(), K, false}, dWg, K, true);
-          }
-        }
+        for (int64_t grp = 0; grp < g.groups; ++grp)
+          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, 0, g.Cout_g, P.get(), X.get(),
+                            acc + grp * g.Cin_g * K, K, true);
       }
     }
   });
