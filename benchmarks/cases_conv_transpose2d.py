@@ -10,7 +10,7 @@ from .harness import Case
 
 
 def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, op=0, channels_last=False,
-          dtype=torch.float32):
+          dtype=torch.float32, devices=None):
     h, w = hw
 
     def make_inputs(requires_grad):
@@ -31,7 +31,8 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, op=0, channels_
                 torch=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, op, groups=groups),
                 flops=flops, bytes=size * (n * cin * h * w + n * cout * ho * wo),
                 rtol=3e-2 if low else 2e-4, atol=3e-2 if low else 1e-4, dense=dense,
-                backward=not low, devices=("cpu",) if low else ("cpu", "cuda"))
+                backward=not low or devices == ("cuda",),
+                devices=devices or (("cpu",) if low else ("cpu", "cuda")))
     return case
 
 
@@ -141,6 +142,19 @@ CASES = [
     _case("64->64 k3 s1 p1, 8x64x64, bfloat16", 8, 64, 64, (64, 64), 3, 1, 1, dtype=torch.bfloat16),
     _case("DCGAN 256->128 k4 s2 p1, 8x16x16, float16", 8, 256, 128, (16, 16), 4, 2, 1, dtype=torch.float16),
     _case("64->64 k3 s1 p1, 8x64x64, float16", 8, 64, 64, (64, 64), 3, 1, 1, dtype=torch.float16),
+    # 16-bit on CUDA, forward and backward (tensor-core GEMMs against cuDNN), sized for an H200.
+    _case("DCGAN 256->128 k4 s2 p1, 64x16x16, bfloat16", 64, 256, 128, (16, 16), 4, 2, 1,
+          dtype=torch.bfloat16, devices=("cuda",)),
+    _case("U-Net up 512->256 k2 s2, 16x32x32, bfloat16", 16, 512, 256, (32, 32), 2, 2, 0,
+          dtype=torch.bfloat16, devices=("cuda",)),
+    _case("decoder 256->128 k3 s2 p1 op1, 32x32x32, bfloat16", 32, 256, 128, (32, 32), 3, 2, 1, op=1,
+          dtype=torch.bfloat16, devices=("cuda",)),
+    _case("DCGAN 256->128 k4 s2 p1, 64x16x16, float16", 64, 256, 128, (16, 16), 4, 2, 1,
+          dtype=torch.float16, devices=("cuda",)),
+    _case("64->64 k3 s1 p1, 32x64x64, float16", 32, 64, 64, (64, 64), 3, 1, 1,
+          dtype=torch.float16, devices=("cuda",)),
+    _case("DCGAN 256->128 k4 s2 p1, 64x16x16, float16, channels_last", 64, 256, 128, (16, 16), 4, 2, 1,
+          channels_last=True, dtype=torch.float16, devices=("cuda",)),
     # Whole models, nn layers against the same model with tconv's transposed convolutions.
     _model_case("model: DCGAN generator, batch 64", _dcgan_generator, (64, 100, 1, 1), _dcgan_flops(64)),
     _model_case("model: U-Net (base 32, depth 4), 2x3x128x128", _UNet, (2, 3, 128, 128), 0.0),

@@ -1,11 +1,15 @@
 // The Python module tconv._C. Importing it loads the shared library, whose static initialisers
 // register the tconv operators with the dispatcher (torch.ops.tconv.*). Its only Python functions
-// manage the CPU output cache (cpu/output_alloc.h), which is not an operator, and name the CPU
-// kernels' build that runs (cpu/dispatch.h).
+// manage the CPU output cache (cpu/output_alloc.h), which is not an operator, name the CPU
+// kernels' build that runs (cpu/dispatch.h) and, in a CUDA build, count the CUDA upsampling
+// table cache (cuda/upsample_device_tables.h).
 #include <Python.h>
 
 #include "cpu/dispatch.h"
 #include "cpu/output_alloc.h"
+#ifdef TCONV_WITH_CUDA
+#include "cuda/table_cache_stats.h"
+#endif
 
 namespace {
 
@@ -47,6 +51,14 @@ PyObject* cpu_capability(PyObject*, PyObject*) {
   return PyUnicode_FromString(tconv::cpu::cpu_capability_name());
 }
 
+#ifdef TCONV_WITH_CUDA
+PyObject* cuda_table_cache_stats(PyObject*, PyObject*) {
+  const tconv::cuda::TableCacheStats s = tconv::cuda::upsample_table_cache_stats();
+  return Py_BuildValue("{s:L,s:L,s:L,s:L}", "hits", (long long)s.hits, "misses", (long long)s.misses,
+                       "entries", (long long)s.entries, "captured_entries", (long long)s.captured_entries);
+}
+#endif
+
 PyMethodDef methods[] = {
     {"_cpu_capability", cpu_capability, METH_NOARGS,
      "The build of the CPU kernels that runs: 'default', 'avx2' or 'avx512'."},
@@ -55,6 +67,10 @@ PyMethodDef methods[] = {
     {"_set_cache_limit", set_cache_limit, METH_O, "Cap the CPU output cache (bytes; 0 disables it)."},
     {"_cache_stats", cache_stats, METH_NOARGS, "The CPU output cache's counters."},
     {"_reset_peak", reset_peak, METH_NOARGS, "Restart the peak of cached bytes from now."},
+#ifdef TCONV_WITH_CUDA
+    {"_cuda_table_cache_stats", cuda_table_cache_stats, METH_NOARGS,
+     "Counters of the CUDA upsampling table cache (hits, misses, entries, captured_entries)."},
+#endif
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

@@ -170,6 +170,94 @@ def test_half_precision_against_float32(cfg, channels_last, dtype):
                                    atol=4 * eps * e.abs().max().item())
 
 
+# Shapes whose GEMMs run on tensor cores (cublasGemmStridedBatchedEx, 16-bit in, float32 sums):
+# K and the GEMM widths in the hundreds, odd leading dimensions, groups, channels_last.
+GEMM_16BIT = [
+    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (4, 128, 64, (16, 16), (4, 4), 2, 1, 0, 1, 1),  # DCGAN-like
+    (2, 70, 35, (13, 11), (3, 3), 2, 1, 1, 1, 1),  # odd leading dimensions
+    (2, 96, 64, (12, 12), (3, 3), 1, 1, 0, 2, 1),  # groups, stride 1
+    (8, 256, 3, (8, 8), (4, 4), 2, 1, 0, 1, 1),  # few output channels
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cfg", GEMM_16BIT, ids=lambda c: "x".join(map(str, c[:5])))
+def test_16bit_gemms_against_float32(cfg, channels_last, dtype):
+    """Forward and backward with 16-bit GEMM operands: within one rounding of float32 on the
+    same values (float32 accumulation), and bitwise reproducible."""
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
+    xh, wh, bh = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
+    xr, wr, br = (t.detach().float().requires_grad_() for t in (xh, wh, bh))
+    out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
+    ref = F.conv_transpose2d(xr, wr, br, s, p, op, g, d)  # float32 on the GPU, TF32 off (fixture)
+    assert out.dtype == dtype
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=2 * eps,
+                               atol=2 * eps * ref.abs().max().item())
+    go = torch.randn_like(ref).to(dtype)
+    grads = torch.autograd.grad(out, (xh, wh, bh), go)
+    refs = torch.autograd.grad(ref, (xr, wr, br), go.float())
+    for a, e in zip(grads, refs):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.float(), e.to(dtype).float(), rtol=4 * eps,
+                                   atol=4 * eps * e.abs().max().item())
+    again = torch.autograd.grad(tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d), (xh, wh, bh), go)
+    for a, c in zip(grads, again):
+        assert torch.equal(a, c)
+
+
+# grad_bias and depthwise grad_weight sum over the pixels in several segments (partials added in
+# order by a second kernel): shapes with many segments, segments that cross images, tiny images
+# (the per-thread pixel step spans several images), every layout.
+REDUCTIONS = [
+    # n, c, h, w
+    (3, 5, 150, 170),  # contiguous: several segments per channel
+    (2000, 3, 5, 5),  # tiny images: the step spans images
+    (2, 21, 160, 240),  # FCN-like: 21 channels, 77k pixels
+    (4, 40, 33, 31),  # channels_last: lanes along C, more than one lane tile
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "expanded"])
+@pytest.mark.parametrize("shape", REDUCTIONS, ids=lambda s: "x".join(map(str, s)))
+def test_grad_bias_segmented_reduction(shape, layout):
+    g = torch.Generator().manual_seed(0)
+    go = torch.randn(*shape, generator=g, dtype=torch.float64)
+    if layout == "expanded":  # what sum().backward() passes: stride 0 on every pixel axis
+        go = go[:1, :, :1, :1].expand(shape)
+    gpu = go.float().cuda()
+    if layout == "channels_last":
+        gpu = gpu.to(memory_format=torch.channels_last)
+    got = ops.conv_transpose2d_backward_bias(gpu)
+    expected = go.float().double().sum((0, 2, 3))
+    torch.testing.assert_close(got.double().cpu(), expected, rtol=1e-5, atol=1e-5 * go.abs().sum().item() / shape[1])
+    assert torch.equal(got, ops.conv_transpose2d_backward_bias(gpu))
+    half = ops.conv_transpose2d_backward_bias(gpu.to(torch.bfloat16))
+    expected_half = gpu.to(torch.bfloat16).double().sum((0, 2, 3)).to(torch.bfloat16)
+    torch.testing.assert_close(half.cpu(), expected_half.cpu(), rtol=1e-2, atol=1e-2 * go.abs().sum().item() / shape[1])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cfg", [(4, 8, 8, (96, 96), (4, 4), 2, 1),  # 36864 pixels per weight
+                                 (600, 16, 32, (6, 6), (3, 3), 1, 1),  # tiny images, Cout_g = 2
+                                 (2, 64, 64, (64, 80), (4, 4), 2, 1)],  # 64 groups: several lane tiles
+                         ids=lambda c: "x".join(map(str, c[:5])))
+def test_depthwise_grad_weight_segmented_reduction(cfg, channels_last):
+    n, cin, cout, hw, k, s, p = cfg
+    x, w, _ = _make(n, cin, cout, hw, k, cin, torch.float64, channels_last=channels_last)
+    y = F.conv_transpose2d(x, w, None, s, p, groups=cin)
+    go = torch.randn_like(y)
+    expected = torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [p, p], [1, 1], True, [0, 0],
+                                                   cin, [False, True, False])[1]
+    args = (go.float().cuda(), x.float().cuda(), list(k), [s, s], [p, p], cin, [1, 1])
+    got = ops.conv_transpose2d_backward_weight(*args)
+    torch.testing.assert_close(got.double().cpu(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert torch.equal(got, ops.conv_transpose2d_backward_weight(*args))
+
+
 def _opcheck_samples():
     x, w, b = (t.cuda() for t in _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32))
     yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])

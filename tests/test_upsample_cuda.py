@@ -329,3 +329,89 @@ def test_output_beyond_int32_indexing(mode, layout, path):
         got = grad_input[:, :, inp, inp][:, :, in_keep, in_keep].float().cpu()
         torch.testing.assert_close(got, ref.to(torch.bfloat16).float(), rtol=0.02,
                                    atol=0.02 * ref.abs().max().item())
+
+
+# ---- the device-table cache (csrc/cuda/upsample_device_tables.h) ----------------------------------
+
+def _table_cache_stats():
+    return tconv._C._cuda_table_cache_stats()
+
+
+def test_table_cache_hits_and_misses():
+    """One upload per key; every field the tables depend on is in the key."""
+    x = torch.randn(2, 3, 7, 13, device="cuda")
+    calls = [  # (input, kwargs): each a new key
+        (x, dict(size=(29, 31), mode="bilinear", align_corners=False)),
+        (x, dict(size=(29, 31), mode="bilinear", align_corners=True)),
+        (x, dict(size=(29, 31), mode="bicubic", align_corners=False)),
+        (x, dict(size=(29, 30), mode="bilinear", align_corners=False)),
+        (x, dict(scale_factor=(2.3, 2.4), mode="bilinear", align_corners=False)),
+        (x, dict(scale_factor=(2.3, 2.5), mode="bilinear", align_corners=False)),
+        (x, dict(size=(3, 5), mode="bilinear", align_corners=False, antialias=True)),
+        (x.double(), dict(size=(29, 31), mode="bilinear", align_corners=False)),  # float64 tables
+    ]
+    before = _table_cache_stats()
+    for t, kw in calls:
+        tconv.interpolate(t, **kw)
+    mid = _table_cache_stats()
+    assert mid["misses"] - before["misses"] == len(calls)
+    assert mid["entries"] - before["entries"] == len(calls)
+    for t, kw in calls:  # the same keys again: no upload, the same results as PyTorch's
+        torch.testing.assert_close(tconv.interpolate(t, **kw).cpu(), F.interpolate(t.cpu(), **kw),
+                                   rtol=1e-5, atol=1e-5)
+    tconv.interpolate(x.half(), **calls[0][1])  # float16 uses the float32 tables
+    after = _table_cache_stats()
+    assert after["hits"] - mid["hits"] == len(calls) + 1
+    assert after["misses"] == mid["misses"]
+    # the backward has its own (transposed) tables
+    xg = x.clone().requires_grad_()
+    tconv.interpolate(xg, **calls[0][1]).sum().backward()
+    assert _table_cache_stats()["misses"] == after["misses"] + 1
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["tables-cached", "tables-uploaded-in-capture"])
+def test_cuda_graph_replay(warm):
+    """Captured forward and backward replay correctly on new data: with the tables cached before
+    capture (no copy in the graph) and with a key first seen during capture (a copy from a pinned
+    buffer the cache keeps for the graph's replays)."""
+    size = (37, 41) if warm else (43, 47)  # keys no other test uses
+    static_x = torch.randn(2, 3, 11, 9, device="cuda", requires_grad=True)
+    kw = dict(size=size, mode="bicubic", align_corners=False)
+
+    def step(**kw):
+        out = tconv.interpolate(static_x, **kw)
+        (grad,) = torch.autograd.grad(out, static_x, torch.ones_like(out))
+        return out, grad
+
+    # Warm-up on a side stream, as torch.cuda.graph asks; cold: another size, so the captured
+    # size's tables are still to upload.
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        step(**(kw if warm else dict(kw, size=(5, 6))))
+    torch.cuda.current_stream().wait_stream(s)
+    before = _table_cache_stats()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out, static_grad = step(**kw)
+    during = _table_cache_stats()
+    if warm:
+        assert during["misses"] == before["misses"] and during["captured_entries"] == before["captured_entries"]
+    else:
+        assert during["captured_entries"] == before["captured_entries"] + 2  # forward and backward
+    for _ in range(3):
+        new = torch.randn(2, 3, 11, 9, device="cuda")
+        with torch.no_grad():
+            static_x.copy_(new)
+        torch.cuda.synchronize()
+        torch.empty(1 << 20, pin_memory=True).fill_(7)  # reuse freed pinned blocks, if any
+        graph.replay()
+        torch.cuda.synchronize()
+        xr = new.cpu().requires_grad_()
+        ref = F.interpolate(xr, **kw)
+        (ref_grad,) = torch.autograd.grad(ref, xr, torch.ones_like(ref))
+        torch.testing.assert_close(static_out.cpu(), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(static_grad.cpu(), ref_grad, rtol=1e-5, atol=1e-4)
+    # eagerly afterwards: the captured copies are not used (their buffers fill only at replay)
+    torch.testing.assert_close(tconv.interpolate(static_x.detach(), **kw).cpu(),
+                               F.interpolate(static_x.detach().cpu(), **kw), rtol=1e-5, atol=1e-5)

@@ -6,7 +6,8 @@
 // where A holds, per cell, the input at the few offsets the cell reads (k = (ci, oh_off, ow_off))
 // and B is the weight packed so that every phase pair (rh, rw) is a column block (zero where an
 // offset feeds no tap). Three launches per chunk of cell rows:
-//   gather A (a kernel), C = A @ B (cuBLAS, batched over groups), scatter C into the output with
+//   gather A (a kernel), C = A @ B (cuBLAS, batched over groups; A and B in the input's type, C in
+//   float32 for bfloat16/float16: cuda/bmm.cuh), scatter C into the output with
 //   the bias fused (a kernel, each output element written exactly once). An output whose GEMM sum
 //   is not finite is recomputed there from its real taps (common/conv_transpose2d_direct.h), so
 //   NaN and Inf land where PyTorch's convolution puts them.
@@ -24,6 +25,7 @@
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_direct.h"
 #include "common/conv_transpose2d_shape.h"
+#include "cuda/bmm.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/row_chunks.h"
 
@@ -51,10 +53,10 @@ ForwardCells forward_cells(const ConvTranspose2dGeometry& g) {
 
 // B[grp][k = (ci, oh_off, ow_off)][col = (co, rh, rw)] = w[grp * Cin_g + ci, co, kh, kw] for the
 // taps kh, kw of phases rh, rw at those offsets, else 0.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t>
 __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides4 ws,
                                          ConvTranspose2dGeometry g, ForwardCells c,
-                                         acc_t* __restrict__ B) {
+                                         scalar_t* __restrict__ B) {
   const int64_t total = g.groups * c.K * c.cols;
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const int64_t col = e % c.cols, k = (e / c.cols) % c.K, grp = e / (c.cols * c.K);
@@ -62,17 +64,16 @@ __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides
     const int64_t ow_off = k % g.Ow, oh_off = (k / g.Ow) % g.Oh, ci = k / (g.Ow * g.Oh);
     const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
     const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
-    B[e] = (kh >= 0 && kw >= 0) ? static_cast<acc_t>(w[ws.offset(grp * g.Cin_g + ci, co, kh, kw)])
-                                : acc_t(0);
+    B[e] = (kh >= 0 && kw >= 0) ? w[ws.offset(grp * g.Cin_g + ci, co, kh, kw)] : scalar_t(0);
   }
 }
 
 // A[grp][m = (t - t0, qw)][k = (ci, oh_off, ow_off)] = x[n, grp * Cin_g + ci, qh - oh_off, qw - ow_off]
 // (zero outside the input) for the cell rows t in [t0, t0 + rows).
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t>
 __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Strides4 xs,
                                           ConvTranspose2dGeometry g, ForwardCells c, int64_t t0,
-                                          int64_t rows, acc_t* __restrict__ A) {
+                                          int64_t rows, scalar_t* __restrict__ A) {
   const int64_t M = rows * g.Qw;
   const int64_t total = g.groups * M * c.K;
   TCONV_GRID_STRIDE_LOOP(e, total) {
@@ -83,7 +84,7 @@ __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Stride
     const int64_t ih = c.qh_lo + t % c.Qh - oh_off;
     const int64_t iw = g.qw_lo + m % g.Qw - ow_off;
     const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-    A[e] = inside ? static_cast<acc_t>(x[xs.offset(n, grp * g.Cin_g + ci, ih, iw)]) : acc_t(0);
+    A[e] = inside ? x[xs.offset(n, grp * g.Cin_g + ci, ih, iw)] : scalar_t(0);
   }
 }
 
@@ -168,16 +169,17 @@ void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
   const ForwardCells c = forward_cells(g);
   const at::TensorOptions acc_options = x.options().dtype(at::toOpMathType(x.scalar_type()));
 
-  Tensor B = at::empty({g.groups, c.K, c.cols}, acc_options);
-  pack_cell_weights_kernel<scalar_t, acc_t><<<blocks_for(B.numel()), kThreads, 0, stream>>>(
-      w.const_data_ptr<scalar_t>(), strides_of(w), g, c, B.mutable_data_ptr<acc_t>());
+  // The GEMM operands stay in the input's type (tensor cores for 16-bit), the sums in acc_t.
+  Tensor B = at::empty({g.groups, c.K, c.cols}, x.options());
+  pack_cell_weights_kernel<scalar_t><<<blocks_for(B.numel()), kThreads, 0, stream>>>(
+      w.const_data_ptr<scalar_t>(), strides_of(w), g, c, B.mutable_data_ptr<scalar_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
   const int64_t total_rows = g.N * c.Qh;
   const int64_t row_elems = g.groups * g.Qw * (c.K + c.cols);
   const int64_t rows_max = rows_per_chunk(total_rows, row_elems, g.Qw * std::max(c.K, c.cols),
                                           int64_t(sizeof(acc_t)));
-  Tensor A = at::empty({g.groups, rows_max * g.Qw, c.K}, acc_options);
+  Tensor A = at::empty({g.groups, rows_max * g.Qw, c.K}, x.options());
   Tensor C = at::empty({g.groups, rows_max * g.Qw, c.cols}, acc_options);
   const scalar_t* bias_ptr = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
   const StridedRead<scalar_t, acc_t> x_at{x.const_data_ptr<scalar_t>(), strides_of(x)};
@@ -188,11 +190,11 @@ void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
     Tensor A_chunk = dense_prefix(A, g.groups, rows * g.Qw, c.K);
     Tensor C_chunk = dense_prefix(C, g.groups, rows * g.Qw, c.cols);
 
-    gather_input_cells_kernel<scalar_t, acc_t><<<blocks_for(A_chunk.numel()), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), strides_of(x), g, c, t0, rows, A_chunk.mutable_data_ptr<acc_t>());
+    gather_input_cells_kernel<scalar_t><<<blocks_for(A_chunk.numel()), kThreads, 0, stream>>>(
+        x.const_data_ptr<scalar_t>(), strides_of(x), g, c, t0, rows, A_chunk.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-    at::bmm_out(C_chunk, A_chunk, B);  // cuBLAS, a fixed reduction order per shape
+    bmm_acc<scalar_t>(A_chunk, B, C_chunk, false);  // cuBLAS, a fixed reduction order per shape
 
     const int64_t outputs = rows * g.sh * g.Cout * g.Wo;
     scatter_output_cells_kernel<scalar_t, acc_t><<<blocks_for(outputs), kThreads, 0, stream>>>(

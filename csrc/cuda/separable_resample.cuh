@@ -189,12 +189,14 @@ std::optional<ResampleTiles> plan_tiles(const AxisTable<acc_t>& th, const AxisTa
 
 // dst (N, C, th.dst, tw.dst), already allocated in src's memory format, = Th * src * Tw^T per
 // plane. raw_h / raw_w: ATen's unmerged taps for the forward's NaN/Inf rule, or nullptr.
+// key: what the tables depend on, for the device-table cache (nullptr: upload them this once).
 template <typename scalar_t>
 void resample_separable_cuda(const at::Tensor& src, at::Tensor& dst,
                              const AxisTable<at::opmath_type<scalar_t>>& th,
                              const AxisTable<at::opmath_type<scalar_t>>& tw,
                              const RawTaps<at::opmath_type<scalar_t>>* raw_h,
-                             const RawTaps<at::opmath_type<scalar_t>>* raw_w, bool channels_last) {
+                             const RawTaps<at::opmath_type<scalar_t>>* raw_w, bool channels_last,
+                             const TableKey* key = nullptr) {
   using acc_t = at::opmath_type<scalar_t>;
   if (dst.numel() == 0) return;
   const int64_t N = dst.size(0), C = dst.size(1);
@@ -206,7 +208,9 @@ void resample_separable_cuda(const at::Tensor& src, at::Tensor& dst,
     queued_raw_h.emplace(upload, *raw_h);
     queued_raw_w.emplace(upload, *raw_w);
   }
-  const at::Tensor tables = upload.upload(dst.device());  // freed after the launch, stream-ordered
+  const at::Tensor tables = key != nullptr  // held until the launch (a per-call upload: stream-ordered)
+                                ? TableCache::instance().device_tables(upload, dst.device(), *key)
+                                : upload.upload(dst.device());
   const DeviceAxisTable<acc_t> dev_h = queued_h.on_device(upload), dev_w = queued_w.on_device(upload);
   const RawTapsView<acc_t> no_taps{nullptr, nullptr, nullptr};
   const RawTapsView<acc_t> dev_raw_h = queued_raw_h ? queued_raw_h->on_device(upload) : no_taps;

@@ -35,13 +35,17 @@ Tensor upsample2d_cuda(const Tensor& input, at::IntArrayRef output_size, bool al
         const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
         const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
         const auto raw_h = raw_taps(ah), raw_w = raw_taps(aw);
+        const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/false,
+                                       at::CppTypeToScalarType<acc_t>::value, input.device());
         resample_separable_cuda<scalar_t>(x, y, forward_table(ah), forward_table(aw), &raw_h, &raw_w,
-                                          fmt == at::MemoryFormat::ChannelsLast);
+                                          fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return y;
 }
 
 }  // namespace
+
+TableCacheStats upsample_table_cache_stats() { return TableCache::instance().stats(); }
 
 TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
   m.impl("upsample_bilinear2d", &upsample2d_cuda<UpsampleMode::Bilinear>);

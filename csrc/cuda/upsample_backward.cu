@@ -43,8 +43,10 @@ Tensor upsample2d_backward_cuda(const Tensor& grad_output, at::IntArrayRef input
             make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
         const auto tw = transpose_table(forward_table(
             make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
+        const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/true,
+                                       at::CppTypeToScalarType<acc_t>::value, grad_output.device());
         resample_separable_cuda<scalar_t>(go, grad_input, th, tw, nullptr, nullptr,
-                                          fmt == at::MemoryFormat::ChannelsLast);
+                                          fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return grad_input;
 }
