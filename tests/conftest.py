@@ -1,10 +1,15 @@
 import os
 
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+# cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
+# under torch.use_deterministic_algorithms(True) without it: set for every CUDA suite here, before
+# any test module starts CUDA.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-import tconv  # noqa: F401  (registers torch.ops.tconv)
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import tconv  # noqa: E402,F401  (registers torch.ops.tconv)
 
 # CI runs the same examples every time; locally HYPOTHESIS_PROFILE=dev draws more.
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True,

@@ -1,18 +1,12 @@
 """tconv's CUDA kernels of conv_transpose2d: the CPU suite's grid on the GPU (against PyTorch on the
 CPU), agreement with tconv's CPU kernels, gradcheck, bitwise determinism, deterministic mode, half
 precision and an output of more than 2^31 elements. Every test is skipped without a GPU."""
-import os
+import pytest
+import torch
+import torch.nn.functional as F
 
-# cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
-# under torch.use_deterministic_algorithms(True) without it. Must be set before CUDA starts.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import tconv  # noqa: E402
-from test_conv_transpose2d import GRADCHECK, GRID, TOL, _make  # noqa: E402
+import tconv
+from test_conv_transpose2d import GRADCHECK, GRID, TOL, _make
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
               pytest.mark.usefixtures("full_precision_float32")]

@@ -2,18 +2,11 @@
 against a float64 reference, exact symmetry, the float16 overflow case, gradcheck, agreement with
 tconv's CPU kernels, bitwise determinism, deterministic mode, opcheck and features of more than
 2^31 elements. Every test is skipped without a GPU."""
-import os
+import pytest
+import torch
 
-# cuBLAS (the backward's GEMM) is deterministic only with a fixed workspace configuration, and
-# PyTorch refuses cuBLAS under torch.use_deterministic_algorithms(True) without it. Must be set
-# before CUDA starts.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-import tconv  # noqa: E402
-from test_gram import SHAPES, TOL, _layout, _reference, _reference_differentiable  # noqa: E402
+import tconv
+from test_gram import SHAPES, TOL, _layout, _reference, _reference_differentiable
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
               pytest.mark.usefixtures("full_precision_float32")]

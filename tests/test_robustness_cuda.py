@@ -1,18 +1,12 @@
 """tests/test_robustness.py on CUDA tensors: every tensor row of docs/errors.md, NaN/Inf positions
 of every op against PyTorch (or the definition), empty tensors, bitwise determinism of forward and
 backward, deterministic mode, and inputs on two devices. Every test is skipped without a GPU."""
-import os
+import pytest
+import torch
+import torch.nn.functional as F
 
-# cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
-# under torch.use_deterministic_algorithms(True) without it. Must be set before CUDA starts.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import tconv  # noqa: E402
-from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _all_ops_run,  # noqa: E402
+import tconv
+from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _all_ops_run,
                              _assert_input_weight_grads, _poison, _same_specials, conv_grads,
                              conv_nan_case, direct_conv_transpose2d)
 

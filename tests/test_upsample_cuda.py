@@ -2,18 +2,13 @@
 F.interpolate on the CPU) through every kernel path, agreement with tconv's CPU kernels, memory
 formats, all four dtypes, NaN/Inf, gradcheck, bitwise determinism, deterministic mode, opcheck and
 outputs of more than 2^31 elements. Every test is skipped without a GPU."""
-import os
+import pytest
+import torch
+import torch.nn.functional as F
 
-# Same setting as the other CUDA suites (harmless here: no cuBLAS). Must be set before CUDA starts.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import tconv  # noqa: E402
-from test_robustness import _poison, _same_specials  # noqa: E402
-from test_upsample import (GRADCHECK, GRID, MODES, TOL, _adjoint_of_pytorch_forward,  # noqa: E402
+import tconv
+from test_robustness import _poison, _same_specials
+from test_upsample import (GRADCHECK, GRID, MODES, TOL, _adjoint_of_pytorch_forward,
                            _pytorch_backward_is_not_its_forwards_gradient, _pytorch_forward)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
