@@ -47,7 +47,7 @@ else
   [ -x "$PY" ] || python3 -m venv "$VENV" || fail "could not create the venv at $VENV"
   echo "installing $TORCH_REQ (CUDA build, several GB: the first run takes a while)"
   # --isolated: ignore pip configuration that points at the CPU-only wheel index.
-  if ! "$VENV/bin/pip" --isolated install --progress-bar off "$TORCH_REQ" numpy ninja pybind11 setuptools; then
+  if ! "$VENV/bin/pip" --isolated install --progress-bar off "$TORCH_REQ" numpy ninja setuptools; then
     fail "pip could not install $TORCH_REQ into $VENV (network? disk space? see the pip output above)"
   fi
   venv_ready || fail "$TORCH_REQ in $VENV is not a CUDA build of torch (torch.version.cuda is None): remove $VENV and rerun"
