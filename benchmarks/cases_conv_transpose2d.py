@@ -9,7 +9,7 @@ import tconv
 from .harness import Case
 
 
-def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, op=0, channels_last=False,
+def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, output_padding=0, channels_last=False,
           dtype=torch.float32, devices=None):
     h, w = hw
 
@@ -22,13 +22,13 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, op=0, channels_
         b = torch.randn(cout, generator=g).to(dtype)
         return tuple(t.requires_grad_(requires_grad) for t in (x, wt, b))
 
-    ho, wo = (h - 1) * s - 2 * p + k + op, (w - 1) * s - 2 * p + k + op
+    ho, wo = (h - 1) * s - 2 * p + k + output_padding, (w - 1) * s - 2 * p + k + output_padding
     flops = 2.0 * n * cin * (cout // groups) * k * k * h * w
     size = torch.finfo(dtype).bits / 8
     low = dtype != torch.float32
     case = Case("conv_transpose2d", name, make_inputs,
-                tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, op, groups=groups),
-                torch=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, op, groups=groups),
+                tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
+                torch=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
                 flops=flops, bytes=size * (n * cin * h * w + n * cout * ho * wo),
                 rtol=3e-2 if low else 2e-4, atol=3e-2 if low else 1e-4, dense=dense,
                 backward=not low or devices == ("cuda",),
@@ -133,7 +133,7 @@ CASES = [
     _case("U-Net up 512->256 k2 s2, 2x32x32", 2, 512, 256, (32, 32), 2, 2, 0),
     _case("U-Net up 256->128 k2 s2, 2x64x64", 2, 256, 128, (64, 64), 2, 2, 0),
     _case("U-Net up 128->64 k2 s2, 2x128x128", 2, 128, 64, (128, 128), 2, 2, 0),
-    _case("decoder 256->128 k3 s2 p1 op1, 8x32x32", 8, 256, 128, (32, 32), 3, 2, 1, op=1),
+    _case("decoder 256->128 k3 s2 p1 op1, 8x32x32", 8, 256, 128, (32, 32), 3, 2, 1, output_padding=1),
     _case("DCGAN 256->128 k4 s2 p1, 16x16x16, channels_last", 16, 256, 128, (16, 16), 4, 2, 1, channels_last=True),
     _case("64->64 k3 s1 p1, 8x64x64, channels_last", 8, 64, 64, (64, 64), 3, 1, 1, channels_last=True),
     # 16-bit forward (PyTorch runs bfloat16 through oneDNN where the CPU has AVX512-BF16 or AMX).
@@ -147,7 +147,7 @@ CASES = [
           dtype=torch.bfloat16, devices=("cuda",)),
     _case("U-Net up 512->256 k2 s2, 16x32x32, bfloat16", 16, 512, 256, (32, 32), 2, 2, 0,
           dtype=torch.bfloat16, devices=("cuda",)),
-    _case("decoder 256->128 k3 s2 p1 op1, 32x32x32, bfloat16", 32, 256, 128, (32, 32), 3, 2, 1, op=1,
+    _case("decoder 256->128 k3 s2 p1 op1, 32x32x32, bfloat16", 32, 256, 128, (32, 32), 3, 2, 1, output_padding=1,
           dtype=torch.bfloat16, devices=("cuda",)),
     _case("DCGAN 256->128 k4 s2 p1, 64x16x16, float16", 64, 256, 128, (16, 16), 4, 2, 1,
           dtype=torch.float16, devices=("cuda",)),
