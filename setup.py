@@ -32,8 +32,9 @@ def _cxx_flags():
 
 def _extension():
     # The kernel sources csrc/cpu/<op>.cpp are compiled through csrc/cpu/capability/, once per CPU
-    # capability; dispatch.cpp registers them and autocast.cpp is capability-independent.
-    sources = sorted(glob.glob("csrc/*.cpp") + ["csrc/cpu/dispatch.cpp", "csrc/cpu/autocast.cpp"]
+    # capability; dispatch.cpp registers them. csrc/*.cpp (schemas, autograd, autocast) serve every
+    # device.
+    sources = sorted(glob.glob("csrc/*.cpp") + ["csrc/cpu/dispatch.cpp"]
                      + glob.glob("csrc/cpu/capability/*.cpp"))
     include_dirs = [os.path.join(ROOT, "csrc")]
     if _with_cuda():

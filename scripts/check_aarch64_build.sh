@@ -23,7 +23,7 @@ OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
 cd "$REPO"
-sources=(csrc/*.cpp csrc/cpu/dispatch.cpp csrc/cpu/autocast.cpp csrc/cpu/capability/*.cpp)
+sources=(csrc/*.cpp csrc/cpu/dispatch.cpp csrc/cpu/capability/*.cpp)
 echo "== cross-compiling ${#sources[@]} sources with $("$CXX" --version | head -1)"
 for src in "${sources[@]}"; do
   "$CXX" -std=c++17 -O1 -fopenmp -fPIC -c "$src" -o "$OUT/$(basename "$src").o" \
