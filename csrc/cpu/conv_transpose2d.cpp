@@ -273,7 +273,7 @@ struct TapGemmBlocks {
 };
 TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
   const int64_t KK = g.kH * g.kW;
-  const int64_t images = std::clamp<int64_t>((256 + g.H * g.W - 1) / (g.H * g.W), 1, g.N);
+  const int64_t images = std::clamp<int64_t>(ceil_div(256, g.H * g.W), 1, g.N);
   const int64_t channels = std::clamp<int64_t>(ceil_div(1024, KK), 1, g.Cout_g);
   return {images, channels};
 }
