@@ -28,8 +28,8 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, output_padding=
     low = dtype != torch.float32
     case = Case("conv_transpose2d", name, make_inputs,
                 tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
-                torch=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
-                flops=flops, bytes=size * (n * cin * h * w + n * cout * ho * wo),
+                reference=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
+                flops=flops, bytes_moved=size * (n * cin * h * w + n * cout * ho * wo),
                 rtol=3e-2 if low else 2e-4, atol=3e-2 if low else 1e-4, dense=dense,
                 backward=not low or devices == ("cuda",),
                 devices=devices or (("cpu",) if low else ("cpu", "cuda")))
@@ -106,7 +106,7 @@ def _model_case(name, make_model, input_shape, flops):
         model.train()  # batch statistics: both sides compute the same function of their inputs
         return lambda x, *params: torch.func.functional_call(model, dict(zip(names, params)), (x,))
 
-    return Case("conv_transpose2d", name, make_inputs, tconv=runner(ours), torch=runner(ref),
+    return Case("conv_transpose2d", name, make_inputs, tconv=runner(ours), reference=runner(ref),
                 flops=flops, rtol=1e-3, atol=1e-3, devices=("cpu",))
 
 

@@ -44,7 +44,7 @@ def _case(n, c, hw):
         return torch.bmm(xf, xf.mT) / (c * hw)
 
     return Case("gram", f"VGG style C={c} HW={side}x{side}, N={n}", make_inputs,
-                tconv=lambda x: tconv.gram_matrix(x), torch=bmm_gram,
+                tconv=lambda x: tconv.gram_matrix(x), reference=bmm_gram,
                 # The FLOPs of bmm (2 N C^2 HW), not of the half tconv computes, so the GFLOP/s of
                 # both sides compare directly: tconv's figure is "bmm-equivalent" GFLOP/s.
                 flops=2.0 * n * c * c * hw,
@@ -83,7 +83,7 @@ def _cuda_case(n, c, hw, dtype):
 
     name = str(dtype).replace("torch.", "")
     return Case("gram", f"VGG style C={c} HW={side}x{side}, N={n}, {name}", make_inputs,
-                tconv=tconv_gram, torch=bmm_gram, flops=2.0 * n * c * c * hw,  # bmm-equivalent
+                tconv=tconv_gram, reference=bmm_gram, flops=2.0 * n * c * c * hw,  # bmm-equivalent
                 rtol=1e-2 if half else 1e-5, devices=("cuda",))
 
 

@@ -52,8 +52,8 @@ def _case(mode, s, channels_last):
     layout = "channels_last" if channels_last else "contiguous"
     return Case("upsample", f"{mode} x{s} {layout}, {n}x{c}x{h}x{w}", make_inputs,
                 tconv=lambda x: tconv.interpolate(x, scale_factor=s, mode=mode),
-                torch=lambda x: F.interpolate(x, scale_factor=s, mode=mode),
-                bytes=4.0 * n * c * h * w * (1 + s * s), peer=_opencv_peer(mode, s),
+                reference=lambda x: F.interpolate(x, scale_factor=s, mode=mode),
+                bytes_moved=4.0 * n * c * h * w * (1 + s * s), peer=_opencv_peer(mode, s),
                 backward_alone=True, copy_floor=True, rtol=1e-5, atol=1e-5, devices=("cpu",))
 
 
@@ -81,8 +81,8 @@ def _cuda_case(mode, s, channels_last, dtype, antialias=False):
     # float16 rounds each output once (tconv) or sums in half precision atomics (PyTorch's backward).
     tol = 1e-5 if dtype == torch.float32 else 2e-3
     return Case("upsample", f"{mode} x{s}{aa} {layout} {DTYPE_NAMES[dtype]}, {n}x{c}x{h}x{w}", make_inputs,
-                tconv=lambda x: tconv.interpolate(x, **kw), torch=lambda x: F.interpolate(x, **kw),
-                bytes=float(torch.finfo(dtype).bits // 8) * n * c * (h * w + ho * wo),
+                tconv=lambda x: tconv.interpolate(x, **kw), reference=lambda x: F.interpolate(x, **kw),
+                bytes_moved=float(torch.finfo(dtype).bits // 8) * n * c * (h * w + ho * wo),
                 rtol=tol, atol=tol, devices=("cuda",))
 
 
@@ -96,7 +96,7 @@ def _cuda_copy(s, dtype):
 
     copy = lambda x: torch.empty_like(x).copy_(x)  # noqa: E731
     return Case("upsample", f"device copy (bytes of x{s} {DTYPE_NAMES[dtype]})", make_inputs, tconv=copy,
-                torch=copy, bytes=2.0 * elems * (torch.finfo(dtype).bits // 8), backward=False,
+                reference=copy, bytes_moved=2.0 * elems * (torch.finfo(dtype).bits // 8), backward=False,
                 devices=("cuda",))
 
 

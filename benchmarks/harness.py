@@ -1,7 +1,7 @@
 """Timing and table plumbing shared by every benchmark case module.
 
-A case builds its inputs once and names two callables over them: tconv's op and PyTorch's
-reference (plus optionally a peer such as OpenCV). Each pass (fwd, fwd+bwd) times both sides
+A case builds its inputs once and names two callables over them: tconv's op (`Case.tconv`) and
+PyTorch's (`Case.reference`), plus optionally a peer such as OpenCV. Each pass (fwd, fwd+bwd) times both sides
 interleaved, call by call, so machine noise hits them alike, and reports medians and the ratio.
 A memory-bound case can also time, in the same interleaved loop, a copy of the bytes it moves:
 its "x floor" is then measured against the copy rate of the same seconds (this machine's memory
@@ -35,13 +35,13 @@ class Case:
     group: str                    # operator family: "conv_transpose2d", "upsample", "gram"
     name: str
     make_inputs: Callable         # (requires_grad: bool) -> tuple of tensors / args
-    tconv: Callable               # *inputs -> Tensor
-    torch: Callable               # *inputs -> Tensor
+    tconv: Callable               # *inputs -> Tensor: tconv's op
+    reference: Callable           # *inputs -> Tensor: PyTorch's op it is timed and checked against
     flops: float = 0.0            # forward FLOPs (0: not a FLOP-bound op)
-    bytes: float = 0.0            # forward minimum bytes moved (0: not reported)
+    bytes_moved: float = 0.0      # forward minimum bytes moved, read + written (0: not reported)
     backward: bool = True         # time fwd+bwd too
     backward_alone: bool = False  # also time the backward by itself (a "bwd" row, with GB/s)
-    copy_floor: bool = False      # fwd and bwd rows also time a copy of `bytes` (floor_ms, x_floor)
+    copy_floor: bool = False      # fwd and bwd rows also time a copy of `bytes_moved` (floor_ms, x_floor)
     peer: Optional[Peer] = None
     dense: bool = True            # counted in the "dense cases" geomean (depthwise is not)
     devices: tuple = ("cpu", "cuda")  # where the case runs (shapes sized for one device)
@@ -89,7 +89,7 @@ def _timed_row(case, pass_, sides, sync, min_time, device, floor=True, read=None
     floor = floor and case.copy_floor
     fns = [sync(sides[0]), sync(sides[1])]
     if floor:
-        fns.append(sync(_copy_of_bytes(case.bytes, device)))
+        fns.append(sync(_copy_of_bytes(case.bytes_moved, device)))
     if read is not None:
         fns.append(sync(read))
     times = time_interleaved(fns, min_time)
@@ -130,17 +130,17 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
     sync = lambda fn: _synced(fn, device)  # noqa: E731
     with torch.no_grad():
         inputs = _to_device(case.make_inputs(False), device)
-        ref = case.torch(*inputs)
+        ref = case.reference(*inputs)
         out = case.tconv(*inputs)
         err = _max_rel_err(out, ref)
-        row = _timed_row(case, "fwd", (lambda: case.torch(*inputs), lambda: case.tconv(*inputs)), sync,
+        row = _timed_row(case, "fwd", (lambda: case.reference(*inputs), lambda: case.tconv(*inputs)), sync,
                          min_time, device)
         t_tconv = row["tconv_ms"] / 1e3
         row.update(rel_err=err, ok=bool(err <= case.rtol or torch.allclose(out, ref, case.rtol, case.atol)))
         if case.flops:
             row["gflops"] = case.flops / t_tconv / 1e9
-        if case.bytes:
-            row["gbps"] = case.bytes / t_tconv / 1e9
+        if case.bytes_moved:
+            row["gbps"] = case.bytes_moved / t_tconv / 1e9
         if case.peer is not None and device == "cpu":  # peers run on the CPU only
             prepared = case.peer.prepare(inputs)
             row["peer"] = case.peer.name
@@ -148,11 +148,11 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
         rows.append(row)
     if case.backward:
         inputs = _to_device(case.make_inputs(True), device)
-        grad_out = torch.randn_like(case.torch(*inputs))
-        ref = _grads(case.torch, inputs, grad_out)
+        grad_out = torch.randn_like(case.reference(*inputs))
+        ref = _grads(case.reference, inputs, grad_out)
         got = _grads(case.tconv, inputs, grad_out)
         err = max(_max_rel_err(a, b) for a, b in zip(got, ref))
-        row = _timed_row(case, "fwd+bwd", (lambda: _grads(case.torch, inputs, grad_out),
+        row = _timed_row(case, "fwd+bwd", (lambda: _grads(case.reference, inputs, grad_out),
                                            lambda: _grads(case.tconv, inputs, grad_out)),
                          sync, min_time, device, floor=False)
         row.update(rel_err=err, ok=bool(err <= 10 * case.rtol))
@@ -167,7 +167,7 @@ def run_case(case: Case, min_time=0.4, device="cpu"):
 def _backward_row(case, inputs, grad_out, sync, min_time, device):
     """The backward alone: one forward graph per side, its backward timed again and again."""
     leaves = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
-    outs = case.torch(*inputs), case.tconv(*inputs)
+    outs = case.reference(*inputs), case.tconv(*inputs)
     back = [lambda o=o: torch.autograd.grad(o, leaves, grad_out, retain_graph=True) for o in outs]
     # A max over grad_output reads it at the machine's read rate (as fast as an AVX-512 load loop
     # here) and writes nothing: a lower bound on any backward, which must read all of grad_output.
@@ -175,8 +175,8 @@ def _backward_row(case, inputs, grad_out, sync, min_time, device):
     row = _timed_row(case, "bwd", back, sync, min_time, device, read=read)
     err = max(_max_rel_err(a, b) for a, b in zip(back[1](), back[0]()))
     row.update(rel_err=err, ok=bool(err <= 10 * case.rtol))
-    if case.bytes:  # the backward moves the forward's bytes, reversed
-        row["gbps"] = case.bytes / (row["tconv_ms"] / 1e3) / 1e9
+    if case.bytes_moved:  # the backward moves the forward's bytes, reversed
+        row["gbps"] = case.bytes_moved / (row["tconv_ms"] / 1e3) / 1e9
     return row
 
 
