@@ -8,26 +8,14 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 import tconv
-from conftest import full_gradcheck
+from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, full_gradcheck, make_conv
 
 ops = torch.ops.tconv
-TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (2e-4, 2e-4)}
-
-
-def _make(n, cin, cout, hw, k, groups, dtype, bias=True, channels_last=False, transpose_view=False):
-    x = torch.randn(n, cin, *hw, dtype=dtype)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    if transpose_view:  # a non-contiguous view with the same logical content
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    w = torch.randn(cin, cout // groups, *k, dtype=dtype)
-    b = torch.randn(cout, dtype=dtype) if bias else None
-    return x, w, b
 
 
 def _check(x, w, b, dtype, **kw):
     """Forward, memory format and every gradient equal PyTorch's."""
-    rtol, atol = TOL[dtype]
+    rtol, atol = CONV_TOL[dtype]
     leaves = [t.detach().clone().requires_grad_() for t in (x, w) + ((b,) if b is not None else ())]
     ours = tconv.conv_transpose2d(leaves[0], leaves[1], leaves[2] if b is not None else None, **kw)
     ref_leaves = [t.detach().clone().requires_grad_() for t in leaves]
@@ -48,47 +36,24 @@ def _check(x, w, b, dtype, **kw):
         torch.testing.assert_close(a, e, rtol=rtol * 10, atol=atol * 10)
 
 
-# A deliberate grid: every argument, alone and combined.
-GRID = [
-    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
-    (2, 3, 4, (5, 6), (3, 3), 1, 0, 0, 1, 1),
-    (2, 3, 4, (5, 6), (3, 3), 1, 1, 0, 1, 1),
-    (2, 4, 6, (5, 6), (3, 3), 2, 1, 1, 1, 1),
-    (2, 4, 6, (5, 6), (4, 4), 2, 1, 0, 2, 1),
-    (1, 4, 4, (7, 5), (3, 2), (2, 3), (1, 0), (1, 2), 1, 1),
-    (1, 4, 4, (7, 5), (3, 3), 1, 2, 1, 1, (2, 3)),
-    (2, 6, 6, (4, 4), (3, 3), 3, 1, 2, 3, 2),
-    (2, 6, 6, (6, 6), (4, 4), 2, 1, 0, 6, 1),       # depthwise
-    (2, 6, 12, (6, 6), (3, 3), 2, 1, 1, 6, 1),      # depthwise, channel multiplier 2
-    (2, 8, 4, (4, 4), (2, 2), 2, 0, 0, 1, 1),       # stride == kernel (U-Net)
-    (2, 3, 5, (4, 4), (1, 1), 1, 0, 0, 1, 1),       # 1x1
-    (2, 3, 5, (4, 4), (1, 1), 3, 0, 2, 1, 1),       # 1x1 with stride: holes between pixels
-    (1, 2, 2, (1, 1), (1, 1), 1, 0, 0, 1, 1),       # 1x1 spatial
-    (1, 2, 3, (1, 1), (5, 5), 4, 2, 3, 1, 1),
-    (2, 3, 3, (3, 4), (8, 8), 4, 2, 0, 1, 1),       # FCN-style k = 2s
-    (1, 2, 2, (3, 3), (2, 2), 5, 0, 4, 1, 1),       # stride > kernel: bias-only pixels
-    (0, 3, 4, (5, 5), (3, 3), 2, 1, 0, 1, 1),       # empty batch
-]
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_grid_matches_pytorch(cfg, layout, dtype):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
-                    transpose_view=layout == "noncontiguous")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                        transpose_view=layout == "noncontiguous")
     _check(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
 def test_without_bias_and_unbatched():
-    x, w, _ = _make(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
+    x, w, _ = make_conv(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
     _check(x[0], w, None, torch.float64, stride=2, padding=1)
     _check(x, w, None, torch.float64, stride=2, padding=1, output_padding=1)
 
 
 def test_channels_last_weight_gives_channels_last_output():
-    x, w, b = _make(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
+    x, w, b = make_conv(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
     _check(x, w.to(memory_format=torch.channels_last), b, torch.float64, stride=2)
 
 
@@ -116,8 +81,8 @@ def conv_configs(draw):
 @given(conv_configs())
 def test_hypothesis_matches_pytorch(cfg):
     n, cin, cout, hw, k, s, p, op, g, d, layout, bias = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, bias=bias,
-                    channels_last=layout == "channels_last", transpose_view=layout == "noncontiguous")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, bias=bias,
+                        channels_last=layout == "channels_last", transpose_view=layout == "noncontiguous")
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
@@ -131,7 +96,7 @@ def test_half_precision_against_float32(cfg, dtype, path, monkeypatch):
     if path is not None:
         monkeypatch.setenv("TCONV_CONV_FORWARD", path)
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32)
     xh, wh, bh = (t.to(dtype).requires_grad_() for t in (x, w, b))
     out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
     assert out.dtype == dtype
@@ -148,24 +113,17 @@ def test_half_precision_against_float32(cfg, dtype, path, monkeypatch):
         torch.testing.assert_close(a.float(), e.to(dtype).float(), rtol=4 * eps, atol=4 * eps * e.abs().max().item())
 
 
-GRADCHECK = [
-    dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1),
-    dict(stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=2, dilation=(2, 1)),
-    dict(stride=2, padding=1, output_padding=0, groups=4, dilation=1),  # depthwise
-]
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("kw", GRADCHECK)
+@pytest.mark.parametrize("kw", CONV_GRADCHECK)
 def test_gradcheck_and_gradgradcheck(kw, channels_last):
-    x, w, b = _make(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
+    x, w, b = make_conv(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
     args = [t.requires_grad_() for t in (x, w, b)]
     fn = lambda x, w, b: tconv.conv_transpose2d(x, w, b, **kw)
     full_gradcheck(fn, args)
 
 
 def _opcheck_samples():
-    x, w, b = _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32)
+    x, w, b = make_conv(2, 4, 6, (4, 5), (3, 3), 2, torch.float32)
     yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])
     yield ops.conv_transpose2d, (x.to(memory_format=torch.channels_last), w, None, [1, 2], [0, 1], [0, 1], 2, [2, 1])
     y = F.conv_transpose2d(x, w, b, 2, 1, (1, 0), 2)
@@ -317,7 +275,7 @@ def test_bitwise_deterministic(threads):
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        x, w, b = _make(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
+        x, w, b = make_conv(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
         x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
         runs = []
         for _ in range(2):
@@ -332,7 +290,7 @@ def test_bitwise_deterministic(threads):
 # The dense forward has two formulations (cpu/conv_transpose2d.cpp): the cell GEMM and the tap GEMM
 # (what each input pixel sends through each tap, then summed per output). The shape picks one;
 # TCONV_CONV_FORWARD forces either, so both are checked on every dense case of the grid.
-DENSE_GRID = [c for c in GRID if c[1] // c[8] > 1]
+DENSE_GRID = [c for c in CONV_GRID if c[1] // c[8] > 1]
 
 
 @pytest.mark.parametrize("path", ["tap", "cell"])
@@ -346,11 +304,11 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", path)
     n, cin, cout, hw, k, s, p, op, g, d = cfg
     for dtype in (torch.float64, torch.float32):
-        x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
         kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
         ours = tconv.conv_transpose2d(x, w, b, **kw)
         ref = F.conv_transpose2d(x, w, b, **kw)
-        torch.testing.assert_close(ours, ref, rtol=TOL[dtype][0], atol=TOL[dtype][1])
+        torch.testing.assert_close(ours, ref, rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
         assert ours.stride() == ref.stride()
 
 
@@ -358,7 +316,7 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_forward_paths_same_bits_for_any_thread_count(path, channels_last, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", path)
-    x, w, b = _make(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
+    x, w, b = make_conv(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
     x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
     go = torch.randn(70, 72, 6, 6)
     old = torch.get_num_threads()
@@ -382,5 +340,5 @@ def test_forward_paths_same_bits_for_any_thread_count(path, channels_last, monke
 ], ids=lambda c: "x".join(map(str, c[:5])))
 def test_small_images_batched_backward_matches_pytorch(cfg, layout):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)

@@ -6,40 +6,37 @@ import pytest
 import torch
 
 import tconv
-from test_gram import SHAPES, TOL, _layout, _reference, _reference_differentiable
+from _support import (ALL_TYPES, GRAM_SHAPES, GRAM_TOL, HALF_TYPES, gram_layout, gram_reference,
+                      gram_reference_differentiable)
 
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.usefixtures("full_precision_float32")]
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
-
-HALF_TYPES = [torch.float16, torch.bfloat16]
-ALL_TYPES = [torch.float64, torch.float32] + HALF_TYPES
 
 
 def _assert_gram_close(g, x, normalize=True):
     """g (on the GPU) against the float64 Gram of x's values; float16 / bfloat16 against the exact
     Gram rounded once (what float32 accumulation gives), within two units in the last place."""
-    ref = _reference(x.cpu(), normalize)
+    ref = gram_reference(x.cpu(), normalize)
     scale = ref.abs().max().item() or 1.0
     if g.dtype in HALF_TYPES:
         eps = torch.finfo(g.dtype).eps
         rounded = ref.float().to(g.dtype).double()
         torch.testing.assert_close(g.cpu().double(), rounded, rtol=2 * eps, atol=2 * eps * scale)
     else:
-        rtol, atol = TOL[g.dtype]
+        rtol, atol = GRAM_TOL[g.dtype]
         torch.testing.assert_close(g.cpu().double(), ref, rtol=rtol, atol=atol * scale)
 
 
 def _assert_grad_close(dx, x, go, normalize=True):
     xr = x.detach().cpu().double().requires_grad_()
-    (dref,) = torch.autograd.grad(_reference_differentiable(xr, normalize), xr, go.cpu().double())
+    (dref,) = torch.autograd.grad(gram_reference_differentiable(xr, normalize), xr, go.cpu().double())
     scale = dref.abs().max().item() or 1.0
     if dx.dtype in HALF_TYPES:
         eps = torch.finfo(dx.dtype).eps
         torch.testing.assert_close(dx.cpu().double(), dref.to(dx.dtype).double(), rtol=4 * eps,
                                    atol=4 * eps * scale)
     else:
-        rtol, atol = TOL[dx.dtype]
+        rtol, atol = GRAM_TOL[dx.dtype]
         torch.testing.assert_close(dx.cpu().double(), dref, rtol=rtol * 10, atol=atol * 10 * scale)
 
 
@@ -60,9 +57,9 @@ def _check_cuda(x, normalize=True):
 
 @pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", GRAM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_cpu_suite_shapes(shape, layout, dtype):
-    _check_cuda(_layout(torch.randn(*shape, device="cuda").to(dtype), layout))
+    _check_cuda(gram_layout(torch.randn(*shape, device="cuda").to(dtype), layout))
 
 
 # Ragged C and L: tile edges (C = 64 / 65 / 128 / 129 switch between the 64- and 128-wide tiles and
@@ -138,7 +135,7 @@ def test_float16_raw_sums_beyond_65504_do_not_overflow(shape):
     assert torch.isinf(torch.bmm(xf, xf.mT)).any()
     g = tconv.gram_matrix(x)
     assert torch.isfinite(g).all() and torch.equal(g, g.mT)
-    torch.testing.assert_close(g.cpu().float(), _reference(x.cpu().float()).float(), rtol=2e-3, atol=0)
+    torch.testing.assert_close(g.cpu().float(), gram_reference(x.cpu().float()).float(), rtol=2e-3, atol=0)
     leaf = x.clone().requires_grad_()
     loss = tconv.style_loss(leaf, g)
     assert torch.isfinite(loss)
@@ -164,7 +161,7 @@ def test_nan_inf_like_matmul(shape, dtype):
     assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
     finite = torch.isfinite(want)
     assert finite.any()
-    tol = 4 * torch.finfo(dtype).eps if dtype in HALF_TYPES else TOL[dtype][0]
+    tol = 4 * torch.finfo(dtype).eps if dtype in HALF_TYPES else GRAM_TOL[dtype][0]
     torch.testing.assert_close(got[finite], want[finite], rtol=tol, atol=tol * want[finite].abs().max().item())
 
 
@@ -175,14 +172,14 @@ def test_tf32_when_allowed():
     torch.backends.cuda.matmul.allow_tf32 = True
     g = ops.gram_matrix(x, True)
     assert torch.equal(g, g.mT)
-    ref = _reference(x.cpu().unsqueeze(-1))
+    ref = gram_reference(x.cpu().unsqueeze(-1))
     torch.testing.assert_close(g.cpu().double(), ref, rtol=5e-3, atol=5e-3 * ref.abs().max().item())
 
 
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_gradcheck_and_gradgradcheck(layout, normalize):
-    x = _layout(torch.randn(2, 5, 3, 4, dtype=torch.float64, device="cuda"), layout).requires_grad_()
+    x = gram_layout(torch.randn(2, 5, 3, 4, dtype=torch.float64, device="cuda"), layout).requires_grad_()
     fn = lambda x: tconv.gram_matrix(x, normalize)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
@@ -271,12 +268,10 @@ def _chunked_reference(x, go, chunk=1 << 22):
     return ref * scale, sym
 
 
+@pytest.mark.cuda_memory(40)  # the features, float32 copies in the backward, the reference's chunks
 def test_features_over_2_31_elements():
     """64 x (2^25 + 8) bfloat16 features (2^31 + 512 elements): row offsets past 2^31."""
     c, length = 64, (1 << 25) + 8
-    free, _ = torch.cuda.mem_get_info()
-    if free < 40 * 2**30:  # the features, float32 copies in the backward, the reference's chunks
-        pytest.skip("needs 40 GiB of free GPU memory")
     x = torch.randn(1, c, length, device="cuda", dtype=torch.bfloat16)
     assert x.numel() > 2**31
     g = ops.gram_matrix(x, True)

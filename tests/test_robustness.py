@@ -11,169 +11,26 @@ import torch
 import torch.nn.functional as F
 
 import tconv
+from _support import (CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, ROOT, all_ops_run,
+                      assert_input_weight_grads, conv_grads, conv_nan_case, direct_conv_transpose2d, poison,
+                      same_specials)
 
 ops = torch.ops.tconv
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- invalid arguments: the table in docs/errors.md ----------------------------------------------------
 
-def _x(*shape):
-    return torch.randn(*(shape or (2, 4, 5, 5)))
-
-
-def _w(*shape):
-    return torch.randn(*(shape or (4, 3, 3, 3)))
-
-
-def _gram_ref(x):
-    f = x.flatten(-2) if x.dim() >= 3 else x
-    return f @ f.mT
-
-
-# name -> (tconv call, PyTorch counterpart or None where PyTorch has no such op/argument)
-CASES = {
-    # conv_transpose2d
-    "conv: 5-D input": (lambda: tconv.conv_transpose2d(_x()[None], _w()),
-                        lambda: F.conv_transpose2d(_x()[None], _w())),
-    "conv: 2-D input": (lambda: tconv.conv_transpose2d(_x(5, 5), _w()),
-                        lambda: F.conv_transpose2d(_x(5, 5), _w())),
-    "conv: 3-D weight": (lambda: tconv.conv_transpose2d(_x(), _w(4, 3, 3)),
-                         lambda: F.conv_transpose2d(_x(), _w(4, 3, 3))),
-    "conv: channel mismatch": (lambda: tconv.conv_transpose2d(_x(2, 5, 5, 5), _w()),
-                               lambda: F.conv_transpose2d(_x(2, 5, 5, 5), _w())),
-    "conv: groups not dividing": (lambda: tconv.conv_transpose2d(_x(), _w(), groups=3),
-                                  lambda: F.conv_transpose2d(_x(), _w(), groups=3)),
-    "conv: zero groups": (lambda: tconv.conv_transpose2d(_x(), _w(), groups=0),
-                          lambda: F.conv_transpose2d(_x(), _w(), groups=0)),
-    "conv: zero stride": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=0),
-                          lambda: F.conv_transpose2d(_x(), _w(), stride=0)),
-    "conv: negative stride": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=(1, -1)),
-                              lambda: F.conv_transpose2d(_x(), _w(), stride=(1, -1))),
-    "conv: negative padding": (lambda: tconv.conv_transpose2d(_x(), _w(), padding=-1),
-                               lambda: F.conv_transpose2d(_x(), _w(), padding=-1)),
-    "conv: zero dilation": (lambda: tconv.conv_transpose2d(_x(), _w(), dilation=0),
-                            lambda: F.conv_transpose2d(_x(), _w(), dilation=0)),
-    "conv: output_padding too large": (
-        lambda: tconv.conv_transpose2d(_x(), _w(), stride=2, output_padding=2),
-        lambda: F.conv_transpose2d(_x(), _w(), stride=2, output_padding=2)),
-    "conv: negative output_padding": (
-        lambda: tconv.conv_transpose2d(_x(), _w(), stride=2, output_padding=-1),
-        lambda: F.conv_transpose2d(_x(), _w(), stride=2, output_padding=-1)),
-    "conv: three strides": (lambda: tconv.conv_transpose2d(_x(), _w(), stride=(1, 2, 3)),
-                            lambda: F.conv_transpose2d(_x(), _w(), stride=(1, 2, 3))),
-    "conv: weight dtype": (lambda: tconv.conv_transpose2d(_x(), _w().double()),
-                           lambda: F.conv_transpose2d(_x(), _w().double())),
-    "conv: bias dtype": (lambda: tconv.conv_transpose2d(_x(), _w(), torch.randn(3).double()),
-                         lambda: F.conv_transpose2d(_x(), _w(), torch.randn(3).double())),
-    "conv: bias size": (lambda: tconv.conv_transpose2d(_x(), _w(), torch.randn(4)),
-                        lambda: F.conv_transpose2d(_x(), _w(), torch.randn(4))),
-    "conv: output too small": (lambda: tconv.conv_transpose2d(_x(1, 4, 1, 1), _w(), padding=5),
-                               lambda: F.conv_transpose2d(_x(1, 4, 1, 1), _w(), padding=5)),
-    "conv: empty spatial input": (lambda: tconv.conv_transpose2d(_x(2, 4, 0, 5), _w()),
-                                  lambda: F.conv_transpose2d(_x(2, 4, 0, 5), _w())),
-    # PyTorch computes integer transposed convolutions on CPU; tconv's kernels are floating only.
-    "conv: integer input": (lambda: tconv.conv_transpose2d(_x().long(), _w().long()), None),
-    "conv: module output_size unreachable": (
-        lambda: tconv.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20)),
-        lambda: torch.nn.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20))),
-    "conv: module padding_mode": (lambda: tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect"),
-                                  lambda: torch.nn.ConvTranspose2d(4, 3, 3, padding_mode="reflect")),
-    "conv: module groups not dividing": (lambda: tconv.ConvTranspose2d(4, 3, 3, groups=2),
-                                         lambda: torch.nn.ConvTranspose2d(4, 3, 3, groups=2)),
-    # interpolate
-    "interp: size and scale_factor": (
-        lambda: tconv.interpolate(_x(), size=4, scale_factor=2),
-        lambda: F.interpolate(_x(), size=4, scale_factor=2, mode="bilinear")),
-    "interp: neither size nor scale_factor": (
-        lambda: tconv.interpolate(_x(), mode="bicubic"),
-        lambda: F.interpolate(_x(), mode="bicubic")),
-    "interp: size of wrong length": (
-        lambda: tconv.interpolate(_x(), size=(4, 4, 4)),
-        lambda: F.interpolate(_x(), size=(4, 4, 4), mode="bilinear")),
-    "interp: scale_factor of wrong length": (
-        lambda: tconv.interpolate(_x(), scale_factor=(2,)),
-        lambda: F.interpolate(_x(), scale_factor=(2,), mode="bilinear")),
-    "interp: float size": (lambda: tconv.interpolate(_x(), size=(4.5, 4)),
-                           lambda: F.interpolate(_x(), size=(4.5, 4), mode="bilinear")),
-    "interp: recompute_scale_factor with size": (
-        lambda: tconv.interpolate(_x(), size=4, recompute_scale_factor=True),
-        lambda: F.interpolate(_x(), size=4, recompute_scale_factor=True, mode="bilinear")),
-    "interp: 3-D input": (lambda: tconv.interpolate(_x(2, 3, 5), scale_factor=2),
-                          lambda: F.interpolate(_x(2, 3, 5), scale_factor=2, mode="bilinear")),
-    "interp: 5-D input": (lambda: tconv.interpolate(_x(1, 2, 3, 5, 5), scale_factor=2, mode="bicubic"),
-                          lambda: F.interpolate(_x(1, 2, 3, 5, 5), scale_factor=2, mode="bicubic")),
-    "interp: 3-D antialias": (
-        lambda: tconv.interpolate(_x(2, 3, 5), scale_factor=0.5, antialias=True),
-        lambda: F.interpolate(_x(2, 3, 5), scale_factor=0.5, mode="bilinear", antialias=True)),
-    "interp: zero output size": (lambda: tconv.interpolate(_x(), size=(0, 4)),
-                                 lambda: F.interpolate(_x(), size=(0, 4), mode="bilinear")),
-    "interp: negative output size": (
-        lambda: tconv.interpolate(_x(), size=(-2, 4), mode="bicubic"),
-        lambda: F.interpolate(_x(), size=(-2, 4), mode="bicubic")),
-    "interp: scale truncating to zero": (
-        lambda: tconv.interpolate(_x(), scale_factor=0.1),
-        lambda: F.interpolate(_x(), scale_factor=0.1, mode="bilinear")),
-    "interp: negative scale": (lambda: tconv.interpolate(_x(), scale_factor=-2.0, mode="bicubic"),
-                               lambda: F.interpolate(_x(), scale_factor=-2.0, mode="bicubic")),
-    "interp: empty spatial input": (lambda: tconv.interpolate(_x(2, 3, 0, 5), size=4),
-                                    lambda: F.interpolate(_x(2, 3, 0, 5), size=4, mode="bilinear")),
-    "interp: zero channels": (lambda: tconv.interpolate(_x(2, 0, 5, 5), size=4),
-                              lambda: F.interpolate(_x(2, 0, 5, 5), size=4, mode="bilinear")),
-    "interp: integer input": (lambda: tconv.interpolate(_x().long(), size=4),
-                              lambda: F.interpolate(_x().long(), size=4, mode="bilinear")),
-    "interp: unsupported mode": (lambda: tconv.interpolate(_x(), scale_factor=2, mode="nearest"),
-                                 None),
-    "interp: Upsample unsupported mode": (lambda: tconv.Upsample(scale_factor=2, mode="nearest"),
-                                          None),
-    # gram_matrix / style_loss / GramMatrix
-    "gram: 1-D input": (lambda: tconv.gram_matrix(torch.randn(5)), None),
-    "gram: 5-D input": (lambda: tconv.gram_matrix(torch.randn(1, 2, 3, 4, 5)), None),
-    "gram: integer input": (lambda: tconv.gram_matrix(torch.ones(2, 3, 4, 4, dtype=torch.int64)), None),
-    "gram: complex input": (lambda: tconv.gram_matrix(torch.ones(2, 3, 4, 4, dtype=torch.complex64)),
-                            None),
-    "gram: op features not (N, C, L)": (lambda: ops.gram_matrix(torch.randn(3, 5), True), None),
-    "gram: backward grad_gram shape": (
-        lambda: ops.gram_matrix_backward(torch.randn(2, 3, 4), torch.randn(2, 3, 5), True), None),
-    "gram: backward grad_gram dtype": (
-        lambda: ops.gram_matrix_backward(torch.randn(2, 3, 3, dtype=torch.float64),
-                                         torch.randn(2, 3, 5), True), None),
-    "gram: style_loss target shape": (
-        lambda: tconv.style_loss(torch.randn(1, 4, 3, 3), torch.randn(1, 5, 5)),
-        lambda: _gram_ref(torch.randn(1, 4, 3, 3)) - torch.randn(1, 5, 5)),
-    # init
-    "init: bilinear_ on a 3-D weight": (lambda: tconv.init.bilinear_(torch.empty(3, 3, 4)), None),
-}
-
-_EXCEPTIONS = {"RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError": TypeError,
-               "NotImplementedError": NotImplementedError, "IndexError": IndexError}
-
-
-def _error_rows():
-    """(case, op, argument, exception name, message excerpt) of each row of docs/errors.md."""
-    rows = []
-    for line in (ROOT / "docs" / "errors.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
-        if len(cells) != 5 or cells[0] in ("case", "") or set(cells[0]) <= set("-: "):
-            continue
-        rows.append(tuple(c.strip("`") for c in cells))
-    return rows
-
-
-ERROR_ROWS = _error_rows()
-
-
 def test_every_case_has_a_row_and_every_row_a_case():
     names = [r[0] for r in ERROR_ROWS]
     assert len(names) == len(set(names)), "duplicate rows in docs/errors.md"
-    assert set(names) == set(CASES), (set(names) ^ set(CASES))
+    assert set(names) == set(ERROR_CASES), (set(names) ^ set(ERROR_CASES))
 
 
 @pytest.mark.parametrize("row", ERROR_ROWS, ids=[r[0] for r in ERROR_ROWS])
 def test_invalid_argument_raises_as_documented(row):
     name, _op, _arg, exc_name, excerpt = row
-    ours, theirs = CASES[name]
-    exc = _EXCEPTIONS[exc_name]
+    ours, theirs = ERROR_CASES[name]
+    exc = EXCEPTIONS[exc_name]
     with pytest.raises(exc) as got:
         ours()
     assert type(got.value) is exc or issubclass(type(got.value), exc)
@@ -187,35 +44,6 @@ def test_invalid_argument_raises_as_documented(row):
 
 # ---- NaN and Inf ---------------------------------------------------------------------------------------
 
-def _poison(x, gen, frac=0.15):
-    mask = torch.rand(x.shape, generator=gen) < frac
-    vals = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=x.dtype)
-    idx = torch.randint(0, 3, x.shape, generator=gen)
-    return torch.where(mask, vals[idx], x)
-
-
-def _same_specials(got, want, tol=1e-9):
-    """Same positions of nan, +inf and -inf; the finite values close."""
-    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
-    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
-    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
-    torch.testing.assert_close(got, want, equal_nan=True, rtol=tol, atol=tol)
-
-
-CONV_NAN_CFGS = [
-    # cin, cout, hw, k, stride, padding, output_padding, groups, dilation
-    (3, 4, (5, 6), (3, 3), 1, 1, 0, 1, 1),
-    (4, 6, (5, 6), (3, 3), 2, 1, 1, 1, 1),
-    (4, 4, (5, 5), (4, 4), 2, 1, 0, 2, 1),
-    (4, 4, (4, 4), (2, 2), 2, 0, 0, 1, 1),         # stride == kernel
-    (3, 3, (3, 4), (8, 8), 4, 2, 0, 1, 1),         # k = 2s
-    (2, 2, (3, 3), (2, 2), 5, 0, 4, 1, 1),         # stride > kernel: holes
-    (3, 3, (4, 5), (3, 3), 3, 1, 2, 1, 2),         # dilation with stride
-    (6, 6, (5, 5), (4, 4), 2, 1, 0, 6, 1),         # depthwise
-    (6, 12, (5, 5), (3, 3), 3, 0, 1, 6, 1),        # depthwise, stride > kernel
-]
-
-
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("where", ["input", "weight", "bias"])
 @pytest.mark.parametrize("cfg", CONV_NAN_CFGS, ids=str)
@@ -226,15 +54,15 @@ def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout):
     w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen)
     b = torch.randn(cout, dtype=torch.float64, generator=gen)
     if where == "input":
-        x = _poison(x, gen)
+        x = poison(x, gen)
     elif where == "weight":
-        w = _poison(w, gen, 0.05)
+        w = poison(w, gen, 0.05)
     else:
-        b = _poison(b, gen, 0.3)
+        b = poison(b, gen, 0.3)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
-    _same_specials(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw))
+    same_specials(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw))
 
 
 # Wide strides (stride_h * stride_w >= 16) take the backward's cell view, whose zero-padded taps
@@ -245,82 +73,14 @@ def test_conv_transpose2d_backward_nan_inf_like_pytorch(k, stride, padding):
     x = torch.randn(2, 4, 5, 5, dtype=torch.float64, generator=gen)
     w = torch.randn(4, 3, k, k, dtype=torch.float64, generator=gen)
     ho = (5 - 1) * stride - 2 * padding + k
-    go = _poison(torch.randn(2, 3, ho, ho, dtype=torch.float64, generator=gen), gen, 0.02)
+    go = poison(torch.randn(2, 3, ho, ho, dtype=torch.float64, generator=gen), gen, 0.02)
     res = []
     for fn in (tconv.conv_transpose2d, F.conv_transpose2d):
         xl, wl = x.clone().requires_grad_(), w.clone().requires_grad_()
         out = fn(xl, wl, stride=stride, padding=padding)
         res.append(torch.autograd.grad(out, (xl, wl), go))
     for a, e in zip(*res):
-        _same_specials(a, e)
-
-
-def direct_conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1,
-                            dilation=1):
-    """The transposed convolution by its definition, differentiable: per tap (kh, kw), the inputs
-    that land inside the output times that tap, summed over input channels (all real terms) and
-    added into the output. Only the real terms are ever multiplied (no padded zeros), so its
-    autograd gradients put NaN and Inf where the definition puts them; used as the NaN/Inf
-    reference of the backward (PyTorch's float64 CPU backward multiplies im2col zeros)."""
-    def pair(v):
-        return (v, v) if isinstance(v, int) else tuple(v)
-    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = map(pair, (stride, padding, output_padding, dilation))
-    n, cin, h, wd = x.shape
-    cout_g, kh_n, kw_n = w.shape[1:]
-    ho = (h - 1) * sh - 2 * ph + dh * (kh_n - 1) + oph + 1
-    wo = (wd - 1) * sw - 2 * pw + dw * (kw_n - 1) + opw + 1
-    cin_g = cin // groups
-
-    def span(i_len, o_len, s, off):  # inputs [lo, hi) with 0 <= i*s + off < o_len; first output
-        lo = max(0, (-off + s - 1) // s)
-        hi = max(lo, min(i_len, (o_len - 1 - off) // s + 1))
-        return lo, hi, lo * s + off
-
-    y = x.new_zeros(n, cout_g * groups, ho, wo)
-    for kh in range(kh_n):
-        ih0, ih1, oh0 = span(h, ho, sh, kh * dh - ph)
-        for kw in range(kw_n):
-            iw0, iw1, ow0 = span(wd, wo, sw, kw * dw - pw)
-            if ih1 <= ih0 or iw1 <= iw0:
-                continue
-            rows = slice(oh0, oh0 + (ih1 - ih0 - 1) * sh + 1, sh)
-            cols = slice(ow0, ow0 + (iw1 - iw0 - 1) * sw + 1, sw)
-            for grp in range(groups):
-                xs = x[:, grp * cin_g:(grp + 1) * cin_g, ih0:ih1, iw0:iw1]
-                ws = w[grp * cin_g:(grp + 1) * cin_g, :, kh, kw]
-                part = torch.einsum("nihw,ic->nchw", xs, ws)
-                idx = (slice(None), slice(grp * cout_g, (grp + 1) * cout_g), rows, cols)
-                y[idx] = y[idx] + part  # adding (not multiplying) zeros keeps NaN and Inf as they are
-    if b is not None:
-        y = y + b[None, :, None, None]
-    return y
-
-
-def conv_grads(fn, x, w, b, go, **kw):
-    """[output, grad_input, grad_weight] of fn(x, w, b, **kw) for grad_output go."""
-    leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
-    out = fn(*leaves, b, **kw)
-    return [out.detach()] + list(torch.autograd.grad(out, leaves, go))
-
-
-def conv_nan_case(cfg, where, seed):
-    """float64 x, w, b and grad_output for a CONV_NAN_CFGS row, one of them poisoned."""
-    cin, cout, hw, k, s, p, op, g, d = cfg
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, cin, *hw, dtype=torch.float64, generator=gen)
-    w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen)
-    b = torch.randn(cout, dtype=torch.float64, generator=gen)
-    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
-    go = torch.randn_like(F.conv_transpose2d(x, w, b, **kw))
-    if where == "input":
-        x = _poison(x, gen, 0.1)
-    elif where == "weight":
-        w = _poison(w, gen, 0.05)
-    elif where == "bias":
-        b = _poison(b, gen, 0.3)
-    else:
-        go = _poison(go, gen, 0.03)
-    return x, w, b, go, kw
+        same_specials(a, e)
 
 
 @pytest.mark.parametrize("where", ["input", "weight", "bias", "grad_output"])
@@ -333,10 +93,10 @@ def test_direct_reference_is_pytorchs_definition(cfg, where):
     x, w, b, go, kw = conv_nan_case(cfg, where, seed=6)
     ref = conv_grads(direct_conv_transpose2d, x, w, b, go, **kw)
     theirs = conv_grads(F.conv_transpose2d, x, w, b, go, **kw)
-    _same_specials(ref[0], theirs[0])
+    same_specials(ref[0], theirs[0])
     if where != "input" and where != "weight":
         for a, e in zip(ref[1:], theirs[1:]):
-            _same_specials(a, e)
+            same_specials(a, e)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -348,10 +108,10 @@ def test_direct_reference_is_pytorchs_definition(cfg, where):
                          ids=str)
 def test_interpolate_nan_inf_like_pytorch(kw, mode, layout):
     gen = torch.Generator().manual_seed(3)
-    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    x = poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
-    _same_specials(tconv.interpolate(x, mode=mode, **kw), F.interpolate(x, mode=mode, **kw))
+    same_specials(tconv.interpolate(x, mode=mode, **kw), F.interpolate(x, mode=mode, **kw))
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -369,10 +129,10 @@ def test_interpolate_float32_nan_inf_found_by_every_path(where, sf, mode, layout
     elif where == "last element":
         x[-1, -1, -1, -1] = float("-inf")
     else:
-        x = _poison(x, gen, 0.01)
+        x = poison(x, gen, 0.01)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
-    _same_specials(tconv.interpolate(x, scale_factor=sf, mode=mode),
+    same_specials(tconv.interpolate(x, scale_factor=sf, mode=mode),
                    F.interpolate(x, scale_factor=sf, mode=mode), tol=1e-5)
 
 
@@ -381,12 +141,12 @@ def test_interpolate_float32_nan_inf_found_by_every_path(where, sf, mode, layout
 def test_gram_nan_inf_like_matmul(shape, layout):
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(*shape, dtype=torch.float64, generator=gen)
-    x = _poison(x, gen, 0.002 if shape[1] > 10 else 0.03)
+    x = poison(x, gen, 0.002 if shape[1] > 10 else 0.03)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     f = x.flatten(2)
     want = f @ f.mT / f[0].numel()
-    _same_specials(tconv.gram_matrix(x), want)
+    same_specials(tconv.gram_matrix(x), want)
 
 
 # ---- empty tensors -------------------------------------------------------------------------------------
@@ -414,7 +174,7 @@ def test_conv_transpose2d_empty_like_pytorch(shape, wshape, groups):
     assert got.shape == want.shape and got.dtype == want.dtype
     if got.numel():
         torch.testing.assert_close(got, F.conv_transpose2d(x, w, stride=2, groups=groups))
-    _assert_input_weight_grads(got, x, w)
+    assert_input_weight_grads(got, x, w)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -436,17 +196,9 @@ def test_conv_transpose2d_empty_batch_with_empty_output_plane(padding, output_si
     want = F.conv_transpose2d(x, w, padding=padding)
     got = tconv.conv_transpose2d(x, w, padding=padding)
     assert tuple(want.shape) == output_size and got.shape == want.shape
-    _assert_input_weight_grads(got, x, w)
+    assert_input_weight_grads(got, x, w)
     with pytest.raises(RuntimeError, match="too small"):  # the same with one image
         tconv.conv_transpose2d(torch.randn(1, 2, 2, 3), w, padding=padding)
-
-
-def _assert_input_weight_grads(got, x, w):
-    """The gradients of got.sum() have the shapes of x and w, and are zero when got is empty."""
-    gx, gw = torch.autograd.grad(got.sum(), (x, w), allow_unused=True, materialize_grads=True)
-    assert gx.shape == x.shape and gw.shape == w.shape
-    if got.numel() == 0:
-        assert not gx.any() and not gw.any()
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
@@ -471,37 +223,13 @@ def test_gram_empty(shape):
 
 # ---- bitwise determinism across thread counts (1 vs 2), forward and backward --------------------------
 
-def _all_ops_run(seed=0, device="cpu", poisoned=False):
-    """Every op's forward and backward (dense, channels_last, dilated and depthwise conv, both
-    upsampling modes, Gram); with poisoned=True the input holds NaN/Inf (the fallback paths)."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, 8, 20, 18, generator=gen)
-    if poisoned:
-        x = _poison(x, gen, 0.01)
-    x, w, b, wd = (t.to(device).requires_grad_() for t in
-                   (x, torch.randn(8, 6, 4, 4, generator=gen), torch.randn(6, generator=gen),
-                    torch.randn(8, 1, 3, 3, generator=gen)))
-    y1 = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-    y2 = tconv.conv_transpose2d(x.to(memory_format=torch.channels_last), w, b, stride=3, dilation=2)
-    y3 = tconv.conv_transpose2d(x, wd, stride=2, groups=8)
-    y4 = tconv.interpolate(x, scale_factor=2.5, mode="bilinear")
-    y5 = tconv.interpolate(x.to(memory_format=torch.channels_last), size=(9, 31), mode="bicubic",
-                           align_corners=True)
-    y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
-    y7 = tconv.gram_matrix(torch.cat([x, x], 1))
-    outs = [y1, y2, y3, y4, y5, y6, y7]
-    loss = sum((o * torch.linspace(-1, 1, o.numel(), device=device).reshape(o.shape)).sum() for o in outs)
-    grads = torch.autograd.grad(loss, (x, w, b, wd))
-    return [o.detach() for o in outs] + list(grads)
-
-
 def test_bitwise_deterministic_across_thread_counts_every_op():
     old = torch.get_num_threads()
     try:
         runs = []
         for threads in (1, 2, 1, 2):
             torch.set_num_threads(threads)
-            runs.append(_all_ops_run())
+            runs.append(all_ops_run())
     finally:
         torch.set_num_threads(old)
     for run in runs[1:]:
@@ -624,13 +352,13 @@ def test_repeated_calls_bitwise_equal_with_poisoned_reused_buffers(threads):
 # ---- thread safety ---------------------------------------------------------------------------------------
 
 def test_ops_from_several_python_threads():
-    expected = _all_ops_run(seed=5)
+    expected = all_ops_run(seed=5)
     errors, results = [], []
 
     def work():
         try:
             for _ in range(5):
-                results.append(_all_ops_run(seed=5))
+                results.append(all_ops_run(seed=5))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 

@@ -6,12 +6,11 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from test_robustness import (CASES, CONV_NAN_CFGS, ERROR_ROWS, _EXCEPTIONS, _all_ops_run,
-                             _assert_input_weight_grads, _poison, _same_specials, conv_grads,
-                             conv_nan_case, direct_conv_transpose2d)
+from _support import (CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, all_ops_run,
+                      assert_input_weight_grads, conv_grads, conv_nan_case, direct_conv_transpose2d, poison,
+                      same_specials, specials_equal)
 
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.usefixtures("full_precision_float32")]
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
 
 
@@ -30,8 +29,8 @@ TENSOR_ROWS = [r for r in ERROR_ROWS if r[0] not in NOT_ABOUT_TENSORS]
 @pytest.mark.parametrize("row", TENSOR_ROWS, ids=[r[0] for r in TENSOR_ROWS])
 def test_invalid_argument_raises_as_documented_on_cuda(row):
     name, _op, _arg, exc_name, excerpt = row
-    ours, _theirs = CASES[name]
-    exc = _EXCEPTIONS[exc_name]
+    ours, _theirs = ERROR_CASES[name]
+    exc = EXCEPTIONS[exc_name]
     with torch.device("cuda"):  # every tensor the case creates is a CUDA tensor
         with pytest.raises(exc) as got:
             ours()
@@ -44,12 +43,6 @@ def test_cases_really_run_on_cuda():
 
 
 # ---- NaN and Inf ---------------------------------------------------------------------------------------
-
-def _specials_equal(got, want):
-    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
-    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
-    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
-
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -64,9 +57,9 @@ def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout, dtype):
     x, w, b = (t.to(dtype) for t in (x, w, b))  # (its float32 forward is not, at holes)
     got = tconv.conv_transpose2d(*_cuda(x, w, b), **kw).cpu()
     if dtype == torch.float64:
-        _same_specials(got, want)
+        same_specials(got, want)
     else:
-        _specials_equal(got, want.float())
+        specials_equal(got, want.float())
         torch.testing.assert_close(got, want.float(), equal_nan=True, rtol=1e-4, atol=1e-4)
 
 
@@ -84,10 +77,10 @@ def test_conv_transpose2d_backward_nan_inf_like_the_definition(cfg, where, layou
     want = conv_grads(direct_conv_transpose2d, x, w, b, go, **kw)
     for a, e in zip(got, want):
         assert a.is_cuda
-        _same_specials(a.cpu(), e)
+        same_specials(a.cpu(), e)
     if where == "grad_output":  # here PyTorch's own backward is the definition too
         for a, e in zip(got[1:], conv_grads(F.conv_transpose2d, x, w, b, go, **kw)[1:]):
-            _same_specials(a.cpu(), e)
+            same_specials(a.cpu(), e)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -98,7 +91,7 @@ def test_conv_transpose2d_half_nan_inf_like_float32(dtype):
     got = conv_grads(tconv.conv_transpose2d, *_cuda(x, w, b, go), **kw)
     want = conv_grads(direct_conv_transpose2d, *(t.float() for t in (x, w, b, go)), **kw)
     for a, e in zip(got, want):
-        _specials_equal(a.cpu().float(), e.to(dtype).float())
+        specials_equal(a.cpu().float(), e.to(dtype).float())
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
@@ -107,17 +100,17 @@ def test_conv_transpose2d_half_nan_inf_like_float32(dtype):
                                 dict(size=(1, 1))], ids=str)
 def test_interpolate_nan_inf_like_pytorch(kw, mode):
     gen = torch.Generator().manual_seed(3)
-    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
-    _same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
+    x = poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 4, 6), (1, 70, 9, 9)], ids=str)
 def test_gram_nan_inf_like_matmul(shape):
     gen = torch.Generator().manual_seed(4)
-    x = _poison(torch.randn(*shape, dtype=torch.float64, generator=gen), gen,
+    x = poison(torch.randn(*shape, dtype=torch.float64, generator=gen), gen,
                 0.002 if shape[1] > 10 else 0.03)
     f = x.flatten(2)
-    _same_specials(tconv.gram_matrix(x.cuda()).cpu(), f @ f.mT / f[0].numel())
+    same_specials(tconv.gram_matrix(x.cuda()).cpu(), f @ f.mT / f[0].numel())
 
 
 # ---- empty tensors -------------------------------------------------------------------------------------
@@ -137,7 +130,7 @@ def test_conv_transpose2d_empty(shape, wshape, groups):
         return
     got = tconv.conv_transpose2d(x, w, stride=2, groups=groups)
     assert got.shape == want.shape and got.is_cuda
-    _assert_input_weight_grads(got, x, w)
+    assert_input_weight_grads(got, x, w)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
@@ -163,7 +156,7 @@ def test_gram_empty(shape):
 # ---- bitwise determinism, deterministic mode -----------------------------------------------------------
 
 def _all_ops_run_cuda(seed=0, poisoned=False):
-    return _all_ops_run(seed, device="cuda", poisoned=poisoned)
+    return all_ops_run(seed, device="cuda", poisoned=poisoned)
 
 
 def _bitwise_equal(run, first):

@@ -7,43 +7,19 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from test_robustness import _poison, _same_specials
-from test_upsample import (GRADCHECK, GRID, MODES, TOL, _adjoint_of_pytorch_forward,
-                           _pytorch_backward_is_not_its_forwards_gradient, _pytorch_forward)
+from _support import (MODES, UPSAMPLE_GRADCHECK, UPSAMPLE_GRID, UPSAMPLE_TOL, adjoint_of_pytorch_forward,
+                      cpu_and_cuda_images, poison, pytorch_backward_is_not_its_forwards_gradient,
+                      pytorch_forward, same_specials)
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# upsample_path (conftest.py): each kernel path of csrc/cuda/separable_resample.cuh in turn.
+pytestmark = pytest.mark.cuda
 ops = torch.ops.tconv
-
-# The kernel paths (csrc/cuda/separable_resample.cuh): auto = tiled where a tile fits in shared
-# memory, else direct; small_tiles puts tile boundaries everywhere on small shapes.
-PATHS = ["auto", "direct", "small_tiles"]
-
-
-@pytest.fixture(params=PATHS)
-def path(request, monkeypatch):
-    monkeypatch.setenv("TCONV_CUDA_UPSAMPLE_PATH", request.param)
-    return request.param
-
-
-def _pair(layout, n, c, hw, dtype):
-    """The same values on the CPU and on the GPU, both with `layout`'s strides."""
-    h, w = hw
-    if layout == "sliced":  # a strided view into a bigger tensor, made on each device
-        big = torch.randn(n, c, h * 2, w + 3, dtype=dtype)
-        view = lambda t: t[:, :, ::2, 1:w + 1]  # noqa: E731
-        return view(big), view(big.cuda())
-    x = torch.randn(n, c, h, w, dtype=dtype)
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    elif layout == "noncontiguous":
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    return x, x.cuda()  # .cuda() keeps the strides of dense tensors
 
 
 def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
     """CUDA forward (values, shape, dtype, memory format) and input gradient equal PyTorch's on the
     CPU (or the adjoint of PyTorch's forward where PyTorch's backward is not its gradient)."""
-    rtol, atol = tol or TOL[x_cpu.dtype]
+    rtol, atol = tol or UPSAMPLE_TOL[x_cpu.dtype]
     ref_leaf = x_cpu.detach().clone().requires_grad_()
     leaf = x_gpu.detach().requires_grad_()
     ours = tconv.interpolate(leaf, **kw)
@@ -51,15 +27,15 @@ def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
     assert ours.device.type == "cuda"
     assert ours.is_contiguous(memory_format=torch.channels_last) == \
         ref.is_contiguous(memory_format=torch.channels_last)
-    ref = _pytorch_forward(ref_leaf, kw, ref)
+    ref = pytorch_forward(ref_leaf, kw, ref)
     assert ours.shape == ref.shape and ours.dtype == ref.dtype
     torch.testing.assert_close(ours.cpu(), ref, rtol=rtol, atol=atol)
     if ref.numel() == 0:
         return
     go = torch.randn_like(ref)
     (g_ours,) = torch.autograd.grad(ours, leaf, go.cuda())
-    if _pytorch_backward_is_not_its_forwards_gradient(x_cpu, ref.shape[2:], kw):
-        g_ref = _adjoint_of_pytorch_forward(x_cpu, go, kw)
+    if pytorch_backward_is_not_its_forwards_gradient(x_cpu, ref.shape[2:], kw):
+        g_ref = adjoint_of_pytorch_forward(x_cpu, go, kw)
     else:
         (g_ref,) = torch.autograd.grad(ref, ref_leaf, go)
     assert g_ours.device.type == "cuda" and g_ours.shape == x_cpu.shape
@@ -69,10 +45,10 @@ def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
 @pytest.mark.parametrize("antialias", [False, True])
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: f"{c[0]}-{c[1]}".replace(" ", ""))
-def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, path):
+@pytest.mark.parametrize("cfg", UPSAMPLE_GRID, ids=lambda c: f"{c[0]}-{c[1]}".replace(" ", ""))
+def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, upsample_path):
     hw, kw = cfg
-    _check_cuda(*_pair("contiguous", 2, 3, hw, torch.float64), mode=mode,
+    _check_cuda(*cpu_and_cuda_images("contiguous", 2, 3, hw, torch.float64), mode=mode,
                 align_corners=align_corners, antialias=antialias, **kw)
 
 
@@ -82,8 +58,8 @@ def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, path):
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.4, antialias=True),
                                 dict(size=(7, 13), align_corners=True),
                                 dict(scale_factor=(2.3, 0.6), antialias=True)])
-def test_memory_formats_match_pytorch_cpu(kw, mode, dtype, layout, path):
-    _check_cuda(*_pair(layout, 2, 5, (6, 9), dtype), mode=mode, **kw)
+def test_memory_formats_match_pytorch_cpu(kw, mode, dtype, layout, upsample_path):
+    _check_cuda(*cpu_and_cuda_images(layout, 2, 5, (6, 9), dtype), mode=mode, **kw)
 
 
 # Shapes with many tiles per plane (and, channels_last with C > 64, several channel blocks) under
@@ -103,7 +79,7 @@ TILE_CASES = [
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", TILE_CASES, ids=str)
-def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, path):
+def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, upsample_path):
     n, c, hw, size = case
     fwd = getattr(ops, f"upsample_{mode}2d")
     bwd = getattr(ops, f"upsample_{mode}2d_backward")
@@ -127,9 +103,9 @@ def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, path):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.5, antialias=True),
                                 dict(size=(13, 5), align_corners=True)])
-def test_half_precision_against_float32(kw, mode, layout, dtype, path):
+def test_half_precision_against_float32(kw, mode, layout, dtype, upsample_path):
     """Half precision sums in float32 and rounds once: within a couple of ulps of float32."""
-    x, _ = _pair(layout, 2, 6, (7, 9), torch.float32)
+    x, _ = cpu_and_cuda_images(layout, 2, 6, (7, 9), torch.float32)
     xh = x.to("cuda", dtype).requires_grad_()
     xr = xh.detach().cpu().float().requires_grad_()
     out, ref = tconv.interpolate(xh, mode=mode, **kw), F.interpolate(xr, mode=mode, **kw)
@@ -176,18 +152,18 @@ def test_expanded_grad_output():
                                 dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
                                 dict(size=(1, 1)), dict(scale_factor=1.0)],
                          ids=str)
-def test_nan_inf_like_pytorch(kw, mode, layout, path):
+def test_nan_inf_like_pytorch(kw, mode, layout, upsample_path):
     """NaN, +Inf and -Inf land exactly where PyTorch's (CPU) kernels put them."""
     gen = torch.Generator().manual_seed(3)
-    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
+    x = poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
-    _same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
+    same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kw", GRADCHECK)
+@pytest.mark.parametrize("kw", UPSAMPLE_GRADCHECK)
 def test_gradcheck_and_gradgradcheck_cuda(kw, mode, channels_last):
     x = torch.randn(2, 2, 4, 5, dtype=torch.float64, device="cuda")
     if channels_last:
@@ -212,7 +188,7 @@ DETERMINISM = [
 @pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: f"{c[2]}-{c[3]}".replace(" ", ""))
 def test_bitwise_deterministic(cfg, mode, layout, dtype):
     n, c, hw, kw = cfg
-    x, _ = _pair(layout, n, c, hw, torch.float32)
+    x, _ = cpu_and_cuda_images(layout, n, c, hw, torch.float32)
     x = x.to("cuda", dtype).requires_grad_()
     go = torch.randn_like(tconv.interpolate(x, mode=mode, **kw))
     runs = []
@@ -227,7 +203,7 @@ def test_bitwise_deterministic(cfg, mode, layout, dtype):
 def test_runs_under_deterministic_algorithms(mode, layout):
     """tconv's backward is a gather: allowed (and identical) in deterministic mode, where PyTorch's
     own CUDA backward (atomicAdd) raises."""
-    x, _ = _pair(layout, 2, 8, (17, 23), torch.float32)
+    x, _ = cpu_and_cuda_images(layout, 2, 8, (17, 23), torch.float32)
     x = x.cuda().requires_grad_()
     kw = dict(scale_factor=(2.5, 3), mode=mode)
     go = torch.randn_like(tconv.interpolate(x, **kw))
@@ -275,28 +251,19 @@ def test_runs_on_the_tensors_device():
 
 # bfloat16, 2 channels, x2: output 2 x 32768 x 32800 = 2^31 + 4,194,304 elements (4.3 GB).
 BIG = dict(n=1, c=2, h=16384, w=16400)
-BIG_FREE_BYTES = 24 << 30
 CORNER = 8  # input pixels per side of a checked corner
 
 
-def _needs_big_memory():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    free, _ = torch.cuda.mem_get_info()
-    if free < BIG_FREE_BYTES:
-        pytest.skip(f"needs {BIG_FREE_BYTES >> 30} GiB free GPU memory, {free >> 30} GiB free")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["auto", "direct"], indirect=True)
+@pytest.mark.cuda_memory(24)
+@pytest.mark.parametrize("upsample_path", ["auto", "direct"], indirect=True)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)
-def test_output_beyond_int32_indexing(mode, layout, path):
+def test_output_beyond_int32_indexing(mode, layout, upsample_path):
     """x2 with the scale given: an output pixel near the far (near) border depends only on input
     pixels near that border, with the same weights in a crop of the input's corner. So the
     corners of the huge output (the last ones lie past element 2^31) are checked against the
     CPU op on the input's corners; the backward likewise on grad_output's corners."""
-    _needs_big_memory()
     n, c, h, w = BIG["n"], BIG["c"], BIG["h"], BIG["w"]
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     gen = torch.Generator(device="cuda").manual_seed(0)
