@@ -94,48 +94,6 @@ def test_gradcheck_and_gradgradcheck_cuda(kw, channels_last):
     assert torch.autograd.gradgradcheck(fn, args)
 
 
-DETERMINISM = [
-    # n, cin, cout, hw, k, stride, padding, groups, channels_last
-    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, False),
-    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, True),
-    (2, 16, 16, (12, 12), (3, 3), 1, 1, 2, False),
-    (4, 16, 16, (9, 9), (4, 4), 2, 1, 16, False),  # depthwise
-    (2, 21, 21, (10, 15), (64, 64), 32, 16, 1, False),  # FCN head: large reductions
-]
-
-
-def _run_all(x, w, b, **kw):
-    out = tconv.conv_transpose2d(x, w, b, **kw)
-    return [out] + list(torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
-def test_bitwise_deterministic(cfg, dtype):
-    n, cin, cout, hw, k, s, p, g, cl = cfg
-    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
-    x, w, b = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
-    first, second = _run_all(x, w, b, stride=s, padding=p, groups=g), _run_all(x, w, b, stride=s, padding=p, groups=g)
-    for a, c in zip(first, second):
-        assert torch.equal(a, c)
-
-
-@pytest.mark.parametrize("cfg", DETERMINISM[:4], ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
-def test_runs_under_deterministic_algorithms(cfg):
-    n, cin, cout, hw, k, s, p, g, cl = cfg
-    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
-    x, w, b = (t.cuda().requires_grad_() for t in (x, w, b))
-    expected = _run_all(x, w, b, stride=s, padding=p, groups=g)
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        got = _run_all(x, w, b, stride=s, padding=p, groups=g)
-    finally:
-        torch.use_deterministic_algorithms(old)
-    for a, c in zip(got, expected):
-        assert torch.equal(a, c)
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("cfg", [(2, 8, 8, (6, 6), (4, 4), 2, 1, 0, 1, 1),
@@ -266,14 +224,6 @@ def test_opcheck_cuda(index):
     op, args = list(_opcheck_samples())[index]
     args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(op, args)
-
-
-def test_mixed_devices_raise():
-    x, w, b = make_conv(1, 4, 4, (3, 3), (3, 3), 1, torch.float32)
-    with pytest.raises(RuntimeError, match="same device"):
-        tconv.conv_transpose2d(x.cuda(), w, b.cuda())
-    with pytest.raises(RuntimeError, match="same device"):
-        tconv.conv_transpose2d(x.cuda(), w.cuda(), b)
 
 
 # ---- more than 2^31 elements: 64-bit indexing --------------------------------------------------------

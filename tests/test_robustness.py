@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import (CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, ROOT, all_ops_run,
-                      assert_input_weight_grads, conv_grads, conv_nan_case, direct_conv_transpose2d, poison,
-                      same_specials)
+from _support import (CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, MODES, ROOT, all_ops_run,
+                      assert_input_weight_grads, check_interpolate, conv_grads, conv_nan_case,
+                      direct_conv_transpose2d, make_conv, make_image, poison, same_specials)
 
 ops = torch.ops.tconv
 
@@ -40,6 +40,180 @@ def test_invalid_argument_raises_as_documented(row):
             theirs()
         assert isinstance(got.value, type(expected.value)) or \
             isinstance(expected.value, type(got.value)), (type(got.value), type(expected.value))
+
+
+# ---- invalid arguments: the same exception type as PyTorch, op by op -----------------------------------
+
+def _conv_x():
+    return torch.randn(2, 4, 5, 5)
+
+
+def _conv_w():
+    return torch.randn(4, 3, 3, 3)
+
+
+CONV_BAD_CALLS = {
+    "5-D input": lambda f: f(_conv_x()[None], _conv_w()),
+    "2-D input": lambda f: f(_conv_x()[0, 0], _conv_w()),
+    "channel mismatch": lambda f: f(torch.randn(2, 5, 5, 5), _conv_w()),
+    "groups not dividing": lambda f: f(_conv_x(), _conv_w(), groups=3),
+    "zero groups": lambda f: f(_conv_x(), _conv_w(), groups=0),
+    "zero stride": lambda f: f(_conv_x(), _conv_w(), stride=0),
+    "negative stride": lambda f: f(_conv_x(), _conv_w(), stride=(1, -1)),
+    "negative padding": lambda f: f(_conv_x(), _conv_w(), padding=-1),
+    "output_padding >= stride and dilation": lambda f: f(_conv_x(), _conv_w(), stride=2, output_padding=2),
+    "negative output_padding": lambda f: f(_conv_x(), _conv_w(), stride=2, output_padding=-1),
+    "weight dtype": lambda f: f(_conv_x(), _conv_w().double()),
+    "bias dtype": lambda f: f(_conv_x(), _conv_w(), torch.randn(3).double()),
+    "bias size": lambda f: f(_conv_x(), _conv_w(), torch.randn(4)),
+    "negative output size": lambda f: f(torch.randn(1, 4, 1, 1), _conv_w(), padding=5),
+    "three strides": lambda f: f(_conv_x(), _conv_w(), stride=(1, 2, 3)),
+    "empty spatial input": lambda f: f(torch.randn(2, 4, 0, 5), _conv_w()),
+    "zero input channels": lambda f: f(torch.randn(2, 0, 5, 5), torch.randn(0, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(CONV_BAD_CALLS))
+def test_conv_transpose2d_bad_input_raises_like_pytorch(name):
+    call = CONV_BAD_CALLS[name]
+    with pytest.raises(Exception) as expected:
+        call(F.conv_transpose2d)
+    with pytest.raises(expected.type) as got:
+        call(tconv.conv_transpose2d)
+    assert str(got.value)  # a message, not an empty error
+
+
+def test_conv_transpose2d_non_positive_dilation_is_rejected():
+    with pytest.raises(RuntimeError, match="dilation"):
+        tconv.conv_transpose2d(_conv_x(), _conv_w(), dilation=0)
+
+
+def test_conv_transpose2d_integer_input_is_rejected():
+    with pytest.raises(RuntimeError, match="not implemented for 'Long'"):
+        tconv.conv_transpose2d(_conv_x().long(), _conv_w().long())
+
+
+@pytest.mark.parametrize("output_size", [(20, 20), (11, 11, 11)])
+def test_conv_transpose2d_module_bad_output_size_raises_value_error(output_size):
+    layer = tconv.ConvTranspose2d(4, 3, 3, stride=2)
+    with pytest.raises(ValueError):
+        layer(_conv_x(), output_size=output_size)
+
+
+def test_conv_transpose2d_module_constructor_errors_like_pytorch():
+    with pytest.raises(ValueError):
+        tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect")
+    with pytest.raises(ValueError):
+        tconv.ConvTranspose2d(4, 3, 3, groups=2)
+
+
+def _image(*shape):
+    return torch.randn(*(shape or (2, 3, 5, 5)))
+
+
+INTERPOLATE_BAD_CALLS = {
+    "size and scale_factor": lambda f: f(_image(), size=4, scale_factor=2, mode="bilinear"),
+    "neither size nor scale_factor": lambda f: f(_image(), mode="bicubic"),
+    "size of wrong length": lambda f: f(_image(), size=(4, 4, 4), mode="bilinear"),
+    "scale_factor of wrong length": lambda f: f(_image(), scale_factor=(2,), mode="bilinear"),
+    "float size": lambda f: f(_image(), size=(4.5, 4), mode="bilinear"),
+    "recompute with size": lambda f: f(_image(), size=4, recompute_scale_factor=True, mode="bilinear"),
+    "3-D input": lambda f: f(_image(2, 3, 5), scale_factor=2, mode="bilinear"),
+    "5-D input": lambda f: f(_image(1, 2, 3, 5, 5), scale_factor=2, mode="bicubic"),
+    "2-D input": lambda f: f(_image(5, 5), size=3, mode="bilinear"),
+    "3-D antialias": lambda f: f(_image(2, 3, 5), scale_factor=0.5, mode="bilinear", antialias=True),
+    "zero output size": lambda f: f(_image(), size=(0, 4), mode="bilinear"),
+    "negative output size": lambda f: f(_image(), size=(-2, 4), mode="bicubic"),
+    "scale truncating to zero": lambda f: f(_image(), scale_factor=0.1, mode="bilinear"),
+    "negative scale": lambda f: f(_image(), scale_factor=-2.0, mode="bicubic"),
+    "empty spatial input": lambda f: f(_image(2, 3, 0, 5), size=4, mode="bilinear"),
+    "zero channels": lambda f: f(_image(2, 0, 5, 5), size=4, mode="bilinear"),
+    "integer input": lambda f: f(_image().long(), size=4, mode="bilinear"),
+    "align_corners with nearest": lambda f: f(_image(), scale_factor=2, mode="nearest", align_corners=True),
+    "align_corners with area": lambda f: f(_image(), size=3, mode="area", align_corners=False),
+}
+
+
+@pytest.mark.parametrize("name", list(INTERPOLATE_BAD_CALLS))
+def test_interpolate_bad_input_raises_like_pytorch(name):
+    call = INTERPOLATE_BAD_CALLS[name]
+    with pytest.raises(Exception) as expected:
+        call(F.interpolate)
+    with pytest.raises(expected.type) as got:
+        call(tconv.interpolate)
+    assert str(got.value)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "area", "nearest-exact", "linear", "trilinear", "lanczos", "foo"])
+def test_interpolate_other_modes_raise_value_error_naming_the_supported_ones(mode):
+    with pytest.raises(ValueError, match="'bilinear' or 'bicubic'"):
+        tconv.interpolate(_image(), scale_factor=2, mode=mode)
+
+
+def test_upsample_module_rejects_other_modes():
+    with pytest.raises(ValueError, match="bilinear.*bicubic"):
+        tconv.Upsample(scale_factor=2, mode="nearest")
+
+
+@pytest.mark.parametrize("x", [torch.randn(5), torch.randn(1, 2, 3, 4, 5), torch.tensor(1.0)],
+                         ids=["1-D", "5-D", "0-D"])
+def test_gram_bad_ndim_raises_runtime_error(x):
+    with pytest.raises(RuntimeError, match="gram_matrix"):
+        tconv.gram_matrix(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_gram_non_floating_dtype_raises_runtime_error(dtype):
+    x = torch.ones(2, 3, 4, 4, dtype=dtype)
+    with pytest.raises(RuntimeError, match="not implemented for"):
+        tconv.gram_matrix(x)
+
+
+def test_gram_op_argument_errors():
+    x = torch.randn(2, 3, 5)
+    with pytest.raises(RuntimeError, match=r"\(N, C, L\)"):
+        ops.gram_matrix(torch.randn(3, 5), True)
+    with pytest.raises(RuntimeError, match="grad_gram of size"):
+        ops.gram_matrix_backward(torch.randn(2, 3, 4), x, True)
+    with pytest.raises(RuntimeError, match="should be the same"):
+        ops.gram_matrix_backward(torch.randn(2, 3, 3, dtype=torch.float64), x, True)
+
+
+def test_style_loss_shape_mismatch_raises_like_pytorch():
+    with pytest.raises(RuntimeError):
+        tconv.style_loss(torch.randn(1, 4, 3, 3), torch.randn(1, 5, 5))
+
+
+# ---- mixed devices: the CPU kernels' shared argument checks ----------------------------------------------
+
+_CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+
+MIXED_DEVICE_CALLS = {  # name -> (op, arguments builder for (device of the first, of the second))
+    "conv weight": (ops.conv_transpose2d.default,
+                    lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=b),
+                                  None, [1, 1], [0, 0], [0, 0], 1, [1, 1])),
+    "conv bias": (ops.conv_transpose2d.default,
+                  lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=a),
+                                torch.randn(2, device=b), [1, 1], [0, 0], [0, 0], 1, [1, 1])),
+    "conv backward_input": (ops.conv_transpose2d_backward_input.default,
+                            lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(2, 2, 3, 3, device=b),
+                                          [1, 1], [0, 0], 1, [1, 1], [3, 3])),
+    "conv backward_weight": (ops.conv_transpose2d_backward_weight.default,
+                             lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(1, 2, 3, 3, device=b),
+                                           [3, 3], [1, 1], [0, 0], 1, [1, 1])),
+    "gram backward": (ops.gram_matrix_backward.default,
+                      lambda a, b: (torch.randn(1, 2, 2, device=a), torch.randn(1, 2, 3, device=b), True)),
+}
+
+
+@pytest.mark.parametrize("name", list(MIXED_DEVICE_CALLS))
+def test_cpu_kernels_reject_tensors_of_another_device(name):
+    """The dispatcher sends a CPU/meta mix to the meta kernel; called directly, the CPU kernel
+    itself must refuse the meta tensor with a clear error (the same check guards the CUDA kernels
+    against a CPU tensor)."""
+    op, make = MIXED_DEVICE_CALLS[name]
+    with pytest.raises(RuntimeError, match="should be on the same device"):
+        op.redispatch(_CPU_KEYS, *make("cpu", "meta"))
 
 
 # ---- NaN and Inf ---------------------------------------------------------------------------------------
@@ -221,6 +395,22 @@ def test_gram_empty(shape):
     assert dx.shape == x.shape
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_interpolate_empty_batch_like_pytorch(mode, layout):
+    check_interpolate(make_image(0, 3, (4, 5), layout=layout), mode=mode, scale_factor=2)
+
+
+def test_gram_empty_shapes_and_zeros():
+    assert tconv.gram_matrix(torch.randn(0, 3, 4, 4)).shape == (0, 3, 3)
+    assert tconv.gram_matrix(torch.randn(2, 0, 4, 4)).shape == (2, 0, 0)
+    g = tconv.gram_matrix(torch.randn(2, 3, 0, 4))  # no positions: zeros, not 0 / 0
+    assert torch.equal(g, torch.zeros(2, 3, 3))
+    x = torch.randn(2, 3, 0, 4, requires_grad=True)
+    tconv.gram_matrix(x).sum().backward()
+    assert x.grad.shape == x.shape
+
+
 # ---- bitwise determinism across thread counts (1 vs 2), forward and backward --------------------------
 
 def test_bitwise_deterministic_across_thread_counts_every_op():
@@ -282,6 +472,79 @@ def test_bitwise_deterministic_across_thread_counts_blas_shapes(channels_last):
         torch.set_num_threads(old)
     for a, e in zip(runs[1], runs[0]):
         assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_transpose2d_bitwise_deterministic(threads):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, w, b = make_conv(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
+        x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
+        runs = []
+        for _ in range(2):
+            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+            runs.append((out,) + torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
+        for a, c in zip(*runs):
+            assert torch.equal(a, c)
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("path", ["tap", "cell"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_transpose2d_forward_paths_same_bits_for_any_thread_count(path, channels_last, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", path)
+    x, w, b = make_conv(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
+    x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
+    go = torch.randn(70, 72, 6, 6)
+    old = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+            runs.append((out,) + torch.autograd.grad(out, (x, w, b), go))
+    finally:
+        torch.set_num_threads(old)
+    for a, c in zip(*runs):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode", MODES)
+def test_interpolate_bitwise_deterministic_backward(mode, layout, threads):
+    x = make_image(4, 8, (17, 23), torch.float32, layout).requires_grad_()
+    kw = dict(scale_factor=(2.5, 3), mode=mode)
+    go = torch.randn_like(F.interpolate(x, **kw))
+    old = torch.get_num_threads()
+    try:
+        grads = []
+        for t in (threads, threads, 3 - threads):  # twice with this count, once with the other
+            torch.set_num_threads(t)
+            grads.append(torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0])
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
+
+
+@pytest.mark.parametrize("shape", [(1, 300, 7, 9), (1, 24, 64, 80), (1, 24, 160, 160)])
+def test_gram_bitwise_deterministic_across_thread_counts(shape):
+    x = torch.randn(*shape, requires_grad=True)
+    go = torch.randn(shape[0], shape[1], shape[1])
+    old = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            g = tconv.gram_matrix(x)
+            runs.append((g,) + torch.autograd.grad(g, x, go))
+    finally:
+        torch.set_num_threads(old)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert torch.equal(a, b)
 
 
 # ---- repeated calls: stale output buffers, threads ----------------------------------------------------
@@ -554,35 +817,3 @@ def test_output_cache_limit_from_the_environment(limit_mb, expected):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, cwd=ROOT)
     assert int(out.stdout.strip()) == expected
-
-
-# ---- mixed devices: the CPU kernels' shared argument checks ----------------------------------------------
-
-_CPU_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
-
-MIXED_DEVICE_CALLS = {  # name -> (op, arguments builder for (device of the first, of the second))
-    "conv weight": (ops.conv_transpose2d.default,
-                    lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=b),
-                                  None, [1, 1], [0, 0], [0, 0], 1, [1, 1])),
-    "conv bias": (ops.conv_transpose2d.default,
-                  lambda a, b: (torch.randn(1, 2, 3, 3, device=a), torch.randn(2, 2, 3, 3, device=a),
-                                torch.randn(2, device=b), [1, 1], [0, 0], [0, 0], 1, [1, 1])),
-    "conv backward_input": (ops.conv_transpose2d_backward_input.default,
-                            lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(2, 2, 3, 3, device=b),
-                                          [1, 1], [0, 0], 1, [1, 1], [3, 3])),
-    "conv backward_weight": (ops.conv_transpose2d_backward_weight.default,
-                             lambda a, b: (torch.randn(1, 2, 5, 5, device=a), torch.randn(1, 2, 3, 3, device=b),
-                                           [3, 3], [1, 1], [0, 0], 1, [1, 1])),
-    "gram backward": (ops.gram_matrix_backward.default,
-                      lambda a, b: (torch.randn(1, 2, 2, device=a), torch.randn(1, 2, 3, device=b), True)),
-}
-
-
-@pytest.mark.parametrize("name", list(MIXED_DEVICE_CALLS))
-def test_cpu_kernels_reject_tensors_of_another_device(name):
-    """The dispatcher sends a CPU/meta mix to the meta kernel; called directly, the CPU kernel
-    itself must refuse the meta tensor with a clear error (the same check guards the CUDA kernels
-    against a CPU tensor)."""
-    op, make = MIXED_DEVICE_CALLS[name]
-    with pytest.raises(RuntimeError, match="should be on the same device"):
-        op.redispatch(_CPU_KEYS, *make("cpu", "meta"))

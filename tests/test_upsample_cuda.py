@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 import tconv
 from _support import (MODES, UPSAMPLE_GRADCHECK, UPSAMPLE_GRID, UPSAMPLE_TOL, adjoint_of_pytorch_forward,
-                      cpu_and_cuda_images, poison, pytorch_backward_is_not_its_forwards_gradient,
-                      pytorch_forward, same_specials)
+                      cpu_and_cuda_images, pytorch_backward_is_not_its_forwards_gradient, pytorch_forward)
 
 # upsample_path (conftest.py): each kernel path of csrc/cuda/separable_resample.cuh in turn.
 pytestmark = pytest.mark.cuda
@@ -122,19 +121,6 @@ def test_half_precision_against_float32(kw, mode, layout, dtype, upsample_path):
                                atol=4 * eps * gr.abs().max().item())
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_empty_tensors(mode, layout):
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(0, 3, 4, 5, device="cuda").contiguous(memory_format=fmt).requires_grad_()
-    y = tconv.interpolate(x, scale_factor=2, mode=mode)
-    assert y.shape == (0, 3, 8, 10) and y.device.type == "cuda"
-    (g,) = torch.autograd.grad(y, x, torch.randn_like(y))
-    assert g.shape == x.shape
-    bwd = getattr(ops, f"upsample_{mode}2d_backward")
-    assert bwd(torch.randn(2, 0, 8, 10, device="cuda"), [4, 5], False, False, None, None).shape == (2, 0, 4, 5)
-
-
 def test_expanded_grad_output():
     """Autograd hands the backward a stride-0 gradient for .sum(): it is made dense first."""
     x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
@@ -143,22 +129,6 @@ def test_expanded_grad_output():
         F.interpolate(a, scale_factor=2.5, mode=mode).sum().backward()
         tconv.interpolate(b, scale_factor=2.5, mode=mode).sum().backward()
         torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=2, align_corners=True),
-                                dict(size=(7, 11)), dict(size=(9, 10), align_corners=True),
-                                dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
-                                dict(size=(1, 1)), dict(scale_factor=1.0)],
-                         ids=str)
-def test_nan_inf_like_pytorch(kw, mode, layout, upsample_path):
-    """NaN, +Inf and -Inf land exactly where PyTorch's (CPU) kernels put them."""
-    gen = torch.Generator().manual_seed(3)
-    x = poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -172,51 +142,6 @@ def test_gradcheck_and_gradgradcheck_cuda(kw, mode, channels_last):
     fn = lambda x: tconv.interpolate(x, mode=mode, **kw)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
-
-
-DETERMINISM = [
-    # n, c, hw, interpolate arguments
-    (4, 16, (33, 47), dict(scale_factor=(2.5, 3))),
-    (2, 8, (64, 64), dict(scale_factor=4, align_corners=True)),
-    (2, 8, (96, 80), dict(scale_factor=0.3, antialias=True)),
-]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: f"{c[2]}-{c[3]}".replace(" ", ""))
-def test_bitwise_deterministic(cfg, mode, layout, dtype):
-    n, c, hw, kw = cfg
-    x, _ = cpu_and_cuda_images(layout, n, c, hw, torch.float32)
-    x = x.to("cuda", dtype).requires_grad_()
-    go = torch.randn_like(tconv.interpolate(x, mode=mode, **kw))
-    runs = []
-    for _ in range(2):
-        y = tconv.interpolate(x, mode=mode, **kw)
-        runs.append((y, torch.autograd.grad(y, x, go)[0]))
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-def test_runs_under_deterministic_algorithms(mode, layout):
-    """tconv's backward is a gather: allowed (and identical) in deterministic mode, where PyTorch's
-    own CUDA backward (atomicAdd) raises."""
-    x, _ = cpu_and_cuda_images(layout, 2, 8, (17, 23), torch.float32)
-    x = x.cuda().requires_grad_()
-    kw = dict(scale_factor=(2.5, 3), mode=mode)
-    go = torch.randn_like(tconv.interpolate(x, **kw))
-    expected = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        got = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
-        with pytest.raises(RuntimeError, match="deterministic"):
-            torch.autograd.grad(F.interpolate(x, **kw), x, go)
-    finally:
-        torch.use_deterministic_algorithms(old)
-    assert torch.equal(got, expected)
 
 
 def _opcheck_samples():
