@@ -167,17 +167,6 @@ def test_opcheck(op, args):
     torch.library.opcheck(op, args)
 
 
-def test_torch_compile_fullgraph():
-    model = nn.Sequential(tconv.Upsample(scale_factor=2, mode="bicubic"), nn.ReLU(),
-                          tconv.UpsamplingBilinear2d(size=(13, 17)))
-    x = torch.randn(2, 3, 5, 6, requires_grad=True)
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(x), model(x))
-    g1 = torch.autograd.grad(compiled(x).square().sum(), x)[0]
-    g2 = torch.autograd.grad(model(x).square().sum(), x)[0]
-    torch.testing.assert_close(g1, g2)
-
-
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)
