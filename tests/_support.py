@@ -9,7 +9,7 @@ markers), never from another test file.
   references where PyTorch's own kernels are wrong;
 - the Gram matrix: the float64 reference, shapes, tolerances, layouts;
 - every op at once (all_ops_run: determinism, threads);
-- the error cases of docs/errors.md (ERROR_CASES, ERROR_ROWS)."""
+- the error cases of docs/errors.md (ERROR_CASES, error_rows)."""
 from pathlib import Path
 
 import torch
@@ -520,8 +520,9 @@ EXCEPTIONS = {"RuntimeError": RuntimeError, "ValueError": ValueError, "TypeError
               "NotImplementedError": NotImplementedError, "IndexError": IndexError}
 
 
-def _error_rows():
-    """(case, op, argument, exception name, message excerpt) of each row of docs/errors.md."""
+def error_rows():
+    """(case, op, argument, exception name, message excerpt) of each row of docs/errors.md (read by the
+    test files that use them: importing this module reads no file)."""
     rows = []
     for line in (ROOT / "docs" / "errors.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
@@ -530,5 +531,3 @@ def _error_rows():
         rows.append(tuple(c.strip("`") for c in cells))
     return rows
 
-
-ERROR_ROWS = _error_rows()

@@ -1,4 +1,9 @@
-"""tconv.conv_transpose2d / tconv.ConvTranspose2d against torch.nn.functional.conv_transpose2d."""
+"""conv_transpose2d's numerics, gradients and opcheck on the CPU: tconv.conv_transpose2d /
+tconv.ConvTranspose2d against torch.nn.functional.conv_transpose2d (the grid, hypothesis, half
+precision, both forward formulations, the batched backward), gradcheck in every mode, opcheck, and
+the module as a drop-in for nn.ConvTranspose2d. Errors, NaN/Inf, empty tensors and determinism are
+in test_robustness.py; compile, export, autocast and DDP in test_ecosystem.py; every autograd mode
+in test_autograd_modes.py."""
 import pytest
 import torch
 import torch.nn.functional as F

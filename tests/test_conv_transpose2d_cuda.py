@@ -1,6 +1,9 @@
-"""tconv's CUDA kernels of conv_transpose2d: the CPU suite's grid on the GPU (against PyTorch on the
-CPU), agreement with tconv's CPU kernels, gradcheck, bitwise determinism, deterministic mode, half
-precision and an output of more than 2^31 elements. Every test is skipped without a GPU."""
+"""conv_transpose2d's numerics, gradients and opcheck on CUDA: the CPU suite's grid on the GPU
+(against PyTorch on the CPU), agreement with tconv's CPU kernels, gradcheck, half precision and the
+16-bit tensor-core GEMMs, the segmented reductions, opcheck and an output of more than 2^31
+elements. Errors, NaN/Inf, empty tensors and determinism are in test_robustness_cuda.py; compile,
+export, autocast and DDP in test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every
+test is skipped without a GPU."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,8 @@
-"""tconv.gram_matrix / style_loss / GramMatrix against a float64 X @ X^T reference."""
+"""The Gram matrix's numerics, gradients and opcheck on the CPU: tconv.gram_matrix / style_loss /
+GramMatrix against a float64 X @ X^T reference (shapes, layouts, schedules, hypothesis, half
+precision), gradcheck in every mode, opcheck and the module. Errors, NaN/Inf, empty tensors and
+determinism are in test_robustness.py; compile, export, autocast and DDP in test_ecosystem.py; every
+autograd mode in test_autograd_modes.py."""
 import pytest
 import torch
 from hypothesis import given, strategies as st

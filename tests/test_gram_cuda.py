@@ -1,7 +1,9 @@
-"""tconv's CUDA kernels of the Gram matrix: the CPU suite's shapes and a ragged C x L grid on the GPU
-against a float64 reference, exact symmetry, the float16 overflow case, gradcheck, agreement with
-tconv's CPU kernels, bitwise determinism, deterministic mode, opcheck and features of more than
-2^31 elements. Every test is skipped without a GPU."""
+"""The Gram matrix's numerics, gradients and opcheck on CUDA: the CPU suite's shapes and a ragged C
+x L grid on the GPU against a float64 reference, exact symmetry, the float16 overflow case, TF32,
+gradcheck, agreement with tconv's CPU kernels, opcheck and features of more than 2^31 elements.
+Errors, NaN/Inf, empty tensors and determinism are in test_robustness_cuda.py; compile, export,
+autocast and DDP in test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every test is
+skipped without a GPU."""
 import pytest
 import torch
 

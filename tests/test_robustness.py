@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import (CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, MODES, all_ops_run,
+from _support import (CONV_NAN_CFGS, ERROR_CASES, EXCEPTIONS, MODES, all_ops_run,
                       assert_input_weight_grads, check_interpolate, conv_grads, conv_nan_case,
-                      direct_conv_transpose2d, make_conv, make_image, poison, same_specials)
+                      direct_conv_transpose2d, error_rows, make_conv, make_image, poison, same_specials)
 
 ops = torch.ops.tconv
+ERROR_ROWS = error_rows()
 
 
 # ---- invalid arguments: the table in docs/errors.md ----------------------------------------------------

@@ -1,18 +1,20 @@
-"""tests/test_robustness.py on CUDA tensors: every tensor row of docs/errors.md, NaN/Inf positions
-of every op against PyTorch (or the definition), empty tensors, bitwise determinism of forward and
-backward, deterministic mode, and inputs on two devices. Every test is skipped without a GPU."""
+"""test_robustness.py on CUDA tensors, every op: every tensor row of docs/errors.md, inputs on two
+devices, NaN/Inf positions against PyTorch (or the definition) in every dtype and upsampling kernel
+path, empty tensors, bitwise determinism of forward and backward, and deterministic mode
+(torch.use_deterministic_algorithms). Every test is skipped without a GPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import (ALL_TYPES, CONV_NAN_CFGS, ERROR_CASES, ERROR_ROWS, EXCEPTIONS, GRAM_TOL, HALF_TYPES,
+from _support import (ALL_TYPES, CONV_NAN_CFGS, ERROR_CASES, EXCEPTIONS, GRAM_TOL, HALF_TYPES,
                       MODES, all_ops_run, assert_input_weight_grads, conv_grads, conv_nan_case,
-                      cpu_and_cuda_images, direct_conv_transpose2d, make_conv, poison, same_specials,
-                      specials_equal)
+                      cpu_and_cuda_images, direct_conv_transpose2d, error_rows, make_conv, poison,
+                      same_specials, specials_equal)
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
+ERROR_ROWS = error_rows()
 
 
 def _cuda(*tensors):

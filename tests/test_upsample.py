@@ -1,4 +1,8 @@
-"""tconv.interpolate / tconv.Upsample against torch.nn.functional.interpolate (bilinear, bicubic)."""
+"""Bilinear/bicubic upsampling's numerics, gradients and opcheck on the CPU: tconv.interpolate /
+tconv.Upsample against torch.nn.functional.interpolate (the grid, memory formats, the float32 vector
+paths, hypothesis, half precision), gradcheck in every mode, opcheck, the modules and
+init.bilinear_. Errors, NaN/Inf, empty tensors and determinism are in test_robustness.py; compile,
+export, autocast and DDP in test_ecosystem.py; every autograd mode in test_autograd_modes.py."""
 import pytest
 import torch
 import torch.nn.functional as F

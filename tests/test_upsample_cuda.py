@@ -1,7 +1,10 @@
-"""tconv's CUDA kernels of bilinear/bicubic upsampling: the CPU suite's grid on the GPU (against
-F.interpolate on the CPU) through every kernel path, agreement with tconv's CPU kernels, memory
-formats, all four dtypes, NaN/Inf, gradcheck, bitwise determinism, deterministic mode, opcheck and
-outputs of more than 2^31 elements. Every test is skipped without a GPU."""
+"""Bilinear/bicubic upsampling's numerics, gradients and opcheck on CUDA: the CPU suite's grid on
+the GPU (against F.interpolate on the CPU) through every kernel path (the upsample_path fixture),
+agreement with tconv's CPU kernels, memory formats, all four dtypes, gradcheck, opcheck, the
+device-table cache, CUDA graphs and outputs of more than 2^31 elements. Errors, NaN/Inf, empty
+tensors and determinism are in test_robustness_cuda.py; compile, export, autocast and DDP in
+test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every test is skipped without a
+GPU."""
 import pytest
 import torch
 import torch.nn.functional as F
