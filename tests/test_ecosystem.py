@@ -4,8 +4,11 @@ DistributedDataParallel training on gloo. The op files own each op's numerics, g
 import copy
 import io
 import os
-import socket
+import sys
 import tempfile
+import time
+import traceback
+from datetime import timedelta
 
 import pytest
 import torch
@@ -360,12 +363,8 @@ def test_torch_export_dynamic_batch():
 
 DDP_WORLD = 2
 DDP_STEPS = 4
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+DDP_TIMEOUT = timedelta(minutes=5)  # any collective or rendezvous; the whole run: DDP_DEADLINE_S
+DDP_DEADLINE_S = 900
 
 
 def _ddp_model(use_tconv):
@@ -393,35 +392,88 @@ def _ddp_gram(y, use_tconv):
     return f @ f.mT / (f.shape[1] * f.shape[2])
 
 
-def _ddp_worker(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=DDP_WORLD)
+def _ddp_train(rank, out_dir):
+    """Trains the tconv model, then the PyTorch one, under DDP; saves each one's gradients and
+    final parameters to out_dir."""
+    for use_tconv in (True, False):
+        model = nn.parallel.DistributedDataParallel(_ddp_model(use_tconv).double())
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        gen = torch.Generator().manual_seed(100 + rank)  # each rank its own shard
+        grads = []
+        for _ in range(DDP_STEPS):
+            x = torch.randn(2, 3, 16, 16, dtype=torch.float64, generator=gen)
+            y = model(x)
+            loss = F.mse_loss(y, x) + (_ddp_gram(y, use_tconv) - _ddp_gram(x, False)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            grads.append([p.grad.clone() for p in model.parameters()])
+            opt.step()
+        params = [p.detach().clone() for p in model.parameters()]
+        torch.save({"grads": grads, "params": params},
+                   os.path.join(out_dir, f"{'tconv' if use_tconv else 'torch'}-{rank}.pt"))
+
+
+def _ddp_worker(rank, out_dir):
+    """One rank, in a spawned process. Note [leaving a DDP worker]: in full-suite runs on a loaded
+    machine a worker has died with SIGABRT, "terminate called without an active exception" (a
+    joinable std::thread destroyed: the process group's teardown, destroy_process_group or the
+    interpreter's exit destroying what is left). Nothing the test checks happens there, so a
+    worker does not tear down: once both ranks have saved their results and met at the store (then
+    every collective of both has completed: no gloo traffic is in flight), it leaves with os._exit.
+    The store is a FileStore in the test's directory: no port to pick (a free port can be taken by
+    another process before rank 0 binds it) and no store server living in one rank while the other
+    still uses it. An exception is written to error-<rank>.txt for the parent to report."""
+    code = 1
     try:
-        for use_tconv in (True, False):
-            model = nn.parallel.DistributedDataParallel(_ddp_model(use_tconv).double())
-            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            gen = torch.Generator().manual_seed(100 + rank)  # each rank its own shard
-            grads = []
-            for _ in range(DDP_STEPS):
-                x = torch.randn(2, 3, 16, 16, dtype=torch.float64, generator=gen)
-                y = model(x)
-                loss = F.mse_loss(y, x) + (_ddp_gram(y, use_tconv) - _ddp_gram(x, False)).square().mean()
-                opt.zero_grad()
-                loss.backward()
-                grads.append([p.grad.clone() for p in model.parameters()])
-                opt.step()
-            params = [p.detach().clone() for p in model.parameters()]
-            torch.save({"grads": grads, "params": params},
-                        os.path.join(out_dir, f"{'tconv' if use_tconv else 'torch'}-{rank}.pt"))
+        torch.set_num_threads(1)
+        store = dist.FileStore(os.path.join(out_dir, "store"), DDP_WORLD)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=DDP_WORLD, timeout=DDP_TIMEOUT)
+        _ddp_train(rank, out_dir)
+        store.set(f"trained/{rank}", "1")
+        store.wait([f"trained/{r}" for r in range(DDP_WORLD)], DDP_TIMEOUT)
+        open(os.path.join(out_dir, f"left-{rank}"), "w").close()
+        code = 0
+    except BaseException:
+        with open(os.path.join(out_dir, f"error-{rank}.txt"), "w") as f:
+            f.write(traceback.format_exc())
     finally:
-        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _ddp_run(out_dir):
+    """Runs the ranks to the end; fails with their tracebacks if one did not finish its work (a
+    rank that died after leaving, see Note [leaving a DDP worker], had nothing left to do)."""
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_ddp_worker, args=(rank, out_dir)) for rank in range(DDP_WORLD)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + DDP_DEADLINE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    hung = [rank for rank, p in enumerate(procs) if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    problems = []
+    for rank, p in enumerate(procs):
+        error = os.path.join(out_dir, f"error-{rank}.txt")
+        if os.path.exists(error):
+            with open(error) as f:
+                problems.append(f"rank {rank} raised:\n{f.read()}")
+        elif rank in hung:
+            problems.append(f"rank {rank} still running after {DDP_DEADLINE_S} s")
+        elif not os.path.exists(os.path.join(out_dir, f"left-{rank}")):
+            problems.append(f"rank {rank} died before finishing (exit code {p.exitcode})")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.distributed
 def test_ddp_gloo_training_matches_pytorch_layers():
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_ddp_worker, args=(_free_port(), out_dir), nprocs=DDP_WORLD, join=True)
+        _ddp_run(out_dir)
         runs = {(kind, r): torch.load(os.path.join(out_dir, f"{kind}-{r}.pt"))
                 for kind in ("tconv", "torch") for r in range(DDP_WORLD)}
     for kind in ("tconv", "torch"):
