@@ -1,4 +1,4 @@
-"""Prints the rows of docs/errors.md from the cases in tests/test_robustness.py (CASES).
+"""Prints the rows of docs/errors.md from the cases in tests/_support.py (ERROR_CASES).
 
     python scripts/gen_errors_table.py > /tmp/rows.md
 
@@ -12,7 +12,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-from test_robustness import CASES  # noqa: E402
+from _support import ERROR_CASES  # noqa: E402
 
 OPS = {"conv": "conv_transpose2d / ConvTranspose2d", "interp": "interpolate / Upsample",
        "gram": "gram_matrix / style_loss", "init": "init.bilinear_"}
@@ -26,7 +26,7 @@ def excerpt(message, limit=70):
 
 print("| case | op | invalid argument | exception | message excerpt |")
 print("|---|---|---|---|---|")
-for name, (ours, theirs) in CASES.items():
+for name, (ours, theirs) in ERROR_CASES.items():
     try:
         ours()
     except Exception as e:  # noqa: BLE001

@@ -46,7 +46,7 @@ ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_retu
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
 OMP_NUM_THREADS=2 python -m pytest -q -p no:cacheprovider \
   tests/test_conv_transpose2d.py tests/test_upsample.py tests/test_gram.py \
-  tests/test_robustness.py \
+  tests/test_robustness.py tests/test_memory.py \
   -k "not hypothesis and not compile and not opcheck and not memory_growth" "$@" 2>&1 | tee asan.log
 status=${PIPESTATUS[0]}
 set -e

@@ -1,3 +1,6 @@
+"""Fixtures, markers and hooks of the whole suite: the CUBLAS_WORKSPACE_CONFIG preamble, the hypothesis
+profiles, the seed, the `cuda` and `cuda_memory(gib)` markers (skipped without a GPU / without that much
+free GPU memory), full_precision_float32 and upsample_path. Shared helpers are in _support.py."""
 import os
 
 # cuBLAS is deterministic only with a fixed workspace configuration, and PyTorch refuses cuBLAS
@@ -19,6 +22,34 @@ settings.register_profile("dev", max_examples=300, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# ---- markers -------------------------------------------------------------------------------------------
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "cuda_memory(gib): needs a CUDA GPU with gib GiB of free memory "
+                                       "(skipped otherwise)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") or item.get_closest_marker("cuda_memory"):
+            item.add_marker(no_gpu)
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("cuda_memory")
+    if marker is not None and torch.cuda.is_available():
+        gib = marker.args[0]
+        free, _ = torch.cuda.mem_get_info()
+        if free < gib << 30:
+            pytest.skip(f"needs {gib} GiB free GPU memory, {free >> 30} GiB free")
+
+
+# ---- fixtures ------------------------------------------------------------------------------------------
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -35,11 +66,13 @@ def full_precision_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def full_gradcheck(fn, args):
-    """float64 gradcheck and gradgradcheck in every autograd mode: reverse, forward (jvp),
-    batched reverse and batched forward (vmap over the backward / the tangents), and for the
-    second order reverse-over-reverse and forward-over-reverse."""
-    assert torch.autograd.gradcheck(fn, args, check_forward_ad=True, check_backward_ad=True,
-                                    check_batched_grad=True, check_batched_forward_grad=True)
-    assert torch.autograd.gradgradcheck(fn, args, check_fwd_over_rev=True, check_rev_over_rev=True,
-                                        check_batched_grad=True)
+# The CUDA upsampling kernel paths (csrc/cuda/separable_resample.cuh): auto = tiled where a tile fits
+# in shared memory, else direct; small_tiles puts tile boundaries everywhere on small shapes.
+UPSAMPLE_PATHS = ["auto", "direct", "small_tiles"]
+
+
+@pytest.fixture(params=UPSAMPLE_PATHS)
+def upsample_path(request, monkeypatch):
+    """Each CUDA upsampling kernel path in turn (TCONV_CUDA_UPSAMPLE_PATH)."""
+    monkeypatch.setenv("TCONV_CUDA_UPSAMPLE_PATH", request.param)
+    return request.param

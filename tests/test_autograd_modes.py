@@ -11,16 +11,10 @@ import torch.nn.functional as F
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vjp, vmap
 
 import tconv
-from conftest import full_gradcheck
+from _support import full_gradcheck, gram_reference_differentiable
 
 ops = torch.ops.tconv
 D = torch.float64
-
-
-def _gram_reference(x, normalize=True):
-    f = x.flatten(2)
-    g = f @ f.mT
-    return g / (f.shape[1] * f.shape[2]) if normalize else g
 
 
 # name -> (tconv function, PyTorch function, argument shapes). Every function takes tensors only.
@@ -51,9 +45,9 @@ CASES = {
     "bicubic_antialias": (lambda x: tconv.interpolate(x, size=(3, 2), mode="bicubic", antialias=True),
                           lambda x: F.interpolate(x, size=(3, 2), mode="bicubic", antialias=True),
                           [(2, 3, 6, 5)]),
-    "gram": (lambda x: tconv.gram_matrix(x), _gram_reference, [(2, 3, 4, 5)]),
+    "gram": (lambda x: tconv.gram_matrix(x), gram_reference_differentiable, [(2, 3, 4, 5)]),
     "gram_raw": (lambda x: tconv.gram_matrix(x, normalize=False),
-                 lambda x: _gram_reference(x, normalize=False), [(2, 3, 4, 5)]),
+                 lambda x: gram_reference_differentiable(x, normalize=False), [(2, 3, 4, 5)]),
 }
 NAMES = list(CASES)
 
@@ -223,7 +217,7 @@ def test_forward_ad_under_no_grad():
     x, t = torch.randn(1, 2, 3, 3, dtype=D), torch.randn(1, 2, 3, 3, dtype=D)
     with torch.no_grad(), fwAD.dual_level():
         got = fwAD.unpack_dual(tconv.gram_matrix(fwAD.make_dual(x, t))).tangent
-        want = fwAD.unpack_dual(_gram_reference(fwAD.make_dual(x, t))).tangent
+        want = fwAD.unpack_dual(gram_reference_differentiable(fwAD.make_dual(x, t))).tangent
     _same(got, want)
 
 

@@ -1,6 +1,9 @@
-"""tconv.conv_transpose2d / tconv.ConvTranspose2d against torch.nn.functional.conv_transpose2d."""
-import copy
-
+"""conv_transpose2d's numerics, gradients and opcheck on the CPU: tconv.conv_transpose2d /
+tconv.ConvTranspose2d against torch.nn.functional.conv_transpose2d (the grid, hypothesis, half
+precision, both forward formulations, the batched backward), gradcheck in every mode, opcheck, and
+the module as a drop-in for nn.ConvTranspose2d. Errors, NaN/Inf, empty tensors and determinism are
+in test_robustness.py; compile, export, autocast and DDP in test_ecosystem.py; every autograd mode
+in test_autograd_modes.py."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,26 +11,14 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 import tconv
-from conftest import full_gradcheck
+from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, full_gradcheck, make_conv
 
 ops = torch.ops.tconv
-TOL = {torch.float64: (1e-10, 1e-10), torch.float32: (2e-4, 2e-4)}
-
-
-def _make(n, cin, cout, hw, k, groups, dtype, bias=True, channels_last=False, transpose_view=False):
-    x = torch.randn(n, cin, *hw, dtype=dtype)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    if transpose_view:  # a non-contiguous view with the same logical content
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    w = torch.randn(cin, cout // groups, *k, dtype=dtype)
-    b = torch.randn(cout, dtype=dtype) if bias else None
-    return x, w, b
 
 
 def _check(x, w, b, dtype, **kw):
     """Forward, memory format and every gradient equal PyTorch's."""
-    rtol, atol = TOL[dtype]
+    rtol, atol = CONV_TOL[dtype]
     leaves = [t.detach().clone().requires_grad_() for t in (x, w) + ((b,) if b is not None else ())]
     ours = tconv.conv_transpose2d(leaves[0], leaves[1], leaves[2] if b is not None else None, **kw)
     ref_leaves = [t.detach().clone().requires_grad_() for t in leaves]
@@ -48,47 +39,24 @@ def _check(x, w, b, dtype, **kw):
         torch.testing.assert_close(a, e, rtol=rtol * 10, atol=atol * 10)
 
 
-# A deliberate grid: every argument, alone and combined.
-GRID = [
-    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
-    (2, 3, 4, (5, 6), (3, 3), 1, 0, 0, 1, 1),
-    (2, 3, 4, (5, 6), (3, 3), 1, 1, 0, 1, 1),
-    (2, 4, 6, (5, 6), (3, 3), 2, 1, 1, 1, 1),
-    (2, 4, 6, (5, 6), (4, 4), 2, 1, 0, 2, 1),
-    (1, 4, 4, (7, 5), (3, 2), (2, 3), (1, 0), (1, 2), 1, 1),
-    (1, 4, 4, (7, 5), (3, 3), 1, 2, 1, 1, (2, 3)),
-    (2, 6, 6, (4, 4), (3, 3), 3, 1, 2, 3, 2),
-    (2, 6, 6, (6, 6), (4, 4), 2, 1, 0, 6, 1),       # depthwise
-    (2, 6, 12, (6, 6), (3, 3), 2, 1, 1, 6, 1),      # depthwise, channel multiplier 2
-    (2, 8, 4, (4, 4), (2, 2), 2, 0, 0, 1, 1),       # stride == kernel (U-Net)
-    (2, 3, 5, (4, 4), (1, 1), 1, 0, 0, 1, 1),       # 1x1
-    (2, 3, 5, (4, 4), (1, 1), 3, 0, 2, 1, 1),       # 1x1 with stride: holes between pixels
-    (1, 2, 2, (1, 1), (1, 1), 1, 0, 0, 1, 1),       # 1x1 spatial
-    (1, 2, 3, (1, 1), (5, 5), 4, 2, 3, 1, 1),
-    (2, 3, 3, (3, 4), (8, 8), 4, 2, 0, 1, 1),       # FCN-style k = 2s
-    (1, 2, 2, (3, 3), (2, 2), 5, 0, 4, 1, 1),       # stride > kernel: bias-only pixels
-    (0, 3, 4, (5, 5), (3, 3), 2, 1, 0, 1, 1),       # empty batch
-]
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_grid_matches_pytorch(cfg, layout, dtype):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
-                    transpose_view=layout == "noncontiguous")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                        transpose_view=layout == "noncontiguous")
     _check(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
 def test_without_bias_and_unbatched():
-    x, w, _ = _make(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
+    x, w, _ = make_conv(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
     _check(x[0], w, None, torch.float64, stride=2, padding=1)
     _check(x, w, None, torch.float64, stride=2, padding=1, output_padding=1)
 
 
 def test_channels_last_weight_gives_channels_last_output():
-    x, w, b = _make(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
+    x, w, b = make_conv(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
     _check(x, w.to(memory_format=torch.channels_last), b, torch.float64, stride=2)
 
 
@@ -116,8 +84,8 @@ def conv_configs(draw):
 @given(conv_configs())
 def test_hypothesis_matches_pytorch(cfg):
     n, cin, cout, hw, k, s, p, op, g, d, layout, bias = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, bias=bias,
-                    channels_last=layout == "channels_last", transpose_view=layout == "noncontiguous")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, bias=bias,
+                        channels_last=layout == "channels_last", transpose_view=layout == "noncontiguous")
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
@@ -131,7 +99,7 @@ def test_half_precision_against_float32(cfg, dtype, path, monkeypatch):
     if path is not None:
         monkeypatch.setenv("TCONV_CONV_FORWARD", path)
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32)
     xh, wh, bh = (t.to(dtype).requires_grad_() for t in (x, w, b))
     out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
     assert out.dtype == dtype
@@ -148,24 +116,17 @@ def test_half_precision_against_float32(cfg, dtype, path, monkeypatch):
         torch.testing.assert_close(a.float(), e.to(dtype).float(), rtol=4 * eps, atol=4 * eps * e.abs().max().item())
 
 
-GRADCHECK = [
-    dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1),
-    dict(stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=2, dilation=(2, 1)),
-    dict(stride=2, padding=1, output_padding=0, groups=4, dilation=1),  # depthwise
-]
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("kw", GRADCHECK)
+@pytest.mark.parametrize("kw", CONV_GRADCHECK)
 def test_gradcheck_and_gradgradcheck(kw, channels_last):
-    x, w, b = _make(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
+    x, w, b = make_conv(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
     args = [t.requires_grad_() for t in (x, w, b)]
     fn = lambda x, w, b: tconv.conv_transpose2d(x, w, b, **kw)
     full_gradcheck(fn, args)
 
 
 def _opcheck_samples():
-    x, w, b = _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32)
+    x, w, b = make_conv(2, 4, 6, (4, 5), (3, 3), 2, torch.float32)
     yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])
     yield ops.conv_transpose2d, (x.to(memory_format=torch.channels_last), w, None, [1, 2], [0, 1], [0, 1], 2, [2, 1])
     y = F.conv_transpose2d(x, w, b, 2, 1, (1, 0), 2)
@@ -178,17 +139,6 @@ def _opcheck_samples():
 def test_opcheck(op, args):
     args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(op, args)
-
-
-def test_torch_compile_fullgraph():
-    model = nn.Sequential(tconv.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1),
-                          nn.ReLU(), tconv.ConvTranspose2d(6, 6, 4, stride=2, padding=1, groups=6))
-    x = torch.randn(2, 4, 5, 5, requires_grad=True)
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(x), model(x))
-    g1 = torch.autograd.grad(compiled(x).sum(), x)[0]
-    g2 = torch.autograd.grad(model(x).sum(), x)[0]
-    torch.testing.assert_close(g1, g2)
 
 
 def test_seed_worked_example():
@@ -243,96 +193,10 @@ def test_module_output_size(output_size):
 
 # ---- bad input: the same exception type as PyTorch ---------------------------------------------------
 
-def _x():
-    return torch.randn(2, 4, 5, 5)
-
-
-def _w():
-    return torch.randn(4, 3, 3, 3)
-
-
-BAD_CALLS = {
-    "5-D input": lambda f: f(_x()[None], _w()),
-    "2-D input": lambda f: f(_x()[0, 0], _w()),
-    "channel mismatch": lambda f: f(torch.randn(2, 5, 5, 5), _w()),
-    "groups not dividing": lambda f: f(_x(), _w(), groups=3),
-    "zero groups": lambda f: f(_x(), _w(), groups=0),
-    "zero stride": lambda f: f(_x(), _w(), stride=0),
-    "negative stride": lambda f: f(_x(), _w(), stride=(1, -1)),
-    "negative padding": lambda f: f(_x(), _w(), padding=-1),
-    "output_padding >= stride and dilation": lambda f: f(_x(), _w(), stride=2, output_padding=2),
-    "negative output_padding": lambda f: f(_x(), _w(), stride=2, output_padding=-1),
-    "weight dtype": lambda f: f(_x(), _w().double()),
-    "bias dtype": lambda f: f(_x(), _w(), torch.randn(3).double()),
-    "bias size": lambda f: f(_x(), _w(), torch.randn(4)),
-    "negative output size": lambda f: f(torch.randn(1, 4, 1, 1), _w(), padding=5),
-    "three strides": lambda f: f(_x(), _w(), stride=(1, 2, 3)),
-    "empty spatial input": lambda f: f(torch.randn(2, 4, 0, 5), _w()),
-    "zero input channels": lambda f: f(torch.randn(2, 0, 5, 5), torch.randn(0, 3, 3, 3)),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_CALLS))
-def test_bad_input_raises_like_pytorch(name):
-    call = BAD_CALLS[name]
-    with pytest.raises(Exception) as expected:
-        call(F.conv_transpose2d)
-    with pytest.raises(expected.type) as got:
-        call(tconv.conv_transpose2d)
-    assert str(got.value)  # a message, not an empty error
-
-
-def test_non_positive_dilation_is_rejected():
-    with pytest.raises(RuntimeError, match="dilation"):
-        tconv.conv_transpose2d(_x(), _w(), dilation=0)
-
-
-def test_integer_input_is_rejected():
-    with pytest.raises(RuntimeError, match="not implemented for 'Long'"):
-        tconv.conv_transpose2d(_x().long(), _w().long())
-
-
-@pytest.mark.parametrize("output_size", [(20, 20), (11, 11, 11)])
-def test_module_bad_output_size_raises_value_error(output_size):
-    layer = tconv.ConvTranspose2d(4, 3, 3, stride=2)
-    with pytest.raises(ValueError):
-        layer(_x(), output_size=output_size)
-
-
-def test_module_constructor_errors_like_pytorch():
-    with pytest.raises(ValueError):
-        tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect")
-    with pytest.raises(ValueError):
-        tconv.ConvTranspose2d(4, 3, 3, groups=2)
-
-
-def test_deepcopy_keeps_behaviour():
-    layer = tconv.ConvTranspose2d(3, 2, 3, stride=2)
-    x = torch.randn(1, 3, 4, 4)
-    torch.testing.assert_close(copy.deepcopy(layer)(x), layer(x))
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_bitwise_deterministic(threads):
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x, w, b = _make(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
-        x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
-        runs = []
-        for _ in range(2):
-            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-            runs.append((out,) + torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
-        for a, c in zip(*runs):
-            assert torch.equal(a, c)
-    finally:
-        torch.set_num_threads(old)
-
-
 # The dense forward has two formulations (cpu/conv_transpose2d.cpp): the cell GEMM and the tap GEMM
 # (what each input pixel sends through each tap, then summed per output). The shape picks one;
 # TCONV_CONV_FORWARD forces either, so both are checked on every dense case of the grid.
-DENSE_GRID = [c for c in GRID if c[1] // c[8] > 1]
+DENSE_GRID = [c for c in CONV_GRID if c[1] // c[8] > 1]
 
 
 @pytest.mark.parametrize("path", ["tap", "cell"])
@@ -346,32 +210,12 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", path)
     n, cin, cout, hw, k, s, p, op, g, d = cfg
     for dtype in (torch.float64, torch.float32):
-        x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
         kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
         ours = tconv.conv_transpose2d(x, w, b, **kw)
         ref = F.conv_transpose2d(x, w, b, **kw)
-        torch.testing.assert_close(ours, ref, rtol=TOL[dtype][0], atol=TOL[dtype][1])
+        torch.testing.assert_close(ours, ref, rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
         assert ours.stride() == ref.stride()
-
-
-@pytest.mark.parametrize("path", ["tap", "cell"])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_forward_paths_same_bits_for_any_thread_count(path, channels_last, monkeypatch):
-    monkeypatch.setenv("TCONV_CONV_FORWARD", path)
-    x, w, b = _make(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
-    x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
-    go = torch.randn(70, 72, 6, 6)
-    old = torch.get_num_threads()
-    try:
-        runs = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-            runs.append((out,) + torch.autograd.grad(out, (x, w, b), go))
-    finally:
-        torch.set_num_threads(old)
-    for a, c in zip(*runs):
-        assert torch.equal(a, c)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -382,5 +226,5 @@ def test_forward_paths_same_bits_for_any_thread_count(path, channels_last, monke
 ], ids=lambda c: "x".join(map(str, c[:5])))
 def test_small_images_batched_backward_matches_pytorch(cfg, layout):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)

@@ -1,15 +1,17 @@
-"""tconv's CUDA kernels of conv_transpose2d: the CPU suite's grid on the GPU (against PyTorch on the
-CPU), agreement with tconv's CPU kernels, gradcheck, bitwise determinism, deterministic mode, half
-precision and an output of more than 2^31 elements. Every test is skipped without a GPU."""
+"""conv_transpose2d's numerics, gradients and opcheck on CUDA: the CPU suite's grid on the GPU
+(against PyTorch on the CPU), agreement with tconv's CPU kernels, gradcheck, half precision and the
+16-bit tensor-core GEMMs, the segmented reductions, opcheck and an output of more than 2^31
+elements. Errors, NaN/Inf, empty tensors and determinism are in test_robustness_cuda.py; compile,
+export, autocast and DDP in test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every
+test is skipped without a GPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import tconv
-from test_conv_transpose2d import GRADCHECK, GRID, TOL, _make
+from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, make_conv
 
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.usefixtures("full_precision_float32")]
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
 
 
@@ -27,7 +29,7 @@ def _forward_and_grads(fn, leaves, bias, grad_out, **kw):
 
 def _check_cuda(x, w, b, dtype, **kw):
     """CUDA forward, memory format and every gradient equal PyTorch's on the CPU."""
-    rtol, atol = TOL[dtype]
+    rtol, atol = CONV_TOL[dtype]
     tensors = (x, w) + ((b,) if b is not None else ())
     ref_leaves, our_leaves = _leaves(tensors, "cpu"), _leaves(tensors, "cuda")
     ref = F.conv_transpose2d(ref_leaves[0], ref_leaves[1], ref_leaves[2] if b is not None else None, **kw)
@@ -46,26 +48,26 @@ def _check_cuda(x, w, b, dtype, **kw):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_grid_matches_pytorch_cpu(cfg, layout, dtype):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
-                    transpose_view=layout == "noncontiguous")
+    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                        transpose_view=layout == "noncontiguous")
     _check_cuda(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
 def test_without_bias_unbatched_and_channels_last_weight():
-    x, w, _ = _make(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
+    x, w, _ = make_conv(1, 3, 4, (5, 5), (3, 3), 1, torch.float64)
     _check_cuda(x[0], w, None, torch.float64, stride=2, padding=1)
-    x, w, b = _make(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
+    x, w, b = make_conv(2, 4, 6, (5, 5), (3, 3), 1, torch.float64)
     _check_cuda(x, w.to(memory_format=torch.channels_last), b, torch.float64, stride=2)
 
 
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: "x".join(map(str, c[:5])))
+@pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_cuda_agrees_with_tconv_cpu(cfg):
     """Both devices' kernels, op by op, in float64."""
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float64)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64)
     args = ([s, s] if isinstance(s, int) else list(s), [p, p] if isinstance(p, int) else list(p),
             [op, op] if isinstance(op, int) else list(op), g, [d, d] if isinstance(d, int) else list(d))
     stride, padding, output_padding, groups, dilation = args
@@ -86,55 +88,13 @@ def test_cuda_agrees_with_tconv_cpu(cfg):
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("kw", GRADCHECK)
+@pytest.mark.parametrize("kw", CONV_GRADCHECK)
 def test_gradcheck_and_gradgradcheck_cuda(kw, channels_last):
-    x, w, b = _make(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
+    x, w, b = make_conv(2, 4, 4, (3, 4), (3, 3), kw["groups"], torch.float64, channels_last=channels_last)
     args = [t.cuda().requires_grad_() for t in (x, w, b)]
     fn = lambda x, w, b: tconv.conv_transpose2d(x, w, b, **kw)
     assert torch.autograd.gradcheck(fn, args)
     assert torch.autograd.gradgradcheck(fn, args)
-
-
-DETERMINISM = [
-    # n, cin, cout, hw, k, stride, padding, groups, channels_last
-    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, False),
-    (4, 16, 8, (9, 9), (4, 4), 2, 1, 1, True),
-    (2, 16, 16, (12, 12), (3, 3), 1, 1, 2, False),
-    (4, 16, 16, (9, 9), (4, 4), 2, 1, 16, False),  # depthwise
-    (2, 21, 21, (10, 15), (64, 64), 32, 16, 1, False),  # FCN head: large reductions
-]
-
-
-def _run_all(x, w, b, **kw):
-    out = tconv.conv_transpose2d(x, w, b, **kw)
-    return [out] + list(torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
-def test_bitwise_deterministic(cfg, dtype):
-    n, cin, cout, hw, k, s, p, g, cl = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
-    x, w, b = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
-    first, second = _run_all(x, w, b, stride=s, padding=p, groups=g), _run_all(x, w, b, stride=s, padding=p, groups=g)
-    for a, c in zip(first, second):
-        assert torch.equal(a, c)
-
-
-@pytest.mark.parametrize("cfg", DETERMINISM[:4], ids=lambda c: "x".join(map(str, c[:5])) + ("-cl" if c[-1] else ""))
-def test_runs_under_deterministic_algorithms(cfg):
-    n, cin, cout, hw, k, s, p, g, cl = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=cl)
-    x, w, b = (t.cuda().requires_grad_() for t in (x, w, b))
-    expected = _run_all(x, w, b, stride=s, padding=p, groups=g)
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        got = _run_all(x, w, b, stride=s, padding=p, groups=g)
-    finally:
-        torch.use_deterministic_algorithms(old)
-    for a, c in zip(got, expected):
-        assert torch.equal(a, c)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -145,7 +105,7 @@ def test_runs_under_deterministic_algorithms(cfg):
                                  (2, 8, 4, (5, 5), (2, 2), 2, 0, 0, 1, 1)])
 def test_half_precision_against_float32(cfg, channels_last, dtype):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
     xh, wh, bh = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
     out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
     assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last) == channels_last
@@ -182,7 +142,7 @@ def test_16bit_gemms_against_float32(cfg, channels_last, dtype):
     """Forward and backward with 16-bit GEMM operands: within one rounding of float32 on the
     same values (float32 accumulation), and bitwise reproducible."""
     n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = _make(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
     xh, wh, bh = (t.to("cuda", dtype).requires_grad_() for t in (x, w, b))
     xr, wr, br = (t.detach().float().requires_grad_() for t in (xh, wh, bh))
     out = tconv.conv_transpose2d(xh, wh, bh, s, p, op, g, d)
@@ -241,7 +201,7 @@ def test_grad_bias_segmented_reduction(shape, layout):
                          ids=lambda c: "x".join(map(str, c[:5])))
 def test_depthwise_grad_weight_segmented_reduction(cfg, channels_last):
     n, cin, cout, hw, k, s, p = cfg
-    x, w, _ = _make(n, cin, cout, hw, k, cin, torch.float64, channels_last=channels_last)
+    x, w, _ = make_conv(n, cin, cout, hw, k, cin, torch.float64, channels_last=channels_last)
     y = F.conv_transpose2d(x, w, None, s, p, groups=cin)
     go = torch.randn_like(y)
     expected = torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [p, p], [1, 1], True, [0, 0],
@@ -253,7 +213,7 @@ def test_depthwise_grad_weight_segmented_reduction(cfg, channels_last):
 
 
 def _opcheck_samples():
-    x, w, b = (t.cuda() for t in _make(2, 4, 6, (4, 5), (3, 3), 2, torch.float32))
+    x, w, b = (t.cuda() for t in make_conv(2, 4, 6, (4, 5), (3, 3), 2, torch.float32))
     yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])
     yield ops.conv_transpose2d, (x.to(memory_format=torch.channels_last), w, None, [1, 2], [0, 1], [0, 1], 2, [2, 1])
     y = F.conv_transpose2d(x, w, b, 2, 1, (1, 0), 2)
@@ -269,36 +229,19 @@ def test_opcheck_cuda(index):
     torch.library.opcheck(op, args)
 
 
-def test_mixed_devices_raise():
-    x, w, b = _make(1, 4, 4, (3, 3), (3, 3), 1, torch.float32)
-    with pytest.raises(RuntimeError, match="same device"):
-        tconv.conv_transpose2d(x.cuda(), w, b.cuda())
-    with pytest.raises(RuntimeError, match="same device"):
-        tconv.conv_transpose2d(x.cuda(), w.cuda(), b)
-
-
 # ---- more than 2^31 elements: 64-bit indexing --------------------------------------------------------
 
 # bfloat16, 8 channels, k = s = 2: output 8 x 16384 x 16400 = 2^31 + 2,097,152 elements (4.3 GB).
 BIG = dict(n=1, c=8, h=8192, w=8200)
-BIG_FREE_BYTES = 24 << 30
-
-
-def _needs_big_memory():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    free, _ = torch.cuda.mem_get_info()
-    if free < BIG_FREE_BYTES:
-        pytest.skip(f"needs {BIG_FREE_BYTES >> 30} GiB free GPU memory, {free >> 30} GiB free")
 
 
 @pytest.mark.slow
+@pytest.mark.cuda_memory(24)
 @pytest.mark.parametrize("groups", [8, 1], ids=["depthwise", "dense"])
 def test_output_beyond_int32_indexing(groups):
     """k = s = 2: output rows 2i, 2i+1 depend on input row i only, so corners of the huge output
     (the last ones lie past element 2^31) are checked against small CPU convolutions of the
     input's corners; gradients likewise, grad_bias against a float32 sum."""
-    _needs_big_memory()
     n, c, h, w_ = BIG["n"], BIG["c"], BIG["h"], BIG["w"]
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(n, c, h, w_, device="cuda", dtype=torch.bfloat16, generator=gen)

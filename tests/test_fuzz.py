@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tconv
-from test_upsample import (_adjoint_of_pytorch_forward, _pytorch_backward_is_not_its_forwards_gradient,
-                           _pytorch_forward)
+from _support import adjoint_of_pytorch_forward, pytorch_backward_is_not_its_forwards_gradient, pytorch_forward
 
 pytestmark = pytest.mark.fuzz
 
@@ -146,7 +145,7 @@ def test_fuzz_interpolate(case):
     dtype = x.dtype
     x64 = x.detach().double()
     try:
-        ref = _pytorch_forward(x64, kw, F.interpolate(x64, **kw))
+        ref = pytorch_forward(x64, kw, F.interpolate(x64, **kw))
     except (RuntimeError, ValueError) as e:  # e.g. a factor that truncates an axis to 0
         with pytest.raises(type(e)):
             tconv.interpolate(x, **kw)
@@ -165,8 +164,8 @@ def test_fuzz_interpolate(case):
         return
     go = torch.randn_like(ref)
     (g_ours,) = torch.autograd.grad(ours, leaf, go)
-    if _pytorch_backward_is_not_its_forwards_gradient(x64, ref.shape[2:], kw):
-        g_ref = _adjoint_of_pytorch_forward(x64, go, kw)
+    if pytorch_backward_is_not_its_forwards_gradient(x64, ref.shape[2:], kw):
+        g_ref = adjoint_of_pytorch_forward(x64, go, kw)
     else:
         ref_leaf = x64.clone().requires_grad_()
         (g_ref,) = torch.autograd.grad(F.interpolate(ref_leaf, **kw), ref_leaf, go)

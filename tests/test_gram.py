@@ -1,42 +1,26 @@
-"""tconv.gram_matrix / style_loss / GramMatrix against a float64 X @ X^T reference."""
+"""The Gram matrix's numerics, gradients and opcheck on the CPU: tconv.gram_matrix / style_loss /
+GramMatrix against a float64 X @ X^T reference (shapes, layouts, schedules, hypothesis, half
+precision), gradcheck in every mode, opcheck and the module. Errors, NaN/Inf, empty tensors and
+determinism are in test_robustness.py; compile, export, autocast and DDP in test_ecosystem.py; every
+autograd mode in test_autograd_modes.py."""
 import pytest
 import torch
 from hypothesis import given, strategies as st
 
 import tconv
-from conftest import full_gradcheck
+from _support import (GRAM_SHAPES, GRAM_TOL, full_gradcheck, gram_layout, gram_reference,
+                      gram_reference_differentiable)
 
 ops = torch.ops.tconv
-TOL = {torch.float64: (1e-12, 1e-12), torch.float32: (1e-5, 1e-6)}
-
-
-def _reference(x, normalize=True):
-    """float64 Gram of (N, C, H, W) / (C, H, W) / (C, L) input, the D2L formula."""
-    xd = x.detach().double()
-    if xd.dim() == 3:
-        xd = xd.flatten(1)
-    elif xd.dim() == 4:
-        xd = xd.flatten(2)
-    g = xd @ xd.mT
-    count = xd.shape[-2] * xd.shape[-1]
-    return g / count if normalize and count else g
-
-
-def _layout(x, layout):
-    if layout == "channels_last":
-        return x.to(memory_format=torch.channels_last)
-    if layout == "noncontiguous":  # same values, H and W swapped in memory
-        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    return x
 
 
 def _check(x, normalize=True):
     """Forward equals the reference and is exactly symmetric; the gradient equals the reference's."""
     dtype = x.dtype
-    rtol, atol = TOL[dtype]
+    rtol, atol = GRAM_TOL[dtype]
     leaf = x.detach().clone().requires_grad_()
     g = tconv.gram_matrix(leaf, normalize)
-    ref = _reference(x, normalize)
+    ref = gram_reference(x, normalize)
     assert g.shape == ref.shape and g.dtype == dtype
     assert torch.equal(g, g.mT)
     scale = ref.abs().max().item() or 1.0
@@ -46,38 +30,17 @@ def _check(x, normalize=True):
     go = torch.randn_like(ref)
     (dx,) = torch.autograd.grad(g, leaf, go.to(dtype))
     ref_leaf = x.detach().double().requires_grad_()
-    (dref,) = torch.autograd.grad(_reference_differentiable(ref_leaf, normalize), ref_leaf, go)
+    (dref,) = torch.autograd.grad(gram_reference_differentiable(ref_leaf, normalize), ref_leaf, go)
     assert dx.shape == x.shape
     torch.testing.assert_close(dx.double(), dref, rtol=rtol * 10,
                                atol=atol * 10 * (dref.abs().max().item() or 1.0))
 
 
-def _reference_differentiable(x, normalize):
-    xf = x.flatten(1) if x.dim() == 3 else x.flatten(2) if x.dim() == 4 else x
-    count = xf.shape[-2] * xf.shape[-1]
-    g = xf @ xf.mT
-    return g / count if normalize and count else g
-
-
-# (N, C, H, W): C = 1, H*W = 1, C not a multiple of any tile size, large C with small H*W and back.
-SHAPES = [
-    (2, 1, 3, 5),
-    (2, 7, 1, 1),
-    (1, 1, 1, 1),
-    (3, 17, 5, 7),
-    (2, 33, 9, 4),
-    (1, 100, 13, 11),
-    (1, 512, 2, 3),
-    (1, 3, 96, 128),
-    (2, 64, 31, 33),
-]
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", GRAM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_grid_matches_reference(shape, layout, dtype):
-    _check(_layout(torch.randn(*shape, dtype=dtype), layout))
+    _check(gram_layout(torch.randn(*shape, dtype=dtype), layout))
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -95,7 +58,7 @@ def test_unbatched_image_and_feature_matrix(shape):
 def test_three_dims_mean_one_image():
     """3-D is (C, H, W); a batch of (C, L) matrices goes in as (N, C, L, 1)."""
     x = torch.randn(3, 4, 5, dtype=torch.float64)
-    torch.testing.assert_close(tconv.gram_matrix(x), _reference(x))  # (3, 3), normalized by 3*4*5
+    torch.testing.assert_close(tconv.gram_matrix(x), gram_reference(x))  # (3, 3), normalized by 3*4*5
     batched = tconv.gram_matrix(x.unsqueeze(-1))
     assert batched.shape == (3, 4, 4)
     torch.testing.assert_close(batched, x @ x.mT / 20)
@@ -111,18 +74,8 @@ def test_large_length_and_large_channels():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
 def test_long_length_schedule(layout, dtype):
-    _check(_layout(torch.randn(2, 5, 200, 200, dtype=dtype), layout))
-    _check(_layout(torch.randn(1, 33, 130, 170, dtype=dtype), layout))
-
-
-def test_empty():
-    assert tconv.gram_matrix(torch.randn(0, 3, 4, 4)).shape == (0, 3, 3)
-    assert tconv.gram_matrix(torch.randn(2, 0, 4, 4)).shape == (2, 0, 0)
-    g = tconv.gram_matrix(torch.randn(2, 3, 0, 4))  # no positions: zeros, not 0 / 0
-    assert torch.equal(g, torch.zeros(2, 3, 3))
-    x = torch.randn(2, 3, 0, 4, requires_grad=True)
-    tconv.gram_matrix(x).sum().backward()
-    assert x.grad.shape == x.shape
+    _check(gram_layout(torch.randn(2, 5, 200, 200, dtype=dtype), layout))
+    _check(gram_layout(torch.randn(1, 33, 130, 170, dtype=dtype), layout))
 
 
 @st.composite
@@ -139,7 +92,7 @@ def gram_inputs(draw):
 def test_hypothesis_matches_reference(cfg):
     shape, layout, normalize = cfg
     x = torch.randn(*shape, dtype=torch.float64)
-    _check(_layout(x, layout) if x.dim() == 4 else x, normalize)
+    _check(gram_layout(x, layout) if x.dim() == 4 else x, normalize)
 
 
 @pytest.mark.parametrize("shape", [(2, 40, 7, 9), (2, 5, 200, 200)])
@@ -148,14 +101,14 @@ def test_half_precision_accumulates_in_float32(dtype, shape):
     x = torch.randn(*shape).to(dtype)
     g = tconv.gram_matrix(x)
     assert g.dtype == dtype and torch.equal(g, g.mT)
-    ref = _reference(x.float()).float().to(dtype)  # exact sums of the rounded inputs, rounded once
+    ref = gram_reference(x.float()).float().to(dtype)  # exact sums of the rounded inputs, rounded once
     eps = torch.finfo(dtype).eps
     torch.testing.assert_close(g.float(), ref.float(), rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
     leaf = x.clone().requires_grad_()
     go = torch.randn(shape[0], shape[1], shape[1]).to(dtype)
     (dx,) = torch.autograd.grad(tconv.gram_matrix(leaf), leaf, go)
     xr = x.double().requires_grad_()
-    (dref,) = torch.autograd.grad(_reference_differentiable(xr, True), xr, go.double())
+    (dref,) = torch.autograd.grad(gram_reference_differentiable(xr, True), xr, go.double())
     assert dx.dtype == dtype
     torch.testing.assert_close(dx.float(), dref.to(dtype).float(), rtol=4 * eps,
                                atol=4 * eps * dref.abs().max().item())
@@ -169,7 +122,7 @@ def test_float16_raw_sums_beyond_65504_do_not_overflow():
     assert torch.isinf(torch.bmm(xf, xf.mT)).any()
     g = tconv.gram_matrix(x)
     assert torch.isfinite(g).all()
-    torch.testing.assert_close(g.float(), _reference(x.float()).float(), rtol=2e-3, atol=0)
+    torch.testing.assert_close(g.float(), gram_reference(x.float()).float(), rtol=2e-3, atol=0)
     loss = tconv.style_loss(x.clone().requires_grad_(), g)
     assert torch.isfinite(loss)
 
@@ -177,7 +130,7 @@ def test_float16_raw_sums_beyond_65504_do_not_overflow():
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_gradcheck_and_gradgradcheck(layout, normalize):
-    x = _layout(torch.randn(2, 5, 3, 4, dtype=torch.float64), layout).requires_grad_()
+    x = gram_layout(torch.randn(2, 5, 3, 4, dtype=torch.float64), layout).requires_grad_()
     fn = lambda x: tconv.gram_matrix(x, normalize)
     full_gradcheck(fn, (x,))
 
@@ -204,25 +157,11 @@ def test_opcheck(op, args):
     torch.library.opcheck(op, args)
 
 
-def test_torch_compile_fullgraph():
-    target = torch.randn(2, 6, 6)
-
-    def loss_fn(x):
-        return tconv.style_loss(torch.relu(x), target) + tconv.gram_matrix(x[0]).sum()
-
-    x = torch.randn(2, 6, 5, 5, requires_grad=True)
-    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(x), loss_fn(x))
-    g1 = torch.autograd.grad(compiled(x), x)[0]
-    g2 = torch.autograd.grad(loss_fn(x), x)[0]
-    torch.testing.assert_close(g1, g2)
-
-
 def test_style_loss_is_the_d2l_loss():
     x = torch.randn(1, 8, 6, 6, dtype=torch.float64, requires_grad=True)
-    target = _reference(torch.randn(1, 8, 6, 6, dtype=torch.float64)).requires_grad_()
+    target = gram_reference(torch.randn(1, 8, 6, 6, dtype=torch.float64)).requires_grad_()
     loss = tconv.style_loss(x, target)
-    ref = torch.square(_reference_differentiable(x, True) - target.detach()).mean()
+    ref = torch.square(gram_reference_differentiable(x, True) - target.detach()).mean()
     torch.testing.assert_close(loss, ref)
     loss.backward()
     assert target.grad is None  # the style target is a constant, as in D2L
@@ -232,56 +171,10 @@ def test_style_loss_is_the_d2l_loss():
 def test_module():
     module = tconv.GramMatrix()
     x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
-    torch.testing.assert_close(module(x), _reference(x))
-    torch.testing.assert_close(tconv.GramMatrix(normalize=False)(x), _reference(x, False))
+    torch.testing.assert_close(module(x), gram_reference(x))
+    torch.testing.assert_close(tconv.GramMatrix(normalize=False)(x), gram_reference(x, False))
     assert "normalize=True" in repr(module)
     assert list(module.parameters()) == []
 
 
-@pytest.mark.parametrize("shape", [(1, 300, 7, 9), (1, 24, 64, 80), (1, 24, 160, 160)])
-def test_bitwise_deterministic_across_thread_counts(shape):
-    x = torch.randn(*shape, requires_grad=True)
-    go = torch.randn(shape[0], shape[1], shape[1])
-    old = torch.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 1):
-            torch.set_num_threads(threads)
-            g = tconv.gram_matrix(x)
-            runs.append((g,) + torch.autograd.grad(g, x, go))
-    finally:
-        torch.set_num_threads(old)
-    for run in runs[1:]:
-        for a, b in zip(run, runs[0]):
-            assert torch.equal(a, b)
-
-
 # ---- bad input: RuntimeError, like PyTorch's ops -------------------------------------------------------
-
-@pytest.mark.parametrize("x", [torch.randn(5), torch.randn(1, 2, 3, 4, 5), torch.tensor(1.0)],
-                         ids=["1-D", "5-D", "0-D"])
-def test_bad_ndim_raises_runtime_error(x):
-    with pytest.raises(RuntimeError, match="gram_matrix"):
-        tconv.gram_matrix(x)
-
-
-@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
-def test_non_floating_dtype_raises_runtime_error(dtype):
-    x = torch.ones(2, 3, 4, 4, dtype=dtype)
-    with pytest.raises(RuntimeError, match="not implemented for"):
-        tconv.gram_matrix(x)
-
-
-def test_op_argument_errors():
-    x = torch.randn(2, 3, 5)
-    with pytest.raises(RuntimeError, match=r"\(N, C, L\)"):
-        ops.gram_matrix(torch.randn(3, 5), True)
-    with pytest.raises(RuntimeError, match="grad_gram of size"):
-        ops.gram_matrix_backward(torch.randn(2, 3, 4), x, True)
-    with pytest.raises(RuntimeError, match="should be the same"):
-        ops.gram_matrix_backward(torch.randn(2, 3, 3, dtype=torch.float64), x, True)
-
-
-def test_style_loss_shape_mismatch_raises_like_pytorch():
-    with pytest.raises(RuntimeError):
-        tconv.style_loss(torch.randn(1, 4, 3, 3), torch.randn(1, 5, 5))

@@ -1,45 +1,44 @@
-"""tconv's CUDA kernels of the Gram matrix: the CPU suite's shapes and a ragged C x L grid on the GPU
-against a float64 reference, exact symmetry, the float16 overflow case, gradcheck, agreement with
-tconv's CPU kernels, bitwise determinism, deterministic mode, opcheck and features of more than
-2^31 elements. Every test is skipped without a GPU."""
+"""The Gram matrix's numerics, gradients and opcheck on CUDA: the CPU suite's shapes and a ragged C
+x L grid on the GPU against a float64 reference, exact symmetry, the float16 overflow case, TF32,
+gradcheck, agreement with tconv's CPU kernels, opcheck and features of more than 2^31 elements.
+Errors, NaN/Inf, empty tensors and determinism are in test_robustness_cuda.py; compile, export,
+autocast and DDP in test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every test is
+skipped without a GPU."""
 import pytest
 import torch
 
 import tconv
-from test_gram import SHAPES, TOL, _layout, _reference, _reference_differentiable
+from _support import (ALL_TYPES, GRAM_SHAPES, GRAM_TOL, HALF_TYPES, gram_layout, gram_reference,
+                      gram_reference_differentiable)
 
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.usefixtures("full_precision_float32")]
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
-
-HALF_TYPES = [torch.float16, torch.bfloat16]
-ALL_TYPES = [torch.float64, torch.float32] + HALF_TYPES
 
 
 def _assert_gram_close(g, x, normalize=True):
     """g (on the GPU) against the float64 Gram of x's values; float16 / bfloat16 against the exact
     Gram rounded once (what float32 accumulation gives), within two units in the last place."""
-    ref = _reference(x.cpu(), normalize)
+    ref = gram_reference(x.cpu(), normalize)
     scale = ref.abs().max().item() or 1.0
     if g.dtype in HALF_TYPES:
         eps = torch.finfo(g.dtype).eps
         rounded = ref.float().to(g.dtype).double()
         torch.testing.assert_close(g.cpu().double(), rounded, rtol=2 * eps, atol=2 * eps * scale)
     else:
-        rtol, atol = TOL[g.dtype]
+        rtol, atol = GRAM_TOL[g.dtype]
         torch.testing.assert_close(g.cpu().double(), ref, rtol=rtol, atol=atol * scale)
 
 
 def _assert_grad_close(dx, x, go, normalize=True):
     xr = x.detach().cpu().double().requires_grad_()
-    (dref,) = torch.autograd.grad(_reference_differentiable(xr, normalize), xr, go.cpu().double())
+    (dref,) = torch.autograd.grad(gram_reference_differentiable(xr, normalize), xr, go.cpu().double())
     scale = dref.abs().max().item() or 1.0
     if dx.dtype in HALF_TYPES:
         eps = torch.finfo(dx.dtype).eps
         torch.testing.assert_close(dx.cpu().double(), dref.to(dx.dtype).double(), rtol=4 * eps,
                                    atol=4 * eps * scale)
     else:
-        rtol, atol = TOL[dx.dtype]
+        rtol, atol = GRAM_TOL[dx.dtype]
         torch.testing.assert_close(dx.cpu().double(), dref, rtol=rtol * 10, atol=atol * 10 * scale)
 
 
@@ -60,9 +59,9 @@ def _check_cuda(x, normalize=True):
 
 @pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", GRAM_SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_cpu_suite_shapes(shape, layout, dtype):
-    _check_cuda(_layout(torch.randn(*shape, device="cuda").to(dtype), layout))
+    _check_cuda(gram_layout(torch.randn(*shape, device="cuda").to(dtype), layout))
 
 
 # Ragged C and L: tile edges (C = 64 / 65 / 128 / 129 switch between the 64- and 128-wide tiles and
@@ -109,20 +108,6 @@ def test_misaligned_and_strided_features(dtype):
         _assert_grad_close(dx.unsqueeze(-1), x.unsqueeze(-1), go)
 
 
-def test_empty():
-    for shape in [(0, 3, 4), (2, 0, 4), (2, 3, 0)]:
-        for dtype in ALL_TYPES:
-            x = torch.randn(shape, device="cuda").to(dtype)
-            g = ops.gram_matrix(x, True)
-            assert g.shape == (shape[0], shape[1], shape[1]) and g.device.type == "cuda"
-            assert torch.equal(g, torch.zeros_like(g))  # no positions: zeros, not 0 / 0
-            dx = ops.gram_matrix_backward(torch.randn(g.shape, device="cuda").to(dtype), x, True)
-            assert dx.shape == x.shape
-    x = torch.randn(2, 3, 0, 4, device="cuda", requires_grad=True)
-    tconv.gram_matrix(x).sum().backward()
-    assert x.grad.shape == x.shape
-
-
 @pytest.mark.parametrize("shape", [(2, 40, 7, 9), (2, 5, 200, 200), (2, 300, 33, 17)])
 @pytest.mark.parametrize("dtype", HALF_TYPES, ids=str)
 def test_half_precision_accumulates_in_float32(dtype, shape):
@@ -138,34 +123,12 @@ def test_float16_raw_sums_beyond_65504_do_not_overflow(shape):
     assert torch.isinf(torch.bmm(xf, xf.mT)).any()
     g = tconv.gram_matrix(x)
     assert torch.isfinite(g).all() and torch.equal(g, g.mT)
-    torch.testing.assert_close(g.cpu().float(), _reference(x.cpu().float()).float(), rtol=2e-3, atol=0)
+    torch.testing.assert_close(g.cpu().float(), gram_reference(x.cpu().float()).float(), rtol=2e-3, atol=0)
     leaf = x.clone().requires_grad_()
     loss = tconv.style_loss(leaf, g)
     assert torch.isfinite(loss)
     (dx,) = torch.autograd.grad(loss, leaf)
     assert torch.isfinite(dx).all()
-
-
-@pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
-@pytest.mark.parametrize("shape", [(2, 5, 4, 6), (1, 70, 9, 9), (2, 130, 40, 40), (1, 8, 128, 128)], ids=str)
-def test_nan_inf_like_matmul(shape, dtype):
-    """Inf / NaN land where a matmul puts them (float32's 3xTF32 tiles that meet one are
-    recomputed directly); the finite values stay close."""
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(*shape, generator=gen)
-    mask = torch.rand(x.shape, generator=gen) < (0.03 if x.numel() < 1000 else 5 / x.numel())
-    specials = torch.tensor([float("nan"), float("inf"), -float("inf")])
-    x = torch.where(mask, specials[torch.randint(0, 3, x.shape, generator=gen)], x).to(dtype)
-    f = x.double().flatten(2)
-    want = f @ f.mT / f[0].numel()
-    got = tconv.gram_matrix(x.cuda()).cpu().double()
-    assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
-    assert torch.equal(torch.isposinf(got), torch.isposinf(want)), "+inf positions differ"
-    assert torch.equal(torch.isneginf(got), torch.isneginf(want)), "-inf positions differ"
-    finite = torch.isfinite(want)
-    assert finite.any()
-    tol = 4 * torch.finfo(dtype).eps if dtype in HALF_TYPES else TOL[dtype][0]
-    torch.testing.assert_close(got[finite], want[finite], rtol=tol, atol=tol * want[finite].abs().max().item())
 
 
 def test_tf32_when_allowed():
@@ -175,14 +138,14 @@ def test_tf32_when_allowed():
     torch.backends.cuda.matmul.allow_tf32 = True
     g = ops.gram_matrix(x, True)
     assert torch.equal(g, g.mT)
-    ref = _reference(x.cpu().unsqueeze(-1))
+    ref = gram_reference(x.cpu().unsqueeze(-1))
     torch.testing.assert_close(g.cpu().double(), ref, rtol=5e-3, atol=5e-3 * ref.abs().max().item())
 
 
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_gradcheck_and_gradgradcheck(layout, normalize):
-    x = _layout(torch.randn(2, 5, 3, 4, dtype=torch.float64, device="cuda"), layout).requires_grad_()
+    x = gram_layout(torch.randn(2, 5, 3, 4, dtype=torch.float64, device="cuda"), layout).requires_grad_()
     fn = lambda x: tconv.gram_matrix(x, normalize)
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
@@ -225,40 +188,6 @@ def test_opcheck(op, args):
     torch.library.opcheck(op, args)
 
 
-DETERMINISM = [(1, 64, 65536), (4, 300, 1000), (2, 512, 4096), (1, 3, 100000)]
-
-
-def _run_all(x, go):
-    g = tconv.gram_matrix(x)
-    return [g] + list(torch.autograd.grad(g, x, go))
-
-
-@pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
-@pytest.mark.parametrize("shape", DETERMINISM, ids=lambda s: "x".join(map(str, s)))
-def test_bitwise_deterministic(shape, dtype):
-    x = torch.randn(*shape, 1, device="cuda").to(dtype).requires_grad_()
-    go = torch.randn(shape[0], shape[1], shape[1], device="cuda").to(dtype)
-    first, second = _run_all(x, go), _run_all(x, go)
-    for a, b in zip(first, second):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-@pytest.mark.parametrize("shape", DETERMINISM[:3], ids=lambda s: "x".join(map(str, s)))
-def test_runs_under_deterministic_algorithms(shape, dtype):
-    x = torch.randn(*shape, 1, device="cuda").to(dtype).requires_grad_()
-    go = torch.randn(shape[0], shape[1], shape[1], device="cuda").to(dtype)
-    expected = _run_all(x, go)
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)  # also fills torch.empty with NaN: every element written
-    try:
-        got = _run_all(x, go)
-    finally:
-        torch.use_deterministic_algorithms(old)
-    for a, b in zip(got, expected):
-        assert torch.equal(a, b)
-
-
 def _chunked_reference(x, go, chunk=1 << 22):
     """float64 Gram (normalized) and gradient of a huge (1, C, L) on the GPU, L in chunks."""
     c, length = x.shape[1], x.shape[2]
@@ -271,12 +200,10 @@ def _chunked_reference(x, go, chunk=1 << 22):
     return ref * scale, sym
 
 
+@pytest.mark.cuda_memory(40)  # the features, float32 copies in the backward, the reference's chunks
 def test_features_over_2_31_elements():
     """64 x (2^25 + 8) bfloat16 features (2^31 + 512 elements): row offsets past 2^31."""
     c, length = 64, (1 << 25) + 8
-    free, _ = torch.cuda.mem_get_info()
-    if free < 40 * 2**30:  # the features, float32 copies in the backward, the reference's chunks
-        pytest.skip("needs 40 GiB of free GPU memory")
     x = torch.randn(1, c, length, device="cuda", dtype=torch.bfloat16)
     assert x.numel() > 2**31
     g = ops.gram_matrix(x, True)

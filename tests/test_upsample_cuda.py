@@ -1,49 +1,27 @@
-"""tconv's CUDA kernels of bilinear/bicubic upsampling: the CPU suite's grid on the GPU (against
-F.interpolate on the CPU) through every kernel path, agreement with tconv's CPU kernels, memory
-formats, all four dtypes, NaN/Inf, gradcheck, bitwise determinism, deterministic mode, opcheck and
-outputs of more than 2^31 elements. Every test is skipped without a GPU."""
+"""Bilinear/bicubic upsampling's numerics, gradients and opcheck on CUDA: the CPU suite's grid on
+the GPU (against F.interpolate on the CPU) through every kernel path (the upsample_path fixture),
+agreement with tconv's CPU kernels, memory formats, all four dtypes, gradcheck, opcheck, the
+device-table cache, CUDA graphs and outputs of more than 2^31 elements. Errors, NaN/Inf, empty
+tensors and determinism are in test_robustness_cuda.py; compile, export, autocast and DDP in
+test_ecosystem.py; every autograd mode in test_autograd_modes.py. Every test is skipped without a
+GPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import tconv
-from test_robustness import _poison, _same_specials
-from test_upsample import (GRADCHECK, GRID, MODES, TOL, _adjoint_of_pytorch_forward,
-                           _pytorch_backward_is_not_its_forwards_gradient, _pytorch_forward)
+from _support import (MODES, UPSAMPLE_GRADCHECK, UPSAMPLE_GRID, UPSAMPLE_TOL, adjoint_of_pytorch_forward,
+                      cpu_and_cuda_images, pytorch_backward_is_not_its_forwards_gradient, pytorch_forward)
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# upsample_path (conftest.py): each kernel path of csrc/cuda/separable_resample.cuh in turn.
+pytestmark = pytest.mark.cuda
 ops = torch.ops.tconv
-
-# The kernel paths (csrc/cuda/separable_resample.cuh): auto = tiled where a tile fits in shared
-# memory, else direct; small_tiles puts tile boundaries everywhere on small shapes.
-PATHS = ["auto", "direct", "small_tiles"]
-
-
-@pytest.fixture(params=PATHS)
-def path(request, monkeypatch):
-    monkeypatch.setenv("TCONV_CUDA_UPSAMPLE_PATH", request.param)
-    return request.param
-
-
-def _pair(layout, n, c, hw, dtype):
-    """The same values on the CPU and on the GPU, both with `layout`'s strides."""
-    h, w = hw
-    if layout == "sliced":  # a strided view into a bigger tensor, made on each device
-        big = torch.randn(n, c, h * 2, w + 3, dtype=dtype)
-        view = lambda t: t[:, :, ::2, 1:w + 1]  # noqa: E731
-        return view(big), view(big.cuda())
-    x = torch.randn(n, c, h, w, dtype=dtype)
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    elif layout == "noncontiguous":
-        x = x.transpose(2, 3).contiguous().transpose(2, 3)
-    return x, x.cuda()  # .cuda() keeps the strides of dense tensors
 
 
 def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
     """CUDA forward (values, shape, dtype, memory format) and input gradient equal PyTorch's on the
     CPU (or the adjoint of PyTorch's forward where PyTorch's backward is not its gradient)."""
-    rtol, atol = tol or TOL[x_cpu.dtype]
+    rtol, atol = tol or UPSAMPLE_TOL[x_cpu.dtype]
     ref_leaf = x_cpu.detach().clone().requires_grad_()
     leaf = x_gpu.detach().requires_grad_()
     ours = tconv.interpolate(leaf, **kw)
@@ -51,15 +29,15 @@ def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
     assert ours.device.type == "cuda"
     assert ours.is_contiguous(memory_format=torch.channels_last) == \
         ref.is_contiguous(memory_format=torch.channels_last)
-    ref = _pytorch_forward(ref_leaf, kw, ref)
+    ref = pytorch_forward(ref_leaf, kw, ref)
     assert ours.shape == ref.shape and ours.dtype == ref.dtype
     torch.testing.assert_close(ours.cpu(), ref, rtol=rtol, atol=atol)
     if ref.numel() == 0:
         return
     go = torch.randn_like(ref)
     (g_ours,) = torch.autograd.grad(ours, leaf, go.cuda())
-    if _pytorch_backward_is_not_its_forwards_gradient(x_cpu, ref.shape[2:], kw):
-        g_ref = _adjoint_of_pytorch_forward(x_cpu, go, kw)
+    if pytorch_backward_is_not_its_forwards_gradient(x_cpu, ref.shape[2:], kw):
+        g_ref = adjoint_of_pytorch_forward(x_cpu, go, kw)
     else:
         (g_ref,) = torch.autograd.grad(ref, ref_leaf, go)
     assert g_ours.device.type == "cuda" and g_ours.shape == x_cpu.shape
@@ -69,10 +47,10 @@ def _check_cuda(x_cpu, x_gpu, tol=None, **kw):
 @pytest.mark.parametrize("antialias", [False, True])
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("cfg", GRID, ids=lambda c: f"{c[0]}-{c[1]}".replace(" ", ""))
-def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, path):
+@pytest.mark.parametrize("cfg", UPSAMPLE_GRID, ids=lambda c: f"{c[0]}-{c[1]}".replace(" ", ""))
+def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, upsample_path):
     hw, kw = cfg
-    _check_cuda(*_pair("contiguous", 2, 3, hw, torch.float64), mode=mode,
+    _check_cuda(*cpu_and_cuda_images("contiguous", 2, 3, hw, torch.float64), mode=mode,
                 align_corners=align_corners, antialias=antialias, **kw)
 
 
@@ -82,8 +60,8 @@ def test_grid_matches_pytorch_cpu(cfg, mode, align_corners, antialias, path):
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.4, antialias=True),
                                 dict(size=(7, 13), align_corners=True),
                                 dict(scale_factor=(2.3, 0.6), antialias=True)])
-def test_memory_formats_match_pytorch_cpu(kw, mode, dtype, layout, path):
-    _check_cuda(*_pair(layout, 2, 5, (6, 9), dtype), mode=mode, **kw)
+def test_memory_formats_match_pytorch_cpu(kw, mode, dtype, layout, upsample_path):
+    _check_cuda(*cpu_and_cuda_images(layout, 2, 5, (6, 9), dtype), mode=mode, **kw)
 
 
 # Shapes with many tiles per plane (and, channels_last with C > 64, several channel blocks) under
@@ -103,7 +81,7 @@ TILE_CASES = [
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", TILE_CASES, ids=str)
-def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, path):
+def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, upsample_path):
     n, c, hw, size = case
     fwd = getattr(ops, f"upsample_{mode}2d")
     bwd = getattr(ops, f"upsample_{mode}2d_backward")
@@ -127,9 +105,9 @@ def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, path):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=0.5, antialias=True),
                                 dict(size=(13, 5), align_corners=True)])
-def test_half_precision_against_float32(kw, mode, layout, dtype, path):
+def test_half_precision_against_float32(kw, mode, layout, dtype, upsample_path):
     """Half precision sums in float32 and rounds once: within a couple of ulps of float32."""
-    x, _ = _pair(layout, 2, 6, (7, 9), torch.float32)
+    x, _ = cpu_and_cuda_images(layout, 2, 6, (7, 9), torch.float32)
     xh = x.to("cuda", dtype).requires_grad_()
     xr = xh.detach().cpu().float().requires_grad_()
     out, ref = tconv.interpolate(xh, mode=mode, **kw), F.interpolate(xr, mode=mode, **kw)
@@ -146,19 +124,6 @@ def test_half_precision_against_float32(kw, mode, layout, dtype, path):
                                atol=4 * eps * gr.abs().max().item())
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_empty_tensors(mode, layout):
-    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    x = torch.randn(0, 3, 4, 5, device="cuda").contiguous(memory_format=fmt).requires_grad_()
-    y = tconv.interpolate(x, scale_factor=2, mode=mode)
-    assert y.shape == (0, 3, 8, 10) and y.device.type == "cuda"
-    (g,) = torch.autograd.grad(y, x, torch.randn_like(y))
-    assert g.shape == x.shape
-    bwd = getattr(ops, f"upsample_{mode}2d_backward")
-    assert bwd(torch.randn(2, 0, 8, 10, device="cuda"), [4, 5], False, False, None, None).shape == (2, 0, 4, 5)
-
-
 def test_expanded_grad_output():
     """Autograd hands the backward a stride-0 gradient for .sum(): it is made dense first."""
     x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
@@ -169,25 +134,9 @@ def test_expanded_grad_output():
         torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kw", [dict(scale_factor=2), dict(scale_factor=2, align_corners=True),
-                                dict(size=(7, 11)), dict(size=(9, 10), align_corners=True),
-                                dict(scale_factor=0.5), dict(scale_factor=0.4, antialias=True),
-                                dict(size=(1, 1)), dict(scale_factor=1.0)],
-                         ids=str)
-def test_nan_inf_like_pytorch(kw, mode, layout, path):
-    """NaN, +Inf and -Inf land exactly where PyTorch's (CPU) kernels put them."""
-    gen = torch.Generator().manual_seed(3)
-    x = _poison(torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=gen), gen, 0.08)
-    if layout == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
-    _same_specials(tconv.interpolate(x.cuda(), mode=mode, **kw).cpu(), F.interpolate(x, mode=mode, **kw))
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kw", GRADCHECK)
+@pytest.mark.parametrize("kw", UPSAMPLE_GRADCHECK)
 def test_gradcheck_and_gradgradcheck_cuda(kw, mode, channels_last):
     x = torch.randn(2, 2, 4, 5, dtype=torch.float64, device="cuda")
     if channels_last:
@@ -196,51 +145,6 @@ def test_gradcheck_and_gradgradcheck_cuda(kw, mode, channels_last):
     fn = lambda x: tconv.interpolate(x, mode=mode, **kw)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,))
     assert torch.autograd.gradgradcheck(fn, (x,))
-
-
-DETERMINISM = [
-    # n, c, hw, interpolate arguments
-    (4, 16, (33, 47), dict(scale_factor=(2.5, 3))),
-    (2, 8, (64, 64), dict(scale_factor=4, align_corners=True)),
-    (2, 8, (96, 80), dict(scale_factor=0.3, antialias=True)),
-]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("cfg", DETERMINISM, ids=lambda c: f"{c[2]}-{c[3]}".replace(" ", ""))
-def test_bitwise_deterministic(cfg, mode, layout, dtype):
-    n, c, hw, kw = cfg
-    x, _ = _pair(layout, n, c, hw, torch.float32)
-    x = x.to("cuda", dtype).requires_grad_()
-    go = torch.randn_like(tconv.interpolate(x, mode=mode, **kw))
-    runs = []
-    for _ in range(2):
-        y = tconv.interpolate(x, mode=mode, **kw)
-        runs.append((y, torch.autograd.grad(y, x, go)[0]))
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
-
-
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode", MODES)
-def test_runs_under_deterministic_algorithms(mode, layout):
-    """tconv's backward is a gather: allowed (and identical) in deterministic mode, where PyTorch's
-    own CUDA backward (atomicAdd) raises."""
-    x, _ = _pair(layout, 2, 8, (17, 23), torch.float32)
-    x = x.cuda().requires_grad_()
-    kw = dict(scale_factor=(2.5, 3), mode=mode)
-    go = torch.randn_like(tconv.interpolate(x, **kw))
-    expected = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
-    old = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        got = torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0]
-        with pytest.raises(RuntimeError, match="deterministic"):
-            torch.autograd.grad(F.interpolate(x, **kw), x, go)
-    finally:
-        torch.use_deterministic_algorithms(old)
-    assert torch.equal(got, expected)
 
 
 def _opcheck_samples():
@@ -275,28 +179,19 @@ def test_runs_on_the_tensors_device():
 
 # bfloat16, 2 channels, x2: output 2 x 32768 x 32800 = 2^31 + 4,194,304 elements (4.3 GB).
 BIG = dict(n=1, c=2, h=16384, w=16400)
-BIG_FREE_BYTES = 24 << 30
 CORNER = 8  # input pixels per side of a checked corner
 
 
-def _needs_big_memory():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    free, _ = torch.cuda.mem_get_info()
-    if free < BIG_FREE_BYTES:
-        pytest.skip(f"needs {BIG_FREE_BYTES >> 30} GiB free GPU memory, {free >> 30} GiB free")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["auto", "direct"], indirect=True)
+@pytest.mark.cuda_memory(24)
+@pytest.mark.parametrize("upsample_path", ["auto", "direct"], indirect=True)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)
-def test_output_beyond_int32_indexing(mode, layout, path):
+def test_output_beyond_int32_indexing(mode, layout, upsample_path):
     """x2 with the scale given: an output pixel near the far (near) border depends only on input
     pixels near that border, with the same weights in a crop of the input's corner. So the
     corners of the huge output (the last ones lie past element 2^31) are checked against the
     CPU op on the input's corners; the backward likewise on grad_output's corners."""
-    _needs_big_memory()
     n, c, h, w = BIG["n"], BIG["c"], BIG["h"], BIG["w"]
     fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     gen = torch.Generator(device="cuda").manual_seed(0)
