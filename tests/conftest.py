@@ -35,6 +35,18 @@ def full_precision_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+@pytest.fixture(params=["auto", "64"])
+def index_bits(request, monkeypatch):
+    """The CUDA kernels' index width (csrc/cuda/launch.cuh, Note [index width]): "auto" takes
+    32-bit indices whenever a launch fits them, "64" forces the 64-bit path that tensors of more
+    than 2^31 elements take, so both paths are checked on small tensors."""
+    if request.param == "64":
+        monkeypatch.setenv("TCONV_CUDA_INDEX_BITS", "64")
+    else:
+        monkeypatch.delenv("TCONV_CUDA_INDEX_BITS", raising=False)
+    return request.param
+
+
 def full_gradcheck(fn, args):
     """float64 gradcheck and gradgradcheck in every autograd mode: reverse, forward (jvp),
     batched reverse and batched forward (vmap over the backward / the tangents), and for the
