@@ -174,17 +174,6 @@ struct MemoryOrder4 {
   for (index_t index = index_t(blockIdx.x) * index_t(blockDim.x) + index_t(threadIdx.x);      \
        index < (total); index += index_t(blockDim.x) * index_t(gridDim.x))
 
-// (n, c, h, w) of the e-th element of an (N, C, H, W) tensor visited in its memory order
-// (channels_last: c fastest), so consecutive threads touch consecutive addresses.
-struct Index4 {
-  int64_t n, c, h, w;
-};
-__host__ __device__ __forceinline__ Index4 unravel_in_memory_order(int64_t e, int64_t C, int64_t H,
-                                                                   int64_t W, bool channels_last) {
-  if (channels_last) return {e / (C * W * H), e % C, (e / (C * W)) % H, (e / C) % W};
-  return {e / (W * H * C), (e / (W * H)) % C, (e / W) % H, e % W};
-}
-
 #define TCONV_GRID_STRIDE_LOOP(index, total)                                                   \
   for (int64_t index = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; index < (total);        \
        index += int64_t(blockDim.x) * gridDim.x)
