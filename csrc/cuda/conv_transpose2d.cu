@@ -242,7 +242,9 @@ void forward_depthwise(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t total = y.numel();
   const bool use_32bit = use_32bit_index(
-      {total, g.kH + g.sh, g.kW + g.sw, g.dh, g.dw, g.ph + g.Ho, g.pw + g.Wo}, {&x, &w, &y});
+      {total, g.kH + g.sh, g.kW + g.sw, g.ph + g.Ho, g.pw + g.Wo, g.sh * std::max(g.sh, g.dh),
+       g.sw * std::max(g.sw, g.dw)},  // the progression's products (first_tap_of_phase)
+      {&x, &w, &y});
   with_index_type(use_32bit, [&](auto zero) {
     using index_t = decltype(zero);
     const DepthwiseForwardIndex<index_t> d{
