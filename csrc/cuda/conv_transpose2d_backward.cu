@@ -412,7 +412,7 @@ bool patches_fit_32bit(const ConvTranspose2dGeometry& g, int64_t rows,
                        std::initializer_list<const Tensor*> tensors) {
   const int64_t Kp = g.Cout_g * g.kH * g.kW, M = rows * g.W;
   return use_32bit_index({g.groups * M * std::max(Kp, g.Cin_g), g.N * g.H, rows * g.Cin * g.W,
-                          g.H * g.sh + g.kH * g.dh, g.W * g.sw + g.kW * g.dw},
+                          g.H * g.sh + g.kH * g.dh + g.ph, g.W * g.sw + g.kW * g.dw + g.pw},
                          tensors);
 }
 
