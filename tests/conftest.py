@@ -76,3 +76,15 @@ def upsample_path(request, monkeypatch):
     """Each CUDA upsampling kernel path in turn (TCONV_CUDA_UPSAMPLE_PATH)."""
     monkeypatch.setenv("TCONV_CUDA_UPSAMPLE_PATH", request.param)
     return request.param
+
+
+@pytest.fixture(params=["auto", "64"])
+def index_bits(request, monkeypatch):
+    """The CUDA kernels' index width (csrc/cuda/launch.cuh, Note [index width]): "auto" takes
+    32-bit indices whenever a launch fits them, "64" forces the 64-bit path that tensors of more
+    than 2^31 elements take, so both paths are checked on small tensors."""
+    if request.param == "64":
+        monkeypatch.setenv("TCONV_CUDA_INDEX_BITS", "64")
+    else:
+        monkeypatch.delenv("TCONV_CUDA_INDEX_BITS", raising=False)
+    return request.param

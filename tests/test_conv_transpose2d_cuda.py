@@ -212,6 +212,87 @@ def test_depthwise_grad_weight_segmented_reduction(cfg, channels_last):
     assert torch.equal(got, ops.conv_transpose2d_backward_weight(*args))
 
 
+# ---- index widths, tap progressions and operand orders (review findings 2 and 3) ----------------
+
+# Depthwise (and, with groups=1, dense) shapes whose taps per phase need the general progression
+# of common/conv_transpose2d_taps.h: gcd(stride, dilation) = 1 with dilation > 1, dilation dividing
+# the stride, the stride dividing the dilation, per-axis values, phases with no tap.
+TAP_STEPS = [
+    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (2, 4, 4, (6, 7), (5, 5), 2, 3, 1, 4, 3),
+    (2, 4, 8, (5, 6), (4, 3), 3, 2, 0, 4, 2),
+    (1, 3, 3, (5, 5), (5, 5), 4, 4, 1, 3, 2),
+    (1, 3, 6, (5, 5), (4, 4), 2, 3, 1, 3, 4),
+    (2, 2, 2, (4, 6), (3, 5), (3, 2), (2, 3), (2, 1), 2, (2, 3)),
+    (1, 2, 2, (3, 3), (2, 2), 5, 0, 4, 2, 1),
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
+@pytest.mark.parametrize("cfg", CONV_GRID + TAP_STEPS, ids=lambda c: "x".join(map(str, c[:5])))
+def test_both_index_widths_match_pytorch_cpu(cfg, layout, index_bits):
+    """The 32-bit and the forced 64-bit index paths of every kernel, forward and backward."""
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last",
+                    transpose_view=layout == "noncontiguous")
+    _check_cuda(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
+@pytest.mark.parametrize("cfg", TAP_STEPS, ids=lambda c: "x".join(map(str, c[:5])))
+def test_dense_tap_steps_match_pytorch_cpu(cfg, layout):
+    n, cin, cout, hw, k, s, p, op, _, d = cfg
+    x, w, b = make_conv(n, cin, cout, hw, k, 1, torch.float64, channels_last=layout == "channels_last",
+                    transpose_view=layout == "noncontiguous")
+    _check_cuda(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=1, dilation=d)
+
+
+def _all_ops(x, w, b, go, cfg):
+    """Forward and the three backward ops (direct op calls), on x's device."""
+    s, p, op, g, d = cfg
+    y = ops.conv_transpose2d(x, w, b, s, p, op, g, d)
+    return [y,
+            ops.conv_transpose2d_backward_input(go, w, s, p, g, d, list(x.shape[2:])),
+            ops.conv_transpose2d_backward_weight(go, x, list(w.shape[2:]), s, p, g, d),
+            ops.conv_transpose2d_backward_bias(go)]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("groups", [1, 2, 6], ids=["dense", "grouped", "depthwise"])
+def test_index_widths_bitwise_equal(groups, channels_last, monkeypatch):
+    """Both index paths do the same arithmetic in the same order: bitwise equal results."""
+    x, w, b = make_conv(2, 6, 12, (7, 9), (3, 4), groups, torch.float32, channels_last=channels_last)
+    cfg = ([2, 1], [1, 2], [1, 0], groups, [1, 2])
+    y = F.conv_transpose2d(x, w, b, cfg[0], cfg[1], cfg[2], groups, cfg[4])
+    go = torch.randn_like(y)
+    args = [t.cuda() for t in (x, w, b, go)]
+    monkeypatch.delenv("TCONV_CUDA_INDEX_BITS", raising=False)
+    narrow = _all_ops(*args, cfg)
+    monkeypatch.setenv("TCONV_CUDA_INDEX_BITS", "64")
+    wide = _all_ops(*args, cfg)
+    for a, e in zip(narrow, wide):
+        assert torch.equal(a, e)
+
+
+# The GEMM operands are gathered in an order that follows each tensor's own memory format (input,
+# grad_output: channel-fastest or pixel-fastest) and the sums are laid out by the output's format,
+# independently: every combination, each op against tconv's CPU kernels (float64, 1e-12).
+@pytest.mark.parametrize("w_cl", [False, True], ids=["w", "w_cl"])
+@pytest.mark.parametrize("go_cl", [False, True], ids=["go", "go_cl"])
+@pytest.mark.parametrize("x_cl", [False, True], ids=["x", "x_cl"])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_mixed_memory_formats_agree_with_tconv_cpu(groups, x_cl, go_cl, w_cl, index_bits):
+    fmt = lambda t, cl: t.contiguous(memory_format=torch.channels_last) if cl else t.contiguous()  # noqa: E731
+    x, w, b = make_conv(2, 6, 4, (5, 7), (3, 3), groups, torch.float64)
+    cfg = ([2, 2], [1, 1], [1, 0], groups, [1, 1])
+    y = ops.conv_transpose2d(x, w, b, *cfg)
+    go = torch.randn_like(y)
+    cpu = _all_ops(x, w, b, go, cfg)
+    gpu = _all_ops(fmt(x.cuda(), x_cl), fmt(w.cuda(), w_cl), b.cuda(), fmt(go.cuda(), go_cl), cfg)
+    for a, e in zip(gpu, cpu):
+        torch.testing.assert_close(a.cpu(), e, rtol=1e-12, atol=1e-12)
+
+
 def _opcheck_samples():
     x, w, b = (t.cuda() for t in make_conv(2, 4, 6, (4, 5), (3, 3), 2, torch.float32))
     yield ops.conv_transpose2d, (x, w, b, [2, 2], [1, 1], [1, 0], 2, [1, 1])

@@ -84,6 +84,19 @@ def test_tile_sizes_and_segments(shape, dtype):
     _check_cuda(torch.randn(*shape, 1, device="cuda").to(dtype))
 
 
+# The L segments follow the GPU's resident blocks (occupancy x SMs, cached per device);
+# TCONV_CUDA_GRAM_TARGET_BLOCKS overrides that target: one segment, a few, and many on small shapes.
+@pytest.mark.parametrize("target", ["1", "7", "5000", "default"])
+@pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
+@pytest.mark.parametrize("shape", [(1, 65, 5000), (2, 32, 3001), (1, 200, 2000)], ids=lambda s: "x".join(map(str, s)))
+def test_segments_for_any_block_target(shape, dtype, target, monkeypatch):
+    if target != "default":
+        monkeypatch.setenv("TCONV_CUDA_GRAM_TARGET_BLOCKS", target)
+    x = torch.randn(*shape, 1, device="cuda").to(dtype)
+    _check_cuda(x)
+    assert torch.equal(tconv.gram_matrix(x), tconv.gram_matrix(x))
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("dtype", ALL_TYPES, ids=str)
 def test_normalize(normalize, dtype):

@@ -100,6 +100,38 @@ def test_cuda_agrees_with_tconv_cpu(case, mode, channels_last, antialias, upsamp
         torch.testing.assert_close(g_gpu.cpu(), g_cpu, rtol=1e-12, atol=1e-12)
 
 
+# Both index widths (csrc/cuda/launch.cuh, Note [index width]) through every kernel path and
+# layout: the tiled kernel's two layout instantiations (channels_last tiles with C above and below
+# one channel block, one channel per tile) and the direct kernel.
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous", "sliced"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", [((6, 9), 5, dict(scale_factor=2)),
+                                  ((37, 20), 70, dict(size=(50, 9))),
+                                  ((12, 40), 3, dict(scale_factor=0.4, antialias=True))], ids=str)
+def test_both_index_widths_match_pytorch_cpu(case, mode, layout, path, index_bits):
+    hw, c, kw = case
+    _check_cuda(*cpu_and_cuda_images(layout, 2, c, hw, torch.float64), mode=mode, **kw)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_index_widths_bitwise_equal(mode, channels_last, path, monkeypatch):
+    fwd, bwd = getattr(ops, f"upsample_{mode}2d"), getattr(ops, f"upsample_{mode}2d_backward")
+    x = torch.randn(2, 5, 23, 31, device="cuda")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    go = torch.randn(2, 5, 50, 17, device="cuda")
+
+    def run():
+        return [fwd(x, [50, 17], False, False, None, None), bwd(go, [23, 31], True, False, None, None)]
+
+    monkeypatch.delenv("TCONV_CUDA_INDEX_BITS", raising=False)
+    narrow = run()
+    monkeypatch.setenv("TCONV_CUDA_INDEX_BITS", "64")
+    for a, e in zip(narrow, run()):
+        assert torch.equal(a, e)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("mode", MODES)

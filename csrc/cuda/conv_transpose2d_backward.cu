@@ -9,6 +9,10 @@
 //     grad_input  = P @ W_g          W_g[(co, kh, kw)][ci] = weight[grp * Cin_g + ci, co, kh, kw]
 //     grad_weight = sum over chunks, in chunk order, of X_g^T @ P
 // The im2col form needs no col2im: each grad_input element is one GEMM output, written once.
+// P, X and the grad_input sums are stored in the order that follows each tensor's memory format
+// (channel-fastest or pixel-fastest; the GEMMs take transposed views), so gathers and epilogues
+// coalesce, and their index math runs in 32 bits with precomputed dividers when a launch fits
+// (Note [index width], cuda/launch.cuh).
 // The GEMMs also multiply P's zeros (taps outside grad_output): the epilogues that write
 // grad_input and grad_weight recompute an element whose sum is not finite from its real terms, so
 // NaN and Inf land where the definition puts them (see common/conv_transpose2d_direct.h).
@@ -23,6 +27,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
@@ -41,6 +46,11 @@ using at::Tensor;
 
 constexpr int kReduceThreads = 256;
 
+// Channel-fastest memory (channels_last): gathers and lanes along C coalesce.
+inline bool channels_fastest(const Tensor& t) {
+  return t.size(1) > 1 && t.stride(1) == 1;
+}
+
 // Rows of the patch matrix P: input rows t = n * H + ih over all images; each has W pixels.
 int64_t patch_rows_per_chunk(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   const int64_t Kp = g.Cout_g * g.kH * g.kW;
@@ -48,79 +58,121 @@ int64_t patch_rows_per_chunk(const ConvTranspose2dGeometry& g, int64_t elem_size
                         elem_size);
 }
 
-// P[grp][m = (t - t0, iw)][kp = (co, kh, kw)] for the input rows t in [t0, t0 + rows).
-template <typename scalar_t>
-__global__ void gather_patches_kernel(const scalar_t* __restrict__ go, Strides4 gos,
-                                      ConvTranspose2dGeometry g, int64_t t0, int64_t rows,
-                                      scalar_t* __restrict__ P) {
-  const int64_t Kp = g.Cout_g * g.kH * g.kW, M = rows * g.W;
-  const int64_t total = g.groups * M * Kp;
-  TCONV_GRID_STRIDE_LOOP(e, total) {
-    const int64_t kp = e % Kp, m = (e / Kp) % M, grp = e / (Kp * M);
-    const int64_t kw = kp % g.kW, kh = (kp / g.kW) % g.kH, co = kp / (g.kW * g.kH);
-    const int64_t t = t0 + m / g.W, iw = m % g.W;
-    const int64_t n = t / g.H, ih = t % g.H;
-    const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
-    const int64_t ow = output_of_tap(iw, kw, g.sw, g.pw, g.dw);
-    const bool inside = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo;
-    P[e] = inside ? go[gos.offset(n, grp * g.Cout_g + co, oh, ow)] : scalar_t(0);
+// Operand orders per memory format (review finding 3), as in the forward (conv_transpose2d.cu,
+// CellOrder): a gathered operand whose source is channel-fastest (channels_last) is stored with
+// the channel index fastest, otherwise transposed with the pixel index m = (t - t0, iw) fastest,
+// so consecutive threads read consecutive addresses; the GEMMs take transposed operands as views.
+//   P (patches of grad_output): channel-fastest: (grp, M, Kp), kp = (kh, kw, co); else
+//     P^T (grp, Kp, M), kp = (co, kh, kw);
+//   D (grad_input sums): gi channels_last: (grp, M, Cin_g); else D^T (grp, Cin_g, M);
+//   X (input rows for grad_weight): channel-fastest: X^T (grp, M, Cin_g); else (grp, Cin_g, M).
+// Index math runs in 32 bits with precomputed dividers when the launch fits (Note [index width]).
+
+// Dividers of the patch gather and the grad_input epilogue for one chunk.
+template <typename index_t>
+struct PatchDividers {
+  Divider<index_t> Kp, M, Cout_g, kH, kW, H, W, Cin, Cin_g;
+  PatchDividers(const ConvTranspose2dGeometry& g, int64_t rows)
+      : Kp(g.Cout_g * g.kH * g.kW), M(rows * g.W), Cout_g(g.Cout_g), kH(g.kH), kW(g.kW), H(g.H),
+        W(g.W), Cin(g.Cin), Cin_g(g.Cin_g) {}
+};
+
+// P[grp][m = (t - t0, iw)][kp] = grad_output[n, grp * Cout_g + co, ih*sh - ph + kh*dh,
+// iw*sw - pw + kw*dw] (zero outside) for the input rows t in [t0, t0 + rows), stored as above.
+template <typename scalar_t, typename index_t, bool kChannelsFastest>
+__global__ void __launch_bounds__(kThreads)
+gather_patches_kernel(const scalar_t* __restrict__ go, StridesT<index_t> gos,
+                      ConvTranspose2dGeometry g, index_t t0, index_t total,
+                      PatchDividers<index_t> d, scalar_t* __restrict__ P) {
+  const index_t sh = index_t(g.sh), sw = index_t(g.sw), ph = index_t(g.ph), pw = index_t(g.pw);
+  const index_t dh = index_t(g.dh), dw = index_t(g.dw), Ho = index_t(g.Ho), Wo = index_t(g.Wo);
+  const index_t Cout_g = index_t(g.Cout_g);
+  TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
+    index_t kp, m, grp, co, kh, kw;
+    if constexpr (kChannelsFastest) {
+      grp = d.M.divmod(d.Kp.divmod(e, kp), m);
+      kh = d.kW.divmod(d.Cout_g.divmod(kp, co), kw);
+    } else {
+      grp = d.Kp.divmod(d.M.divmod(e, m), kp);
+      co = d.kH.divmod(d.kW.divmod(kp, kw), kh);
+    }
+    index_t iw, ih;
+    const index_t t = t0 + d.W.divmod(m, iw);
+    const index_t n = d.H.divmod(t, ih);
+    const index_t oh = ih * sh - ph + kh * dh;
+    const index_t ow = iw * sw - pw + kw * dw;
+    const bool inside = oh >= 0 && oh < Ho && ow >= 0 && ow < Wo;
+    P[e] = inside ? go[gos.offset(n, grp * Cout_g + co, oh, ow)] : scalar_t(0);
   }
 }
 
-// grad_input[n, cin, ih, iw] = D[grp][(t - t0, iw)][ci] for the input rows t in [t0, t0 + rows).
-// Threads run along grad_input's memory order so the writes coalesce. The GEMM also multiplied
-// P's zeros (taps outside grad_output) with the weight, 0 * Inf = NaN where the definition has no
-// term, so an element whose sum is not finite is recomputed from its real taps.
-template <typename scalar_t, typename acc_t>
-__global__ void write_grad_input_kernel(const acc_t* __restrict__ D,
-                                        StridedRead<scalar_t, acc_t> go_at,
-                                        StridedRead<scalar_t, acc_t> w_at,
-                                        ConvTranspose2dGeometry g, int64_t t0, int64_t rows,
-                                        bool channels_last, scalar_t* __restrict__ gi,
-                                        Strides4 gis) {
-  const int64_t M = rows * g.W;
-  const int64_t total = rows * g.Cin * g.W;
-  TCONV_GRID_STRIDE_LOOP(e, total) {
-    int64_t tl, cin, iw;
-    if (channels_last) {  // e = (tl, iw, cin)
-      cin = e % g.Cin; iw = (e / g.Cin) % g.W; tl = e / (g.Cin * g.W);
+// grad_input[n, cin, ih, iw] = the GEMM sum D[grp][(t - t0, iw)][ci] for the input rows t in
+// [t0, t0 + rows). Threads run along grad_input's memory order so the writes coalesce, and D is
+// laid out so the reads do too. The GEMM also multiplied P's zeros (taps outside grad_output)
+// with the weight, 0 * Inf = NaN where the definition has no term, so an element whose sum is not
+// finite is recomputed from its real taps.
+template <typename scalar_t, typename acc_t, typename index_t, bool kChannelsLast>
+__global__ void __launch_bounds__(kThreads)
+write_grad_input_kernel(const acc_t* __restrict__ D, StridedRead<scalar_t, acc_t> go_at,
+                        StridedRead<scalar_t, acc_t> w_at, ConvTranspose2dGeometry g, index_t t0,
+                        index_t M, index_t total, PatchDividers<index_t> d,
+                        scalar_t* __restrict__ gi, StridesT<index_t> gis) {
+  const index_t W = index_t(g.W), Cin_g = index_t(g.Cin_g);
+  TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
+    index_t tl, cin, iw;
+    if constexpr (kChannelsLast) {  // e = (tl, iw, cin)
+      tl = d.W.divmod(d.Cin.divmod(e, cin), iw);
     } else {  // e = (tl, cin, iw)
-      iw = e % g.W; cin = (e / g.W) % g.Cin; tl = e / (g.W * g.Cin);
+      tl = d.Cin.divmod(d.W.divmod(e, iw), cin);
     }
-    const int64_t t = t0 + tl, n = t / g.H, ih = t % g.H;
-    const int64_t grp = cin / g.Cin_g, ci = cin % g.Cin_g;
-    acc_t v = D[(grp * M + tl * g.W + iw) * g.Cin_g + ci];
-    if (!isfinite(v)) v = conv_transpose2d_grad_input_direct<acc_t>(g, n, cin, ih, iw, go_at, w_at);
+    index_t ih, ci;
+    const index_t n = d.H.divmod(t0 + tl, ih);
+    const index_t grp = d.Cin_g.divmod(cin, ci);
+    const index_t m = tl * W + iw;
+    acc_t v = kChannelsLast ? D[(grp * M + m) * Cin_g + ci] : D[(grp * Cin_g + ci) * M + m];
+    if (!isfinite(v))
+      v = conv_transpose2d_grad_input_direct<acc_t>(g, int64_t(n), int64_t(cin), int64_t(ih),
+                                                    int64_t(iw), go_at, w_at);
     gi[gis.offset(n, cin, ih, iw)] = static_cast<scalar_t>(v);
   }
 }
 
-// X[grp][ci][m = (t - t0, iw)] = input[n, grp * Cin_g + ci, ih, iw] for the input rows in the chunk.
-template <typename scalar_t>
-__global__ void gather_input_rows_kernel(const scalar_t* __restrict__ x, Strides4 xs,
-                                         ConvTranspose2dGeometry g, int64_t t0, int64_t rows,
-                                         scalar_t* __restrict__ X) {
-  const int64_t M = rows * g.W;
-  const int64_t total = g.Cin * M;  // (grp, ci) = cin
-  TCONV_GRID_STRIDE_LOOP(e, total) {
-    const int64_t m = e % M, cin = e / M;
-    const int64_t t = t0 + m / g.W, iw = m % g.W;
-    X[e] = x[xs.offset(t / g.H, cin, t % g.H, iw)];
+// X[grp][ci][m = (t - t0, iw)] = input[n, grp * Cin_g + ci, ih, iw] for the input rows in the
+// chunk, stored as X^T (grp, M, Cin_g) when kChannelsFastest, else as (grp, Cin_g, M).
+template <typename scalar_t, typename index_t, bool kChannelsFastest>
+__global__ void __launch_bounds__(kThreads)
+gather_input_rows_kernel(const scalar_t* __restrict__ x, StridesT<index_t> xs,
+                         ConvTranspose2dGeometry g, index_t t0, index_t total,
+                         PatchDividers<index_t> d, scalar_t* __restrict__ X) {
+  TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
+    index_t m, cin;
+    if constexpr (kChannelsFastest) {  // e = (grp, m, ci)
+      index_t ci;
+      const index_t grp = d.M.divmod(d.Cin_g.divmod(e, ci), m);
+      cin = grp * index_t(g.Cin_g) + ci;
+    } else {  // e = (cin, m)
+      cin = d.M.divmod(e, m);
+    }
+    index_t iw, ih;
+    const index_t t = t0 + d.W.divmod(m, iw);
+    const index_t n = d.H.divmod(t, ih);
+    X[e] = x[xs.offset(n, cin, ih, iw)];
   }
 }
 
 // One input channel per group: grad_input[n, grp, ih, iw] sums, over the group's output channels
 // and the taps in order (co, kh, kw), grad_output at the outputs the pixel fed times the weight.
-template <typename scalar_t, typename acc_t>
-__global__ void depthwise_backward_input_kernel(StridedRead<scalar_t, acc_t> go_at,
-                                                StridedRead<scalar_t, acc_t> w_at,
-                                                ConvTranspose2dGeometry g, bool channels_last,
-                                                scalar_t* __restrict__ gi, Strides4 gis) {
-  const int64_t total = g.N * g.Cin * g.H * g.W;
-  TCONV_GRID_STRIDE_LOOP(e, total) {
-    const auto [n, grp, ih, iw] = unravel_in_memory_order(e, g.Cin, g.H, g.W, channels_last);
-    gi[gis.offset(n, grp, ih, iw)] = static_cast<scalar_t>(
-        conv_transpose2d_grad_input_direct<acc_t>(g, n, grp, ih, iw, go_at, w_at));
+// (output_of_tap is a multiply-add: no division per tap.)
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+depthwise_backward_input_kernel(StridedRead<scalar_t, acc_t> go_at,
+                                StridedRead<scalar_t, acc_t> w_at, ConvTranspose2dGeometry g,
+                                MemoryOrder4<index_t> order, index_t total,
+                                scalar_t* __restrict__ gi, StridesT<index_t> gis) {
+  TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
+    const auto [n, grp, ih, iw] = order(e);
+    gi[gis.offset(n, grp, ih, iw)] = static_cast<scalar_t>(conv_transpose2d_grad_input_direct<acc_t>(
+        g, int64_t(n), int64_t(grp), int64_t(ih), int64_t(iw), go_at, w_at));
   }
 }
 
@@ -150,11 +202,14 @@ __device__ acc_t grad_weight_element_block_sum(const ConvTranspose2dGeometry& g,
 // also multiplied P's zeros with the input (0 * Inf = NaN where the definition has no term): a
 // block holding a non-finite sum recomputes each such element from its real terms, all its
 // threads together. Finite data costs one test per element.
+// kp_channels_fastest: acc is (groups, Cin_g, Kp) with kp = (kh, kw, co) (the patch order for a
+// channel-fastest grad_output), else kp = (co, kh, kw), the weight's own order.
 template <typename scalar_t, typename acc_t>
 __global__ void write_grad_weight_kernel(const acc_t* __restrict__ acc,
                                          StridedRead<scalar_t, acc_t> go_at,
                                          StridedRead<scalar_t, acc_t> x_at,
-                                         ConvTranspose2dGeometry g, scalar_t* __restrict__ gw) {
+                                         ConvTranspose2dGeometry g, bool kp_channels_fastest,
+                                         scalar_t* __restrict__ gw) {
   __shared__ acc_t shared[kReduceThreads];
   __shared__ bool recompute[kReduceThreads];
   const int64_t total = g.Cin * g.Cout_g * g.kH * g.kW;
@@ -162,7 +217,12 @@ __global__ void write_grad_weight_kernel(const acc_t* __restrict__ acc,
   for (int64_t base = int64_t(blockIdx.x) * kReduceThreads; base < total;
        base += int64_t(gridDim.x) * kReduceThreads) {
     const int64_t e = base + threadIdx.x;
-    const acc_t v = e < total ? acc[e] : acc_t(0);
+    int64_t a = e;  // e = (cin, co, kh, kw) in gw; its sum's index in acc
+    if (kp_channels_fastest && e < total) {
+      const int64_t taps = g.kH * g.kW, kp = e % (g.Cout_g * taps);
+      a = e - kp + (kp % taps) * g.Cout_g + kp / taps;
+    }
+    const acc_t v = e < total ? acc[a] : acc_t(0);
     if (e < total) gw[e] = static_cast<scalar_t>(v);
     recompute[threadIdx.x] = !isfinite(v);
     if (!__syncthreads_or(recompute[threadIdx.x])) continue;
@@ -320,12 +380,41 @@ struct DepthwiseWeightTerm {
   }
 };
 
-// Channel-fastest memory (channels_last): lanes along C coalesce.
-inline bool channels_fastest(const Tensor& t) {
-  return t.size(1) > 1 && t.stride(1) == 1;
-}
 
 // ---- grad_input --------------------------------------------------------------------------------
+
+// (groups, Kp, Cin_g) view of the weight with kp = (kh, kw, co) when kp_channels_fastest, else
+// kp = (co, kh, kw): W_g[grp][kp][ci] = weight[grp * Cin_g + ci, co, kh, kw].
+Tensor weight_as_kp_by_ci(const Tensor& weight, const ConvTranspose2dGeometry& g,
+                          bool kp_channels_fastest) {
+  const int64_t Kp = g.Cout_g * g.kH * g.kW;
+  const Tensor w = kp_channels_fastest ? weight.permute({0, 2, 3, 1}).contiguous() : weight.contiguous();
+  return w.view({g.groups, g.Cin_g, Kp}).transpose(1, 2);
+}
+
+// Gathers the patches of rows [t0, t0 + rows) into P_chunk (stored as described above).
+template <typename scalar_t, typename index_t>
+void launch_gather_patches(const Tensor& go, const ConvTranspose2dGeometry& g, int64_t t0,
+                           int64_t rows, bool channels_fastest_go, Tensor& P_chunk,
+                           cudaStream_t stream) {
+  if (P_chunk.numel() == 0) return;
+  const PatchDividers<index_t> d(g, rows);
+  const auto kernel = channels_fastest_go ? gather_patches_kernel<scalar_t, index_t, true>
+                                          : gather_patches_kernel<scalar_t, index_t, false>;
+  kernel<<<blocks_for(P_chunk.numel()), kThreads, 0, stream>>>(
+      go.const_data_ptr<scalar_t>(), strides_as<index_t>(go), g, index_t(t0),
+      index_t(P_chunk.numel()), d, P_chunk.mutable_data_ptr<scalar_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Whether a chunk's gather/epilogue launches fit 32-bit indices (Note [index width]).
+bool patches_fit_32bit(const ConvTranspose2dGeometry& g, int64_t rows,
+                       std::initializer_list<const Tensor*> tensors) {
+  const int64_t Kp = g.Cout_g * g.kH * g.kW, M = rows * g.W;
+  return use_32bit_index({g.groups * M * std::max(Kp, g.Cin_g), g.N * g.H, rows * g.Cin * g.W,
+                          g.H * g.sh + g.kH * g.dh + g.ph, g.W * g.sw + g.kW * g.dw + g.pw},
+                         tensors);
+}
 
 template <typename scalar_t>
 void backward_input_patches(const Tensor& go, const Tensor& weight, Tensor& gi,
@@ -334,30 +423,41 @@ void backward_input_patches(const Tensor& go, const Tensor& weight, Tensor& gi,
   const auto stream = at::cuda::getCurrentCUDAStream();
   const at::TensorOptions acc_options = go.options().dtype(at::toOpMathType(go.scalar_type()));
   const int64_t Kp = g.Cout_g * g.kH * g.kW;
-  // W_g (Kp x Cin_g): the transpose of weight viewed as (groups, Cin_g, Kp), in the input's type.
-  const Tensor Wg = weight.contiguous().view({g.groups, g.Cin_g, Kp}).transpose(1, 2);
+  const bool go_cf = channels_fastest(go);
+  // W_g (Kp x Cin_g) in P's kp order, in the input's type.
+  const Tensor Wg = weight_as_kp_by_ci(weight, g, go_cf);
 
   const int64_t total_rows = g.N * g.H;
   const int64_t rows_max = patch_rows_per_chunk(g, sizeof(acc_t));
-  Tensor P = at::empty({g.groups, rows_max * g.W, Kp}, go.options());
-  Tensor D = at::empty({g.groups, rows_max * g.W, g.Cin_g}, acc_options);
+  Tensor P = at::empty({g.groups * rows_max * g.W * Kp}, go.options());
+  Tensor D = at::empty({g.groups * rows_max * g.W * g.Cin_g}, acc_options);
   const StridedRead<scalar_t, acc_t> go_at{go.const_data_ptr<scalar_t>(), strides_of(go)};
   const StridedRead<scalar_t, acc_t> w_at{weight.const_data_ptr<scalar_t>(), strides_of(weight)};
   for (int64_t t0 = 0; t0 < total_rows; t0 += rows_max) {
     const int64_t rows = std::min(rows_max, total_rows - t0);
-    Tensor P_chunk = dense_prefix(P, g.groups, rows * g.W, Kp);
-    Tensor D_chunk = dense_prefix(D, g.groups, rows * g.W, g.Cin_g);
-    if (P_chunk.numel() > 0) {
-      gather_patches_kernel<scalar_t><<<blocks_for(P_chunk.numel()), kThreads, 0, stream>>>(
-          go.const_data_ptr<scalar_t>(), strides_of(go), g, t0, rows, P_chunk.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    bmm_acc<scalar_t>(P_chunk, Wg, D_chunk, false);  // cuBLAS, a fixed reduction order per shape
+    const int64_t M = rows * g.W;
+    Tensor P_chunk = go_cf ? dense_prefix(P, g.groups, M, Kp) : dense_prefix(P, g.groups, Kp, M);
+    Tensor D_chunk = channels_last ? dense_prefix(D, g.groups, M, g.Cin_g)
+                                   : dense_prefix(D, g.groups, g.Cin_g, M);
+    const Tensor P_mk = go_cf ? P_chunk : P_chunk.transpose(1, 2);  // (grp, M, Kp)
     const int64_t outputs = rows * g.Cin * g.W;
-    write_grad_input_kernel<scalar_t, acc_t><<<blocks_for(outputs), kThreads, 0, stream>>>(
-        D_chunk.const_data_ptr<acc_t>(), go_at, w_at, g, t0, rows, channels_last,
-        gi.mutable_data_ptr<scalar_t>(), strides_of(gi));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    with_index_type(patches_fit_32bit(g, rows, {&go, &gi}), [&](auto zero) {
+      using index_t = decltype(zero);
+      launch_gather_patches<scalar_t, index_t>(go, g, t0, rows, go_cf, P_chunk, stream);
+      // cuBLAS, a fixed reduction order per shape.
+      if (channels_last) {
+        bmm_acc<scalar_t>(P_mk, Wg, D_chunk, false);  // D = P W_g
+      } else {
+        bmm_acc<scalar_t>(Wg.transpose(1, 2), P_mk.transpose(1, 2), D_chunk, false);  // D^T = W_g^T P^T
+      }
+      const PatchDividers<index_t> d(g, rows);
+      const auto write = channels_last ? write_grad_input_kernel<scalar_t, acc_t, index_t, true>
+                                       : write_grad_input_kernel<scalar_t, acc_t, index_t, false>;
+      write<<<blocks_for(outputs), kThreads, 0, stream>>>(
+          D_chunk.const_data_ptr<acc_t>(), go_at, w_at, g, index_t(t0), index_t(M), index_t(outputs),
+          d, gi.mutable_data_ptr<scalar_t>(), strides_as<index_t>(gi));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   }
 }
 
@@ -365,12 +465,16 @@ template <typename scalar_t>
 void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi,
                               const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  depthwise_backward_input_kernel<scalar_t, acc_t>
-      <<<blocks_for(gi.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
-          StridedRead<scalar_t, acc_t>{weight.const_data_ptr<scalar_t>(), strides_of(weight)}, g,
-          channels_last, gi.mutable_data_ptr<scalar_t>(), strides_of(gi));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  with_index_type(use_32bit_index({gi.numel()}, {&gi}), [&](auto zero) {
+    using index_t = decltype(zero);
+    depthwise_backward_input_kernel<scalar_t, acc_t, index_t>
+        <<<blocks_for(gi.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
+            StridedRead<scalar_t, acc_t>{weight.const_data_ptr<scalar_t>(), strides_of(weight)}, g,
+            MemoryOrder4<index_t>(g.Cin, g.H, g.W, channels_last), index_t(gi.numel()),
+            gi.mutable_data_ptr<scalar_t>(), strides_as<index_t>(gi));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 Tensor conv_transpose2d_backward_input_cuda(const Tensor& grad_output, const Tensor& weight,
@@ -409,29 +513,40 @@ void backward_weight_patches(const Tensor& go, const Tensor& x, Tensor& gw_out,
   const auto stream = at::cuda::getCurrentCUDAStream();
   const at::TensorOptions acc_options = go.options().dtype(at::toOpMathType(go.scalar_type()));
   const int64_t Kp = g.Cout_g * g.kH * g.kW;
-  Tensor gw = at::zeros({g.groups, g.Cin_g, Kp}, acc_options);
+  const bool go_cf = channels_fastest(go), x_cf = channels_fastest(x);
+  Tensor gw = at::zeros({g.groups, g.Cin_g, Kp}, acc_options);  // kp in P's order
 
   const int64_t total_rows = g.N * g.H;
   const int64_t rows_max = patch_rows_per_chunk(g, sizeof(acc_t));
-  Tensor P = at::empty({g.groups, rows_max * g.W, Kp}, go.options());
-  Tensor X = at::empty({g.groups, g.Cin_g, rows_max * g.W}, go.options());
+  Tensor P = at::empty({g.groups * rows_max * g.W * Kp}, go.options());
+  Tensor X = at::empty({g.groups * g.Cin_g * rows_max * g.W}, go.options());
   for (int64_t t0 = 0; t0 < total_rows; t0 += rows_max) {
     const int64_t rows = std::min(rows_max, total_rows - t0);
-    Tensor P_chunk = dense_prefix(P, g.groups, rows * g.W, Kp);
-    Tensor X_chunk = dense_prefix(X, g.groups, g.Cin_g, rows * g.W);
-    gather_patches_kernel<scalar_t><<<blocks_for(P_chunk.numel()), kThreads, 0, stream>>>(
-        go.const_data_ptr<scalar_t>(), strides_of(go), g, t0, rows, P_chunk.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    gather_input_rows_kernel<scalar_t><<<blocks_for(X_chunk.numel()), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), strides_of(x), g, t0, rows, X_chunk.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    bmm_acc<scalar_t>(X_chunk, P_chunk, gw, true);  // gw += X_g @ P_g: chunks summed in order, no atomics
+    const int64_t M = rows * g.W;
+    Tensor P_chunk = go_cf ? dense_prefix(P, g.groups, M, Kp) : dense_prefix(P, g.groups, Kp, M);
+    Tensor X_chunk = x_cf ? dense_prefix(X, g.groups, M, g.Cin_g) : dense_prefix(X, g.groups, g.Cin_g, M);
+    with_index_type(patches_fit_32bit(g, rows, {&go, &x}), [&](auto zero) {
+      using index_t = decltype(zero);
+      launch_gather_patches<scalar_t, index_t>(go, g, t0, rows, go_cf, P_chunk, stream);
+      if (X_chunk.numel() > 0) {
+        const PatchDividers<index_t> d(g, rows);
+        const auto gather = x_cf ? gather_input_rows_kernel<scalar_t, index_t, true>
+                                 : gather_input_rows_kernel<scalar_t, index_t, false>;
+        gather<<<blocks_for(X_chunk.numel()), kThreads, 0, stream>>>(
+            x.const_data_ptr<scalar_t>(), strides_as<index_t>(x), g, index_t(t0),
+            index_t(X_chunk.numel()), d, X_chunk.mutable_data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
+    const Tensor X_cm = x_cf ? X_chunk.transpose(1, 2) : X_chunk;  // (grp, Cin_g, M)
+    const Tensor P_mk = go_cf ? P_chunk : P_chunk.transpose(1, 2);  // (grp, M, Kp)
+    bmm_acc<scalar_t>(X_cm, P_mk, gw, true);  // gw += X_g @ P_g: chunks summed in order, no atomics
   }
   const unsigned int blocks = static_cast<unsigned int>(
       std::min<int64_t>((gw.numel() + kReduceThreads - 1) / kReduceThreads, int64_t(1) << 20));
   write_grad_weight_kernel<scalar_t, acc_t><<<blocks, kReduceThreads, 0, stream>>>(
       gw.const_data_ptr<acc_t>(), StridedRead<scalar_t, acc_t>{go.const_data_ptr<scalar_t>(), strides_of(go)},
-      StridedRead<scalar_t, acc_t>{x.const_data_ptr<scalar_t>(), strides_of(x)}, g,
+      StridedRead<scalar_t, acc_t>{x.const_data_ptr<scalar_t>(), strides_of(x)}, g, go_cf,
       gw_out.mutable_data_ptr<scalar_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

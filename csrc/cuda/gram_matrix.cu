@@ -22,13 +22,17 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <type_traits>
+#include <vector>
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
@@ -41,9 +45,8 @@ namespace {
 
 using at::Tensor;
 
-// Split L when fewer upper tiles than this (over the batch) would run, so that the GPU fills;
-// each segment keeps at least kMinStepsPerSegment pipeline steps.
-constexpr int64_t kTargetBlocks = 256;
+// L is split when fewer upper tiles (over the batch) than the GPU holds at once would run, so that
+// the GPU fills (resident_blocks); each segment keeps at least kMinStepsPerSegment pipeline steps.
 constexpr int64_t kMinStepsPerSegment = 8;
 
 // Shape of one thread block of the Gram kernel. Every warp owns a kWarpRows x kWarpCols block of
@@ -64,7 +67,10 @@ struct GramTileConfig {
   static constexpr int kStageElems = 2 * kTile * kLd;  // the row panel, then the column panel
   static constexpr int kSmemBytes = kStages * kStageElems * int(sizeof(shared_t));
   static_assert(kDepth % Mma::kK == 0, "a pipeline step holds whole mma steps");
-  static_assert(kWarps * Mma::kM * Mma::kN * int(sizeof(typename Mma::acc_t)) <= kSmemBytes,
+  // The epilogue's per-warp scratch: one fragment, rows padded by 16 bytes (wmma's ldm unit), so
+  // the column-wise mirror reads hit 2 banks per row pair instead of 8.
+  static constexpr int kScratchLd = Mma::kN + 16 / int(sizeof(typename Mma::acc_t));
+  static_assert(kWarps * Mma::kM * kScratchLd * int(sizeof(typename Mma::acc_t)) <= kSmemBytes,
                 "the epilogue's per-warp scratch reuses the pipeline's shared memory");
 };
 
@@ -222,7 +228,8 @@ __global__ void __launch_bounds__(GramTileConfig<Mma, kTile>::kThreads)
   // Each fragment goes through a per-warp scratch, then is written row by row to G[a][b] (a <= b)
   // and column by column to the mirror G[b][a] (a < b): both stores coalesce.
   constexpr int kFragElems = Mma::kM * Mma::kN;
-  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * kFragElems;
+  constexpr int kLdS = Cfg::kScratchLd;
+  acc_t* scratch = reinterpret_cast<acc_t*>(smem) + warp * (Mma::kM * kLdS);
   scalar_t* g = gram + n * C * C;
 #pragma unroll
   for (int i = 0; i < Cfg::kFragsM; ++i)
@@ -232,16 +239,17 @@ __global__ void __launch_bounds__(GramTileConfig<Mma, kTile>::kThreads)
       const int64_t b0 = col0 + warp_n * Cfg::kWarpCols + j * Mma::kN;
       // Warp-uniform: skip fragments past the last column or wholly below the diagonal.
       if (b0 >= C || a0 > b0 + Mma::kN - 1) continue;
-      wmma::store_matrix_sync(scratch, acc[i][j], Mma::kN, wmma::mem_row_major);
+      wmma::store_matrix_sync(scratch, acc[i][j], kLdS, wmma::mem_row_major);
       __syncwarp();
       for (int e = lane; e < kFragElems; e += 32) {
         const int64_t a = a0 + e / Mma::kN, b = b0 + e % Mma::kN;
-        if (b < C && a <= b) g[a * C + b] = gram_value<scalar_t>(scratch[e], scale);
+        if (b < C && a <= b)
+          g[a * C + b] = gram_value<scalar_t>(scratch[(e / Mma::kN) * kLdS + e % Mma::kN], scale);
       }
       for (int e = lane; e < kFragElems; e += 32) {
         const int r = e % Mma::kM, c = e / Mma::kM;
         const int64_t a = a0 + r, b = b0 + c;
-        if (b < C && a < b) g[b * C + a] = gram_value<scalar_t>(scratch[r * Mma::kN + c], scale);
+        if (b < C && a < b) g[b * C + a] = gram_value<scalar_t>(scratch[r * kLdS + c], scale);
       }
       __syncwarp();  // the scratch is reused by the next fragment
     }
@@ -272,6 +280,27 @@ __global__ void gram_add_segments_kernel(const acc_t* __restrict__ partial, int6
   }
 }
 
+// Blocks of `kernel` (kThreads threads, kSmemBytes dynamic shared memory) the current GPU holds at
+// once: the occupancy calculator's blocks per SM times the SMs. It depends on the kernel's
+// registers and shared memory and on the GPU only, so it is computed once per device (the
+// function-local static is one per kernel instantiation). The segment count derived from it is a
+// function of the shape and the GPU: on a given GPU the sums' order never changes.
+template <typename Kernel>
+int64_t resident_blocks(Kernel kernel, int threads, int smem_bytes) {
+  static std::mutex mutex;
+  static std::vector<int64_t> per_device;  // 0: not yet computed
+  const int device = c10::cuda::current_device();
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (per_device.size() <= static_cast<size_t>(device)) per_device.resize(device + 1, 0);
+  if (per_device[device] == 0) {
+    int per_sm = 0;
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem_bytes));
+    const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    per_device[device] = std::max<int64_t>(int64_t(per_sm) * sms, 1);
+  }
+  return per_device[device];
+}
+
 template <typename Mma, int kTile>
 void launch_gram_tiles(const Tensor& x, Tensor& out, double scale) {
   using Cfg = GramTileConfig<Mma, kTile>;
@@ -282,20 +311,26 @@ void launch_gram_tiles(const Tensor& x, Tensor& out, double scale) {
   const int64_t blocks = N * tiles;
   TORCH_CHECK(blocks <= INT_MAX, "gram_matrix: too many tiles (", blocks, ") for one launch");
 
-  // Segments of L: a function of the shape only, so the sums' order never changes.
-  const int64_t steps = ceil_div(L, Cfg::kDepth);
-  int64_t segments = 1;
-  if (blocks < kTargetBlocks)
-    segments = std::clamp<int64_t>(ceil_div(kTargetBlocks, blocks), 1,
-                                   std::max<int64_t>(1, steps / kMinStepsPerSegment));
-  const int64_t segment_len = ceil_div(steps, segments) * Cfg::kDepth;
-  segments = ceil_div(L, segment_len);  // no empty segment
-
   const auto stream = at::cuda::getCurrentCUDAStream();
   const acc_t s = static_cast<acc_t>(scale);
   auto kernel = gram_upper_tiles_kernel<Mma, kTile>;
   C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       Cfg::kSmemBytes));
+
+  // Segments of L: about one full wave of blocks (the GPU's resident blocks for this kernel), a
+  // function of the shape and the GPU only, so the sums' order never changes on a given GPU.
+  // TCONV_CUDA_GRAM_TARGET_BLOCKS overrides the target (tests: many segments on small shapes).
+  int64_t target_blocks = resident_blocks(kernel, Cfg::kThreads, Cfg::kSmemBytes);
+  if (const char* v = std::getenv("TCONV_CUDA_GRAM_TARGET_BLOCKS"); v != nullptr && std::atoll(v) > 0)
+    target_blocks = std::atoll(v);
+  const int64_t steps = ceil_div(L, Cfg::kDepth);
+  int64_t segments = 1;
+  if (blocks < target_blocks)
+    segments = std::clamp<int64_t>(ceil_div(target_blocks, blocks), 1,
+                                   std::max<int64_t>(1, steps / kMinStepsPerSegment));
+  segments = std::min<int64_t>(segments, 65535);  // gridDim.y
+  const int64_t segment_len = ceil_div(steps, segments) * Cfg::kDepth;
+  segments = ceil_div(L, segment_len);  // no empty segment
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(segments));
   if (segments == 1) {
     kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(

@@ -25,6 +25,12 @@
 //
 // TCONV_CUDA_UPSAMPLE_PATH=direct forces the direct kernel, =small_tiles the tiled kernel with tiny
 // tiles (tile boundaries everywhere); the tests use both to reach every path on small shapes.
+//
+// Index math (Note [index width] in cuda/launch.cuh): both kernels have a 32-bit and a 64-bit
+// instantiation. The tiled kernel is compiled per layout (channels_last tiles, or one channel per
+// tile with the channel axis compiled out), splits its tile-local index with dividers built once on
+// the host (a multiply-high and a shift, no runtime division per element), and forms each tile's
+// base pointers once. The direct kernel unravels its element index with precomputed dividers.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -52,83 +58,107 @@ struct ResampleTiles {
   int64_t src_rows;
 };
 
+// Per-launch dividers of the tiled kernel's tile-local index e = (row, col, ch) over a full tile
+// (pitch = cols * channels elements per row; edge tiles skip the columns/channels they lack).
+// Tile-local indices are small (bounded by the shared-memory buffer): 32-bit on every path.
+struct TileDividers {
+  Divider<int32_t> channels, cols;
+  int pitch;
+};
+
 template <typename acc_t>
 __device__ __forceinline__ bool is_finite(acc_t v) {
   return isfinite(v);
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void resample_tiled_kernel(const scalar_t* __restrict__ src, Strides4 ss,
-                                      scalar_t* __restrict__ dst, Strides4 ds, int64_t N,
-                                      int64_t C, DeviceAxisTable<acc_t> th,
-                                      DeviceAxisTable<acc_t> tw, RawTapsView<acc_t> raw_h,
-                                      RawTapsView<acc_t> raw_w, ResampleTiles tiles) {
+// kChannels: channels_last tiles (channel fastest, tiles.channels channels); otherwise one channel
+// per tile (tiles.channels == 1) and the channel axis is compiled out. Each tile's base pointers
+// are formed once in 64 bits; offsets inside a tile are index_t (Note [index width]).
+template <typename scalar_t, typename acc_t, typename index_t, bool kChannels>
+__global__ void __launch_bounds__(kThreads)
+resample_tiled_kernel(const scalar_t* __restrict__ src, StridesT<index_t> ss,
+                      scalar_t* __restrict__ dst, StridesT<index_t> ds, int64_t N, int64_t C,
+                      DeviceAxisTable<acc_t> th, DeviceAxisTable<acc_t> tw,
+                      RawTapsView<acc_t> raw_h, RawTapsView<acc_t> raw_w, ResampleTiles tiles,
+                      TileDividers div) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   acc_t* rows_buf = reinterpret_cast<acc_t*>(shared_bytes);
   const int64_t total = N * tiles.tiles_c * tiles.tiles_h * tiles.tiles_w;
-  for (int64_t tile = blockIdx.x; tile < total; tile += gridDim.x) {
+  const int pitch = div.pitch;  // rows_buf elements per source row
+  const int taps_w = static_cast<int>(tw.taps), taps_h = static_cast<int>(th.taps);
+  for (int64_t tile = blockIdx.x; tile < total; tile += gridDim.x) {  // per tile, not per element
     const int64_t tile_w = tile % tiles.tiles_w;
     const int64_t tile_h = (tile / tiles.tiles_w) % tiles.tiles_h;
     const int64_t tile_c = (tile / (tiles.tiles_w * tiles.tiles_h)) % tiles.tiles_c;
     const int64_t n = tile / (tiles.tiles_w * tiles.tiles_h * tiles.tiles_c);
     const int64_t h0 = tile_h * tiles.rows, w0 = tile_w * tiles.cols, c0 = tile_c * tiles.channels;
-    // Tile-local extents are small (bounded by the shared-memory buffer): int is enough.
     const int hn = static_cast<int>(min_i64(tiles.rows, th.dst - h0));
     const int wn = static_cast<int>(min_i64(tiles.cols, tw.dst - w0));
-    const int cn = static_cast<int>(min_i64(tiles.channels, C - c0));
+    const int cn = kChannels ? static_cast<int>(min_i64(tiles.channels, C - c0)) : 1;
     const int64_t r0 = th.start[h0];
     const int rn = static_cast<int>(th.start[h0 + hn - 1] + th.taps - r0);
-    const int pitch = wn * cn;  // rows_buf elements per source row
+    const scalar_t* src_tile = src + (n * int64_t(ss.n) + c0 * int64_t(ss.c) + r0 * int64_t(ss.h));
+    scalar_t* dst_tile = dst + (n * int64_t(ds.n) + c0 * int64_t(ds.c) + h0 * int64_t(ds.h) +
+                                w0 * int64_t(ds.w));
 
     // Pass 1: rows_buf[r][col][ch] = sum_j tw.weight[w0 + col, j] * src[n, c0 + ch, r0 + r, start + j].
     for (int e = threadIdx.x; e < rn * pitch; e += blockDim.x) {
-      const int ch = e % cn, col = (e / cn) % wn, r = e / pitch;
+      int ch = 0, col, r;
+      if constexpr (kChannels) r = div.cols.divmod(div.channels.divmod(e, ch), col);
+      else r = div.cols.divmod(e, col);
+      if (col >= wn || ch >= cn) continue;
       const int64_t ow = w0 + col;
-      const scalar_t* s = src + ss.offset(n, c0 + ch, r0 + r, tw.start[ow]);
+      const scalar_t* s = src_tile + (index_t(ch) * ss.c + index_t(r) * ss.h + index_t(tw.start[ow]) * ss.w);
       const acc_t* w = tw.weight + ow * tw.taps;
       acc_t acc = 0;
-      for (int64_t j = 0; j < tw.taps; ++j) acc += w[j] * static_cast<acc_t>(s[j * ss.w]);
+      for (int j = 0; j < taps_w; ++j) acc += w[j] * static_cast<acc_t>(s[index_t(j) * ss.w]);
       rows_buf[e] = acc;
     }
     __syncthreads();
 
     // Pass 2: dst[n, c0 + ch, h0 + row, w0 + col] = sum_i th.weight[h0 + row, i] * rows_buf[...].
     for (int e = threadIdx.x; e < hn * pitch; e += blockDim.x) {
-      const int ch = e % cn, col = (e / cn) % wn, row = e / pitch;
+      int ch = 0, col, row;
+      if constexpr (kChannels) row = div.cols.divmod(div.channels.divmod(e, ch), col);
+      else row = div.cols.divmod(e, col);
+      if (col >= wn || ch >= cn) continue;
       const int64_t oh = h0 + row, ow = w0 + col;
-      const acc_t* b = rows_buf + (th.start[oh] - r0) * pitch + col * cn + ch;
+      const acc_t* b = rows_buf + static_cast<int>(th.start[oh] - r0) * pitch + (e - row * pitch);
       const acc_t* w = th.weight + oh * th.taps;
       acc_t acc = 0;
-      for (int64_t i = 0; i < th.taps; ++i) acc += w[i] * b[i * pitch];
+      for (int i = 0; i < taps_h; ++i) acc += w[i] * b[i * pitch];
       if (raw_h.begin != nullptr && !is_finite(acc))
-        acc = raw_taps_sum(src + ss.offset(n, c0 + ch, 0, 0), ss.h, ss.w, raw_h, oh, raw_w, ow);
-      dst[ds.offset(n, c0 + ch, oh, ow)] = static_cast<scalar_t>(acc);
+        acc = raw_taps_sum(src_tile + (ch * int64_t(ss.c) - r0 * int64_t(ss.h)), int64_t(ss.h),
+                           int64_t(ss.w), raw_h, oh, raw_w, ow);
+      dst_tile[index_t(ch) * ds.c + index_t(row) * ds.h + index_t(col) * ds.w] = static_cast<scalar_t>(acc);
     }
     __syncthreads();  // rows_buf is rewritten by the block's next tile
   }
 }
 
-template <typename scalar_t, typename acc_t>
-__global__ void resample_direct_kernel(const scalar_t* __restrict__ src, Strides4 ss,
-                                       scalar_t* __restrict__ dst, Strides4 ds, int64_t N,
-                                       int64_t C, DeviceAxisTable<acc_t> th,
-                                       DeviceAxisTable<acc_t> tw, RawTapsView<acc_t> raw_h,
-                                       RawTapsView<acc_t> raw_w, bool channels_last) {
-  const int64_t total = N * C * th.dst * tw.dst;
-  TCONV_GRID_STRIDE_LOOP(e, total) {
-    const auto [n, c, oh, ow] = unravel_in_memory_order(e, C, th.dst, tw.dst, channels_last);
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+resample_direct_kernel(const scalar_t* __restrict__ src, StridesT<index_t> ss,
+                       scalar_t* __restrict__ dst, StridesT<index_t> ds, index_t total,
+                       MemoryOrder4<index_t> order, DeviceAxisTable<acc_t> th,
+                       DeviceAxisTable<acc_t> tw, RawTapsView<acc_t> raw_h,
+                       RawTapsView<acc_t> raw_w) {
+  const int taps_w = static_cast<int>(tw.taps), taps_h = static_cast<int>(th.taps);
+  TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
+    const auto [n, c, oh, ow] = order(e);
     const scalar_t* plane = src + ss.offset(n, c, 0, 0);
-    const acc_t* wh = th.weight + oh * th.taps;
-    const acc_t* ww = tw.weight + ow * tw.taps;
+    const acc_t* wh = th.weight + int64_t(oh) * th.taps;
+    const acc_t* ww = tw.weight + int64_t(ow) * tw.taps;
+    const index_t col0 = index_t(tw.start[ow]) * ss.w;
     acc_t acc = 0;
-    for (int64_t i = 0; i < th.taps; ++i) {
-      const scalar_t* s = plane + (th.start[oh] + i) * ss.h + tw.start[ow] * ss.w;
+    for (int i = 0; i < taps_h; ++i) {
+      const scalar_t* s = plane + ((index_t(th.start[oh]) + i) * ss.h + col0);
       acc_t inner = 0;
-      for (int64_t j = 0; j < tw.taps; ++j) inner += ww[j] * static_cast<acc_t>(s[j * ss.w]);
+      for (int j = 0; j < taps_w; ++j) inner += ww[j] * static_cast<acc_t>(s[index_t(j) * ss.w]);
       acc += wh[i] * inner;
     }
     if (raw_h.begin != nullptr && !is_finite(acc))
-      acc = raw_taps_sum(plane, ss.h, ss.w, raw_h, oh, raw_w, ow);
+      acc = raw_taps_sum(plane, int64_t(ss.h), int64_t(ss.w), raw_h, int64_t(oh), raw_w, int64_t(ow));
     dst[ds.offset(n, c, oh, ow)] = static_cast<scalar_t>(acc);
   }
 }
@@ -219,20 +249,33 @@ void resample_separable_cuda(const at::Tensor& src, at::Tensor& dst,
   const auto stream = at::cuda::getCurrentCUDAStream();
   const scalar_t* src_ptr = src.const_data_ptr<scalar_t>();
   scalar_t* dst_ptr = dst.mutable_data_ptr<scalar_t>();
-  if (const auto tiles = plan_tiles(th, tw, C, channels_last)) {
-    const int64_t total_tiles = N * tiles->tiles_c * tiles->tiles_h * tiles->tiles_w;
-    const auto blocks = static_cast<unsigned int>(std::min<int64_t>(total_tiles, int64_t(1) << 20));
-    const size_t shared = static_cast<size_t>(tiles->src_rows * tiles->cols * tiles->channels) * sizeof(acc_t);
-    resample_tiled_kernel<scalar_t, acc_t><<<blocks, kThreads, shared, stream>>>(
-        src_ptr, strides_of(src), dst_ptr, strides_of(dst), N, C, dev_h, dev_w, dev_raw_h,
-        dev_raw_w, *tiles);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  } else {
-    resample_direct_kernel<scalar_t, acc_t><<<blocks_for(dst.numel()), kThreads, 0, stream>>>(
-        src_ptr, strides_of(src), dst_ptr, strides_of(dst), N, C, dev_h, dev_w, dev_raw_h,
-        dev_raw_w, channels_last);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
+  const bool use_32bit = use_32bit_index({dst.numel()}, {&src, &dst});
+  with_index_type(use_32bit, [&](auto zero) {
+    using index_t = decltype(zero);
+    if (const auto tiles = plan_tiles(th, tw, C, channels_last)) {
+      const int64_t total_tiles = N * tiles->tiles_c * tiles->tiles_h * tiles->tiles_w;
+      const auto blocks = static_cast<unsigned int>(std::min<int64_t>(total_tiles, int64_t(1) << 20));
+      const size_t shared = static_cast<size_t>(tiles->src_rows * tiles->cols * tiles->channels) * sizeof(acc_t);
+      const TileDividers div{Divider<int32_t>(tiles->channels), Divider<int32_t>(tiles->cols),
+                             static_cast<int>(tiles->cols * tiles->channels)};
+      if (channels_last) {
+        resample_tiled_kernel<scalar_t, acc_t, index_t, true><<<blocks, kThreads, shared, stream>>>(
+            src_ptr, strides_as<index_t>(src), dst_ptr, strides_as<index_t>(dst), N, C, dev_h, dev_w,
+            dev_raw_h, dev_raw_w, *tiles, div);
+      } else {
+        resample_tiled_kernel<scalar_t, acc_t, index_t, false><<<blocks, kThreads, shared, stream>>>(
+            src_ptr, strides_as<index_t>(src), dst_ptr, strides_as<index_t>(dst), N, C, dev_h, dev_w,
+            dev_raw_h, dev_raw_w, *tiles, div);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    } else {
+      resample_direct_kernel<scalar_t, acc_t, index_t><<<blocks_for(dst.numel()), kThreads, 0, stream>>>(
+          src_ptr, strides_as<index_t>(src), dst_ptr, strides_as<index_t>(dst),
+          static_cast<index_t>(dst.numel()), MemoryOrder4<index_t>(C, th.dst, tw.dst, channels_last),
+          dev_h, dev_w, dev_raw_h, dev_raw_w);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
 }
 
 }  // namespace tconv::cuda
