@@ -439,7 +439,31 @@ BLAS_SPLIT_CASES = [
     ((4, 2, 96, 96), (2, 3, 3, 3), dict(stride=1, padding=1)),
     ((2, 1024, 4, 4), (1024, 8, 4, 4), dict(stride=2, padding=1)),
     ((16, 100, 1, 1), (100, 64, 4, 4), dict()),
+    # blocks of >= 2^23 multiply-adds, which go to oneDNN (Note [float32 GEMM engine])
+    ((16, 128, 8, 8), (128, 64, 4, 4), dict(stride=2, padding=1)),
+    ((2, 64, 32, 32), (64, 64, 3, 3), dict(stride=1, padding=1)),
 ]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_transpose2d_float32_gemm_engines_agree(channels_last):
+    """oneDNN and MKL (torch.backends.mkldnn off) give the same float32 results to rounding, with
+    the forward forced through each path."""
+    gen = torch.Generator().manual_seed(4)
+    for x_shape, w_shape, kw in BLAS_SPLIT_CASES[-2:]:
+        x = torch.randn(x_shape, generator=gen)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        w, b = torch.randn(w_shape, generator=gen) / w_shape[0] ** 0.5, torch.randn(w_shape[1], generator=gen)
+        x, w, b = (t.requires_grad_() for t in (x, w, b))
+        go = torch.randn(F.conv_transpose2d(x, w, b, **kw).shape, generator=gen)
+        runs = []
+        for enabled in (True, False):
+            with torch.backends.mkldnn.flags(enabled=enabled):
+                y = tconv.conv_transpose2d(x, w, b, **kw)
+                runs.append([y, *torch.autograd.grad(y, (x, w, b), go)])
+        for a, e in zip(*runs):
+            torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-4)
 
 
 def _blas_split_run(channels_last):

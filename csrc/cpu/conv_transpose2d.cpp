@@ -310,26 +310,37 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const int64_t nb = tb.images, cc = tb.channels;
   const int64_t image_blocks = ceil_div(g.N, nb), channel_blocks = ceil_div(g.Cout_g, cc);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
-  // Weights as gemm_t, (Cin, R) per row ci: contiguous NCHW reads W_g^T in place, k = (co, kh, kw);
-  // channels_last packs each channel block as (ci, kh, kw, co) so a tap's outputs are contiguous.
+  // Weights as gemm_t, one dense (Cin_g x Rb) matrix per group and channel block, so the GEMM
+  // engine reads them without a copy (Note [float32 GEMM engine]). NCHW: column (co, kh, kw) of the
+  // block is row (co, kh, kw) of T; channels_last: column (kh, kw, co), so a tap's outputs are
+  // contiguous in T's rows. A single block of an NCHW weight in the GEMM's type is the weight
+  // itself. Block (grp, c0) starts at weight_block_offset(grp, c0).
+  auto weight_block_offset = [&](int64_t grp, int64_t c0) { return (grp * g.Cout_g + c0) * KK * g.Cin_g; };
   std::vector<gemm_t> wbuf;
   const gemm_t* wp = nullptr;
   {
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
-    if (channels_last) {
+    if constexpr (kSameType) {
+      if (!channels_last && channel_blocks == 1) wp = reinterpret_cast<const gemm_t*>(w);
+    }
+    if (wp == nullptr) {
       wbuf.resize(g.Cin * R);
-      for (int64_t ci = 0; ci < g.Cin; ++ci)
-        for (int64_t co = 0; co < g.Cout_g; ++co) {
-          const int64_t c0 = co / cc * cc, width = std::min(cc, g.Cout_g - c0);
-          for (int64_t k = 0; k < KK; ++k)
-            wbuf[ci * R + c0 * KK + k * width + (co - c0)] = static_cast<gemm_t>(w[(ci * g.Cout_g + co) * KK + k]);
+      parallel_for_work(0, g.Cin, g.Cin * R, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {  // input channel row of the weight
+          const int64_t grp = row / g.Cin_g, ci = row % g.Cin_g;
+          for (int64_t c0 = 0; c0 < g.Cout_g; c0 += cc) {
+            const int64_t cn = std::min(cc, g.Cout_g - c0), Rb = cn * KK;
+            const scalar_t* src = w + (row * g.Cout_g + c0) * KK;  // (cn, KK) run
+            gemm_t* dst = wbuf.data() + weight_block_offset(grp, c0) + ci * Rb;
+            if (channels_last) {
+              for (int64_t col = 0; col < cn; ++col)
+                for (int64_t k = 0; k < KK; ++k) dst[k * cn + col] = static_cast<gemm_t>(src[col * KK + k]);
+            } else {
+              for (int64_t r = 0; r < Rb; ++r) dst[r] = static_cast<gemm_t>(src[r]);
+            }
+          }
         }
-      wp = wbuf.data();
-    } else if constexpr (kSameType) {
-      wp = w;
-    } else {
-      wbuf.resize(g.Cin * R);
-      for (int64_t e = 0; e < g.Cin * R; ++e) wbuf[e] = static_cast<gemm_t>(w[e]);
+      });
       wp = wbuf.data();
     }
   }
@@ -349,7 +360,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
       const int64_t n0 = t / (channel_blocks * g.groups) * nb, ni = std::min(nb, g.N - n0);
       const int64_t c0 = cb * cc, cn = std::min(cc, g.Cout_g - c0);  // channels c0 .. c0 + cn of the group
       const int64_t M = ni * HW, Rb = cn * KK;
-      const gemm_t* Wb = wp + grp * g.Cin_g * R + c0 * KK;  // (Cin_g x Rb), leading dimension R
+      const gemm_t* Wb = wp + weight_block_offset(grp, c0);  // (Cin_g x Rb), dense
       if (!channels_last) {
         // X (Cin_g x M): each image's channel planes side by side (the image itself when alone).
         const gemm_t* Xp;
@@ -365,7 +376,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           Xp = X.get();
         }
         // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
-        gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, R, true}, {Xp, M, false}, T.get(), M, false);
+        gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, Rb, true}, {Xp, M, false}, T.get(), M, false);
         for (int64_t i = 0; i < ni; ++i)
           for (int64_t col = 0; col < cn; ++col) {
             const gemm_t* Tc = T.get() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
@@ -408,7 +419,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           Xp = X.get();
           ldx = g.Cin_g;
         }
-        gemm<gemm_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, R, false}, T.get(), Rb, false);
+        gemm<gemm_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, Rb, false}, T.get(), Rb, false);
         acc_t* acc = runs.get();
         const acc_t* bb = b.data() + grp * g.Cout_g + c0;
         for (int64_t i = 0; i < ni; ++i)

@@ -1,6 +1,16 @@
-// Row-major GEMM on raw buffers through ATen's BLAS (MKL/OpenBLAS via at::mm_out), one
-// single-threaded BLAS call per fixed block: the callers cut the work into blocks that depend on
-// the shape only and sum them in a fixed order, so the result is the same for any thread count.
+// Row-major GEMM on raw buffers through ATen's BLAS (MKL/OpenBLAS via at::mm_out) or oneDNN, one
+// single-threaded call per fixed block: the callers cut the work into blocks that depend on the
+// shape only and sum them in a fixed order, so the result is the same for any thread count.
+//
+// Note [float32 GEMM engine]: ATen sends float32 at::mm to MKL, whose sgemm on AMD Zen 4 runs
+// 10-20% below oneDNN's JIT kernels on the blocks these ops use (1 thread: 80-92 against 93-102
+// GFLOP/s, benchmarks/NOTES.md "Session 8"), and PyTorch's own convolutions run on oneDNN. So on
+// x86 a float32 block of at least kOneDnnMinWork multiply-adds whose operands are dense goes to
+// oneDNN's matmul
+// (at::native::mkldnn_matmul, exported by libtorch_cpu; weak, so a torch without it keeps MKL),
+// under an OpenMP thread count of 1 so that oneDNN plans and runs it on the calling thread.
+// Smaller blocks stay on MKL: a oneDNN call costs about 14 us before it computes. Which engine a
+// block takes depends on its shape only, so results stay the same for any thread count.
 //
 // Note [single-threaded BLAS]: being inside at::parallel_for does not make the BLAS sequential.
 // PyTorch turns MKL's dynamic threading off (mkl_set_dynamic(0)), so MKL plans a call for
@@ -17,9 +27,20 @@
 
 #include <type_traits>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 // MKL's C entry point (mkl_service.h #defines mkl_set_num_threads_local to it; the lower-case
 // symbols are the Fortran interface, which takes a pointer).
 extern "C" int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+
+// result = beta * result + alpha * mat1 @ mat2 on oneDNN (ATen/native/mkldnn/Matmul.h, a header
+// the wheel does not ship; Note [float32 GEMM engine]).
+namespace at::native {
+void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta,
+                   float alpha) __attribute__((weak));
+}
 
 namespace tconv::cpu {
 
@@ -38,6 +59,46 @@ class SingleThreadedBlas {
   int previous_;
 };
 
+// Runs the oneDNN calls of its scope on the calling thread only: oneDNN sizes its plan by
+// omp_get_max_threads(), a per-thread setting (Note [float32 GEMM engine]).
+class SingleThreadedOneDnn {
+ public:
+#if defined(_OPENMP)
+  SingleThreadedOneDnn() : previous_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SingleThreadedOneDnn() { omp_set_num_threads(previous_); }
+#endif
+  SingleThreadedOneDnn(const SingleThreadedOneDnn&) = delete;
+  SingleThreadedOneDnn& operator=(const SingleThreadedOneDnn&) = delete;
+
+ private:
+  int previous_ = 1;
+};
+
+// Blocks of at least this many multiply-adds take oneDNN (Note [float32 GEMM engine]).
+constexpr int64_t kOneDnnMinWork = int64_t(1) << 23;
+
+// Whether float32 GEMMs can go to oneDNN here: x86, oneDNN present and enabled
+// (torch.backends.mkldnn), and its matmul accepting float32 (checked once on a 2 x 2 product:
+// older torch releases took only 16-bit types).
+inline bool onednn_float32_gemm() {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const bool usable = [] {
+    if (at::native::mkldnn_matmul == nullptr || !at::hasMKLDNN()) return false;
+    try {
+      const at::Tensor a = at::ones({2, 2}), c = at::empty({2, 2});
+      SingleThreadedOneDnn single_threaded;
+      at::native::mkldnn_matmul(a, a, c, 0.f, 1.f);
+      return c.eq(2).all().item<bool>();
+    } catch (const c10::Error&) {
+      return false;
+    }
+  }();
+  return usable && at::globalContext().userEnabledMkldnn();
+#else
+  return false;
+#endif
+}
+
 // Operand of a row-major GEMM: `rows x cols` logical matrix at `data` with leading dimension
 // `ld`; `transposed` means memory holds its transpose (element (i, j) at data[j * ld + i]).
 template <typename T>
@@ -55,6 +116,14 @@ inline at::Tensor as_tensor(const T* data, int64_t rows, int64_t cols, int64_t l
   return at::from_blob(const_cast<T*>(data), {rows, cols}, strides, options);
 }
 
+// Whether a rows x cols operand fills its memory without gaps. oneDNN copies an operand with a
+// larger leading dimension first (a transposed one ran at 69 instead of 110 GFLOP/s), so only
+// dense operands go there; callers pack their blocks densely where that pays.
+template <typename T>
+inline bool dense(const MatRef<T>& op, int64_t rows, int64_t cols) {
+  return op.ld == (op.transposed ? rows : cols);
+}
+
 // C (m x n, row-major, leading dimension ldc) = A (m x k) @ B (k x n) [+ C when accumulate].
 template <typename T>
 inline void gemm(int64_t m, int64_t n, int64_t k, MatRef<T> a, MatRef<T> b, T* c, int64_t ldc,
@@ -67,6 +136,13 @@ inline void gemm(int64_t m, int64_t n, int64_t k, MatRef<T> a, MatRef<T> b, T* c
   }
   at::Tensor lhs = as_tensor(a.data, m, k, a.ld, a.transposed);
   at::Tensor rhs = as_tensor(b.data, k, n, b.ld, b.transposed);
+  if constexpr (std::is_same_v<T, float>) {
+    if (m * n * k >= kOneDnnMinWork && dense(a, m, k) && dense(b, k, n) && ldc == n && onednn_float32_gemm()) {
+      SingleThreadedOneDnn single_threaded;
+      at::native::mkldnn_matmul(lhs, rhs, out, accumulate ? 1.f : 0.f, 1.f);
+      return;
+    }
+  }
   SingleThreadedBlas single_threaded;
   if (accumulate) {
     at::addmm_out(out, out, lhs, rhs);
