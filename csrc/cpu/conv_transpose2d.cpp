@@ -52,7 +52,7 @@ template <typename scalar_t>
 void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                        Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw, Qw = g.Qw;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw, Qw = g.Qw;
   const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
 
@@ -144,9 +144,9 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < Qw; ++j) {
             acc_t* dst = A.get() + (r * Qw + j) * K;
-            for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-              for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off, dst += g.Cin_g) {
-                const int64_t ih = qh0 + r - oh_off, iw = g.qw_lo + j - ow_off;
+            for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
+              for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w, dst += g.Cin_g) {
+                const int64_t ih = qh0 + r - off_h, iw = g.qw_lo + j - off_w;
                 if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
                   std::fill(dst, dst + g.Cin_g, acc_t(0));
                   continue;
@@ -233,19 +233,19 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
         const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
         std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
         for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-          const auto [kh, oh_off] = th.taps[a];
-          const int64_t ih = hp.cell - oh_off;
+          const auto [kh, off_h] = th.taps[a];
+          const int64_t ih = hp.cell - off_h;
           if (ih < 0 || ih >= g.H) continue;
           const scalar_t* xrow = xc + ih * g.W;
           for (int64_t rw = 0; rw < g.sw; ++rw) {
             acc_t* run = runs.get() + rw * Qw;
             for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-              const auto [kw, ow_off] = tw.taps[e];
+              const auto [kw, off_w] = tw.taps[e];
               const acc_t wv = wk[kh * g.kW + kw];
-              // cells j whose input column qw_lo + j - ow_off lies in [0, W)
-              const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
-              const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-              const scalar_t* src = xrow + (g.qw_lo - ow_off);
+              // cells j whose input column qw_lo + j - off_w lies in [0, W)
+              const int64_t j_lo = std::clamp<int64_t>(off_w - g.qw_lo, 0, Qw);
+              const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - g.qw_lo, j_lo, Qw);
+              const scalar_t* src = xrow + (g.qw_lo - off_w);
               for (int64_t j = j_lo; j < j_hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
             }
           }
@@ -261,7 +261,8 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 //     T[(co, kh, kw)][(i, ih, iw)] = sum_ci W[ci, co, kh, kw] * x[i, ci, ih, iw]
 // (channels_last: T[(i, ih, iw)][(kh, kw, co)]), and each output element then sums the T entries
 // of its own taps, output-stationary as everywhere else. No FLOP is spent on structural zeros,
-// unlike the cell view's padding cells: the cell view multiplies (H + Oh - 1)(W + Ow - 1) cells for
+// unlike the cell view's padding cells: the cell view multiplies
+// (H + cell_offsets_h - 1)(W + cell_offsets_w - 1) cells for
 // H x W pixels (1.56x the work at DCGAN's 4x4 inputs, 16x on a 1x1 latent with a 4x4 kernel), and
 // its GEMMs there have a few dozen rows. T is kH*kW / (sh*sw) times the output's size, so it is
 // used where the cell view's waste is large (use_tap_gemm). Images are batched into one GEMM of
@@ -294,8 +295,8 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
   int64_t cell_rows = 0;
   for (int64_t rh = 0; rh < g.sh; ++rh) cell_rows += cells_of_phase(rh, g.sh, g.ph, g.Ho).count;
   const double real = double(g.multiply_adds());
-  const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.Oh * g.Ow * g.Cout_g * g.sw *
-                      (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
+  const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.cell_offsets_h *
+                      g.cell_offsets_w * g.Cout_g * g.sw * (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
   const double tap = real * ((gemm_16_bits ? 0.5 : 1.0) + 8.0 / double(g.Cin_g));
   return tap < cell;
 }
@@ -376,17 +377,17 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
               const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
               std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
               for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-                const auto [kh, oh_off] = th.taps[a];
-                const int64_t ih = hp.cell - oh_off;
+                const auto [kh, off_h] = th.taps[a];
+                const int64_t ih = hp.cell - off_h;
                 if (ih < 0 || ih >= g.H) continue;
                 for (int64_t rw = 0; rw < g.sw; ++rw) {
                   acc_t* run = runs.get() + rw * Qw;
                   for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-                    const auto [kw, ow_off] = tw.taps[e];
-                    // cells j whose input column qw_lo + j - ow_off lies in [0, W)
-                    const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
-                    const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - ow_off);
+                    const auto [kw, off_w] = tw.taps[e];
+                    // cells j whose input column qw_lo + j - off_w lies in [0, W)
+                    const int64_t j_lo = std::clamp<int64_t>(off_w - g.qw_lo, 0, Qw);
+                    const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - g.qw_lo, j_lo, Qw);
+                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - off_w);
 #pragma omp simd
                     for (int64_t j = j_lo; j < j_hi; ++j) run[j] += static_cast<acc_t>(src[j]);
                   }
@@ -418,12 +419,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
               const CellPhase wph = cell_phase_of(ow, g.sw, g.pw);
               std::fill(acc, acc + cn, acc_t(0));
               for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-                const auto [kh, oh_off] = th.taps[a];
-                const int64_t ih = hp.cell - oh_off;
+                const auto [kh, off_h] = th.taps[a];
+                const int64_t ih = hp.cell - off_h;
                 if (ih < 0 || ih >= g.H) continue;
                 for (int64_t e = tw.begin[wph.phase]; e < tw.begin[wph.phase + 1]; ++e) {
-                  const auto [kw, ow_off] = tw.taps[e];
-                  const int64_t iw = wph.cell - ow_off;
+                  const auto [kw, off_w] = tw.taps[e];
+                  const int64_t iw = wph.cell - off_w;
                   if (iw < 0 || iw >= g.W) continue;
                   const gemm_t* src = T.get() + (i * HW + ih * g.W + iw) * Rb + (kh * g.kW + kw) * cn;
 #pragma omp simd
@@ -487,7 +488,7 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);
   if (y.numel() == 0) return y;
 
-  if (g.Cin_g == 1 && g.Oh * g.Ow <= 16) {
+  if (g.Cin_g == 1 && g.cell_offsets_h * g.cell_offsets_w <= 16) {
     // Direct loop: a GEMM with one input channel per group would have K <= 16.
     const Tensor x = input.contiguous();
     Tensor out = fmt == at::MemoryFormat::Contiguous ? y : empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options());

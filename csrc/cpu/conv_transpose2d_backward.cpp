@@ -58,17 +58,17 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
       for (int64_t kh = 0; kh < g.kH; ++kh)
         for (int64_t kw = 0; kw < g.kW; ++kw) {
           acc_t* dst = P + (((co - co0) * g.kH + kh) * g.kW + kw) * M;
-          const int64_t off_w = kw * g.dw - g.pw;
-          // iw with 0 <= iw*sw + off_w < Wo
-          const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-          const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+          const int64_t ow_base = kw * g.dw - g.pw;
+          // iw with 0 <= iw*sw + ow_base < Wo
+          const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
+          const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
           for (int64_t r = 0; r < rows; ++r, dst += g.W) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
             if (oh < 0 || oh >= g.Ho) {
               std::fill(dst, dst + g.W, acc_t(0));
               continue;
             }
-            const scalar_t* src = plane + oh * g.Wo + off_w;
+            const scalar_t* src = plane + oh * g.Wo + ow_base;
             std::fill(dst, dst + iw_lo, acc_t(0));
             for (int64_t iw = iw_lo; iw < iw_hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
             std::fill(dst + iw_hi, dst + g.W, acc_t(0));
@@ -127,16 +127,16 @@ int64_t weight_grad_chunks(int64_t tasks, int64_t partial_bytes) {
 
 // ---- strided shapes: the cell view -------------------------------------------------------------
 
-// The backward's cell grid: every cell that reads an input pixel, qh in [0, H + Oh - 1).
+// The backward's cell grid: every cell that reads an input pixel, qh in [0, H + cell_offsets_h - 1).
 struct BackwardCells {
   int64_t Hc, Wc, rows_per_block, blocks;
 };
 
 BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   BackwardCells c{};
-  c.Hc = g.H + g.Oh - 1;
-  c.Wc = g.W + g.Ow - 1;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  c.Hc = g.H + g.cell_offsets_h - 1;
+  c.Wc = g.W + g.cell_offsets_w - 1;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
   const int64_t rows_for_m = ceil_div(512, c.Wc);  // amortise the BLAS's packing
   const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / (c.Wc * (K + Nb) * elem_size), 1);
   c.rows_per_block = balanced_rows(std::min(rows_for_m, rows_for_cache), c.Hc);
@@ -157,11 +157,11 @@ template <typename scalar_t>
 void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
                           const ConvTranspose2dGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
   const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, false);
   const BackwardCells bc = backward_cells(g, sizeof(acc_t));
   const int64_t cells = bc.Hc * bc.Wc;
-  // dA[n][grp][cell][(ci, oh_off, ow_off)]: what each cell sends back to the pixels it read.
+  // dA[n][grp][cell][(ci, off_h, off_w)]: what each cell sends back to the pixels it read.
   std::unique_ptr<acc_t[]> dA(new acc_t[g.N * g.groups * cells * K]);
   const scalar_t* gop = go.const_data_ptr<scalar_t>();
 
@@ -181,7 +181,7 @@ void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
     }
   });
 
-  // grad_input[n, ci, ih, iw] = sum over offsets of dA[cell (ih + oh_off, iw + ow_off)], in order.
+  // grad_input[n, ci, ih, iw] = sum over offsets of dA[cell (ih + off_h, iw + off_w)], in order.
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
   parallel_for_work(0, g.N * g.groups * g.H, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.Cin_g * g.W);
@@ -189,11 +189,13 @@ void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
       const int64_t ih = t % g.H, grp = (t / g.H) % g.groups, n = t / (g.H * g.groups);
       std::fill(acc.begin(), acc.end(), acc_t(0));
       const acc_t* dA_img = dA.get() + (n * g.groups + grp) * cells * K;
-      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-        for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off)
+      for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
+        for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w)
           for (int64_t iw = 0; iw < g.W; ++iw) {
-            const acc_t* src = dA_img + ((ih + oh_off) * bc.Wc + iw + ow_off) * K + oh_off * g.Ow + ow_off;
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci) acc[ci * g.W + iw] += src[ci * g.Oh * g.Ow];
+            const acc_t* src =
+                dA_img + ((ih + off_h) * bc.Wc + iw + off_w) * K + off_h * g.cell_offsets_w + off_w;
+            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+              acc[ci * g.W + iw] += src[ci * g.cell_offsets_h * g.cell_offsets_w];
           }
       for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
         scalar_t* dst = gip + ((n * g.Cin + grp * g.Cin_g + ci) * g.H + ih) * g.W;
@@ -207,7 +209,7 @@ template <typename scalar_t>
 void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
                            const ConvTranspose2dGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
   const BackwardCells bc = backward_cells(g, sizeof(acc_t));
   const int64_t tasks = g.N * bc.blocks;
   const int64_t bsize = g.groups * g.sh * K * Nb;
@@ -245,9 +247,10 @@ void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
     for (int64_t e = begin; e < end; ++e) {
       const int64_t kw = e % g.kW, kh = (e / g.kW) % g.kH, co = (e / (g.kW * g.kH)) % g.Cout_g;
       const int64_t cin = e / (g.kW * g.kH * g.Cout_g), grp = cin / g.Cin_g, ci = cin % g.Cin_g;
-      const int64_t rh = kh * g.dh % g.sh, oh_off = kh * g.dh / g.sh;
-      const int64_t rw = kw * g.dw % g.sw, ow_off = kw * g.dw / g.sw;
-      const int64_t idx = (grp * g.sh + rh) * K * Nb + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * Nb + co * g.sw + rw;
+      const int64_t rh = kh * g.dh % g.sh, off_h = kh * g.dh / g.sh;
+      const int64_t rw = kw * g.dw % g.sw, off_w = kw * g.dw / g.sw;
+      const int64_t k = (ci * g.cell_offsets_h + off_h) * g.cell_offsets_w + off_w;
+      const int64_t idx = (grp * g.sh + rh) * K * Nb + k * Nb + co * g.sw + rw;
       acc_t s = partial[idx];
       for (int64_t chunk = 1; chunk < chunks; ++chunk) s += partial[chunk * bsize + idx];
       gwp[e] = static_cast<scalar_t>(s);
@@ -356,10 +359,10 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
             if (oh < 0 || oh >= g.Ho) continue;
             for (int64_t kw = 0; kw < g.kW; ++kw) {
               const acc_t wv = static_cast<acc_t>(wp[(c * g.kH + kh) * g.kW + kw]);
-              const int64_t off_w = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
-              const scalar_t* src = plane + oh * g.Wo + off_w;
+              const int64_t ow_base = kw * g.dw - g.pw;
+              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
+              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
+              const scalar_t* src = plane + oh * g.Wo + ow_base;
               for (int64_t iw = iw_lo; iw < iw_hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
             }
           }
@@ -543,11 +546,11 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
             const int64_t oh = ih * g.sh - g.ph + kh * g.dh;
             if (oh < 0 || oh >= g.Ho) continue;
             for (int64_t kw = 0; kw < g.kW; ++kw) {
-              const int64_t off_w = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+              const int64_t ow_base = kw * g.dw - g.pw;
+              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
+              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
               const scalar_t* xrow = xplane + ih * g.W;
-              const scalar_t* grow = gplane + oh * g.Wo + off_w;
+              const scalar_t* grow = gplane + oh * g.Wo + ow_base;
               acc_t s = 0;
               for (int64_t iw = iw_lo; iw < iw_hi; ++iw)
                 s += static_cast<acc_t>(xrow[iw]) * static_cast<acc_t>(grow[iw * g.sw]);

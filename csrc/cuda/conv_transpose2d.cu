@@ -3,7 +3,7 @@
 // Dense path (the "cell GEMM" of common/conv_transpose2d_shape.h): writing
 // o + padding = cell * stride + phase on both axes, every output is one (cell, phase) pair, and
 //     C[grp][cell (n, qh, qw)][(co, rh, rw)] = sum_k A[grp][cell][k] * B[grp][k][(co, rh, rw)]
-// where A holds, per cell, the input at the few offsets the cell reads (k = (ci, oh_off, ow_off))
+// where A holds, per cell, the input at the few offsets the cell reads (k = (ci, off_h, off_w))
 // and B is the weight packed so that every phase pair (rh, rw) is a column block (zero where an
 // offset feeds no tap). Three launches per chunk of cell rows:
 //   gather A (a kernel), C = A @ B (cuBLAS, batched over groups; A and B in the input's type, C in
@@ -38,7 +38,7 @@ using at::Tensor;
 // A chunk is a range of cell rows t = n * Qh + (qh - qh_lo) over all images.
 struct ForwardCells {
   int64_t qh_lo, Qh;  // the W axis is g.qw_lo, g.Qw
-  int64_t K;          // Cin_g * Oh * Ow: inputs one cell reads, per group
+  int64_t K;          // Cin_g * cell_offsets_h * cell_offsets_w: inputs one cell reads, per group
   int64_t cols;       // Cout_g * sh * sw: outputs one cell holds, per group
 };
 
@@ -46,12 +46,12 @@ ForwardCells forward_cells(const ConvTranspose2dGeometry& g) {
   ForwardCells c{};
   c.qh_lo = floor_div(g.ph, g.sh);
   c.Qh = floor_div(g.Ho - 1 + g.ph, g.sh) - c.qh_lo + 1;
-  c.K = g.Cin_g * g.Oh * g.Ow;
+  c.K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w;
   c.cols = g.Cout_g * g.sh * g.sw;
   return c;
 }
 
-// B[grp][k = (ci, oh_off, ow_off)][col = (co, rh, rw)] = w[grp * Cin_g + ci, co, kh, kw] for the
+// B[grp][k = (ci, off_h, off_w)][col = (co, rh, rw)] = w[grp * Cin_g + ci, co, kh, kw] for the
 // taps kh, kw of phases rh, rw at those offsets, else 0.
 template <typename scalar_t>
 __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides4 ws,
@@ -61,14 +61,15 @@ __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const int64_t col = e % c.cols, k = (e / c.cols) % c.K, grp = e / (c.cols * c.K);
     const int64_t rw = col % g.sw, rh = (col / g.sw) % g.sh, co = col / (g.sw * g.sh);
-    const int64_t ow_off = k % g.Ow, oh_off = (k / g.Ow) % g.Oh, ci = k / (g.Ow * g.Oh);
-    const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
-    const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+    const int64_t off_w = k % g.cell_offsets_w, off_h = (k / g.cell_offsets_w) % g.cell_offsets_h;
+    const int64_t ci = k / (g.cell_offsets_w * g.cell_offsets_h);
+    const int64_t kh = tap_of(rh, off_h, g.kH, g.sh, g.dh);
+    const int64_t kw = tap_of(rw, off_w, g.kW, g.sw, g.dw);
     B[e] = (kh >= 0 && kw >= 0) ? w[ws.offset(grp * g.Cin_g + ci, co, kh, kw)] : scalar_t(0);
   }
 }
 
-// A[grp][m = (t - t0, qw)][k = (ci, oh_off, ow_off)] = x[n, grp * Cin_g + ci, qh - oh_off, qw - ow_off]
+// A[grp][m = (t - t0, qw)][k = (ci, off_h, off_w)] = x[n, grp * Cin_g + ci, qh - off_h, qw - off_w]
 // (zero outside the input) for the cell rows t in [t0, t0 + rows).
 template <typename scalar_t>
 __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Strides4 xs,
@@ -78,11 +79,12 @@ __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Stride
   const int64_t total = g.groups * M * c.K;
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const int64_t k = e % c.K, m = (e / c.K) % M, grp = e / (c.K * M);
-    const int64_t ow_off = k % g.Ow, oh_off = (k / g.Ow) % g.Oh, ci = k / (g.Ow * g.Oh);
+    const int64_t off_w = k % g.cell_offsets_w, off_h = (k / g.cell_offsets_w) % g.cell_offsets_h;
+    const int64_t ci = k / (g.cell_offsets_w * g.cell_offsets_h);
     const int64_t t = t0 + m / g.Qw;
     const int64_t n = t / c.Qh;
-    const int64_t ih = c.qh_lo + t % c.Qh - oh_off;
-    const int64_t iw = g.qw_lo + m % g.Qw - ow_off;
+    const int64_t ih = c.qh_lo + t % c.Qh - off_h;
+    const int64_t iw = g.qw_lo + m % g.Qw - off_w;
     const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
     A[e] = inside ? x[xs.offset(n, grp * g.Cin_g + ci, ih, iw)] : scalar_t(0);
   }
