@@ -110,10 +110,9 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
               scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
               for (int64_t j = 0; j < Qw; ++j) {
                 const int64_t ow0 = output_of(g.qw_lo + j, 0, g.sw, g.pw);
-                const int64_t rw_lo = std::max<int64_t>(0, -ow0);
-                const int64_t rw_hi = std::min<int64_t>(g.sw, g.Wo - ow0);
+                const IndexRange rws = indices_inside(g.sw, 1, ow0, g.Wo);  // phases inside
                 const acc_t* src = C.get() + (r * Qw + j) * Nb + co * g.sw;
-                for (int64_t rw = rw_lo; rw < rw_hi; ++rw)
+                for (int64_t rw = rws.lo; rw < rws.hi; ++rw)
                   yrow[ow0 + rw] = static_cast<scalar_t>(src[rw] + bias_v);
               }
             }
@@ -129,11 +128,10 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
               for (int64_t rw = 0; rw < g.sw; ++rw) {
                 // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
                 const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-                const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-                const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+                const IndexRange js = indices_inside(Qw, g.sw, ow_first, g.Wo);
                 const acc_t* src = C.get() + (co * g.sw + rw) * M + r * Qw;
                 scalar_t* dst = yrow + ow_first;
-                for (int64_t j = j_lo; j < j_hi; ++j)
+                for (int64_t j = js.lo; j < js.hi; ++j)
                   dst[j * g.sw] = static_cast<scalar_t>(src[j] + bias_v);
               }
             }
@@ -198,11 +196,10 @@ void store_phase_runs(const acc_t* runs, const ConvTranspose2dGeometry& g, scala
   for (int64_t rw = 0; rw < g.sw; ++rw) {
     // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
     const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-    const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-    const int64_t j_hi = std::min<int64_t>(g.Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
+    const IndexRange js = indices_inside(g.Qw, g.sw, ow_first, g.Wo);
     const acc_t* run = runs + rw * g.Qw;
     scalar_t* dst = yrow + ow_first;
-    for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
+    for (int64_t j = js.lo; j < js.hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
   }
 }
 
@@ -243,10 +240,9 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
               const auto [kw, off_w] = tw.taps[e];
               const acc_t wv = wk[kh * g.kW + kw];
               // cells j whose input column qw_lo + j - off_w lies in [0, W)
-              const int64_t j_lo = std::clamp<int64_t>(off_w - g.qw_lo, 0, Qw);
-              const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - g.qw_lo, j_lo, Qw);
+              const IndexRange js = indices_inside(Qw, 1, g.qw_lo - off_w, g.W);
               const scalar_t* src = xrow + (g.qw_lo - off_w);
-              for (int64_t j = j_lo; j < j_hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
+              for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
             }
           }
         }

@@ -58,10 +58,8 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
       for (int64_t kh = 0; kh < g.kH; ++kh)
         for (int64_t kw = 0; kw < g.kW; ++kw) {
           acc_t* dst = P + (((co - co0) * g.kH + kh) * g.kW + kw) * M;
-          const int64_t ow_base = kw * g.dw - g.pw;
-          // iw with 0 <= iw*sw + ow_base < Wo
-          const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
-          const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
+          const int64_t ow_base = kw * g.dw - g.pw;  // iw feeds output column iw * sw + ow_base
+          const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
           for (int64_t r = 0; r < rows; ++r, dst += g.W) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
             if (oh < 0 || oh >= g.Ho) {
@@ -69,9 +67,9 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
               continue;
             }
             const scalar_t* src = plane + oh * g.Wo + ow_base;
-            std::fill(dst, dst + iw_lo, acc_t(0));
-            for (int64_t iw = iw_lo; iw < iw_hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
-            std::fill(dst + iw_hi, dst + g.W, acc_t(0));
+            std::fill(dst, dst + iws.lo, acc_t(0));
+            for (int64_t iw = iws.lo; iw < iws.hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
+            std::fill(dst + iws.hi, dst + g.W, acc_t(0));
           }
         }
     }
@@ -360,10 +358,9 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
             for (int64_t kw = 0; kw < g.kW; ++kw) {
               const acc_t wv = static_cast<acc_t>(wp[(c * g.kH + kh) * g.kW + kw]);
               const int64_t ow_base = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
+              const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
               const scalar_t* src = plane + oh * g.Wo + ow_base;
-              for (int64_t iw = iw_lo; iw < iw_hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
+              for (int64_t iw = iws.lo; iw < iws.hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
             }
           }
         }
@@ -547,12 +544,11 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
             if (oh < 0 || oh >= g.Ho) continue;
             for (int64_t kw = 0; kw < g.kW; ++kw) {
               const int64_t ow_base = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-ow_base + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - ow_base, g.sw) + 1, iw_lo, g.W);
+              const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
               const scalar_t* xrow = xplane + ih * g.W;
               const scalar_t* grow = gplane + oh * g.Wo + ow_base;
               acc_t s = 0;
-              for (int64_t iw = iw_lo; iw < iw_hi; ++iw)
+              for (int64_t iw = iws.lo; iw < iws.hi; ++iw)
                 s += static_cast<acc_t>(xrow[iw]) * static_cast<acc_t>(grow[iw * g.sw]);
               acc[kh * g.kW + kw] += s;
             }

@@ -68,8 +68,7 @@ void gather_input_cells(const scalar_t* x, const ConvTranspose2dGeometry& g, int
     for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
       for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w) {
         acc_t* dst = AT + ((ci * g.cell_offsets_h + off_h) * g.cell_offsets_w + off_w) * M;
-        const int64_t j_lo = std::clamp<int64_t>(off_w - qw_lo, 0, Qw);
-        const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - qw_lo, j_lo, Qw);
+        const IndexRange js = indices_inside(Qw, 1, qw_lo - off_w, g.W);  // cells reading inside
         for (int64_t r = 0; r < rows; ++r, dst += Qw) {
           const int64_t ih = qh0 + r - off_h;
           if (ih < 0 || ih >= g.H) {
@@ -77,9 +76,9 @@ void gather_input_cells(const scalar_t* x, const ConvTranspose2dGeometry& g, int
             continue;
           }
           const scalar_t* src = xc + ih * g.W + (qw_lo - off_w);
-          std::fill(dst, dst + j_lo, acc_t(0));
-          for (int64_t j = j_lo; j < j_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
-          std::fill(dst + j_hi, dst + Qw, acc_t(0));
+          std::fill(dst, dst + js.lo, acc_t(0));
+          for (int64_t j = js.lo; j < js.hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
+          std::fill(dst + js.hi, dst + Qw, acc_t(0));
         }
       }
   }
@@ -104,11 +103,10 @@ void gather_grad_cells(const scalar_t* go, const ConvTranspose2dGeometry& g, int
       for (int64_t qw = 0; qw < Qw; ++qw) {
         acc_t* dst = grow + qw * Nb + co * g.sw;
         const int64_t ow0 = output_of(qw, 0, g.sw, g.pw);
-        const int64_t rw_lo = std::clamp<int64_t>(-ow0, 0, g.sw);
-        const int64_t rw_hi = std::clamp<int64_t>(g.Wo - ow0, rw_lo, g.sw);
-        std::fill(dst, dst + rw_lo, acc_t(0));
-        for (int64_t rw = rw_lo; rw < rw_hi; ++rw) dst[rw] = static_cast<acc_t>(src[ow0 + rw]);
-        std::fill(dst + rw_hi, dst + g.sw, acc_t(0));
+        const IndexRange rws = indices_inside(g.sw, 1, ow0, g.Wo);  // phases inside the output
+        std::fill(dst, dst + rws.lo, acc_t(0));
+        for (int64_t rw = rws.lo; rw < rws.hi; ++rw) dst[rw] = static_cast<acc_t>(src[ow0 + rw]);
+        std::fill(dst + rws.hi, dst + g.sw, acc_t(0));
       }
     }
   }
