@@ -32,12 +32,12 @@ Tensor upsample2d_cuda(const Tensor& input, at::IntArrayRef output_size, bool al
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_cuda" : "upsample_bicubic2d_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (y.numel() == 0) return;
-        const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
-        const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
-        const auto raw_h = raw_taps(ah), raw_w = raw_taps(aw);
+        const ResampleAxes<acc_t> axes = resample_axes<acc_t>(g, MODE, align_corners, antialias);
+        const ResampleTables<acc_t> t = resample_tables(axes, /*backward=*/false);
+        const auto raw_h = raw_taps(axes.h), raw_w = raw_taps(axes.w);
         const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/false,
                                        at::CppTypeToScalarType<acc_t>::value, input.device());
-        resample_separable_cuda<scalar_t>(x, y, forward_table(ah), forward_table(aw), &raw_h, &raw_w,
+        resample_separable_cuda<scalar_t>(x, y, t.h, t.w, &raw_h, &raw_w,
                                           fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return y;

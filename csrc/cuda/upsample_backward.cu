@@ -39,13 +39,11 @@ Tensor upsample2d_backward_cuda(const Tensor& grad_output, at::IntArrayRef input
       [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (grad_input.numel() == 0) return;
-        const auto th = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
-        const auto tw = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
+        const ResampleTables<acc_t> t =
+            resample_tables(resample_axes<acc_t>(g, MODE, align_corners, antialias), /*backward=*/true);
         const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/true,
                                        at::CppTypeToScalarType<acc_t>::value, grad_output.device());
-        resample_separable_cuda<scalar_t>(go, grad_input, th, tw, nullptr, nullptr,
+        resample_separable_cuda<scalar_t>(go, grad_input, t.h, t.w, nullptr, nullptr,
                                           fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return grad_input;
