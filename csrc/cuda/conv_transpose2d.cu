@@ -34,18 +34,16 @@ namespace {
 
 using at::Tensor;
 
-// The cell grid of the forward: the cells qh (qw) that hold at least one output row (column).
-// A chunk is a range of cell rows t = n * Qh + (qh - qh_lo) over all images.
+// The cell grid of the forward is the geometry's: cells g.qh_lo .. g.qh_lo + g.Qh - 1 (and
+// likewise along W) hold at least one output. A chunk is a range of cell rows
+// t = n * Qh + (qh - qh_lo) over all images.
 struct ForwardCells {
-  int64_t qh_lo, Qh;  // the W axis is g.qw_lo, g.Qw
   int64_t K;          // Cin_g * cell_offsets_h * cell_offsets_w: inputs one cell reads, per group
   int64_t cols;       // Cout_g * sh * sw: outputs one cell holds, per group
 };
 
 ForwardCells forward_cells(const ConvTranspose2dGeometry& g) {
   ForwardCells c{};
-  c.qh_lo = floor_div(g.ph, g.sh);
-  c.Qh = floor_div(g.Ho - 1 + g.ph, g.sh) - c.qh_lo + 1;
   c.K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w;
   c.cols = g.Cout_g * g.sh * g.sw;
   return c;
@@ -82,8 +80,8 @@ __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Stride
     const int64_t off_w = k % g.cell_offsets_w, off_h = (k / g.cell_offsets_w) % g.cell_offsets_h;
     const int64_t ci = k / (g.cell_offsets_w * g.cell_offsets_h);
     const int64_t t = t0 + m / g.Qw;
-    const int64_t n = t / c.Qh;
-    const int64_t ih = c.qh_lo + t % c.Qh - off_h;
+    const int64_t n = t / g.Qh;
+    const int64_t ih = g.qh_lo + t % g.Qh - off_h;
     const int64_t iw = g.qw_lo + m % g.Qw - off_w;
     const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
     A[e] = inside ? x[xs.offset(n, grp * g.Cin_g + ci, ih, iw)] : scalar_t(0);
@@ -116,7 +114,7 @@ __global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
       tl = e / (g.Wo * g.sh * g.Cout);
     }
     const int64_t t = t0 + tl;
-    const int64_t n = t / c.Qh, qh = c.qh_lo + t % c.Qh;
+    const int64_t n = t / g.Qh, qh = g.qh_lo + t % g.Qh;
     const int64_t oh = output_of(qh, rh, g.sh, g.ph);
     if (oh < 0 || oh >= g.Ho) continue;  // this phase of the edge cell lies outside the output
     const CellPhase wp = cell_phase_of(ow, g.sw, g.pw);
@@ -177,7 +175,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& w, const Tensor& bias, Ten
       w.const_data_ptr<scalar_t>(), strides_of(w), g, c, B.mutable_data_ptr<scalar_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-  const int64_t total_rows = g.N * c.Qh;
+  const int64_t total_rows = g.N * g.Qh;
   const int64_t row_elems = g.groups * g.Qw * (c.K + c.cols);
   const int64_t rows_max = rows_per_chunk(total_rows, row_elems, g.Qw * std::max(c.K, c.cols),
                                           int64_t(sizeof(acc_t)));
