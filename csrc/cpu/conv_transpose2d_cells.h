@@ -1,6 +1,6 @@
 // The "cell" view of a transposed convolution (common/conv_transpose2d_shape.h), shared by the
 // CPU forward and backward: per-phase weight matrices, and gathers of input and grad_output
-// into cell-major matrices. Contiguous (NCHW) layout.
+// into cell-major matrices. Contiguous (NCHW) layout, and the forward's channels_last gather.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -82,6 +82,29 @@ void gather_input_cells(const scalar_t* x, const ConvTranspose2dGeometry& g, int
         }
       }
   }
+}
+
+// A (M x K) for cell rows [qh0, qh0 + rows) and cells [qw_lo, qw_lo + Qw) of image n, group grp,
+// channels_last x: per cell, the Cin_g contiguous channels at each offset (k = (off_h, off_w, ci)),
+// zero outside the input.
+template <typename scalar_t, typename acc_t>
+void gather_input_cells_channels_last(const scalar_t* x, const ConvTranspose2dGeometry& g, int64_t n,
+                                      int64_t grp, int64_t qh0, int64_t rows, acc_t* A) {
+  const int64_t Qw = g.Qw, K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < Qw; ++j) {
+      acc_t* dst = A + (r * Qw + j) * K;
+      for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
+        for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w, dst += g.Cin_g) {
+          const int64_t ih = qh0 + r - off_h, iw = g.qw_lo + j - off_w;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            std::fill(dst, dst + g.Cin_g, acc_t(0));
+            continue;
+          }
+          const scalar_t* src = x + ((n * g.H + ih) * g.W + iw) * g.Cin + grp * g.Cin_g;
+          for (int64_t ci = 0; ci < g.Cin_g; ++ci) dst[ci] = static_cast<acc_t>(src[ci]);
+        }
+    }
 }
 
 // G_rh (M x Nb) for cell rows [qh0, qh0 + rows), cells qw in [0, Qw), phase rh: the adjoint of
