@@ -462,12 +462,9 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   });
 }
 
-// Direct output-stationary loop over the real taps only. The cell GEMM multiplies structural
-// zeros (padding cells, offsets that feed no tap of a phase) with weights and inputs; that is
-// exact for finite values but turns an Inf or NaN operand into NaN at outputs it does not feed
-// (0 * Inf = NaN). With a non-finite input or weight this loop runs instead, so NaN and Inf land
-// exactly where PyTorch's convolution puts them (the CUDA kernels recompute non-finite outputs with
-// the same common/conv_transpose2d_direct.h sum). y may have any strides.
+// Direct output-stationary loop over the real taps only: the forward of a non-finite input or
+// weight, Note [NaN/Inf] (docs/ARCHITECTURE.md) (the CUDA kernels recompute non-finite outputs
+// with the same common/conv_transpose2d_direct.h sum). y may have any strides.
 template <typename scalar_t>
 void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                     Tensor& y, const ConvTranspose2dGeometry& g) {

@@ -145,8 +145,7 @@ BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size
 // Wide strides (FCN's 32) make the patch matrix read grad_output at stride s: the cell view reads
 // it in contiguous runs instead. For small strides (U-Net, DCGAN) the patch GEMM, with its longer
 // reduction, measured faster.
-// Callers also require finite data: the cell view's zero-padded taps would turn Inf/NaN into NaN
-// where the definition (and PyTorch) has none; the patch path multiplies only real taps by them.
+// Callers also require finite data (the cell view's zero-padded taps): Note [NaN/Inf] (docs/ARCHITECTURE.md).
 bool use_cells(const ConvTranspose2dGeometry& g, bool channels_last) {
   return !channels_last && g.Cin_g > 1 && g.sh * g.sw >= 16;
 }

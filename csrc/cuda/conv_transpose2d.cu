@@ -9,8 +9,8 @@
 //   gather A (a kernel), C = A @ B (cuBLAS, batched over groups; A and B in the input's type, C in
 //   float32 for bfloat16/float16: cuda/bmm.cuh), scatter C into the output with
 //   the bias fused (a kernel, each output element written exactly once). An output whose GEMM sum
-//   is not finite is recomputed there from its real taps (common/conv_transpose2d_direct.h), so
-//   NaN and Inf land where PyTorch's convolution puts them.
+//   is not finite is recomputed there from its real taps (common/conv_transpose2d_direct.h):
+//   Note [NaN/Inf] (docs/ARCHITECTURE.md).
 // No atomics: the result is bitwise reproducible.
 //
 // Depthwise path (one input channel per group): one thread per output element sums its taps in a
@@ -91,9 +91,8 @@ __global__ void gather_input_cells_kernel(const scalar_t* __restrict__ x, Stride
 // y[n, c, oh, ow] = C[grp][(t - t0, qw)][(co, rh, rw)] + bias[c] for the outputs of cell rows
 // t in [t0, t0 + rows). Threads run along y's memory order (ow fastest for contiguous output,
 // channels fastest for channels_last) so the writes coalesce.
-// The GEMM also multiplied the zeros of A and B (0 * Inf = NaN where no tap exists), so an output
-// whose sum is not finite is recomputed from its real taps: one test per element for finite data,
-// no device-wide check and no host synchronisation.
+// An output whose sum is not finite is recomputed from its real taps (Note [NaN/Inf] (docs/ARCHITECTURE.md)):
+// one test per element for finite data, no device-wide check and no host synchronisation.
 template <typename scalar_t, typename acc_t>
 __global__ void scatter_output_cells_kernel(const acc_t* __restrict__ C,
                                             const scalar_t* __restrict__ bias,

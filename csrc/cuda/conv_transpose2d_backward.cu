@@ -10,8 +10,8 @@
 //     grad_weight = sum over chunks, in chunk order, of X_g^T @ P
 // The im2col form needs no col2im: each grad_input element is one GEMM output, written once.
 // The GEMMs also multiply P's zeros (taps outside grad_output): the epilogues that write
-// grad_input and grad_weight recompute an element whose sum is not finite from its real terms, so
-// NaN and Inf land where the definition puts them (see common/conv_transpose2d_direct.h).
+// grad_input and grad_weight recompute an element whose sum is not finite from its real terms
+// (common/conv_transpose2d_direct.h), Note [NaN/Inf] (docs/ARCHITECTURE.md).
 // One input channel per group (depthwise): direct kernels, one thread per grad_input element, and
 // grad_weight, like grad_bias, a two-pass reduction over the pixels. Every sum has a fixed order
 // and there are no atomics, so the gradients are bitwise reproducible.
@@ -68,9 +68,8 @@ __global__ void gather_patches_kernel(const scalar_t* __restrict__ go, Strides4 
 }
 
 // grad_input[n, cin, ih, iw] = D[grp][(t - t0, iw)][ci] for the input rows t in [t0, t0 + rows).
-// Threads run along grad_input's memory order so the writes coalesce. The GEMM also multiplied
-// P's zeros (taps outside grad_output) with the weight, 0 * Inf = NaN where the definition has no
-// term, so an element whose sum is not finite is recomputed from its real taps.
+// Threads run along grad_input's memory order so the writes coalesce. An element whose sum is
+// not finite is recomputed from its real taps (Note [NaN/Inf] (docs/ARCHITECTURE.md)).
 template <typename scalar_t, typename acc_t>
 __global__ void write_grad_input_kernel(const acc_t* __restrict__ D,
                                         StridedRead<scalar_t, acc_t> go_at,
@@ -146,10 +145,9 @@ __device__ acc_t grad_weight_element_block_sum(const ConvTranspose2dGeometry& g,
   return block_sum<kReduceThreads>(partial, shared);
 }
 
-// grad_weight = acc rounded to scalar_t, kReduceThreads elements per block. acc (the GEMM sums)
-// also multiplied P's zeros with the input (0 * Inf = NaN where the definition has no term): a
-// block holding a non-finite sum recomputes each such element from its real terms, all its
-// threads together. Finite data costs one test per element.
+// grad_weight = acc rounded to scalar_t, kReduceThreads elements per block. A block holding a
+// non-finite sum recomputes each such element from its real terms, all its threads together
+// (Note [NaN/Inf] (docs/ARCHITECTURE.md)). Finite data costs one test per element.
 template <typename scalar_t, typename acc_t>
 __global__ void write_grad_weight_kernel(const acc_t* __restrict__ acc,
                                          StridedRead<scalar_t, acc_t> go_at,

@@ -3,7 +3,7 @@
 // upsample_tables.h, built on the host from ATen's index/weight math), applied separably by
 // cuda/separable_resample.cuh. The output keeps the input's suggested memory format, like
 // PyTorch; other strided inputs are made dense in that format first. NaN/Inf land where
-// PyTorch's kernels put them (ATen's unmerged taps, see separable_resample.cuh).
+// PyTorch's kernels put them (ATen's unmerged taps, see separable_resample.cuh; Note [NaN/Inf]).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>

@@ -6,9 +6,9 @@
 // is written by one thread, no atomics, a fixed order, so the gradient is bitwise reproducible and
 // allowed under torch.use_deterministic_algorithms(True).
 //
-// NaN/Inf in grad_output: a gather over zero-padded tables, as on the CPU. A non-finite grad_output
-// element reaches every grad_input element whose table window covers it, including through a
-// structural zero weight (where PyTorch's scatter would skip a zero weight, NaN appears here).
+// NaN/Inf in grad_output: a gather over zero-padded tables, as on the CPU, so NaN may appear where
+// PyTorch's scatter skips a zero weight: the documented exception of Note [NaN/Inf] (docs/ARCHITECTURE.md)
+// and of the README's "NaN/Inf".
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
