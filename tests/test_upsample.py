@@ -34,7 +34,7 @@ def test_memory_formats_match_pytorch(kw, mode, dtype, layout):
     check_interpolate(make_image(2, 5, (6, 9), dtype, layout), mode=mode, **kw)
 
 
-# float32 takes vectorised paths of its own (csrc/cpu/vector_gather.h: 16-, 8- or 4-lane source
+# float32 takes vectorised paths of its own (csrc/cpu/gather_*.h: 16-, 8- or 4-lane source
 # windows chosen by the scale, polyphase for integer factors, 16-row transposes; non-temporal
 # stores for outputs of 32 MiB or more): widths leave ragged vector tails, factors select each
 # path and the scalar fallback (0.12).

@@ -18,8 +18,12 @@ struct ConvTranspose2dGeometry {
   int64_t Cout, Ho, Wo;             // output
   int64_t kH, kW, groups, Cin_g, Cout_g;
   int64_t sh, sw, ph, pw, dh, dw;   // stride, padding, dilation
-  int64_t Oh, Ow;                   // input offsets a cell reads, per axis
-  int64_t qw_lo, Qw;                // cells along W that hold at least one output column
+  // How many input offsets a cell reads, per axis: cell (qh, qw) reads input rows qh - off_h for
+  // 0 <= off_h < cell_offsets_h, and columns likewise (common/conv_transpose2d_shape.h).
+  int64_t cell_offsets_h, cell_offsets_w;
+  // The cells that hold at least one output: rows qh_lo .. qh_lo + Qh - 1 (output rows) and
+  // columns qw_lo .. qw_lo + Qw - 1 (output columns).
+  int64_t qh_lo, Qh, qw_lo, Qw;
 
   // Multiply-adds of the forward (each input pixel times each tap and output channel of its
   // group), and likewise of each backward: the work measure of the CPU kernels' parallel loops.
@@ -87,8 +91,10 @@ inline ConvTranspose2dGeometry conv_transpose2d_geometry(
   TORCH_CHECK((g.Ho > 0 && g.Wo > 0) || empty_ok, "Given input size per channel: (", g.H, " x ", g.W,
               "). Calculated output size per channel: (", g.Ho, " x ", g.Wo,
               "). Output size is too small");
-  g.Oh = cell_offsets(g.kH, g.sh, g.dh);
-  g.Ow = cell_offsets(g.kW, g.sw, g.dw);
+  g.cell_offsets_h = cell_offsets(g.kH, g.sh, g.dh);
+  g.cell_offsets_w = cell_offsets(g.kW, g.sw, g.dw);
+  g.qh_lo = floor_div(g.ph, g.sh);
+  g.Qh = floor_div(g.Ho - 1 + g.ph, g.sh) - g.qh_lo + 1;
   g.qw_lo = floor_div(g.pw, g.sw);
   g.Qw = floor_div(g.Wo - 1 + g.pw, g.sw) - g.qw_lo + 1;
   return g;

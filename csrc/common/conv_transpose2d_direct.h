@@ -3,10 +3,8 @@
 // CPU and CUDA kernels.
 //
 // The fast paths (the forward's cell GEMM, the backward's patch GEMM) also multiply structural
-// zeros (offsets that feed no tap, taps that fall outside the tensor). That is exact for finite
-// data but 0 * Inf = NaN where the definition has no term, so the kernels recompute an element
-// whose fast result is not finite with these loops: NaN and Inf then land where PyTorch's
-// convolution puts them.
+// zeros, so the kernels recompute with these loops what non-finite data would get wrong:
+// Note [NaN/Inf] (docs/ARCHITECTURE.md).
 //
 // Tensors are read through accessors, x_at(n, c, h, w) -> acc_t and w_at(ci, co, kh, kw) -> acc_t,
 // so each device reads its layout (strides, contiguous pointers) its own way.

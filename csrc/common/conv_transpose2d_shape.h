@@ -51,6 +51,21 @@ TCONV_HOST_DEVICE CellPhase cell_phase_of(int64_t o, int64_t stride, int64_t pad
   return {t / stride, t % stride};
 }
 
+// The indices i of [0, count) with 0 <= i * stride + offset < n, as [lo, hi) with lo <= hi: the
+// input columns a tap sends inside the output (stride, offset = k * dilation - padding), the cells
+// of a row whose column of one phase exists, the phases of a cell inside the output (stride 1).
+struct IndexRange {
+  int64_t lo, hi;
+};
+TCONV_HOST_DEVICE IndexRange indices_inside(int64_t count, int64_t stride, int64_t offset,
+                                            int64_t n) {
+  const int64_t first = floor_div(-offset + stride - 1, stride);  // i * stride + offset >= 0
+  const int64_t end = floor_div(n - 1 - offset, stride) + 1;      // i * stride + offset < n
+  const int64_t lo = first < 0 ? 0 : (first > count ? count : first);
+  const int64_t hi = end < lo ? lo : (end > count ? count : end);
+  return {lo, hi};
+}
+
 // Output index of (cell, phase).
 TCONV_HOST_DEVICE int64_t output_of(int64_t cell, int64_t phase, int64_t stride, int64_t padding) {
   return cell * stride + phase - padding;

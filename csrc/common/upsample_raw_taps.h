@@ -3,8 +3,8 @@
 //
 // Per output, the (index, weight) pairs ATen's CPU kernels multiply, zero weights and repeated
 // clamped border indices included. For finite input they give what tconv's merged, zero-padded
-// tables give (common/upsample_tables.h); with NaN/Inf they decide where NaN and Inf land
-// (0 * Inf = NaN, Inf * w1 + Inf * w2 may be NaN), so the non-finite paths use them.
+// tables give (common/upsample_tables.h); with NaN/Inf only they put NaN and Inf where PyTorch
+// does, so the forward's non-finite paths use them: Note [NaN/Inf] (docs/ARCHITECTURE.md).
 #pragma once
 
 #include <cstdint>

@@ -11,12 +11,16 @@
 // each input index, the contiguous range of output indices that read it and their weights, summed
 // in increasing output order. No scatter, no atomics, and the order is fixed, so the gradient is
 // bitwise reproducible for any thread count.
+//
+// resample_axes and resample_tables set up both axes of one op: every upsampling kernel (CPU and
+// CUDA, forward and backward) starts from them.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "common/upsample_args.h"
 #include "common/upsample_index.h"
 
 namespace tconv {
@@ -98,6 +102,32 @@ AxisTable<acc_t> transpose_table(const AxisTable<acc_t>& f) {
       }
     }
   return pad_ranges<acc_t>(f.dst, f.src, lo, count, w, width);
+}
+
+// Both axes of one 2-D resampling: H (g.H inputs to g.Ho outputs) and W.
+template <typename acc_t>
+struct ResampleAxes {
+  AxisResample<acc_t> h, w;
+};
+
+template <typename acc_t>
+ResampleAxes<acc_t> resample_axes(const Upsample2dGeometry& g, UpsampleMode mode,
+                                  bool align_corners, bool antialias) {
+  return {make_axis_resample<acc_t>(g.H, g.Ho, mode, align_corners, antialias, g.scale_h),
+          make_axis_resample<acc_t>(g.W, g.Wo, mode, align_corners, antialias, g.scale_w)};
+}
+
+// The tables the separable kernels apply per axis: the forward's (input to output), or for the
+// backward their transposes (grad_output to grad_input).
+template <typename acc_t>
+struct ResampleTables {
+  AxisTable<acc_t> h, w;
+};
+
+template <typename acc_t>
+ResampleTables<acc_t> resample_tables(const ResampleAxes<acc_t>& axes, bool backward) {
+  if (!backward) return {forward_table(axes.h), forward_table(axes.w)};
+  return {transpose_table(forward_table(axes.h)), transpose_table(forward_table(axes.w))};
 }
 
 }  // namespace tconv

@@ -48,26 +48,112 @@ std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) 
   return b;
 }
 
-template <typename scalar_t>
-void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
-                       Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw, Qw = g.Qw;
-  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
-  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+// One output row from its phase runs (run rw at runs + rw * run_stride, entry j: output column
+// (qw_lo + j) * sw + rw - pw), each plus the bias, stored at stride sw.
+template <typename scalar_t, typename acc_t>
+void store_phase_runs(const acc_t* runs, int64_t run_stride, const ConvTranspose2dGeometry& g,
+                      scalar_t* yrow, acc_t bias) {
+  for (int64_t rw = 0; rw < g.sw; ++rw) {
+    // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
+    const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
+    const IndexRange js = indices_inside(g.Qw, g.sw, ow_first, g.Wo);
+    const acc_t* run = runs + rw * run_stride;
+    scalar_t* dst = yrow + ow_first;
+    for (int64_t j = js.lo; j < js.hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
+  }
+}
 
-  // Rows of cells per GEMM: M >= ~256 amortises the BLAS's packing of B (K x Nb) over the
-  // block, while A and C of one block stay within ~1.5 MiB.
+// Runs packed one after the other (runs[rw * Qw + j]).
+template <typename scalar_t, typename acc_t>
+void store_phase_runs(const acc_t* runs, const ConvTranspose2dGeometry& g, scalar_t* yrow, acc_t bias) {
+  store_phase_runs(runs, g.Qw, g, yrow, bias);
+}
+
+// ---- the cell GEMM: per task, gather A, one GEMM, scatter C into y -----------------------------
+
+// Rows of cells per GEMM: M >= ~256 amortises the BLAS's packing of B (K x Nb) over the block,
+// while A and C of one block stay within ~1.5 MiB. A task is (n, grp, rh, block).
+struct CellGemmBlocks {
+  int64_t rows_per_block, blocks;
+  int64_t tasks(const ConvTranspose2dGeometry& g) const { return g.N * g.groups * g.sh * blocks; }
+};
+
+CellGemmBlocks cell_gemm_blocks(const ConvTranspose2dGeometry& g, int64_t K, int64_t Nb, int64_t elem_size) {
   int64_t max_cells = 0;
   for (int64_t rh = 0; rh < g.sh; ++rh)
     max_cells = std::max(max_cells, cells_of_phase(rh, g.sh, g.ph, g.Ho).count);
   max_cells = std::max<int64_t>(max_cells, 1);
-  const int64_t row_bytes = Qw * (K + Nb) * int64_t(sizeof(acc_t));
-  const int64_t rows_for_m = ceil_div(256, Qw);
+  const int64_t row_bytes = g.Qw * (K + Nb) * elem_size;
+  const int64_t rows_for_m = ceil_div(256, g.Qw);
   const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / std::max<int64_t>(row_bytes, 1), 1);
   const int64_t rows_per_block = std::clamp<int64_t>(std::min(rows_for_m, rows_for_cache), 1, max_cells);
-  const int64_t blocks = ceil_div(max_cells, rows_per_block);
-  const int64_t tasks = g.N * g.groups * g.sh * blocks;
+  return {rows_per_block, ceil_div(max_cells, rows_per_block)};
+}
+
+// Contiguous y, wide strides: C (M x Nb, columns (co, rw)) of cell rows [qh0, qh0 + rows), phase
+// rh; cell j writes a contiguous run of sw outputs, y[.., (qw_lo + j) * sw + rw - pw] for rw < sw.
+// bg: the group's biases.
+template <typename scalar_t, typename acc_t>
+void scatter_cells_by_cell(const acc_t* C, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
+                           int64_t rh, int64_t qh0, int64_t rows, const acc_t* bg, scalar_t* yp) {
+  const int64_t Qw = g.Qw, Nb = g.Cout_g * g.sw;
+  for (int64_t co = 0; co < g.Cout_g; ++co) {
+    const acc_t bias_v = bg[co];
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+      scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
+      for (int64_t j = 0; j < Qw; ++j) {
+        const int64_t ow0 = output_of(g.qw_lo + j, 0, g.sw, g.pw);
+        const IndexRange rws = indices_inside(g.sw, 1, ow0, g.Wo);  // phases inside
+        const acc_t* src = C + (r * Qw + j) * Nb + co * g.sw;
+        for (int64_t rw = rws.lo; rw < rws.hi; ++rw)
+          yrow[ow0 + rw] = static_cast<scalar_t>(src[rw] + bias_v);
+      }
+    }
+  }
+}
+
+// Contiguous y, narrow strides: C^T (Nb x M), whose row (co, rw) runs along the cells: per output
+// row, the phase runs of each channel stored at stride sw.
+template <typename scalar_t, typename acc_t>
+void scatter_cells_by_phase(const acc_t* CT, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
+                            int64_t rh, int64_t qh0, int64_t rows, const acc_t* bg, scalar_t* yp) {
+  const int64_t M = rows * g.Qw;
+  for (int64_t co = 0; co < g.Cout_g; ++co)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+      scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
+      store_phase_runs(CT + co * g.sw * M + r * g.Qw, M, g, yrow, bg[co]);
+    }
+}
+
+// Channels-last y: C (M x Nb, columns (rw, co)); output column ow reads C at cell col_cell[ow]
+// (from qw_lo) and phase col_phase[ow], Cout_g contiguous channels.
+template <typename scalar_t, typename acc_t>
+void scatter_cells_channels_last(const acc_t* C, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
+                                 int64_t rh, int64_t qh0, int64_t rows, const int64_t* col_cell,
+                                 const int64_t* col_phase, const acc_t* bg, scalar_t* yp) {
+  const int64_t Qw = g.Qw, Nb = g.Cout_g * g.sw;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
+    for (int64_t ow = 0; ow < g.Wo; ++ow) {
+      const acc_t* src = C + (r * Qw + col_cell[ow]) * Nb + col_phase[ow] * g.Cout_g;
+      scalar_t* dst = yp + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g;
+      for (int64_t co = 0; co < g.Cout_g; ++co)
+        dst[co] = static_cast<scalar_t>(src[co] + bg[co]);
+    }
+  }
+}
+
+template <typename scalar_t>
+void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                       Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw, Qw = g.Qw;
+  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
+  const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
+  const CellGemmBlocks cb = cell_gemm_blocks(g, K, Nb, int64_t(sizeof(acc_t)));
+  const int64_t rows_per_block = cb.rows_per_block, blocks = cb.blocks;
   // Contiguous output with wide strides: C = A @ B has columns (co, rw), so each cell writes a
   // contiguous run of sw outputs. Narrow strides: C^T, whose rows run along the cells.
   const bool runs_along_phase = g.sw >= 4;
@@ -83,7 +169,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
 
-  parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+  parallel_for_work(0, cb.tasks(g), g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> A(new acc_t[rows_per_block * Qw * K]);
     std::unique_ptr<acc_t[]> C(new acc_t[rows_per_block * Qw * Nb]);
     for (int64_t t = begin; t < end; ++t) {
@@ -97,76 +183,27 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
       if (rows <= 0) continue;
       const int64_t M = rows * Qw;
       const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+      const acc_t* bg = b.data() + grp * g.Cout_g;
 
       if (!channels_last) {
+        // A^T (K x M)
         gather_input_cells(xp, g, n, grp, qh0, rows, g.qw_lo, Qw, A.get());
         if (runs_along_phase) {
-          // C (M x Nb) = A (M x K) @ B (K x Nb); cell j writes y[.., j*sw + rw - pw'] for rw < sw.
+          // C (M x Nb) = A (M x K) @ B (K x Nb)
           gemm<acc_t>(M, Nb, K, {A.get(), M, true}, {Bp, Nb, false}, C.get(), Nb, false);
-          for (int64_t co = 0; co < g.Cout_g; ++co) {
-            const acc_t bias_v = b[grp * g.Cout_g + co];
-            for (int64_t r = 0; r < rows; ++r) {
-              const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
-              scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
-              for (int64_t j = 0; j < Qw; ++j) {
-                const int64_t ow0 = output_of(g.qw_lo + j, 0, g.sw, g.pw);
-                const int64_t rw_lo = std::max<int64_t>(0, -ow0);
-                const int64_t rw_hi = std::min<int64_t>(g.sw, g.Wo - ow0);
-                const acc_t* src = C.get() + (r * Qw + j) * Nb + co * g.sw;
-                for (int64_t rw = rw_lo; rw < rw_hi; ++rw)
-                  yrow[ow0 + rw] = static_cast<scalar_t>(src[rw] + bias_v);
-              }
-            }
-          }
+          scatter_cells_by_cell(C.get(), g, n, grp, rh, qh0, rows, bg, yp);
         } else {
-          // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M); row (co, rw) runs along the cells.
+          // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M)
           gemm<acc_t>(Nb, M, K, {Bp, Nb, true}, {A.get(), M, false}, C.get(), M, false);
-          for (int64_t co = 0; co < g.Cout_g; ++co) {
-            const acc_t bias_v = b[grp * g.Cout_g + co];
-            for (int64_t r = 0; r < rows; ++r) {
-              const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
-              scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
-              for (int64_t rw = 0; rw < g.sw; ++rw) {
-                // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
-                const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-                const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-                const int64_t j_hi = std::min<int64_t>(Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
-                const acc_t* src = C.get() + (co * g.sw + rw) * M + r * Qw;
-                scalar_t* dst = yrow + ow_first;
-                for (int64_t j = j_lo; j < j_hi; ++j)
-                  dst[j * g.sw] = static_cast<scalar_t>(src[j] + bias_v);
-              }
-            }
-          }
+          scatter_cells_by_phase(C.get(), g, n, grp, rh, qh0, rows, bg, yp);
         }
       } else {
-        // A (M x K): per cell, Cin_g contiguous channels at each offset.
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t j = 0; j < Qw; ++j) {
-            acc_t* dst = A.get() + (r * Qw + j) * K;
-            for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-              for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off, dst += g.Cin_g) {
-                const int64_t ih = qh0 + r - oh_off, iw = g.qw_lo + j - ow_off;
-                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
-                  std::fill(dst, dst + g.Cin_g, acc_t(0));
-                  continue;
-                }
-                const scalar_t* src = xp + ((n * g.H + ih) * g.W + iw) * g.Cin + grp * g.Cin_g;
-                for (int64_t ci = 0; ci < g.Cin_g; ++ci) dst[ci] = static_cast<acc_t>(src[ci]);
-              }
-          }
+        // A (M x K)
+        gather_input_cells_channels_last(xp, g, n, grp, qh0, rows, A.get());
         // C (M x Nb) = A (M x K) @ B (K x Nb)
         gemm<acc_t>(M, Nb, K, {A.get(), K, false}, {Bp, Nb, false}, C.get(), Nb, false);
-        const acc_t* bg = b.data() + grp * g.Cout_g;
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
-          for (int64_t ow = 0; ow < g.Wo; ++ow) {
-            const acc_t* src = C.get() + (r * Qw + col_cell[ow]) * Nb + col_phase[ow] * g.Cout_g;
-            scalar_t* dst = yp + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g;
-            for (int64_t co = 0; co < g.Cout_g; ++co)
-              dst[co] = static_cast<scalar_t>(src[co] + bg[co]);
-          }
-        }
+        scatter_cells_channels_last(C.get(), g, n, grp, rh, qh0, rows, col_cell.data(), col_phase.data(),
+                                    bg, yp);
       }
     }
   });
@@ -189,21 +226,6 @@ PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
   }
   p.begin.push_back(int64_t(p.taps.size()));
   return p;
-}
-
-// One output row from its phase runs (runs[rw * Qw + j]: output column (qw_lo + j) * sw + rw - pw),
-// each plus the bias, stored at stride sw.
-template <typename scalar_t, typename acc_t>
-void store_phase_runs(const acc_t* runs, const ConvTranspose2dGeometry& g, scalar_t* yrow, acc_t bias) {
-  for (int64_t rw = 0; rw < g.sw; ++rw) {
-    // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
-    const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-    const int64_t j_lo = std::max<int64_t>(0, floor_div(-ow_first + g.sw - 1, g.sw));
-    const int64_t j_hi = std::min<int64_t>(g.Qw, floor_div(g.Wo - 1 - ow_first, g.sw) + 1);
-    const acc_t* run = runs + rw * g.Qw;
-    scalar_t* dst = yrow + ow_first;
-    for (int64_t j = j_lo; j < j_hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
-  }
 }
 
 // One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
@@ -233,20 +255,19 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
         const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
         std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
         for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-          const auto [kh, oh_off] = th.taps[a];
-          const int64_t ih = hp.cell - oh_off;
+          const auto [kh, off_h] = th.taps[a];
+          const int64_t ih = hp.cell - off_h;
           if (ih < 0 || ih >= g.H) continue;
           const scalar_t* xrow = xc + ih * g.W;
           for (int64_t rw = 0; rw < g.sw; ++rw) {
             acc_t* run = runs.get() + rw * Qw;
             for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-              const auto [kw, ow_off] = tw.taps[e];
+              const auto [kw, off_w] = tw.taps[e];
               const acc_t wv = wk[kh * g.kW + kw];
-              // cells j whose input column qw_lo + j - ow_off lies in [0, W)
-              const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
-              const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-              const scalar_t* src = xrow + (g.qw_lo - ow_off);
-              for (int64_t j = j_lo; j < j_hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
+              // cells j whose input column qw_lo + j - off_w lies in [0, W)
+              const IndexRange js = indices_inside(Qw, 1, g.qw_lo - off_w, g.W);
+              const scalar_t* src = xrow + (g.qw_lo - off_w);
+              for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
             }
           }
         }
@@ -261,7 +282,8 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 //     T[(co, kh, kw)][(i, ih, iw)] = sum_ci W[ci, co, kh, kw] * x[i, ci, ih, iw]
 // (channels_last: T[(i, ih, iw)][(kh, kw, co)]), and each output element then sums the T entries
 // of its own taps, output-stationary as everywhere else. No FLOP is spent on structural zeros,
-// unlike the cell view's padding cells: the cell view multiplies (H + Oh - 1)(W + Ow - 1) cells for
+// unlike the cell view's padding cells: the cell view multiplies
+// (H + cell_offsets_h - 1)(W + cell_offsets_w - 1) cells for
 // H x W pixels (1.56x the work at DCGAN's 4x4 inputs, 16x on a 1x1 latent with a 4x4 kernel), and
 // its GEMMs there have a few dozen rows. T is kH*kW / (sh*sw) times the output's size, so it is
 // used where the cell view's waste is large (use_tap_gemm). Images are batched into one GEMM of
@@ -294,8 +316,8 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
   int64_t cell_rows = 0;
   for (int64_t rh = 0; rh < g.sh; ++rh) cell_rows += cells_of_phase(rh, g.sh, g.ph, g.Ho).count;
   const double real = double(g.multiply_adds());
-  const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.Oh * g.Ow * g.Cout_g * g.sw *
-                      (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
+  const double cell = double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.cell_offsets_h *
+                      g.cell_offsets_w * g.Cout_g * g.sw * (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
   const double tap = real * ((gemm_16_bits ? 0.5 : 1.0) + 8.0 / double(g.Cin_g));
   return tap < cell;
 }
@@ -387,17 +409,17 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
               const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
               std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
               for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-                const auto [kh, oh_off] = th.taps[a];
-                const int64_t ih = hp.cell - oh_off;
+                const auto [kh, off_h] = th.taps[a];
+                const int64_t ih = hp.cell - off_h;
                 if (ih < 0 || ih >= g.H) continue;
                 for (int64_t rw = 0; rw < g.sw; ++rw) {
                   acc_t* run = runs.get() + rw * Qw;
                   for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-                    const auto [kw, ow_off] = tw.taps[e];
-                    // cells j whose input column qw_lo + j - ow_off lies in [0, W)
-                    const int64_t j_lo = std::clamp<int64_t>(ow_off - g.qw_lo, 0, Qw);
-                    const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - g.qw_lo, j_lo, Qw);
-                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - ow_off);
+                    const auto [kw, off_w] = tw.taps[e];
+                    // cells j whose input column qw_lo + j - off_w lies in [0, W)
+                    const int64_t j_lo = std::clamp<int64_t>(off_w - g.qw_lo, 0, Qw);
+                    const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - g.qw_lo, j_lo, Qw);
+                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - off_w);
 #pragma omp simd
                     for (int64_t j = j_lo; j < j_hi; ++j) run[j] += static_cast<acc_t>(src[j]);
                   }
@@ -429,12 +451,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
               const CellPhase wph = cell_phase_of(ow, g.sw, g.pw);
               std::fill(acc, acc + cn, acc_t(0));
               for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-                const auto [kh, oh_off] = th.taps[a];
-                const int64_t ih = hp.cell - oh_off;
+                const auto [kh, off_h] = th.taps[a];
+                const int64_t ih = hp.cell - off_h;
                 if (ih < 0 || ih >= g.H) continue;
                 for (int64_t e = tw.begin[wph.phase]; e < tw.begin[wph.phase + 1]; ++e) {
-                  const auto [kw, ow_off] = tw.taps[e];
-                  const int64_t iw = wph.cell - ow_off;
+                  const auto [kw, off_w] = tw.taps[e];
+                  const int64_t iw = wph.cell - off_w;
                   if (iw < 0 || iw >= g.W) continue;
                   const gemm_t* src = T.get() + (i * HW + ih * g.W + iw) * Rb + (kh * g.kW + kw) * cn;
 #pragma omp simd
@@ -451,12 +473,9 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   });
 }
 
-// Direct output-stationary loop over the real taps only. The cell GEMM multiplies structural
-// zeros (padding cells, offsets that feed no tap of a phase) with weights and inputs; that is
-// exact for finite values but turns an Inf or NaN operand into NaN at outputs it does not feed
-// (0 * Inf = NaN). With a non-finite input or weight this loop runs instead, so NaN and Inf land
-// exactly where PyTorch's convolution puts them (the CUDA kernels recompute non-finite outputs with
-// the same common/conv_transpose2d_direct.h sum). y may have any strides.
+// Direct output-stationary loop over the real taps only: the forward of a non-finite input or
+// weight, Note [NaN/Inf] (docs/ARCHITECTURE.md) (the CUDA kernels recompute non-finite outputs
+// with the same common/conv_transpose2d_direct.h sum). y may have any strides.
 template <typename scalar_t>
 void forward_direct(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
                     Tensor& y, const ConvTranspose2dGeometry& g) {
@@ -498,7 +517,7 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);
   if (y.numel() == 0) return y;
 
-  if (g.Cin_g == 1 && g.Oh * g.Ow <= 16) {
+  if (g.Cin_g == 1 && g.cell_offsets_h * g.cell_offsets_w <= 16) {
     // Direct loop: a GEMM with one input channel per group would have K <= 16.
     const Tensor x = input.contiguous();
     Tensor out = fmt == at::MemoryFormat::Contiguous ? y : empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options());

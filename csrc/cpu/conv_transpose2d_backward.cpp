@@ -1,10 +1,7 @@
 // CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
 //
-// Wide-stride shapes (contiguous layout) use the adjoint of the forward's cell GEMM: grad_output is
-// gathered per cell in contiguous runs (G_rh), then
-//   grad_input  = col2im over offsets of  dA = sum_rh G_rh @ B_rh^T
-//   grad_weight = fold of                 dB_rh = A^T @ G_rh   (A: the forward's input cells)
-// Other shapes use the patch matrix below.
+// Wide-stride shapes (contiguous layout) use the adjoint of the forward's cell GEMM
+// (cpu/conv_transpose2d_backward_cells.h). Other shapes use the patch matrix below.
 //
 // Both dense gradients read grad_output through the same patch matrix P: for input pixel
 // (ih, iw), P[(ih, iw)][(co, kh, kw)] = grad_output[co, ih*sh - ph + kh*dh, iw*sw - pw + kw*dw]
@@ -24,6 +21,8 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_backward_args.h"
+#include "cpu/conv_transpose2d_backward_blocks.h"
+#include "cpu/conv_transpose2d_backward_cells.h"
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
@@ -35,12 +34,6 @@ namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
 using at::Tensor;
-
-// At most `limit` rows per block, split evenly over `total` (16 rows as 9 + 8, not 16 + 1).
-int64_t balanced_rows(int64_t limit, int64_t total) {
-  limit = std::clamp<int64_t>(limit, 1, std::max<int64_t>(total, 1));
-  return ceil_div(total, ceil_div(total, limit));
-}
 
 // Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp, for the group's
 // output channels [co0, co0 + cn) (all by default).
@@ -58,20 +51,18 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
       for (int64_t kh = 0; kh < g.kH; ++kh)
         for (int64_t kw = 0; kw < g.kW; ++kw) {
           acc_t* dst = P + (((co - co0) * g.kH + kh) * g.kW + kw) * M;
-          const int64_t off_w = kw * g.dw - g.pw;
-          // iw with 0 <= iw*sw + off_w < Wo
-          const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-          const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+          const int64_t ow_base = kw * g.dw - g.pw;  // iw feeds output column iw * sw + ow_base
+          const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
           for (int64_t r = 0; r < rows; ++r, dst += g.W) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
             if (oh < 0 || oh >= g.Ho) {
               std::fill(dst, dst + g.W, acc_t(0));
               continue;
             }
-            const scalar_t* src = plane + oh * g.Wo + off_w;
-            std::fill(dst, dst + iw_lo, acc_t(0));
-            for (int64_t iw = iw_lo; iw < iw_hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
-            std::fill(dst + iw_hi, dst + g.W, acc_t(0));
+            const scalar_t* src = plane + oh * g.Wo + ow_base;
+            std::fill(dst, dst + iws.lo, acc_t(0));
+            for (int64_t iw = iws.lo; iw < iws.hi; ++iw) dst[iw] = static_cast<acc_t>(src[iw * g.sw]);
+            std::fill(dst + iws.hi, dst + g.W, acc_t(0));
           }
         }
     }
@@ -116,143 +107,6 @@ PatchBlocks patch_blocks(const ConvTranspose2dGeometry& g, int64_t elem_size) {
   b.image_blocks = ceil_div(g.N, b.images);
   b.row_blocks = ceil_div(g.H, b.rows);
   return b;
-}
-
-// Number of partial sums: a function of the shape only, so the result never depends on threads.
-// Up to 8 (load balance), fewer when the partial buffers would pass ~64 MiB.
-int64_t weight_grad_chunks(int64_t tasks, int64_t partial_bytes) {
-  const int64_t by_memory = std::max<int64_t>((64 << 20) / std::max<int64_t>(partial_bytes, 1), 2);
-  return std::max<int64_t>(std::min<int64_t>({tasks, 8, by_memory}), 1);
-}
-
-// ---- strided shapes: the cell view -------------------------------------------------------------
-
-// The backward's cell grid: every cell that reads an input pixel, qh in [0, H + Oh - 1).
-struct BackwardCells {
-  int64_t Hc, Wc, rows_per_block, blocks;
-};
-
-BackwardCells backward_cells(const ConvTranspose2dGeometry& g, int64_t elem_size) {
-  BackwardCells c{};
-  c.Hc = g.H + g.Oh - 1;
-  c.Wc = g.W + g.Ow - 1;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  const int64_t rows_for_m = ceil_div(512, c.Wc);  // amortise the BLAS's packing
-  const int64_t rows_for_cache = std::max<int64_t>((3 << 19) / (c.Wc * (K + Nb) * elem_size), 1);
-  c.rows_per_block = balanced_rows(std::min(rows_for_m, rows_for_cache), c.Hc);
-  c.blocks = ceil_div(c.Hc, c.rows_per_block);
-  return c;
-}
-
-// Wide strides (FCN's 32) make the patch matrix read grad_output at stride s: the cell view reads
-// it in contiguous runs instead. For small strides (U-Net, DCGAN) the patch GEMM, with its longer
-// reduction, measured faster.
-// Callers also require finite data: the cell view's zero-padded taps would turn Inf/NaN into NaN
-// where the definition (and PyTorch) has none; the patch path multiplies only real taps by them.
-bool use_cells(const ConvTranspose2dGeometry& g, bool channels_last) {
-  return !channels_last && g.Cin_g > 1 && g.sh * g.sw >= 16;
-}
-
-template <typename scalar_t>
-void backward_input_cells(const Tensor& go, const Tensor& weight, Tensor& gi,
-                          const ConvTranspose2dGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, false);
-  const BackwardCells bc = backward_cells(g, sizeof(acc_t));
-  const int64_t cells = bc.Hc * bc.Wc;
-  // dA[n][grp][cell][(ci, oh_off, ow_off)]: what each cell sends back to the pixels it read.
-  std::unique_ptr<acc_t[]> dA(new acc_t[g.N * g.groups * cells * K]);
-  const scalar_t* gop = go.const_data_ptr<scalar_t>();
-
-  parallel_for_work(0, g.N * g.groups * bc.blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t blk = t % bc.blocks, grp = (t / bc.blocks) % g.groups, n = t / (bc.blocks * g.groups);
-      const int64_t qh0 = blk * bc.rows_per_block, rows = std::min(bc.rows_per_block, bc.Hc - qh0);
-      const int64_t M = rows * bc.Wc;
-      acc_t* dA_blk = dA.get() + ((n * g.groups + grp) * cells + qh0 * bc.Wc) * K;
-      for (int64_t rh = 0; rh < g.sh; ++rh) {
-        gather_grad_cells(gop, g, n, grp, rh, qh0, rows, bc.Wc, G.get());
-        const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
-        // dA (M x K) (+)= G_rh (M x Nb) @ B_rh^T (Nb x K), phases summed in order
-        gemm<acc_t>(M, K, Nb, {G.get(), Nb, false}, {Bp, Nb, true}, dA_blk, K, rh > 0);
-      }
-    }
-  });
-
-  // grad_input[n, ci, ih, iw] = sum over offsets of dA[cell (ih + oh_off, iw + ow_off)], in order.
-  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
-  parallel_for_work(0, g.N * g.groups * g.H, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> acc(g.Cin_g * g.W);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t ih = t % g.H, grp = (t / g.H) % g.groups, n = t / (g.H * g.groups);
-      std::fill(acc.begin(), acc.end(), acc_t(0));
-      const acc_t* dA_img = dA.get() + (n * g.groups + grp) * cells * K;
-      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-        for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off)
-          for (int64_t iw = 0; iw < g.W; ++iw) {
-            const acc_t* src = dA_img + ((ih + oh_off) * bc.Wc + iw + ow_off) * K + oh_off * g.Ow + ow_off;
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci) acc[ci * g.W + iw] += src[ci * g.Oh * g.Ow];
-          }
-      for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
-        scalar_t* dst = gip + ((n * g.Cin + grp * g.Cin_g + ci) * g.H + ih) * g.W;
-        for (int64_t iw = 0; iw < g.W; ++iw) dst[iw] = static_cast<scalar_t>(acc[ci * g.W + iw]);
-      }
-    }
-  });
-}
-
-template <typename scalar_t>
-void backward_weight_cells(const Tensor& go, const Tensor& x, Tensor& gw,
-                           const ConvTranspose2dGeometry& g) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
-  const BackwardCells bc = backward_cells(g, sizeof(acc_t));
-  const int64_t tasks = g.N * bc.blocks;
-  const int64_t bsize = g.groups * g.sh * K * Nb;
-  const int64_t chunks = weight_grad_chunks(tasks, bsize * int64_t(sizeof(acc_t)));
-  std::vector<acc_t> partial(chunks * bsize, acc_t(0));
-  const scalar_t* gop = go.const_data_ptr<scalar_t>();
-  const scalar_t* xp = x.const_data_ptr<scalar_t>();
-
-  parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
-    std::unique_ptr<acc_t[]> AT(new acc_t[bc.rows_per_block * bc.Wc * K]);
-    std::unique_ptr<acc_t[]> G(new acc_t[bc.rows_per_block * bc.Wc * Nb]);
-    for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
-      acc_t* dB = partial.data() + chunk * bsize;
-      for (int64_t t = tasks * chunk / chunks; t < tasks * (chunk + 1) / chunks; ++t) {
-        const int64_t blk = t % bc.blocks, n = t / bc.blocks;
-        const int64_t qh0 = blk * bc.rows_per_block, rows = std::min(bc.rows_per_block, bc.Hc - qh0);
-        const int64_t M = rows * bc.Wc;
-        for (int64_t grp = 0; grp < g.groups; ++grp) {
-          gather_input_cells(xp, g, n, grp, qh0, rows, 0, bc.Wc, AT.get());
-          for (int64_t rh = 0; rh < g.sh; ++rh) {
-            gather_grad_cells(gop, g, n, grp, rh, qh0, rows, bc.Wc, G.get());
-            // dB_rh (K x Nb) += A^T (K x M) @ G_rh (M x Nb)
-            gemm<acc_t>(K, Nb, M, {AT.get(), M, false}, {G.get(), Nb, false},
-                        dB + (grp * g.sh + rh) * K * Nb, Nb, true);
-          }
-        }
-      }
-    }
-  });
-
-  // Fold: tap (kh, kw) is phase (kh*dh) % sh at offset (kh*dh) / sh; chunks summed in order.
-  scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
-  const int64_t wsize = g.Cin * g.Cout_g * g.kH * g.kW;
-  parallel_for_work(0, wsize, wsize * chunks, [&](int64_t begin, int64_t end) {
-    for (int64_t e = begin; e < end; ++e) {
-      const int64_t kw = e % g.kW, kh = (e / g.kW) % g.kH, co = (e / (g.kW * g.kH)) % g.Cout_g;
-      const int64_t cin = e / (g.kW * g.kH * g.Cout_g), grp = cin / g.Cin_g, ci = cin % g.Cin_g;
-      const int64_t rh = kh * g.dh % g.sh, oh_off = kh * g.dh / g.sh;
-      const int64_t rw = kw * g.dw % g.sw, ow_off = kw * g.dw / g.sw;
-      const int64_t idx = (grp * g.sh + rh) * K * Nb + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * Nb + co * g.sw + rw;
-      acc_t s = partial[idx];
-      for (int64_t chunk = 1; chunk < chunks; ++chunk) s += partial[chunk * bsize + idx];
-      gwp[e] = static_cast<scalar_t>(s);
-    }
-  });
 }
 
 // ---- grad_input --------------------------------------------------------------------------------
@@ -356,11 +210,10 @@ void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi
             if (oh < 0 || oh >= g.Ho) continue;
             for (int64_t kw = 0; kw < g.kW; ++kw) {
               const acc_t wv = static_cast<acc_t>(wp[(c * g.kH + kh) * g.kW + kw]);
-              const int64_t off_w = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
-              const scalar_t* src = plane + oh * g.Wo + off_w;
-              for (int64_t iw = iw_lo; iw < iw_hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
+              const int64_t ow_base = kw * g.dw - g.pw;
+              const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
+              const scalar_t* src = plane + oh * g.Wo + ow_base;
+              for (int64_t iw = iws.lo; iw < iws.hi; ++iw) row[iw] += wv * static_cast<acc_t>(src[iw * g.sw]);
             }
           }
         }
@@ -543,13 +396,12 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
             const int64_t oh = ih * g.sh - g.ph + kh * g.dh;
             if (oh < 0 || oh >= g.Ho) continue;
             for (int64_t kw = 0; kw < g.kW; ++kw) {
-              const int64_t off_w = kw * g.dw - g.pw;
-              const int64_t iw_lo = std::clamp<int64_t>(floor_div(-off_w + g.sw - 1, g.sw), 0, g.W);
-              const int64_t iw_hi = std::clamp<int64_t>(floor_div(g.Wo - 1 - off_w, g.sw) + 1, iw_lo, g.W);
+              const int64_t ow_base = kw * g.dw - g.pw;
+              const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
               const scalar_t* xrow = xplane + ih * g.W;
-              const scalar_t* grow = gplane + oh * g.Wo + off_w;
+              const scalar_t* grow = gplane + oh * g.Wo + ow_base;
               acc_t s = 0;
-              for (int64_t iw = iw_lo; iw < iw_hi; ++iw)
+              for (int64_t iw = iws.lo; iw < iws.hi; ++iw)
                 s += static_cast<acc_t>(xrow[iw]) * static_cast<acc_t>(grow[iw * g.sw]);
               acc[kh * g.kW + kw] += s;
             }

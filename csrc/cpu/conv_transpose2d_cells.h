@@ -1,6 +1,6 @@
 // The "cell" view of a transposed convolution (common/conv_transpose2d_shape.h), shared by the
 // CPU forward and backward: per-phase weight matrices, and gathers of input and grad_output
-// into cell-major matrices. Contiguous (NCHW) layout.
+// into cell-major matrices. Contiguous (NCHW) layout, and the forward's channels_last gather.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -23,30 +23,30 @@ inline CellRange cells_of_phase(int64_t phase, int64_t stride, int64_t padding, 
 }
 
 // B_rh for every group and phase rh, as acc_t. Row (k) and column orders match the gather and
-// scatter of the memory format: contiguous k = (ci, oh_off, ow_off), columns (co, rw);
-// channels_last k = (oh_off, ow_off, ci), columns (rw, co).
+// scatter of the memory format: contiguous k = (ci, off_h, off_w), columns (co, rw);
+// channels_last k = (off_h, off_w, ci), columns (rw, co).
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> pack_cell_weights(const at::Tensor& weight, const ConvTranspose2dGeometry& g,
                                      bool channels_last) {
-  const int64_t K = g.Cin_g * g.Oh * g.Ow, Nb = g.Cout_g * g.sw;
+  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
   std::vector<acc_t> B(g.groups * g.sh * K * Nb, acc_t(0));
   const scalar_t* w = weight.const_data_ptr<scalar_t>();  // (Cin, Cout_g, kH, kW) contiguous
   for (int64_t grp = 0; grp < g.groups; ++grp)
     for (int64_t rh = 0; rh < g.sh; ++rh) {
       acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
-      for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off) {
-        const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
+      for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h) {
+        const int64_t kh = tap_of(rh, off_h, g.kH, g.sh, g.dh);
         if (kh < 0) continue;
         for (int64_t rw = 0; rw < g.sw; ++rw)
-          for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
-            const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+          for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w) {
+            const int64_t kw = tap_of(rw, off_w, g.kW, g.sw, g.dw);
             if (kw < 0) continue;
             for (int64_t ci = 0; ci < g.Cin_g; ++ci)
               for (int64_t co = 0; co < g.Cout_g; ++co) {
                 const acc_t v = static_cast<acc_t>(
                     w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
-                const int64_t k = channels_last ? (oh_off * g.Ow + ow_off) * g.Cin_g + ci
-                                                : (ci * g.Oh + oh_off) * g.Ow + ow_off;
+                const int64_t k = channels_last ? (off_h * g.cell_offsets_w + off_w) * g.Cin_g + ci
+                                                : (ci * g.cell_offsets_h + off_h) * g.cell_offsets_w + off_w;
                 const int64_t col = channels_last ? rw * g.Cout_g + co : co * g.sw + rw;
                 Bp[k * Nb + col] = v;
               }
@@ -57,7 +57,7 @@ std::vector<acc_t> pack_cell_weights(const at::Tensor& weight, const ConvTranspo
 }
 
 // A^T (K x M) for cell rows [qh0, qh0 + rows) and cells [qw_lo, qw_lo + Qw) of image n, group
-// grp: A[(qh, qw)][(ci, oh_off, ow_off)] = x[n, ci, qh - oh_off, qw - ow_off] (zero outside), so
+// grp: A[(qh, qw)][(ci, off_h, off_w)] = x[n, ci, qh - off_h, qw - off_w] (zero outside), so
 // each k is a shifted copy of one input row segment.
 template <typename scalar_t, typename acc_t>
 void gather_input_cells(const scalar_t* x, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
@@ -65,24 +65,46 @@ void gather_input_cells(const scalar_t* x, const ConvTranspose2dGeometry& g, int
   const int64_t M = rows * Qw;
   for (int64_t ci = 0; ci < g.Cin_g; ++ci) {
     const scalar_t* xc = x + ((n * g.Cin + grp * g.Cin_g + ci) * g.H) * g.W;
-    for (int64_t oh_off = 0; oh_off < g.Oh; ++oh_off)
-      for (int64_t ow_off = 0; ow_off < g.Ow; ++ow_off) {
-        acc_t* dst = AT + ((ci * g.Oh + oh_off) * g.Ow + ow_off) * M;
-        const int64_t j_lo = std::clamp<int64_t>(ow_off - qw_lo, 0, Qw);
-        const int64_t j_hi = std::clamp<int64_t>(g.W + ow_off - qw_lo, j_lo, Qw);
+    for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
+      for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w) {
+        acc_t* dst = AT + ((ci * g.cell_offsets_h + off_h) * g.cell_offsets_w + off_w) * M;
+        const IndexRange js = indices_inside(Qw, 1, qw_lo - off_w, g.W);  // cells reading inside
         for (int64_t r = 0; r < rows; ++r, dst += Qw) {
-          const int64_t ih = qh0 + r - oh_off;
+          const int64_t ih = qh0 + r - off_h;
           if (ih < 0 || ih >= g.H) {
             std::fill(dst, dst + Qw, acc_t(0));
             continue;
           }
-          const scalar_t* src = xc + ih * g.W + (qw_lo - ow_off);
-          std::fill(dst, dst + j_lo, acc_t(0));
-          for (int64_t j = j_lo; j < j_hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
-          std::fill(dst + j_hi, dst + Qw, acc_t(0));
+          const scalar_t* src = xc + ih * g.W + (qw_lo - off_w);
+          std::fill(dst, dst + js.lo, acc_t(0));
+          for (int64_t j = js.lo; j < js.hi; ++j) dst[j] = static_cast<acc_t>(src[j]);
+          std::fill(dst + js.hi, dst + Qw, acc_t(0));
         }
       }
   }
+}
+
+// A (M x K) for cell rows [qh0, qh0 + rows) and cells [qw_lo, qw_lo + Qw) of image n, group grp,
+// channels_last x: per cell, the Cin_g contiguous channels at each offset (k = (off_h, off_w, ci)),
+// zero outside the input.
+template <typename scalar_t, typename acc_t>
+void gather_input_cells_channels_last(const scalar_t* x, const ConvTranspose2dGeometry& g, int64_t n,
+                                      int64_t grp, int64_t qh0, int64_t rows, acc_t* A) {
+  const int64_t Qw = g.Qw, K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < Qw; ++j) {
+      acc_t* dst = A + (r * Qw + j) * K;
+      for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h)
+        for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w, dst += g.Cin_g) {
+          const int64_t ih = qh0 + r - off_h, iw = g.qw_lo + j - off_w;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            std::fill(dst, dst + g.Cin_g, acc_t(0));
+            continue;
+          }
+          const scalar_t* src = x + ((n * g.H + ih) * g.W + iw) * g.Cin + grp * g.Cin_g;
+          for (int64_t ci = 0; ci < g.Cin_g; ++ci) dst[ci] = static_cast<acc_t>(src[ci]);
+        }
+    }
 }
 
 // G_rh (M x Nb) for cell rows [qh0, qh0 + rows), cells qw in [0, Qw), phase rh: the adjoint of
@@ -104,11 +126,10 @@ void gather_grad_cells(const scalar_t* go, const ConvTranspose2dGeometry& g, int
       for (int64_t qw = 0; qw < Qw; ++qw) {
         acc_t* dst = grow + qw * Nb + co * g.sw;
         const int64_t ow0 = output_of(qw, 0, g.sw, g.pw);
-        const int64_t rw_lo = std::clamp<int64_t>(-ow0, 0, g.sw);
-        const int64_t rw_hi = std::clamp<int64_t>(g.Wo - ow0, rw_lo, g.sw);
-        std::fill(dst, dst + rw_lo, acc_t(0));
-        for (int64_t rw = rw_lo; rw < rw_hi; ++rw) dst[rw] = static_cast<acc_t>(src[ow0 + rw]);
-        std::fill(dst + rw_hi, dst + g.sw, acc_t(0));
+        const IndexRange rws = indices_inside(g.sw, 1, ow0, g.Wo);  // phases inside the output
+        std::fill(dst, dst + rws.lo, acc_t(0));
+        for (int64_t rw = rws.lo; rw < rws.hi; ++rw) dst[rw] = static_cast<acc_t>(src[ow0 + rw]);
+        std::fill(dst + rws.hi, dst + g.sw, acc_t(0));
       }
     }
   }

@@ -1,6 +1,5 @@
-// Whether a tensor holds only finite values: the CPU kernels' fast paths multiply structural zeros
-// (padding taps, zero weights), which is exact for finite data but turns Inf/NaN into NaN where
-// PyTorch has none, so non-finite inputs take the ops' direct loops instead.
+// Whether a tensor holds only finite values: non-finite inputs take the ops' direct loops instead
+// of the fast paths, which multiply structural zeros: Note [NaN/Inf] (docs/ARCHITECTURE.md).
 #pragma once
 
 #include <ATen/Dispatch.h>

@@ -1,7 +1,7 @@
 // 16 x 16 float transpose in AVX-512 registers: the packing step of the CPU Gram matrix turns
 // rows of X into (position, channel) panels with it, and the upsampling's W gather of 16 rows at
-// once (cpu/vector_gather.h) goes through it. The AVX2 build has an 8 x 8 one (the Gram's 8-lane
-// panels). Without either, callers use scalar loops.
+// once (cpu/gather_rows_transposed.h) goes through it. The AVX2 build has an 8 x 8 one (the
+// Gram's 8-lane panels). Without either, callers use scalar loops.
 #pragma once
 
 #include <cstdint>

@@ -23,7 +23,7 @@ namespace {
 using at::Tensor;
 
 // Direct 2-D loop over PyTorch's taps (W inner, H outer, as ATen nests them): used when the
-// input holds NaN or Inf, so they propagate to exactly the outputs PyTorch's kernels reach.
+// input holds NaN or Inf, Note [NaN/Inf] (docs/ARCHITECTURE.md).
 template <typename scalar_t>
 void resample_direct(const Tensor& x, Tensor& y, const RawTaps<at::opmath_type<scalar_t>>& th,
                      const RawTaps<at::opmath_type<scalar_t>>& tw) {
@@ -56,14 +56,13 @@ Tensor upsample2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool ali
       at::kHalf, at::kBFloat16, input.scalar_type(),
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d" : "upsample_bicubic2d", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
-        const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
-        // The tables' structural zeros turn Inf into NaN where PyTorch has none: when the kernel
-        // saw a non-finite source, the direct loop over PyTorch's taps rewrites every output.
+        const ResampleAxes<acc_t> axes = resample_axes<acc_t>(g, MODE, align_corners, antialias);
+        const ResampleTables<acc_t> t = resample_tables(axes, /*backward=*/false);
+        // When the kernel saw a non-finite source, the direct loop over PyTorch's taps rewrites
+        // every output: Note [NaN/Inf] (docs/ARCHITECTURE.md).
         std::atomic<bool> nonfinite{false};
-        resample_separable<scalar_t>(x, y, forward_table(ah), forward_table(aw),
-                                     fmt == at::MemoryFormat::ChannelsLast, &nonfinite);
-        if (nonfinite.load()) resample_direct<scalar_t>(x, y, raw_taps(ah), raw_taps(aw));
+        resample_separable<scalar_t>(x, y, t.h, t.w, fmt == at::MemoryFormat::ChannelsLast, &nonfinite);
+        if (nonfinite.load()) resample_direct<scalar_t>(x, y, raw_taps(axes.h), raw_taps(axes.w));
       });
   return y;
 }

@@ -31,11 +31,9 @@ Tensor upsample2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_backward" : "upsample_bicubic2d_backward",
       [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto th = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
-        const auto tw = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
-        resample_separable<scalar_t>(go, grad_input, th, tw, fmt == at::MemoryFormat::ChannelsLast);
+        const ResampleTables<acc_t> t =
+            resample_tables(resample_axes<acc_t>(g, MODE, align_corners, antialias), /*backward=*/true);
+        resample_separable<scalar_t>(go, grad_input, t.h, t.w, fmt == at::MemoryFormat::ChannelsLast);
       });
   return grad_input;
 }

@@ -3,7 +3,7 @@
 // Dense path (the "cell GEMM" of common/conv_transpose2d_shape.h): writing
 // o + padding = cell * stride + phase on both axes, every output is one (cell, phase) pair, and
 //     C[grp][cell (n, qh, qw)][(co, rh, rw)] = sum_k A[grp][cell][k] * B[grp][k][(co, rh, rw)]
-// where A holds, per cell, the input at the few offsets the cell reads (k = (ci, oh_off, ow_off))
+// where A holds, per cell, the input at the few offsets the cell reads (k = (ci, off_h, off_w))
 // and B is the weight packed so that every phase pair (rh, rw) is a column block (zero where an
 // offset feeds no tap). Three launches per chunk of cell rows:
 //   gather A (a kernel), C = A @ B (cuBLAS, batched over groups; A and B in the input's type, C in
@@ -45,7 +45,7 @@ using at::Tensor;
 // A chunk is a range of cell rows t = n * Qh + (qh - qh_lo) over all images.
 struct ForwardCells {
   int64_t qh_lo, Qh;  // the W axis is g.qw_lo, g.Qw
-  int64_t K;          // Cin_g * Oh * Ow: inputs one cell reads, per group
+  int64_t K;          // Cin_g * cell_offsets_h * cell_offsets_w: inputs one cell reads, per group
   int64_t cols;       // Cout_g * sh * sw: outputs one cell holds, per group
 };
 
@@ -53,29 +53,29 @@ ForwardCells forward_cells(const ConvTranspose2dGeometry& g) {
   ForwardCells c{};
   c.qh_lo = floor_div(g.ph, g.sh);
   c.Qh = floor_div(g.Ho - 1 + g.ph, g.sh) - c.qh_lo + 1;
-  c.K = g.Cin_g * g.Oh * g.Ow;
+  c.K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w;
   c.cols = g.Cout_g * g.sh * g.sw;
   return c;
 }
 
 // The order of the GEMM's inner (k) and output (col) indices, chosen per memory format so the
 // gather and the epilogue read and write along the tensors' fastest axis (review finding 3):
-//   x channel-fastest (channels_last): A is (grp, M, K) with k = (oh_off, ow_off, ci), ci fastest,
+//   x channel-fastest (channels_last): A is (grp, M, K) with k = (off_h, off_w, ci), ci fastest,
 //     so consecutive threads read consecutive channels of one pixel;
 //   otherwise: A is stored transposed, (grp, K, M) with m = (t, qw) fastest and
-//     k = (ci, oh_off, ow_off), so consecutive threads read consecutive pixels of a row;
+//     k = (ci, off_h, off_w), so consecutive threads read consecutive pixels of a row;
 //   y channels_last: C is (grp, M, cols) with col = (rh, rw, co), co fastest: the epilogue's
 //     threads run along y's channels and read consecutive C elements;
 //   otherwise: C is stored transposed, (grp, cols, M) with col = (co, rh, rw): threads run along
 //     ow, i.e. along m within each phase rw (sw interleaved runs instead of a stride of cols).
 // The GEMM takes the transposed operands as views (cuBLAS's op flags): C = A B or C^T = B^T A^T.
 struct CellOrder {
-  bool k_channels_fastest;    // A (grp, M, K), k = (oh_off, ow_off, ci); else A^T, k = (ci, oh_off, ow_off)
+  bool k_channels_fastest;    // A (grp, M, K), k = (off_h, off_w, ci); else A^T, k = (ci, off_h, off_w)
   bool col_channels_fastest;  // C (grp, M, cols), col = (rh, rw, co); else C^T, col = (co, rh, rw)
 };
 
 // B[grp][k][col] = w[grp * Cin_g + ci, co, kh, kw] for the taps kh, kw of phases rh, rw at
-// offsets oh_off, ow_off, else 0; k and col in `order`'s index orders. Runs once per call (the
+// offsets off_h, off_w, else 0; k and col in `order`'s index orders. Runs once per call (the
 // weight is small): 64-bit indices.
 template <typename scalar_t>
 __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides4 ws,
@@ -84,19 +84,19 @@ __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides
   const int64_t total = g.groups * c.K * c.cols;
   TCONV_GRID_STRIDE_LOOP(e, total) {
     const int64_t col = e % c.cols, k = (e / c.cols) % c.K, grp = e / (c.cols * c.K);
-    int64_t rw, rh, co, ow_off, oh_off, ci;
+    int64_t rw, rh, co, off_w, off_h, ci;
     if (order.col_channels_fastest) {
       co = col % g.Cout_g; rw = (col / g.Cout_g) % g.sw; rh = col / (g.Cout_g * g.sw);
     } else {
       rw = col % g.sw; rh = (col / g.sw) % g.sh; co = col / (g.sw * g.sh);
     }
     if (order.k_channels_fastest) {
-      ci = k % g.Cin_g; ow_off = (k / g.Cin_g) % g.Ow; oh_off = k / (g.Cin_g * g.Ow);
+      ci = k % g.Cin_g; off_w = (k / g.Cin_g) % g.cell_offsets_w; off_h = k / (g.Cin_g * g.cell_offsets_w);
     } else {
-      ow_off = k % g.Ow; oh_off = (k / g.Ow) % g.Oh; ci = k / (g.Ow * g.Oh);
+      off_w = k % g.cell_offsets_w; off_h = (k / g.cell_offsets_w) % g.cell_offsets_h; ci = k / (g.cell_offsets_w * g.cell_offsets_h);
     }
-    const int64_t kh = tap_of(rh, oh_off, g.kH, g.sh, g.dh);
-    const int64_t kw = tap_of(rw, ow_off, g.kW, g.sw, g.dw);
+    const int64_t kh = tap_of(rh, off_h, g.kH, g.sh, g.dh);
+    const int64_t kw = tap_of(rw, off_w, g.kW, g.sw, g.dw);
     B[e] = (kh >= 0 && kw >= 0) ? w[ws.offset(grp * g.Cin_g + ci, co, kh, kw)] : scalar_t(0);
   }
 }
@@ -104,17 +104,18 @@ __global__ void pack_cell_weights_kernel(const scalar_t* __restrict__ w, Strides
 // Dividers of the cell GEMM's gather and epilogue, built once per chunk (Note [index width]).
 template <typename index_t>
 struct CellDividers {
-  Divider<index_t> K, M, Cin_g, Ow, Oh, Qw, Qh;  // gather
+  Divider<index_t> K, M, Cin_g, offsets_w, offsets_h, Qw, Qh;  // gather
   Divider<index_t> Cout, Wo, sh, sw, Cout_g;     // epilogue
   CellDividers(const ConvTranspose2dGeometry& g, const ForwardCells& c, int64_t rows)
-      : K(c.K), M(rows * g.Qw), Cin_g(g.Cin_g), Ow(g.Ow), Oh(g.Oh), Qw(g.Qw), Qh(c.Qh),
+      : K(c.K), M(rows * g.Qw), Cin_g(g.Cin_g), offsets_w(g.cell_offsets_w), offsets_h(g.cell_offsets_h), Qw(g.Qw),
+        Qh(c.Qh),
         Cout(g.Cout), Wo(g.Wo), sh(g.sh), sw(g.sw), Cout_g(g.Cout_g) {}
 };
 
 // The gathered operand for the cell rows t in [t0, t0 + rows):
-//   A[grp][m = (t - t0, qw)][k] = x[n, grp * Cin_g + ci, qh - oh_off, qw - ow_off] (zero outside
-// the input), stored as (grp, M, K) with k = (oh_off, ow_off, ci) when kChannelsFastest, else as
-// A^T (grp, K, M) with k = (ci, oh_off, ow_off). Either way e is the buffer's own index (dense
+//   A[grp][m = (t - t0, qw)][k] = x[n, grp * Cin_g + ci, qh - off_h, qw - off_w] (zero outside
+// the input), stored as (grp, M, K) with k = (off_h, off_w, ci) when kChannelsFastest, else as
+// A^T (grp, K, M) with k = (ci, off_h, off_w). Either way e is the buffer's own index (dense
 // writes) and consecutive e read along x's fastest axis.
 template <typename scalar_t, typename index_t, bool kChannelsFastest>
 __global__ void __launch_bounds__(kThreads)
@@ -125,19 +126,19 @@ gather_input_cells_kernel(const scalar_t* __restrict__ x, StridesT<index_t> xs,
   const index_t Cin_g = static_cast<index_t>(g.Cin_g), qh_lo = static_cast<index_t>(c.qh_lo);
   const index_t qw_lo = static_cast<index_t>(g.qw_lo);
   TCONV_GRID_STRIDE_LOOP_T(index_t, e, total) {
-    index_t k, m, grp, ci, oh_off, ow_off;
+    index_t k, m, grp, ci, off_h, off_w;
     if constexpr (kChannelsFastest) {
       grp = d.M.divmod(d.K.divmod(e, k), m);
-      oh_off = d.Ow.divmod(d.Cin_g.divmod(k, ci), ow_off);
+      off_h = d.offsets_w.divmod(d.Cin_g.divmod(k, ci), off_w);
     } else {
       grp = d.K.divmod(d.M.divmod(e, m), k);
-      ci = d.Oh.divmod(d.Ow.divmod(k, ow_off), oh_off);
+      ci = d.offsets_h.divmod(d.offsets_w.divmod(k, off_w), off_h);
     }
     index_t qw, qh;
     const index_t t = t0 + d.Qw.divmod(m, qw);
     const index_t n = d.Qh.divmod(t, qh);
-    const index_t ih = qh_lo + qh - oh_off;
-    const index_t iw = qw_lo + qw - ow_off;
+    const index_t ih = qh_lo + qh - off_h;
+    const index_t iw = qw_lo + qw - off_w;
     const bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
     A[e] = inside ? x[xs.offset(n, grp * Cin_g + ci, ih, iw)] : scalar_t(0);
   }

@@ -16,12 +16,11 @@
 // downsampling along H): one thread per destination element in memory order, summing its taps
 // straight from global memory. It does exactly the tiled kernel's arithmetic, in the same order.
 //
-// NaN/Inf (forward only, when raw taps are given): the tables multiply structural zeros (padding
-// taps, merged border taps), exact for finite data but turning Inf into NaN where PyTorch has none.
-// Any non-finite source value a destination's tables touch makes its sum non-finite (x * 0 = NaN
-// for x = +-Inf or NaN), so a non-finite sum is recomputed from ATen's unmerged taps
-// (common/upsample_raw_taps.h): NaN and Inf land exactly where PyTorch's CPU kernels put them, with
-// no device-wide check and no host synchronisation. Finite sums are untouched.
+// NaN/Inf (forward only, when raw taps are given; Note [NaN/Inf] (docs/ARCHITECTURE.md)): any
+// non-finite source value a destination's tables touch makes its sum non-finite (x * 0 = NaN for
+// x = +-Inf or NaN), so a non-finite sum is recomputed from ATen's unmerged taps
+// (common/upsample_raw_taps.h), with no device-wide check and no host synchronisation. Finite sums
+// are untouched.
 //
 // TCONV_CUDA_UPSAMPLE_PATH=direct forces the direct kernel, =small_tiles the tiled kernel with tiny
 // tiles (tile boundaries everywhere); the tests use both to reach every path on small shapes.

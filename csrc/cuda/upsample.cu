@@ -3,7 +3,7 @@
 // upsample_tables.h, built on the host from ATen's index/weight math), applied separably by
 // cuda/separable_resample.cuh. The output keeps the input's suggested memory format, like
 // PyTorch; other strided inputs are made dense in that format first. NaN/Inf land where
-// PyTorch's kernels put them (ATen's unmerged taps, see separable_resample.cuh).
+// PyTorch's kernels put them (ATen's unmerged taps, see separable_resample.cuh; Note [NaN/Inf]).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -32,12 +32,12 @@ Tensor upsample2d_cuda(const Tensor& input, at::IntArrayRef output_size, bool al
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_cuda" : "upsample_bicubic2d_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (y.numel() == 0) return;
-        const auto ah = make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h);
-        const auto aw = make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w);
-        const auto raw_h = raw_taps(ah), raw_w = raw_taps(aw);
+        const ResampleAxes<acc_t> axes = resample_axes<acc_t>(g, MODE, align_corners, antialias);
+        const ResampleTables<acc_t> t = resample_tables(axes, /*backward=*/false);
+        const auto raw_h = raw_taps(axes.h), raw_w = raw_taps(axes.w);
         const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/false,
                                        at::CppTypeToScalarType<acc_t>::value, input.device());
-        resample_separable_cuda<scalar_t>(x, y, forward_table(ah), forward_table(aw), &raw_h, &raw_w,
+        resample_separable_cuda<scalar_t>(x, y, t.h, t.w, &raw_h, &raw_w,
                                           fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return y;

@@ -6,9 +6,9 @@
 // is written by one thread, no atomics, a fixed order, so the gradient is bitwise reproducible and
 // allowed under torch.use_deterministic_algorithms(True).
 //
-// NaN/Inf in grad_output: a gather over zero-padded tables, as on the CPU. A non-finite grad_output
-// element reaches every grad_input element whose table window covers it, including through a
-// structural zero weight (where PyTorch's scatter would skip a zero weight, NaN appears here).
+// NaN/Inf in grad_output: a gather over zero-padded tables, as on the CPU, so NaN may appear where
+// PyTorch's scatter skips a zero weight: the documented exception of Note [NaN/Inf] (docs/ARCHITECTURE.md)
+// and of the README's "NaN/Inf".
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -39,13 +39,11 @@ Tensor upsample2d_backward_cuda(const Tensor& grad_output, at::IntArrayRef input
       [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (grad_input.numel() == 0) return;
-        const auto th = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.H, g.Ho, MODE, align_corners, antialias, g.scale_h)));
-        const auto tw = transpose_table(forward_table(
-            make_axis_resample<acc_t>(g.W, g.Wo, MODE, align_corners, antialias, g.scale_w)));
+        const ResampleTables<acc_t> t =
+            resample_tables(resample_axes<acc_t>(g, MODE, align_corners, antialias), /*backward=*/true);
         const TableKey key = table_key(g, MODE, align_corners, antialias, /*backward=*/true,
                                        at::CppTypeToScalarType<acc_t>::value, grad_output.device());
-        resample_separable_cuda<scalar_t>(go, grad_input, th, tw, nullptr, nullptr,
+        resample_separable_cuda<scalar_t>(go, grad_input, t.h, t.w, nullptr, nullptr,
                                           fmt == at::MemoryFormat::ChannelsLast, &key);
       });
   return grad_input;
