@@ -445,6 +445,7 @@ BLAS_SPLIT_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's flags() says it
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_conv_transpose2d_float32_gemm_engines_agree(channels_last):
     """oneDNN and MKL (torch.backends.mkldnn off) give the same float32 results to rounding, with
