@@ -334,16 +334,20 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
   // Weights as gemm_t, one dense (Cin_g x Rb) matrix per group and channel block, so the GEMM
   // engine reads them without a copy (Note [float32 GEMM engine]). NCHW: column (co, kh, kw) of the
-  // block is row (co, kh, kw) of T; channels_last: column (kh, kw, co), so a tap's outputs are
+  // block is row (co, kh, kw) of T; pixel-major: column (kh, kw, co), so a tap's outputs are
   // contiguous in T's rows. A single block of an NCHW weight in the GEMM's type is the weight
   // itself. Block (grp, c0) starts at weight_block_offset(grp, c0).
   auto weight_block_offset = [&](int64_t grp, int64_t c0) { return (grp * g.Cout_g + c0) * KK * g.Cin_g; };
+  // Pixel-major T (rows = the block's pixels, the per-output sums vectorised over the channel
+  // block) for channels_last, and for NCHW inputs with short rows: plane-major sums run along rows
+  // of about W cells per phase, too short to vectorise (DCGAN's 4x4 and 8x8 layers).
+  const bool pixel_major = channels_last || g.W < 16;
   std::vector<gemm_t> wbuf;
   const gemm_t* wp = nullptr;
   {
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
     if constexpr (kSameType) {
-      if (!channels_last && channel_blocks == 1) wp = reinterpret_cast<const gemm_t*>(w);
+      if (!pixel_major && channel_blocks == 1) wp = reinterpret_cast<const gemm_t*>(w);
     }
     if (wp == nullptr) {
       wbuf.resize(g.Cin * R);
@@ -354,7 +358,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             const int64_t cn = std::min(cc, g.Cout_g - c0), Rb = cn * KK;
             const scalar_t* src = w + (row * g.Cout_g + c0) * KK;  // (cn, KK) run
             gemm_t* dst = wbuf.data() + weight_block_offset(grp, c0) + ci * Rb;
-            if (channels_last) {
+            if (pixel_major) {
               for (int64_t col = 0; col < cn; ++col)
                 for (int64_t k = 0; k < KK; ++k) dst[k * cn + col] = static_cast<gemm_t>(src[col * KK + k]);
             } else {
@@ -383,20 +387,19 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
       const int64_t c0 = cb * cc, cn = std::min(cc, g.Cout_g - c0);  // channels c0 .. c0 + cn of the group
       const int64_t M = ni * HW, Rb = cn * KK;
       const gemm_t* Wb = wp + weight_block_offset(grp, c0);  // (Cin_g x Rb), dense
-      if (!channels_last) {
-        // X (Cin_g x M): each image's channel planes side by side (the image itself when alone).
-        const gemm_t* Xp;
-        if (kSameType && ni == 1) {
-          Xp = reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
-        } else {
-          for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-            for (int64_t i = 0; i < ni; ++i) {
-              const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
-              gemm_t* dst = X.get() + ci * M + i * HW;
-              for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<gemm_t>(src[e]);
-            }
-          Xp = X.get();
-        }
+      // NCHW: X (Cin_g x M), each image's channel planes side by side (the image itself when alone).
+      auto planes_of_block = [&]() -> const gemm_t* {
+        if (kSameType && ni == 1) return reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
+        for (int64_t ci = 0; ci < g.Cin_g; ++ci)
+          for (int64_t i = 0; i < ni; ++i) {
+            const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
+            gemm_t* dst = X.get() + ci * M + i * HW;
+            for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<gemm_t>(src[e]);
+          }
+        return X.get();
+      };
+      if (!pixel_major) {
+        const gemm_t* Xp = planes_of_block();
         // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
         gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, Rb, true}, {Xp, M, false}, T.get(), M, false);
         for (int64_t i = 0; i < ni; ++i)
@@ -428,7 +431,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
               store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
             }
           }
-      } else {
+      } else if (channels_last) {
         // T (M x Rb) = X (M x Cin_g) @ W_b (Cin_g x Rb): the block's pixels are rows of x in place.
         const gemm_t* Xp;
         int64_t ldx = g.Cin;
@@ -442,6 +445,11 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           ldx = g.Cin_g;
         }
         gemm<gemm_t>(M, Rb, g.Cin_g, {Xp, ldx, false}, {Wb, Rb, false}, T.get(), Rb, false);
+      } else {
+        // T (M x Rb) = X^T (M x Cin_g) @ W_b: the planes read as a transposed operand.
+        gemm<gemm_t>(M, Rb, g.Cin_g, {planes_of_block(), M, true}, {Wb, Rb, false}, T.get(), Rb, false);
+      }
+      if (pixel_major) {
         acc_t* acc = runs.get();
         const acc_t* bb = b.data() + grp * g.Cout_g + c0;
         for (int64_t i = 0; i < ni; ++i)
@@ -463,9 +471,15 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   for (int64_t col = 0; col < cn; ++col) acc[col] += static_cast<acc_t>(src[col]);
                 }
               }
-              scalar_t* dst = yp + (((n0 + i) * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0;
+              if (channels_last) {
+                scalar_t* dst = yp + (((n0 + i) * g.Ho + oh) * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0;
 #pragma omp simd
-              for (int64_t col = 0; col < cn; ++col) dst[col] = static_cast<scalar_t>(acc[col] + bb[col]);
+                for (int64_t col = 0; col < cn; ++col) dst[col] = static_cast<scalar_t>(acc[col] + bb[col]);
+              } else {  // the block's channel planes of image n0 + i, at this pixel
+                const int64_t plane = g.Ho * g.Wo;
+                scalar_t* dst = yp + ((n0 + i) * g.Cout + grp * g.Cout_g + c0) * plane + oh * g.Wo + ow;
+                for (int64_t col = 0; col < cn; ++col) dst[col * plane] = static_cast<scalar_t>(acc[col] + bb[col]);
+              }
             }
           }
       }
