@@ -280,8 +280,8 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 // The tap GEMM ("scatter form"): per block of images, group and block of output channels, one
 // GEMM computes what every input pixel sends through every tap,
 //     T[(co, kh, kw)][(i, ih, iw)] = sum_ci W[ci, co, kh, kw] * x[i, ci, ih, iw]
-// (channels_last: T[(i, ih, iw)][(kh, kw, co)]), and each output element then sums the T entries
-// of its own taps, output-stationary as everywhere else. No FLOP is spent on structural zeros,
+// (pixel-major, for channels_last and short NCHW rows: T[(i, ih, iw)][(kh, kw, co)]), and each
+// output element then sums the T entries of its own taps, output-stationary as everywhere else. No FLOP is spent on structural zeros,
 // unlike the cell view's padding cells: the cell view multiplies
 // (H + cell_offsets_h - 1)(W + cell_offsets_w - 1) cells for
 // H x W pixels (1.56x the work at DCGAN's 4x4 inputs, 16x on a 1x1 latent with a 4x4 kernel), and

@@ -3,12 +3,12 @@
 // shape only and sum them in a fixed order, so the result is the same for any thread count.
 //
 // Note [float32 GEMM engine]: ATen sends float32 at::mm to MKL, whose sgemm on AMD Zen 4 runs
-// 10-20% below oneDNN's JIT kernels on the blocks these ops use (1 thread: 80-92 against 93-102
+// 10-18% below oneDNN's JIT kernels on the blocks these ops use (1 thread: 80-93 against 93-110
 // GFLOP/s, benchmarks/NOTES.md "Session 8"), and PyTorch's own convolutions run on oneDNN. So on
 // x86 a float32 block of at least kOneDnnMinWork multiply-adds whose operands are dense goes to
-// oneDNN's matmul
-// (at::native::mkldnn_matmul, exported by libtorch_cpu; weak, so a torch without it keeps MKL),
-// under an OpenMP thread count of 1 so that oneDNN plans and runs it on the calling thread.
+// oneDNN's matmul (at::native::mkldnn_matmul, exported by libtorch_cpu; weak, so a torch without
+// it keeps MKL), under an OpenMP thread count of 1 so that oneDNN plans and runs it on the calling
+// thread.
 // Smaller blocks stay on MKL: a oneDNN call costs about 14 us before it computes. Which engine a
 // block takes depends on its shape only, so results stay the same for any thread count.
 //
