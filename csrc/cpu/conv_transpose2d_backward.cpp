@@ -45,7 +45,34 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
                     int64_t co0 = 0, int64_t cn = -1) {
   const int64_t M = ld;
   if (cn < 0) cn = g.Cout_g;
-  if (!channels_last) {
+  if (!channels_last && g.W < 16) {
+    // Short rows (DCGAN's 4x4 and 8x8 layers): per tap, where each of the block's pixels reads
+    // grad_output, then one gather per (channel, tap) over all the block's pixels; the row loop
+    // below spent more on loop control than on copies (7 ms of G2's grad_input, 1 thread).
+    const int64_t KK = g.kH * g.kW, pixels = rows * g.W;
+    std::unique_ptr<int32_t[]> source(new int32_t[KK * pixels]);  // -1: outside, a zero
+    for (int64_t kh = 0; kh < g.kH; ++kh)
+      for (int64_t kw = 0; kw < g.kW; ++kw)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t iw = 0; iw < g.W; ++iw) {
+            const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh, ow = iw * g.sw - g.pw + kw * g.dw;
+            const bool inside = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo;
+            source[(kh * g.kW + kw) * pixels + r * g.W + iw] = inside ? int32_t(oh * g.Wo + ow) : -1;
+          }
+    for (int64_t co = co0; co < co0 + cn; ++co) {
+      const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
+      for (int64_t tap = 0; tap < KK; ++tap) {
+        const int32_t* src = source.get() + tap * pixels;
+        acc_t* dst = P + ((co - co0) * KK + tap) * M;
+#pragma omp simd
+        for (int64_t m = 0; m < pixels; ++m) {
+          const int32_t j = src[m];
+          const acc_t v = static_cast<acc_t>(plane[j < 0 ? 0 : j]);
+          dst[m] = j < 0 ? acc_t(0) : v;
+        }
+      }
+    }
+  } else if (!channels_last) {
     for (int64_t co = co0; co < co0 + cn; ++co) {
       const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
       for (int64_t kh = 0; kh < g.kH; ++kh)
@@ -115,31 +142,44 @@ template <typename scalar_t>
 void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
                           const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cout_g * g.kH * g.kW;
-  // B[grp] (K x Cin_g) in the patch's k order.
-  std::vector<acc_t> B(g.groups * K * g.Cin_g);
-  const scalar_t* w = weight.const_data_ptr<scalar_t>();
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-      for (int64_t co = 0; co < g.Cout_g; ++co)
-        for (int64_t kh = 0; kh < g.kH; ++kh)
-          for (int64_t kw = 0; kw < g.kW; ++kw) {
-            const int64_t k = channels_last ? (kh * g.kW + kw) * g.Cout_g + co : (co * g.kH + kh) * g.kW + kw;
-            B[(grp * K + k) * g.Cin_g + ci] = static_cast<acc_t>(
-                w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
-          }
+  const int64_t K = g.Cout_g * g.kH * g.kW, KK = g.kH * g.kW;
   const PatchBlocks pb = patch_blocks(g, sizeof(acc_t));
   const int64_t block_pixels = pb.images * pb.rows * g.W;
-  const scalar_t* gop = go.const_data_ptr<scalar_t>();
-  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
-  constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
-
   // Few patch blocks (small images batched whole): the input channels are split too, each task
   // gathering its block's patches again (cheap next to a GEMM of >= 32 columns).
   const int64_t cc = pb.count() * g.groups >= 8
                          ? g.Cin_g
                          : std::clamp<int64_t>(g.Cin_g * pb.count() * g.groups / 8, std::min<int64_t>(32, g.Cin_g), g.Cin_g);
   const int64_t ci_blocks = ceil_div(g.Cin_g, cc);
+  // The weight's rows W (Cin x K), row ci holding (co, kh, kw), are B^T, which both layouts'
+  // GEMMs read in place as a dense operand (Note [float32 GEMM engine]): NCHW as the left
+  // operand, channels_last as the transposed right one. Only a 16-bit weight (converted) or
+  // channels_last's (kh, kw, co) patch order (permuted within each row) needs a copy.
+  constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
+  const scalar_t* w = weight.const_data_ptr<scalar_t>();
+  std::unique_ptr<acc_t[]> packed;
+  const acc_t* BT = nullptr;
+  if constexpr (same_type) {
+    if (!channels_last) BT = w;
+  }
+  if (BT == nullptr) {
+    packed.reset(new acc_t[g.Cin * K]);
+    parallel_for_work(0, g.Cin, g.Cin * K, [&](int64_t begin, int64_t end) {
+      for (int64_t ci = begin; ci < end; ++ci) {
+        const scalar_t* src = w + ci * K;
+        acc_t* dst = packed.get() + ci * K;
+        if (channels_last) {
+          for (int64_t tap = 0; tap < KK; ++tap)
+            for (int64_t co = 0; co < g.Cout_g; ++co) dst[tap * g.Cout_g + co] = static_cast<acc_t>(src[co * KK + tap]);
+        } else {
+          for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<acc_t>(src[k]);
+        }
+      }
+    });
+    BT = packed.get();
+  }
+  const scalar_t* gop = go.const_data_ptr<scalar_t>();
+  scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
 
   parallel_for_work(0, pb.count() * g.groups * ci_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
@@ -156,7 +196,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
           gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
                                           P.get() + (channels_last ? i * HWb * K : i * HWb), M);
       gathered = t;
-      const acc_t* Bg = B.data() + grp * K * g.Cin_g + ci0;  // columns ci0 .. ci0 + cn
+      const acc_t* Wb = BT + (grp * g.Cin_g + ci0) * K;  // B^T rows ci0 .. ci0 + cn of the group
       if (!channels_last) {
         // D^T (cn x M) = B^T (cn x K) @ P^T (K x M): rows of grad_input[n, ci, ih0:ih0+rows],
         // written in place when the block is one image's rows.
@@ -164,7 +204,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
         scalar_t* out = gip + ((n0 * g.Cin + grp * g.Cin_g + ci0) * g.H + ih0) * g.W;
         acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
         const int64_t ldc = direct ? g.H * g.W : M;
-        gemm<acc_t>(cn, M, K, {Bg, g.Cin_g, true}, {P.get(), M, false}, dst, ldc, false);
+        gemm<acc_t>(cn, M, K, {Wb, K, false}, {P.get(), M, false}, dst, ldc, false);
         if (!direct)
           for (int64_t i = 0; i < ni; ++i)
             for (int64_t ci = 0; ci < cn; ++ci) {
@@ -178,7 +218,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
         scalar_t* out = gip + ((n0 * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g + ci0;
         acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.get();
         const int64_t ldc = same_type ? g.Cin : cn;
-        gemm<acc_t>(M, cn, K, {P.get(), K, false}, {Bg, g.Cin_g, false}, dst, ldc, false);
+        gemm<acc_t>(M, cn, K, {P.get(), K, false}, {Wb, K, true}, dst, ldc, false);
         if constexpr (!same_type)
           for (int64_t m = 0; m < M; ++m)
             for (int64_t ci = 0; ci < cn; ++ci)
