@@ -342,7 +342,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   // block) for channels_last, and for NCHW inputs with short rows: plane-major sums run along rows
   // of about W cells per phase, too short to vectorise (DCGAN's 4x4 and 8x8 layers).
   const bool pixel_major = channels_last || g.W < 16;
-  std::vector<gemm_t> wbuf;
+  std::unique_ptr<gemm_t[]> wbuf;  // uninitialised: every element is packed below
   const gemm_t* wp = nullptr;
   {
     const scalar_t* w = weight.const_data_ptr<scalar_t>();
@@ -350,14 +350,14 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
       if (!pixel_major && channel_blocks == 1) wp = reinterpret_cast<const gemm_t*>(w);
     }
     if (wp == nullptr) {
-      wbuf.resize(g.Cin * R);
+      wbuf.reset(new gemm_t[g.Cin * R]);
       parallel_for_work(0, g.Cin, g.Cin * R, [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {  // input channel row of the weight
           const int64_t grp = row / g.Cin_g, ci = row % g.Cin_g;
           for (int64_t c0 = 0; c0 < g.Cout_g; c0 += cc) {
             const int64_t cn = std::min(cc, g.Cout_g - c0), Rb = cn * KK;
             const scalar_t* src = w + (row * g.Cout_g + c0) * KK;  // (cn, KK) run
-            gemm_t* dst = wbuf.data() + weight_block_offset(grp, c0) + ci * Rb;
+            gemm_t* dst = wbuf.get() + weight_block_offset(grp, c0) + ci * Rb;
             if (pixel_major) {
               for (int64_t col = 0; col < cn; ++col)
                 for (int64_t k = 0; k < KK; ++k) dst[k * cn + col] = static_cast<gemm_t>(src[col * KK + k]);
@@ -367,7 +367,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           }
         }
       });
-      wp = wbuf.data();
+      wp = wbuf.get();
     }
   }
   const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
