@@ -100,6 +100,30 @@ CONV_GRID = [
     (0, 3, 4, (5, 5), (3, 3), 2, 1, 0, 1, 1),       # empty batch
 ]
 
+def conv_grid_case(cfg, layout, dtype):
+    """Inputs and keyword arguments of one CONV_GRID row in one layout ("contiguous",
+    "channels_last", or "noncontiguous": a transposed view)."""
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
+                        transpose_view=layout == "noncontiguous")
+    return x, w, b, dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+def draw_conv_geometry(draw, st):
+    """A hypothesis draw of per-axis kernel, stride, dilation, output_padding, input size and a
+    padding small enough that the output is non-empty: (k, s, d, op, hw, p)."""
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2))
+    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    p = []
+    for i in range(2):
+        full = (hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + op[i] + 1
+        p.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+    return k, s, d, op, hw, tuple(p)
+
+
 CONV_GRADCHECK = [
     dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1),
     dict(stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=2, dilation=(2, 1)),

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 import tconv
-from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, full_gradcheck, make_conv
+from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, conv_grid_case, draw_conv_geometry, full_gradcheck, make_conv
 
 ops = torch.ops.tconv
 
@@ -43,10 +43,8 @@ def _check(x, w, b, dtype, **kw):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
 @pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_grid_matches_pytorch(cfg, layout, dtype):
-    n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
-                        transpose_view=layout == "noncontiguous")
-    _check(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    x, w, b, kw = conv_grid_case(cfg, layout, dtype)
+    _check(x, w, b, dtype, **kw)
 
 
 def test_without_bias_and_unbatched():
@@ -65,20 +63,11 @@ def conv_configs(draw):
     groups = draw(st.integers(1, 3))
     cin = groups * draw(st.integers(1, 3))
     cout = groups * draw(st.integers(1, 3))
-    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2))
-    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
-    # padding small enough that the output is non-empty
-    p = []
-    for i in range(2):
-        full = (hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + op[i] + 1
-        p.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+    k, s, d, op, hw, p = draw_conv_geometry(draw, st)
     n = draw(st.integers(0, 2))
     layout = draw(st.sampled_from(["contiguous", "channels_last", "noncontiguous"]))
     bias = draw(st.booleans())
-    return n, cin, cout, hw, k, s, tuple(p), op, groups, d, layout, bias
+    return n, cin, cout, hw, k, s, p, op, groups, d, layout, bias
 
 
 @given(conv_configs())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, make_conv
+from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, conv_grid_case, make_conv
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_precision_float32")]
 ops = torch.ops.tconv
@@ -50,10 +50,8 @@ def _check_cuda(x, w, b, dtype, **kw):
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
 @pytest.mark.parametrize("cfg", CONV_GRID, ids=lambda c: "x".join(map(str, c[:5])))
 def test_grid_matches_pytorch_cpu(cfg, layout, dtype):
-    n, cin, cout, hw, k, s, p, op, g, d = cfg
-    x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last",
-                        transpose_view=layout == "noncontiguous")
-    _check_cuda(x, w, b, dtype, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    x, w, b, kw = conv_grid_case(cfg, layout, dtype)
+    _check_cuda(x, w, b, dtype, **kw)
 
 
 def test_without_bias_unbatched_and_channels_last_weight():

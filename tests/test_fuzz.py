@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tconv
-from _support import adjoint_of_pytorch_forward, pytorch_backward_is_not_its_forwards_gradient, pytorch_forward
+from _support import adjoint_of_pytorch_forward, draw_conv_geometry, pytorch_backward_is_not_its_forwards_gradient, pytorch_forward
 
 pytestmark = pytest.mark.fuzz
 
@@ -57,15 +57,7 @@ def conv_cases(draw):
     groups = draw(st.integers(1, 3))
     cin = groups * draw(st.integers(0, 3) if draw(st.integers(0, 19)) == 0 else st.integers(1, 3))
     cout_g = draw(st.integers(1, 3))
-    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
-    s = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(2))
-    hw = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
-    p = []
-    for i in range(2):
-        full = (hw[i] - 1) * s[i] + d[i] * (k[i] - 1) + op[i] + 1
-        p.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+    k, s, d, op, hw, p = draw_conv_geometry(draw, st)
     n = draw(st.integers(0, 3))
     dtype = draw(st.sampled_from(DTYPES))
     x = _tensor(draw, (n, cin, *hw), dtype, gen)

@@ -228,6 +228,27 @@ PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
   return p;
 }
 
+// Plane-major sum of one output row oh: each phase rw accumulates, over the taps that reach the
+// row, a contiguous run over the cells qw (vectorised), which store_phase_runs then writes into
+// the row at stride sw. add(run, kh, kw, ih, shift, cells) adds tap (kh, kw)'s contribution from
+// input row ih to run[j] for j in cells, input column qw_lo + j - off_w = shift + j.
+template <typename acc_t, typename AddTap>
+void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const PhaseTaps& tw, int64_t oh,
+                    acc_t* runs, const AddTap& add) {
+  const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
+  std::fill(runs, runs + g.sw * g.Qw, acc_t(0));
+  for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
+    const auto [kh, off_h] = th.taps[a];
+    const int64_t ih = hp.cell - off_h;
+    if (ih < 0 || ih >= g.H) continue;
+    for (int64_t rw = 0; rw < g.sw; ++rw)
+      for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
+        const auto [kw, off_w] = tw.taps[e];
+        add(runs + rw * g.Qw, kh, kw, ih, g.qw_lo - off_w, indices_inside(g.Qw, 1, g.qw_lo - off_w, g.W));
+      }
+  }
+}
+
 // One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
 // For each output row, every phase rw accumulates a contiguous run over cells qw (vectorised),
 // then each run is stored into the row at stride sw.
@@ -252,25 +273,12 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
       for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
       const acc_t bias_v = b[c];
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
-        const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
-        std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
-        for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-          const auto [kh, off_h] = th.taps[a];
-          const int64_t ih = hp.cell - off_h;
-          if (ih < 0 || ih >= g.H) continue;
-          const scalar_t* xrow = xc + ih * g.W;
-          for (int64_t rw = 0; rw < g.sw; ++rw) {
-            acc_t* run = runs.get() + rw * Qw;
-            for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-              const auto [kw, off_w] = tw.taps[e];
-              const acc_t wv = wk[kh * g.kW + kw];
-              // cells j whose input column qw_lo + j - off_w lies in [0, W)
-              const IndexRange js = indices_inside(Qw, 1, g.qw_lo - off_w, g.W);
-              const scalar_t* src = xrow + (g.qw_lo - off_w);
-              for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
-            }
-          }
-        }
+        sum_phase_runs(g, th, tw, oh, runs.get(),
+                       [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
+                         const acc_t wv = wk[kh * g.kW + kw];
+                         const scalar_t* src = xc + ih * g.W + shift;
+                         for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
+                       });
         store_phase_runs(runs.get(), g, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
       }
     }
@@ -409,25 +417,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
             for (int64_t oh = 0; oh < g.Ho; ++oh) {
-              const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
-              std::fill(runs.get(), runs.get() + g.sw * Qw, acc_t(0));
-              for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
-                const auto [kh, off_h] = th.taps[a];
-                const int64_t ih = hp.cell - off_h;
-                if (ih < 0 || ih >= g.H) continue;
-                for (int64_t rw = 0; rw < g.sw; ++rw) {
-                  acc_t* run = runs.get() + rw * Qw;
-                  for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
-                    const auto [kw, off_w] = tw.taps[e];
-                    // cells j whose input column qw_lo + j - off_w lies in [0, W)
-                    const int64_t j_lo = std::clamp<int64_t>(off_w - g.qw_lo, 0, Qw);
-                    const int64_t j_hi = std::clamp<int64_t>(g.W + off_w - g.qw_lo, j_lo, Qw);
-                    const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + (g.qw_lo - off_w);
+              sum_phase_runs(g, th, tw, oh, runs.get(),
+                             [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
+                               const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + shift;
 #pragma omp simd
-                    for (int64_t j = j_lo; j < j_hi; ++j) run[j] += static_cast<acc_t>(src[j]);
-                  }
-                }
-              }
+                               for (int64_t j = js.lo; j < js.hi; ++j) run[j] += static_cast<acc_t>(src[j]);
+                             });
               store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
             }
           }
