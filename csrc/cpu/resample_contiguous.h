@@ -132,16 +132,11 @@ inline void gather_w_rows(const in_t* in, int64_t in_stride, int64_t n, const Ax
                           const ContiguousPlan& p, out_t* out, acc_t* scratch) {
   const int64_t Wd = tw.dst;
   int64_t r = 0;
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (p.rows16)
-      for (; r + 16 <= n; r += 16)
-        gather_16_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
-  }
-#elif defined(TCONV_CPU_AVX2)
-  if constexpr (std::is_same_v<scalar_t, float>) {
-    if (p.rows16)
-      for (; r + 8 <= n; r += 8) gather_8_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
+      for (; r + kFloatLanes <= n; r += kFloatLanes)
+        gather_rows_transposed(in + r * in_stride, in_stride, tw, out + r * Wd, Wd, scratch);
   }
 #endif
   (void)scratch;

@@ -72,9 +72,9 @@ inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
 #if defined(TCONV_CPU_AVX2)
 constexpr bool kHasTranspose8x8 = true;
 
-// dst[k * 8 + r] = src[r * ld + k] for r, k < 8: 2 x 2 blocks (unpack), 4 x 4 (shuffle), then
-// the 128-bit halves (permute2f128).
-inline void transpose_8x8(const float* src, int64_t ld, float* dst) {
+// dst[k * ld_dst + r] = src[r * ld + k] for r, k < 8: 2 x 2 blocks (unpack), 4 x 4 (shuffle),
+// then the 128-bit halves (permute2f128).
+inline void transpose_8x8(const float* src, int64_t ld, float* dst, int64_t ld_dst = 8) {
   __m256 r[8], t[8];
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
@@ -92,13 +92,22 @@ inline void transpose_8x8(const float* src, int64_t ld, float* dst) {
   }
 #pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) {
-    _mm256_storeu_ps(dst + k * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-    _mm256_storeu_ps(dst + (k + 4) * 8, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
+    _mm256_storeu_ps(dst + k * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
   }
 }
 #else
 constexpr bool kHasTranspose8x8 = false;
-inline void transpose_8x8(const float*, int64_t, float*) {}
+inline void transpose_8x8(const float*, int64_t, float*, int64_t = 8) {}
 #endif
+
+// One vector's worth of rows (16 on AVX-512, 8 on AVX2): dst[k * ld_dst + r] = src[r * ld + k].
+inline void transpose_lanes(const float* src, int64_t ld, float* dst, int64_t ld_dst) {
+#if defined(TCONV_CPU_AVX512)
+  transpose_16x16(src, ld, dst, ld_dst);
+#else
+  transpose_8x8(src, ld, dst, ld_dst);
+#endif
+}
 
 }  // namespace tconv::cpu::CPU_CAPABILITY
