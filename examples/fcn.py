@@ -9,7 +9,6 @@ every epoch (beside the majority-class baseline) and saves input / truth / predi
     python examples/fcn.py                      # a few CPU minutes
     python examples/fcn.py --epochs 2 --size 64 # quicker
 """
-import argparse
 import os
 import time
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 import tconv
+from _cli import training_args
 from _figures import save_panels
 from _progress import progress
 from _synthetic import CLASS_NAMES, shape_scenes
@@ -71,26 +71,14 @@ def predict(model, images, batch_size):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=96, help="image side, a multiple of 32 (default 96)")
-    parser.add_argument("--train", type=int, default=640, help="training scenes (default 640)")
-    parser.add_argument("--test", type=int, default=128, help="held-out scenes (default 128)")
-    parser.add_argument("--epochs", type=int, default=25, help="passes over the training scenes (default 25)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default 1e-2)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("examples", "out"), help="folder for fcn.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.size % 32:
-        parser.error(f"--size must be a multiple of 32 (the network downsamples by 32), got {args.size}")
-    return args
+    return training_args(__doc__, argv, size=96, multiple=32, reason="the network downsamples by 32", train=640,
+                         test=128, items="scenes", length=("--epochs", 25, "passes over the training scenes"),
+                         batch=32, lr=1e-2, figure="fcn.png")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = args.generator
     num_classes = len(CLASS_NAMES)
     train_images, train_labels = shape_scenes(args.train, args.size, generator)
     test_images, test_labels = shape_scenes(args.test, args.size, generator)

@@ -10,7 +10,6 @@ held-out images and saves ground truth / 1/4 input / bicubic / network side by s
     python examples/super_resolution.py               # about three CPU minutes
     python examples/super_resolution.py --steps 200   # quicker
 """
-import argparse
 import math
 import os
 import time
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 import tconv
+from _cli import training_args
 from _figures import save_panels
 from _progress import progress
 from _synthetic import shape_scenes
@@ -63,26 +63,14 @@ def psnr(output, target):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=64, help="high-resolution side, a multiple of 4 (default 64)")
-    parser.add_argument("--train", type=int, default=1024, help="training images (default 1024)")
-    parser.add_argument("--test", type=int, default=64, help="held-out images (default 64)")
-    parser.add_argument("--steps", type=int, default=800, help="training steps (default 800)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=os.path.join("examples", "out"), help="folder for super_resolution.png")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.size % SCALE:
-        parser.error(f"--size must be a multiple of {SCALE}, got {args.size}")
-    return args
+    return training_args(__doc__, argv, size=64, multiple=SCALE, reason="the upscaling factor", train=1024, test=64,
+                         items="images", length=("--steps", 800, "training steps"), batch=32, lr=1e-3,
+                         figure="super_resolution.png")
 
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+    generator = args.generator
     train_high, _ = shape_scenes(args.train, args.size, generator)
     test_high, _ = shape_scenes(args.test, args.size, generator)
     train_low, test_low = downscale(train_high), downscale(test_high)
