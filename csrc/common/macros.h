@@ -6,3 +6,8 @@
 #else
 #define TCONV_HOST_DEVICE inline
 #endif
+
+// Runs the lambda with scalar_t = each floating type every tconv op takes (double, float, Half,
+// BFloat16), as ATen's AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, ...).
+#define TCONV_DISPATCH_FLOATING_TYPES(TYPE, NAME, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)

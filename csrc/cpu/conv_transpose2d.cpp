@@ -25,6 +25,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_direct.h"
+#include "common/macros.h"
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
@@ -530,28 +531,25 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
     // Direct loop: a GEMM with one input channel per group would have K <= 16.
     const Tensor x = input.contiguous();
     Tensor out = fmt == at::MemoryFormat::Contiguous ? y : empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options());
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                    "conv_transpose2d_depthwise", [&] {
-                                      forward_depthwise<scalar_t>(x, weight, bias, out, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d_depthwise", [&] {
+      forward_depthwise<scalar_t>(x, weight, bias, out, g);
+    });
     if (!out.is_same(y)) y.copy_(out);
     return y;
   }
   const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
   const Tensor x = input.contiguous(fmt);
   const Tensor w = weight.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                  "conv_transpose2d", [&] {
-                                    if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
-                                      forward_direct<scalar_t>(x, w, bias, y, g);
-                                    else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
-                                      forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
-                                    else if (use_tap_gemm(g, false))
-                                      forward_tap_gemm<scalar_t, at::opmath_type<scalar_t>>(x, w, bias, y, g,
-                                                                                           channels_last);
-                                    else
-                                      forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
+    if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
+      forward_direct<scalar_t>(x, w, bias, y, g);
+    else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
+      forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
+    else if (use_tap_gemm(g, false))
+      forward_tap_gemm<scalar_t, at::opmath_type<scalar_t>>(x, w, bias, y, g, channels_last);
+    else
+      forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
+  });
   return y;
 }
 

@@ -21,6 +21,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_backward_args.h"
+#include "common/macros.h"
 #include "cpu/conv_transpose2d_backward_blocks.h"
 #include "cpu/conv_transpose2d_backward_cells.h"
 #include "cpu/conv_transpose2d_cells.h"
@@ -280,26 +281,22 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
   if (g.Cin_g == 1) {
     const Tensor go = grad_output.contiguous();
     Tensor out = fmt == at::MemoryFormat::Contiguous ? gi : at::empty_like(gi, at::MemoryFormat::Contiguous);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                    "conv_transpose2d_backward_input_depthwise", [&] {
-                                      backward_input_depthwise<scalar_t>(go, w, out, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input_depthwise", [&] {
+      backward_input_depthwise<scalar_t>(go, w, out, g);
+    });
     if (!out.is_same(gi)) gi.copy_(out);
     return gi;
   }
   const Tensor go = grad_output.contiguous(fmt);
   if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast) && all_finite_any(go)) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                    "conv_transpose2d_backward_input_cells", [&] {
-                                      backward_input_cells<scalar_t>(go, w, gi, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input_cells", [&] {
+      backward_input_cells<scalar_t>(go, w, gi, g);
+    });
     return gi;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                  "conv_transpose2d_backward_input", [&] {
-                                    backward_input_dense<scalar_t>(go, w, gi, g,
-                                                                   fmt == at::MemoryFormat::ChannelsLast);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input", [&] {
+    backward_input_dense<scalar_t>(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
+  });
   return gi;
 }
 
@@ -468,26 +465,22 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
   if (g.N == 0) return gw.zero_();
   if (g.Cin_g == 1) {
     const Tensor go = grad_output.contiguous(), x = input.contiguous();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                    "conv_transpose2d_backward_weight_depthwise", [&] {
-                                      backward_weight_depthwise<scalar_t>(go, x, gw, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight_depthwise", [&] {
+      backward_weight_depthwise<scalar_t>(go, x, gw, g);
+    });
     return gw;
   }
   const at::MemoryFormat fmt = conv_memory_format(grad_output, input);
   const Tensor go = grad_output.contiguous(fmt), x = input.contiguous(fmt);
   if (use_cells(g, fmt == at::MemoryFormat::ChannelsLast) && all_finite_any(go) && all_finite_any(x)) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                    "conv_transpose2d_backward_weight_cells", [&] {
-                                      backward_weight_cells<scalar_t>(go, x, gw, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight_cells", [&] {
+      backward_weight_cells<scalar_t>(go, x, gw, g);
+    });
     return gw;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                  "conv_transpose2d_backward_weight", [&] {
-                                    backward_weight_dense<scalar_t>(go, x, gw, g,
-                                                                    fmt == at::MemoryFormat::ChannelsLast);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight", [&] {
+    backward_weight_dense<scalar_t>(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);
+  });
   return gw;
 }
 
@@ -500,8 +493,7 @@ Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
   Tensor gb = at::empty({C}, grad_output.options());
   const bool channels_last = grad_output.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   const Tensor go = grad_output.contiguous(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, go.scalar_type(),
-                                  "conv_transpose2d_backward_bias", [&] {
+  TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_bias", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* p = go.const_data_ptr<scalar_t>();
     scalar_t* out = gb.mutable_data_ptr<scalar_t>();
@@ -521,7 +513,7 @@ Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output) {
           }
           out[c] = static_cast<scalar_t>(total);
         }
-      });
+  });
     } else {
       // Rows of (N*H*W) x C: each thread owns a block of channels and walks all rows in order.
       const int64_t rows = N * HW;

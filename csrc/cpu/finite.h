@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "common/macros.h"
+
 namespace tconv::cpu::CPU_CAPABILITY {
 
 // Exponent field of each floating type: all ones means Inf or NaN. Testing bits in an integer loop
@@ -55,7 +57,7 @@ bool all_finite(const at::Tensor& t) {
 // all_finite for a floating tensor of any of the ops' dtypes.
 inline bool all_finite_any(const at::Tensor& t) {
   bool finite = true;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "all_finite",
+  TCONV_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_finite",
                                   [&] { finite = all_finite<scalar_t>(t); });
   return finite;
 }

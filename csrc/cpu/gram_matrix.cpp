@@ -28,6 +28,7 @@
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "common/macros.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/simd_tile.h"
@@ -346,7 +347,7 @@ Tensor gram_matrix_cpu(const Tensor& features, bool normalize) {
   Tensor out = at::empty({N, C, C}, features.options());
   if (out.numel() == 0) return out;
   if (L == 0) return out.zero_();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, features.scalar_type(), "gram_matrix",
+  TCONV_DISPATCH_FLOATING_TYPES(features.scalar_type(), "gram_matrix",
                                   [&] { gram_forward<scalar_t>(features, out, gram_scale(C, L, normalize)); });
   return out;
 }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 
+#include "common/macros.h"
 #include "common/upsample_args.h"
 #include "common/upsample_raw_taps.h"
 #include "cpu/output_alloc.h"
@@ -52,8 +53,8 @@ Tensor upsample2d_cpu(const Tensor& input, at::IntArrayRef output_size, bool ali
   const at::MemoryFormat fmt = input.suggest_memory_format();
   Tensor y = empty_output({g.N, g.C, g.Ho, g.Wo}, input.options(), fmt);
   const Tensor x = input.contiguous(fmt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(),
+  TCONV_DISPATCH_FLOATING_TYPES(
+      input.scalar_type(),
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d" : "upsample_bicubic2d", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         const ResampleAxes<acc_t> axes = resample_axes<acc_t>(g, MODE, align_corners, antialias);

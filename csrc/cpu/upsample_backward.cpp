@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include "common/macros.h"
 #include "common/upsample_args.h"
 #include "cpu/output_alloc.h"
 #include "cpu/separable_resample.h"
@@ -26,8 +27,8 @@ Tensor upsample2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_
   const at::MemoryFormat fmt = grad_output.suggest_memory_format();
   Tensor grad_input = empty_output({g.N, g.C, g.H, g.W}, grad_output.options(), fmt);
   const Tensor go = grad_output.contiguous(fmt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+  TCONV_DISPATCH_FLOATING_TYPES(
+      grad_output.scalar_type(),
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_backward" : "upsample_bicubic2d_backward",
       [&] {
         using acc_t = at::opmath_type<scalar_t>;

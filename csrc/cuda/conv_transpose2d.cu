@@ -32,6 +32,7 @@
 #include "common/conv_transpose2d_direct.h"
 #include "common/conv_transpose2d_shape.h"
 #include "common/conv_transpose2d_taps.h"
+#include "common/macros.h"
 #include "cuda/bmm.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/row_chunks.h"
@@ -349,16 +350,14 @@ Tensor conv_transpose2d_cuda(const Tensor& input, const Tensor& weight,
 
   // The kernels read input and weight through their strides: no layout copies.
   if (g.Cin_g == 1) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                    "conv_transpose2d_depthwise_cuda", [&] {
-                                      forward_depthwise<scalar_t>(input, weight, bias, y, g, channels_last);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d_depthwise_cuda", [&] {
+      forward_depthwise<scalar_t>(input, weight, bias, y, g, channels_last);
+    });
     return y;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                  "conv_transpose2d_cuda", [&] {
-                                    forward_cell_gemm<scalar_t>(input, weight, bias, y, g, channels_last);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d_cuda", [&] {
+    forward_cell_gemm<scalar_t>(input, weight, bias, y, g, channels_last);
+  });
   return y;
 }
 

@@ -34,6 +34,7 @@
 #include "common/conv_transpose2d_backward_args.h"
 #include "common/conv_transpose2d_direct.h"
 #include "common/conv_transpose2d_shape.h"
+#include "common/macros.h"
 #include "cuda/block_reduce.cuh"
 #include "cuda/bmm.cuh"
 #include "cuda/launch.cuh"
@@ -489,16 +490,14 @@ Tensor conv_transpose2d_backward_input_cuda(const Tensor& grad_output, const Ten
   if (gi.numel() == 0) return gi;
   const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
   if (g.Cin_g == 1) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                    "conv_transpose2d_backward_input_depthwise_cuda", [&] {
-                                      backward_input_depthwise<scalar_t>(grad_output, weight, gi, g, channels_last);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "conv_transpose2d_backward_input_depthwise_cuda", [&] {
+      backward_input_depthwise<scalar_t>(grad_output, weight, gi, g, channels_last);
+    });
     return gi;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                  "conv_transpose2d_backward_input_cuda", [&] {
-                                    backward_input_patches<scalar_t>(grad_output, weight, gi, g, channels_last);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "conv_transpose2d_backward_input_cuda", [&] {
+    backward_input_patches<scalar_t>(grad_output, weight, gi, g, channels_last);
+  });
   return gi;
 }
 
@@ -576,16 +575,14 @@ Tensor conv_transpose2d_backward_weight_cuda(const Tensor& grad_output, const Te
   if (gw.numel() == 0) return gw;
   if (g.N == 0) return gw.zero_();
   if (g.Cin_g == 1) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                    "conv_transpose2d_backward_weight_depthwise_cuda", [&] {
-                                      backward_weight_depthwise<scalar_t>(grad_output, input, gw, g);
-                                    });
+    TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "conv_transpose2d_backward_weight_depthwise_cuda", [&] {
+      backward_weight_depthwise<scalar_t>(grad_output, input, gw, g);
+    });
     return gw;
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                  "conv_transpose2d_backward_weight_cuda", [&] {
-                                    backward_weight_patches<scalar_t>(grad_output, input, gw, g);
-                                  });
+  TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "conv_transpose2d_backward_weight_cuda", [&] {
+    backward_weight_patches<scalar_t>(grad_output, input, gw, g);
+  });
   return gw;
 }
 
@@ -598,8 +595,7 @@ Tensor conv_transpose2d_backward_bias_cuda(const Tensor& grad_output) {
   const int64_t H = grad_output.size(2), W = grad_output.size(3);
   Tensor gb = at::empty({C}, grad_output.options());
   if (C == 0) return gb;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                  "conv_transpose2d_backward_bias_cuda", [&] {
+  TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "conv_transpose2d_backward_bias_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const BiasTerm<scalar_t, acc_t> term{grad_output.const_data_ptr<scalar_t>(), strides_of(grad_output)};
     reduce_over_pixels<scalar_t, acc_t>(term, C, N, H, W, channels_fastest(grad_output),

@@ -36,6 +36,7 @@
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "common/macros.h"
 #include "cuda/async_copy.cuh"
 #include "cuda/gram_mma.cuh"
 #include "cuda/launch.cuh"
@@ -385,7 +386,7 @@ Tensor gram_matrix_cuda(const Tensor& features, bool normalize) {
   const Tensor x = features.contiguous();  // the panels are read as rows of L positions
   if (at::cuda::getCurrentDeviceProperties()->major < 8) return gram_matrix_cublas(x, scale);
 
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_matrix_cuda", [&] {
+  TCONV_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gram_matrix_cuda", [&] {
     if constexpr (std::is_same_v<scalar_t, at::Half>) {
       launch_gram<HalfMma>(x, out, scale);
     } else if constexpr (std::is_same_v<scalar_t, at::BFloat16>) {

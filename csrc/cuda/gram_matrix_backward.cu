@@ -15,6 +15,7 @@
 
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "common/macros.h"
 #include "cuda/launch.cuh"
 
 namespace tconv::cuda {
@@ -47,7 +48,7 @@ Tensor gram_matrix_backward_cuda(const Tensor& grad_gram, const Tensor& features
 
   const auto acc_type = at::toOpMathType(dtype);
   Tensor sym = at::empty({N, C, C}, features.options().dtype(acc_type));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "gram_matrix_backward_cuda", [&] {
+  TCONV_DISPATCH_FLOATING_TYPES(dtype, "gram_matrix_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     symmetrize_grad_kernel<scalar_t, acc_t>
         <<<blocks_for(sym.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(

@@ -9,6 +9,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/macros.h"
 #include "common/upsample_args.h"
 #include "common/upsample_raw_taps.h"
 #include "common/upsample_tables.h"
@@ -27,8 +28,8 @@ Tensor upsample2d_cuda(const Tensor& input, at::IntArrayRef output_size, bool al
   const at::MemoryFormat fmt = input.suggest_memory_format();
   Tensor y = at::empty({g.N, g.C, g.Ho, g.Wo}, input.options().memory_format(fmt));
   const Tensor x = input.contiguous(fmt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, input.scalar_type(),
+  TCONV_DISPATCH_FLOATING_TYPES(
+      input.scalar_type(),
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_cuda" : "upsample_bicubic2d_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
         if (y.numel() == 0) return;

@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "common/macros.h"
 #include "common/upsample_args.h"
 #include "common/upsample_tables.h"
 #include "cuda/separable_resample.cuh"
@@ -32,8 +33,8 @@ Tensor upsample2d_backward_cuda(const Tensor& grad_output, at::IntArrayRef input
   const at::MemoryFormat fmt = grad_output.suggest_memory_format();
   Tensor grad_input = at::empty({g.N, g.C, g.H, g.W}, grad_output.options().memory_format(fmt));
   const Tensor go = grad_output.contiguous(fmt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(
-      at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+  TCONV_DISPATCH_FLOATING_TYPES(
+      grad_output.scalar_type(),
       MODE == UpsampleMode::Bilinear ? "upsample_bilinear2d_backward_cuda"
                                      : "upsample_bicubic2d_backward_cuda",
       [&] {
