@@ -129,3 +129,157 @@ def style_loss(input, target_gram, normalize=True):
     """The D2L style loss: mean squared difference between ``gram_matrix(input, normalize)`` and
     ``target_gram`` (the style image's Gram, a constant: it is detached as in D2L)."""
     return torch.square(gram_matrix(input, normalize) - target_gram.detach()).mean()
+
+
+# ---- fused resize-convolution ------------------------------------------------------------------------
+
+_NEAREST_MODES = ("nearest", "nearest-exact")  # the same source rows for an integer factor
+
+
+def _integer_factors(scale_factor):
+    """(s_h, s_w) as positive ints when scale_factor is an integer (or a pair of integers, float
+    or int), else None."""
+    if scale_factor is None:
+        return None
+    factors = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * 2
+    if len(factors) != 2:
+        return None
+    out = []
+    for f in factors:
+        if isinstance(f, bool):
+            return None
+        try:
+            f = float(f)
+        except (TypeError, ValueError):
+            return None
+        if not f.is_integer() or f < 1:
+            return None
+        out.append(int(f))
+    return out
+
+
+def _conv_paddings(padding, kernel_size):
+    """Per axis (left, right) zero padding of a stride-1, dilation-1 conv2d: int, pair, 'valid'
+    or 'same' (PyTorch's split: the extra row of an even kernel goes right/bottom)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0), (0, 0)]
+        if padding == "same":
+            return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size]
+        return None
+    p = pair(padding, "padding")
+    if len(p) != 2 or min(p) < 0:
+        return None
+    return [(p[0], p[0]), (p[1], p[1])]
+
+
+def fold_upsample_weight(weight, scale_factor, groups=1):
+    """The transposed-convolution weight equal to nearest upsampling by ``scale_factor`` (ints
+    s_h, s_w) followed by a conv2d with ``weight`` (Cout, Cin/groups, kh, kw): shape
+    (Cin, Cout/groups, kh + s_h - 1, kw + s_w - 1). Per axis, with v the flipped kernel,
+    W[kk] = v[kk - s + 1] + ... + v[kk] (a box sum of length s; zero outside v), built from torch
+    ops on ``weight`` so gradients of every order reach it. 16-bit weights are folded in float32
+    and rounded once."""
+    sh, sw = _integer_factors(scale_factor)
+    dtype = weight.dtype
+    v = weight.flip((2, 3))
+    if dtype in (torch.float16, torch.bfloat16):
+        v = v.float()
+    for dim, s in ((2, sh), (3, sw)):
+        if s > 1:
+            k = v.shape[dim]
+            pads = [0, 0, 0, 0]
+            pads[2 * (3 - dim)] = pads[2 * (3 - dim) + 1] = s - 1
+            padded = torch.nn.functional.pad(v, pads)
+            acc = padded.narrow(dim, 0, k + s - 1)
+            for a in range(1, s):  # fixed order: deterministic
+                acc = acc + padded.narrow(dim, a, k + s - 1)
+            v = acc
+    v = v.to(dtype)
+    cout, cin_g, kh, kw = v.shape
+    return (v.reshape(groups, cout // groups, cin_g, kh, kw).transpose(1, 2)
+             .reshape(groups * cin_g, cout // groups, kh, kw))
+
+
+def _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
+    """(factors, per-axis (left, right) paddings) when the pair is fused, else None."""
+    if mode not in _NEAREST_MODES or padding_mode != "zeros" or input.dim() not in (3, 4):
+        return None
+    if weight.dim() != 4 or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        return None
+    if input.shape[-3] != weight.shape[1] * groups:
+        return None
+    if pair(stride, "stride") != [1, 1] or pair(dilation, "dilation") != [1, 1]:
+        return None
+    factors = _integer_factors(scale_factor)
+    pads = _conv_paddings(padding, weight.shape[2:])
+    if factors is None or pads is None:
+        return None
+    for size, s, k, (pl, pr) in zip(input.shape[-2:], factors, weight.shape[2:], pads):
+        if size * s + pl + pr - k + 1 < 1:
+            return None  # the pair raises PyTorch's error
+    return factors, pads
+
+
+def _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups,
+                        padding_mode):
+    """The unfused pair: upsample (tconv's kernels for bilinear/bicubic), then conv2d."""
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if mode in _INTERPOLATE_MODES:
+        x = interpolate(x, scale_factor=scale_factor, mode=mode, align_corners=False)
+    else:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale_factor, mode=mode)
+    if padding_mode != "zeros":
+        if isinstance(padding, str):
+            raise ValueError(f"padding={padding!r} with padding_mode={padding_mode!r} is not supported here")
+        ph, pw = pair(padding, "padding")
+        x = torch.nn.functional.pad(x, (pw, pw, ph, ph), mode=padding_mode)
+        padding = 0
+    out = torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def upsample_conv2d(input, weight, bias=None, scale_factor=2, mode="nearest", stride=1, padding=0,
+                    dilation=1, groups=1, padding_mode="zeros"):
+    """``F.conv2d(F.interpolate(input, scale_factor=scale_factor, mode=mode), weight, bias, stride,
+    padding, dilation, groups)`` (``padding_mode`` as in ``nn.Conv2d``), fused where exact.
+
+    Fused: mode 'nearest' (or 'nearest-exact': the same rows for an integer factor), an integer
+    scale factor per axis (int, integral float, or a pair), stride 1, dilation 1, padding an int,
+    a pair, 'same' or 'valid', padding_mode 'zeros', 3-D (unbatched image) or 4-D input. Then the
+    pair is one stride-s transposed convolution (``tconv.conv_transpose2d``) with the folded weight
+    of :func:`fold_upsample_weight` (kernel k + s - 1 per axis): output row o = s*q + r of the
+    pair reads upsampled rows o - p + t, i.e. input rows floor((o - p + t) / s), so the taps t that
+    hit the same input row are summed into one. The upsampled image's zero border is exactly the
+    input's (an upsampled row is out of range iff its source row is), so the fold is exact at
+    every edge, for any k, p, s; the transposed convolution's padding is k - 1 - p per side (with
+    output_padding for 'same' and an even kernel; where that is negative or too uneven, the full
+    output is cropped or zero-extended and the bias added after). The upsampled intermediate is
+    never made, and the convolution runs at the input's resolution: (k + s - 1)^2 / (s^2 k^2) of
+    the pair's multiply-adds (16/36 for k=3, s=2). Results equal the pair's to float rounding.
+
+    Anything else runs the pair itself, unfused: mode 'bilinear' / 'bicubic' (upsampled by
+    ``tconv.interpolate``, align_corners=False; not yet fused), a non-integer factor, other
+    strides or dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then
+    raises PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
+    axes, while ``F.interpolate`` reads 3-D input as (N, C, L) and resizes one axis."""
+    plan = _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
+    if plan is None:
+        return _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation,
+                                   groups, padding_mode)
+    factors, pads = plan
+    folded = fold_upsample_weight(weight, factors, groups)
+    # Per axis: transposed-conv padding P = k - 1 - left, output_padding = right's shortfall.
+    k = weight.shape[2:]
+    left = [k[i] - 1 - pads[i][0] for i in range(2)]
+    right = [k[i] - 1 - pads[i][1] for i in range(2)]
+    extra = [left[i] - right[i] for i in range(2)]
+    if all(left[i] >= 0 and 0 <= extra[i] < factors[i] for i in range(2)):
+        return conv_transpose2d(input, folded, bias, factors, left, extra, groups)
+    full = conv_transpose2d(input, folded, None, factors, 0, 0, groups)
+    # Crop (negative) or zero-extend (positive) the full output to the pair's size.
+    out = torch.nn.functional.pad(full, (-left[1], -right[1], -left[0], -right[0]))
+    if bias is not None:
+        out = out + bias.view(-1, 1, 1)
+    return out
