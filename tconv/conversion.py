@@ -20,8 +20,9 @@ logger = logging.getLogger("tconv.convert")
 
 
 def _conv_transpose_reason(m):
-    if m.padding_mode != "zeros":
-        return f"padding_mode={m.padding_mode!r} (only 'zeros'; PyTorch's forward rejects it too)"
+    # 'reflect', 'replicate', 'circular': PyTorch's forward raises, tconv's computes them.
+    if m.padding_mode not in F.PADDING_MODES:
+        return f"padding_mode={m.padding_mode!r} is not one of tconv's {F.PADDING_MODES}"
     return None
 
 
@@ -118,8 +119,9 @@ def convert(module, inplace=False, fuse=False, report=False):
     ``tconv.Upsample``, ``nn.UpsamplingBilinear2d`` -> ``tconv.UpsamplingBilinear2d`` (the table
     ``tconv.conversion.REPLACEMENTS``; exact classes only). Every other layer is left alone. Layers of
     those kinds that tconv does not run (``nn.Upsample`` with mode 'nearest', a ConvTranspose2d
-    with a padding_mode other than 'zeros', a user subclass) stay PyTorch's and are listed in the
-    report.
+    with an unknown padding_mode, a user subclass) stay PyTorch's and are listed in the report. A
+    ConvTranspose2d whose padding_mode was set to 'reflect', 'replicate' or 'circular' after
+    construction (PyTorch's forward raises) is converted: tconv computes those modes.
 
     Each replaced layer keeps its parameters (the same Parameter objects when ``inplace``, the
     deep copy's otherwise), buffers, hooks, training flag and state_dict keys: the converted model

@@ -6,15 +6,25 @@ from . import functional as F
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` with tconv's kernels: same constructor, parameters,
-    initialisation and state_dict; ``forward(input, output_size=None)`` with PyTorch's rules."""
+    initialisation and state_dict; ``forward(input, output_size=None)`` with PyTorch's rules.
+    ``padding_mode`` may also be 'reflect', 'replicate' or 'circular' (PyTorch's accepts only
+    'zeros'): the adjoint of the padded conv2d, see ``tconv.conv_transpose2d``; the state_dict
+    does not change."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        if padding_mode not in F.PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {F.PADDING_MODES}, but got "
+                             f"padding_mode='{padding_mode}'")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, "zeros", device, dtype)
+        self.padding_mode = padding_mode
 
     def forward(self, input, output_size=None):
-        if self.padding_mode != "zeros":
-            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose2d')
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+                                  output_padding, self.groups, self.dilation, self.padding_mode)
 
 
 class Upsample(nn.Upsample):

@@ -243,13 +243,15 @@ def test_hooks_run_on_converted_layers_and_unsupported_layers_are_reported(caplo
 
 
 def test_unsupported_padding_mode_is_reported_and_kept():
-    model = nn.Sequential(nn.ConvTranspose2d(2, 2, 3), nn.ConvTranspose2d(2, 2, 3))
-    model[1].padding_mode = "reflect"  # the constructor refuses it; PyTorch's forward raises
+    model = nn.Sequential(nn.ConvTranspose2d(2, 2, 3), nn.ConvTranspose2d(2, 2, 3), nn.ConvTranspose2d(2, 2, 3))
+    model[1].padding_mode = "bogus"    # the constructor refuses both; PyTorch's forward raises
+    model[2].padding_mode = "reflect"  # tconv computes it (the adjoint of the reflect-padded conv2d)
     converted, report = tconv.convert(model, report=True)
-    assert type(converted[0]) is tconv.ConvTranspose2d and type(converted[1]) is nn.ConvTranspose2d
+    assert [type(m) for m in converted] == [tconv.ConvTranspose2d, nn.ConvTranspose2d, tconv.ConvTranspose2d]
     assert report.skipped == [("1", "ConvTranspose2d", report.skipped[0][2])]
-    assert "padding_mode='reflect'" in report.skipped[0][2]
+    assert "padding_mode='bogus'" in report.skipped[0][2]
     assert "kept 1 (ConvTranspose2d)" in str(report)
+    converted[2](torch.randn(1, 2, 4, 4))
 
 
 def test_root_layer_and_shared_layers():
