@@ -63,13 +63,21 @@ def _fold_pieces(first, last, dim, n, mode):
     return [(0, first.sum(dim, keepdim=True)), (n - 1, last.sum(dim, keepdim=True))]
 
 
-def _add_pieces(target, pieces, dim, cols=None):
+def _add_pieces(target, pieces, dim, cols=None, inplace=True):
     """target[rows of each piece along dim] += piece (its columns cols = (start, length) along the
-    other axis), in place and in order: fixed order, so deterministic."""
+    other axis), in order (deterministic). In place when nothing is differentiated; else out of
+    place (each piece zero-extended to the target's size): autograd's in-place-on-view backward
+    does not batch (vmap) and clones the whole gradient per piece anyway."""
+    n = target.size(dim)
     for offset, piece in pieces:
         if cols is not None:
             piece = piece.narrow(5 - dim, *cols)
-        target.narrow(dim, offset, piece.size(dim)).add_(piece)
+        if inplace:
+            target.narrow(dim, offset, piece.size(dim)).add_(piece)
+        else:
+            target = target + torch.nn.functional.pad(
+                piece, _pads_for(4, dim, offset, n - offset - piece.size(dim)))
+    return target
 
 
 def _strip(x, w, stride, dilation, groups, dim, ins, taps, pad_other, output_padding, first_row, rows):
@@ -128,7 +136,9 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     h, w = input.shape[-2:]
     kh, kw = weight.shape[-2:]
     st, dl = (sh, sw), (dh, dw)
-    out = center  # a fresh tensor: the border terms are added onto it in place
+    out = center  # a fresh tensor: the border terms are added onto it (in place when nothing is differentiated)
+    inplace = not (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, weight, bias)))
     # The transposed convolution with padding 0 (the full output) is `center` inside borders of
     # ph rows and pw columns. Only the input and kernel rows that reach a border are convolved
     # again: the top/bottom strips over the full width, the left/right ones over the center rows.
@@ -143,7 +153,7 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
         bottom = _strip(input, weight, st, dl, groups, 2, (start_in, h), (start_k, kh), 0, (oph, opw),
                         ph + hout, ph)
         row_pieces = _fold_pieces(top, bottom, 2, hout, padding_mode)  # full width: wout + 2 pw
-        _add_pieces(out, row_pieces, 2, (pw, wout))
+        out = _add_pieces(out, row_pieces, 2, (pw, wout), inplace)
     if pw:
         left = _strip(input, weight, st, dl, groups, 3, (0, _ceil_div(pw, sw)), (0, _ceil_div(pw, dw)), ph,
                       (oph, 0), 0, pw)
@@ -152,9 +162,9 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
         right = _strip(input, weight, st, dl, groups, 3, (start_in, w), (start_k, kw), ph, (oph, opw),
                        pw + wout, pw)
         # the corners: the column strips of the row-folded full output
-        _add_pieces(left, row_pieces, 2, (0, pw))
-        _add_pieces(right, row_pieces, 2, (pw + wout, pw))
-        _add_pieces(out, _fold_pieces(left, right, 3, wout, padding_mode), 3)
+        left = _add_pieces(left, row_pieces, 2, (0, pw), inplace)
+        right = _add_pieces(right, row_pieces, 2, (pw + wout, pw), inplace)
+        out = _add_pieces(out, _fold_pieces(left, right, 3, wout, padding_mode), 3, None, inplace)
     return out
 
 
