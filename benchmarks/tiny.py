@@ -27,6 +27,9 @@ def _cases():
     def image_and_weight(requires_grad):
         return (image(requires_grad, 1, 8, 8, 8), image(requires_grad, 8, 8, 4, 4), image(requires_grad, 8))
 
+    def conv_inputs(requires_grad):
+        return (image(requires_grad, 1, 8, 8, 8), image(requires_grad, 8, 8, 3, 3), image(requires_grad, 8))
+
     def gram_reference(x):
         f = x.flatten(2)
         return f @ f.mT / (f.shape[1] * f.shape[2])
@@ -40,6 +43,10 @@ def _cases():
            lambda x: tconv.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True),
            lambda x: F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True), one_image)
     yield "gram", tconv.gram_matrix, gram_reference, one_image
+    yield ("upsample_conv2d nearest x2 8->8 k3",
+           lambda x, w, b: tconv.upsample_conv2d(x, w, b, scale_factor=2, padding=1),
+           lambda x, w, b: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1),
+           conv_inputs)
 
 
 def _per_call(fn, calls):

@@ -9,9 +9,25 @@ except ImportError:  # numpy is optional for sizes given as numpy integers
 from ._pair import pair
 
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1):
-    """Drop-in for ``torch.nn.functional.conv_transpose2d`` (batched 4-D or unbatched 3-D input)."""
+                     dilation=1, padding_mode="zeros"):
+    """Drop-in for ``torch.nn.functional.conv_transpose2d`` (batched 4-D or unbatched 3-D input).
+
+    ``padding_mode`` (not in PyTorch, whose ConvTranspose2d accepts only 'zeros'): for 'reflect',
+    'replicate' or 'circular' the result is the adjoint of ``y -> conv2d(F.pad(y, padding,
+    mode=padding_mode), weight, stride=stride, dilation=dilation, groups=groups)`` evaluated at
+    ``input`` (exactly the input-gradient of PyTorch's padded conv2d at grad_output = input), plus
+    the bias; the output size is the one of 'zeros' with the same arguments (output_padding
+    included). Computed as the transposed convolution with padding 0 (the full output) whose
+    border strips are then added, in a fixed order, onto the output: wrapped around (circular),
+    mirrored without the edge (reflect), or onto the edge row/column (replicate). Paddings F.pad
+    rejects for the output's size raise F.pad's error."""
+    if padding_mode != "zeros":
+        return _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups,
+                                        dilation, padding_mode)
     if input.dim() not in (3, 4):
         raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, "
                            f"but got input of size: {list(input.shape)}")
@@ -21,6 +37,135 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         pair(padding, "padding"), pair(output_padding, "output_padding"), groups,
         pair(dilation, "dilation"))
     return out.squeeze(0) if unbatched else out
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _pads_for(ndim, dim, before, after):
+    """F.pad's flat list padding `dim` of an ndim-tensor by (before, after)."""
+    pads = [0, 0] * (ndim - dim)
+    pads[-2], pads[-1] = before, after
+    return pads
+
+
+def _fold_pieces(first, last, dim, n, mode):
+    """The adjoint of F.pad(mode) on the border strips, as (offset, piece) pairs to add onto the n
+    rows along dim: `first` (the p rows before them) and `last` (the p rows after), wrapped around
+    (circular), mirrored without the edge row (reflect: padded row i < p reads row p - i, row
+    n + p + j reads row n - 2 - j), or summed onto the edge row (replicate)."""
+    p = first.size(dim)
+    if mode == "circular":
+        return [(n - p, first), (0, last)]
+    if mode == "reflect":
+        return [(1, first.flip(dim)), (n - 1 - p, last.flip(dim))]
+    return [(0, first.sum(dim, keepdim=True)), (n - 1, last.sum(dim, keepdim=True))]
+
+
+def _add_pieces(target, pieces, dim, cols=None, inplace=True):
+    """target[rows of each piece along dim] += piece (its columns cols = (start, length) along the
+    other axis), in order (deterministic). In place when nothing is differentiated; else out of
+    place (each piece zero-extended to the target's size): autograd's in-place-on-view backward
+    does not batch (vmap) and clones the whole gradient per piece anyway."""
+    n = target.size(dim)
+    for offset, piece in pieces:
+        if cols is not None:
+            piece = piece.narrow(5 - dim, *cols)
+        if inplace:
+            target.narrow(dim, offset, piece.size(dim)).add_(piece)
+        else:
+            target = target + torch.nn.functional.pad(
+                piece, _pads_for(4, dim, offset, n - offset - piece.size(dim)))
+    return target
+
+
+def _strip(x, w, stride, dilation, groups, dim, ins, taps, pad_other, output_padding, first_row, rows):
+    """Rows [first_row, first_row + rows) along dim of the padding-0 transposed convolution's
+    output (only its padding along the other axis, pad_other, applied), from the input rows
+    range(*ins) and kernel rows range(*taps), which hold every term that reaches them."""
+    ins = (ins[0], min(ins[1], x.size(dim)))
+    taps = (taps[0], min(taps[1], w.size(dim)))
+    if ins[0] >= ins[1] or taps[0] >= taps[1]:
+        shape = [x.size(0), w.size(1) * groups, 0, 0]
+        other = 5 - dim
+        shape[dim] = rows
+        shape[other] = ((x.size(other) - 1) * stride[other - 2] - 2 * pad_other + dilation[other - 2]
+                        * (w.size(other) - 1) + output_padding[other - 2] + 1)
+        return x.new_zeros(shape)
+    part = _conv_transpose2d_by_fold(x.narrow(dim, ins[0], ins[1] - ins[0]),
+                                     w.narrow(dim, taps[0], taps[1] - taps[0]), stride, dilation, groups)
+    at = ins[0] * stride[dim - 2] + taps[0] * dilation[dim - 2]  # its first row's index
+    other = 5 - dim
+    pads = _pads_for(4, dim, at - first_row, first_row + rows - at - part.size(dim))
+    pads[2 * (3 - other):2 * (3 - other) + 2] = [-pad_other, output_padding[other - 2] - pad_other]
+    return torch.nn.functional.pad(part, pads)
+
+
+def _conv_transpose2d_by_fold(x, w, stride, dilation, groups):
+    """The transposed convolution with padding 0 as one GEMM (einsum) and a col2im (F.fold): for
+    the thin border strips, where a GEMM over one or two input rows beats a convolution kernel."""
+    n, cin, a, b = x.shape
+    _, cout_g, kh, kw = w.shape
+    m = cout_g * kh * kw
+    # one GEMM per group over every pixel of the strip: (pixels, Cin/g) x (Cin/g, Cout/g * kh * kw)
+    rows = x.permute(0, 2, 3, 1).reshape(n * a * b, groups, cin // groups).transpose(0, 1)
+    cols = torch.bmm(rows, w.reshape(groups, cin // groups, m))
+    cols = cols.view(groups, n, a * b, m).permute(1, 0, 3, 2).reshape(n, groups * m, a * b)
+    size = ((a - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (b - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
+    return torch.nn.functional.fold(cols, size, (kh, kw), dilation=dilation, stride=stride)
+
+
+def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                             padding_mode):
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+    center = conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    if input.dim() != 4 or weight.dim() != 4:
+        if input.dim() == 3:
+            return _conv_transpose2d_padded(input.unsqueeze(0), weight, bias, stride, padding, output_padding,
+                                            groups, dilation, padding_mode).squeeze(0)
+        return center
+    (ph, pw), (sh, sw) = pair(padding, "padding"), pair(stride, "stride")
+    (oph, opw), (dh, dw) = pair(output_padding, "output_padding"), pair(dilation, "dilation")
+    hout, wout = center.shape[-2:]
+    # F.pad's own checks (and error) for this padding of an output of this size.
+    torch.nn.functional.pad(torch.empty(1, 1, hout, wout, device="meta"), (pw, pw, ph, ph), mode=padding_mode)
+    if ph == 0 and pw == 0:
+        return center
+    h, w = input.shape[-2:]
+    kh, kw = weight.shape[-2:]
+    st, dl = (sh, sw), (dh, dw)
+    out = center  # a fresh tensor: the border terms are added onto it (in place when nothing is differentiated)
+    inplace = not (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (input, weight, bias)))
+    # The transposed convolution with padding 0 (the full output) is `center` inside borders of
+    # ph rows and pw columns. Only the input and kernel rows that reach a border are convolved
+    # again: the top/bottom strips over the full width, the left/right ones over the center rows.
+    row_pieces = []
+    if ph:
+        # row r < ph: input rows i and taps t with i*sh + t*dh = r
+        top = _strip(input, weight, st, dl, groups, 2, (0, _ceil_div(ph, sh)), (0, _ceil_div(ph, dh)), 0,
+                     (0, opw), 0, ph)
+        # row r >= ph + hout: i*sh >= ph + hout - dh*(kh-1) and t*dh >= ph + hout - (h-1)*sh
+        start_in = max(0, _ceil_div(ph + hout - dh * (kh - 1), sh))
+        start_k = max(0, _ceil_div(ph + hout - (h - 1) * sh, dh))
+        bottom = _strip(input, weight, st, dl, groups, 2, (start_in, h), (start_k, kh), 0, (oph, opw),
+                        ph + hout, ph)
+        row_pieces = _fold_pieces(top, bottom, 2, hout, padding_mode)  # full width: wout + 2 pw
+        out = _add_pieces(out, row_pieces, 2, (pw, wout), inplace)
+    if pw:
+        left = _strip(input, weight, st, dl, groups, 3, (0, _ceil_div(pw, sw)), (0, _ceil_div(pw, dw)), ph,
+                      (oph, 0), 0, pw)
+        start_in = max(0, _ceil_div(pw + wout - dw * (kw - 1), sw))
+        start_k = max(0, _ceil_div(pw + wout - (w - 1) * sw, dw))
+        right = _strip(input, weight, st, dl, groups, 3, (start_in, w), (start_k, kw), ph, (oph, opw),
+                       pw + wout, pw)
+        # the corners: the column strips of the row-folded full output
+        left = _add_pieces(left, row_pieces, 2, (0, pw), inplace)
+        right = _add_pieces(right, row_pieces, 2, (pw + wout, pw), inplace)
+        out = _add_pieces(out, _fold_pieces(left, right, 3, wout, padding_mode), 3, None, inplace)
+    return out
 
 
 _INTERPOLATE_MODES = ("bilinear", "bicubic")
@@ -129,3 +274,157 @@ def style_loss(input, target_gram, normalize=True):
     """The D2L style loss: mean squared difference between ``gram_matrix(input, normalize)`` and
     ``target_gram`` (the style image's Gram, a constant: it is detached as in D2L)."""
     return torch.square(gram_matrix(input, normalize) - target_gram.detach()).mean()
+
+
+# ---- fused resize-convolution ------------------------------------------------------------------------
+
+_NEAREST_MODES = ("nearest", "nearest-exact")  # the same source rows for an integer factor
+
+
+def _integer_factors(scale_factor):
+    """(s_h, s_w) as positive ints when scale_factor is an integer (or a pair of integers, float
+    or int), else None."""
+    if scale_factor is None:
+        return None
+    factors = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * 2
+    if len(factors) != 2:
+        return None
+    out = []
+    for f in factors:
+        if isinstance(f, bool):
+            return None
+        try:
+            f = float(f)
+        except (TypeError, ValueError):
+            return None
+        if not f.is_integer() or f < 1:
+            return None
+        out.append(int(f))
+    return out
+
+
+def _conv_paddings(padding, kernel_size):
+    """Per axis (left, right) zero padding of a stride-1, dilation-1 conv2d: int, pair, 'valid'
+    or 'same' (PyTorch's split: the extra row of an even kernel goes right/bottom)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [(0, 0), (0, 0)]
+        if padding == "same":
+            return [((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_size]
+        return None
+    p = pair(padding, "padding")
+    if len(p) != 2 or min(p) < 0:
+        return None
+    return [(p[0], p[0]), (p[1], p[1])]
+
+
+def fold_upsample_weight(weight, scale_factor, groups=1):
+    """The transposed-convolution weight equal to nearest upsampling by ``scale_factor`` (ints
+    s_h, s_w) followed by a conv2d with ``weight`` (Cout, Cin/groups, kh, kw): shape
+    (Cin, Cout/groups, kh + s_h - 1, kw + s_w - 1). Per axis, with v the flipped kernel,
+    W[kk] = v[kk - s + 1] + ... + v[kk] (a box sum of length s; zero outside v), built from torch
+    ops on ``weight`` so gradients of every order reach it. 16-bit weights are folded in float32
+    and rounded once."""
+    sh, sw = _integer_factors(scale_factor)
+    dtype = weight.dtype
+    v = weight.flip((2, 3))
+    if dtype in (torch.float16, torch.bfloat16):
+        v = v.float()
+    for dim, s in ((2, sh), (3, sw)):
+        if s > 1:
+            k = v.shape[dim]
+            pads = [0, 0, 0, 0]
+            pads[2 * (3 - dim)] = pads[2 * (3 - dim) + 1] = s - 1
+            padded = torch.nn.functional.pad(v, pads)
+            acc = padded.narrow(dim, 0, k + s - 1)
+            for a in range(1, s):  # fixed order: deterministic
+                acc = acc + padded.narrow(dim, a, k + s - 1)
+            v = acc
+    v = v.to(dtype)
+    cout, cin_g, kh, kw = v.shape
+    return (v.reshape(groups, cout // groups, cin_g, kh, kw).transpose(1, 2)
+             .reshape(groups * cin_g, cout // groups, kh, kw))
+
+
+def _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
+    """(factors, per-axis (left, right) paddings) when the pair is fused, else None."""
+    if mode not in _NEAREST_MODES or padding_mode != "zeros" or input.dim() not in (3, 4):
+        return None
+    if weight.dim() != 4 or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        return None
+    if input.shape[-3] != weight.shape[1] * groups:
+        return None
+    if pair(stride, "stride") != [1, 1] or pair(dilation, "dilation") != [1, 1]:
+        return None
+    factors = _integer_factors(scale_factor)
+    pads = _conv_paddings(padding, weight.shape[2:])
+    if factors is None or pads is None:
+        return None
+    for size, s, k, (pl, pr) in zip(input.shape[-2:], factors, weight.shape[2:], pads):
+        if size * s + pl + pr - k + 1 < 1:
+            return None  # the pair raises PyTorch's error
+    return factors, pads
+
+
+def _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups,
+                        padding_mode):
+    """The unfused pair: upsample (tconv's kernels for bilinear/bicubic), then conv2d."""
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if mode in _INTERPOLATE_MODES:
+        x = interpolate(x, scale_factor=scale_factor, mode=mode, align_corners=False)
+    else:
+        x = torch.nn.functional.interpolate(x, scale_factor=scale_factor, mode=mode)
+    if padding_mode != "zeros":
+        if isinstance(padding, str):
+            raise ValueError(f"padding={padding!r} with padding_mode={padding_mode!r} is not supported here")
+        ph, pw = pair(padding, "padding")
+        x = torch.nn.functional.pad(x, (pw, pw, ph, ph), mode=padding_mode)
+        padding = 0
+    out = torch.nn.functional.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    return out.squeeze(0) if unbatched else out
+
+
+def upsample_conv2d(input, weight, bias=None, scale_factor=2, mode="nearest", stride=1, padding=0,
+                    dilation=1, groups=1, padding_mode="zeros"):
+    """``F.conv2d(F.interpolate(input, scale_factor=scale_factor, mode=mode), weight, bias, stride,
+    padding, dilation, groups)`` (``padding_mode`` as in ``nn.Conv2d``), fused where exact.
+
+    Fused: mode 'nearest' (or 'nearest-exact': the same rows for an integer factor), an integer
+    scale factor per axis (int, integral float, or a pair), stride 1, dilation 1, padding an int,
+    a pair, 'same' or 'valid', padding_mode 'zeros', 3-D (unbatched image) or 4-D input. Then the
+    pair is one stride-s transposed convolution (``tconv.conv_transpose2d``) with the folded weight
+    of :func:`fold_upsample_weight` (kernel k + s - 1 per axis): output row o = s*q + r of the
+    pair reads upsampled rows o - p + t, i.e. input rows floor((o - p + t) / s), so the taps t that
+    hit the same input row are summed into one. The upsampled image's zero border is exactly the
+    input's (an upsampled row is out of range iff its source row is), so the fold is exact at
+    every edge, for any k, p, s; the transposed convolution's padding is k - 1 - p per side (with
+    output_padding for 'same' and an even kernel; where that is negative or too uneven, the full
+    output is cropped or zero-extended and the bias added after). The upsampled intermediate is
+    never made, and the convolution runs at the input's resolution: (k + s - 1)^2 / (s^2 k^2) of
+    the pair's multiply-adds (16/36 for k=3, s=2). Results equal the pair's to float rounding.
+
+    Anything else runs the pair itself, unfused: mode 'bilinear' / 'bicubic' (upsampled by
+    ``tconv.interpolate``, align_corners=False; not yet fused), a non-integer factor, other
+    strides or dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then
+    raises PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
+    axes, while ``F.interpolate`` reads 3-D input as (N, C, L) and resizes one axis."""
+    plan = _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
+    if plan is None:
+        return _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation,
+                                   groups, padding_mode)
+    factors, pads = plan
+    folded = fold_upsample_weight(weight, factors, groups)
+    # Per axis: transposed-conv padding P = k - 1 - left, output_padding = right's shortfall.
+    k = weight.shape[2:]
+    left = [k[i] - 1 - pads[i][0] for i in range(2)]
+    right = [k[i] - 1 - pads[i][1] for i in range(2)]
+    extra = [left[i] - right[i] for i in range(2)]
+    if all(left[i] >= 0 and 0 <= extra[i] < factors[i] for i in range(2)):
+        return conv_transpose2d(input, folded, bias, factors, left, extra, groups)
+    full = conv_transpose2d(input, folded, None, factors, 0, 0, groups)
+    # Crop (negative) or zero-extend (positive) the full output to the pair's size.
+    out = torch.nn.functional.pad(full, (-left[1], -right[1], -left[0], -right[0]))
+    if bias is not None:
+        out = out + bias.view(-1, 1, 1)
+    return out

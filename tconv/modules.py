@@ -6,15 +6,25 @@ from . import functional as F
 
 class ConvTranspose2d(nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` with tconv's kernels: same constructor, parameters,
-    initialisation and state_dict; ``forward(input, output_size=None)`` with PyTorch's rules."""
+    initialisation and state_dict; ``forward(input, output_size=None)`` with PyTorch's rules.
+    ``padding_mode`` may also be 'reflect', 'replicate' or 'circular' (PyTorch's accepts only
+    'zeros'): the adjoint of the padded conv2d, see ``tconv.conv_transpose2d``; the state_dict
+    does not change."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        if padding_mode not in F.PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {F.PADDING_MODES}, but got "
+                             f"padding_mode='{padding_mode}'")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, "zeros", device, dtype)
+        self.padding_mode = padding_mode
 
     def forward(self, input, output_size=None):
-        if self.padding_mode != "zeros":
-            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose2d')
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
                                               self.kernel_size, 2, self.dilation)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+                                  output_padding, self.groups, self.dilation, self.padding_mode)
 
 
 class Upsample(nn.Upsample):
@@ -37,6 +47,30 @@ class UpsamplingBilinear2d(Upsample):
 
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+class UpsampleConv2d(nn.Conv2d):
+    """Upsampling then ``nn.Conv2d``, fused: ``tconv.upsample_conv2d`` (nearest by an integer
+    factor, then a stride-1 conv, as one transposed convolution; other settings run the unfused
+    pair). A subclass of ``nn.Conv2d``: same constructor arguments (plus ``scale_factor`` and
+    ``mode`` after ``kernel_size``), parameters, initialisation and state_dict keys, so a Conv2d
+    state_dict loads into it and back, and ``isinstance(m, nn.Conv2d)`` holds (weight-init code
+    keyed on it treats it as the conv it is). Tools that recompute a Conv2d's output from its
+    attributes (FLOP counters) do not see the upsampling."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, scale_factor=2, mode="nearest", stride=1,
+                 padding=0, dilation=1, groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, device, dtype)
+        self.scale_factor = scale_factor
+        self.mode = mode
+
+    def forward(self, input):
+        return F.upsample_conv2d(input, self.weight, self.bias, self.scale_factor, self.mode, self.stride,
+                                 self.padding, self.dilation, self.groups, self.padding_mode)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, scale_factor={self.scale_factor}, mode={self.mode!r}"
+
 
 class GramMatrix(nn.Module):
     """``tconv.gram_matrix`` as a module: (N, C, H, W) -> (N, C, C), (C, H, W) or (C, L) -> (C, C)."""

@@ -472,8 +472,13 @@ ERROR_CASES = {
     "conv: module output_size unreachable": (
         lambda: tconv.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20)),
         lambda: torch.nn.ConvTranspose2d(4, 3, 3, stride=2)(_x(), output_size=(20, 20))),
-    "conv: module padding_mode": (lambda: tconv.ConvTranspose2d(4, 3, 3, padding_mode="reflect"),
-                                  lambda: torch.nn.ConvTranspose2d(4, 3, 3, padding_mode="reflect")),
+    "conv: module padding_mode": (lambda: tconv.ConvTranspose2d(4, 3, 3, padding_mode="bogus"),
+                                  lambda: torch.nn.ConvTranspose2d(4, 3, 3, padding_mode="bogus")),
+    "conv: padding_mode": (lambda: tconv.conv_transpose2d(_x(), _w(), padding_mode="bogus"), None),
+    # the output (7x7 at padding 0) is 1x1 at padding 3: reflect needs padding < size (F.pad's error)
+    "conv: reflect padding too large": (
+        lambda: tconv.conv_transpose2d(_x(), _w(), padding=3, padding_mode="reflect"),
+        lambda: F.pad(torch.randn(1, 1, 1, 1), (3, 3, 3, 3), mode="reflect")),
     "conv: module groups not dividing": (lambda: tconv.ConvTranspose2d(4, 3, 3, groups=2),
                                          lambda: torch.nn.ConvTranspose2d(4, 3, 3, groups=2)),
     # interpolate

@@ -1,0 +1,137 @@
+"""padding_mode of the transposed convolution ('reflect', 'replicate', 'circular'; tconv/functional.py,
+tconv.ConvTranspose2d): the result is the adjoint of y -> conv2d(F.pad(y, padding, mode), w, ...), i.e.
+the input-gradient of PyTorch's padded conv2d at grad_output = input (plus the bias), for every mode
+and argument; gradients in every autograd mode (float64 gradcheck / gradgradcheck); circular mode is
+periodic; the module's state_dict; compile. Its error rows are in docs/errors.md (test_robustness.py)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tconv
+
+from _support import full_gradcheck
+
+MODES = ["reflect", "replicate", "circular"]
+
+
+def adjoint_reference(x, w, b, stride, padding, output_padding, groups, dilation, mode):
+    """The input-gradient of conv2d(F.pad(y, padding, mode), w, stride, dilation, groups) at
+    grad_output = x, plus the bias: y has the zeros-mode transposed convolution's output size."""
+    unbatched = x.dim() == 3
+    x4 = x.unsqueeze(0) if unbatched else x
+    shape = F.conv_transpose2d(x4, w, None, stride, padding, output_padding, groups, dilation).shape
+    y = torch.zeros(shape, dtype=x.dtype, requires_grad=True)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    z = F.conv2d(F.pad(y, (pw, pw, ph, ph), mode=mode), w, None, stride, 0, dilation, groups)
+    out, = torch.autograd.grad(z, y, x4)
+    if b is not None:
+        out = out + b.view(-1, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+# (H, W, kernel, stride, padding, output_padding, groups, dilation)
+ARGS = [
+    (5, 6, 3, 1, 1, 0, 1, 1),
+    (4, 5, 4, 2, 1, 0, 1, 1),          # the DCGAN layer
+    (4, 5, 4, 2, 2, 1, 2, 1),
+    (3, 4, 3, 2, (1, 2), (1, 0), 1, 2),
+    (6, 3, 5, 3, 2, 2, 1, 1),
+    (5, 5, 2, 1, 1, 0, 1, 1),
+    (4, 4, (3, 5), (2, 1), (2, 1), 0, 4, 1),
+    (3, 3, 3, 2, 0, 1, 1, 1),          # padding 0: the zeros result
+    (3, 3, 4, 2, 2, 0, 1, 1),          # wide borders: 2 + 2 around a 4-row output
+    (2, 2, 4, 2, 2, 0, 1, 1),          # 2 + 2 around 2 rows: reflect refuses (F.pad's error)
+    (3, 3, 1, 3, 1, 2, 1, 1),          # the bottom strip is output_padding: reached by no tap
+    (5, 5, 3, 1, 2, 0, 1, 2),          # dilation 2, the border as wide as the dilated reach
+    (4, 4, 3, 1, 3, 0, 1, 2),          # 3 + 3 around 2 rows: only replicate
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
+def test_adjoint_of_padded_conv2d_float64(mode, args):
+    h, w_, k, s, p, op, g, d = args
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = torch.randn(2, 4, h, w_, dtype=torch.float64)
+    w = torch.randn(4, 8 // g, kh, kw, dtype=torch.float64)
+    b = torch.randn(8 // g * g, dtype=torch.float64)
+    want_shape = F.conv_transpose2d(x, w, None, s, p, op, g, d).shape
+    try:
+        want = adjoint_reference(x, w, b, s, p, op, g, d, mode)
+    except RuntimeError as e:  # F.pad rejects this padding of this size: so must tconv
+        with pytest.raises(RuntimeError, match="Padding"):
+            tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+        assert "Padding" in str(e)
+        return
+    got = tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    assert got.shape == want_shape
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    got = tconv.conv_transpose2d(x[0], w, None, s, p, op, g, d, padding_mode=mode)  # unbatched, no bias
+    torch.testing.assert_close(got, adjoint_reference(x[0], w, None, s, p, op, g, d, mode), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_float32_and_layouts(mode, channels_last):
+    x = torch.randn(3, 8, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(8, 6, 4, 4), torch.randn(6)
+    got = tconv.conv_transpose2d(x, w, b, 2, 1, padding_mode=mode)
+    want = adjoint_reference(x.double(), w.double(), b.double(), 2, 1, 0, 1, 1, mode)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    if channels_last:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_deterministic():
+    x, w = torch.randn(2, 8, 9, 7), torch.randn(8, 6, 4, 4)
+    a = tconv.conv_transpose2d(x, w, None, 2, 2, padding_mode="replicate")
+    b = tconv.conv_transpose2d(x, w, None, 2, 2, padding_mode="replicate")
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_every_mode(mode):
+    x = torch.randn(1, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, dtype=torch.float64, requires_grad=True)
+    full_gradcheck(lambda x, w, b: tconv.conv_transpose2d(x, w, b, 2, 1, 1, padding_mode=mode), (x, w, b))
+
+
+def test_circular_is_periodic():
+    """Shifting the input by one position (circularly) shifts the output by one stride."""
+    s = 2
+    x, w = torch.randn(1, 3, 5, 6, dtype=torch.float64), torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    out = tconv.conv_transpose2d(x, w, None, s, 1, padding_mode="circular")
+    for dims in ((2,), (3,), (2, 3)):
+        shifted = tconv.conv_transpose2d(x.roll([1] * len(dims), dims), w, None, s, 1, padding_mode="circular")
+        torch.testing.assert_close(shifted, out.roll([s] * len(dims), dims), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_module(mode):
+    layer = tconv.ConvTranspose2d(4, 3, 4, stride=2, padding=1, padding_mode=mode)
+    assert layer.padding_mode == mode
+    plain = nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1)
+    assert list(layer.state_dict()) == list(plain.state_dict())
+    layer.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    want = adjoint_reference(x.double(), layer.weight.double(), layer.bias.double(), 2, 1, 0, 1, 1, mode)
+    torch.testing.assert_close(layer(x).double(), want, rtol=1e-5, atol=1e-5)
+    assert layer(x, output_size=(11, 11)).shape == (2, 3, 11, 11)
+    assert f"padding_mode={mode}" in repr(layer)
+
+
+def test_compile_and_export():
+    layer = tconv.ConvTranspose2d(3, 2, 4, stride=2, padding=1, padding_mode="reflect")
+    x = torch.randn(2, 3, 5, 5, requires_grad=True)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), layer(x))
+    g1 = torch.autograd.grad(compiled(x).square().sum(), (x, layer.weight))
+    g2 = torch.autograd.grad(layer(x).square().sum(), (x, layer.weight))
+    for a, c in zip(g1, g2):
+        torch.testing.assert_close(a, c)
+    ep = torch.export.export(layer, (x.detach(),))
+    torch.testing.assert_close(ep.module()(x.detach()), layer(x.detach()))
