@@ -14,11 +14,11 @@ import torch
 
 import tconv
 
-from . import cases_conv_transpose2d, cases_gram, cases_upsample, tiny
+from . import cases_conv_transpose2d, cases_gram, cases_ranks, cases_upsample, tiny
 from .chart import write_chart
 from .harness import format_table, geomean, run_case
 
-CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram]
+CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_ranks]
 
 
 def main(argv=None):

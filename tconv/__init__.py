@@ -7,8 +7,10 @@ from . import _register_conv_transpose2d  # noqa: F401
 from . import _register_gram  # noqa: F401
 from . import _register_upsample  # noqa: F401
 from . import init, memory
-from .functional import conv_transpose2d, gram_matrix, interpolate, style_loss
-from .modules import ConvTranspose2d, GramMatrix, Upsample, UpsamplingBilinear2d
+from .functional import (conv_transpose1d, conv_transpose2d, conv_transpose3d, gram_matrix, interpolate,
+                         style_loss)
+from .modules import (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, GramMatrix, Upsample,
+                      UpsamplingBilinear2d)
 
 
 def cpu_capability():
@@ -17,5 +19,6 @@ def cpu_capability():
     lower one ``ATEN_CPU_CAPABILITY`` asks for, so both libraries run at the same level."""
     return _C._cpu_capability()
 
-__all__ = ["conv_transpose2d", "interpolate", "gram_matrix", "style_loss", "init",
-           "memory", "cpu_capability", "ConvTranspose2d", "Upsample", "UpsamplingBilinear2d", "GramMatrix"]
+__all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "interpolate", "gram_matrix",
+           "style_loss", "init", "memory", "cpu_capability", "ConvTranspose1d", "ConvTranspose2d",
+           "ConvTranspose3d", "Upsample", "UpsamplingBilinear2d", "GramMatrix"]

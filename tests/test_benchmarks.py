@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from benchmarks import cases_conv_transpose2d, cases_gram, cases_upsample, harness, table
+from benchmarks import cases_conv_transpose2d, cases_gram, cases_ranks, cases_upsample, harness, table
 
-CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram]
+CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_ranks]
 
 
 def _small_case(name="small bilinear x2"):
