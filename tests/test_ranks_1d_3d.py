@@ -417,3 +417,18 @@ def test_modules_are_drop_ins(rank):
     for size in ((12,) * rank, [2, 3] + [11] * rank):
         torch.testing.assert_close(m(x, output_size=size), mref(x, output_size=size))
     torch.testing.assert_close(m(x[0], output_size=(12,) * rank), mref(x[0], output_size=(12,) * rank))
+
+
+def test_autocast_dtypes_match_pytorch():
+    """The 2-D ops' autocast kernels cast inside the composites: the results' dtypes are PyTorch's."""
+    x, w, b = torch.randn(2, 4, 3, 4, 5), torch.randn(4, 3, 2, 3, 2), torch.randn(3)
+    calls = [(tconv.conv_transpose3d, F.conv_transpose3d, (x, w, b), dict(stride=2)),
+             (tconv.conv_transpose3d, F.conv_transpose3d, (x, w, b), dict(stride=2, padding=1)),
+             (tconv.conv_transpose1d, F.conv_transpose1d, (x[:, :, 0, 0], w[:, :, 0, 0], b), dict(stride=2)),
+             (tconv.interpolate, F.interpolate, (x,), dict(scale_factor=2, mode="trilinear")),
+             (tconv.interpolate, F.interpolate, (x[:, :, 0, 0],), dict(scale_factor=2, mode="linear"))]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for ours, theirs, args, kw in calls:
+            got, want = ours(*args, **kw), theirs(*args, **kw)
+            assert got.dtype == want.dtype
+            torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=5e-2)
