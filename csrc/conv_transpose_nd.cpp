@@ -185,8 +185,11 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const std::vector<int64_t> mem_sizes = cl ? std::vector<int64_t>{N, Do, Ho, Wo, Cout}
                                             : std::vector<int64_t>{N, Cout, Do, Ho, Wo};
   const int64_t dep = cl ? 1 : 2;
+  // unbind, not select: its backward stacks the kD gradients once, where select's would build a
+  // zero-filled y-sized gradient per tap.
+  const auto taps = kD == sd && pd == 0 && dd == 1 && opd == 0 ? std::vector<Tensor>{} : at::unbind(y, 3);
   const auto tap = [&](int64_t kd) {
-    return cl ? y.select(3, kd).permute({0, 1, 3, 4, 2}) : y.select(3, kd).permute({0, 2, 1, 3, 4});
+    return cl ? taps[kd].permute({0, 1, 3, 4, 2}) : taps[kd].permute({0, 2, 1, 3, 4});
   };
   const bool has_bias = bias.has_value() && bias->defined();
   const Tensor bias_mem = has_bias ? (cl ? bias->view({1, 1, 1, 1, Cout}) : bias->view({1, Cout, 1, 1, 1}))
