@@ -9,6 +9,7 @@ test_autograd_modes.py."""
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.func import jacfwd, vmap
 
@@ -113,6 +114,40 @@ def test_conv_transpose3d_unbatched_no_bias_empty_batch_and_strided_input():
                      lambda x, w: F.conv_transpose3d(x, w, stride=2, padding=(0, 1, 0)), (x, w), 1e-10, 1e-10)
 
 
+@st.composite
+def conv3d_configs(draw):
+    groups = draw(st.integers(1, 3))
+    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    k = tuple(draw(st.integers(1, 4)) for _ in range(3))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(3))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(3))
+    op = tuple(draw(st.integers(0, max(s[i], d[i]) - 1)) for i in range(3))
+    size = tuple(draw(st.integers(1, 4)) for _ in range(3))
+    p = []
+    for i in range(3):  # padding small enough that the output is non-empty
+        full = (size[i] - 1) * s[i] + d[i] * (k[i] - 1) + op[i] + 1
+        p.append(draw(st.integers(0, max(0, (full - 1) // 2))))
+    return (draw(st.integers(0, 2)), cin, cout, size, k, s, tuple(p), op, groups, d,
+            draw(st.booleans()), draw(st.booleans()))
+
+
+@settings(max_examples=40)
+@given(conv3d_configs())
+def test_conv_transpose3d_and_1d_hypothesis(cfg):
+    """Any geometry, both layouts; the depth axis' arguments also as a 1-D convolution."""
+    n, cin, cout, size, k, s, p, op, g, d, cl, bias = cfg
+    x = torch.randn(n, cin, *size, dtype=D)
+    w = torch.randn(cin, cout // g, *k, dtype=D)
+    b = torch.randn(cout, dtype=D) if bias else None
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    xf = x.to(memory_format=CL3) if cl else x
+    torch.testing.assert_close(tconv.conv_transpose3d(xf, w, b, **kw), F.conv_transpose3d(xf, w, b, **kw))
+    kw1 = {key: v[0] for key, v in kw.items() if key != "groups"}
+    x1, w1 = x[:, :, :, 0, 0], w[:, :, :, 0, 0]
+    torch.testing.assert_close(tconv.conv_transpose1d(x1, w1, b, groups=g, **kw1),
+                               F.conv_transpose1d(x1, w1, b, groups=g, **kw1))
+
+
 @pytest.mark.parametrize("dtype", HALF_TYPES)
 @pytest.mark.parametrize("rank", [1, 3])
 def test_conv_transpose_half_precision_against_float32(rank, dtype):
@@ -191,6 +226,26 @@ def test_trilinear_matches_pytorch(dhw, kw, align_corners, layout, dtype):
     ours, ref = _grads_match(lambda x: tconv.interpolate(x, **kw), lambda x: F.interpolate(x, **kw), (x,),
                              *UPSAMPLE_TOL[dtype])
     assert ours.is_contiguous(memory_format=CL3) == ref.is_contiguous(memory_format=CL3)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.integers(1, 6), min_size=3, max_size=3), st.integers(0, 2), st.booleans(),
+       st.booleans(), st.one_of(st.lists(st.integers(1, 9), min_size=3, max_size=3),
+                                st.lists(st.sampled_from([0.5, 1.0, 1.3, 2.0, 2.7]), min_size=3, max_size=3)))
+def test_trilinear_and_linear_hypothesis(dhw, n, cl, align_corners, size_or_scale):
+    """Any sizes and factors, both layouts; the D axis' also as a linear interpolation."""
+    x = torch.randn(n, 2, *dhw, dtype=D)
+    key = "size" if isinstance(size_or_scale[0], int) else "scale_factor"
+    kw = {key: size_or_scale, "align_corners": align_corners}
+    out_d = [size_or_scale[i] if key == "size" else int(dhw[i] * size_or_scale[i]) for i in range(3)]
+    if min(out_d) < 1:  # an empty output: an error (test_robustness.py)
+        return
+    xf = x.to(memory_format=CL3) if cl else x
+    torch.testing.assert_close(tconv.interpolate(xf, mode="trilinear", **kw),
+                               F.interpolate(xf, mode="trilinear", **kw))
+    kw1 = {key: size_or_scale[0], "align_corners": align_corners}
+    torch.testing.assert_close(tconv.interpolate(x[:, :, :, 0, 0], mode="linear", **kw1),
+                               F.interpolate(x[:, :, :, 0, 0], mode="linear", **kw1))
 
 
 @pytest.mark.parametrize("dtype", HALF_TYPES)
