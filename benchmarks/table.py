@@ -14,11 +14,11 @@ import torch
 
 import tconv
 
-from . import cases_conv_transpose2d, cases_gram, cases_upsample, cases_upsample_conv2d, tiny
+from . import cases_conv_transpose2d, cases_gram, cases_ranks, cases_upsample, cases_upsample_conv2d, tiny
 from .chart import write_chart
 from .harness import format_table, geomean, run_case
 
-CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_upsample_conv2d]
+CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_ranks, cases_upsample_conv2d]
 
 
 def main(argv=None):

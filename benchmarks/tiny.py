@@ -48,6 +48,24 @@ def _cases():
            lambda x, w, b: F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1),
            conv_inputs)
 
+    # the 1-D / 3-D composites (issue 18): 1x8x64 and 1x8x4x4x4
+    def signal_and_weight(requires_grad):
+        return (image(requires_grad, 1, 8, 64), image(requires_grad, 8, 8, 4), image(requires_grad, 8))
+
+    def volume_and_weight(requires_grad):
+        return (image(requires_grad, 1, 8, 4, 4, 4), image(requires_grad, 8, 8, 2, 2, 2), image(requires_grad, 8))
+
+    yield ("conv_transpose1d 8->8 k4 s2", lambda x, w, b: tconv.conv_transpose1d(x, w, b, 2, 1),
+           lambda x, w, b: F.conv_transpose1d(x, w, b, 2, 1), signal_and_weight)
+    yield ("conv_transpose3d 8->8 k2 s2", lambda x, w, b: tconv.conv_transpose3d(x, w, b, 2),
+           lambda x, w, b: F.conv_transpose3d(x, w, b, 2), volume_and_weight)
+    yield ("linear x2", lambda x: tconv.interpolate(x, scale_factor=2, mode="linear"),
+           lambda x: F.interpolate(x, scale_factor=2, mode="linear"),
+           lambda requires_grad: (image(requires_grad, 1, 8, 64),))
+    yield ("trilinear x2", lambda x: tconv.interpolate(x, scale_factor=2, mode="trilinear"),
+           lambda x: F.interpolate(x, scale_factor=2, mode="trilinear"),
+           lambda requires_grad: (image(requires_grad, 1, 8, 4, 4, 4),))
+
 
 def _per_call(fn, calls):
     t0 = time.perf_counter()

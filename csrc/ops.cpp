@@ -16,6 +16,13 @@ TORCH_LIBRARY(tconv, m) {
         "int[2] stride, int[2] padding, int groups, int[2] dilation) -> Tensor");
   // d/db: per-channel sum of grad_output over batch and space.
   m.def("conv_transpose2d_backward_bias(Tensor grad_output) -> Tensor");
+  // 1-D and 3-D: x (N, Cin, L) / (N, Cin, D, H, W), w (Cin, Cout/groups, k...). Composite
+  // kernels over conv_transpose2d (csrc/conv_transpose_nd.cpp): their derivatives, fake tensors
+  // and batching come from the 2-D op.
+  m.def("conv_transpose1d(Tensor input, Tensor weight, Tensor? bias, int[1] stride, int[1] padding, "
+        "int[1] output_padding, int groups, int[1] dilation) -> Tensor");
+  m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
+        "int[3] output_padding, int groups, int[3] dilation) -> Tensor");
 
   // ---- upsampling ----------------------------------------------------------------------------
   // y = F.interpolate(x, output_size, mode='bilinear' / 'bicubic', align_corners, antialias) on a
@@ -30,6 +37,13 @@ TORCH_LIBRARY(tconv, m) {
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
   m.def("upsample_bicubic2d_backward(Tensor grad_output, int[2] input_size, bool align_corners, "
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
+  // F.interpolate(mode='linear') on (N, C, L) and mode='trilinear' on (N, C, D, H, W); scale*:
+  // the user's scale factors, as above. Composite kernels over upsample_bilinear2d
+  // (csrc/upsample_nd.cpp).
+  m.def("upsample_linear1d(Tensor input, int[1] output_size, bool align_corners, float? scale) "
+        "-> Tensor");
+  m.def("upsample_trilinear3d(Tensor input, int[3] output_size, bool align_corners, "
+        "float? scale_d, float? scale_h, float? scale_w) -> Tensor");
   // ---- Gram matrix -------------------------------------------------------------------------
   // G = s * X X^T per batch, features X: (N, C, L) -> (N, C, C); s = 1 / (C * L) when normalize
   // (the style-transfer convention), else 1. Exactly symmetric.

@@ -15,6 +15,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 from _support import ERROR_CASES  # noqa: E402
 
 OPS = {"conv": "conv_transpose2d / ConvTranspose2d", "interp": "interpolate / Upsample",
+       "conv1d": "conv_transpose1d / ConvTranspose1d", "conv3d": "conv_transpose3d / ConvTranspose3d",
+       "linear": "interpolate(mode='linear') / Upsample",
+       "trilinear": "interpolate(mode='trilinear') / Upsample",
        "gram": "gram_matrix / style_loss", "init": "init.bilinear_"}
 
 

@@ -7,8 +7,10 @@ from . import _register_conv_transpose2d  # noqa: F401
 from . import _register_gram  # noqa: F401
 from . import _register_upsample  # noqa: F401
 from . import init, memory
-from .functional import conv_transpose2d, gram_matrix, interpolate, style_loss, upsample_conv2d
-from .modules import ConvTranspose2d, GramMatrix, Upsample, UpsampleConv2d, UpsamplingBilinear2d
+from .functional import (conv_transpose1d, conv_transpose2d, conv_transpose3d, gram_matrix, interpolate,
+                         style_loss, upsample_conv2d)
+from .modules import (ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, GramMatrix, Upsample, UpsampleConv2d,
+                      UpsamplingBilinear2d)
 from .conversion import ConversionReport, convert
 
 
@@ -18,6 +20,7 @@ def cpu_capability():
     lower one ``ATEN_CPU_CAPABILITY`` asks for, so both libraries run at the same level."""
     return _C._cpu_capability()
 
-__all__ = ["conv_transpose2d", "interpolate", "gram_matrix", "style_loss", "upsample_conv2d", "init",
-           "memory", "cpu_capability", "convert", "ConversionReport", "ConvTranspose2d", "Upsample",
-           "UpsamplingBilinear2d", "UpsampleConv2d", "GramMatrix"]
+__all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "interpolate", "gram_matrix",
+           "style_loss", "upsample_conv2d", "init", "memory", "cpu_capability", "convert", "ConversionReport",
+           "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Upsample", "UpsamplingBilinear2d",
+           "UpsampleConv2d", "GramMatrix"]

@@ -6,7 +6,7 @@ try:
 except ImportError:  # numpy is optional for sizes given as numpy integers
     np = None
 
-from ._pair import pair
+from ._pair import ntuple, pair
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -168,7 +168,40 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     return out
 
 
-_INTERPOLATE_MODES = ("bilinear", "bicubic")
+def _conv_transpose_nd(name, dims, op, input, weight, bias, stride, padding, output_padding,
+                       groups, dilation):
+    """The 1-D / 3-D wrappers: unbatched input gets a batch of one, as PyTorch's does."""
+    if input.dim() not in (dims + 1, dims + 2):
+        raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to {name}, "
+                           f"but got input of size: {list(input.shape)}")
+    unbatched = input.dim() == dims + 1
+    out = op(input.unsqueeze(0) if unbatched else input, weight, bias, ntuple(stride, dims, "stride"),
+             ntuple(padding, dims, "padding"), ntuple(output_padding, dims, "output_padding"), groups,
+             ntuple(dilation, dims, "dilation"))
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Drop-in for ``torch.nn.functional.conv_transpose1d`` (batched 3-D or unbatched 2-D input):
+    tconv's 2-D kernels on (N, C, 1, L) (csrc/conv_transpose_nd.cpp)."""
+    return _conv_transpose_nd("conv_transpose1d", 1, torch.ops.tconv.conv_transpose1d, input, weight,
+                              bias, stride, padding, output_padding, groups, dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Drop-in for ``torch.nn.functional.conv_transpose3d`` (batched 5-D or unbatched 4-D input,
+    contiguous or channels_last_3d): one 2-D transposed convolution of the depth slices with the
+    depth taps as extra output channels, then a fixed-order sum along depth
+    (csrc/conv_transpose_nd.cpp)."""
+    return _conv_transpose_nd("conv_transpose3d", 3, torch.ops.tconv.conv_transpose3d, input, weight,
+                              bias, stride, padding, output_padding, groups, dilation)
+
+
+_INTERPOLATE_MODES = ("bilinear", "bicubic", "linear", "trilinear")
+# The input rank each mode takes (F.interpolate's rule).
+_MODE_DIMS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
 
 
 def _is_integer(x):
@@ -225,22 +258,31 @@ def _output_size_and_scales(input, size, scale_factor, recompute_scale_factor):
 
 def interpolate(input, size=None, scale_factor=None, mode="bilinear", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
-    """``torch.nn.functional.interpolate`` for 4-D (N, C, H, W) input and modes 'bilinear' and
-    'bicubic' (A = -0.75), with tconv's kernels. Same arguments and rules as PyTorch: size or
-    scale_factor (an int/float or a pair), the given scale_factor used in the source-index
-    computation unless recompute_scale_factor=True, align_corners, and antialias=True (PyTorch's
-    filter, meaningful when downsampling). The output keeps the input's memory format."""
+    """``torch.nn.functional.interpolate`` for modes 'bilinear' and 'bicubic' (A = -0.75) on 4-D
+    (N, C, H, W) input, 'linear' on 3-D (N, C, L) and 'trilinear' on 5-D (N, C, D, H, W), with
+    tconv's kernels. Same arguments and rules as PyTorch: size or scale_factor (a number or one per
+    spatial axis), the given scale_factor used in the source-index computation unless
+    recompute_scale_factor=True, align_corners, and antialias=True (PyTorch's filter, meaningful
+    when downsampling; 4-D only). The output keeps the input's memory format."""
     if mode not in _INTERPOLATE_MODES:
-        raise ValueError(f"tconv.interpolate supports mode 'bilinear' or 'bicubic', got mode={mode!r} "
-                         "(use torch.nn.functional.interpolate for the others)")
+        raise ValueError("tconv.interpolate supports mode 'bilinear', 'bicubic', 'linear' or "
+                         f"'trilinear', got mode={mode!r} (use torch.nn.functional.interpolate for "
+                         "the others)")
     if align_corners is None:
         align_corners = False
     output_size, scales = _output_size_and_scales(input, size, scale_factor, recompute_scale_factor)
     if antialias and input.dim() != 4:
         raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes "
                          "and requires a 4-D tensor as input")
-    if input.dim() != 4:
-        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs 4D input")
+    if input.dim() != _MODE_DIMS[mode]:
+        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs "
+                                  f"{_MODE_DIMS[mode]}D input")
+    if mode == "linear":
+        return torch.ops.tconv.upsample_linear1d(input, output_size, bool(align_corners),
+                                                 scales[0] if scales is not None else None)
+    if mode == "trilinear":
+        return torch.ops.tconv.upsample_trilinear3d(input, output_size, bool(align_corners),
+                                                    *(scales if scales is not None else (None,) * 3))
     op = torch.ops.tconv.upsample_bilinear2d if mode == "bilinear" else torch.ops.tconv.upsample_bicubic2d
     scale_h, scale_w = scales if scales is not None else (None, None)
     return op(input, output_size, bool(align_corners), bool(antialias), scale_h, scale_w)

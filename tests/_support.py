@@ -385,7 +385,8 @@ def gram_layout(x, layout):
 
 def all_ops_run(seed=0, device="cpu", poisoned=False):
     """Every op's forward and backward (dense, channels_last, dilated and depthwise conv, both
-    upsampling modes, Gram); with poisoned=True the input holds NaN/Inf (the fallback paths)."""
+    upsampling modes, Gram, the 1-D / 3-D composites); with poisoned=True the input holds NaN/Inf
+    (the fallback paths)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 8, 20, 18, generator=gen)
     if poisoned:
@@ -401,9 +402,18 @@ def all_ops_run(seed=0, device="cpu", poisoned=False):
                            align_corners=True)
     y6 = tconv.interpolate(x, scale_factor=0.3, mode="bicubic", antialias=True)
     y7 = tconv.gram_matrix(torch.cat([x, x], 1))
-    outs = [y1, y2, y3, y4, y5, y6, y7]
+    # the 1-D / 3-D composites on views of the same input
+    w1, w3 = (t.to(device).requires_grad_() for t in
+              (torch.randn(8, 4, 16, generator=gen), torch.randn(8, 3, 3, 2, 3, generator=gen)))
+    x1, x3 = x.flatten(2), x.unflatten(2, (4, 5))
+    y8 = tconv.conv_transpose1d(x1, w1, stride=8, padding=4)
+    y9 = tconv.conv_transpose3d(x3, w3, stride=2, padding=1)
+    y10 = tconv.conv_transpose3d(x3, w3[:, :, :2, :2, :2], stride=2)
+    y11 = tconv.interpolate(x1, scale_factor=2, mode="linear")
+    y12 = tconv.interpolate(x3, scale_factor=1.5, mode="trilinear", align_corners=True)
+    outs = [y1, y2, y3, y4, y5, y6, y7, y8, y9, y10, y11, y12]
     loss = sum((o * torch.linspace(-1, 1, o.numel(), device=device).reshape(o.shape)).sum() for o in outs)
-    grads = torch.autograd.grad(loss, (x, w, b, wd))
+    grads = torch.autograd.grad(loss, (x, w, b, wd, w1, w3))
     return [o.detach() for o in outs] + list(grads)
 
 
@@ -526,6 +536,90 @@ ERROR_CASES = {
                                  None),
     "interp: Upsample unsupported mode": (lambda: tconv.Upsample(scale_factor=2, mode="nearest"),
                                           None),
+    # conv_transpose1d / ConvTranspose1d (composites over conv_transpose2d: the same checks)
+    "conv1d: 4-D input": (lambda: tconv.conv_transpose1d(_x(), _w(4, 3, 3)),
+                          lambda: F.conv_transpose1d(_x(), _w(4, 3, 3))),
+    "conv1d: 4-D weight": (lambda: tconv.conv_transpose1d(_x(2, 4, 5), _w()),
+                           lambda: F.conv_transpose1d(_x(2, 4, 5), _w())),
+    "conv1d: channel mismatch": (lambda: tconv.conv_transpose1d(_x(2, 5, 5), _w(4, 3, 3)),
+                                 lambda: F.conv_transpose1d(_x(2, 5, 5), _w(4, 3, 3))),
+    "conv1d: two strides": (lambda: tconv.conv_transpose1d(_x(2, 4, 5), _w(4, 3, 3), stride=(1, 2)),
+                            lambda: F.conv_transpose1d(_x(2, 4, 5), _w(4, 3, 3), stride=(1, 2))),
+    "conv1d: output too small": (lambda: tconv.conv_transpose1d(_x(1, 4, 1), _w(4, 3, 3), padding=5),
+                                 lambda: F.conv_transpose1d(_x(1, 4, 1), _w(4, 3, 3), padding=5)),
+    "conv1d: empty spatial input": (lambda: tconv.conv_transpose1d(_x(2, 4, 0), _w(4, 3, 3)),
+                                    lambda: F.conv_transpose1d(_x(2, 4, 0), _w(4, 3, 3))),
+    "conv1d: module output_size unreachable": (
+        lambda: tconv.ConvTranspose1d(4, 3, 3, stride=2)(_x(2, 4, 5), output_size=(20,)),
+        lambda: torch.nn.ConvTranspose1d(4, 3, 3, stride=2)(_x(2, 4, 5), output_size=(20,))),
+    # conv_transpose3d / ConvTranspose3d
+    "conv3d: 6-D input": (lambda: tconv.conv_transpose3d(_x(1, 2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3)),
+                          lambda: F.conv_transpose3d(_x(1, 2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3))),
+    "conv3d: 4-D weight": (lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w()),
+                           lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w())),
+    "conv3d: channel mismatch": (lambda: tconv.conv_transpose3d(_x(2, 5, 3, 3, 3), _w(4, 3, 3, 3, 3)),
+                                 lambda: F.conv_transpose3d(_x(2, 5, 3, 3, 3), _w(4, 3, 3, 3, 3))),
+    "conv3d: groups not dividing": (
+        lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), groups=3),
+        lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), groups=3)),
+    "conv3d: two strides": (lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=(1, 2)),
+                            lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=(1, 2))),
+    "conv3d: zero stride": (lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=0),
+                            lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=0)),
+    "conv3d: negative padding": (
+        lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), padding=(0, -1, 0)),
+        lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), padding=(0, -1, 0))),
+    "conv3d: output_padding too large": (
+        lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=2, output_padding=(2, 0, 0)),
+        lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), stride=2, output_padding=(2, 0, 0))),
+    "conv3d: weight dtype": (lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3).double()),
+                             lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3).double())),
+    "conv3d: bias size": (lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), torch.randn(4)),
+                          lambda: F.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), torch.randn(4))),
+    "conv3d: output too small": (
+        lambda: tconv.conv_transpose3d(_x(1, 4, 1, 1, 1), _w(4, 3, 3, 3, 3), padding=5),
+        lambda: F.conv_transpose3d(_x(1, 4, 1, 1, 1), _w(4, 3, 3, 3, 3), padding=5)),
+    "conv3d: empty spatial input": (lambda: tconv.conv_transpose3d(_x(2, 4, 0, 3, 3), _w(4, 3, 3, 3, 3)),
+                                    lambda: F.conv_transpose3d(_x(2, 4, 0, 3, 3), _w(4, 3, 3, 3, 3))),
+    # PyTorch computes integer transposed convolutions on CPU; tconv's kernels are floating only.
+    "conv3d: integer input": (
+        lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3).long(), _w(4, 3, 3, 3, 3).long()), None),
+    "conv3d: module output_size unreachable": (
+        lambda: tconv.ConvTranspose3d(4, 3, 3, stride=2)(_x(2, 4, 3, 3, 3), output_size=(20, 20, 20)),
+        lambda: torch.nn.ConvTranspose3d(4, 3, 3, stride=2)(_x(2, 4, 3, 3, 3), output_size=(20, 20, 20))),
+    "conv3d: module padding_mode": (lambda: tconv.ConvTranspose3d(4, 3, 3, padding_mode="reflect"),
+                                    lambda: torch.nn.ConvTranspose3d(4, 3, 3, padding_mode="reflect")),
+    # interpolate(mode='linear' / 'trilinear')
+    "linear: 4-D input": (lambda: tconv.interpolate(_x(), scale_factor=2, mode="linear"),
+                          lambda: F.interpolate(_x(), scale_factor=2, mode="linear")),
+    "linear: size of wrong length": (lambda: tconv.interpolate(_x(2, 3, 5), size=(4, 4), mode="linear"),
+                                     lambda: F.interpolate(_x(2, 3, 5), size=(4, 4), mode="linear")),
+    "linear: zero output size": (lambda: tconv.interpolate(_x(2, 3, 5), size=0, mode="linear"),
+                                 lambda: F.interpolate(_x(2, 3, 5), size=0, mode="linear")),
+    "linear: empty input": (lambda: tconv.interpolate(_x(2, 3, 0), size=4, mode="linear"),
+                            lambda: F.interpolate(_x(2, 3, 0), size=4, mode="linear")),
+    "linear: zero channels": (lambda: tconv.interpolate(_x(2, 0, 5), size=4, mode="linear"),
+                              lambda: F.interpolate(_x(2, 0, 5), size=4, mode="linear")),
+    "linear: integer input": (lambda: tconv.interpolate(_x(2, 3, 5).long(), size=4, mode="linear"),
+                              lambda: F.interpolate(_x(2, 3, 5).long(), size=4, mode="linear")),
+    "linear: antialias": (lambda: tconv.interpolate(_x(2, 3, 5), scale_factor=0.5, mode="linear", antialias=True),
+                          lambda: F.interpolate(_x(2, 3, 5), scale_factor=0.5, mode="linear", antialias=True)),
+    "trilinear: 4-D input": (lambda: tconv.interpolate(_x(), scale_factor=2, mode="trilinear"),
+                             lambda: F.interpolate(_x(), scale_factor=2, mode="trilinear")),
+    "trilinear: scale_factor of wrong length": (
+        lambda: tconv.interpolate(_x(1, 2, 3, 3, 3), scale_factor=(2, 2), mode="trilinear"),
+        lambda: F.interpolate(_x(1, 2, 3, 3, 3), scale_factor=(2, 2), mode="trilinear")),
+    "trilinear: zero output size": (
+        lambda: tconv.interpolate(_x(1, 2, 3, 3, 3), size=(0, 2, 2), mode="trilinear"),
+        lambda: F.interpolate(_x(1, 2, 3, 3, 3), size=(0, 2, 2), mode="trilinear")),
+    "trilinear: zero channels": (lambda: tconv.interpolate(_x(1, 0, 3, 3, 3), size=4, mode="trilinear"),
+                                 lambda: F.interpolate(_x(1, 0, 3, 3, 3), size=4, mode="trilinear")),
+    "trilinear: integer input": (
+        lambda: tconv.interpolate(_x(1, 2, 3, 3, 3).long(), size=4, mode="trilinear"),
+        lambda: F.interpolate(_x(1, 2, 3, 3, 3).long(), size=4, mode="trilinear")),
+    "trilinear: antialias": (
+        lambda: tconv.interpolate(_x(1, 2, 3, 3, 3), scale_factor=0.5, mode="trilinear", antialias=True),
+        lambda: F.interpolate(_x(1, 2, 3, 3, 3), scale_factor=0.5, mode="trilinear", antialias=True)),
     # gram_matrix / style_loss / GramMatrix
     "gram: 1-D input": (lambda: tconv.gram_matrix(torch.randn(5)), None),
     "gram: 5-D input": (lambda: tconv.gram_matrix(torch.randn(1, 2, 3, 4, 5)), None),

@@ -20,6 +20,8 @@ D = torch.float64
 # name -> (tconv function, PyTorch function, argument shapes). Every function takes tensors only.
 CONV = dict(stride=2, padding=1, output_padding=1, dilation=1)
 CONV_GROUPED = dict(stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=2, dilation=(2, 1))
+CONV1D = dict(stride=2, padding=1, output_padding=1, groups=2)
+CONV3D = dict(stride=(2, 1, 2), padding=(1, 0, 1), output_padding=(1, 0, 0))
 CASES = {
     "conv": (lambda x, w, b: tconv.conv_transpose2d(x, w, b, **CONV),
              lambda x, w, b: F.conv_transpose2d(x, w, b, **CONV),
@@ -45,6 +47,29 @@ CASES = {
     "bicubic_antialias": (lambda x: tconv.interpolate(x, size=(3, 2), mode="bicubic", antialias=True),
                           lambda x: F.interpolate(x, size=(3, 2), mode="bicubic", antialias=True),
                           [(2, 3, 6, 5)]),
+    # the 1-D / 3-D composites (their modes come from the 2-D ops they call)
+    "conv1d": (lambda x, w, b: tconv.conv_transpose1d(x, w, b, **CONV1D),
+               lambda x, w, b: F.conv_transpose1d(x, w, b, **CONV1D),
+               [(2, 4, 3), (4, 2, 3), (4,)]),
+    "conv3d": (lambda x, w, b: tconv.conv_transpose3d(x, w, b, **CONV3D),
+               lambda x, w, b: F.conv_transpose3d(x, w, b, **CONV3D),
+               [(1, 2, 2, 3, 2), (2, 2, 2, 2, 3), (2,)]),
+    "conv3d_k2s2": (lambda x, w, b: tconv.conv_transpose3d(x, w, b, stride=2),
+                    lambda x, w, b: F.conv_transpose3d(x, w, b, stride=2),
+                    [(1, 2, 2, 2, 2), (2, 2, 2, 2, 2), (2,)]),
+    "linear": (lambda x: tconv.interpolate(x, scale_factor=1.7, mode="linear"),
+               lambda x: F.interpolate(x, scale_factor=1.7, mode="linear"),
+               [(2, 3, 5)]),
+    "linear_align_corners": (lambda x: tconv.interpolate(x, size=7, mode="linear", align_corners=True),
+                             lambda x: F.interpolate(x, size=7, mode="linear", align_corners=True),
+                             [(2, 3, 5)]),
+    "trilinear": (lambda x: tconv.interpolate(x, scale_factor=(1.5, 2, 0.7), mode="trilinear"),
+                  lambda x: F.interpolate(x, scale_factor=(1.5, 2, 0.7), mode="trilinear"),
+                  [(1, 2, 3, 2, 4)]),
+    "trilinear_align_corners": (
+        lambda x: tconv.interpolate(x, size=(3, 4, 2), mode="trilinear", align_corners=True),
+        lambda x: F.interpolate(x, size=(3, 4, 2), mode="trilinear", align_corners=True),
+        [(1, 2, 3, 2, 4)]),
     "gram": (lambda x: tconv.gram_matrix(x), gram_reference_differentiable, [(2, 3, 4, 5)]),
     "gram_raw": (lambda x: tconv.gram_matrix(x, normalize=False),
                  lambda x: gram_reference_differentiable(x, normalize=False), [(2, 3, 4, 5)]),

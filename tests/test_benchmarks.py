@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from benchmarks import cases_conv_transpose2d, cases_gram, cases_upsample, cases_upsample_conv2d, harness, table
+from benchmarks import (cases_conv_transpose2d, cases_gram, cases_ranks, cases_upsample, cases_upsample_conv2d, harness,
+                        table)
 
-CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_upsample_conv2d]
+CASE_MODULES = [cases_conv_transpose2d, cases_upsample, cases_gram, cases_ranks, cases_upsample_conv2d]
 
 
 def _small_case(name="small bilinear x2"):

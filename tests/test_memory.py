@@ -50,6 +50,20 @@ def _stress_ops():
         yield f"gram backward {tag}", lambda xf=xf: ops.gram_matrix_backward(
             torch.ones(8, 24, 24), xf.flatten(2), True)
 
+    # the 1-D / 3-D composites: their intermediates and results are cached buffers filled in place
+    # (csrc/composite_buffers.h), so an element they leave unwritten shows here too
+    x3 = x[:2].unflatten(2, (8, 8))
+    w3, w3k2, w1 = (torch.randn(24, 12, *k, generator=gen) for k in ((3, 3, 3), (2, 2, 2), (16,)))
+    for fmt in (torch.contiguous_format, torch.channels_last_3d):
+        x3f = x3.contiguous(memory_format=fmt)
+        tag = "cl3d" if fmt == torch.channels_last_3d else "contig"
+        yield f"conv3d {tag}", lambda x3f=x3f: tconv.conv_transpose3d(x3f, w3, b, stride=2, padding=1)
+        yield f"conv3d k2s2 {tag}", lambda x3f=x3f: tconv.conv_transpose3d(x3f, w3k2, b, stride=2)
+        yield f"trilinear {tag}", lambda x3f=x3f: tconv.interpolate(x3f, scale_factor=1.6, mode="trilinear")
+    yield "conv1d", lambda: tconv.conv_transpose1d(x.flatten(2), w1, b, stride=8, padding=4)
+    for ac in (False, True):
+        yield f"linear align_corners={ac}", lambda ac=ac: tconv.interpolate(x.flatten(2), scale_factor=2.5, mode="linear", align_corners=ac)
+
 
 STRESS_OPS = list(_stress_ops())
 

@@ -146,10 +146,18 @@ def test_interpolate_bad_input_raises_like_pytorch(name):
     assert str(got.value)
 
 
-@pytest.mark.parametrize("mode", ["nearest", "area", "nearest-exact", "linear", "trilinear", "lanczos", "foo"])
+@pytest.mark.parametrize("mode", ["nearest", "area", "nearest-exact", "lanczos", "foo"])
 def test_interpolate_other_modes_raise_value_error_naming_the_supported_ones(mode):
-    with pytest.raises(ValueError, match="'bilinear' or 'bicubic'"):
+    with pytest.raises(ValueError, match="'bilinear', 'bicubic', 'linear' or 'trilinear'"):
         tconv.interpolate(_image(), scale_factor=2, mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["linear", "trilinear"])
+def test_interpolate_linear_modes_on_4d_input_raise_like_pytorch(mode):
+    with pytest.raises(NotImplementedError, match=f"{mode} mode needs"):
+        tconv.interpolate(_image(), scale_factor=2, mode=mode)
+    with pytest.raises(NotImplementedError):
+        F.interpolate(_image(), scale_factor=2, mode=mode)
 
 
 def test_upsample_module_rejects_other_modes():

@@ -1,0 +1,40 @@
+// Buffers of the composite ops (csrc/conv_transpose_nd.cpp, csrc/upsample_nd.cpp): Note [1-D and
+// 3-D ops as composites] (docs/ARCHITECTURE.md).
+//
+// A composite's intermediates and result are written once by a copy or a sum. On a plain eager
+// CPU call they come from the output cache (cpu/output_alloc.h, Note [output cache policy]) and
+// are filled in place: a fresh malloc'ed buffer of that size costs its page faults, as much as
+// the copy itself. Anywhere else (fake tensors under torch.compile / opcheck, functionalization,
+// torch.func transforms, CUDA, Python dispatch modes) the composites use only functional ATen ops,
+// which every transform knows.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
+
+#include "cpu/output_alloc.h"
+
+namespace tconv {
+
+// True when every tensor is a real CPU tensor, none wrapped by a torch.func transform (vmap,
+// grad, jvp wrap the tensors they act on), functionalization or Python, and no dispatch mode is
+// active: a buffer may then be allocated outside the dispatcher and written in place.
+inline bool plain_cpu_call(std::initializer_list<const at::Tensor*> tensors) {
+  if (c10::impl::TorchDispatchModeTLS::any_modes_set()) return false;
+  constexpr c10::DispatchKeySet wrapped({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
+                                         c10::DispatchKey::FuncTorchBatched,
+                                         c10::DispatchKey::FuncTorchGradWrapper,
+                                         c10::DispatchKey::PythonTLSSnapshot});
+  for (const at::Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    if (!t->is_cpu() || t->key_set().has_any(wrapped)) return false;
+  }
+  return true;
+}
+
+// An uninitialised buffer of `sizes` (contiguous) for a plain CPU call: cpu/output_alloc.h.
+inline at::Tensor cached_buffer(at::IntArrayRef sizes, const at::Tensor& like) {
+  return cpu::empty_output(sizes, like.options());
+}
+
+}  // namespace tconv

@@ -1,0 +1,249 @@
+// tconv::conv_transpose1d and tconv::conv_transpose3d: CompositeImplicitAutograd kernels built on
+// tconv::conv_transpose2d (called through the dispatcher) and plain ATen view/slice ops, so every
+// device, autograd mode (reverse, forward, double backward), vmap, fake tensors and torch.compile
+// come from the 2-D op: Note [1-D and 3-D ops as composites] (docs/ARCHITECTURE.md).
+//
+// 1-D: (N, C, L) is the 2-D op's (N, C, 1, L), the weight (Cin, Cout/g, 1, k), the H axis a
+//      1-tap stride-1 axis.
+// 3-D: the depth taps folded into the output channels: one 2-D transposed convolution of the
+//      N*D depth slices (N*D, Cin, H, W) with the weight (Cin, Cout/g * kD, kH, kW) gives, per
+//      input slice id and depth tap kd, the plane that lands on output slice
+//      od = id * sd - pd + kd * dd; those planes are summed along depth in a fixed order (one
+//      strided slice addition per kd; no index_add / scatter_add, which are atomics on CUDA).
+//      When kD == sd, pd == 0, dd == 1 and opd == 0 (the k2 s2 U-Net layer) every output slice
+//      gets exactly one plane: the fold is one permuting copy.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "common/checks.h"
+#include "composite_buffers.h"
+#include "common/int_math.h"
+
+namespace tconv {
+namespace {
+
+using at::IntArrayRef;
+using at::Tensor;
+
+using ConvSig = Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, IntArrayRef,
+                       IntArrayRef, IntArrayRef, int64_t, IntArrayRef);
+
+Tensor tconv_conv_transpose2d(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b,
+                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                        int64_t groups, IntArrayRef dilation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv::conv_transpose2d", "")
+                             .typed<ConvSig>();
+  return op.call(x, w, b, stride, padding, output_padding, groups, dilation);
+}
+
+// A size read one dimension at a time (as csrc/autograd.cpp does: sizes() of a traced tensor
+// would specialise every dimension).
+int64_t dim_size(const Tensor& t, int64_t d) { return t.sym_size(d).guard_int(__FILE__, __LINE__); }
+
+std::vector<int64_t> sizes_of(const Tensor& t) {
+  std::vector<int64_t> s(t.dim());
+  for (int64_t d = 0; d < t.dim(); ++d) s[d] = dim_size(t, d);
+  return s;
+}
+
+void check_list(IntArrayRef v, size_t n, const char* name) {
+  TORCH_CHECK(v.size() == n, "expected ", name, " to be a single integer value or a list of ", n,
+              " values to match the convolution dimensions, but got ", name, "=", v);
+}
+
+// PyTorch's checks of a transposed convolution of `dims` spatial dimensions, with its messages,
+// on the caller's shapes (before any reshaping). The dtype/device checks are the 2-D op's.
+void check_conv_transpose_nd(const char* name, size_t dims, const Tensor& input,
+                             const Tensor& weight, const std::optional<Tensor>& bias,
+                             IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                             int64_t groups, IntArrayRef dilation) {
+  const auto in = sizes_of(input);
+  TORCH_CHECK(in.size() == dims + 2, "Expected ", dims + 1, "D (unbatched) or ", dims + 2,
+              "D (batched) input to ", name, ", but got input of size: ", IntArrayRef(in));
+  check_list(stride, dims, "stride");
+  check_list(padding, dims, "padding");
+  check_list(output_padding, dims, "output_padding");
+  check_list(dilation, dims, "dilation");
+  const auto ws = sizes_of(weight);
+  TORCH_CHECK(ws.size() == dims + 2, "Expected ", dims + 2, "D weight (in_channels, "
+              "out_channels/groups, kernel...) for ", name, ", but got weight of size: ",
+              IntArrayRef(ws));
+  check_floating(input, name);
+  TORCH_CHECK(groups > 0, "non-positive groups is not supported");
+  for (size_t d = 0; d < dims; ++d) {
+    TORCH_CHECK(stride[d] > 0, "non-positive stride is not supported");
+    TORCH_CHECK(dilation[d] > 0, "non-positive dilation is not supported");
+    TORCH_CHECK(padding[d] >= 0, "negative padding is not supported");
+    TORCH_CHECK(output_padding[d] >= 0, "negative output_padding is not supported");
+    TORCH_CHECK(output_padding[d] < stride[d] || output_padding[d] < dilation[d],
+                "output padding must be smaller than either stride or dilation, but got "
+                "output_padding=", output_padding, ", stride=", stride, ", dilation=", dilation);
+  }
+  TORCH_CHECK(ws[0] >= 1, "Given groups=", groups,
+              ", expected weight to be at least 1 at dimension 0, but got weight of size ",
+              IntArrayRef(ws), " instead");
+  TORCH_CHECK(ws[0] % groups == 0, "Given groups=", groups, ", expected weight to be divisible by ",
+              groups, " at dimension 0, but got weight of size ", IntArrayRef(ws), " instead");
+  for (size_t d = 0; d < dims; ++d)
+    TORCH_CHECK(ws[d + 2] > 0, "kernel size should be greater than zero, but got weight of size ",
+                IntArrayRef(ws));
+  TORCH_CHECK(in[1] == ws[0], "Given transposed=1, weight of size ", IntArrayRef(ws),
+              ", expected input", IntArrayRef(in), " to have ", ws[0], " channels, but got ", in[1],
+              " channels instead");
+  for (size_t d = 0; d < dims; ++d)
+    TORCH_CHECK(in[d + 2] > 0, "Only zero batch or zero channel inputs are supported, but got "
+                "input shape: ", IntArrayRef(in));
+  if (bias.has_value() && bias->defined()) {
+    const int64_t cout = ws[1] * groups;
+    TORCH_CHECK(bias->dim() == 1 && dim_size(*bias, 0) == cout, "Given transposed=1, weight of size ",
+                IntArrayRef(ws), ", expected bias to be 1-dimensional with ", cout,
+                " elements, but got bias of size ", bias->sizes(), " instead");
+  }
+  std::vector<int64_t> out(dims);
+  bool positive = true;
+  for (size_t d = 0; d < dims; ++d) {
+    out[d] = (in[d + 2] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (ws[d + 2] - 1) +
+             output_padding[d] + 1;
+    positive = positive && out[d] > 0;
+  }
+  if (!positive && !(in[0] == 0 && *std::min_element(out.begin(), out.end()) >= 0)) {
+    std::ostringstream ins, outs;
+    for (size_t d = 0; d < dims; ++d) {
+      ins << (d ? " x " : "") << in[d + 2];
+      outs << (d ? " x " : "") << out[d];
+    }
+    TORCH_CHECK(false, "Given input size per channel: (", ins.str(),
+                "). Calculated output size per channel: (", outs.str(), "). Output size is too small");
+  }
+}
+
+// ---- 1-D ------------------------------------------------------------------------------------------
+
+Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                        int64_t groups, IntArrayRef dilation) {
+  check_conv_transpose_nd("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                          output_padding, groups, dilation);
+  const int64_t s[2] = {1, stride[0]}, p[2] = {0, padding[0]}, op[2] = {0, output_padding[0]},
+                d[2] = {1, dilation[0]};
+  return tconv_conv_transpose2d(input.unsqueeze(2), weight.unsqueeze(2), bias, s, p, op, groups, d)
+      .squeeze(2);
+}
+
+// ---- 3-D ------------------------------------------------------------------------------------------
+
+Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                        int64_t groups, IntArrayRef dilation) {
+  check_conv_transpose_nd("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                          output_padding, groups, dilation);
+  const int64_t N = dim_size(input, 0), Cin = dim_size(input, 1), D = dim_size(input, 2),
+                H = dim_size(input, 3), W = dim_size(input, 4);
+  const int64_t Cout_g = dim_size(weight, 1), kD = dim_size(weight, 2), kH = dim_size(weight, 3),
+                kW = dim_size(weight, 4);
+  const int64_t Cout = Cout_g * groups;
+  const int64_t sd = stride[0], pd = padding[0], dd = dilation[0], opd = output_padding[0];
+  const int64_t Do = (D - 1) * sd - 2 * pd + dd * (kD - 1) + opd + 1;
+  const bool cl_in = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  // The output's memory format is PyTorch's on the CPU: channels_last_3d when the input or the
+  // weight is and the type is one oneDNN takes (float32, bfloat16), else contiguous.
+  const bool cl = (cl_in || weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d) &&
+                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16);
+
+  const bool plain = plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr});
+  // The N*D depth slices as a batch of 2-D images: a free view of channels_last_3d data (it
+  // becomes channels_last 2-D), one copy of contiguous data.
+  Tensor x;
+  if (plain && !cl_in) {
+    x = cached_buffer({N, D, Cin, H, W}, input);
+    x.copy_(input.permute({0, 2, 1, 3, 4}));
+    x = x.view({N * D, Cin, H, W});
+  } else {
+    x = input.permute({0, 2, 1, 3, 4}).reshape({N * D, Cin, H, W});
+  }
+  // (Cin, Cout_g, kD, kH, kW) -> (Cin, Cout_g * kD, kH, kW): output channel co * kD + kd of the
+  // 2-D op is channel co, depth tap kd (group j's channels j * Cout_g * kD ... stay together).
+  const Tensor w = weight.reshape({Cin, Cout_g * kD, kH, kW});
+  const int64_t s2[2] = {stride[1], stride[2]}, p2[2] = {padding[1], padding[2]},
+                op2[2] = {output_padding[1], output_padding[2]}, d2[2] = {dilation[1], dilation[2]};
+  const Tensor planes = tconv_conv_transpose2d(x, w, std::nullopt, s2, p2, op2, groups, d2);
+  const int64_t Ho = dim_size(planes, 2), Wo = dim_size(planes, 3);
+  // (N, D, Cout, kD, Ho, Wo), whatever the 2-D op's memory format.
+  const Tensor y = planes.view({N, D, Cout, kD, Ho, Wo});
+
+  // The fold, in the output's memory order: `mem` holds the output with depth at dimension `dep`
+  // ((N, Do, Ho, Wo, Cout) for channels_last_3d, else (N, Cout, Do, Ho, Wo)), and `tap(kd)` is
+  // the (.., D, ..) planes of depth tap kd in the same order.
+  const std::vector<int64_t> mem_sizes = cl ? std::vector<int64_t>{N, Do, Ho, Wo, Cout}
+                                            : std::vector<int64_t>{N, Cout, Do, Ho, Wo};
+  const int64_t dep = cl ? 1 : 2;
+  // unbind, not select: its backward stacks the kD gradients once, where select's would build a
+  // zero-filled y-sized gradient per tap.
+  const auto taps = kD == sd && pd == 0 && dd == 1 && opd == 0 ? std::vector<Tensor>{} : at::unbind(y, 3);
+  const auto tap = [&](int64_t kd) {
+    return cl ? taps[kd].permute({0, 1, 3, 4, 2}) : taps[kd].permute({0, 2, 1, 3, 4});
+  };
+  const bool has_bias = bias.has_value() && bias->defined();
+  const Tensor bias_mem = has_bias ? (cl ? bias->view({1, 1, 1, 1, Cout}) : bias->view({1, Cout, 1, 1, 1}))
+                                   : Tensor();
+  Tensor mem;
+  if (kD == sd && pd == 0 && dd == 1 && opd == 0) {
+    // Each output slice od = id * kD + kd gets one plane: one permuting copy.
+    const Tensor perm = cl ? y.permute({0, 1, 3, 4, 5, 2}) : y.permute({0, 2, 1, 3, 4, 5});
+    if (plain) {
+      mem = cached_buffer(mem_sizes, y);
+      mem.view(perm.sizes()).copy_(perm);
+      if (has_bias) mem.add_(bias_mem);
+    } else {
+      mem = perm.contiguous().view(mem_sizes);
+      if (has_bias) mem = mem + bias_mem;
+    }
+  } else {
+    // A fixed-order sum: the bias (or zeros), then one strided slice addition per depth tap.
+    if (plain) {
+      mem = cached_buffer(mem_sizes, y);
+      if (has_bias) mem.copy_(bias_mem.expand(mem_sizes));
+      else mem.zero_();
+    } else {
+      // new_zeros: under vmap a batched tensor when y is, so the in-place sums below are legal.
+      mem = y.new_zeros(mem_sizes);
+    }
+    for (int64_t kd = 0; kd < kD; ++kd) {
+      const int64_t offset = kd * dd - pd;  // od = id * sd + offset
+      const int64_t id_lo = offset >= 0 ? 0 : ceil_div(-offset, sd);
+      const int64_t id_hi = Do - 1 - offset >= 0 ? std::min(D, floor_div(Do - 1 - offset, sd) + 1) : 0;
+      if (id_hi <= id_lo) continue;
+      const int64_t od_lo = id_lo * sd + offset;
+      mem.slice(dep, od_lo, od_lo + (id_hi - id_lo - 1) * sd + 1, sd)
+          .add_(tap(kd).slice(dep, id_lo, id_hi));
+    }
+    if (has_bias && !plain) mem = mem + bias_mem;
+  }
+  const Tensor acc = cl ? mem.permute({0, 4, 1, 2, 3}) : mem;
+  return acc;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CompositeImplicitAutograd, m) {
+  m.impl("conv_transpose1d", &conv_transpose1d);
+  m.impl("conv_transpose3d", &conv_transpose3d);
+}
+
+// Under vmap the same decomposition runs on the batched tensors (each op inside has its batching
+// rule, the 2-D op's in tconv/_register_*.py): without this kernel functorch would take its
+// per-sample fallback for the composite op instead of decomposing it.
+TORCH_LIBRARY_IMPL(tconv, FuncTorchBatched, m) {
+  m.impl("conv_transpose1d", &conv_transpose1d);
+  m.impl("conv_transpose3d", &conv_transpose3d);
+}
+
+}  // namespace tconv
