@@ -27,17 +27,22 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                   output_padding, self.groups, self.dilation, self.padding_mode)
 
 
+def _conv_transpose_nd_forward(module, input, output_size, dims, conv_transpose):
+    """forward of ConvTranspose1d/3d: PyTorch's padding-mode check and output_size rule."""
+    if module.padding_mode != "zeros":
+        raise ValueError(f'Only "zeros" padding mode is supported for ConvTranspose{dims}d')
+    output_padding = module._output_padding(input, output_size, module.stride, module.padding,
+                                            module.kernel_size, dims, module.dilation)
+    return conv_transpose(input, module.weight, module.bias, module.stride, module.padding, output_padding,
+                          module.groups, module.dilation)
+
+
 class ConvTranspose1d(nn.ConvTranspose1d):
     """``torch.nn.ConvTranspose1d`` with tconv's kernels (``tconv.conv_transpose1d``): same
     constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``."""
 
     def forward(self, input, output_size=None):
-        if self.padding_mode != "zeros":
-            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose1d')
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
-                                              self.kernel_size, 1, self.dilation)
-        return F.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+        return _conv_transpose_nd_forward(self, input, output_size, 1, F.conv_transpose1d)
 
 
 class ConvTranspose3d(nn.ConvTranspose3d):
@@ -45,12 +50,7 @@ class ConvTranspose3d(nn.ConvTranspose3d):
     constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``."""
 
     def forward(self, input, output_size=None):
-        if self.padding_mode != "zeros":
-            raise ValueError('Only "zeros" padding mode is supported for ConvTranspose3d')
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
-                                              self.kernel_size, 3, self.dilation)
-        return F.conv_transpose3d(input, self.weight, self.bias, self.stride, self.padding,
-                                  output_padding, self.groups, self.dilation)
+        return _conv_transpose_nd_forward(self, input, output_size, 3, F.conv_transpose3d)
 
 
 class Upsample(nn.Upsample):

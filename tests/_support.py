@@ -46,6 +46,11 @@ def poison(x, gen, frac=0.15):
     return torch.where(mask, vals[idx], x)
 
 
+def poison_one(where, gen, tensors, fractions):
+    """The dict tensors with tensors[where] poisoned (a fraction fractions[where] of NaN/Inf)."""
+    return {name: poison(t, gen, fractions[name]) if name == where else t for name, t in tensors.items()}
+
+
 def same_specials(got, want, tol=1e-9):
     """Same positions of nan, +inf and -inf; the finite values close."""
     assert torch.equal(torch.isnan(got), torch.isnan(want)), "NaN positions differ"
@@ -202,15 +207,9 @@ def conv_nan_case(cfg, where, seed):
     b = torch.randn(cout, dtype=torch.float64, generator=gen)
     kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
     go = torch.randn_like(F.conv_transpose2d(x, w, b, **kw))
-    if where == "input":
-        x = poison(x, gen, 0.1)
-    elif where == "weight":
-        w = poison(w, gen, 0.05)
-    elif where == "bias":
-        b = poison(b, gen, 0.3)
-    else:
-        go = poison(go, gen, 0.03)
-    return x, w, b, go, kw
+    t = poison_one(where, gen, dict(input=x, weight=w, bias=b, grad_output=go),
+                   dict(input=0.1, weight=0.05, bias=0.3, grad_output=0.03))
+    return t["input"], t["weight"], t["bias"], t["grad_output"], kw
 
 
 # ---- bilinear / bicubic upsampling ---------------------------------------------------------------------
@@ -654,3 +653,26 @@ def error_rows():
         rows.append(tuple(c.strip("`") for c in cells))
     return rows
 
+
+def check_compile_and_export(layer, x):
+    """A module gives the same output and gradients (input and weight) compiled (aot_eager,
+    fullgraph) as in eager mode, and the same output after torch.export."""
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), layer(x))
+    g1 = torch.autograd.grad(compiled(x).square().sum(), (x, layer.weight))
+    g2 = torch.autograd.grad(layer(x).square().sum(), (x, layer.weight))
+    for a, c in zip(g1, g2):
+        torch.testing.assert_close(a, c)
+    ep = torch.export.export(layer, (x.detach(),))
+    torch.testing.assert_close(ep.module()(x.detach()), layer(x.detach()))
+
+
+def check_same_outputs_and_grads(ref, ours, x):
+    """Two models (PyTorch's layers and tconv's) give the same output on x and the same gradients
+    of sum(output^2) for every parameter."""
+    out_ref, out = ref(x), ours(x)
+    torch.testing.assert_close(out, out_ref)
+    out_ref.square().sum().backward()
+    out.square().sum().backward()
+    for (name, p_ref), (_, p) in zip(ref.named_parameters(), ours.named_parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)

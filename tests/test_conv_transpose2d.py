@@ -11,7 +11,8 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 import tconv
-from _support import CONV_GRADCHECK, CONV_GRID, CONV_TOL, conv_grid_case, draw_conv_geometry, full_gradcheck, make_conv
+from _support import (CONV_GRADCHECK, CONV_GRID, CONV_TOL, check_same_outputs_and_grads, conv_grid_case,
+                      draw_conv_geometry, full_gradcheck, make_conv)
 
 ops = torch.ops.tconv
 
@@ -152,12 +153,7 @@ def test_module_is_a_drop_in():
     assert all(isinstance(m, nn.ConvTranspose2d) for m in ours if not isinstance(m, nn.ReLU))
     ref.load_state_dict(ours.state_dict())  # and back
     x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
-    out_ref, out = ref(x), ours(x)
-    torch.testing.assert_close(out, out_ref)
-    out_ref.square().sum().backward()
-    out.square().sum().backward()
-    for (name, p_ref), (_, p) in zip(ref.named_parameters(), ours.named_parameters()):
-        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)
+    check_same_outputs_and_grads(ref, ours, x)
 
 
 def test_module_initialisation_matches_pytorch():

@@ -10,7 +10,7 @@ from torch import nn
 
 import tconv
 
-from _support import full_gradcheck
+from _support import check_compile_and_export, full_gradcheck
 
 MODES = ["reflect", "replicate", "circular"]
 
@@ -127,11 +127,4 @@ def test_module(mode):
 def test_compile_and_export():
     layer = tconv.ConvTranspose2d(3, 2, 4, stride=2, padding=1, padding_mode="reflect")
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
-    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(x), layer(x))
-    g1 = torch.autograd.grad(compiled(x).square().sum(), (x, layer.weight))
-    g2 = torch.autograd.grad(layer(x).square().sum(), (x, layer.weight))
-    for a, c in zip(g1, g2):
-        torch.testing.assert_close(a, c)
-    ep = torch.export.export(layer, (x.detach(),))
-    torch.testing.assert_close(ep.module()(x.detach()), layer(x.detach()))
+    check_compile_and_export(layer, x)

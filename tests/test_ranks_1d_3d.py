@@ -14,7 +14,8 @@ from torch import nn
 from torch.func import jacfwd, vmap
 
 import tconv
-from _support import CONV_TOL, HALF_TYPES, UPSAMPLE_TOL, full_gradcheck, poison, same_specials
+from _support import (CONV_TOL, HALF_TYPES, UPSAMPLE_TOL, check_same_outputs_and_grads, full_gradcheck, poison,
+                      poison_one, same_specials)
 
 ops = torch.ops.tconv
 CL3 = torch.channels_last_3d
@@ -301,12 +302,7 @@ def test_conv_transpose_nan_inf_like_pytorch(where):
     x = torch.randn(2, 4, 3, 4, 5, dtype=torch.float64, generator=gen)
     w = torch.randn(4, 3, 3, 3, 3, dtype=torch.float64, generator=gen)
     b = torch.randn(3, dtype=torch.float64, generator=gen)
-    if where == "input":
-        x = poison(x, gen, 0.03)
-    elif where == "weight":
-        w = poison(w, gen, 0.02)
-    else:
-        b = poison(b, gen, 0.3)
+    x, w, b = poison_one(where, gen, dict(input=x, weight=w, bias=b), dict(input=0.03, weight=0.02, bias=0.3)).values()
     for kw in (dict(stride=2, padding=1), dict(stride=1), dict(stride=3, dilation=2, output_padding=1),
                dict(stride=(3, 2, 1))):
         same_specials(tconv.conv_transpose3d(x, w, b, **kw), F.conv_transpose3d(x, w, b, **kw))
@@ -459,12 +455,7 @@ def test_modules_are_drop_ins(rank):
     ref.load_state_dict(ours.state_dict())  # and back
     assert all(isinstance(m, theirs_cls) for m in ours if not isinstance(m, nn.ReLU))
     x = torch.randn(2, 6, *(3,) * rank, dtype=D)
-    out_ref, out = ref(x), ours(x)
-    torch.testing.assert_close(out, out_ref)
-    out_ref.square().sum().backward()
-    out.square().sum().backward()
-    for (name, p_ref), (_, p) in zip(ref.named_parameters(), ours.named_parameters()):
-        torch.testing.assert_close(p.grad, p_ref.grad, msg=name)
+    check_same_outputs_and_grads(ref, ours, x)
     # output_size, batched and unbatched
     mref, m = theirs_cls(4, 3, 3, stride=2).double(), ours_cls(4, 3, 3, stride=2).double()
     m.load_state_dict(mref.state_dict())

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import tconv
 from _support import (CONV_NAN_CFGS, ERROR_CASES, EXCEPTIONS, MODES, all_ops_run,
                       assert_input_weight_grads, check_interpolate, conv_grads, conv_nan_case,
-                      direct_conv_transpose2d, error_rows, make_conv, make_image, poison, same_specials)
+                      direct_conv_transpose2d, error_rows, make_conv, make_image, poison, poison_one,
+                      same_specials)
 
 ops = torch.ops.tconv
 ERROR_ROWS = error_rows()
@@ -237,12 +238,7 @@ def test_conv_transpose2d_nan_inf_like_pytorch(cfg, where, layout):
     x = torch.randn(2, cin, *hw, dtype=torch.float64, generator=gen)
     w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen)
     b = torch.randn(cout, dtype=torch.float64, generator=gen)
-    if where == "input":
-        x = poison(x, gen)
-    elif where == "weight":
-        w = poison(w, gen, 0.05)
-    else:
-        b = poison(b, gen, 0.3)
+    x, w, b = poison_one(where, gen, dict(input=x, weight=w, bias=b), dict(input=0.15, weight=0.05, bias=0.3)).values()
     if layout == "channels_last":
         x = x.to(memory_format=torch.channels_last)
     kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)

@@ -12,7 +12,7 @@ from torch import nn
 import tconv
 from tconv.functional import fold_upsample_weight
 
-from _support import full_gradcheck
+from _support import check_compile_and_export, full_gradcheck
 
 
 def pair_reference(x, w, b, scale_factor, padding=0, groups=1, mode="nearest", stride=1, dilation=1):
@@ -185,12 +185,5 @@ def test_module_is_a_conv2d_with_its_state_dict():
 def test_module_compiles_and_exports():
     layer = tconv.UpsampleConv2d(4, 4, 3, padding=1)
     x = torch.randn(2, 4, 6, 6, requires_grad=True)
-    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-    torch.testing.assert_close(compiled(x), layer(x))
-    g1 = torch.autograd.grad(compiled(x).square().sum(), (x, layer.weight))
-    g2 = torch.autograd.grad(layer(x).square().sum(), (x, layer.weight))
-    for a, c in zip(g1, g2):
-        torch.testing.assert_close(a, c)
-    ep = torch.export.export(layer, (x.detach(),))
-    torch.testing.assert_close(ep.module()(x.detach()), layer(x.detach()))
+    check_compile_and_export(layer, x)
 
