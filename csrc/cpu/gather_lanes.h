@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "common/int_math.h"
 #include "common/upsample_tables.h"
 #include "cpu/simd_loads.h"
 
@@ -56,7 +57,7 @@ inline GatherLanePlan make_gather_lane_plan(const AxisTable<float>& t) {
   int64_t group = L;
   while (group >= 4 && !spans_fit(group)) group /= 2;
   if (group < 4) return p;
-  const int64_t blocks = (t.dst + L - 1) / L, groups = L / group;
+  const int64_t blocks = ceil_div(t.dst, L), groups = L / group;
   p.taps = t.taps, p.dst = t.dst, p.src = t.src, p.group = group;
   p.window.assign(blocks * groups, -1);
   p.index.assign(blocks * t.taps * L, 0);
@@ -147,7 +148,7 @@ template <int TAPS>
 inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out) {
   constexpr int L = GatherLanePlan::kLanes;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps;
-  const int64_t blocks = (p.dst + L - 1) / L, groups = L / p.group;
+  const int64_t blocks = ceil_div(p.dst, L), groups = L / p.group;
   const __mmask16 group_lanes = __mmask16((1u << p.group) - 1);
   for (int64_t b = 0; b < blocks; ++b) {
     if constexpr (TAPS > 0) {
@@ -233,7 +234,7 @@ template <int TAPS, bool NARROW>
 inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out) {
   constexpr int L = GatherLanePlan::kLanes;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps;
-  const int64_t blocks = (p.dst + L - 1) / L, groups = L / p.group;
+  const int64_t blocks = ceil_div(p.dst, L), groups = L / p.group;
   const __m256 first_group = _mm256_castsi256_ps(lanes_below(p.group));
   for (int64_t b = 0; b < blocks; ++b) {
     if constexpr (TAPS > 0) {

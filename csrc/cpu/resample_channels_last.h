@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/int_math.h"
 #include "common/upsample_tables.h"
 #include "cpu/parallel.h"
 #include "cpu/resample_rows.h"
@@ -83,7 +84,7 @@ void resample_channels_last_w_first(const at::Tensor& src, at::Tensor& dst,
   // Blocks of destination rows: each block starts its ring afresh (re-resampling up to taps rows),
   // so blocks are long, but there are enough of them for every thread.
   const int64_t block = std::clamp<int64_t>(N * Hd / (8 * at::get_num_threads()), 1, Hd);
-  const int64_t blocks = (Hd + block - 1) / block;
+  const int64_t blocks = ceil_div(Hd, block);
   parallel_for_work(0, N * blocks, resample_work(src, dst, th, tw), [&](int64_t begin, int64_t end) {
     std::unique_ptr<acc_t[]> ring(new acc_t[taps * dst_row]);
     std::vector<const acc_t*> rows(taps);

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/int_math.h"
 #include "common/upsample_tables.h"
 #include "cpu/gather_lanes.h"
 #include "cpu/gather_polyphase.h"
@@ -107,7 +108,7 @@ ContiguousPlan plan_contiguous(const at::Tensor& dst, const AxisTable<at::opmath
       : p.rows16           ? kRows
                            : (128 << 10) / int64_t(sizeof(acc_t)) / std::max<int64_t>(Ws, 1),
       1, Hd);
-  p.blocks = (Hd + p.block - 1) / p.block;
+  p.blocks = ceil_div(Hd, p.block);
   p.streaming = dst.nbytes() >= kStreamingBytes;
   return p;
 }

@@ -30,6 +30,7 @@
 #include <initializer_list>
 #include <vector>
 
+#include "common/int_math.h"
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_backward_args.h"
 #include "common/conv_transpose2d_direct.h"
@@ -256,8 +257,8 @@ struct PixelSegments {
 // kMinBlockTerms terms per block. Shape-only (not the GPU's size): the same sums on every GPU.
 inline int64_t segments_for(int64_t lanes, int64_t lanes_per_block, int64_t pixels) {
   constexpr int64_t kTargetBlocks = 1024, kMinBlockTerms = 16384;
-  const int64_t lane_blocks = (lanes + lanes_per_block - 1) / lanes_per_block;
-  const int64_t by_work = (pixels * lanes_per_block + kMinBlockTerms - 1) / kMinBlockTerms;
+  const int64_t lane_blocks = ceil_div(lanes, lanes_per_block);
+  const int64_t by_work = ceil_div(pixels * lanes_per_block, kMinBlockTerms);
   const int64_t by_blocks = std::max<int64_t>(kTargetBlocks / lane_blocks, 1);
   return std::clamp<int64_t>(std::min(by_work, by_blocks), 1, 65535);  // gridDim.y limit
 }
@@ -312,9 +313,9 @@ void reduce_over_pixels_tiled(const Term& term, int64_t lanes, int64_t N, int64_
   const auto stream = at::cuda::getCurrentCUDAStream();
   const int64_t pixels = N * H * W;
   const int64_t S = segments_for(lanes, kLanes, pixels);
-  const PixelSegments seg{N, H, W, (pixels + S - 1) / S};
+  const PixelSegments seg{N, H, W, ceil_div(pixels, S)};
   Tensor partials = at::empty({S, lanes}, acc_options);
-  const dim3 grid(static_cast<unsigned int>((lanes + kLanes - 1) / kLanes), static_cast<unsigned int>(S));
+  const dim3 grid(static_cast<unsigned int>(ceil_div(lanes, kLanes)), static_cast<unsigned int>(S));
   pixel_partials_kernel<kLanes, kPix, acc_t><<<grid, dim3(kLanes, kPix), 0, stream>>>(
       term, lanes, seg, partials.mutable_data_ptr<acc_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -23,6 +23,8 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "common/int_math.h"
+
 namespace tconv::cuda {
 
 constexpr int kThreads = 256;
@@ -30,7 +32,7 @@ constexpr int kThreads = 256;
 // Blocks for a grid-stride loop over `total` elements (total > 0). More blocks than the GPU can
 // hold at once buy nothing; the loop covers the rest.
 inline unsigned int blocks_for(int64_t total, int threads = kThreads) {
-  const int64_t blocks = (total + threads - 1) / threads;
+  const int64_t blocks = ceil_div(total, threads);
   return static_cast<unsigned int>(std::min<int64_t>(blocks, int64_t(1) << 20));
 }
 

@@ -42,6 +42,7 @@
 #include <cstring>
 #include <optional>
 
+#include "common/int_math.h"
 #include "common/upsample_raw_taps.h"
 #include "common/upsample_tables.h"
 #include "cuda/launch.cuh"
@@ -205,7 +206,6 @@ std::optional<ResampleTiles> plan_tiles(const AxisTable<acc_t>& th, const AxisTa
     const int64_t src_rows = max_source_rows(th, rows);
     if (src_rows < 0) return std::nullopt;
     if (src_rows * cols * channels * int64_t(sizeof(acc_t)) <= kTileSharedBytes) {
-      const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
       return ResampleTiles{rows, cols, channels, ceil_div(th.dst, rows), ceil_div(tw.dst, cols),
                            ceil_div(C, channels), src_rows};
     }
