@@ -161,6 +161,20 @@ def test_dcgan_generator_converts_and_matches():
     _assert_same(model, converted, torch.randn(4, 8, 1, 1))
 
 
+def test_1d_and_3d_layers_convert_and_match():
+    vocoder = nn.Sequential(nn.Conv1d(4, 6, 3, padding=1), nn.ReLU(), nn.ConvTranspose1d(6, 3, 16, stride=8, padding=4),
+                            nn.Upsample(scale_factor=2, mode="linear"))
+    decoder = nn.Sequential(nn.ConvTranspose3d(4, 3, 2, stride=2), nn.ReLU(),
+                            nn.Upsample(scale_factor=2, mode="trilinear"), nn.ConvTranspose3d(3, 2, 3, padding=1))
+    for model, x, replaced in ((vocoder.double(), torch.randn(2, 4, 9, dtype=torch.float64), 2),
+                               (decoder.double(), torch.randn(2, 4, 3, 4, 5, dtype=torch.float64), 3)):
+        converted, report = tconv.convert(model, report=True)
+        assert len(report.converted) == replaced and not report.skipped
+        assert all(type(m).__module__.startswith("tconv") for m in converted if not isinstance(m, (nn.ReLU, nn.Conv1d)))
+        assert list(converted.state_dict()) == list(model.state_dict())
+        _assert_same(model, converted, x)
+
+
 def test_state_dicts_load_both_ways():
     model, other = Generator(), Generator()
     converted = tconv.convert(model)
