@@ -349,6 +349,39 @@ def test_torch_export_runs_and_matches_eager():
         torch.testing.assert_close(got, want)
 
 
+class RanksModel(nn.Module):
+    """The 1-D and 3-D ops (composites over the 2-D kernels): ConvTranspose1d, linear,
+    ConvTranspose3d, trilinear."""
+
+    def __init__(self):
+        super().__init__()
+        self.t1 = tconv.ConvTranspose1d(3, 4, 4, stride=2, padding=1)
+        self.up1 = tconv.Upsample(scale_factor=2, mode="linear")
+        self.t3 = tconv.ConvTranspose3d(4, 2, 2, stride=2)
+        self.up3 = tconv.Upsample(scale_factor=(1, 2, 2), mode="trilinear")
+
+    def forward(self, x):
+        y = self.up1(self.t1(x))                    # (N, 4, 4L)
+        v = y.unflatten(2, (2, 2, -1))              # (N, 4, 2, 2, L)
+        return self.up3(self.t3(v))                 # (N, 2, 4, 8, 4L)
+
+
+def test_torch_export_and_compile_1d_3d_ops():
+    model = RanksModel().eval()
+    x = torch.randn(2, 3, 6)
+    ep = torch.export.export(model, (x,))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert any("tconv." in t for t in targets)
+    torch.testing.assert_close(ep.module()(x), model(x))
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    buf.seek(0)
+    x2 = torch.randn(2, 3, 6)
+    torch.testing.assert_close(torch.export.load(buf).module()(x2), model(x2))
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x2), model(x2))
+
+
 def test_torch_export_dynamic_batch():
     model = Decoder().eval()
     x, style = _inputs()
@@ -371,6 +404,8 @@ def _ddp_model(use_tconv):
     import tconv  # noqa: F401  (in the spawned process)
 
     conv_t = tconv.ConvTranspose2d if use_tconv else nn.ConvTranspose2d
+    conv_t1 = tconv.ConvTranspose1d if use_tconv else nn.ConvTranspose1d
+    conv_t3 = tconv.ConvTranspose3d if use_tconv else nn.ConvTranspose3d
     up = (lambda: tconv.Upsample(scale_factor=2, mode="bilinear")) if use_tconv else \
         (lambda: nn.Upsample(scale_factor=2, mode="bilinear"))
     torch.manual_seed(0)
@@ -380,6 +415,8 @@ def _ddp_model(use_tconv):
         conv_t(8, 8, 4, stride=2, padding=1), nn.ReLU(),            # decoder
         up(),
         conv_t(8, 3, 3, stride=1, padding=1),
+        nn.Unflatten(1, (3, 1)), conv_t3(3, 3, (1, 3, 3), padding=(0, 1, 1)), nn.Flatten(1, 2),  # the 3-D op
+        nn.Flatten(2), conv_t1(3, 3, 3, padding=1), nn.Unflatten(2, (16, 16)),                   # the 1-D op
     )
 
 
