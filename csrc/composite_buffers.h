@@ -11,10 +11,19 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
+#include <torch/library.h>
 
 #include "cpu/output_alloc.h"
 
 namespace tconv {
+
+// Registers a file's composite kernels (register_kernels: void(torch::Library&)) for
+// CompositeImplicitAutograd and for FuncTorchBatched: under vmap the same decomposition then runs
+// on the batched tensors (each op inside has its batching rule, the 2-D ops' in
+// tconv/_register_*.py) instead of functorch's per-sample fallback for the composite op.
+#define TCONV_REGISTER_COMPOSITES(register_kernels)                                     \
+  TORCH_LIBRARY_IMPL(tconv, CompositeImplicitAutograd, m) { register_kernels(m); } \
+  TORCH_LIBRARY_IMPL(tconv, FuncTorchBatched, m) { register_kernels(m); }
 
 // True when every tensor is a real CPU tensor, none wrapped by a torch.func transform (vmap,
 // grad, jvp wrap the tensors they act on), functionalization or Python, and no dispatch mode is

@@ -231,19 +231,13 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   return acc;
 }
 
+void register_kernels(torch::Library& m) {
+  m.impl("conv_transpose1d", &conv_transpose1d);
+  m.impl("conv_transpose3d", &conv_transpose3d);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tconv, CompositeImplicitAutograd, m) {
-  m.impl("conv_transpose1d", &conv_transpose1d);
-  m.impl("conv_transpose3d", &conv_transpose3d);
-}
-
-// Under vmap the same decomposition runs on the batched tensors (each op inside has its batching
-// rule, the 2-D op's in tconv/_register_*.py): without this kernel functorch would take its
-// per-sample fallback for the composite op instead of decomposing it.
-TORCH_LIBRARY_IMPL(tconv, FuncTorchBatched, m) {
-  m.impl("conv_transpose1d", &conv_transpose1d);
-  m.impl("conv_transpose3d", &conv_transpose3d);
-}
+TCONV_REGISTER_COMPOSITES(register_kernels)
 
 }  // namespace tconv

@@ -136,19 +136,13 @@ Tensor upsample_trilinear3d(const Tensor& input, IntArrayRef output_size, bool a
       .view({N, C, Do, Ho, Wo});
 }
 
+void register_kernels(torch::Library& m) {
+  m.impl("upsample_linear1d", &upsample_linear1d);
+  m.impl("upsample_trilinear3d", &upsample_trilinear3d);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tconv, CompositeImplicitAutograd, m) {
-  m.impl("upsample_linear1d", &upsample_linear1d);
-  m.impl("upsample_trilinear3d", &upsample_trilinear3d);
-}
-
-// Under vmap the same decomposition runs on the batched tensors (each op inside has its batching
-// rule, the 2-D op's in tconv/_register_*.py): without this kernel functorch would take its
-// per-sample fallback for the composite op instead of decomposing it.
-TORCH_LIBRARY_IMPL(tconv, FuncTorchBatched, m) {
-  m.impl("upsample_linear1d", &upsample_linear1d);
-  m.impl("upsample_trilinear3d", &upsample_trilinear3d);
-}
+TCONV_REGISTER_COMPOSITES(register_kernels)
 
 }  // namespace tconv
