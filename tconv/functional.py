@@ -12,6 +12,19 @@ from ._pair import ntuple, pair
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def _conv_transpose_nd(name, dims, op, input, weight, bias, stride, padding, output_padding,
+                       groups, dilation):
+    """The 1-D / 2-D / 3-D wrappers: unbatched input gets a batch of one, as PyTorch's does."""
+    if input.dim() not in (dims + 1, dims + 2):
+        raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to {name}, "
+                           f"but got input of size: {list(input.shape)}")
+    unbatched = input.dim() == dims + 1
+    out = op(input.unsqueeze(0) if unbatched else input, weight, bias, ntuple(stride, dims, "stride"),
+             ntuple(padding, dims, "padding"), ntuple(output_padding, dims, "output_padding"), groups,
+             ntuple(dilation, dims, "dilation"))
+    return out.squeeze(0) if unbatched else out
+
+
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, padding_mode="zeros"):
     """Drop-in for ``torch.nn.functional.conv_transpose2d`` (batched 4-D or unbatched 3-D input).
@@ -28,15 +41,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if padding_mode != "zeros":
         return _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups,
                                         dilation, padding_mode)
-    if input.dim() not in (3, 4):
-        raise RuntimeError("Expected 3D (unbatched) or 4D (batched) input to conv_transpose2d, "
-                           f"but got input of size: {list(input.shape)}")
-    unbatched = input.dim() == 3
-    out = torch.ops.tconv.conv_transpose2d(
-        input.unsqueeze(0) if unbatched else input, weight, bias, pair(stride, "stride"),
-        pair(padding, "padding"), pair(output_padding, "output_padding"), groups,
-        pair(dilation, "dilation"))
-    return out.squeeze(0) if unbatched else out
+    return _conv_transpose_nd("conv_transpose2d", 2, torch.ops.tconv.conv_transpose2d, input, weight, bias,
+                              stride, padding, output_padding, groups, dilation)
 
 
 def _ceil_div(a, b):
@@ -166,19 +172,6 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
         right = _add_pieces(right, row_pieces, 2, (pw + wout, pw), inplace)
         out = _add_pieces(out, _fold_pieces(left, right, 3, wout, padding_mode), 3, None, inplace)
     return out
-
-
-def _conv_transpose_nd(name, dims, op, input, weight, bias, stride, padding, output_padding,
-                       groups, dilation):
-    """The 1-D / 3-D wrappers: unbatched input gets a batch of one, as PyTorch's does."""
-    if input.dim() not in (dims + 1, dims + 2):
-        raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to {name}, "
-                           f"but got input of size: {list(input.shape)}")
-    unbatched = input.dim() == dims + 1
-    out = op(input.unsqueeze(0) if unbatched else input, weight, bias, ntuple(stride, dims, "stride"),
-             ntuple(padding, dims, "padding"), ntuple(output_padding, dims, "output_padding"), groups,
-             ntuple(dilation, dims, "dilation"))
-    return out.squeeze(0) if unbatched else out
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
