@@ -30,6 +30,7 @@
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/streaming_store.h"
 #include "cpu/output_alloc.h"
 #include "cpu/kernels.h"
 
@@ -93,10 +94,12 @@ CellGemmBlocks cell_gemm_blocks(const ConvTranspose2dGeometry& g, int64_t K, int
 
 // Contiguous y, wide strides: C (M x Nb, columns (co, rw)) of cell rows [qh0, qh0 + rows), phase
 // rh; cell j writes a contiguous run of sw outputs, y[.., (qw_lo + j) * sw + rw - pw] for rw < sw.
-// bg: the group's biases.
+// bg: the group's biases. `streaming`: non-temporal stores (an output far bigger than the caches,
+// e.g. the FCN head's 100 MB, whose runs of sw = 32 are whole cache lines).
 template <typename scalar_t, typename acc_t>
 void scatter_cells_by_cell(const acc_t* C, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
-                           int64_t rh, int64_t qh0, int64_t rows, const acc_t* bg, scalar_t* yp) {
+                           int64_t rh, int64_t qh0, int64_t rows, const acc_t* bg, scalar_t* yp,
+                           bool streaming) {
   const int64_t Qw = g.Qw, Nb = g.Cout_g * g.sw;
   for (int64_t co = 0; co < g.Cout_g; ++co) {
     const acc_t bias_v = bg[co];
@@ -107,8 +110,7 @@ void scatter_cells_by_cell(const acc_t* C, const ConvTranspose2dGeometry& g, int
         const int64_t ow0 = output_of(g.qw_lo + j, 0, g.sw, g.pw);
         const IndexRange rws = indices_inside(g.sw, 1, ow0, g.Wo);  // phases inside
         const acc_t* src = C + (r * Qw + j) * Nb + co * g.sw;
-        for (int64_t rw = rws.lo; rw < rws.hi; ++rw)
-          yrow[ow0 + rw] = static_cast<scalar_t>(src[rw] + bias_v);
+        store_plus_bias(src + rws.lo, bias_v, rws.hi - rws.lo, yrow + ow0 + rws.lo, streaming);
       }
     }
   }
@@ -151,13 +153,14 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
                        Tensor& y, const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw, Qw = g.Qw;
-  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
+  const std::unique_ptr<acc_t[]> B = pack_cell_weights<scalar_t, acc_t>(weight, g, channels_last);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
   const CellGemmBlocks cb = cell_gemm_blocks(g, K, Nb, int64_t(sizeof(acc_t)));
   const int64_t rows_per_block = cb.rows_per_block, blocks = cb.blocks;
   // Contiguous output with wide strides: C = A @ B has columns (co, rw), so each cell writes a
   // contiguous run of sw outputs. Narrow strides: C^T, whose rows run along the cells.
   const bool runs_along_phase = g.sw >= 4;
+  const bool streaming = runs_along_phase && !channels_last && y.nbytes() >= kStreamingBytes;
 
   // Channels-last scatter: where output column ow reads C (cell - qw_lo, phase).
   std::vector<int64_t> col_phase(g.Wo), col_cell(g.Wo);
@@ -183,7 +186,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
       const int64_t rows = std::min(rows_per_block, cr.lo + cr.count - qh0);
       if (rows <= 0) continue;
       const int64_t M = rows * Qw;
-      const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+      const acc_t* Bp = B.get() + (grp * g.sh + rh) * K * Nb;
       const acc_t* bg = b.data() + grp * g.Cout_g;
 
       if (!channels_last) {
@@ -192,7 +195,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
         if (runs_along_phase) {
           // C (M x Nb) = A (M x K) @ B (K x Nb)
           gemm<acc_t>(M, Nb, K, {A.get(), M, true}, {Bp, Nb, false}, C.get(), Nb, false);
-          scatter_cells_by_cell(C.get(), g, n, grp, rh, qh0, rows, bg, yp);
+          scatter_cells_by_cell(C.get(), g, n, grp, rh, qh0, rows, bg, yp, streaming);
         } else {
           // C^T (Nb x M) = B^T (Nb x K) @ A^T (K x M)
           gemm<acc_t>(Nb, M, K, {Bp, Nb, true}, {A.get(), M, false}, C.get(), M, false);
@@ -207,6 +210,7 @@ void forward_cell_gemm(const Tensor& x, const Tensor& weight, const std::optiona
                                     bg, yp);
       }
     }
+    if (streaming) streaming_fence();
   });
 }
 
@@ -262,25 +266,31 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
   const scalar_t* wp = wc.const_data_ptr<scalar_t>();
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-  const int64_t Qw = g.Qw;
   const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
+  // Rows are cut into chunks of cells, so the runs stay in cache and a long row (a 1-D signal of
+  // 2^30 samples) is split among the threads instead of one thread holding runs as big as the row.
+  constexpr int64_t kChunkCells = 4096;
+  const int64_t chunks = ceil_div(g.Qw, kChunkCells);
 
-  parallel_for_work(0, g.N * g.Cout, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> runs(new acc_t[g.sw * Qw]);
+  parallel_for_work(0, g.N * g.Cout * chunks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> runs(new acc_t[g.sw * std::min(g.Qw, kChunkCells)]);
     std::vector<acc_t> wk(g.kH * g.kW);
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t c = t % g.Cout, n = t / g.Cout, grp = c / g.Cout_g;
+      const int64_t chunk = t % chunks, c = t / chunks % g.Cout, n = t / (chunks * g.Cout), grp = c / g.Cout_g;
+      ConvTranspose2dGeometry gc = g;  // the chunk's cells, as a geometry of their own
+      gc.qw_lo = g.qw_lo + chunk * kChunkCells;
+      gc.Qw = std::min(kChunkCells, g.Qw - chunk * kChunkCells);
       const scalar_t* xc = xp + (n * g.Cin + grp) * g.H * g.W;
       for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
       const acc_t bias_v = b[c];
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
-        sum_phase_runs(g, th, tw, oh, runs.get(),
+        sum_phase_runs(gc, th, tw, oh, runs.get(),
                        [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
                          const acc_t wv = wk[kh * g.kW + kw];
                          const scalar_t* src = xc + ih * g.W + shift;
                          for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
                        });
-        store_phase_runs(runs.get(), g, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
+        store_phase_runs(runs.get(), gc, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
       }
     }
   });

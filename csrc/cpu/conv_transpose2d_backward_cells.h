@@ -52,7 +52,7 @@ void backward_input_cells(const at::Tensor& go, const at::Tensor& weight, at::Te
                           const ConvTranspose2dGeometry& g) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
-  const std::vector<acc_t> B = pack_cell_weights<scalar_t, acc_t>(weight, g, false);
+  const std::unique_ptr<acc_t[]> B = pack_cell_weights<scalar_t, acc_t>(weight, g, false);
   const BackwardCells bc = backward_cells(g, sizeof(acc_t));
   const int64_t cells = bc.Hc * bc.Wc;
   // dA[n][grp][cell][(ci, off_h, off_w)]: what each cell sends back to the pixels it read.
@@ -68,7 +68,7 @@ void backward_input_cells(const at::Tensor& go, const at::Tensor& weight, at::Te
       acc_t* dA_blk = dA.get() + ((n * g.groups + grp) * cells + qh0 * bc.Wc) * K;
       for (int64_t rh = 0; rh < g.sh; ++rh) {
         gather_grad_cells(gop, g, n, grp, rh, qh0, rows, bc.Wc, G.get());
-        const acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
+        const acc_t* Bp = B.get() + (grp * g.sh + rh) * K * Nb;
         // dA (M x K) (+)= G_rh (M x Nb) @ B_rh^T (Nb x K), phases summed in order
         gemm<acc_t>(M, K, Nb, {G.get(), Nb, false}, {Bp, Nb, true}, dA_blk, K, rh > 0);
       }

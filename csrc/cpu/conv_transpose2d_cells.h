@@ -3,9 +3,11 @@
 // into cell-major matrices. Contiguous (NCHW) layout, and the forward's channels_last gather.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
@@ -24,35 +26,47 @@ inline CellRange cells_of_phase(int64_t phase, int64_t stride, int64_t padding, 
 
 // B_rh for every group and phase rh, as acc_t. Row (k) and column orders match the gather and
 // scatter of the memory format: contiguous k = (ci, off_h, off_w), columns (co, rw);
-// channels_last k = (off_h, off_w, ci), columns (rw, co).
+// channels_last k = (off_h, off_w, ci), columns (rw, co). Every entry is written once (zero where
+// an offset feeds no tap), by one task per input channel: its weights (Cout_g x kH x kW) are
+// contiguous and stay in cache while they fill that channel's rows of every phase block, each row
+// written in order. (Walking B in order instead read the weight at stride kH*kW, a cache line
+// per element, and cost 6% of the FCN head's forward.)
 template <typename scalar_t, typename acc_t>
-std::vector<acc_t> pack_cell_weights(const at::Tensor& weight, const ConvTranspose2dGeometry& g,
-                                     bool channels_last) {
-  const int64_t K = g.Cin_g * g.cell_offsets_h * g.cell_offsets_w, Nb = g.Cout_g * g.sw;
-  std::vector<acc_t> B(g.groups * g.sh * K * Nb, acc_t(0));
+std::unique_ptr<acc_t[]> pack_cell_weights(const at::Tensor& weight, const ConvTranspose2dGeometry& g,
+                                           bool channels_last) {
+  const int64_t oh_n = g.cell_offsets_h, ow_n = g.cell_offsets_w, KK = g.kH * g.kW;
+  const int64_t K = g.Cin_g * oh_n * ow_n, Nb = g.Cout_g * g.sw;
+  std::unique_ptr<acc_t[]> B(new acc_t[g.groups * g.sh * K * Nb]);
+  std::vector<int64_t> kh_of(g.sh * oh_n), kw_of(g.sw * ow_n);  // -1: the offset feeds no tap
+  for (int64_t rh = 0; rh < g.sh; ++rh)
+    for (int64_t off = 0; off < oh_n; ++off) kh_of[rh * oh_n + off] = tap_of(rh, off, g.kH, g.sh, g.dh);
+  for (int64_t rw = 0; rw < g.sw; ++rw)
+    for (int64_t off = 0; off < ow_n; ++off) kw_of[rw * ow_n + off] = tap_of(rw, off, g.kW, g.sw, g.dw);
   const scalar_t* w = weight.const_data_ptr<scalar_t>();  // (Cin, Cout_g, kH, kW) contiguous
-  for (int64_t grp = 0; grp < g.groups; ++grp)
-    for (int64_t rh = 0; rh < g.sh; ++rh) {
-      acc_t* Bp = B.data() + (grp * g.sh + rh) * K * Nb;
-      for (int64_t off_h = 0; off_h < g.cell_offsets_h; ++off_h) {
-        const int64_t kh = tap_of(rh, off_h, g.kH, g.sh, g.dh);
-        if (kh < 0) continue;
-        for (int64_t rw = 0; rw < g.sw; ++rw)
-          for (int64_t off_w = 0; off_w < g.cell_offsets_w; ++off_w) {
-            const int64_t kw = tap_of(rw, off_w, g.kW, g.sw, g.dw);
-            if (kw < 0) continue;
-            for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-              for (int64_t co = 0; co < g.Cout_g; ++co) {
-                const acc_t v = static_cast<acc_t>(
-                    w[(((grp * g.Cin_g + ci) * g.Cout_g + co) * g.kH + kh) * g.kW + kw]);
-                const int64_t k = channels_last ? (off_h * g.cell_offsets_w + off_w) * g.Cin_g + ci
-                                                : (ci * g.cell_offsets_h + off_h) * g.cell_offsets_w + off_w;
-                const int64_t col = channels_last ? rw * g.Cout_g + co : co * g.sw + rw;
-                Bp[k * Nb + col] = v;
-              }
+  at::parallel_for(0, g.groups * g.Cin_g, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t gc = begin; gc < end; ++gc) {
+      const int64_t grp = gc / g.Cin_g, ci = gc % g.Cin_g;
+      const scalar_t* wc = w + gc * g.Cout_g * KK;
+      auto tap = [&](int64_t co, int64_t kh, int64_t kw) {
+        return kh < 0 || kw < 0 ? acc_t(0) : static_cast<acc_t>(wc[co * KK + kh * g.kW + kw]);
+      };
+      for (int64_t rh = 0; rh < g.sh; ++rh)
+        for (int64_t off_h = 0; off_h < oh_n; ++off_h) {
+          const int64_t kh = kh_of[rh * oh_n + off_h];
+          for (int64_t off_w = 0; off_w < ow_n; ++off_w) {
+            const int64_t k = channels_last ? (off_h * ow_n + off_w) * g.Cin_g + ci : (ci * oh_n + off_h) * ow_n + off_w;
+            acc_t* row = B.get() + ((grp * g.sh + rh) * K + k) * Nb;
+            if (channels_last) {
+              for (int64_t rw = 0; rw < g.sw; ++rw, row += g.Cout_g)
+                for (int64_t co = 0; co < g.Cout_g; ++co) row[co] = tap(co, kh, kw_of[rw * ow_n + off_w]);
+            } else {
+              for (int64_t co = 0; co < g.Cout_g; ++co, row += g.sw)
+                for (int64_t rw = 0; rw < g.sw; ++rw) row[rw] = tap(co, kh, kw_of[rw * ow_n + off_w]);
+            }
           }
-      }
+        }
     }
+  });
   return B;
 }
 

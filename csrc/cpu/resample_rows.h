@@ -21,6 +21,7 @@
 #include "common/upsample_tables.h"
 #include "cpu/finite.h"
 #include "cpu/simd_loads.h"
+#include "cpu/streaming_store.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
@@ -55,17 +56,6 @@ inline void combine_rows(const in_t* base, int64_t row_stride, const acc_t* w, i
       for (int64_t x = 0; x < nb; ++x) out[x0 + x] = static_cast<out_t>(acc[x]);
     }
   }
-}
-
-// Destinations of this size or more (the L3 of a typical server core complex) are written with
-// non-temporal stores where a kernel supports them: they would not stay cached anyway.
-constexpr size_t kStreamingBytes = size_t(32) << 20;
-
-// Orders a thread's non-temporal stores before the parallel region ends and others may read them.
-inline void streaming_fence() {
-#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
-  _mm_sfence();
-#endif
 }
 
 #if defined(TCONV_CPU_AVX512)
