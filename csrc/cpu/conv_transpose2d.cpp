@@ -54,6 +54,36 @@ std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) 
 template <typename scalar_t, typename acc_t>
 void store_phase_runs(const acc_t* runs, int64_t run_stride, const ConvTranspose2dGeometry& g,
                       scalar_t* yrow, acc_t bias) {
+  if (g.sw == 2) {
+    // Both phases over the same cells (the k2 s2 layers): one pass that interleaves the two runs
+    // (stores at stride 2 one phase at a time cost as much as the GEMM on the U-Net layers).
+    const int64_t ow0 = output_of(g.qw_lo, 0, 2, g.pw);
+    const IndexRange j0 = indices_inside(g.Qw, 2, ow0, g.Wo), j1 = indices_inside(g.Qw, 2, ow0 + 1, g.Wo);
+    if (j0.lo == j1.lo && j0.hi == j1.hi) {
+      const acc_t* r0 = runs;
+      const acc_t* r1 = runs + run_stride;
+      scalar_t* dst = yrow + ow0;
+      int64_t j = j0.lo;
+#if defined(TCONV_CPU_AVX512)
+      if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+        const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const __m512 vb = _mm512_set1_ps(bias);
+        for (; j + 16 <= j0.hi; j += 16) {
+          const __m512 a = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
+          const __m512 b = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
+          _mm512_storeu_ps(dst + 2 * j, _mm512_permutex2var_ps(a, lo, b));
+          _mm512_storeu_ps(dst + 2 * j + 16, _mm512_permutex2var_ps(a, hi, b));
+        }
+      }
+#endif
+      for (; j < j0.hi; ++j) {
+        dst[2 * j] = static_cast<scalar_t>(r0[j] + bias);
+        dst[2 * j + 1] = static_cast<scalar_t>(r1[j] + bias);
+      }
+      return;
+    }
+  }
   for (int64_t rw = 0; rw < g.sw; ++rw) {
     // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
     const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
