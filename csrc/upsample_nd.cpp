@@ -23,6 +23,7 @@
 // placement; the resampled axes' weights and order are PyTorch's.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
@@ -50,11 +51,18 @@ Tensor tconv_upsample_bilinear2d(const Tensor& x, IntArrayRef size, bool align_c
 int64_t dim_size(const Tensor& t, int64_t d) { return t.sym_size(d).guard_int(__FILE__, __LINE__); }
 
 // (..., 1, K) -> (..., 2, K), contiguous: the two rows of the dummy axis (see above).
+// Only one row is ever read by the 2-D op's taps (row 1 with align_corners=False, row 0 with
+// align_corners=True), so only that row carries x's gradient: the other is x detached (or zeros),
+// and the backward of the rows is one narrow (a view), not a sum of the two rows' gradients.
+// The buffer filled in place is for calls autograd does not record: recorded, its two copy_
+// calls would make CopySlices nodes whose backward clones and zero-fills the rows' gradient
+// (twice the input's size) once per row, most of the trilinear backward's time.
 Tensor dummy_rows(const Tensor& x, bool align_corners) {
   auto sizes = x.sizes().vec();
   const int64_t axis = x.dim() - 2;
   sizes[axis] = 2;
-  if (plain_cpu_call({&x})) {
+  const bool recorded = at::GradMode::is_enabled() && x.requires_grad();
+  if (!recorded && plain_cpu_call({&x})) {
     Tensor rows = cached_buffer(sizes, x);
     rows.narrow(axis, 0, 1).copy_(x);
     if (align_corners) rows.narrow(axis, 1, 1).zero_();
@@ -62,7 +70,7 @@ Tensor dummy_rows(const Tensor& x, bool align_corners) {
     return rows;
   }
   if (align_corners) return at::constant_pad_nd(x, {0, 0, 0, 1}).contiguous();
-  return x.expand(sizes).contiguous();
+  return at::cat({x.detach(), x}, axis);
 }
 
 // The dummy axis' scale factor: 0.25 makes the source index 1.5 (align_corners=False); ignored
