@@ -21,6 +21,12 @@ TORCH_LIBRARY(tconv, m) {
   // and batching come from the 2-D op.
   m.def("conv_transpose1d(Tensor input, Tensor weight, Tensor? bias, int[1] stride, int[1] padding, "
         "int[1] output_padding, int groups, int[1] dilation) -> Tensor");
+  // The adjoint of F.pad(y, pad, mode) for mode 'reflect', 'replicate' or 'circular' (pad: left,
+  // right, top, bottom, as F.pad's): input (N, C, Hp, Wp), the padded shape, -> y's shape (N, C,
+  // Hp - top - bottom, Wp - left - right), each border element summed onto the element it copies.
+  // padding_mode of the transposed convolution is this op on its padding-0 (full) output.
+  // Backward: F.pad(grad, pad, mode) (csrc/autograd.cpp).
+  m.def("pad_fold2d(Tensor input, int[4] pad, str mode) -> Tensor");
   m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
         "int[3] output_padding, int groups, int[3] dilation) -> Tensor");
 

@@ -103,3 +103,20 @@ def _backward_bias_vmap(info, in_dims, grad_output):
     batch = info.batch_size
     gb = ops.conv_transpose2d_backward_bias(fold_channels(grad_output, in_dims[0], batch))
     return unfold_batch(gb, batch), 0
+
+
+# ---- pad_fold2d (padding_mode of the transposed convolution) ------------------------------------
+
+@torch.library.register_fake("tconv::pad_fold2d")
+def _pad_fold2d_fake(input, pad, mode):
+    torch._check(input.dim() == 4, lambda: "pad_fold2d: expected a 4-D input")
+    n, c, h, w = input.shape
+    shape = (n, c, h - pad[2] - pad[3], w - pad[0] - pad[1])
+    cl = suggest_memory_format(input) == torch.channels_last
+    return input.new_empty(shape).contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+@torch.library.register_vmap("tconv::pad_fold2d")
+def _pad_fold2d_vmap(info, in_dims, input, pad, mode):
+    size = info.batch_size
+    return unfold_batch(ops.pad_fold2d(fold_batch(input, in_dims[0], size), pad, mode), size), 0
