@@ -27,6 +27,12 @@ TORCH_LIBRARY(tconv, m) {
   // padding_mode of the transposed convolution is this op on its padding-0 (full) output.
   // Backward: F.pad(grad, pad, mode) (csrc/autograd.cpp).
   m.def("pad_fold2d(Tensor input, int[4] pad, str mode) -> Tensor");
+  // pad_fold2d of the padded tensor given in pieces: its interior `center` (N, C, H, W) and its
+  // frame, top (N, C, pad top, Wp) and bottom (N, C, pad bottom, Wp) over the whole padded width
+  // Wp = left + W + right, left (N, C, H, pad left) and right (N, C, H, pad right) beside the
+  // interior rows. padding_mode's inference path: the zeros-mode output and four thin strips.
+  m.def("pad_fold2d_frame(Tensor center, Tensor top, Tensor bottom, Tensor left, Tensor right, int[4] pad, "
+        "str mode) -> Tensor");
   m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
         "int[3] output_padding, int groups, int[3] dilation) -> Tensor");
 

@@ -120,3 +120,18 @@ def _pad_fold2d_fake(input, pad, mode):
 def _pad_fold2d_vmap(info, in_dims, input, pad, mode):
     size = info.batch_size
     return unfold_batch(ops.pad_fold2d(fold_batch(input, in_dims[0], size), pad, mode), size), 0
+
+
+@torch.library.register_fake("tconv::pad_fold2d_frame")
+def _pad_fold2d_frame_fake(center, top, bottom, left, right, pad, mode):
+    torch._check(center.dim() == 4, lambda: "pad_fold2d_frame: expected a 4-D center")
+    cl = suggest_memory_format(center) == torch.channels_last
+    return center.new_empty(center.shape).contiguous(
+        memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+@torch.library.register_vmap("tconv::pad_fold2d_frame")
+def _pad_fold2d_frame_vmap(info, in_dims, center, top, bottom, left, right, pad, mode):
+    size = info.batch_size
+    pieces = [fold_batch(t, d, size) for t, d in zip((center, top, bottom, left, right), in_dims)]
+    return unfold_batch(ops.pad_fold2d_frame(*pieces, pad, mode), size), 0

@@ -45,13 +45,44 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                               stride, padding, output_padding, groups, dilation)
 
 
+def _full_rows(x, w, stride, dilation, groups, dim, lo, count, pad_other, output_padding_other, other_size):
+    """Rows [lo, lo + count) along dim (2: H, 3: W) of the padding-0 transposed convolution's output
+    (the other axis with padding pad_other and its output_padding), from the input rows and kernel
+    taps that reach them only: a thin strip of the frame, a small fraction of the convolution.
+    other_size: the strip's size along the other axis."""
+    other = 5 - dim
+    n_in, k, s, d = x.size(dim), w.size(dim), stride[dim - 2], dilation[dim - 2]
+    i0, i1 = max(0, -(-(lo - d * (k - 1)) // s)), min(n_in, (lo + count - 1) // s + 1)
+    t0, t1 = max(0, -(-(lo - (n_in - 1) * s) // d)), min(k, (lo + count - 1) // d + 1)
+    strides, paddings, output_paddings = [0, 0], [0, 0], [0, 0]
+    strides[dim - 2], strides[other - 2] = s, stride[other - 2]
+    paddings[other - 2], output_paddings[other - 2] = pad_other, output_padding_other
+    if count == 0 or i0 >= i1 or t0 >= t1:  # no term reaches these rows
+        shape = [x.size(0), w.size(1) * groups, 0, 0]
+        shape[dim], shape[other] = count, other_size
+        return x.new_zeros(shape)
+    part = torch.ops.tconv.conv_transpose2d(x.narrow(dim, i0, i1 - i0), w.narrow(dim, t0, t1 - t0), None, strides,
+                                            paddings, output_paddings, groups, dilation)
+    at = i0 * s + t0 * d  # the full output's row of part's first row
+    if at != lo or part.size(dim) != count:  # zeros before / after, or rows past the strip cropped
+        pads = [0, 0, 0, 0]
+        pads[2 * (3 - dim)], pads[2 * (3 - dim) + 1] = at - lo, lo + count - at - part.size(dim)
+        part = torch.nn.functional.pad(part, pads)
+    return part
+
+
 def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation,
                              padding_mode):
-    """padding_mode != 'zeros': the transposed convolution with padding 0 (the full output, no bias),
-    then tconv::pad_fold2d, the adjoint of F.pad(mode), which sums its border onto the interior in
-    one pass (csrc/cpu/pad_fold2d.cpp, csrc/cuda/pad_fold2d.cu), then the bias. Its backward is
-    F.pad(grad, mode) then the padding-0 convolution's backward: conv2d(F.pad(grad, mode), w), the
-    definition itself."""
+    """padding_mode != 'zeros': the adjoint of F.pad(mode) (tconv::pad_fold2d*, csrc/cpu/pad_fold2d.cpp,
+    csrc/cuda/pad_fold2d.cu: one pass that sums the border onto the interior) applied to the
+    transposed convolution with padding 0 (the full output). Two forms of the full output:
+    - nothing to differentiate: the zeros-mode output (its interior, with the bias) and the four
+      strips of its frame, each from the few input rows and kernel taps that reach it
+      (`_full_rows`), folded by pad_fold2d_frame: the multiply-adds of 'zeros' and a fraction more;
+    - else the full output itself (padding 0, no bias), then pad_fold2d, then the bias: its backward
+      is F.pad(grad, mode) then the padding-0 convolution's backward, i.e. conv2d(F.pad(grad, mode),
+      w), the definition itself (the strips' backward would add a zero-filled input-sized gradient
+      per strip)."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
     if input.dim() == 3 and weight.dim() == 4:
@@ -70,11 +101,18 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
         return conv_transpose2d(input, weight, bias, *args)  # the zeros result, or its error
     # F.pad's own checks (and error) for this padding of an output of this size.
     torch.nn.functional.pad(torch.empty(1, 1, hout, wout, device="meta"), (pw, pw, ph, ph), mode=padding_mode)
-    full = torch.ops.tconv.conv_transpose2d(input, weight, None, (sh, sw), (0, 0), (oph, opw), groups, (dh, dw))
-    out = torch.ops.tconv.pad_fold2d(full, [pw, pw, ph, ph], padding_mode)
-    if bias is not None:
-        out = out + bias.view(-1, 1, 1)
-    return out
+    st, dl, pad = [sh, sw], [dh, dw], [pw, pw, ph, ph]
+    ops = torch.ops.tconv
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        full = ops.conv_transpose2d(input, weight, None, st, [0, 0], [oph, opw], groups, dl)
+        out = ops.pad_fold2d(full, pad, padding_mode)
+        return out if bias is None else out + bias.view(-1, 1, 1)
+    center = ops.conv_transpose2d(input, weight, bias, st, [ph, pw], [oph, opw], groups, dl)
+    top = _full_rows(input, weight, st, dl, groups, 2, 0, ph, 0, opw, wout + 2 * pw)
+    bottom = _full_rows(input, weight, st, dl, groups, 2, ph + hout, ph, 0, opw, wout + 2 * pw)
+    left = _full_rows(input, weight, st, dl, groups, 3, 0, pw, ph, oph, hout)
+    right = _full_rows(input, weight, st, dl, groups, 3, pw + wout, pw, ph, oph, hout)
+    return ops.pad_fold2d_frame(center, top, bottom, left, right, pad, padding_mode)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

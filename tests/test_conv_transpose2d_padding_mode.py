@@ -229,3 +229,75 @@ def test_same_bits_for_any_thread_count(mode):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, many)
+
+
+def frame_pieces(full, pad):
+    """full's interior and the four strips of its frame, as pad_fold2d_frame takes them."""
+    left, right, top, bottom = pad
+    h, w = full.size(2) - top - bottom, full.size(3) - left - right
+    rows = full.narrow(2, top, h)
+    return (rows.narrow(3, left, w), full.narrow(2, 0, top), full.narrow(2, top + h, bottom),
+            rows.narrow(3, 0, left), rows.narrow(3, left + w, right))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", FOLD_SHAPES, ids=[f"shape{i}" for i in range(len(FOLD_SHAPES))])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_pad_fold2d_frame_is_pad_fold2d_of_the_pieces(mode, shape, channels_last):
+    hp, wp, pad = shape
+    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
+    if channels_last:
+        full = full.contiguous(memory_format=torch.channels_last)
+    try:
+        want = pad_fold_reference(full, pad, mode)
+    except (RuntimeError, NotImplementedError):
+        with pytest.raises(RuntimeError):
+            torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode)
+        return
+    pieces = [p.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+              for p in frame_pieces(full, pad)]
+    got = torch.ops.tconv.pad_fold2d_frame(*pieces, list(pad), mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got, torch.ops.tconv.pad_fold2d(full, list(pad), mode))  # the same sums in the same order
+    assert torch.equal(got, torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode))  # views
+    for dtype in (torch.float32, torch.bfloat16):
+        got = torch.ops.tconv.pad_fold2d_frame(*(p.to(dtype) for p in pieces), list(pad), mode)
+        torch.testing.assert_close(got.double(), want.to(dtype).double(), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_fold2d_frame_gradcheck_every_mode(mode):
+    pad = [2, 1, 1, 2]
+    pieces = tuple(p.clone().requires_grad_() for p in frame_pieces(torch.randn(2, 2, 6, 7, dtype=torch.float64), pad))
+    full_gradcheck(lambda *p: torch.ops.tconv.pad_fold2d_frame(*p, pad, mode), pieces)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_fold2d_frame_opcheck(mode):
+    pieces = tuple(p.contiguous().requires_grad_() for p in frame_pieces(torch.randn(2, 3, 8, 9), [1, 2, 2, 1]))
+    torch.library.opcheck(torch.ops.tconv.pad_fold2d_frame, (*pieces, [1, 2, 2, 1], mode))
+
+
+def test_pad_fold2d_frame_errors():
+    pieces = list(frame_pieces(torch.randn(1, 2, 6, 6), [1, 1, 1, 1]))
+    pieces[1] = pieces[1][:, :, :, :5]
+    with pytest.raises(RuntimeError, match="expected top of size"):
+        torch.ops.tconv.pad_fold2d_frame(*pieces, [1, 1, 1, 1], "reflect")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
+def test_inference_and_autograd_forms_agree(mode, args):
+    """Nothing to differentiate: the zeros output and the frame strips (pad_fold2d_frame); else the
+    full output (pad_fold2d). The same function."""
+    h, w_, k, s, p, op, g, d = args
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x, w = torch.randn(2, 4, h, w_, dtype=torch.float64), torch.randn(4, 8 // g, kh, kw, dtype=torch.float64)
+    b = torch.randn(8 // g * g, dtype=torch.float64)
+    try:
+        plain = tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    except RuntimeError:
+        return
+    graph = tconv.conv_transpose2d(x, w.requires_grad_(), b, s, p, op, g, d, padding_mode=mode)
+    assert graph.grad_fn is not None
+    torch.testing.assert_close(plain, graph.detach(), rtol=1e-12, atol=1e-12)

@@ -83,4 +83,29 @@ inline void check_pad_fold(const at::Tensor& input, at::IntArrayRef pad, PadFold
                 "Padding value causes wrapping around more than once.");
 }
 
+// pad_fold2d_frame's pieces: center (N, C, H, W), top (N, C, pad top, Wp), bottom (N, C, pad
+// bottom, Wp), left (N, C, H, pad left), right (N, C, H, pad right), Wp = left + W + right; the
+// padding checks of an output of size (H, W).
+inline void check_pad_fold_frame(const at::Tensor& center, const at::Tensor& top, const at::Tensor& bottom,
+                                 const at::Tensor& left, const at::Tensor& right, at::IntArrayRef pad,
+                                 PadFoldMode mode) {
+  TORCH_CHECK(center.dim() == 4, "pad_fold2d_frame: expected a 4-D center, but got ", center.dim(), " dimensions");
+  TORCH_CHECK(pad.size() == 4, "pad_fold2d_frame: expected 4 paddings (left, right, top, bottom)");
+  const int64_t n = center.size(0), c = center.size(1), h = center.size(2), w = center.size(3);
+  const int64_t wp = pad[0] + w + pad[1];
+  const auto expect = [&](const at::Tensor& t, const char* name, int64_t rows, int64_t cols) {
+    TORCH_CHECK(t.dim() == 4 && t.size(0) == n && t.size(1) == c && t.size(2) == rows && t.size(3) == cols,
+                "pad_fold2d_frame: expected ", name, " of size (", n, ", ", c, ", ", rows, ", ", cols, "), but got ",
+                t.sizes());
+    TORCH_CHECK(t.scalar_type() == center.scalar_type() && t.device() == center.device(),
+                "pad_fold2d_frame: ", name, " must have the center's dtype and device");
+  };
+  for (const auto p : pad) TORCH_CHECK(p >= 0, "pad_fold2d_frame: negative padding ", p);
+  expect(top, "top", pad[2], wp);
+  expect(bottom, "bottom", pad[3], wp);
+  expect(left, "left", h, pad[0]);
+  expect(right, "right", h, pad[1]);
+  check_pad_fold(at::empty({n, c, h + pad[2] + pad[3], wp}, center.options().device(at::kMeta)), pad, mode);
+}
+
 }  // namespace tconv

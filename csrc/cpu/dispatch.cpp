@@ -117,6 +117,11 @@ Tensor pad_fold2d(const Tensor& input, IntArrayRef pad, c10::string_view mode) {
   TCONV_CPU_DISPATCH(pad_fold2d_cpu, input, pad, mode)
 }
 
+Tensor pad_fold2d_frame(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                        const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(pad_fold2d_frame_cpu, center, top, bottom, left, right, pad, mode)
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
@@ -131,6 +136,7 @@ TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("gram_matrix", &gram_matrix);
   m.impl("gram_matrix_backward", &gram_matrix_backward);
   m.impl("pad_fold2d", &pad_fold2d);
+  m.impl("pad_fold2d_frame", &pad_fold2d_frame);
 }
 
 }  // namespace tconv::cpu

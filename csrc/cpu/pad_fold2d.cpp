@@ -1,5 +1,6 @@
-// CPU kernel of tconv::pad_fold2d, the adjoint of F.pad(mode) (common/pad_fold_args.h): one pass
-// over the padded tensor. Each task writes whole output rows: the row's source rows (one, or a few
+// CPU kernels of tconv::pad_fold2d, the adjoint of F.pad(mode) (common/pad_fold_args.h), and of
+// tconv::pad_fold2d_frame, the same fold of a padded tensor given as its interior and the four
+// strips of its frame: one pass over the padded tensor. Each task writes whole output rows: the row's source rows (one, or a few
 // at a border) are added in increasing order, each as its interior (one contiguous run, vectorised
 // by the compiler) then its border columns onto the columns they come from. Contiguous input is
 // folded per (n, c) plane; channels_last input per image with the channels as the innermost run, so
@@ -47,15 +48,24 @@ std::vector<int64_t> border_columns(const FoldGeometry& g) {
   return src;
 }
 
+// One padded row in three runs: its left border (left * v values), interior (out_w * v) and right
+// border. A padded tensor's row is one run of the three; the frame op's interior rows are a row of
+// `left`, one of `center` and one of `right`.
 template <typename scalar_t>
-void pad_fold(const scalar_t* in, scalar_t* out, const FoldGeometry& g) {
+struct PaddedRow {
+  const scalar_t *left, *mid, *right;
+};
+
+// Writes every output row from the padded rows row_of(plane, a) (a in [0, hp)), in the fixed order
+// of the file comment.
+template <typename scalar_t, typename RowOf>
+void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool direct = std::is_same_v<acc_t, scalar_t>;  // sum in the output row itself
-  const int64_t v = g.v, row_in = g.wp * v, row_out = g.out_w * v;
-  const int64_t in_plane = g.hp * row_in, out_plane = g.out_h * row_out;
+  const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
   const std::vector<int64_t> cols = border_columns(g);
-  const int64_t right_start = g.left + g.out_w;
-  parallel_for_work(0, g.planes * g.out_h, g.planes * in_plane, [&](int64_t begin, int64_t end) {
+  const int64_t right = g.wp - g.left - g.out_w;
+  parallel_for_work(0, g.planes * g.out_h, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buffer(direct ? 0 : row_out);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / g.out_h, i = task % g.out_h;
@@ -66,8 +76,8 @@ void pad_fold(const scalar_t* in, scalar_t* out, const FoldGeometry& g) {
       bool first = true;
       for (int r = 0; r < rows.count; ++r) {
         for (int64_t a = rows.lo[r]; a < rows.hi[r]; ++a) {
-          const scalar_t* src = in + plane * in_plane + a * row_in;
-          const scalar_t* mid = src + g.left * v;
+          const PaddedRow<scalar_t> src = row_of(plane, a);
+          const scalar_t* mid = src.mid;
           if (first) {
             for (int64_t e = 0; e < row_out; ++e) acc[e] = static_cast<acc_t>(mid[e]);
             first = false;
@@ -76,12 +86,12 @@ void pad_fold(const scalar_t* in, scalar_t* out, const FoldGeometry& g) {
           }
           for (int64_t b = 0; b < g.left; ++b) {
             acc_t* to = acc + cols[b] * v;
-            const scalar_t* from = src + b * v;
+            const scalar_t* from = src.left + b * v;
             for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(from[e]);
           }
-          for (int64_t b = right_start; b < g.wp; ++b) {
-            acc_t* to = acc + cols[b - g.out_w] * v;
-            const scalar_t* from = src + b * v;
+          for (int64_t b = 0; b < right; ++b) {
+            acc_t* to = acc + cols[g.left + b] * v;
+            const scalar_t* from = src.right + b * v;
             for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(from[e]);
           }
         }
@@ -92,6 +102,19 @@ void pad_fold(const scalar_t* in, scalar_t* out, const FoldGeometry& g) {
   });
 }
 
+at::MemoryFormat fold_format(const Tensor& t) {
+  return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
+                                                                      : at::MemoryFormat::Contiguous;
+}
+
+// The geometry of a fold to an (n, c, out_h, out_w) output in memory format `format`.
+FoldGeometry fold_geometry(int64_t n, int64_t c, int64_t out_h, int64_t out_w, IntArrayRef pad, PadFoldMode mode,
+                           at::MemoryFormat format) {
+  const bool last = format == at::MemoryFormat::ChannelsLast;
+  return FoldGeometry{last ? n : n * c, out_h + pad[2] + pad[3], out_w + pad[0] + pad[1], last ? c : 1,
+                      out_h, out_w, pad[0], pad[2], pad[3], mode};
+}
+
 }  // namespace
 
 Tensor pad_fold2d_cpu(const Tensor& input, IntArrayRef pad, c10::string_view mode_name) {
@@ -99,17 +122,49 @@ Tensor pad_fold2d_cpu(const Tensor& input, IntArrayRef pad, c10::string_view mod
   check_pad_fold(input, pad, mode);
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), "pad_fold2d is not implemented for '",
               input.scalar_type(), "'");
-  const auto format = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
-                                                                                      : at::MemoryFormat::Contiguous;
+  const auto format = fold_format(input);
   const Tensor x = input.contiguous(format);
-  const int64_t n = x.size(0), c = x.size(1), hp = x.size(2), wp = x.size(3);
-  const int64_t out_h = hp - pad[2] - pad[3], out_w = wp - pad[0] - pad[1];
+  const int64_t n = x.size(0), c = x.size(1);
+  const int64_t out_h = x.size(2) - pad[2] - pad[3], out_w = x.size(3) - pad[0] - pad[1];
   Tensor out = empty_output({n, c, out_h, out_w}, x.options(), format);
   if (out.numel() == 0) return out;
-  const bool last = format == at::MemoryFormat::ChannelsLast;
-  const FoldGeometry g{last ? n : n * c, hp, wp, last ? c : 1, out_h, out_w, pad[0], pad[2], pad[3], mode};
+  const FoldGeometry g = fold_geometry(n, c, out_h, out_w, pad, mode, format);
   TCONV_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pad_fold2d_cpu", [&] {
-    pad_fold<scalar_t>(x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g);
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    const int64_t row_in = g.wp * g.v, in_plane = g.hp * row_in;
+    fold_rows<scalar_t>(out.mutable_data_ptr<scalar_t>(), g, [&](int64_t plane, int64_t a) {
+      const scalar_t* row = in + plane * in_plane + a * row_in;
+      return PaddedRow<scalar_t>{row, row + g.left * g.v, row + (g.left + g.out_w) * g.v};
+    });
+  });
+  return out;
+}
+
+Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                            const Tensor& right, IntArrayRef pad, c10::string_view mode_name) {
+  const PadFoldMode mode = pad_fold_mode(std::string(mode_name));
+  check_pad_fold_frame(center, top, bottom, left, right, pad, mode);
+  const auto format = fold_format(center);
+  const Tensor c0 = center.contiguous(format), t = top.contiguous(format), b = bottom.contiguous(format),
+               l = left.contiguous(format), r = right.contiguous(format);
+  const int64_t n = c0.size(0), c = c0.size(1), out_h = c0.size(2), out_w = c0.size(3);
+  Tensor out = empty_output({n, c, out_h, out_w}, c0.options(), format);
+  if (out.numel() == 0) return out;
+  const FoldGeometry g = fold_geometry(n, c, out_h, out_w, pad, mode, format);
+  TCONV_DISPATCH_FLOATING_TYPES(c0.scalar_type(), "pad_fold2d_frame_cpu", [&] {
+    const int64_t v = g.v, wide = g.wp * v, narrow_l = pad[0] * v, narrow_r = pad[1] * v, mid = out_w * v;
+    const scalar_t *pc = c0.const_data_ptr<scalar_t>(), *pt = t.const_data_ptr<scalar_t>(),
+                   *pb = b.const_data_ptr<scalar_t>(), *pl = l.const_data_ptr<scalar_t>(),
+                   *pr = r.const_data_ptr<scalar_t>();
+    fold_rows<scalar_t>(out.mutable_data_ptr<scalar_t>(), g, [&](int64_t plane, int64_t a) {
+      if (a < g.top || a >= g.top + out_h) {  // a row of the top or bottom strip: the full padded width
+        const scalar_t* row = a < g.top ? pt + (plane * g.top + a) * wide
+                                        : pb + (plane * g.bottom + a - g.top - out_h) * wide;
+        return PaddedRow<scalar_t>{row, row + narrow_l, row + narrow_l + mid};
+      }
+      const int64_t i = plane * out_h + a - g.top;
+      return PaddedRow<scalar_t>{pl + i * narrow_l, pc + i * mid, pr + i * narrow_r};
+    });
   });
   return out;
 }
