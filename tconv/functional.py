@@ -76,13 +76,14 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     """padding_mode != 'zeros': the adjoint of F.pad(mode) (tconv::pad_fold2d*, csrc/cpu/pad_fold2d.cpp,
     csrc/cuda/pad_fold2d.cu: one pass that sums the border onto the interior) applied to the
     transposed convolution with padding 0 (the full output). Two forms of the full output:
-    - nothing to differentiate: the zeros-mode output (its interior, with the bias) and the four
-      strips of its frame, each from the few input rows and kernel taps that reach it
-      (`_full_rows`), folded by pad_fold2d_frame: the multiply-adds of 'zeros' and a fraction more;
-    - else the full output itself (padding 0, no bias), then pad_fold2d, then the bias: its backward
-      is F.pad(grad, mode) then the padding-0 convolution's backward, i.e. conv2d(F.pad(grad, mode),
-      w), the definition itself (the strips' backward would add a zero-filled input-sized gradient
-      per strip)."""
+    - the full output itself (padding 0, no bias), then pad_fold2d, then the bias: when something
+      is differentiated (its backward is F.pad(grad, mode) then the padding-0 convolution's
+      backward, i.e. conv2d(F.pad(grad, mode), w), the definition itself; the strips' backward
+      would add a zero-filled input-sized gradient per strip), and when the padding-0 convolution
+      costs what the zeros one does (`_full_costs_no_more`: strided layers);
+    - else (stride 1 without gradients) the zeros-mode output (its interior, with the bias) and the
+      four strips of its frame, each from the few input rows and kernel taps that reach it
+      (`_full_rows`), folded by pad_fold2d_frame."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
     if input.dim() == 3 and weight.dim() == 4:
@@ -103,16 +104,33 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     torch.nn.functional.pad(torch.empty(1, 1, hout, wout, device="meta"), (pw, pw, ph, ph), mode=padding_mode)
     st, dl, pad = [sh, sw], [dh, dw], [pw, pw, ph, ph]
     ops = torch.ops.tconv
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    if grad or _full_costs_no_more(hout, wout, ph, pw, sh, sw):
         full = ops.conv_transpose2d(input, weight, None, st, [0, 0], [oph, opw], groups, dl)
         out = ops.pad_fold2d(full, pad, padding_mode)
-        return out if bias is None else out + bias.view(-1, 1, 1)
+        if bias is None:
+            return out
+        if grad or torch._C._functorch.is_functorch_wrapped_tensor(bias):
+            return out + bias.view(-1, 1, 1)
+        return out.add_(bias.view(-1, 1, 1))  # out is fresh: no second output-sized tensor
     center = ops.conv_transpose2d(input, weight, bias, st, [ph, pw], [oph, opw], groups, dl)
     top = _full_rows(input, weight, st, dl, groups, 2, 0, ph, 0, opw, wout + 2 * pw)
     bottom = _full_rows(input, weight, st, dl, groups, 2, ph + hout, ph, 0, opw, wout + 2 * pw)
     left = _full_rows(input, weight, st, dl, groups, 3, 0, pw, ph, oph, hout)
     right = _full_rows(input, weight, st, dl, groups, 3, pw + wout, pw, ph, oph, hout)
     return ops.pad_fold2d_frame(center, top, bottom, left, right, pad, padding_mode)
+
+
+def _full_costs_no_more(hout, wout, ph, pw, sh, sw):
+    """Whether the padding-0 convolution costs what the zeros one does: its output cells (o + p =
+    cell * s + phase, csrc/common/conv_transpose2d_args.h) are no more than 2% more. True for the
+    stride-2 k4 p1 layers (both 17 cells a side for 32 outputs); a stride-1 layer computes 2 p
+    more rows and columns."""
+    def cells(n, p, s):
+        return (n - 1 + p) // s - p // s + 1
+    zeros = cells(hout, ph, sh) * cells(wout, pw, sw)
+    full = cells(hout + 2 * ph, 0, sh) * cells(wout + 2 * pw, 0, sw)
+    return full <= 1.02 * zeros
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

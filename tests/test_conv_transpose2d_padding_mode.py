@@ -287,17 +287,25 @@ def test_pad_fold2d_frame_errors():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
-def test_inference_and_autograd_forms_agree(mode, args):
-    """Nothing to differentiate: the zeros output and the frame strips (pad_fold2d_frame); else the
-    full output (pad_fold2d). The same function."""
+@pytest.mark.parametrize("full", [False, True], ids=["frame", "full"])
+def test_both_forms_without_gradients(mode, args, full, monkeypatch):
+    """Nothing to differentiate: the full output folded by pad_fold2d, or the zeros output and the
+    frame strips folded by pad_fold2d_frame (tconv/functional.py picks by cost): both the adjoint,
+    and as the form taken with gradients."""
+    monkeypatch.setattr(tconv.functional, "_full_costs_no_more", lambda *a: full)
     h, w_, k, s, p, op, g, d = args
     kh, kw = (k, k) if isinstance(k, int) else k
     x, w = torch.randn(2, 4, h, w_, dtype=torch.float64), torch.randn(4, 8 // g, kh, kw, dtype=torch.float64)
     b = torch.randn(8 // g * g, dtype=torch.float64)
     try:
-        plain = tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+        want = adjoint_reference(x, w, b, s, p, op, g, d, mode)
     except RuntimeError:
         return
+    plain = tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    torch.testing.assert_close(plain, want, rtol=1e-12, atol=1e-12)
     graph = tconv.conv_transpose2d(x, w.requires_grad_(), b, s, p, op, g, d, padding_mode=mode)
     assert graph.grad_fn is not None
     torch.testing.assert_close(plain, graph.detach(), rtol=1e-12, atol=1e-12)
+    cl = tconv.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w.detach(), b, s, p, op, g, d,
+                                padding_mode=mode)
+    torch.testing.assert_close(cl, want, rtol=1e-12, atol=1e-12)

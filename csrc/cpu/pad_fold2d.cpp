@@ -10,6 +10,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -65,35 +66,46 @@ void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
   const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
   const std::vector<int64_t> cols = border_columns(g);
   const int64_t right = g.wp - g.left - g.out_w;
+  std::vector<FoldSources> row_sources(g.out_h);
+  for (int64_t i = 0; i < g.out_h; ++i) row_sources[i] = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
+  // adds a border run (b columns of v values) onto the output columns it comes from
+  const auto add_border = [&](acc_t* acc, const scalar_t* from, const int64_t* to_cols, int64_t count) {
+    if (v == 1) {
+      for (int64_t b = 0; b < count; ++b) acc[to_cols[b]] += static_cast<acc_t>(from[b]);
+      return;
+    }
+    for (int64_t b = 0; b < count; ++b) {
+      acc_t* to = acc + to_cols[b] * v;
+      const scalar_t* f = from + b * v;
+      for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(f[e]);
+    }
+  };
   parallel_for_work(0, g.planes * g.out_h, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buffer(direct ? 0 : row_out);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t plane = task / g.out_h, i = task % g.out_h;
+    int64_t plane = begin / g.out_h, i = begin % g.out_h;  // then stepped (no division per row)
+    for (int64_t task = begin; task < end; ++task, ++i) {
+      if (i == g.out_h) {
+        i = 0;
+        ++plane;
+      }
       scalar_t* dst = out + plane * out_plane + i * row_out;
       acc_t* acc = nullptr;
       if constexpr (direct) acc = dst; else acc = buffer.data();
-      const FoldSources rows = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
+      const FoldSources& rows = row_sources[i];
       bool first = true;
       for (int r = 0; r < rows.count; ++r) {
         for (int64_t a = rows.lo[r]; a < rows.hi[r]; ++a) {
           const PaddedRow<scalar_t> src = row_of(plane, a);
           const scalar_t* mid = src.mid;
           if (first) {
-            for (int64_t e = 0; e < row_out; ++e) acc[e] = static_cast<acc_t>(mid[e]);
+            if constexpr (direct) std::memcpy(acc, mid, row_out * sizeof(scalar_t));
+            else for (int64_t e = 0; e < row_out; ++e) acc[e] = static_cast<acc_t>(mid[e]);
             first = false;
           } else {
             for (int64_t e = 0; e < row_out; ++e) acc[e] += static_cast<acc_t>(mid[e]);
           }
-          for (int64_t b = 0; b < g.left; ++b) {
-            acc_t* to = acc + cols[b] * v;
-            const scalar_t* from = src.left + b * v;
-            for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(from[e]);
-          }
-          for (int64_t b = 0; b < right; ++b) {
-            acc_t* to = acc + cols[g.left + b] * v;
-            const scalar_t* from = src.right + b * v;
-            for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(from[e]);
-          }
+          add_border(acc, src.left, cols.data(), g.left);
+          add_border(acc, src.right, cols.data() + g.left, right);
         }
       }
       if constexpr (!direct)
