@@ -49,7 +49,11 @@ def _full_rows(x, w, stride, dilation, groups, dim, lo, count, pad_other, output
     """Rows [lo, lo + count) along dim (2: H, 3: W) of the padding-0 transposed convolution's output
     (the other axis with padding pad_other and its output_padding), from the input rows and kernel
     taps that reach them only: a thin strip of the frame, a small fraction of the convolution.
-    other_size: the strip's size along the other axis."""
+    other_size: the strip's size along the other axis. Columns are computed as rows of the transposed
+    problem (the kernels are faster on a 1 x W strip than on an H x 1 one)."""
+    if dim == 3:
+        return _full_rows(x.transpose(2, 3), w.transpose(2, 3), stride[::-1], dilation[::-1], groups, 2, lo, count,
+                          pad_other, output_padding_other, other_size).transpose(2, 3)
     other = 5 - dim
     n_in, k, s, d = x.size(dim), w.size(dim), stride[dim - 2], dilation[dim - 2]
     i0, i1 = max(0, -(-(lo - d * (k - 1)) // s)), min(n_in, (lo + count - 1) // s + 1)

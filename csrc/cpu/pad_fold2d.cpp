@@ -114,6 +114,48 @@ void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
   });
 }
 
+// float / double frames: out = center, one copy per plane, then the frame's terms added onto it row
+// by row (each output element: its center value, then the other terms in the order of fold_rows).
+// Saves the short per-row copies of fold_rows: the interior is one run per plane.
+template <typename scalar_t, typename RowOf>
+void fold_onto_center(scalar_t* out, const scalar_t* center, const FoldGeometry& g, const RowOf& row_of) {
+  const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
+  const std::vector<int64_t> cols = border_columns(g);
+  const int64_t right = g.wp - g.left - g.out_w;
+  std::vector<FoldSources> row_sources(g.out_h);
+  for (int64_t i = 0; i < g.out_h; ++i) row_sources[i] = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
+  const auto add_border = [&](scalar_t* acc, const scalar_t* from, const int64_t* to_cols, int64_t count) {
+    if (v == 1) {
+      for (int64_t b = 0; b < count; ++b) acc[to_cols[b]] += from[b];
+      return;
+    }
+    for (int64_t b = 0; b < count; ++b) {
+      scalar_t* to = acc + to_cols[b] * v;
+      const scalar_t* f = from + b * v;
+      for (int64_t e = 0; e < v; ++e) to[e] += f[e];
+    }
+  };
+  parallel_for_work(0, g.planes, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      scalar_t* dst = out + plane * out_plane;
+      std::memcpy(dst, center + plane * out_plane, out_plane * sizeof(scalar_t));
+      for (int64_t i = 0; i < g.out_h; ++i) {
+        scalar_t* acc = dst + i * row_out;
+        const FoldSources& rows = row_sources[i];
+        for (int r = 0; r < rows.count; ++r) {
+          for (int64_t a = rows.lo[r]; a < rows.hi[r]; ++a) {
+            const PaddedRow<scalar_t> src = row_of(plane, a);
+            if (a < g.top || a >= g.top + g.out_h)  // a strip row: its interior too
+              for (int64_t e = 0; e < row_out; ++e) acc[e] += src.mid[e];
+            add_border(acc, src.left, cols.data(), g.left);
+            add_border(acc, src.right, cols.data() + g.left, right);
+          }
+        }
+      }
+    }
+  });
+}
+
 at::MemoryFormat fold_format(const Tensor& t) {
   return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? at::MemoryFormat::ChannelsLast
                                                                       : at::MemoryFormat::Contiguous;
@@ -168,7 +210,7 @@ Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tenso
     const scalar_t *pc = c0.const_data_ptr<scalar_t>(), *pt = t.const_data_ptr<scalar_t>(),
                    *pb = b.const_data_ptr<scalar_t>(), *pl = l.const_data_ptr<scalar_t>(),
                    *pr = r.const_data_ptr<scalar_t>();
-    fold_rows<scalar_t>(out.mutable_data_ptr<scalar_t>(), g, [&](int64_t plane, int64_t a) {
+    const auto row_of = [&](int64_t plane, int64_t a) {
       if (a < g.top || a >= g.top + out_h) {  // a row of the top or bottom strip: the full padded width
         const scalar_t* row = a < g.top ? pt + (plane * g.top + a) * wide
                                         : pb + (plane * g.bottom + a - g.top - out_h) * wide;
@@ -176,7 +218,11 @@ Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tenso
       }
       const int64_t i = plane * out_h + a - g.top;
       return PaddedRow<scalar_t>{pl + i * narrow_l, pc + i * mid, pr + i * narrow_r};
-    });
+    };
+    if constexpr (std::is_same_v<at::opmath_type<scalar_t>, scalar_t>)
+      fold_onto_center<scalar_t>(out.mutable_data_ptr<scalar_t>(), pc, g, row_of);
+    else
+      fold_rows<scalar_t>(out.mutable_data_ptr<scalar_t>(), g, row_of);
   });
   return out;
 }
