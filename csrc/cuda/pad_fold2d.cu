@@ -114,7 +114,9 @@ Tensor pad_fold2d_cuda(const Tensor& input, IntArrayRef pad, c10::string_view mo
   TORCH_CHECK(at::isFloatingType(input.scalar_type()), "pad_fold2d is not implemented for '",
               input.scalar_type(), "'");
   const c10::cuda::CUDAGuard device_guard(input.device());
-  auto [out, a] = fold_output(input, input.size(2) - pad[2] - pad[3], input.size(3) - pad[0] - pad[1], pad, mode);
+  const auto made = fold_output(input, input.size(2) - pad[2] - pad[3], input.size(3) - pad[0] - pad[1], pad, mode);
+  const Tensor& out = made.first;
+  const FoldArgs a = made.second;
   if (out.numel() == 0) return out;
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "pad_fold2d_cuda", [&] {
     pad_fold2d_kernel<scalar_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
@@ -131,7 +133,9 @@ Tensor pad_fold2d_frame_cuda(const Tensor& center, const Tensor& top, const Tens
   TORCH_CHECK(at::isFloatingType(center.scalar_type()), "pad_fold2d_frame is not implemented for '",
               center.scalar_type(), "'");
   const c10::cuda::CUDAGuard device_guard(center.device());
-  auto [out, a] = fold_output(center, center.size(2), center.size(3), pad, mode);
+  const auto made = fold_output(center, center.size(2), center.size(3), pad, mode);
+  const Tensor& out = made.first;
+  const FoldArgs a = made.second;
   if (out.numel() == 0) return out;
   TCONV_DISPATCH_FLOATING_TYPES(center.scalar_type(), "pad_fold2d_frame_cuda", [&] {
     const FrameSource<scalar_t> src{strided<scalar_t>(center), strided<scalar_t>(top), strided<scalar_t>(bottom),
