@@ -33,6 +33,11 @@ TORCH_LIBRARY(tconv, m) {
   // interior rows. padding_mode's inference path: the zeros-mode output and four thin strips.
   m.def("pad_fold2d_frame(Tensor center, Tensor top, Tensor bottom, Tensor left, Tensor right, int[4] pad, "
         "str mode) -> Tensor");
+  // The same, in place on center (float32 / float64, contiguous or channels_last): the plain eager
+  // call without gradients (tconv/functional.py), where center is the fresh zeros-mode output. No
+  // autograd kernel: never called on tensors that need one.
+  m.def("pad_fold2d_frame_(Tensor(a!) center, Tensor top, Tensor bottom, Tensor left, Tensor right, int[4] pad, "
+        "str mode) -> ()");
   m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
         "int[3] output_padding, int groups, int[3] dilation) -> Tensor");
 

@@ -135,3 +135,8 @@ def _pad_fold2d_frame_vmap(info, in_dims, center, top, bottom, left, right, pad,
     size = info.batch_size
     pieces = [fold_batch(t, d, size) for t, d in zip((center, top, bottom, left, right), in_dims)]
     return unfold_batch(ops.pad_fold2d_frame(*pieces, pad, mode), size), 0
+
+
+@torch.library.register_fake("tconv::pad_fold2d_frame_")
+def _pad_fold2d_frame_inplace_fake(center, top, bottom, left, right, pad, mode):
+    return None

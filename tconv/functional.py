@@ -122,7 +122,28 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     bottom = _full_rows(input, weight, st, dl, groups, 2, ph + hout, ph, 0, opw, wout + 2 * pw)
     left = _full_rows(input, weight, st, dl, groups, 3, 0, pw, ph, oph, hout)
     right = _full_rows(input, weight, st, dl, groups, 3, pw + wout, pw, ph, oph, hout)
+    if _plain_eager(center, input, weight, bias):
+        ops.pad_fold2d_frame_(center, top, bottom, left, right, pad, padding_mode)  # no output-sized copy
+        return center
     return ops.pad_fold2d_frame(center, top, bottom, left, right, pad, padding_mode)
+
+
+def _plain_eager(out, *tensors):
+    """Whether `out` (a fresh op output) may be folded in place: a plain float32/float64 tensor in
+    eager mode, outside torch.func transforms, forward AD, dispatch modes and compilation (which
+    take the functional op)."""
+    if torch.compiler.is_compiling() or out.dtype not in (torch.float32, torch.float64):
+        return False
+    if type(out) is not torch.Tensor or torch.autograd.forward_ad._current_level >= 0:
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(out) or any(
+            t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
+        return False
+    if torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
+        return False
+    memory_format = torch.channels_last if out.is_contiguous(memory_format=torch.channels_last) and \
+        not out.is_contiguous() else torch.contiguous_format
+    return out.is_contiguous(memory_format=memory_format)
 
 
 def _full_costs_no_more(hout, wout, ph, pw, sh, sw):

@@ -287,12 +287,14 @@ def test_pad_fold2d_frame_errors():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
-@pytest.mark.parametrize("full", [False, True], ids=["frame", "full"])
-def test_both_forms_without_gradients(mode, args, full, monkeypatch):
+@pytest.mark.parametrize("form", ["frame_inplace", "frame", "full"])
+def test_both_forms_without_gradients(mode, args, form, monkeypatch):
     """Nothing to differentiate: the full output folded by pad_fold2d, or the zeros output and the
-    frame strips folded by pad_fold2d_frame (tconv/functional.py picks by cost): both the adjoint,
-    and as the form taken with gradients."""
-    monkeypatch.setattr(tconv.functional, "_full_costs_no_more", lambda *a: full)
+    frame strips folded by pad_fold2d_frame (in place on a plain eager call: pad_fold2d_frame_)
+    (tconv/functional.py picks by cost): each the adjoint, and as the form taken with gradients."""
+    monkeypatch.setattr(tconv.functional, "_full_costs_no_more", lambda *a: form == "full")
+    if form == "frame":
+        monkeypatch.setattr(tconv.functional, "_plain_eager", lambda *a: False)
     h, w_, k, s, p, op, g, d = args
     kh, kw = (k, k) if isinstance(k, int) else k
     x, w = torch.randn(2, 4, h, w_, dtype=torch.float64), torch.randn(4, 8 // g, kh, kw, dtype=torch.float64)
@@ -309,3 +311,31 @@ def test_both_forms_without_gradients(mode, args, full, monkeypatch):
     cl = tconv.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w.detach(), b, s, p, op, g, d,
                                 padding_mode=mode)
     torch.testing.assert_close(cl, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frame_form_under_vmap_and_forward_ad(mode):
+    """Stride 1 without gradients takes the frame form: under vmap and forward AD the functional
+    pad_fold2d_frame (its batching rule, its tangent), never the in-place one."""
+    x, w = torch.randn(3, 2, 4, 5, 6, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    got = torch.vmap(lambda t: tconv.conv_transpose2d(t, w, None, 1, 1, padding_mode=mode))(x)
+    want = torch.stack([adjoint_reference(t, w, None, 1, 1, 0, 1, 1, mode) for t in x])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    dx = torch.randn_like(x[0])
+    out, tangent = torch.func.jvp(lambda t: tconv.conv_transpose2d(t, w, None, 1, 1, padding_mode=mode), (x[0],), (dx,))
+    torch.testing.assert_close(out, want[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(tangent, adjoint_reference(dx, w, None, 1, 1, 0, 1, 1, mode), rtol=1e-12, atol=1e-12)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x[0], dx)
+        res = tconv.conv_transpose2d(dual, w, None, 1, 1, padding_mode=mode)
+        torch.testing.assert_close(fwAD.unpack_dual(res).tangent, tangent, rtol=1e-12, atol=1e-12)
+
+
+def test_frame_form_compiles():
+    layer = tconv.ConvTranspose2d(3, 2, 3, stride=1, padding=1, padding_mode="circular")
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        want = layer(x)
+        got = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(got, want)

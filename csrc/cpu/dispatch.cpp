@@ -122,6 +122,11 @@ Tensor pad_fold2d_frame(const Tensor& center, const Tensor& top, const Tensor& b
   TCONV_CPU_DISPATCH(pad_fold2d_frame_cpu, center, top, bottom, left, right, pad, mode)
 }
 
+void pad_fold2d_frame_(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                       const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(pad_fold2d_frame__cpu, center, top, bottom, left, right, pad, mode)
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
@@ -137,6 +142,7 @@ TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("gram_matrix_backward", &gram_matrix_backward);
   m.impl("pad_fold2d", &pad_fold2d);
   m.impl("pad_fold2d_frame", &pad_fold2d_frame);
+  m.impl("pad_fold2d_frame_", &pad_fold2d_frame_);
 }
 
 }  // namespace tconv::cpu

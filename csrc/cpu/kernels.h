@@ -39,5 +39,7 @@ Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features,
 Tensor pad_fold2d_cpu(const Tensor& input, IntArrayRef pad, c10::string_view mode);
 Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
                             const Tensor& right, IntArrayRef pad, c10::string_view mode);
+void pad_fold2d_frame__cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                           const Tensor& right, IntArrayRef pad, c10::string_view mode);
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -119,6 +119,7 @@ void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
 // Saves the short per-row copies of fold_rows: the interior is one run per plane.
 template <typename scalar_t, typename RowOf>
 void fold_onto_center(scalar_t* out, const scalar_t* center, const FoldGeometry& g, const RowOf& row_of) {
+  // out == center: in place (pad_fold2d_frame_), the copy skipped
   const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
   const std::vector<int64_t> cols = border_columns(g);
   const int64_t right = g.wp - g.left - g.out_w;
@@ -138,7 +139,7 @@ void fold_onto_center(scalar_t* out, const scalar_t* center, const FoldGeometry&
   parallel_for_work(0, g.planes, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       scalar_t* dst = out + plane * out_plane;
-      std::memcpy(dst, center + plane * out_plane, out_plane * sizeof(scalar_t));
+      if (out != center) std::memcpy(dst, center + plane * out_plane, out_plane * sizeof(scalar_t));
       for (int64_t i = 0; i < g.out_h; ++i) {
         scalar_t* acc = dst + i * row_out;
         const FoldSources& rows = row_sources[i];
@@ -194,16 +195,12 @@ Tensor pad_fold2d_cpu(const Tensor& input, IntArrayRef pad, c10::string_view mod
   return out;
 }
 
-Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
-                            const Tensor& right, IntArrayRef pad, c10::string_view mode_name) {
-  const PadFoldMode mode = pad_fold_mode(std::string(mode_name));
-  check_pad_fold_frame(center, top, bottom, left, right, pad, mode);
-  const auto format = fold_format(center);
-  const Tensor c0 = center.contiguous(format), t = top.contiguous(format), b = bottom.contiguous(format),
-               l = left.contiguous(format), r = right.contiguous(format);
+namespace {
+
+// pad_fold2d_frame into `out` (a fresh output, or center itself: float / double only).
+void fold_frame(const Tensor& c0, const Tensor& t, const Tensor& b, const Tensor& l, const Tensor& r, Tensor& out,
+                IntArrayRef pad, PadFoldMode mode, at::MemoryFormat format) {
   const int64_t n = c0.size(0), c = c0.size(1), out_h = c0.size(2), out_w = c0.size(3);
-  Tensor out = empty_output({n, c, out_h, out_w}, c0.options(), format);
-  if (out.numel() == 0) return out;
   const FoldGeometry g = fold_geometry(n, c, out_h, out_w, pad, mode, format);
   TCONV_DISPATCH_FLOATING_TYPES(c0.scalar_type(), "pad_fold2d_frame_cpu", [&] {
     const int64_t v = g.v, wide = g.wp * v, narrow_l = pad[0] * v, narrow_r = pad[1] * v, mid = out_w * v;
@@ -224,7 +221,34 @@ Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tenso
     else
       fold_rows<scalar_t>(out.mutable_data_ptr<scalar_t>(), g, row_of);
   });
+}
+
+}  // namespace
+
+Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                            const Tensor& right, IntArrayRef pad, c10::string_view mode_name) {
+  const PadFoldMode mode = pad_fold_mode(std::string(mode_name));
+  check_pad_fold_frame(center, top, bottom, left, right, pad, mode);
+  const auto format = fold_format(center);
+  const Tensor c0 = center.contiguous(format);
+  Tensor out = empty_output(c0.sizes(), c0.options(), format);
+  if (out.numel() == 0) return out;
+  fold_frame(c0, top.contiguous(format), bottom.contiguous(format), left.contiguous(format),
+             right.contiguous(format), out, pad, mode, format);
   return out;
+}
+
+void pad_fold2d_frame__cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                           const Tensor& right, IntArrayRef pad, c10::string_view mode_name) {
+  const PadFoldMode mode = pad_fold_mode(std::string(mode_name));
+  check_pad_fold_frame(center, top, bottom, left, right, pad, mode);
+  const auto format = fold_format(center);
+  TORCH_CHECK(center.is_contiguous(format) && (center.scalar_type() == at::kFloat || center.scalar_type() == at::kDouble),
+              "pad_fold2d_frame_: center must be a contiguous (or channels_last) float32 / float64 tensor");
+  if (center.numel() == 0) return;
+  Tensor out = center;
+  fold_frame(center, top.contiguous(format), bottom.contiguous(format), left.contiguous(format),
+             right.contiguous(format), out, pad, mode, format);
 }
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -70,7 +70,7 @@ struct FrameSource {
 };
 
 template <typename scalar_t, typename Source>
-__global__ void pad_fold2d_kernel(Source src, scalar_t* __restrict__ out, FoldArgs a) {
+__global__ void pad_fold2d_kernel(Source src, scalar_t* out, FoldArgs a) {  // out may be center (in place)
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t total = a.n * a.c * a.out_h * a.out_w;
   TCONV_GRID_STRIDE_LOOP(e, total) {
@@ -147,11 +147,35 @@ Tensor pad_fold2d_frame_cuda(const Tensor& center, const Tensor& top, const Tens
   return out;
 }
 
+// In place: each thread reads its own element of center (the center term of its sum) before it
+// writes it, and nothing else of center.
+void pad_fold2d_frame__cuda(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                            const Tensor& right, IntArrayRef pad, c10::string_view mode_name) {
+  const PadFoldMode mode = pad_fold_mode(std::string(mode_name));
+  check_pad_fold_frame(center, top, bottom, left, right, pad, mode);
+  const bool last = center.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  TORCH_CHECK(center.is_contiguous(last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous) &&
+                  (center.scalar_type() == at::kFloat || center.scalar_type() == at::kDouble),
+              "pad_fold2d_frame_: center must be a contiguous (or channels_last) float32 / float64 tensor");
+  if (center.numel() == 0) return;
+  const c10::cuda::CUDAGuard device_guard(center.device());
+  const FoldArgs a{center.size(0), center.size(1), center.size(2), center.size(3), pad[0], pad[1], pad[2], pad[3],
+                   last, mode};
+  AT_DISPATCH_FLOATING_TYPES(center.scalar_type(), "pad_fold2d_frame__cuda", [&] {
+    const FrameSource<scalar_t> src{strided<scalar_t>(center), strided<scalar_t>(top), strided<scalar_t>(bottom),
+                                    strided<scalar_t>(left), strided<scalar_t>(right)};
+    pad_fold2d_kernel<scalar_t><<<blocks_for(center.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        src, center.mutable_data_ptr<scalar_t>(), a);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
   m.impl("pad_fold2d", &pad_fold2d_cuda);
   m.impl("pad_fold2d_frame", &pad_fold2d_frame_cuda);
+  m.impl("pad_fold2d_frame_", &pad_fold2d_frame__cuda);
 }
 
 }  // namespace tconv::cuda
