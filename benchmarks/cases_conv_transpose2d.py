@@ -9,8 +9,33 @@ import tconv
 from .harness import Case
 
 
+def _pytorch_pad_fold(full, p, mode):
+    """PyTorch's adjoint of F.pad(full's interior, p, mode) on all four sides: its padding backward
+    ops (reflect, replicate), or slices (circular)."""
+    n, c, h, w = full.shape
+    if mode == "reflect":
+        return torch.ops.aten.reflection_pad2d_backward(full, full.new_empty(n, c, h - 2 * p, w - 2 * p), [p] * 4)
+    if mode == "replicate":
+        return torch.ops.aten.replication_pad2d_backward(full, full.new_empty(n, c, h - 2 * p, w - 2 * p), [p] * 4)
+    for dim in (2, 3):
+        m = full.size(dim) - 2 * p
+        mid, first, last = full.narrow(dim, p, m), full.narrow(dim, 0, p), full.narrow(dim, p + m, p)
+        zeros = list(full.shape)
+        zeros[dim] = m - p
+        full = (mid + torch.cat([last, full.new_zeros(zeros)], dim)
+                + torch.cat([full.new_zeros(zeros), first], dim))
+    return full
+
+
+def _padded_reference(x, wt, b, s, p, output_padding, groups, padding_mode):
+    """PyTorch's way to the padding_mode result: the adjoint of conv2d(F.pad(y, p, mode), w) is the
+    padding-0 transposed convolution, then the adjoint of F.pad, then the bias."""
+    full = F.conv_transpose2d(x, wt, None, s, 0, output_padding, groups=groups)
+    return _pytorch_pad_fold(full, p, padding_mode) + b.view(-1, 1, 1)
+
+
 def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, output_padding=0, channels_last=False,
-          dtype=torch.float32, devices=None):
+          dtype=torch.float32, devices=None, padding_mode="zeros"):
     h, w = hw
 
     def make_inputs(requires_grad):
@@ -26,9 +51,14 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, output_padding=
     flops = 2.0 * n * cin * (cout // groups) * k * k * h * w
     size = torch.finfo(dtype).bits / 8
     low = dtype != torch.float32
+    if padding_mode == "zeros":
+        reference = lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups)
+    else:
+        reference = lambda x, wt, b: _padded_reference(x, wt, b, s, p, output_padding, groups, padding_mode)
     case = Case("conv_transpose2d", name, make_inputs,
-                tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
-                reference=lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups),
+                tconv=lambda x, wt, b: tconv.conv_transpose2d(x, wt, b, s, p, output_padding, groups=groups,
+                                                              padding_mode=padding_mode),
+                reference=reference,
                 flops=flops, bytes_moved=size * (n * cin * h * w + n * cout * ho * wo),
                 rtol=3e-2 if low else 2e-4, atol=3e-2 if low else 1e-4, dense=dense,
                 backward=not low or devices == ("cuda",),
@@ -140,6 +170,12 @@ CASES = [
     _case("decoder 256->128 k3 s2 p1 op1, 8x32x32", 8, 256, 128, (32, 32), 3, 2, 1, output_padding=1),
     _case("DCGAN 256->128 k4 s2 p1, 16x16x16, channels_last", 16, 256, 128, (16, 16), 4, 2, 1, channels_last=True),
     _case("64->64 k3 s1 p1, 8x64x64, channels_last", 8, 64, 64, (64, 64), 3, 1, 1, channels_last=True),
+    # padding_mode (not in PyTorch: its reference is the padding-0 F.conv_transpose2d, then the
+    # adjoint of F.pad); the cost over 'zeros' is the rows above with the same shape.
+    *(_case(f"DCGAN 256->128 k4 s2 p1, 16x16x16, {m}", 16, 256, 128, (16, 16), 4, 2, 1, padding_mode=m, devices=("cpu",))
+      for m in ("reflect", "replicate", "circular")),
+    *(_case(f"64->64 k3 s1 p1, 8x64x64, {m}", 8, 64, 64, (64, 64), 3, 1, 1, padding_mode=m, devices=("cpu",))
+      for m in ("reflect", "replicate", "circular")),
     # 16-bit forward (PyTorch runs bfloat16 through oneDNN where the CPU has AVX512-BF16 or AMX).
     _case("DCGAN 256->128 k4 s2 p1, 8x16x16, bfloat16", 8, 256, 128, (16, 16), 4, 2, 1, dtype=torch.bfloat16),
     _case("DCGAN G2 512->256 k4 s2 p1, 64x4x4, bfloat16", 64, 512, 256, (4, 4), 4, 2, 1, dtype=torch.bfloat16),

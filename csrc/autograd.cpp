@@ -62,6 +62,9 @@ using UpsampleSig = Tensor(const Tensor&, IntArrayRef, bool, bool, std::optional
                            std::optional<double>);
 using GramSig = Tensor(const Tensor&, bool);
 using GramBackwardSig = Tensor(const Tensor&, const Tensor&, bool);
+using PadFoldSig = Tensor(const Tensor&, IntArrayRef, c10::string_view);
+using PadFoldFrameSig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, IntArrayRef,
+                               c10::string_view);
 
 // The convolution hyper-parameters every conv op shares.
 struct ConvParams {
@@ -142,6 +145,17 @@ Tensor gram_matrix_backward(const Tensor& gg, const Tensor& x, bool normalize) {
 // s of the Gram ops for features x (N, C, L) (common/gram_tiles.h).
 double gram_scale(const Tensor& x, bool normalize) {
   return tconv::gram_scale(dim_size(x, 1), dim_size(x, 2), normalize);
+}
+
+Tensor pad_fold2d(const Tensor& t, IntArrayRef pad, c10::string_view mode) {
+  static const auto op = find_op<PadFoldSig>("tconv::pad_fold2d");
+  return op.call(t, pad, mode);
+}
+
+Tensor pad_fold2d_frame(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                        const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  static const auto op = find_op<PadFoldFrameSig>("tconv::pad_fold2d_frame");
+  return op.call(center, top, bottom, left, right, pad, mode);
 }
 
 // ---- forward mode, graph nodes, and the no-autograd shortcut -----------------------------------
@@ -434,6 +448,72 @@ Tensor gram_matrix_backward_autograd(const Tensor& grad_gram, const Tensor& feat
   return out;
 }
 
+// ---- pad_fold2d ------------------------------------------------------------------------------------
+
+// y = P^T(x), the adjoint of F.pad(., pad, mode): linear.  dx = F.pad(dy, pad, mode) (ATen's op,
+// differentiable: its backward is again P^T, through ATen's padding backward), tangent P^T(dx).
+struct PadFoldBackward : BackwardNode<PadFoldBackward, 0> {
+  static constexpr const char* kName = "tconv::PadFold2dBackward";
+  Ints pad;
+  std::string mode;
+  void backward(const Tensor& g, const Tensor*, variable_list& out) {
+    if (needs(0)) out[0] = at::pad(g, pad, mode);
+  }
+};
+
+Tensor pad_fold2d_autograd(const Tensor& input, IntArrayRef pad, c10::string_view mode) {
+  auto compute = [&] { return below_autograd([&] { return pad_fold2d(input, pad, mode); }); };
+  if (nothing_to_differentiate(input)) return compute();
+  auto node = make_node<PadFoldBackward>({}, input);
+  if (node) {
+    node->pad = Ints(pad.begin(), pad.end());
+    node->mode = std::string(mode);
+  }
+  Tensor y = compute();
+  connect(y, node);
+  if (has_tangent(input)) set_tangent(y, pad_fold2d(tangent(input), pad, mode));
+  return y;
+}
+
+// y = P^T(center, frame): pad_fold2d of the padded tensor given in pieces, linear in each. The
+// adjoint of the pieces is F.pad(dy): dcenter = dy (F.pad's interior), each strip its part of the
+// frame of F.pad(dy, pad, mode). Tangent: the op on the tangents (zeros for a piece without one).
+struct PadFoldFrameBackward : BackwardNode<PadFoldFrameBackward, 0> {
+  static constexpr const char* kName = "tconv::PadFold2dFrameBackward";
+  Ints pad;
+  std::string mode;
+  void backward(const Tensor& g, const Tensor*, variable_list& out) {
+    if (needs(0)) out[0] = g;
+    if (!(needs(1) || needs(2) || needs(3) || needs(4))) return;
+    const Tensor full = at::pad(g, pad, mode);
+    const int64_t h = dim_size(g, 2), w = dim_size(g, 3);
+    if (needs(1)) out[1] = full.narrow(2, 0, pad[2]);
+    if (needs(2)) out[2] = full.narrow(2, pad[2] + h, pad[3]);
+    if (needs(3)) out[3] = full.narrow(2, pad[2], h).narrow(3, 0, pad[0]);
+    if (needs(4)) out[4] = full.narrow(2, pad[2], h).narrow(3, pad[0] + w, pad[1]);
+  }
+};
+
+Tensor pad_fold2d_frame_autograd(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                                 const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  auto compute = [&] {
+    return below_autograd([&] { return pad_fold2d_frame(center, top, bottom, left, right, pad, mode); });
+  };
+  if (nothing_to_differentiate(center, top, bottom, left, right)) return compute();
+  auto node = make_node<PadFoldFrameBackward>({}, center, top, bottom, left, right);
+  if (node) {
+    node->pad = Ints(pad.begin(), pad.end());
+    node->mode = std::string(mode);
+  }
+  Tensor y = compute();
+  connect(y, node);
+  if (has_tangent(center) || has_tangent(top) || has_tangent(bottom) || has_tangent(left) || has_tangent(right)) {
+    const auto tan = [](const Tensor& t) { return has_tangent(t) ? tangent(t) : at::zeros_like(t); };
+    set_tangent(y, pad_fold2d_frame(tan(center), tan(top), tan(bottom), tan(left), tan(right), pad, mode));
+  }
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
@@ -447,6 +527,8 @@ TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
   m.impl("upsample_bicubic2d_backward", &resample_autograd<Mode::Bicubic, true>);
   m.impl("gram_matrix", &gram_matrix_autograd);
   m.impl("gram_matrix_backward", &gram_matrix_backward_autograd);
+  m.impl("pad_fold2d", &pad_fold2d_autograd);
+  m.impl("pad_fold2d_frame", &pad_fold2d_frame_autograd);
 }
 
 }  // namespace tconv::autograd

@@ -21,6 +21,23 @@ TORCH_LIBRARY(tconv, m) {
   // and batching come from the 2-D op.
   m.def("conv_transpose1d(Tensor input, Tensor weight, Tensor? bias, int[1] stride, int[1] padding, "
         "int[1] output_padding, int groups, int[1] dilation) -> Tensor");
+  // The adjoint of F.pad(y, pad, mode) for mode 'reflect', 'replicate' or 'circular' (pad: left,
+  // right, top, bottom, as F.pad's): input (N, C, Hp, Wp), the padded shape, -> y's shape (N, C,
+  // Hp - top - bottom, Wp - left - right), each border element summed onto the element it copies.
+  // padding_mode of the transposed convolution is this op on its padding-0 (full) output.
+  // Backward: F.pad(grad, pad, mode) (csrc/autograd.cpp).
+  m.def("pad_fold2d(Tensor input, int[4] pad, str mode) -> Tensor");
+  // pad_fold2d of the padded tensor given in pieces: its interior `center` (N, C, H, W) and its
+  // frame, top (N, C, pad top, Wp) and bottom (N, C, pad bottom, Wp) over the whole padded width
+  // Wp = left + W + right, left (N, C, H, pad left) and right (N, C, H, pad right) beside the
+  // interior rows. padding_mode's inference path: the zeros-mode output and four thin strips.
+  m.def("pad_fold2d_frame(Tensor center, Tensor top, Tensor bottom, Tensor left, Tensor right, int[4] pad, "
+        "str mode) -> Tensor");
+  // The same, in place on center (float32 / float64, contiguous or channels_last): the plain eager
+  // call without gradients (tconv/functional.py), where center is the fresh zeros-mode output. No
+  // autograd kernel: never called on tensors that need one.
+  m.def("pad_fold2d_frame_(Tensor(a!) center, Tensor top, Tensor bottom, Tensor left, Tensor right, int[4] pad, "
+        "str mode) -> ()");
   m.def("conv_transpose3d(Tensor input, Tensor weight, Tensor? bias, int[3] stride, int[3] padding, "
         "int[3] output_padding, int groups, int[3] dilation) -> Tensor");
 

@@ -17,7 +17,7 @@ import os
 import sys
 
 # Ops that already have CUDA kernels on this branch: they must keep them.
-REQUIRED_BY_DEFAULT = ["conv_transpose2d*", "upsample_*", "gram*"]
+REQUIRED_BY_DEFAULT = ["conv_transpose2d*", "upsample_*", "gram*", "pad_fold2d*"]
 
 
 def tconv_ops(torch):

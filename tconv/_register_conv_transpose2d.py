@@ -103,3 +103,40 @@ def _backward_bias_vmap(info, in_dims, grad_output):
     batch = info.batch_size
     gb = ops.conv_transpose2d_backward_bias(fold_channels(grad_output, in_dims[0], batch))
     return unfold_batch(gb, batch), 0
+
+
+# ---- pad_fold2d (padding_mode of the transposed convolution) ------------------------------------
+
+@torch.library.register_fake("tconv::pad_fold2d")
+def _pad_fold2d_fake(input, pad, mode):
+    torch._check(input.dim() == 4, lambda: "pad_fold2d: expected a 4-D input")
+    n, c, h, w = input.shape
+    shape = (n, c, h - pad[2] - pad[3], w - pad[0] - pad[1])
+    cl = suggest_memory_format(input) == torch.channels_last
+    return input.new_empty(shape).contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+@torch.library.register_vmap("tconv::pad_fold2d")
+def _pad_fold2d_vmap(info, in_dims, input, pad, mode):
+    size = info.batch_size
+    return unfold_batch(ops.pad_fold2d(fold_batch(input, in_dims[0], size), pad, mode), size), 0
+
+
+@torch.library.register_fake("tconv::pad_fold2d_frame")
+def _pad_fold2d_frame_fake(center, top, bottom, left, right, pad, mode):
+    torch._check(center.dim() == 4, lambda: "pad_fold2d_frame: expected a 4-D center")
+    cl = suggest_memory_format(center) == torch.channels_last
+    return center.new_empty(center.shape).contiguous(
+        memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+@torch.library.register_vmap("tconv::pad_fold2d_frame")
+def _pad_fold2d_frame_vmap(info, in_dims, center, top, bottom, left, right, pad, mode):
+    size = info.batch_size
+    pieces = [fold_batch(t, d, size) for t, d in zip((center, top, bottom, left, right), in_dims)]
+    return unfold_batch(ops.pad_fold2d_frame(*pieces, pad, mode), size), 0
+
+
+@torch.library.register_fake("tconv::pad_fold2d_frame_")
+def _pad_fold2d_frame_inplace_fake(center, top, bottom, left, right, pad, mode):
+    return None

@@ -45,133 +45,117 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                               stride, padding, output_padding, groups, dilation)
 
 
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
-def _pads_for(ndim, dim, before, after):
-    """F.pad's flat list padding `dim` of an ndim-tensor by (before, after)."""
-    pads = [0, 0] * (ndim - dim)
-    pads[-2], pads[-1] = before, after
-    return pads
-
-
-def _fold_pieces(first, last, dim, n, mode):
-    """The adjoint of F.pad(mode) on the border strips, as (offset, piece) pairs to add onto the n
-    rows along dim: `first` (the p rows before them) and `last` (the p rows after), wrapped around
-    (circular), mirrored without the edge row (reflect: padded row i < p reads row p - i, row
-    n + p + j reads row n - 2 - j), or summed onto the edge row (replicate)."""
-    p = first.size(dim)
-    if mode == "circular":
-        return [(n - p, first), (0, last)]
-    if mode == "reflect":
-        return [(1, first.flip(dim)), (n - 1 - p, last.flip(dim))]
-    return [(0, first.sum(dim, keepdim=True)), (n - 1, last.sum(dim, keepdim=True))]
-
-
-def _add_pieces(target, pieces, dim, cols=None, inplace=True):
-    """target[rows of each piece along dim] += piece (its columns cols = (start, length) along the
-    other axis), in order (deterministic). In place when nothing is differentiated; else out of
-    place (each piece zero-extended to the target's size): autograd's in-place-on-view backward
-    does not batch (vmap) and clones the whole gradient per piece anyway."""
-    n = target.size(dim)
-    for offset, piece in pieces:
-        if cols is not None:
-            piece = piece.narrow(5 - dim, *cols)
-        if inplace:
-            target.narrow(dim, offset, piece.size(dim)).add_(piece)
-        else:
-            target = target + torch.nn.functional.pad(
-                piece, _pads_for(4, dim, offset, n - offset - piece.size(dim)))
-    return target
-
-
-def _strip(x, w, stride, dilation, groups, dim, ins, taps, pad_other, output_padding, first_row, rows):
-    """Rows [first_row, first_row + rows) along dim of the padding-0 transposed convolution's
-    output (only its padding along the other axis, pad_other, applied), from the input rows
-    range(*ins) and kernel rows range(*taps), which hold every term that reaches them."""
-    ins = (ins[0], min(ins[1], x.size(dim)))
-    taps = (taps[0], min(taps[1], w.size(dim)))
-    if ins[0] >= ins[1] or taps[0] >= taps[1]:
-        shape = [x.size(0), w.size(1) * groups, 0, 0]
-        other = 5 - dim
-        shape[dim] = rows
-        shape[other] = ((x.size(other) - 1) * stride[other - 2] - 2 * pad_other + dilation[other - 2]
-                        * (w.size(other) - 1) + output_padding[other - 2] + 1)
-        return x.new_zeros(shape)
-    part = _conv_transpose2d_by_fold(x.narrow(dim, ins[0], ins[1] - ins[0]),
-                                     w.narrow(dim, taps[0], taps[1] - taps[0]), stride, dilation, groups)
-    at = ins[0] * stride[dim - 2] + taps[0] * dilation[dim - 2]  # its first row's index
+def _full_rows(x, w, stride, dilation, groups, dim, lo, count, pad_other, output_padding_other, other_size):
+    """Rows [lo, lo + count) along dim (2: H, 3: W) of the padding-0 transposed convolution's output
+    (the other axis with padding pad_other and its output_padding), from the input rows and kernel
+    taps that reach them only: a thin strip of the frame, a small fraction of the convolution.
+    other_size: the strip's size along the other axis. Columns are computed as rows of the transposed
+    problem (the kernels are faster on a 1 x W strip than on an H x 1 one)."""
+    if dim == 3:
+        return _full_rows(x.transpose(2, 3), w.transpose(2, 3), stride[::-1], dilation[::-1], groups, 2, lo, count,
+                          pad_other, output_padding_other, other_size).transpose(2, 3)
     other = 5 - dim
-    pads = _pads_for(4, dim, at - first_row, first_row + rows - at - part.size(dim))
-    pads[2 * (3 - other):2 * (3 - other) + 2] = [-pad_other, output_padding[other - 2] - pad_other]
-    return torch.nn.functional.pad(part, pads)
-
-
-def _conv_transpose2d_by_fold(x, w, stride, dilation, groups):
-    """The transposed convolution with padding 0 as one GEMM (einsum) and a col2im (F.fold): for
-    the thin border strips, where a GEMM over one or two input rows beats a convolution kernel."""
-    n, cin, a, b = x.shape
-    _, cout_g, kh, kw = w.shape
-    m = cout_g * kh * kw
-    # one GEMM per group over every pixel of the strip: (pixels, Cin/g) x (Cin/g, Cout/g * kh * kw)
-    rows = x.permute(0, 2, 3, 1).reshape(n * a * b, groups, cin // groups).transpose(0, 1)
-    cols = torch.bmm(rows, w.reshape(groups, cin // groups, m))
-    cols = cols.view(groups, n, a * b, m).permute(1, 0, 3, 2).reshape(n, groups * m, a * b)
-    size = ((a - 1) * stride[0] + dilation[0] * (kh - 1) + 1, (b - 1) * stride[1] + dilation[1] * (kw - 1) + 1)
-    return torch.nn.functional.fold(cols, size, (kh, kw), dilation=dilation, stride=stride)
+    n_in, k, s, d = x.size(dim), w.size(dim), stride[dim - 2], dilation[dim - 2]
+    i0, i1 = max(0, -(-(lo - d * (k - 1)) // s)), min(n_in, (lo + count - 1) // s + 1)
+    t0, t1 = max(0, -(-(lo - (n_in - 1) * s) // d)), min(k, (lo + count - 1) // d + 1)
+    strides, paddings, output_paddings = [0, 0], [0, 0], [0, 0]
+    strides[dim - 2], strides[other - 2] = s, stride[other - 2]
+    paddings[other - 2], output_paddings[other - 2] = pad_other, output_padding_other
+    if count == 0 or i0 >= i1 or t0 >= t1:  # no term reaches these rows
+        shape = [x.size(0), w.size(1) * groups, 0, 0]
+        shape[dim], shape[other] = count, other_size
+        return x.new_zeros(shape)
+    part = torch.ops.tconv.conv_transpose2d(x.narrow(dim, i0, i1 - i0), w.narrow(dim, t0, t1 - t0), None, strides,
+                                            paddings, output_paddings, groups, dilation)
+    at = i0 * s + t0 * d  # the full output's row of part's first row
+    if at != lo or part.size(dim) != count:  # zeros before / after, or rows past the strip cropped
+        pads = [0, 0, 0, 0]
+        pads[2 * (3 - dim)], pads[2 * (3 - dim) + 1] = at - lo, lo + count - at - part.size(dim)
+        part = torch.nn.functional.pad(part, pads)
+    return part
 
 
 def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation,
                              padding_mode):
+    """padding_mode != 'zeros': the adjoint of F.pad(mode) (tconv::pad_fold2d*, csrc/cpu/pad_fold2d.cpp,
+    csrc/cuda/pad_fold2d.cu: one pass that sums the border onto the interior) applied to the
+    transposed convolution with padding 0 (the full output). Two forms of the full output:
+    - the full output itself (padding 0, no bias), then pad_fold2d, then the bias: when something
+      is differentiated (its backward is F.pad(grad, mode) then the padding-0 convolution's
+      backward, i.e. conv2d(F.pad(grad, mode), w), the definition itself; the strips' backward
+      would add a zero-filled input-sized gradient per strip), and when the padding-0 convolution
+      costs what the zeros one does (`_full_costs_no_more`: strided layers);
+    - else (stride 1 without gradients) the zeros-mode output (its interior, with the bias) and the
+      four strips of its frame, each from the few input rows and kernel taps that reach it
+      (`_full_rows`), folded by pad_fold2d_frame."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
-    center = conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    if input.dim() == 3 and weight.dim() == 4:
+        return _conv_transpose2d_padded(input.unsqueeze(0), weight, bias, stride, padding, output_padding,
+                                        groups, dilation, padding_mode).squeeze(0)
+    args = (stride, padding, output_padding, groups, dilation)
     if input.dim() != 4 or weight.dim() != 4:
-        if input.dim() == 3:
-            return _conv_transpose2d_padded(input.unsqueeze(0), weight, bias, stride, padding, output_padding,
-                                            groups, dilation, padding_mode).squeeze(0)
-        return center
+        return conv_transpose2d(input, weight, bias, *args)  # the zeros op's error
     (ph, pw), (sh, sw) = pair(padding, "padding"), pair(stride, "stride")
     (oph, opw), (dh, dw) = pair(output_padding, "output_padding"), pair(dilation, "dilation")
-    hout, wout = center.shape[-2:]
-    # F.pad's own checks (and error) for this padding of an output of this size.
-    torch.nn.functional.pad(torch.empty(1, 1, hout, wout, device="meta"), (pw, pw, ph, ph), mode=padding_mode)
-    if ph == 0 and pw == 0:
-        return center
     h, w = input.shape[-2:]
     kh, kw = weight.shape[-2:]
-    st, dl = (sh, sw), (dh, dw)
-    out = center  # a fresh tensor: the border terms are added onto it (in place when nothing is differentiated)
-    inplace = not (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (input, weight, bias)))
-    # The transposed convolution with padding 0 (the full output) is `center` inside borders of
-    # ph rows and pw columns. Only the input and kernel rows that reach a border are convolved
-    # again: the top/bottom strips over the full width, the left/right ones over the center rows.
-    row_pieces = []
-    if ph:
-        # row r < ph: input rows i and taps t with i*sh + t*dh = r
-        top = _strip(input, weight, st, dl, groups, 2, (0, _ceil_div(ph, sh)), (0, _ceil_div(ph, dh)), 0,
-                     (0, opw), 0, ph)
-        # row r >= ph + hout: i*sh >= ph + hout - dh*(kh-1) and t*dh >= ph + hout - (h-1)*sh
-        start_in = max(0, _ceil_div(ph + hout - dh * (kh - 1), sh))
-        start_k = max(0, _ceil_div(ph + hout - (h - 1) * sh, dh))
-        bottom = _strip(input, weight, st, dl, groups, 2, (start_in, h), (start_k, kh), 0, (oph, opw),
-                        ph + hout, ph)
-        row_pieces = _fold_pieces(top, bottom, 2, hout, padding_mode)  # full width: wout + 2 pw
-        out = _add_pieces(out, row_pieces, 2, (pw, wout), inplace)
-    if pw:
-        left = _strip(input, weight, st, dl, groups, 3, (0, _ceil_div(pw, sw)), (0, _ceil_div(pw, dw)), ph,
-                      (oph, 0), 0, pw)
-        start_in = max(0, _ceil_div(pw + wout - dw * (kw - 1), sw))
-        start_k = max(0, _ceil_div(pw + wout - (w - 1) * sw, dw))
-        right = _strip(input, weight, st, dl, groups, 3, (start_in, w), (start_k, kw), ph, (oph, opw),
-                       pw + wout, pw)
-        # the corners: the column strips of the row-folded full output
-        left = _add_pieces(left, row_pieces, 2, (0, pw), inplace)
-        right = _add_pieces(right, row_pieces, 2, (pw + wout, pw), inplace)
-        out = _add_pieces(out, _fold_pieces(left, right, 3, wout, padding_mode), 3, None, inplace)
-    return out
+    hout = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    wout = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if (ph == 0 and pw == 0) or ph < 0 or pw < 0 or hout <= 0 or wout <= 0:
+        return conv_transpose2d(input, weight, bias, *args)  # the zeros result, or its error
+    # F.pad's own checks (and error) for this padding of an output of this size.
+    torch.nn.functional.pad(torch.empty(1, 1, hout, wout, device="meta"), (pw, pw, ph, ph), mode=padding_mode)
+    st, dl, pad = [sh, sw], [dh, dw], [pw, pw, ph, ph]
+    ops = torch.ops.tconv
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    if grad or _full_costs_no_more(hout, wout, ph, pw, sh, sw):
+        full = ops.conv_transpose2d(input, weight, None, st, [0, 0], [oph, opw], groups, dl)
+        out = ops.pad_fold2d(full, pad, padding_mode)
+        if bias is None:
+            return out
+        if grad or torch._C._functorch.is_functorch_wrapped_tensor(bias):
+            return out + bias.view(-1, 1, 1)
+        return out.add_(bias.view(-1, 1, 1))  # out is fresh: no second output-sized tensor
+    center = ops.conv_transpose2d(input, weight, bias, st, [ph, pw], [oph, opw], groups, dl)
+    top = _full_rows(input, weight, st, dl, groups, 2, 0, ph, 0, opw, wout + 2 * pw)
+    bottom = _full_rows(input, weight, st, dl, groups, 2, ph + hout, ph, 0, opw, wout + 2 * pw)
+    left = _full_rows(input, weight, st, dl, groups, 3, 0, pw, ph, oph, hout)
+    right = _full_rows(input, weight, st, dl, groups, 3, pw + wout, pw, ph, oph, hout)
+    if _plain_eager(center, input, weight, bias):
+        ops.pad_fold2d_frame_(center, top, bottom, left, right, pad, padding_mode)  # no output-sized copy
+        return center
+    return ops.pad_fold2d_frame(center, top, bottom, left, right, pad, padding_mode)
+
+
+def _plain_eager(out, *tensors):
+    """Whether `out` (a fresh op output) may be folded in place: a plain float32/float64 tensor in
+    eager mode, outside torch.func transforms, forward AD, dispatch modes and compilation (which
+    take the functional op)."""
+    if torch.compiler.is_compiling() or out.dtype not in (torch.float32, torch.float64):
+        return False
+    if type(out) is not torch.Tensor or torch.autograd.forward_ad._current_level >= 0:
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(out) or any(
+            t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
+        return False
+    if torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
+        return False
+    memory_format = torch.channels_last if out.is_contiguous(memory_format=torch.channels_last) and \
+        not out.is_contiguous() else torch.contiguous_format
+    return out.is_contiguous(memory_format=memory_format)
+
+
+def _full_costs_no_more(hout, wout, ph, pw, sh, sw):
+    """Whether the padding-0 convolution costs what the zeros one does: its output cells (o + p =
+    cell * s + phase, csrc/common/conv_transpose2d_args.h) are no more than 2% more. True for the
+    stride-2 k4 p1 layers (both 17 cells a side for 32 outputs); a stride-1 layer computes 2 p
+    more rows and columns."""
+    def cells(n, p, s):
+        return (n - 1 + p) // s - p // s + 1
+    zeros = cells(hout, ph, sh) * cells(wout, pw, sw)
+    full = cells(hout + 2 * ph, 0, sh) * cells(wout + 2 * pw, 0, sw)
+    return full <= 1.02 * zeros
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

@@ -74,6 +74,30 @@ CASES = {
     "gram_raw": (lambda x: tconv.gram_matrix(x, normalize=False),
                  lambda x: gram_reference_differentiable(x, normalize=False), [(2, 3, 4, 5)]),
 }
+
+
+def _fold_matrix(n, before, after, mode, dtype=D):
+    """(n, before + n + after): the adjoint of F.pad(mode) along one axis, as a 0/1 matrix."""
+    return F.pad(torch.eye(n, dtype=dtype).view(1, n, n), (before, after), mode=mode)[0]
+
+
+def _conv_padding_mode_reference(mode, **kw):
+    """PyTorch's adjoint of conv2d(F.pad(y, mode), w): the padding-0 transposed convolution, then
+    the fold of both axes as matrix products (every torch.func transform takes them)."""
+    def ref(x, w, b):
+        full = F.conv_transpose2d(x, w, None, kw["stride"], 0, kw["output_padding"], kw.get("groups", 1),
+                                  kw["dilation"])
+        p = kw["padding"]
+        ho, wo = full.shape[-2] - 2 * p, full.shape[-1] - 2 * p
+        out = _fold_matrix(ho, p, p, mode) @ full @ _fold_matrix(wo, p, p, mode).mT
+        return out + b.view(-1, 1, 1)
+    return ref
+
+
+for _mode in ("reflect", "replicate", "circular"):
+    CASES[f"conv_{_mode}"] = (
+        lambda x, w, b, m=_mode: tconv.conv_transpose2d(x, w, b, padding_mode=m, **CONV),
+        _conv_padding_mode_reference(_mode, **CONV), [(2, 3, 4, 3), (3, 2, 3, 3), (2,)])
 NAMES = list(CASES)
 
 

@@ -2,7 +2,9 @@
 tconv.ConvTranspose2d): the result is the adjoint of y -> conv2d(F.pad(y, padding, mode), w, ...), i.e.
 the input-gradient of PyTorch's padded conv2d at grad_output = input (plus the bias), for every mode
 and argument; gradients in every autograd mode (float64 gradcheck / gradgradcheck); circular mode is
-periodic; the module's state_dict; compile. Its error rows are in docs/errors.md (test_robustness.py)."""
+periodic; the module's state_dict; compile; NaN/Inf and determinism over thread counts. The op it is built
+on, tconv::pad_fold2d (the adjoint of F.pad): numerics, layouts, dtypes, gradients and opcheck. Its
+error rows are in docs/errors.md (test_robustness.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from torch import nn
 
 import tconv
 
-from _support import check_compile_and_export, full_gradcheck
+from _support import check_compile_and_export, full_gradcheck, poison, same_specials
 
 MODES = ["reflect", "replicate", "circular"]
 
@@ -128,3 +130,212 @@ def test_compile_and_export():
     layer = tconv.ConvTranspose2d(3, 2, 4, stride=2, padding=1, padding_mode="reflect")
     x = torch.randn(2, 3, 5, 5, requires_grad=True)
     check_compile_and_export(layer, x)
+
+
+def pad_fold_reference(full, pad, mode):
+    """The adjoint of F.pad(y, pad, mode) at `full`, by PyTorch's autograd of F.pad."""
+    left, right, top, bottom = pad
+    n, c, h, w = full.shape
+    y = torch.zeros(n, c, h - top - bottom, w - left - right, dtype=full.dtype, requires_grad=True)
+    out, = torch.autograd.grad(F.pad(y, pad, mode=mode), y, full)
+    return out
+
+
+# (padded H, padded W, (left, right, top, bottom))
+FOLD_SHAPES = [
+    (7, 9, (1, 1, 1, 1)),
+    (8, 6, (2, 1, 0, 3)),
+    (6, 6, (2, 2, 2, 2)),        # reflect: the borders as wide as the output less one
+    (5, 9, (0, 0, 2, 2)),        # one output row: replicate only; circular wraps onto it
+    (10, 12, (3, 4, 3, 3)),
+    (4, 5, (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", FOLD_SHAPES, ids=[f"shape{i}" for i in range(len(FOLD_SHAPES))])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_pad_fold2d_is_the_adjoint_of_pad(mode, shape, channels_last):
+    hp, wp, pad = shape
+    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
+    if channels_last:
+        full = full.contiguous(memory_format=torch.channels_last)
+    try:
+        want = pad_fold_reference(full, pad, mode)
+    except (RuntimeError, NotImplementedError):
+        with pytest.raises(RuntimeError):
+            torch.ops.tconv.pad_fold2d(full, list(pad), mode)
+        return
+    got = torch.ops.tconv.pad_fold2d(full, list(pad), mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    if channels_last:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    # strided (non-contiguous) input, and 16-bit types (float32 sums, rounded once)
+    torch.testing.assert_close(torch.ops.tconv.pad_fold2d(full.transpose(2, 3).contiguous().transpose(2, 3),
+                                                          list(pad), mode), want, rtol=1e-12, atol=1e-12)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        got = torch.ops.tconv.pad_fold2d(full.to(dtype), list(pad), mode)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want.to(dtype).double(), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_fold2d_gradcheck_every_mode(mode):
+    full = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    full_gradcheck(lambda t: torch.ops.tconv.pad_fold2d(t, [2, 1, 1, 2], mode), (full,))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_pad_fold2d_opcheck(mode, channels_last):
+    full = torch.randn(2, 3, 8, 9)
+    if channels_last:
+        full = full.contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(torch.ops.tconv.pad_fold2d, (full.requires_grad_(), [1, 2, 2, 1], mode))
+
+
+def test_pad_fold2d_errors():
+    full = torch.randn(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="mode"):
+        torch.ops.tconv.pad_fold2d(full, [1, 1, 1, 1], "zeros")
+    with pytest.raises(RuntimeError, match="Padding size should be less"):
+        torch.ops.tconv.pad_fold2d(full, [0, 0, 2, 0], "reflect")  # 2 output rows: reflect needs pad < 2
+    with pytest.raises(RuntimeError, match="no output"):
+        torch.ops.tconv.pad_fold2d(full, [2, 2, 0, 0], "replicate")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_inf_where_the_padded_conv2d_puts_them(mode):
+    gen = torch.Generator().manual_seed(0)
+    for which in ("x", "w"):
+        x, w = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(4, 3, 4, 4, dtype=torch.float64)
+        if which == "x":
+            x = poison(x, gen, 0.1)
+        else:
+            w = poison(w, gen, 0.1)
+        got = tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode)
+        same_specials(got, adjoint_reference(x, w, None, 2, 1, 0, 1, 1, mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_bits_for_any_thread_count(mode):
+    x, w = torch.randn(4, 16, 13, 11), torch.randn(16, 8, 4, 4)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode)
+        torch.set_num_threads(max(threads, 2))
+        many = tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+
+
+def frame_pieces(full, pad):
+    """full's interior and the four strips of its frame, as pad_fold2d_frame takes them."""
+    left, right, top, bottom = pad
+    h, w = full.size(2) - top - bottom, full.size(3) - left - right
+    rows = full.narrow(2, top, h)
+    return (rows.narrow(3, left, w), full.narrow(2, 0, top), full.narrow(2, top + h, bottom),
+            rows.narrow(3, 0, left), rows.narrow(3, left + w, right))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", FOLD_SHAPES, ids=[f"shape{i}" for i in range(len(FOLD_SHAPES))])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_pad_fold2d_frame_is_pad_fold2d_of_the_pieces(mode, shape, channels_last):
+    hp, wp, pad = shape
+    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
+    if channels_last:
+        full = full.contiguous(memory_format=torch.channels_last)
+    try:
+        want = pad_fold_reference(full, pad, mode)
+    except (RuntimeError, NotImplementedError):
+        with pytest.raises(RuntimeError):
+            torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode)
+        return
+    pieces = [p.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+              for p in frame_pieces(full, pad)]
+    got = torch.ops.tconv.pad_fold2d_frame(*pieces, list(pad), mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, torch.ops.tconv.pad_fold2d(full, list(pad), mode), rtol=1e-14, atol=1e-14)
+    assert torch.equal(got, torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode))  # views
+    for dtype in (torch.float32, torch.bfloat16):
+        got = torch.ops.tconv.pad_fold2d_frame(*(p.to(dtype) for p in pieces), list(pad), mode)
+        torch.testing.assert_close(got.double(), want.to(dtype).double(), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_fold2d_frame_gradcheck_every_mode(mode):
+    pad = [2, 1, 1, 2]
+    pieces = tuple(p.clone().requires_grad_() for p in frame_pieces(torch.randn(2, 2, 6, 7, dtype=torch.float64), pad))
+    full_gradcheck(lambda *p: torch.ops.tconv.pad_fold2d_frame(*p, pad, mode), pieces)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pad_fold2d_frame_opcheck(mode):
+    pieces = tuple(p.contiguous().requires_grad_() for p in frame_pieces(torch.randn(2, 3, 8, 9), [1, 2, 2, 1]))
+    torch.library.opcheck(torch.ops.tconv.pad_fold2d_frame, (*pieces, [1, 2, 2, 1], mode))
+
+
+def test_pad_fold2d_frame_errors():
+    pieces = list(frame_pieces(torch.randn(1, 2, 6, 6), [1, 1, 1, 1]))
+    pieces[1] = pieces[1][:, :, :, :5]
+    with pytest.raises(RuntimeError, match="expected top of size"):
+        torch.ops.tconv.pad_fold2d_frame(*pieces, [1, 1, 1, 1], "reflect")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
+@pytest.mark.parametrize("form", ["frame_inplace", "frame", "full"])
+def test_both_forms_without_gradients(mode, args, form, monkeypatch):
+    """Nothing to differentiate: the full output folded by pad_fold2d, or the zeros output and the
+    frame strips folded by pad_fold2d_frame (in place on a plain eager call: pad_fold2d_frame_)
+    (tconv/functional.py picks by cost): each the adjoint, and as the form taken with gradients."""
+    monkeypatch.setattr(tconv.functional, "_full_costs_no_more", lambda *a: form == "full")
+    if form == "frame":
+        monkeypatch.setattr(tconv.functional, "_plain_eager", lambda *a: False)
+    h, w_, k, s, p, op, g, d = args
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x, w = torch.randn(2, 4, h, w_, dtype=torch.float64), torch.randn(4, 8 // g, kh, kw, dtype=torch.float64)
+    b = torch.randn(8 // g * g, dtype=torch.float64)
+    try:
+        want = adjoint_reference(x, w, b, s, p, op, g, d, mode)
+    except RuntimeError:
+        return
+    plain = tconv.conv_transpose2d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    torch.testing.assert_close(plain, want, rtol=1e-12, atol=1e-12)
+    graph = tconv.conv_transpose2d(x, w.requires_grad_(), b, s, p, op, g, d, padding_mode=mode)
+    assert graph.grad_fn is not None
+    torch.testing.assert_close(plain, graph.detach(), rtol=1e-12, atol=1e-12)
+    cl = tconv.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), w.detach(), b, s, p, op, g, d,
+                                padding_mode=mode)
+    torch.testing.assert_close(cl, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frame_form_under_vmap_and_forward_ad(mode):
+    """Stride 1 without gradients takes the frame form: under vmap and forward AD the functional
+    pad_fold2d_frame (its batching rule, its tangent), never the in-place one."""
+    x, w = torch.randn(3, 2, 4, 5, 6, dtype=torch.float64), torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    got = torch.vmap(lambda t: tconv.conv_transpose2d(t, w, None, 1, 1, padding_mode=mode))(x)
+    want = torch.stack([adjoint_reference(t, w, None, 1, 1, 0, 1, 1, mode) for t in x])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    dx = torch.randn_like(x[0])
+    out, tangent = torch.func.jvp(lambda t: tconv.conv_transpose2d(t, w, None, 1, 1, padding_mode=mode), (x[0],), (dx,))
+    torch.testing.assert_close(out, want[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(tangent, adjoint_reference(dx, w, None, 1, 1, 0, 1, 1, mode), rtol=1e-12, atol=1e-12)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x[0], dx)
+        res = tconv.conv_transpose2d(dual, w, None, 1, 1, padding_mode=mode)
+        torch.testing.assert_close(fwAD.unpack_dual(res).tangent, tangent, rtol=1e-12, atol=1e-12)
+
+
+def test_frame_form_compiles():
+    layer = tconv.ConvTranspose2d(3, 2, 3, stride=1, padding=1, padding_mode="circular")
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        want = layer(x)
+        got = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(got, want)

@@ -113,6 +113,20 @@ Tensor gram_matrix_backward(const Tensor& grad_gram, const Tensor& features, boo
   TCONV_CPU_DISPATCH(gram_matrix_backward_cpu, grad_gram, features, normalize)
 }
 
+Tensor pad_fold2d(const Tensor& input, IntArrayRef pad, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(pad_fold2d_cpu, input, pad, mode)
+}
+
+Tensor pad_fold2d_frame(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                        const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(pad_fold2d_frame_cpu, center, top, bottom, left, right, pad, mode)
+}
+
+void pad_fold2d_frame_(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                       const Tensor& right, IntArrayRef pad, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(pad_fold2d_frame__cpu, center, top, bottom, left, right, pad, mode)
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
@@ -126,6 +140,9 @@ TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("upsample_bicubic2d_backward", &upsample_bicubic2d_backward);
   m.impl("gram_matrix", &gram_matrix);
   m.impl("gram_matrix_backward", &gram_matrix_backward);
+  m.impl("pad_fold2d", &pad_fold2d);
+  m.impl("pad_fold2d_frame", &pad_fold2d_frame);
+  m.impl("pad_fold2d_frame_", &pad_fold2d_frame_);
 }
 
 }  // namespace tconv::cpu

@@ -2,6 +2,7 @@
 // AVX512). No include guard: cpu/dispatch.cpp includes this once per capability, and each
 // capability's build of the kernels (cpu/capability/) once for its own.
 #include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
 
 #include <optional>
 
@@ -34,5 +35,11 @@ Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, IntArrayRef in
 
 Tensor gram_matrix_cpu(const Tensor& features, bool normalize);
 Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features, bool normalize);
+
+Tensor pad_fold2d_cpu(const Tensor& input, IntArrayRef pad, c10::string_view mode);
+Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                            const Tensor& right, IntArrayRef pad, c10::string_view mode);
+void pad_fold2d_frame__cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
+                           const Tensor& right, IntArrayRef pad, c10::string_view mode);
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -20,6 +20,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -33,6 +34,7 @@
 #include "common/conv_transpose2d_shape.h"
 #include "common/gram_args.h"
 #include "common/gram_tiles.h"
+#include "common/pad_fold_args.h"
 #include "common/upsample_args.h"
 #include "common/upsample_index.h"
 #include "common/upsample_raw_taps.h"

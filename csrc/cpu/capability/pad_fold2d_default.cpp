@@ -1,0 +1,5 @@
+// pad_fold2d's CPU kernel built for the DEFAULT capability (see cpu/capability/begin.h).
+#define TCONV_BUILD_DEFAULT
+#include "cpu/capability/begin.h"
+#include "cpu/pad_fold2d.cpp"  // NOLINT(bugprone-suspicious-include): compiled once per capability
+#include "cpu/capability/end.h"
