@@ -141,6 +141,22 @@ def pad_fold_reference(full, pad, mode):
     return out
 
 
+def fold_case(mode, shape, channels_last, fold):
+    """A random float64 `full` of FOLD_SHAPES' shape, its pad and the reference fold; where F.pad
+    rejects the pad for the output's size, checks that fold(full, pad) raises too and gives None."""
+    hp, wp, pad = shape
+    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
+    if channels_last:
+        full = full.contiguous(memory_format=torch.channels_last)
+    try:
+        want = pad_fold_reference(full, pad, mode)
+    except (RuntimeError, NotImplementedError):
+        with pytest.raises(RuntimeError):
+            fold(full, pad)
+        return full, pad, None
+    return full, pad, want
+
+
 # (padded H, padded W, (left, right, top, bottom))
 FOLD_SHAPES = [
     (7, 9, (1, 1, 1, 1)),
@@ -156,15 +172,8 @@ FOLD_SHAPES = [
 @pytest.mark.parametrize("shape", FOLD_SHAPES, ids=[f"shape{i}" for i in range(len(FOLD_SHAPES))])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_pad_fold2d_is_the_adjoint_of_pad(mode, shape, channels_last):
-    hp, wp, pad = shape
-    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
-    if channels_last:
-        full = full.contiguous(memory_format=torch.channels_last)
-    try:
-        want = pad_fold_reference(full, pad, mode)
-    except (RuntimeError, NotImplementedError):
-        with pytest.raises(RuntimeError):
-            torch.ops.tconv.pad_fold2d(full, list(pad), mode)
+    full, pad, want = fold_case(mode, shape, channels_last, lambda full, pad: torch.ops.tconv.pad_fold2d(full, list(pad), mode))
+    if want is None:
         return
     got = torch.ops.tconv.pad_fold2d(full, list(pad), mode)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -244,15 +253,9 @@ def frame_pieces(full, pad):
 @pytest.mark.parametrize("shape", FOLD_SHAPES, ids=[f"shape{i}" for i in range(len(FOLD_SHAPES))])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 def test_pad_fold2d_frame_is_pad_fold2d_of_the_pieces(mode, shape, channels_last):
-    hp, wp, pad = shape
-    full = torch.randn(2, 3, hp, wp, dtype=torch.float64)
-    if channels_last:
-        full = full.contiguous(memory_format=torch.channels_last)
-    try:
-        want = pad_fold_reference(full, pad, mode)
-    except (RuntimeError, NotImplementedError):
-        with pytest.raises(RuntimeError):
-            torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode)
+    full, pad, want = fold_case(mode, shape, channels_last,
+                                lambda full, pad: torch.ops.tconv.pad_fold2d_frame(*frame_pieces(full, pad), list(pad), mode))
+    if want is None:
         return
     pieces = [p.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
               for p in frame_pieces(full, pad)]

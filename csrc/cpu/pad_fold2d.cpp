@@ -57,6 +57,27 @@ struct PaddedRow {
   const scalar_t *left, *mid, *right;
 };
 
+// Adds a border run (count columns of v values) onto the output columns to_cols it comes from.
+template <typename acc_t, typename scalar_t>
+void add_border(acc_t* acc, const scalar_t* from, const int64_t* to_cols, int64_t count, int64_t v) {
+  if (v == 1) {
+    for (int64_t b = 0; b < count; ++b) acc[to_cols[b]] += static_cast<acc_t>(from[b]);
+    return;
+  }
+  for (int64_t b = 0; b < count; ++b) {
+    acc_t* to = acc + to_cols[b] * v;
+    const scalar_t* f = from + b * v;
+    for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(f[e]);
+  }
+}
+
+// Where each output row's terms come from (fold_sources of every row).
+std::vector<FoldSources> row_sources_of(const FoldGeometry& g) {
+  std::vector<FoldSources> rows(g.out_h);
+  for (int64_t i = 0; i < g.out_h; ++i) rows[i] = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
+  return rows;
+}
+
 // Writes every output row from the padded rows row_of(plane, a) (a in [0, hp)), in the fixed order
 // of the file comment.
 template <typename scalar_t, typename RowOf>
@@ -66,20 +87,7 @@ void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
   const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
   const std::vector<int64_t> cols = border_columns(g);
   const int64_t right = g.wp - g.left - g.out_w;
-  std::vector<FoldSources> row_sources(g.out_h);
-  for (int64_t i = 0; i < g.out_h; ++i) row_sources[i] = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
-  // adds a border run (b columns of v values) onto the output columns it comes from
-  const auto add_border = [&](acc_t* acc, const scalar_t* from, const int64_t* to_cols, int64_t count) {
-    if (v == 1) {
-      for (int64_t b = 0; b < count; ++b) acc[to_cols[b]] += static_cast<acc_t>(from[b]);
-      return;
-    }
-    for (int64_t b = 0; b < count; ++b) {
-      acc_t* to = acc + to_cols[b] * v;
-      const scalar_t* f = from + b * v;
-      for (int64_t e = 0; e < v; ++e) to[e] += static_cast<acc_t>(f[e]);
-    }
-  };
+  const std::vector<FoldSources> row_sources = row_sources_of(g);
   parallel_for_work(0, g.planes * g.out_h, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> buffer(direct ? 0 : row_out);
     int64_t plane = begin / g.out_h, i = begin % g.out_h;  // then stepped (no division per row)
@@ -104,8 +112,8 @@ void fold_rows(scalar_t* out, const FoldGeometry& g, const RowOf& row_of) {
           } else {
             for (int64_t e = 0; e < row_out; ++e) acc[e] += static_cast<acc_t>(mid[e]);
           }
-          add_border(acc, src.left, cols.data(), g.left);
-          add_border(acc, src.right, cols.data() + g.left, right);
+          add_border(acc, src.left, cols.data(), g.left, v);
+          add_border(acc, src.right, cols.data() + g.left, right, v);
         }
       }
       if constexpr (!direct)
@@ -123,19 +131,7 @@ void fold_onto_center(scalar_t* out, const scalar_t* center, const FoldGeometry&
   const int64_t v = g.v, row_out = g.out_w * v, out_plane = g.out_h * row_out;
   const std::vector<int64_t> cols = border_columns(g);
   const int64_t right = g.wp - g.left - g.out_w;
-  std::vector<FoldSources> row_sources(g.out_h);
-  for (int64_t i = 0; i < g.out_h; ++i) row_sources[i] = fold_sources(i, g.out_h, g.top, g.bottom, g.mode);
-  const auto add_border = [&](scalar_t* acc, const scalar_t* from, const int64_t* to_cols, int64_t count) {
-    if (v == 1) {
-      for (int64_t b = 0; b < count; ++b) acc[to_cols[b]] += from[b];
-      return;
-    }
-    for (int64_t b = 0; b < count; ++b) {
-      scalar_t* to = acc + to_cols[b] * v;
-      const scalar_t* f = from + b * v;
-      for (int64_t e = 0; e < v; ++e) to[e] += f[e];
-    }
-  };
+  const std::vector<FoldSources> row_sources = row_sources_of(g);
   parallel_for_work(0, g.planes, g.planes * g.hp * g.wp * v, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       scalar_t* dst = out + plane * out_plane;
@@ -148,8 +144,8 @@ void fold_onto_center(scalar_t* out, const scalar_t* center, const FoldGeometry&
             const PaddedRow<scalar_t> src = row_of(plane, a);
             if (a < g.top || a >= g.top + g.out_h)  // a strip row: its interior too
               for (int64_t e = 0; e < row_out; ++e) acc[e] += src.mid[e];
-            add_border(acc, src.left, cols.data(), g.left);
-            add_border(acc, src.right, cols.data() + g.left, right);
+            add_border(acc, src.left, cols.data(), g.left, v);
+            add_border(acc, src.right, cols.data() + g.left, right, v);
           }
         }
       }
