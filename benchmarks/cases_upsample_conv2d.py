@@ -1,11 +1,12 @@
-"""Benchmark cases of the fused resize-convolution, tconv.upsample_conv2d (nearest x2 then a 3x3
-conv, padding 1: one stride-2 4x4 transposed convolution), against PyTorch's pair
-F.conv2d(F.interpolate(x, scale_factor=2, mode='nearest'), w, b, padding=1), float32 on CPU:
+"""Benchmark cases of the fused resize-convolution, tconv.upsample_conv2d (x2 upsampling then a 3x3
+conv, padding 1), against PyTorch's pair F.conv2d(F.interpolate(x, scale_factor=2, mode=mode), w, b,
+padding=1), float32 on CPU:
 
     128->128 at 64x64 -> 128x128, batch 1;  64->64, batch 4 of 64x64;  256->256 at 32x32, batch 1;
 
-contiguous and channels_last. The GFLOP/s column counts the pair's multiply-adds (the fused op does
-16/36 of them), so it is the rate the pair would need to match tconv.
+contiguous and channels_last, mode 'nearest' (one stride-2 4x4 transposed convolution: 16/36 of the
+pair's multiply-adds) and 'bilinear' (channel mixing first, Note [mix first]: 1/4 of them). The
+GFLOP/s column counts the pair's multiply-adds, so it is the rate the pair would need to match tconv.
 
 Peak memory (not in the table): ``python -m benchmarks.cases_upsample_conv2d`` measures, per case
 and pass, the process's peak resident memory above its resident memory before the call (Linux:
@@ -44,28 +45,31 @@ def _make(shape, channels_last):
     return make_inputs
 
 
-def fused(x, w, b):
-    return tconv.upsample_conv2d(x, w, b, scale_factor=2, mode="nearest", padding=1)
+def _sides(mode):
+    def fused(x, w, b):
+        return tconv.upsample_conv2d(x, w, b, scale_factor=2, mode=mode, padding=1)
+
+    def pair(x, w, b):
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode=mode), w, b, padding=1)
+
+    return fused, pair
 
 
-def pair(x, w, b):
-    return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), w, b, padding=1)
-
-
-def _name(shape, channels_last):
+def _name(shape, channels_last, mode):
     n, cin, cout, h, w = shape
     layout = "channels_last" if channels_last else "contiguous"
-    return f"nearest x2 + 3x3 {cin}->{cout} {layout}, {n}x{cin}x{h}x{w}"
+    return f"{mode} x2 + 3x3 {cin}->{cout} {layout}, {n}x{cin}x{h}x{w}"
 
 
-def _case(shape, channels_last):
+def _case(shape, channels_last, mode):
     n, cin, cout, h, w = shape
-    return Case("upsample_conv2d", _name(shape, channels_last), _make(shape, channels_last),
+    fused, pair = _sides(mode)
+    return Case("upsample_conv2d", _name(shape, channels_last, mode), _make(shape, channels_last),
                 tconv=fused, reference=pair, flops=2.0 * n * cout * cin * 9 * (2 * h) * (2 * w),
                 devices=("cpu",))
 
 
-CASES = [_case(shape, cl) for shape in SHAPES for cl in (False, True)]
+CASES = [_case(shape, cl, mode) for mode in ("nearest", "bilinear") for shape in SHAPES for cl in (False, True)]
 
 
 # ---- peak memory ----------------------------------------------------------------------------------------
@@ -93,7 +97,7 @@ def peak_bytes(fn):
 
 def _passes(case):
     x, w, b = case.make_inputs(True)
-    gout = torch.randn_like(pair(x, w, b))
+    gout = torch.randn_like(case.reference(x, w, b))
 
     def fwd(fn):
         def run():
@@ -116,7 +120,7 @@ def memory_rows(repeats=3):
         n, c, h, w = x.shape
         intermediate = 4 * n * c * 2 * h * 2 * w
         for pass_, wrap in passes:
-            sides = {"torch": wrap(pair), "tconv": wrap(fused)}
+            sides = {"torch": wrap(case.reference), "tconv": wrap(case.tconv)}
             for fn in sides.values():
                 fn()  # warm-up: one-off workspaces and caches
             peaks = {k: min(peak_bytes(fn) for _ in range(repeats)) for k, fn in sides.items()}

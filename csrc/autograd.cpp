@@ -514,6 +514,83 @@ Tensor pad_fold2d_frame_autograd(const Tensor& center, const Tensor& top, const 
   return y;
 }
 
+// ---- upsample_taps2d --------------------------------------------------------------------------------
+
+using TapsSig = Tensor(const Tensor&, const std::optional<Tensor>&, IntArrayRef, IntArrayRef, IntArrayRef,
+                       c10::string_view);
+using TapsBackwardSig = Tensor(const Tensor&, IntArrayRef, IntArrayRef, IntArrayRef, c10::string_view, IntArrayRef);
+
+struct TapsParams {
+  Ints kernel, scale, padding, input_hw;
+  std::string mode;
+};
+
+Tensor upsample_taps2d(const Tensor& taps, const std::optional<Tensor>& bias, const TapsParams& p) {
+  static const auto op = find_op<TapsSig>("tconv::upsample_taps2d");
+  return op.call(taps, bias, p.kernel, p.scale, p.padding, p.mode);
+}
+
+Tensor upsample_taps2d_backward(const Tensor& grad, const TapsParams& p) {
+  static const auto op = find_op<TapsBackwardSig>("tconv::upsample_taps2d_backward");
+  return op.call(grad, p.kernel, p.scale, p.padding, p.mode, p.input_hw);
+}
+
+TapsParams taps_params(IntArrayRef kernel, IntArrayRef scale, IntArrayRef padding, c10::string_view mode,
+                       IntArrayRef input_hw) {
+  return {Ints(kernel.begin(), kernel.end()), Ints(scale.begin(), scale.end()), Ints(padding.begin(), padding.end()),
+          Ints(input_hw.begin(), input_hw.end()), std::string(mode)};
+}
+
+// y = U(taps) + b, U linear (its adjoint: the backward op).  dtaps = U^T(dy), db = sum of dy.
+struct UpsampleTapsBackward : BackwardNode<UpsampleTapsBackward, 0> {
+  static constexpr const char* kName = "tconv::UpsampleTaps2dBackward";
+  TapsParams p;
+  void backward(const Tensor& g, const Tensor*, variable_list& out) {
+    if (needs(0)) out[0] = upsample_taps2d_backward(g, p);
+    if (needs(1)) out[1] = g.sum({0, 2, 3});
+  }
+};
+
+Tensor upsample_taps2d_autograd(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel,
+                                IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
+  const Tensor b = bias.has_value() ? *bias : Tensor();
+  const Ints hw = taps.dim() == 5 ? Ints{dim_size(taps, 3), dim_size(taps, 4)} : Ints{};
+  const TapsParams p = taps_params(kernel, scale, padding, mode, hw);
+  auto compute = [&] { return below_autograd([&] { return upsample_taps2d(taps, bias, p); }); };
+  if (nothing_to_differentiate(taps, b)) return compute();
+  auto node = make_node<UpsampleTapsBackward>({}, taps, b);
+  if (node) node->p = p;
+  Tensor y = compute();
+  connect(y, node);
+  Tensor t;
+  if (has_tangent(taps)) t = upsample_taps2d(tangent(taps), std::nullopt, p);
+  if (has_tangent(b)) t = add_terms(t, tangent(b).view({1, -1, 1, 1}).expand(y.sizes()).contiguous());
+  set_tangent(y, t);
+  return y;
+}
+
+// dtaps = U^T(dy), linear: its derivative is U (no bias).
+struct UpsampleTapsBackwardBackward : BackwardNode<UpsampleTapsBackwardBackward, 0> {
+  static constexpr const char* kName = "tconv::UpsampleTaps2dBackwardBackward";
+  TapsParams p;
+  void backward(const Tensor& h, const Tensor*, variable_list& out) {
+    if (needs(0)) out[0] = upsample_taps2d(h, std::nullopt, p);
+  }
+};
+
+Tensor upsample_taps2d_backward_autograd(const Tensor& grad_output, IntArrayRef kernel, IntArrayRef scale,
+                                         IntArrayRef padding, c10::string_view mode, IntArrayRef input_hw) {
+  const TapsParams p = taps_params(kernel, scale, padding, mode, input_hw);
+  auto compute = [&] { return below_autograd([&] { return upsample_taps2d_backward(grad_output, p); }); };
+  if (nothing_to_differentiate(grad_output)) return compute();
+  auto node = make_node<UpsampleTapsBackwardBackward>({}, grad_output);
+  if (node) node->p = p;
+  Tensor out = compute();
+  connect(out, node);
+  if (has_tangent(grad_output)) set_tangent(out, upsample_taps2d_backward(tangent(grad_output), p));
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
@@ -529,6 +606,8 @@ TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
   m.impl("gram_matrix_backward", &gram_matrix_backward_autograd);
   m.impl("pad_fold2d", &pad_fold2d_autograd);
   m.impl("pad_fold2d_frame", &pad_fold2d_frame_autograd);
+  m.impl("upsample_taps2d", &upsample_taps2d_autograd);
+  m.impl("upsample_taps2d_backward", &upsample_taps2d_backward_autograd);
 }
 
 }  // namespace tconv::autograd

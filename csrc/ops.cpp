@@ -54,6 +54,21 @@ TORCH_LIBRARY(tconv, m) {
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
   m.def("upsample_bicubic2d_backward(Tensor grad_output, int[2] input_size, bool align_corners, "
         "bool antialias, float? scale_h, float? scale_w) -> Tensor");
+  // The resize-convolution's second half (Note [mix first], common/upsample_taps.h): taps
+  // (N, kh * kw, C, H, W) holds W_a x for each kernel tap a = (ah, aw) (row-major); y (N, C, Ho, Wo) =
+  // bias + sum_a shift_a(interpolate(taps[:, a], scale_factor=scale, mode)), i.e.
+  // conv2d(interpolate(x, scale, mode), w, bias, padding) for mode 'bilinear' / 'bicubic'
+  // (align_corners False). padding: top, bottom, left, right (zeros).
+  m.def("upsample_taps2d(Tensor taps, Tensor? bias, int[2] kernel_size, int[2] scale, int[4] padding, "
+        "str mode) -> Tensor");
+  // Its adjoint in taps: grad_output (N, C, Ho, Wo) -> (N, kh * kw, C, input_hw).
+  m.def("upsample_taps2d_backward(Tensor grad_output, int[2] kernel_size, int[2] scale, int[4] padding, "
+        "str mode, int[2] input_hw) -> Tensor");
+  // The same pair computed whole, without the taps tensor (conv2d(interpolate(input, scale, mode),
+  // weight, bias, padding), groups 1): the CPU inference kernel (no autograd kernel; tconv calls it
+  // only when nothing is differentiated: tconv/functional.py).
+  m.def("_upsample_conv2d_mixed(Tensor input, Tensor weight, Tensor? bias, int[2] scale, int[4] padding, "
+        "str mode) -> Tensor");
   // F.interpolate(mode='linear') on (N, C, L) and mode='trilinear' on (N, C, D, H, W); scale*:
   // the user's scale factors, as above. Composite kernels over upsample_bilinear2d
   // (csrc/upsample_nd.cpp).

@@ -3,7 +3,7 @@ formulas, reverse and forward mode, are C++: csrc/autograd.cpp)."""
 import torch
 from torch._prims_common import suggest_memory_format
 
-from ._vmap import fold_batch, unfold_batch
+from ._vmap import fold_batch, front, unfold_batch
 
 ops = torch.ops.tconv
 MODES = ("bilinear", "bicubic")
@@ -40,3 +40,59 @@ def _register(mode):
 
 for _mode in MODES:
     _register(_mode)
+
+
+# ---- upsample_taps2d: the resize-convolution's upsampling half (Note [mix first]) -------------------
+
+def _taps_out(size, s, k, lo, hi):
+    return s * size + lo + hi - k + 1
+
+
+@torch.library.register_fake("tconv::upsample_taps2d")
+def _taps_fake(taps, bias, kernel_size, scale, padding, mode):
+    torch._check(taps.dim() == 5, lambda: f"upsample_taps2d: taps must be 5-D, got {taps.dim()}-D")
+    torch._check(taps.shape[1] == kernel_size[0] * kernel_size[1],
+                 lambda: f"upsample_taps2d: taps has {taps.shape[1]} planes for a {list(kernel_size)} kernel")
+    ho = _taps_out(taps.shape[3], scale[0], kernel_size[0], padding[0], padding[1])
+    wo = _taps_out(taps.shape[4], scale[1], kernel_size[1], padding[2], padding[3])
+    torch._check(ho > 0 and wo > 0, lambda: "upsample_taps2d: the kernel is larger than the padded upsampled input")
+    return taps.new_empty((taps.shape[0], taps.shape[2], ho, wo))
+
+
+@torch.library.register_fake("tconv::upsample_taps2d_backward")
+def _taps_backward_fake(grad_output, kernel_size, scale, padding, mode, input_hw):
+    torch._check(grad_output.dim() == 4, lambda: f"expected a 4-D grad_output, got {grad_output.dim()}-D")
+    return grad_output.new_empty((grad_output.shape[0], kernel_size[0] * kernel_size[1], grad_output.shape[1],
+                                  *input_hw))
+
+
+def _taps_vmap(info, in_dims, taps, bias, kernel_size, scale, padding, mode):
+    # Each image is its own problem: the vmapped dimension folds into N; a per-sample bias is
+    # added after the bias-free call.
+    batch = info.batch_size
+    if in_dims[1] is None:
+        out = ops.upsample_taps2d(fold_batch(taps, in_dims[0], batch), bias, kernel_size, scale, padding, mode)
+        return unfold_batch(out, batch), 0
+    out = unfold_batch(ops.upsample_taps2d(fold_batch(taps, in_dims[0], batch), None, kernel_size, scale,
+                                           padding, mode), batch)
+    return out + front(bias, in_dims[1], batch)[:, None, :, None, None], 0
+
+
+def _taps_backward_vmap(info, in_dims, grad_output, kernel_size, scale, padding, mode, input_hw):
+    batch = info.batch_size
+    out = ops.upsample_taps2d_backward(fold_batch(grad_output, in_dims[0], batch), kernel_size, scale, padding,
+                                       mode, input_hw)
+    return unfold_batch(out, batch), 0
+
+
+torch.library.register_vmap("tconv::upsample_taps2d", _taps_vmap)
+torch.library.register_vmap("tconv::upsample_taps2d_backward", _taps_backward_vmap)
+
+
+@torch.library.register_fake("tconv::_upsample_conv2d_mixed")
+def _mixed_fake(input, weight, bias, scale, padding, mode):
+    torch._check(input.dim() == 4 and weight.dim() == 4, lambda: "expected 4-D input and weight")
+    ho = _taps_out(input.shape[2], scale[0], weight.shape[2], padding[0], padding[1])
+    wo = _taps_out(input.shape[3], scale[1], weight.shape[3], padding[2], padding[3])
+    torch._check(ho > 0 and wo > 0, lambda: "the kernel is larger than the padded upsampled input")
+    return _empty_like_format(input, (input.shape[0], weight.shape[0], ho, wo))

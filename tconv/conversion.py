@@ -95,7 +95,8 @@ def _fusion_reason(up, conv, uses):
 
 
 def _fuse(model, report):
-    """Nearest upsample -> Conv2d pairs of every nn.Sequential, fused in place: the conv becomes a
+    """Upsample (nearest, or bilinear / bicubic without align_corners) -> Conv2d pairs of every
+    nn.Sequential, fused in place: the conv becomes a
     tconv.UpsampleConv2d (same object, keys and parameters), the upsample's slot an nn.Identity."""
     names = {id(m): name for name, m in model.named_modules()}
     uses = {}
@@ -107,8 +108,9 @@ def _fuse(model, report):
         keys = list(seq._modules)
         for key, next_key in zip(keys, keys[1:]):
             up, conv = seq._modules[key], seq._modules[next_key]
-            if (type(up) not in _NEAREST_UPSAMPLES or up.mode not in F._NEAREST_MODES
-                    or type(conv) is not nn.Conv2d):
+            if type(up) not in _NEAREST_UPSAMPLES or type(conv) is not nn.Conv2d:
+                continue
+            if not (up.mode in F._NEAREST_MODES or (up.mode in F._MIXED_MODES and not up.align_corners)):
                 continue
             reason = _fusion_reason(up, conv, uses)
             if reason is not None:
@@ -137,9 +139,9 @@ def convert(module, inplace=False, fuse=False, report=False):
     float rounding).
 
     ``fuse=True`` also fuses each ``nn.Upsample(scale_factor=integer, mode='nearest')`` (or
-    ``nn.UpsamplingNearest2d``) directly followed by an ``nn.Conv2d`` with stride 1 and dilation 1
-    in an ``nn.Sequential`` into ``tconv.UpsampleConv2d`` (one transposed convolution; no
-    upsampled intermediate). The Sequential keeps its length and indices: the upsample's slot
+    ``nn.UpsamplingNearest2d``, or mode 'bilinear' / 'bicubic' with align_corners False) directly
+    followed by an ``nn.Conv2d`` with stride 1 and dilation 1 in an ``nn.Sequential`` into
+    ``tconv.UpsampleConv2d`` (no upsampled intermediate). The Sequential keeps its length and indices: the upsample's slot
     becomes an ``nn.Identity`` and the conv's slot holds the fused layer, with the conv's
     parameters, so the state_dict keys are unchanged (the upsample has no state). Pairs with hooks
     or a layer used at more than one place are not fused. The fused layer reads 3-D input as one

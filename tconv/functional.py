@@ -385,6 +385,67 @@ def _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, gr
     return factors, pads
 
 
+_MIXED_MODES = ("bilinear", "bicubic")  # fused through tconv::upsample_taps2d (Note [mix first])
+
+
+def _mixed_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
+    """(factors, per-axis (left, right) paddings) when a bilinear/bicubic pair runs mixed first."""
+    if mode not in _MIXED_MODES:
+        return None
+    if bias is not None and (bias.dim() != 1 or bias.dtype != weight.dtype):
+        return None  # the pair's own checks and messages
+    if weight.dtype != input.dtype or weight.device != input.device or not input.is_floating_point():
+        return None
+    return _fused_plan(input, weight, scale_factor, "nearest", stride, padding, dilation, groups, padding_mode)
+
+
+def _eager_without_gradients(*tensors):
+    """Whether a call on ``tensors`` needs no autograd graph, tangent or transform: plain CPU
+    float32/float64 tensors in eager mode, outside torch.func transforms, forward AD, dispatch
+    modes and compilation, with nothing to differentiate. Such a call may take an inference-only
+    kernel."""
+    tensors = [t for t in tensors if t is not None]
+    if torch.compiler.is_compiling() or torch.autograd.forward_ad._current_level >= 0:
+        return False
+    if any(type(t) is not torch.Tensor or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64)
+           or torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    return torch.utils._python_dispatch._get_current_dispatch_mode() is None
+
+
+def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
+    """conv2d(interpolate(x, factors, mode), w, b, pads) with the channel mixing first (Note [mix
+    first], csrc/common/upsample_taps.h): one GEMM gives every kernel tap's W_a x at the input's
+    resolution, then tconv::upsample_taps2d upsamples, shifts and sums them. s^2 times fewer
+    multiply-adds than the pair, and no upsampled input."""
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    n, cin, h, w = x.shape
+    cout, cin_g, kh, kw = weight.shape
+    kk, cout_g = kh * kw, cout // groups
+    (pt, pb), (pl, pr) = pads
+    if groups == 1 and _eager_without_gradients(x, weight, bias):
+        # Inference: the taps of a few input rows at a time, never all of them (csrc/cpu/upsample_taps2d.cpp).
+        out = torch.ops.tconv._upsample_conv2d_mixed(x, weight, bias, list(factors), [pt, pb, pl, pr], mode)
+        return out.squeeze(0) if unbatched else out
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    x = x.contiguous()  # the taps in planes, as tconv::upsample_taps2d reads them
+    # Every tap's W_a x at once: a 1x1 transposed convolution (tconv's deterministic GEMM blocks,
+    # with its derivatives in every autograd mode) with output channels (group, tap, channel).
+    w_taps = weight.reshape(groups, cout_g, cin_g, kk).permute(0, 2, 3, 1).reshape(cin, kk * cout_g, 1, 1)
+    t = conv_transpose2d(x, w_taps, None, 1, 0, 0, groups)
+    if groups == 1:
+        taps = t.view(n, kk, cout, h, w)
+    else:
+        taps = t.view(n, groups, kk, cout_g, h, w).transpose(1, 2).reshape(n, kk, cout, h, w)
+    out = torch.ops.tconv.upsample_taps2d(taps, bias, [kh, kw], list(factors), [pt, pb, pl, pr], mode)
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)  # the pair's layout
+    return out.squeeze(0) if unbatched else out
+
+
 def _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups,
                         padding_mode):
     """The unfused pair: upsample (tconv's kernels for bilinear/bicubic), then conv2d."""
@@ -423,11 +484,23 @@ def upsample_conv2d(input, weight, bias=None, scale_factor=2, mode="nearest", st
     never made, and the convolution runs at the input's resolution: (k + s - 1)^2 / (s^2 k^2) of
     the pair's multiply-adds (16/36 for k=3, s=2). Results equal the pair's to float rounding.
 
-    Anything else runs the pair itself, unfused: mode 'bilinear' / 'bicubic' (upsampled by
-    ``tconv.interpolate``, align_corners=False; not yet fused), a non-integer factor, other
-    strides or dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then
-    raises PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
+    Mode 'bilinear' / 'bicubic' (align_corners=False, as ``F.interpolate``'s default) with the
+    same arguments runs with the channel mixing first (Note [mix first],
+    csrc/common/upsample_taps.h): upsampling acts on each channel alone, so it commutes with the
+    convolution's channel mixing, and the pair equals sum_a shift_a(Up(W_a x)) over the kernel taps
+    a, W_a the tap's (Cout x Cin) matrix. One GEMM computes every W_a x at the input's resolution
+    (1 / s^2 of the pair's multiply-adds), and ``tconv::upsample_taps2d`` upsamples, shifts and sums
+    them, clamping source indices at the border as PyTorch does and reading nothing outside the
+    upsampled image: exact at every edge. No upsampled input is made; the taps W_a x take
+    kh kw Cout / (s^2 Cin) of its size.
+
+    Anything else runs the pair itself, unfused: a non-integer factor, other strides or
+    dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then raises
+    PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
     axes, while ``F.interpolate`` reads 3-D input as (N, C, L) and resizes one axis."""
+    mixed = _mixed_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
+    if mixed is not None:
+        return _mixed_taps_conv(input, weight, bias, *mixed, mode, groups)
     plan = _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
     if plan is None:
         return _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation,

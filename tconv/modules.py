@@ -77,9 +77,9 @@ class UpsamplingBilinear2d(Upsample):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
 
 class UpsampleConv2d(nn.Conv2d):
-    """Upsampling then ``nn.Conv2d``, fused: ``tconv.upsample_conv2d`` (nearest by an integer
-    factor, then a stride-1 conv, as one transposed convolution; other settings run the unfused
-    pair). A subclass of ``nn.Conv2d``: same constructor arguments (plus ``scale_factor`` and
+    """Upsampling then ``nn.Conv2d``, fused: ``tconv.upsample_conv2d`` (by an integer factor, then
+    a stride-1 conv: nearest as one transposed convolution, bilinear / bicubic with the channel
+    mixing first; other settings run the unfused pair). A subclass of ``nn.Conv2d``: same constructor arguments (plus ``scale_factor`` and
     ``mode`` after ``kernel_size``), parameters, initialisation and state_dict keys, so a Conv2d
     state_dict loads into it and back, and ``isinstance(m, nn.Conv2d)`` holds (weight-init code
     keyed on it treats it as the conv it is). Tools that recompute a Conv2d's output from its

@@ -325,8 +325,18 @@ def test_fuse_skips_pairs_it_cannot_fuse_exactly():
     _assert_same(model, converted, torch.randn(1, 2, 5, 5))
 
 
-def test_fuse_with_bilinear_upsample_converts_without_fusing():
-    model = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), nn.Conv2d(3, 3, 3, padding=1))
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_fuse_bilinear_upsample(mode):
+    model = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(3, 4, 3, padding=1)).double()
+    converted, report = tconv.convert(model, fuse=True, report=True)
+    assert type(converted[0]) is nn.Identity and type(converted[1]) is tconv.UpsampleConv2d
+    assert converted[1].mode == mode and len(report.fused) == 1
+    _assert_same(model, converted, torch.randn(2, 3, 5, 6, dtype=torch.float64))
+
+
+def test_fuse_with_align_corners_upsample_converts_without_fusing():
+    model = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
+                          nn.Conv2d(3, 3, 3, padding=1))
     converted, report = tconv.convert(model, fuse=True, report=True)
     assert type(converted[0]) is tconv.Upsample and type(converted[1]) is nn.Conv2d
     assert report.fused == []

@@ -114,10 +114,170 @@ def test_fallbacks_equal_the_pair(kwargs):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_bilinear_runs_tconv_interpolate_then_conv():
+def test_bilinear_non_integer_factor_runs_tconv_interpolate_then_conv():
     x, w, b = _data(2, 3, 4, (5, 6), 3, 1, torch.float64)
-    got = tconv.upsample_conv2d(x, w, b, scale_factor=2, mode="bilinear", padding=1)
-    torch.testing.assert_close(got, pair_reference(x, w, b, 2, 1, mode="bilinear"), rtol=1e-12, atol=1e-12)
+    got = tconv.upsample_conv2d(x, w, b, scale_factor=1.5, mode="bilinear", padding=1)
+    torch.testing.assert_close(got, pair_reference(x, w, b, 1.5, 1, mode="bilinear"), rtol=1e-12, atol=1e-12)
+
+
+# ---- bilinear / bicubic: channel mixing first (tconv::upsample_taps2d) ------------------------------------
+
+MIXED_GRID = [(mode, k, p, s) for mode in ("bilinear", "bicubic") for k in (1, 2, 3, 5) for p in range(0, k + 1)
+              for s in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("path", ["inference", "autograd"])
+@pytest.mark.parametrize("mode,k,p,s", MIXED_GRID, ids=[f"{m}-k{k}p{p}s{s}" for m, k, p, s in MIXED_GRID])
+def test_mixed_grid_float64(mode, k, p, s, path, monkeypatch):
+    """Every edge case of the clamped source indices: images of 1 and 2 pixels, kernels wider than
+    the upsampled image with large paddings, groups. Both paths: the inference kernel (nothing to
+    differentiate, groups 1) and the GEMM + tconv::upsample_taps2d composite."""
+    monkeypatch.setattr(tconv.functional, "_upsample_then_conv", None)  # the fused path must run
+    for groups, hw in ((1, (5, 7)), (2, (4, 3)), (4, (1, 2)), (1, (2, 1))):
+        if s * min(hw) + 2 * p - k + 1 < 1:
+            continue
+        x, w, b = _data(2, 4, 8, hw, k, groups, torch.float64)
+        x.requires_grad_(path == "autograd")
+        got = tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=p, groups=groups)
+        want = pair_reference(x, w, b, s, p, groups, mode=mode)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("padding", ["same", "valid", (0, 2), (3, 1)])
+@pytest.mark.parametrize("k,s", [((2, 4), (2, 3)), ((3, 2), 2), ((4, 1), (1, 2))])
+def test_mixed_rectangular_kernels_factors_and_string_paddings(k, s, padding, mode):
+    x, w, b = _data(2, 3, 5, (6, 5), k, 1, torch.float64)
+    got = tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=padding)
+    torch.testing.assert_close(got, pair_reference(x, w, b, s, padding, mode=mode), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 5e-2), (torch.float16, 5e-3)])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_mixed_dtypes_and_layouts(dtype, tol, channels_last):
+    for mode, k, p, s, groups in (("bilinear", 3, 1, 2, 1), ("bicubic", 3, 1, 2, 2), ("bilinear", 4, 2, 3, 1)):
+        x, w, b = _data(3, 8, 8, (9, 6), k, groups, dtype)
+        w = w / (k * 8 ** 0.5)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        got = tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=p, groups=groups)
+        want = pair_reference(x.double(), w.double(), b.double(), s, p, groups, mode=mode)
+        assert got.dtype == dtype and got.shape == want.shape
+        assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode,k,p,s,hw", [("bilinear", 3, 1, 2, (23, 64)), ("bicubic", 5, 2, 2, (19, 40)),
+                                           ("bilinear", 2, 0, 3, (30, 9)), ("bicubic", 3, 3, 1, (12, 70))])
+def test_mixed_inference_window_over_many_bands(mode, k, p, s, hw, channels_last):
+    """Tall images: the inference kernel's sliding window of tap rows is refilled and shifted many
+    times (bands of ceil(256 / W) input rows), with 1, 2 and 3 channel blocks."""
+    for cout in (8, 40, 136):
+        x, w, b = _data(2, 6, cout, hw, k, 1, torch.float64)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            got = tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=p)
+        torch.testing.assert_close(got, pair_reference(x, w, b, s, p, mode=mode), rtol=1e-12, atol=1e-12)
+        assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_mixed_inference_opcheck():
+    x, w, b = _data(2, 3, 4, (5, 6), 3, 1, torch.float64)
+    for args in ((x, w, b, [2, 2], [1, 1, 1, 1], "bilinear"), (x, w, None, [2, 3], [0, 2, 1, 0], "bicubic")):
+        torch.library.opcheck(torch.ops.tconv._upsample_conv2d_mixed, args,
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_mixed_unbatched_no_bias_and_empty_batch():
+    x, w, _ = _data(1, 3, 4, (5, 4), 3, 1, torch.float64)
+    got = tconv.upsample_conv2d(x[0], w, None, scale_factor=2, mode="bilinear", padding=1)
+    torch.testing.assert_close(got, pair_reference(x, w, None, 2, 1, mode="bilinear")[0], rtol=1e-12, atol=1e-12)
+    empty = tconv.upsample_conv2d(x[:0], w, None, scale_factor=2, mode="bilinear", padding=1)
+    assert empty.shape == (0, 4, 10, 8)
+
+
+@pytest.mark.parametrize("mode,k,p,s,groups", [("bilinear", 3, 1, 2, 1), ("bicubic", 2, 0, 3, 2),
+                                               ("bilinear", 4, 4, 2, 1), ("bicubic", 3, "same", (1, 2), 1)])
+def test_mixed_gradcheck_every_mode(mode, k, p, s, groups):
+    x, w, b = _data(1, 2, 2, (3, 2), k, groups, torch.float64)
+    args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    full_gradcheck(lambda x, w, b: tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=p,
+                                                         groups=groups), args)
+
+
+def test_mixed_gradients_match_the_pair_float32():
+    x, w, b = _data(2, 4, 6, (7, 5), 3, 2, torch.float32)
+    gout = torch.randn(2, 6, 14, 10)
+    got = torch.autograd.grad(tconv.upsample_conv2d(x.requires_grad_(), w.requires_grad_(), b.requires_grad_(),
+                                                    mode="bilinear", padding=1, groups=2), (x, w, b), gout)
+    want = torch.autograd.grad(pair_reference(x, w, b, 2, 1, 2, mode="bilinear"), (x, w, b), gout)
+    for a, c in zip(got, want):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4)
+
+
+def _taps_args(mode="bilinear"):
+    g = torch.Generator().manual_seed(3)
+    taps = torch.randn(2, 6, 3, 4, 5, generator=g, dtype=torch.float64)
+    return taps, torch.randn(3, generator=g, dtype=torch.float64), [2, 3], [2, 3], [1, 0, 2, 1], mode
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_upsample_taps2d_opcheck(mode):
+    taps, bias, kernel, scale, pad, mode = _taps_args(mode)
+    torch.library.opcheck(torch.ops.tconv.upsample_taps2d, (taps.requires_grad_(), bias, kernel, scale, pad, mode))
+    torch.library.opcheck(torch.ops.tconv.upsample_taps2d, (taps, None, kernel, scale, pad, mode))
+    out = torch.ops.tconv.upsample_taps2d(taps, None, kernel, scale, pad, mode)
+    torch.library.opcheck(torch.ops.tconv.upsample_taps2d_backward,
+                          (torch.randn_like(out).requires_grad_(), kernel, scale, pad, mode, [4, 5]))
+
+
+def test_upsample_taps2d_vmap_and_batched_bias():
+    taps, bias, kernel, scale, pad, mode = _taps_args()
+    tb, bb = torch.stack([taps, 2 * taps]), torch.stack([bias, -bias])
+    op = torch.ops.tconv.upsample_taps2d
+    got = torch.func.vmap(lambda t, b: op(t, b, kernel, scale, pad, mode))(tb, bb)
+    for i in range(2):  # a per-sample bias is added after the call: the last bit may differ
+        torch.testing.assert_close(got[i], op(tb[i], bb[i], kernel, scale, pad, mode), rtol=1e-14, atol=1e-14)
+    got = torch.func.vmap(lambda b: op(taps, b, kernel, scale, pad, mode))(bb)
+    torch.testing.assert_close(got[1], op(taps, bb[1], kernel, scale, pad, mode), rtol=1e-14, atol=1e-14)
+    got = torch.func.vmap(lambda t: op(t, bias, kernel, scale, pad, mode))(tb)
+    torch.testing.assert_close(got[1], op(tb[1], bias, kernel, scale, pad, mode), rtol=0, atol=0)
+
+
+def test_mixed_is_deterministic_for_any_thread_count():
+    x, w, b = _data(3, 16, 16, (24, 20), 3, 1, torch.float32)
+    gout = torch.randn(3, 16, 48, 40)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+            y = tconv.upsample_conv2d(xs, ws, b, mode="bilinear", padding=1)
+            with torch.no_grad():
+                inference = tconv.upsample_conv2d(x, w, b, mode="bilinear", padding=1)
+            results.append((y, inference, *torch.autograd.grad(y, (xs, ws), gout)))
+    finally:
+        torch.set_num_threads(threads)
+    for a, c in zip(*results):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("args,message", [
+    (((2, 5, 3, 4, 4), None, [2, 3], [2, 2], [0, 0, 0, 0], "bilinear"), "planes per channel"),
+    (((2, 6, 3, 4, 4), None, [2, 3], [2, 2], [0, 0, 0, 0], "nearest"), "mode must be"),
+    (((2, 6, 3, 4, 4), None, [2, 3], [2, 0], [0, 0, 0, 0], "bilinear"), "must be positive"),
+    (((2, 6, 3, 4), None, [2, 3], [2, 2], [0, 0, 0, 0], "bilinear"), "taps must be"),
+    (((2, 6, 3, 1, 1), None, [2, 3], [1, 1], [0, 0, 0, 0], "bilinear"), "larger than"),
+    (((2, 6, 3, 4, 4), (4,), [2, 3], [2, 2], [0, 0, 0, 0], "bilinear"), "bias must"),
+])
+def test_upsample_taps2d_errors(args, message):
+    shape, bias_shape, *rest = args
+    bias = torch.randn(bias_shape) if bias_shape else None
+    with pytest.raises(RuntimeError, match=message):
+        torch.ops.tconv.upsample_taps2d(torch.randn(shape), bias, *rest)
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
@@ -182,8 +342,38 @@ def test_module_is_a_conv2d_with_its_state_dict():
     assert "scale_factor=2, mode='nearest'" in repr(layer)
 
 
-def test_module_compiles_and_exports():
-    layer = tconv.UpsampleConv2d(4, 4, 3, padding=1)
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_module_compiles_and_exports(mode):
+    layer = tconv.UpsampleConv2d(4, 4, 3, mode=mode, padding=1)
     x = torch.randn(2, 4, 6, 6, requires_grad=True)
     check_compile_and_export(layer, x)
 
+
+
+# ---- CUDA (skipped without a GPU) ------------------------------------------------------------------------
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("k,p,s,groups", [(3, 1, 2, 1), (2, 0, 3, 2), (5, 2, 2, 1)])
+def test_mixed_cuda_matches_the_pair_on_the_cpu(mode, k, p, s, groups):
+    x, w, b = _data(2, 4, 6, (9, 7), k, groups, torch.float64)
+    gout = torch.randn(2, 6, s * 9 + 2 * p - k + 1, s * 7 + 2 * p - k + 1, dtype=torch.float64)
+    leaves = [t.cuda().requires_grad_() for t in (x, w, b)]
+    got = tconv.upsample_conv2d(*leaves, scale_factor=s, mode=mode, padding=p, groups=groups)
+    assert got.device.type == "cuda"
+    grads = torch.autograd.grad(got, leaves, gout.cuda())
+    ref_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    want = pair_reference(*ref_leaves, s, p, groups, mode=mode)
+    want_grads = torch.autograd.grad(want, ref_leaves, gout)
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-10, atol=1e-10)
+    for a, c in zip(grads, want_grads):
+        torch.testing.assert_close(a.cpu(), c, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.cuda
+def test_upsample_taps2d_opcheck_and_gradcheck_cuda():
+    taps, bias, kernel, scale, pad, mode = _taps_args()
+    taps, bias = taps.cuda().requires_grad_(), bias.cuda().requires_grad_()
+    torch.library.opcheck(torch.ops.tconv.upsample_taps2d, (taps, bias, kernel, scale, pad, mode))
+    full_gradcheck(lambda t, b: torch.ops.tconv.upsample_taps2d(t, b, kernel, scale, pad, mode),
+                   (taps[:1, :, :2].detach().requires_grad_(), bias[:2].detach().requires_grad_()))

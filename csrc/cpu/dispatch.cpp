@@ -127,6 +127,21 @@ void pad_fold2d_frame_(const Tensor& center, const Tensor& top, const Tensor& bo
   TCONV_CPU_DISPATCH(pad_fold2d_frame__cpu, center, top, bottom, left, right, pad, mode)
 }
 
+Tensor upsample_taps2d(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
+                       IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(upsample_taps2d_cpu, taps, bias, kernel_size, scale, padding, mode)
+}
+
+Tensor upsample_taps2d_backward(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
+                                IntArrayRef padding, c10::string_view mode, IntArrayRef input_hw) {
+  TCONV_CPU_DISPATCH(upsample_taps2d_backward_cpu, grad_output, kernel_size, scale, padding, mode, input_hw)
+}
+
+Tensor _upsample_conv2d_mixed(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                              IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
+  TCONV_CPU_DISPATCH(_upsample_conv2d_mixed_cpu, input, weight, bias, scale, padding, mode)
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
@@ -143,6 +158,9 @@ TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("pad_fold2d", &pad_fold2d);
   m.impl("pad_fold2d_frame", &pad_fold2d_frame);
   m.impl("pad_fold2d_frame_", &pad_fold2d_frame_);
+  m.impl("upsample_taps2d", &upsample_taps2d);
+  m.impl("upsample_taps2d_backward", &upsample_taps2d_backward);
+  m.impl("_upsample_conv2d_mixed", &_upsample_conv2d_mixed);
 }
 
 }  // namespace tconv::cpu

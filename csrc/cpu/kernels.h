@@ -42,4 +42,12 @@ Tensor pad_fold2d_frame_cpu(const Tensor& center, const Tensor& top, const Tenso
 void pad_fold2d_frame__cpu(const Tensor& center, const Tensor& top, const Tensor& bottom, const Tensor& left,
                            const Tensor& right, IntArrayRef pad, c10::string_view mode);
 
+Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
+                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode);
+Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
+                                    IntArrayRef padding, c10::string_view mode, IntArrayRef input_hw);
+
+Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                  IntArrayRef scale, IntArrayRef padding, c10::string_view mode);
+
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -1,0 +1,427 @@
+// CPU kernels of tconv::upsample_taps2d and its backward (Note [mix first], common/upsample_taps.h).
+//
+// Forward, per output plane (n, c), one output row at a time: first the rows of every tap plane
+// the row reads, combined over the row axis (contiguous rows of W values: vectorised), into kw
+// rows, one per column tap; then each output value gathers its few (column tap, index, weight)
+// entries from those. Backward: the same two steps transposed, column pass first over the whole
+// plane, then each (tap, input row) sums its output rows in increasing order. Every sum has a
+// fixed order, so results are bitwise the same for any thread count. float16 / bfloat16 sum in
+// float32 and round once.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "common/macros.h"
+#include "common/upsample_taps.h"
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
+#include "cpu/output_alloc.h"
+#include "cpu/parallel.h"
+
+namespace tconv::cpu::CPU_CAPABILITY {
+namespace {
+
+using at::Tensor;
+
+// Note [column phases]: along the columns, output X = s q + r of an interior q reads the same
+// entries as its neighbours of the same phase r, shifted by q: (column tap aw, input column q + d,
+// weight). So per phase one pattern of (offset aw W + d, weight) serves a run of q with contiguous,
+// vectorised loads; the columns near the borders (clamped indices, taps outside the image) keep
+// their own entries. The same holds transposed for the backward: input column j of tap aw reads
+// outputs s j + c, which the backward reads from the output row split into its s phases. The sums
+// run in the entries' order either way, so both forms give the same bits.
+template <typename acc_t>
+struct PhaseRun {
+  int64_t first = 0, last = 0;  // the run of q (forward) or j (backward) the pattern serves
+  std::vector<int64_t> offset;
+  std::vector<acc_t> weight;
+};
+
+// Forward: for each phase r, the run of q whose column X = s q + r has entries (tap, q + d, w) with
+// one (tap W + d, w) pattern (the one of the phase's middle column).
+template <typename acc_t>
+std::vector<PhaseRun<acc_t>> forward_phases(const TapAxis<acc_t>& tw, int64_t s, int64_t W) {
+  const auto& f = tw.forward;
+  std::vector<PhaseRun<acc_t>> runs(s);
+  const auto pattern_of = [&](int64_t x, int64_t q, std::vector<int64_t>& off, std::vector<acc_t>& w) {
+    off.clear();
+    w.clear();
+    for (int64_t e = f.ptr[x]; e < f.ptr[x + 1]; ++e) {
+      off.push_back(f.tap[e] * W + f.index[e] - q);
+      w.push_back(f.weight[e]);
+    }
+  };
+  std::vector<int64_t> off;
+  std::vector<acc_t> w;
+  for (int64_t r = 0; r < s && r < tw.out; ++r) {
+    const int64_t qn = (tw.out - r + s - 1) / s;  // columns of this phase
+    const int64_t q0 = qn / 2;
+    PhaseRun<acc_t>& run = runs[r];
+    pattern_of(s * q0 + r, q0, run.offset, run.weight);
+    if (run.offset.empty()) continue;
+    run.first = run.last = q0;
+    while (run.first > 0) {
+      pattern_of(s * (run.first - 1) + r, run.first - 1, off, w);
+      if (off != run.offset || w != run.weight) break;
+      --run.first;
+    }
+    while (run.last + 1 < qn) {
+      pattern_of(s * (run.last + 1) + r, run.last + 1, off, w);
+      if (off != run.offset || w != run.weight) break;
+      ++run.last;
+    }
+    ++run.last;  // exclusive
+  }
+  return runs;
+}
+
+// Backward: for each column tap aw, the run of input columns j whose adjoint entries are outputs
+// s j + c with one (c, w) pattern; offset holds c.
+template <typename acc_t>
+std::vector<PhaseRun<acc_t>> adjoint_phases(const TapAxis<acc_t>& tw, int64_t s, int64_t W) {
+  const auto& g = tw.adjoint;
+  std::vector<PhaseRun<acc_t>> runs(tw.k);
+  const auto pattern_of = [&](int64_t aw, int64_t j, std::vector<int64_t>& off, std::vector<acc_t>& w) {
+    off.clear();
+    w.clear();
+    const int64_t row = aw * W + j;
+    for (int64_t e = g.ptr[row]; e < g.ptr[row + 1]; ++e) {
+      off.push_back(g.index[e] - s * j);
+      w.push_back(g.weight[e]);
+    }
+  };
+  std::vector<int64_t> off;
+  std::vector<acc_t> w;
+  for (int64_t aw = 0; aw < tw.k; ++aw) {
+    const int64_t j0 = W / 2;
+    PhaseRun<acc_t>& run = runs[aw];
+    pattern_of(aw, j0, run.offset, run.weight);
+    if (run.offset.empty()) continue;
+    run.first = run.last = j0;
+    while (run.first > 0) {
+      pattern_of(aw, run.first - 1, off, w);
+      if (off != run.offset || w != run.weight) break;
+      --run.first;
+    }
+    while (run.last + 1 < W) {
+      pattern_of(aw, run.last + 1, off, w);
+      if (off != run.offset || w != run.weight) break;
+      ++run.last;
+    }
+    ++run.last;
+  }
+  return runs;
+}
+
+// One output row of one plane: rows[aw * W + j] = sum over the row's entries (ah, i, lambda) of
+// lambda * tap_row(ah * kw + aw, i)[j], then each output value gathers its column entries from
+// those kw rows (col_off: entry offsets into them). out[ox * out_step] for ox < Wo.
+template <typename scalar_t, typename TapRow>
+inline void output_row(int64_t oy, const UpsampleTapsGeometry& g, const TapAxis<at::opmath_type<scalar_t>>& th,
+                       const TapAxis<at::opmath_type<scalar_t>>& tw, const std::vector<int64_t>& col_off,
+                       const std::vector<PhaseRun<at::opmath_type<scalar_t>>>& phases,
+                       at::opmath_type<scalar_t> bias, const TapRow& tap_row, at::opmath_type<scalar_t>* rows,
+                       at::opmath_type<scalar_t>* phase_row, scalar_t* out, int64_t out_step) {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::fill(rows, rows + g.kw * g.W, acc_t(0));
+  for (int64_t q = th.forward.ptr[oy]; q < th.forward.ptr[oy + 1]; ++q) {
+    const int64_t ah = th.forward.tap[q], i = th.forward.index[q];
+    const acc_t lambda = th.forward.weight[q];
+    for (int64_t aw = 0; aw < g.kw; ++aw) {
+      const scalar_t* src = tap_row(ah * g.kw + aw, i);
+      acc_t* dst = rows + aw * g.W;
+      for (int64_t j = 0; j < g.W; ++j) dst[j] += lambda * static_cast<acc_t>(src[j]);
+    }
+  }
+  const int64_t s = g.sw;
+  for (int64_t r = 0; r < s && r < g.Wo; ++r) {  // Note [column phases]
+    const auto& run = phases[r];
+    const int64_t qn = (g.Wo - r + s - 1) / s;
+    const auto scalar_column = [&](int64_t q) {
+      const int64_t ox = s * q + r;
+      acc_t v = bias;
+      for (int64_t e = tw.forward.ptr[ox]; e < tw.forward.ptr[ox + 1]; ++e) v += tw.forward.weight[e] * rows[col_off[e]];
+      out[ox * out_step] = static_cast<scalar_t>(v);
+    };
+    for (int64_t q = 0; q < std::min(run.first, qn); ++q) scalar_column(q);
+    if (run.last > run.first) {
+      acc_t* p = phase_row + run.first;
+      const int64_t len = run.last - run.first;
+      for (int64_t q = 0; q < len; ++q) p[q] = bias;
+      for (size_t e = 0; e < run.offset.size(); ++e) {
+        const acc_t w = run.weight[e];
+        const acc_t* src = rows + run.offset[e] + run.first;
+        for (int64_t q = 0; q < len; ++q) p[q] += w * src[q];
+      }
+      scalar_t* o = out + r * out_step;
+      for (int64_t q = run.first; q < run.last; ++q) o[q * s * out_step] = static_cast<scalar_t>(phase_row[q]);
+    }
+    for (int64_t q = std::max(run.last, run.first); q < qn; ++q) scalar_column(q);
+  }
+}
+
+template <typename acc_t>
+std::vector<int64_t> column_offsets(const UpsampleTapsGeometry& g, const TapAxis<acc_t>& tw) {
+  std::vector<int64_t> off(tw.forward.index.size());
+  for (size_t q = 0; q < off.size(); ++q) off[q] = tw.forward.tap[q] * g.W + tw.forward.index[q];
+  return off;
+}
+
+template <typename scalar_t>
+void taps_forward(const scalar_t* m, const scalar_t* bias, scalar_t* y, const UpsampleTapsGeometry& g,
+                  const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t kk = g.kh * g.kw, plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+  const std::vector<int64_t> col_off = column_offsets(g, tw);
+  const auto phases = forward_phases(tw, g.sw, g.W);
+  const int64_t entries_h = std::max<int64_t>(th.forward.index.size(), 1);
+  const int64_t work = (entries_h / g.Ho + 1) * g.kw * g.W * g.Ho + out_plane * 2 * g.kw;  // per plane
+  parallel_for_work(0, g.N * g.C, work * g.N * g.C, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> rows(g.kw * g.W), phase_row(g.Wo);
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / g.C, c = p % g.C;
+      const acc_t b = bias ? static_cast<acc_t>(bias[c]) : acc_t(0);
+      const auto tap_row = [&](int64_t a, int64_t i) { return m + ((n * kk + a) * g.C + c) * plane + i * g.W; };
+      for (int64_t oy = 0; oy < g.Ho; ++oy)
+        output_row<scalar_t>(oy, g, th, tw, col_off, phases, b, tap_row, rows.data(), phase_row.data(),
+                             y + p * out_plane + oy * g.Wo, 1);
+    }
+  });
+}
+
+template <typename scalar_t>
+void taps_backward(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry& g,
+                   const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t kk = g.kh * g.kw, plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+  const int64_t work = out_plane * 4 * g.kw + kk * plane * 4;
+  const auto phases = adjoint_phases(tw, g.sw, g.W);
+  parallel_for_work(0, g.N * g.C, work * g.N * g.C, [&](int64_t begin, int64_t end) {
+    // cols[oy][aw][j]: output row oy gathered onto column tap aw's input columns j.
+    std::vector<acc_t> cols(g.Ho * g.kw * g.W), row(g.W);
+    // The output row split into its s phases (Note [column phases]): phase r's value q at
+    // split[r * (qn + 2) + 1 + q], with a zero on either side for reads one step past the ends.
+    const int64_t s = g.sw, qn = (g.Wo + s - 1) / s;
+    std::vector<acc_t> split(s * (qn + 2), acc_t(0));
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t n = p / g.C, c = p % g.C;
+      const scalar_t* go = gy + p * out_plane;
+      for (int64_t oy = 0; oy < g.Ho; ++oy) {
+        const scalar_t* grow = go + oy * g.Wo;
+        acc_t* dst = cols.data() + oy * g.kw * g.W;
+        for (int64_t r = 0; r < s; ++r) {
+          acc_t* ph = split.data() + r * (qn + 2) + 1;
+          for (int64_t q = 0; s * q + r < g.Wo; ++q) ph[q] = static_cast<acc_t>(grow[s * q + r]);
+        }
+        for (int64_t aw = 0; aw < g.kw; ++aw) {
+          const auto& run = phases[aw];
+          const auto scalar_column = [&](int64_t j) {
+            const int64_t r = aw * g.W + j;
+            acc_t v = 0;
+            for (int64_t q = tw.adjoint.ptr[r]; q < tw.adjoint.ptr[r + 1]; ++q)
+              v += tw.adjoint.weight[q] * static_cast<acc_t>(grow[tw.adjoint.index[q]]);
+            dst[r] = v;
+          };
+          for (int64_t j = 0; j < std::min(run.first, g.W); ++j) scalar_column(j);
+          if (run.last > run.first) {
+            acc_t* d = dst + aw * g.W + run.first;
+            const int64_t len = run.last - run.first;
+            for (int64_t j = 0; j < len; ++j) d[j] = 0;
+            for (size_t e = 0; e < run.offset.size(); ++e) {
+              // output s j + c = s (j + floor(c / s)) + (c mod s)
+              const int64_t c_off = run.offset[e], ph = ((c_off % s) + s) % s, shift = (c_off - ph) / s;
+              const acc_t w = run.weight[e];
+              const acc_t* src = split.data() + ph * (qn + 2) + 1 + run.first + shift;
+              for (int64_t j = 0; j < len; ++j) d[j] += w * src[j];
+            }
+          }
+          for (int64_t j = std::max(run.last, run.first); j < g.W; ++j) scalar_column(j);
+        }
+      }
+      for (int64_t ah = 0; ah < g.kh; ++ah) {
+        for (int64_t i = 0; i < g.H; ++i) {
+          const int64_t r = ah * g.H + i;
+          for (int64_t aw = 0; aw < g.kw; ++aw) {
+            std::fill(row.begin(), row.end(), acc_t(0));
+            for (int64_t q = th.adjoint.ptr[r]; q < th.adjoint.ptr[r + 1]; ++q) {
+              const acc_t lambda = th.adjoint.weight[q];
+              const acc_t* src = cols.data() + (th.adjoint.index[q] * g.kw + aw) * g.W;
+              for (int64_t j = 0; j < g.W; ++j) row[j] += lambda * src[j];
+            }
+            scalar_t* out = gm + ((n * kk + ah * g.kw + aw) * g.C + c) * plane + i * g.W;
+            for (int64_t j = 0; j < g.W; ++j) out[j] = static_cast<scalar_t>(row[j]);
+          }
+        }
+      }
+    }
+  });
+}
+
+// The whole resize-convolution without its taps tensor (tconv::_upsample_conv2d_mixed, inference):
+// per task (image n, block of output channels), output rows in order, the taps W_a x of the input
+// rows they read are computed into a sliding window of rows (one GEMM per band of >= 256 input
+// pixels; rows still needed are moved to the front when the window is full, so no row is computed
+// twice), and each output row is made from the window (output_row). The window holds
+// kh kw Cb (span + band) W values: about 1 MiB, not the kh kw Cout H W of the taps.
+template <typename scalar_t>
+void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpack, const scalar_t* bias, scalar_t* y,
+                   bool y_channels_last, const UpsampleTapsGeometry& g, int64_t cin, int64_t cb,
+                   const TapAxis<scalar_t>& th, const TapAxis<scalar_t>& tw) {
+  const int64_t kk = g.kh * g.kw, plane = g.H * g.W, blocks = (g.C + cb - 1) / cb;
+  const std::vector<int64_t> col_off = column_offsets(g, tw);
+  const auto phases = forward_phases(tw, g.sw, g.W);
+  // Input rows [lo, hi) each output row reads (non-decreasing in the row).
+  std::vector<int64_t> lo(g.Ho, 0), hi(g.Ho, 0);
+  int64_t span = 1;
+  for (int64_t oy = 0; oy < g.Ho; ++oy) {
+    if (th.forward.ptr[oy] == th.forward.ptr[oy + 1]) {
+      lo[oy] = hi[oy] = oy > 0 ? hi[oy - 1] : 0;
+      continue;
+    }
+    lo[oy] = g.H;
+    for (int64_t q = th.forward.ptr[oy]; q < th.forward.ptr[oy + 1]; ++q) {
+      lo[oy] = std::min(lo[oy], th.forward.index[q]);
+      hi[oy] = std::max(hi[oy], th.forward.index[q] + 1);
+    }
+    span = std::max(span, hi[oy] - lo[oy]);
+  }
+  const int64_t band = std::min(g.H, std::max<int64_t>(1, (256 + g.W - 1) / g.W));
+  const int64_t cap = span + band;
+  at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> window(kk * cb * cap * g.W);
+    std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.Wo);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
+      const scalar_t* a = wpack + o0 * kk * cin;  // (kk cbk) x cin, rows (tap, channel)
+      const scalar_t* xn = x + n * cin * plane;
+      scalar_t* buf = window.data();
+      int64_t blo = 0, bhi = 0;  // the window holds input rows [blo, bhi)
+      for (int64_t oy = 0; oy < g.Ho; ++oy) {
+        if (hi[oy] > bhi) {
+          if (lo[oy] >= bhi) blo = bhi = lo[oy];
+          const int64_t new_hi = std::min(g.H, std::max(hi[oy], bhi + band));
+          if (new_hi - blo > cap) {  // move the rows still needed, [lo, bhi), to the front
+            const int64_t keep = bhi - lo[oy];
+            for (int64_t r = 0; r < m; ++r)
+              std::memmove(buf + r * cap * g.W, buf + (r * cap + lo[oy] - blo) * g.W, keep * g.W * sizeof(scalar_t));
+            blo = lo[oy];
+          }
+          const MatRef<scalar_t> b = x_channels_last ? MatRef<scalar_t>{xn + bhi * g.W * cin, cin, true}
+                                                     : MatRef<scalar_t>{xn + bhi * g.W, plane, false};
+          gemm<scalar_t>(m, (new_hi - bhi) * g.W, cin, MatRef<scalar_t>{a, cin, false}, b,
+                         buf + (bhi - blo) * g.W, cap * g.W, false);
+          bhi = new_hi;
+        }
+        for (int64_t ol = 0; ol < cbk; ++ol) {
+          const int64_t o = o0 + ol;
+          const auto tap_row = [&](int64_t tap, int64_t i) { return buf + ((tap * cbk + ol) * cap + i - blo) * g.W; };
+          scalar_t* out = y_channels_last ? y + ((n * g.Ho + oy) * g.Wo) * g.C + o : y + ((n * g.C + o) * g.Ho + oy) * g.Wo;
+          output_row<scalar_t>(oy, g, th, tw, col_off, phases, bias ? bias[o] : scalar_t(0), tap_row, rows.data(),
+                               phase_row.data(), out, y_channels_last ? g.C : 1);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
+                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
+  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
+  TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C, "upsample_taps2d: bias must have shape (", g.C,
+                "), got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == taps.scalar_type(), "upsample_taps2d: bias dtype ", bias->scalar_type(),
+                " differs from the taps' ", taps.scalar_type());
+  }
+  Tensor out = empty_output({g.N, g.C, g.Ho, g.Wo}, taps.options());
+  if (out.numel() == 0) return out;
+  const Tensor m = taps.contiguous();
+  const Tensor b = has_bias ? bias->contiguous() : Tensor();
+  TCONV_DISPATCH_FLOATING_TYPES(m.scalar_type(), "upsample_taps2d_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    taps_forward<scalar_t>(m.const_data_ptr<scalar_t>(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
+                           out.mutable_data_ptr<scalar_t>(), g, th, tw);
+  });
+  return out;
+}
+
+Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
+                                    IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
+  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  TORCH_CHECK(grad_output.dim() == 4, "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), got ",
+              grad_output.sizes());
+  TORCH_CHECK(input_hw.size() == 2, "upsample_taps2d_backward: input_hw takes 2 values");
+  TORCH_CHECK(kernel_size.size() == 2, "upsample_taps2d_backward: kernel_size takes 2 values");
+  const int64_t N = grad_output.size(0), C = grad_output.size(1);
+  const UpsampleTapsGeometry g = upsample_taps_geometry(
+      {N, kernel_size[0] * kernel_size[1], C, input_hw[0], input_hw[1]}, kernel_size, scale, padding);
+  TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
+              grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
+  Tensor out = empty_output({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
+  if (out.numel() == 0) return out;
+  const Tensor go = grad_output.contiguous();
+  TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    taps_backward<scalar_t>(go.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, th, tw);
+  });
+  return out;
+}
+
+Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                  IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
+  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4 && input.size(1) == weight.size(1),
+              "_upsample_conv2d_mixed: input (N, Cin, H, W) and weight (Cout, Cin, kh, kw) expected, got ",
+              input.sizes(), " and ", weight.sizes());
+  TORCH_CHECK((input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
+                  weight.scalar_type() == input.scalar_type(),
+              "_upsample_conv2d_mixed: float32 or float64 input and weight of one dtype expected");
+  const int64_t cout = weight.size(0), cin = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const UpsampleTapsGeometry g = upsample_taps_geometry({input.size(0), kh * kw, cout, input.size(2), input.size(3)},
+                                                        {kh, kw}, scale, padding);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias)
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == cout && bias->scalar_type() == input.scalar_type(),
+                "_upsample_conv2d_mixed: bias must be a (", cout, ") tensor of the input's dtype");
+  const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  Tensor out = empty_output({g.N, cout, g.Ho, g.Wo}, input.options(), format);
+  if (out.numel() == 0) return out;
+  const Tensor x = input.contiguous(format);
+  // Rows (tap, output channel), each Cin weights: W_a stacked, taps in row-major order.
+  const Tensor wpack = weight.reshape({cout, cin, kh * kw}).permute({0, 2, 1}).contiguous();
+  const Tensor b = has_bias ? bias->contiguous() : Tensor();
+  // Channel blocks fixed by the shape (never the thread count): the GEMMs, and so the results,
+  // are the same for any number of threads.
+  const int64_t cb = cout <= 32 ? cout : (cout <= 128 ? 32 : 64);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_cpu", [&] {
+    const auto th = upsample_tap_axis<scalar_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+    const auto tw = upsample_tap_axis<scalar_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    // wpack is (cout, kk, cin): block blk's rows (tap, channel) must be tap-major: repack per block.
+    const Tensor blocked = wpack.view({cout, kh * kw, cin});
+    std::vector<Tensor> parts;
+    for (int64_t o0 = 0; o0 < cout; o0 += cb)
+      parts.push_back(blocked.narrow(0, o0, std::min(cb, cout - o0)).transpose(0, 1).contiguous().view({-1}));
+    const Tensor packed = at::cat(parts);
+    mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), channels_last, packed.const_data_ptr<scalar_t>(),
+                            has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
+                            channels_last, g, cin, cb, th, tw);
+  });
+  return out;
+}
+
+}  // namespace tconv::cpu::CPU_CAPABILITY

@@ -1,0 +1,161 @@
+// CUDA kernels of tconv::upsample_taps2d and its backward (Note [mix first], common/upsample_taps.h).
+// Gather form, no atomics: one thread per output element sums its row entries, each over its
+// column entries, in the tables' order (fixed: deterministic). The per-axis tables are built on
+// the host (the CPU kernels' tables) and copied to the device once per call. float16 / bfloat16
+// sum in float32.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/macros.h"
+#include "common/upsample_taps.h"
+#include "cuda/launch.cuh"
+
+namespace tconv::cuda {
+namespace {
+
+using at::IntArrayRef;
+using at::Tensor;
+
+// One axis's rows on the device: row r holds entries [ptr[r], ptr[r + 1]).
+template <typename acc_t>
+struct DeviceRows {
+  const int64_t *ptr, *tap, *index;
+  const acc_t* weight;
+};
+
+// Copies the rows of both axes to the device; `keep` holds the device buffers alive.
+template <typename acc_t>
+std::pair<DeviceRows<acc_t>, DeviceRows<acc_t>> upload(const TapRows<acc_t>& h, const TapRows<acc_t>& w,
+                                                       const Tensor& like, std::vector<Tensor>& keep) {
+  auto ints = [&](const std::vector<int64_t>& v) {
+    Tensor t = at::empty({static_cast<int64_t>(std::max<size_t>(v.size(), 1))}, at::kLong);
+    std::copy(v.begin(), v.end(), t.data_ptr<int64_t>());
+    keep.push_back(t.to(like.device(), /*non_blocking=*/false));
+    return keep.back().const_data_ptr<int64_t>();
+  };
+  auto reals = [&](const std::vector<acc_t>& v) {
+    Tensor t = at::empty({static_cast<int64_t>(std::max<size_t>(v.size(), 1))},
+                         at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    std::copy(v.begin(), v.end(), t.data_ptr<acc_t>());
+    keep.push_back(t.to(like.device(), /*non_blocking=*/false));
+    return keep.back().const_data_ptr<acc_t>();
+  };
+  DeviceRows<acc_t> dh{ints(h.ptr), ints(h.tap), ints(h.index), reals(h.weight)};
+  DeviceRows<acc_t> dw{ints(w.ptr), ints(w.tap), ints(w.index), reals(w.weight)};
+  return {dh, dw};
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void taps_forward_kernel(const scalar_t* __restrict__ m, const scalar_t* __restrict__ bias,
+                                    scalar_t* __restrict__ y, UpsampleTapsGeometry g, DeviceRows<acc_t> th,
+                                    DeviceRows<acc_t> tw, int64_t total) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t ox = e % g.Wo, oy = (e / g.Wo) % g.Ho, c = (e / (g.Wo * g.Ho)) % g.C, n = e / (g.Wo * g.Ho * g.C);
+    acc_t s = bias ? static_cast<acc_t>(bias[c]) : acc_t(0);
+    for (int64_t qh = th.ptr[oy]; qh < th.ptr[oy + 1]; ++qh) {
+      acc_t row = 0;
+      for (int64_t qw = tw.ptr[ox]; qw < tw.ptr[ox + 1]; ++qw) {
+        const int64_t a = th.tap[qh] * g.kw + tw.tap[qw];
+        row += tw.weight[qw] *
+               static_cast<acc_t>(m[(((n * g.kh * g.kw + a) * g.C + c) * g.H + th.index[qh]) * g.W + tw.index[qw]]);
+      }
+      s += th.weight[qh] * row;
+    }
+    y[e] = static_cast<scalar_t>(s);
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gm,
+                                     UpsampleTapsGeometry g, DeviceRows<acc_t> th, DeviceRows<acc_t> tw,
+                                     int64_t total) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(blockDim.x) * gridDim.x) {
+    // gm: (N, kh * kw, C, H, W)
+    const int64_t j = e % g.W, i = (e / g.W) % g.H, c = (e / (g.W * g.H)) % g.C;
+    const int64_t a = (e / (g.W * g.H * g.C)) % (g.kh * g.kw), n = e / (g.W * g.H * g.C * g.kh * g.kw);
+    const int64_t rh = (a / g.kw) * g.H + i, rw = (a % g.kw) * g.W + j;
+    const scalar_t* plane = gy + (n * g.C + c) * g.Ho * g.Wo;
+    acc_t s = 0;
+    for (int64_t qh = th.ptr[rh]; qh < th.ptr[rh + 1]; ++qh) {
+      acc_t row = 0;
+      const scalar_t* grow = plane + th.index[qh] * g.Wo;
+      for (int64_t qw = tw.ptr[rw]; qw < tw.ptr[rw + 1]; ++qw) row += tw.weight[qw] * static_cast<acc_t>(grow[tw.index[qw]]);
+      s += th.weight[qh] * row;
+    }
+    gm[e] = static_cast<scalar_t>(s);
+  }
+}
+
+Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
+                            IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
+  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
+  TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias)
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C && bias->scalar_type() == taps.scalar_type(),
+                "upsample_taps2d: bias must be a (", g.C, ") tensor of the taps' dtype, got ", bias->sizes());
+  const c10::cuda::CUDAGuard device_guard(taps.device());
+  Tensor out = at::empty({g.N, g.C, g.Ho, g.Wo}, taps.options());
+  if (out.numel() == 0) return out;
+  const Tensor m = taps.contiguous();
+  const Tensor b = has_bias ? bias->contiguous() : Tensor();
+  TCONV_DISPATCH_FLOATING_TYPES(m.scalar_type(), "upsample_taps2d_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    std::vector<Tensor> keep;
+    const auto rows = upload<acc_t>(th.forward, tw.forward, m, keep);
+    taps_forward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        m.const_data_ptr<scalar_t>(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
+        out.mutable_data_ptr<scalar_t>(), g, rows.first, rows.second, out.numel());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+Tensor upsample_taps2d_backward_cuda(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
+                                     IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
+  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  TORCH_CHECK(grad_output.dim() == 4 && input_hw.size() == 2 && kernel_size.size() == 2,
+              "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), input_hw and kernel_size 2 values");
+  const int64_t N = grad_output.size(0), C = grad_output.size(1);
+  const UpsampleTapsGeometry g = upsample_taps_geometry(
+      {N, kernel_size[0] * kernel_size[1], C, input_hw[0], input_hw[1]}, kernel_size, scale, padding);
+  TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
+              grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
+  const c10::cuda::CUDAGuard device_guard(grad_output.device());
+  Tensor out = at::empty({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
+  if (out.numel() == 0) return out;
+  const Tensor go = grad_output.contiguous();
+  TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    std::vector<Tensor> keep;
+    const auto rows = upload<acc_t>(th.adjoint, tw.adjoint, go, keep);
+    taps_backward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        go.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, rows.first, rows.second, out.numel());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tconv, CUDA, m) {
+  m.impl("upsample_taps2d", &upsample_taps2d_cuda);
+  m.impl("upsample_taps2d_backward", &upsample_taps2d_backward_cuda);
+}
+
+}  // namespace tconv::cuda
