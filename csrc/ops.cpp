@@ -58,7 +58,7 @@ TORCH_LIBRARY(tconv, m) {
   // (N, kh * kw, C, H, W) holds W_a x for each kernel tap a = (ah, aw) (row-major); y (N, C, Ho, Wo) =
   // bias + sum_a shift_a(interpolate(taps[:, a], scale_factor=scale, mode)), i.e.
   // conv2d(interpolate(x, scale, mode), w, bias, padding) for mode 'bilinear' / 'bicubic'
-  // (align_corners False). padding: top, bottom, left, right (zeros).
+  // (align_corners False), or "nearest" (integer factors). padding: top, bottom, left, right (zeros).
   m.def("upsample_taps2d(Tensor taps, Tensor? bias, int[2] kernel_size, int[2] scale, int[4] padding, "
         "str mode) -> Tensor");
   // Its adjoint in taps: grad_output (N, C, Ho, Wo) -> (N, kh * kw, C, input_hw).

@@ -339,7 +339,9 @@ def _conv_paddings(padding, kernel_size):
 
 def fold_upsample_weight(weight, scale_factor, groups=1):
     """The transposed-convolution weight equal to nearest upsampling by ``scale_factor`` (ints
-    s_h, s_w) followed by a conv2d with ``weight`` (Cout, Cin/groups, kh, kw): shape
+    s_h, s_w) followed by a conv2d with ``weight`` (Cout, Cin/groups, kh, kw), for exporting the
+    pair as one stride-s transposed convolution (``tconv.upsample_conv2d`` itself mixes channels
+    first, which needs fewer multiply-adds): shape
     (Cin, Cout/groups, kh + s_h - 1, kw + s_w - 1). Per axis, with v the flipped kernel,
     W[kk] = v[kk - s + 1] + ... + v[kk] (a box sum of length s; zero outside v), built from torch
     ops on ``weight`` so gradients of every order reach it. 16-bit weights are folded in float32
@@ -365,13 +367,21 @@ def fold_upsample_weight(weight, scale_factor, groups=1):
              .reshape(groups * cin_g, cout // groups, kh, kw))
 
 
-def _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
-    """(factors, per-axis (left, right) paddings) when the pair is fused, else None."""
-    if mode not in _NEAREST_MODES or padding_mode != "zeros" or input.dim() not in (3, 4):
+_MIXED_MODES = ("bilinear", "bicubic")  # with align_corners False, PyTorch's default
+
+
+def _fused_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
+    """(factors, per-axis (left, right) paddings, the upsampling's mode for tconv::upsample_taps2d)
+    when the pair is fused, else None (the pair runs, and raises its own errors)."""
+    if mode not in _NEAREST_MODES + _MIXED_MODES or padding_mode != "zeros" or input.dim() not in (3, 4):
         return None
     if weight.dim() != 4 or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         return None
     if input.shape[-3] != weight.shape[1] * groups:
+        return None
+    if weight.dtype != input.dtype or weight.device != input.device or not input.is_floating_point():
+        return None
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != weight.shape[0] or bias.dtype != weight.dtype):
         return None
     if pair(stride, "stride") != [1, 1] or pair(dilation, "dilation") != [1, 1]:
         return None
@@ -382,21 +392,7 @@ def _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, gr
     for size, s, k, (pl, pr) in zip(input.shape[-2:], factors, weight.shape[2:], pads):
         if size * s + pl + pr - k + 1 < 1:
             return None  # the pair raises PyTorch's error
-    return factors, pads
-
-
-_MIXED_MODES = ("bilinear", "bicubic")  # fused through tconv::upsample_taps2d (Note [mix first])
-
-
-def _mixed_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode):
-    """(factors, per-axis (left, right) paddings) when a bilinear/bicubic pair runs mixed first."""
-    if mode not in _MIXED_MODES:
-        return None
-    if bias is not None and (bias.dim() != 1 or bias.dtype != weight.dtype):
-        return None  # the pair's own checks and messages
-    if weight.dtype != input.dtype or weight.device != input.device or not input.is_floating_point():
-        return None
-    return _fused_plan(input, weight, scale_factor, "nearest", stride, padding, dilation, groups, padding_mode)
+    return factors, pads, "nearest" if mode in _NEAREST_MODES else mode
 
 
 def _eager_without_gradients(*tensors):
@@ -470,53 +466,31 @@ def upsample_conv2d(input, weight, bias=None, scale_factor=2, mode="nearest", st
     """``F.conv2d(F.interpolate(input, scale_factor=scale_factor, mode=mode), weight, bias, stride,
     padding, dilation, groups)`` (``padding_mode`` as in ``nn.Conv2d``), fused where exact.
 
-    Fused: mode 'nearest' (or 'nearest-exact': the same rows for an integer factor), an integer
-    scale factor per axis (int, integral float, or a pair), stride 1, dilation 1, padding an int,
-    a pair, 'same' or 'valid', padding_mode 'zeros', 3-D (unbatched image) or 4-D input. Then the
-    pair is one stride-s transposed convolution (``tconv.conv_transpose2d``) with the folded weight
-    of :func:`fold_upsample_weight` (kernel k + s - 1 per axis): output row o = s*q + r of the
-    pair reads upsampled rows o - p + t, i.e. input rows floor((o - p + t) / s), so the taps t that
-    hit the same input row are summed into one. The upsampled image's zero border is exactly the
-    input's (an upsampled row is out of range iff its source row is), so the fold is exact at
-    every edge, for any k, p, s; the transposed convolution's padding is k - 1 - p per side (with
-    output_padding for 'same' and an even kernel; where that is negative or too uneven, the full
-    output is cropped or zero-extended and the bias added after). The upsampled intermediate is
-    never made, and the convolution runs at the input's resolution: (k + s - 1)^2 / (s^2 k^2) of
-    the pair's multiply-adds (16/36 for k=3, s=2). Results equal the pair's to float rounding.
+    Fused: mode 'nearest' (or 'nearest-exact': the same rows for an integer factor), 'bilinear' or
+    'bicubic' (align_corners=False, ``F.interpolate``'s default), an integer scale factor per axis
+    (int, integral float, or a pair), stride 1, dilation 1, padding an int, a pair, 'same' or
+    'valid', groups, padding_mode 'zeros', 3-D (unbatched image) or 4-D input, every floating
+    dtype and layout. The channel mixing runs first (Note [mix first], csrc/common/
+    upsample_taps.h): upsampling acts on each channel alone, so it commutes with the convolution's
+    channel mixing, and the pair equals sum_a shift_a(Up(W_a x)) over the kernel taps a, W_a the
+    tap's (Cout x Cin) matrix and shift_a reading the upsampled plane at the tap's offset (zero
+    outside it: the conv's padding). One GEMM computes every W_a x at the input's resolution,
+    1 / s^2 of the pair's multiply-adds (a 1x1 ``tconv.conv_transpose2d``), and
+    ``tconv::upsample_taps2d`` upsamples, shifts and sums them, clamping source indices at the
+    border as PyTorch's interpolate does: exact at every edge, for any k, p, s. With nothing to
+    differentiate (a CPU float32/float64 call in eager mode, no gradient needed) one kernel,
+    ``tconv::_upsample_conv2d_mixed``, does both a few input rows at a time, so neither the
+    upsampled input nor the taps are ever made; under autograd the taps (kh kw Cout / (s^2 Cin)
+    of the upsampled input's size) live between the two ops. Results equal the pair's to float
+    rounding. (:func:`fold_upsample_weight` gives the nearest pair as one stride-s transposed
+    convolution instead: 16/36 of the pair's multiply-adds for k=3, s=2, against 9/36 here.)
 
-    Mode 'bilinear' / 'bicubic' (align_corners=False, as ``F.interpolate``'s default) with the
-    same arguments runs with the channel mixing first (Note [mix first],
-    csrc/common/upsample_taps.h): upsampling acts on each channel alone, so it commutes with the
-    convolution's channel mixing, and the pair equals sum_a shift_a(Up(W_a x)) over the kernel taps
-    a, W_a the tap's (Cout x Cin) matrix. One GEMM computes every W_a x at the input's resolution
-    (1 / s^2 of the pair's multiply-adds), and ``tconv::upsample_taps2d`` upsamples, shifts and sums
-    them, clamping source indices at the border as PyTorch does and reading nothing outside the
-    upsampled image: exact at every edge. No upsampled input is made; the taps W_a x take
-    kh kw Cout / (s^2 Cin) of its size.
-
-    Anything else runs the pair itself, unfused: a non-integer factor, other strides or
-    dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then raises
-    PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
+    Anything else runs the pair itself, unfused: a non-integer factor, align_corners, other
+    strides or dilations, padding_mode other than 'zeros', or arguments the pair rejects (it then
+    raises PyTorch's error). Note that 3-D input is one (C, H, W) image here, upsampled in both
     axes, while ``F.interpolate`` reads 3-D input as (N, C, L) and resizes one axis."""
-    mixed = _mixed_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
-    if mixed is not None:
-        return _mixed_taps_conv(input, weight, bias, *mixed, mode, groups)
-    plan = _fused_plan(input, weight, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
+    plan = _fused_plan(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups, padding_mode)
     if plan is None:
-        return _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation,
-                                   groups, padding_mode)
-    factors, pads = plan
-    folded = fold_upsample_weight(weight, factors, groups)
-    # Per axis: transposed-conv padding P = k - 1 - left, output_padding = right's shortfall.
-    k = weight.shape[2:]
-    left = [k[i] - 1 - pads[i][0] for i in range(2)]
-    right = [k[i] - 1 - pads[i][1] for i in range(2)]
-    extra = [left[i] - right[i] for i in range(2)]
-    if all(left[i] >= 0 and 0 <= extra[i] < factors[i] for i in range(2)):
-        return conv_transpose2d(input, folded, bias, factors, left, extra, groups)
-    full = conv_transpose2d(input, folded, None, factors, 0, 0, groups)
-    # Crop (negative) or zero-extend (positive) the full output to the pair's size.
-    out = torch.nn.functional.pad(full, (-left[1], -right[1], -left[0], -right[0]))
-    if bias is not None:
-        out = out + bias.view(-1, 1, 1)
-    return out
+        return _upsample_then_conv(input, weight, bias, scale_factor, mode, stride, padding, dilation, groups,
+                                   padding_mode)
+    return _mixed_taps_conv(input, weight, bias, *plan, groups)

@@ -44,10 +44,14 @@ struct TapAxis {
   TapRows<acc_t> adjoint;  // per a * in + i: (a, output coordinate, weight), increasing coordinate
 };
 
-inline UpsampleMode upsample_taps_mode(const std::string& mode) {
-  TORCH_CHECK(mode == "bilinear" || mode == "bicubic",
-              "upsample_taps2d: mode must be 'bilinear' or 'bicubic', got '", mode, "'");
-  return mode == "bilinear" ? UpsampleMode::Bilinear : UpsampleMode::Bicubic;
+// The upsampling: nearest (integer factors: source index j / s, as 'nearest' and 'nearest-exact'
+// both read for an integer factor), or PyTorch's bilinear / bicubic (align_corners False).
+enum class TapMode { Nearest, Bilinear, Bicubic };
+
+inline TapMode upsample_taps_mode(const std::string& mode) {
+  TORCH_CHECK(mode == "nearest" || mode == "bilinear" || mode == "bicubic",
+              "upsample_taps2d: mode must be 'nearest', 'bilinear' or 'bicubic', got '", mode, "'");
+  return mode == "nearest" ? TapMode::Nearest : (mode == "bilinear" ? TapMode::Bilinear : TapMode::Bicubic);
 }
 
 // Output length of one axis: the conv2d output over the upsampled length s * in.
@@ -56,16 +60,16 @@ inline int64_t upsample_taps_out(int64_t in, int64_t s, int64_t k, int64_t lo, i
 }
 
 template <typename acc_t>
-TapAxis<acc_t> upsample_tap_axis(int64_t in, int64_t s, int64_t k, int64_t pad_lo, int64_t pad_hi,
-                                 UpsampleMode mode) {
+TapAxis<acc_t> upsample_tap_axis(int64_t in, int64_t s, int64_t k, int64_t pad_lo, int64_t pad_hi, TapMode mode) {
   TapAxis<acc_t> t;
   t.in = in;
   t.k = k;
   t.out = upsample_taps_out(in, s, k, pad_lo, pad_hi);
   const int64_t up = s * in;
   // PyTorch's interpolate(scale_factor=s) samples with the user's scale 1 / s.
-  const auto axis = make_axis_resample<acc_t>(in, up, mode, /*align_corners=*/false, /*antialias=*/false,
-                                              static_cast<double>(s));
+  const auto axis = make_axis_resample<acc_t>(in, up, mode == TapMode::Bicubic ? UpsampleMode::Bicubic
+                                                                             : UpsampleMode::Bilinear,
+                                              /*align_corners=*/false, /*antialias=*/false, static_cast<double>(s));
   auto& f = t.forward;
   f.ptr.push_back(0);
   for (int64_t y = 0; y < t.out; ++y) {
@@ -75,7 +79,11 @@ TapAxis<acc_t> upsample_tap_axis(int64_t in, int64_t s, int64_t k, int64_t pad_l
       int64_t idx[4];
       acc_t w[4];
       int64_t n = 2;
-      if (mode == UpsampleMode::Bilinear) {
+      if (mode == TapMode::Nearest) {
+        idx[0] = j / s;
+        w[0] = acc_t(1);
+        n = 1;
+      } else if (mode == TapMode::Bilinear) {
         bilinear_taps<acc_t>(axis, j, idx, w);
       } else {
         bicubic_taps<acc_t>(axis, j, idx, w);

@@ -333,7 +333,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
 
 Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
                            IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
-  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
   TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
   const bool has_bias = bias.has_value() && bias->defined();
@@ -359,7 +359,7 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
 
 Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
                                     IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
-  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
   TORCH_CHECK(grad_output.dim() == 4, "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), got ",
               grad_output.sizes());
   TORCH_CHECK(input_hw.size() == 2, "upsample_taps2d_backward: input_hw takes 2 values");
@@ -383,7 +383,7 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
 
 Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                                   IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
-  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
   TORCH_CHECK(input.dim() == 4 && weight.dim() == 4 && input.size(1) == weight.size(1),
               "_upsample_conv2d_mixed: input (N, Cin, H, W) and weight (Cout, Cin, kh, kw) expected, got ",
               input.sizes(), " and ", weight.sizes());
@@ -402,8 +402,6 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
   Tensor out = empty_output({g.N, cout, g.Ho, g.Wo}, input.options(), format);
   if (out.numel() == 0) return out;
   const Tensor x = input.contiguous(format);
-  // Rows (tap, output channel), each Cin weights: W_a stacked, taps in row-major order.
-  const Tensor wpack = weight.reshape({cout, cin, kh * kw}).permute({0, 2, 1}).contiguous();
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
   // Channel blocks fixed by the shape (never the thread count): the GEMMs, and so the results,
   // are the same for any number of threads.
@@ -411,12 +409,14 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_cpu", [&] {
     const auto th = upsample_tap_axis<scalar_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
     const auto tw = upsample_tap_axis<scalar_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
-    // wpack is (cout, kk, cin): block blk's rows (tap, channel) must be tap-major: repack per block.
-    const Tensor blocked = wpack.view({cout, kh * kw, cin});
-    std::vector<Tensor> parts;
-    for (int64_t o0 = 0; o0 < cout; o0 += cb)
-      parts.push_back(blocked.narrow(0, o0, std::min(cb, cout - o0)).transpose(0, 1).contiguous().view({-1}));
-    const Tensor packed = at::cat(parts);
+    // Per block of channels, its rows (tap, channel) of Cin weights each: W_a stacked. One copy.
+    const Tensor w3 = weight.reshape({cout, cin, kh * kw});
+    Tensor packed = at::empty({cout * kh * kw * cin}, weight.options());
+    for (int64_t o0 = 0; o0 < cout; o0 += cb) {
+      const int64_t cbk = std::min(cb, cout - o0);
+      packed.narrow(0, o0 * kh * kw * cin, cbk * kh * kw * cin).view({kh * kw, cbk, cin})
+          .copy_(w3.narrow(0, o0, cbk).permute({2, 0, 1}));
+    }
     mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), channels_last, packed.const_data_ptr<scalar_t>(),
                             has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
                             channels_last, g, cin, cb, th, tw);

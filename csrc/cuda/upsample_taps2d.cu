@@ -98,7 +98,7 @@ __global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* 
 
 Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
                             IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
-  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
   TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
   const bool has_bias = bias.has_value() && bias->defined();
@@ -126,7 +126,7 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
 
 Tensor upsample_taps2d_backward_cuda(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
                                      IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
-  const UpsampleMode mode = upsample_taps_mode(std::string(mode_name));
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
   TORCH_CHECK(grad_output.dim() == 4 && input_hw.size() == 2 && kernel_size.size() == 2,
               "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), input_hw and kernel_size 2 values");
   const int64_t N = grad_output.size(0), C = grad_output.size(1);
