@@ -517,17 +517,18 @@ Tensor pad_fold2d_frame_autograd(const Tensor& center, const Tensor& top, const 
 // ---- upsample_taps2d --------------------------------------------------------------------------------
 
 using TapsSig = Tensor(const Tensor&, const std::optional<Tensor>&, IntArrayRef, IntArrayRef, IntArrayRef,
-                       c10::string_view);
+                       c10::string_view, bool);
 using TapsBackwardSig = Tensor(const Tensor&, IntArrayRef, IntArrayRef, IntArrayRef, c10::string_view, IntArrayRef);
 
 struct TapsParams {
   Ints kernel, scale, padding, input_hw;
   std::string mode;
+  bool channels_last;  // of the forward op's output
 };
 
 Tensor upsample_taps2d(const Tensor& taps, const std::optional<Tensor>& bias, const TapsParams& p) {
   static const auto op = find_op<TapsSig>("tconv::upsample_taps2d");
-  return op.call(taps, bias, p.kernel, p.scale, p.padding, p.mode);
+  return op.call(taps, bias, p.kernel, p.scale, p.padding, p.mode, p.channels_last);
 }
 
 Tensor upsample_taps2d_backward(const Tensor& grad, const TapsParams& p) {
@@ -536,9 +537,9 @@ Tensor upsample_taps2d_backward(const Tensor& grad, const TapsParams& p) {
 }
 
 TapsParams taps_params(IntArrayRef kernel, IntArrayRef scale, IntArrayRef padding, c10::string_view mode,
-                       IntArrayRef input_hw) {
+                       IntArrayRef input_hw, bool channels_last) {
   return {Ints(kernel.begin(), kernel.end()), Ints(scale.begin(), scale.end()), Ints(padding.begin(), padding.end()),
-          Ints(input_hw.begin(), input_hw.end()), std::string(mode)};
+          Ints(input_hw.begin(), input_hw.end()), std::string(mode), channels_last};
 }
 
 // y = U(taps) + b, U linear (its adjoint: the backward op).  dtaps = U^T(dy), db = sum of dy.
@@ -552,10 +553,10 @@ struct UpsampleTapsBackward : BackwardNode<UpsampleTapsBackward, 0> {
 };
 
 Tensor upsample_taps2d_autograd(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel,
-                                IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
+                                IntArrayRef scale, IntArrayRef padding, c10::string_view mode, bool channels_last) {
   const Tensor b = bias.has_value() ? *bias : Tensor();
   const Ints hw = taps.dim() == 5 ? Ints{dim_size(taps, 3), dim_size(taps, 4)} : Ints{};
-  const TapsParams p = taps_params(kernel, scale, padding, mode, hw);
+  const TapsParams p = taps_params(kernel, scale, padding, mode, hw, channels_last);
   auto compute = [&] { return below_autograd([&] { return upsample_taps2d(taps, bias, p); }); };
   if (nothing_to_differentiate(taps, b)) return compute();
   auto node = make_node<UpsampleTapsBackward>({}, taps, b);
@@ -580,7 +581,7 @@ struct UpsampleTapsBackwardBackward : BackwardNode<UpsampleTapsBackwardBackward,
 
 Tensor upsample_taps2d_backward_autograd(const Tensor& grad_output, IntArrayRef kernel, IntArrayRef scale,
                                          IntArrayRef padding, c10::string_view mode, IntArrayRef input_hw) {
-  const TapsParams p = taps_params(kernel, scale, padding, mode, input_hw);
+  const TapsParams p = taps_params(kernel, scale, padding, mode, input_hw, /*channels_last=*/false);
   auto compute = [&] { return below_autograd([&] { return upsample_taps2d_backward(grad_output, p); }); };
   if (nothing_to_differentiate(grad_output)) return compute();
   auto node = make_node<UpsampleTapsBackwardBackward>({}, grad_output);

@@ -59,9 +59,10 @@ TORCH_LIBRARY(tconv, m) {
   // bias + sum_a shift_a(interpolate(taps[:, a], scale_factor=scale, mode)), i.e.
   // conv2d(interpolate(x, scale, mode), w, bias, padding) for mode 'bilinear' / 'bicubic'
   // (align_corners False), or "nearest" (integer factors). padding: top, bottom, left, right (zeros).
+  // channels_last: the output's memory format (the input's, in tconv.upsample_conv2d).
   m.def("upsample_taps2d(Tensor taps, Tensor? bias, int[2] kernel_size, int[2] scale, int[4] padding, "
-        "str mode) -> Tensor");
-  // Its adjoint in taps: grad_output (N, C, Ho, Wo) -> (N, kh * kw, C, input_hw).
+        "str mode, bool channels_last=False) -> Tensor");
+  // Its adjoint in taps: grad_output (N, C, Ho, Wo), any strides -> (N, kh * kw, C, input_hw).
   m.def("upsample_taps2d_backward(Tensor grad_output, int[2] kernel_size, int[2] scale, int[4] padding, "
         "str mode, int[2] input_hw) -> Tensor");
   // The same pair computed whole, without the taps tensor (conv2d(interpolate(input, scale, mode),

@@ -49,14 +49,15 @@ def _taps_out(size, s, k, lo, hi):
 
 
 @torch.library.register_fake("tconv::upsample_taps2d")
-def _taps_fake(taps, bias, kernel_size, scale, padding, mode):
+def _taps_fake(taps, bias, kernel_size, scale, padding, mode, channels_last=False):
     torch._check(taps.dim() == 5, lambda: f"upsample_taps2d: taps must be 5-D, got {taps.dim()}-D")
     torch._check(taps.shape[1] == kernel_size[0] * kernel_size[1],
                  lambda: f"upsample_taps2d: taps has {taps.shape[1]} planes for a {list(kernel_size)} kernel")
     ho = _taps_out(taps.shape[3], scale[0], kernel_size[0], padding[0], padding[1])
     wo = _taps_out(taps.shape[4], scale[1], kernel_size[1], padding[2], padding[3])
     torch._check(ho > 0 and wo > 0, lambda: "upsample_taps2d: the kernel is larger than the padded upsampled input")
-    return taps.new_empty((taps.shape[0], taps.shape[2], ho, wo))
+    out = taps.new_empty((taps.shape[0], taps.shape[2], ho, wo))
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 @torch.library.register_fake("tconv::upsample_taps2d_backward")
@@ -66,15 +67,16 @@ def _taps_backward_fake(grad_output, kernel_size, scale, padding, mode, input_hw
                                   *input_hw))
 
 
-def _taps_vmap(info, in_dims, taps, bias, kernel_size, scale, padding, mode):
+def _taps_vmap(info, in_dims, taps, bias, kernel_size, scale, padding, mode, channels_last=False):
     # Each image is its own problem: the vmapped dimension folds into N; a per-sample bias is
     # added after the bias-free call.
     batch = info.batch_size
     if in_dims[1] is None:
-        out = ops.upsample_taps2d(fold_batch(taps, in_dims[0], batch), bias, kernel_size, scale, padding, mode)
+        out = ops.upsample_taps2d(fold_batch(taps, in_dims[0], batch), bias, kernel_size, scale, padding, mode,
+                                  channels_last)
         return unfold_batch(out, batch), 0
     out = unfold_batch(ops.upsample_taps2d(fold_batch(taps, in_dims[0], batch), None, kernel_size, scale,
-                                           padding, mode), batch)
+                                           padding, mode, channels_last), batch)
     return out + front(bias, in_dims[1], batch)[:, None, :, None, None], 0
 
 

@@ -436,9 +436,8 @@ def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
         taps = t.view(n, kk, cout, h, w)
     else:
         taps = t.view(n, groups, kk, cout_g, h, w).transpose(1, 2).reshape(n, kk, cout, h, w)
-    out = torch.ops.tconv.upsample_taps2d(taps, bias, [kh, kw], list(factors), [pt, pb, pl, pr], mode)
-    if channels_last:
-        out = out.contiguous(memory_format=torch.channels_last)  # the pair's layout
+    out = torch.ops.tconv.upsample_taps2d(taps, bias, [kh, kw], list(factors), [pt, pb, pl, pr], mode,
+                                          channels_last)  # the pair's layout
     return out.squeeze(0) if unbatched else out
 
 

@@ -234,6 +234,28 @@ def test_upsample_taps2d_opcheck(mode):
                           (torch.randn_like(out).requires_grad_(), kernel, scale, pad, mode, [4, 5]))
 
 
+def test_upsample_taps2d_channels_last_output_and_strided_gradients():
+    """channels_last=True changes the output's memory format only; the backward reads its gradient
+    through its strides (channels_last, expanded, a slice) with the same result."""
+    taps, bias, kernel, scale, pad, mode = _taps_args("bicubic")
+    op = torch.ops.tconv.upsample_taps2d
+    planar = op(taps, bias, kernel, scale, pad, mode)
+    last = op(taps, bias, kernel, scale, pad, mode, True)
+    assert planar.is_contiguous() and last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(planar, last)
+    torch.library.opcheck(op, (taps.requires_grad_(), bias, kernel, scale, pad, mode, True))
+    back = torch.ops.tconv.upsample_taps2d_backward
+    g = torch.randn(planar.shape, dtype=torch.float64)
+    want = back(g, kernel, scale, pad, mode, [4, 5])
+    wide = torch.randn(*planar.shape[:3], planar.shape[3] * 2, dtype=torch.float64)
+    wide[..., ::2] = g
+    assert torch.equal(back(g.contiguous(memory_format=torch.channels_last), kernel, scale, pad, mode, [4, 5]), want)
+    assert torch.equal(back(wide[..., ::2], kernel, scale, pad, mode, [4, 5]), want)
+    expanded = g[:1].expand(2, *g.shape[1:])
+    assert torch.equal(back(expanded, kernel, scale, pad, mode, [4, 5]),
+                       back(expanded.contiguous(), kernel, scale, pad, mode, [4, 5]))
+
+
 def test_upsample_taps2d_vmap_and_batched_bias():
     taps, bias, kernel, scale, pad, mode = _taps_args()
     tb, bb = torch.stack([taps, 2 * taps]), torch.stack([bias, -bias])

@@ -128,8 +128,8 @@ void pad_fold2d_frame_(const Tensor& center, const Tensor& top, const Tensor& bo
 }
 
 Tensor upsample_taps2d(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
-                       IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
-  TCONV_CPU_DISPATCH(upsample_taps2d_cpu, taps, bias, kernel_size, scale, padding, mode)
+                       IntArrayRef scale, IntArrayRef padding, c10::string_view mode, bool channels_last) {
+  TCONV_CPU_DISPATCH(upsample_taps2d_cpu, taps, bias, kernel_size, scale, padding, mode, channels_last)
 }
 
 Tensor upsample_taps2d_backward(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,

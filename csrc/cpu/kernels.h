@@ -43,7 +43,7 @@ void pad_fold2d_frame__cpu(const Tensor& center, const Tensor& top, const Tensor
                            const Tensor& right, IntArrayRef pad, c10::string_view mode);
 
 Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
-                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode);
+                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode, bool channels_last);
 Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
                                     IntArrayRef padding, c10::string_view mode, IntArrayRef input_hw);
 

@@ -138,31 +138,43 @@ inline void output_row(int64_t oy, const UpsampleTapsGeometry& g, const TapAxis<
       for (int64_t j = 0; j < g.W; ++j) dst[j] += lambda * static_cast<acc_t>(src[j]);
     }
   }
-  const int64_t s = g.sw;
-  for (int64_t r = 0; r < s && r < g.Wo; ++r) {  // Note [column phases]
+  // Each phase r's columns into phase_row[r * qn + q] (Note [column phases]), then one store pass.
+  const int64_t s = g.sw, qn = (g.Wo + s - 1) / s;
+  for (int64_t r = 0; r < s && r < g.Wo; ++r) {
     const auto& run = phases[r];
-    const int64_t qn = (g.Wo - r + s - 1) / s;
+    const int64_t qr = (g.Wo - r + s - 1) / s;  // columns of this phase
+    acc_t* p = phase_row + r * qn;
     const auto scalar_column = [&](int64_t q) {
       const int64_t ox = s * q + r;
       acc_t v = bias;
       for (int64_t e = tw.forward.ptr[ox]; e < tw.forward.ptr[ox + 1]; ++e) v += tw.forward.weight[e] * rows[col_off[e]];
-      out[ox * out_step] = static_cast<scalar_t>(v);
+      p[q] = v;
     };
-    for (int64_t q = 0; q < std::min(run.first, qn); ++q) scalar_column(q);
+    for (int64_t q = 0; q < std::min(run.first, qr); ++q) scalar_column(q);
     if (run.last > run.first) {
-      acc_t* p = phase_row + run.first;
+      acc_t* d = p + run.first;
       const int64_t len = run.last - run.first;
-      for (int64_t q = 0; q < len; ++q) p[q] = bias;
+      for (int64_t q = 0; q < len; ++q) d[q] = bias;
       for (size_t e = 0; e < run.offset.size(); ++e) {
         const acc_t w = run.weight[e];
         const acc_t* src = rows + run.offset[e] + run.first;
-        for (int64_t q = 0; q < len; ++q) p[q] += w * src[q];
+        for (int64_t q = 0; q < len; ++q) d[q] += w * src[q];
       }
-      scalar_t* o = out + r * out_step;
-      for (int64_t q = run.first; q < run.last; ++q) o[q * s * out_step] = static_cast<scalar_t>(phase_row[q]);
     }
-    for (int64_t q = std::max(run.last, run.first); q < qn; ++q) scalar_column(q);
+    for (int64_t q = std::max(run.last, run.first); q < qr; ++q) scalar_column(q);
   }
+  if (s == 2 && out_step == 1) {  // interleave the two phases (vectorised: permutes)
+    const acc_t *p0 = phase_row, *p1 = phase_row + qn;
+    const int64_t pairs = g.Wo / 2;
+    for (int64_t q = 0; q < pairs; ++q) {
+      out[2 * q] = static_cast<scalar_t>(p0[q]);
+      out[2 * q + 1] = static_cast<scalar_t>(p1[q]);
+    }
+    if (g.Wo % 2) out[g.Wo - 1] = static_cast<scalar_t>(p0[pairs]);
+    return;
+  }
+  for (int64_t q = 0; q < qn; ++q)
+    for (int64_t r = 0; r < s && s * q + r < g.Wo; ++r) out[(s * q + r) * out_step] = static_cast<scalar_t>(phase_row[r * qn + q]);
 }
 
 template <typename acc_t>
@@ -173,7 +185,7 @@ std::vector<int64_t> column_offsets(const UpsampleTapsGeometry& g, const TapAxis
 }
 
 template <typename scalar_t>
-void taps_forward(const scalar_t* m, const scalar_t* bias, scalar_t* y, const UpsampleTapsGeometry& g,
+void taps_forward(const scalar_t* m, const scalar_t* bias, scalar_t* y, bool y_channels_last, const UpsampleTapsGeometry& g,
                   const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t kk = g.kh * g.kw, plane = g.H * g.W, out_plane = g.Ho * g.Wo;
@@ -182,20 +194,22 @@ void taps_forward(const scalar_t* m, const scalar_t* bias, scalar_t* y, const Up
   const int64_t entries_h = std::max<int64_t>(th.forward.index.size(), 1);
   const int64_t work = (entries_h / g.Ho + 1) * g.kw * g.W * g.Ho + out_plane * 2 * g.kw;  // per plane
   parallel_for_work(0, g.N * g.C, work * g.N * g.C, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> rows(g.kw * g.W), phase_row(g.Wo);
+    std::vector<acc_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.C, c = p % g.C;
       const acc_t b = bias ? static_cast<acc_t>(bias[c]) : acc_t(0);
       const auto tap_row = [&](int64_t a, int64_t i) { return m + ((n * kk + a) * g.C + c) * plane + i * g.W; };
-      for (int64_t oy = 0; oy < g.Ho; ++oy)
-        output_row<scalar_t>(oy, g, th, tw, col_off, phases, b, tap_row, rows.data(), phase_row.data(),
-                             y + p * out_plane + oy * g.Wo, 1);
+      for (int64_t oy = 0; oy < g.Ho; ++oy) {
+        scalar_t* out = y_channels_last ? y + ((n * g.Ho + oy) * g.Wo) * g.C + c : y + p * out_plane + oy * g.Wo;
+        output_row<scalar_t>(oy, g, th, tw, col_off, phases, b, tap_row, rows.data(), phase_row.data(), out,
+                             y_channels_last ? g.C : 1);
+      }
     }
   });
 }
 
 template <typename scalar_t>
-void taps_backward(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry& g,
+void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm, const UpsampleTapsGeometry& g,
                    const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t kk = g.kh * g.kw, plane = g.H * g.W, out_plane = g.Ho * g.Wo;
@@ -210,13 +224,14 @@ void taps_backward(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry&
     std::vector<acc_t> split(s * (qn + 2), acc_t(0));
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.C, c = p % g.C;
-      const scalar_t* go = gy + p * out_plane;
+      const scalar_t* go = gy + n * gy_strides[0] + c * gy_strides[1];
+      const int64_t xs = gy_strides[3];
       for (int64_t oy = 0; oy < g.Ho; ++oy) {
-        const scalar_t* grow = go + oy * g.Wo;
+        const scalar_t* grow = go + oy * gy_strides[2];
         acc_t* dst = cols.data() + oy * g.kw * g.W;
         for (int64_t r = 0; r < s; ++r) {
           acc_t* ph = split.data() + r * (qn + 2) + 1;
-          for (int64_t q = 0; s * q + r < g.Wo; ++q) ph[q] = static_cast<acc_t>(grow[s * q + r]);
+          for (int64_t q = 0; s * q + r < g.Wo; ++q) ph[q] = static_cast<acc_t>(grow[(s * q + r) * xs]);
         }
         for (int64_t aw = 0; aw < g.kw; ++aw) {
           const auto& run = phases[aw];
@@ -224,7 +239,7 @@ void taps_backward(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry&
             const int64_t r = aw * g.W + j;
             acc_t v = 0;
             for (int64_t q = tw.adjoint.ptr[r]; q < tw.adjoint.ptr[r + 1]; ++q)
-              v += tw.adjoint.weight[q] * static_cast<acc_t>(grow[tw.adjoint.index[q]]);
+              v += tw.adjoint.weight[q] * static_cast<acc_t>(grow[tw.adjoint.index[q] * xs]);
             dst[r] = v;
           };
           for (int64_t j = 0; j < std::min(run.first, g.W); ++j) scalar_column(j);
@@ -294,7 +309,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
   const int64_t cap = span + band;
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> window(kk * cb * cap * g.W);
-    std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.Wo);
+    std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
       const scalar_t* a = wpack + o0 * kk * cin;  // (kk cbk) x cin, rows (tap, channel)
@@ -332,7 +347,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
 }  // namespace
 
 Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
-                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
+                           IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name, bool channels_last) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
   TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
@@ -343,7 +358,8 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
     TORCH_CHECK(bias->scalar_type() == taps.scalar_type(), "upsample_taps2d: bias dtype ", bias->scalar_type(),
                 " differs from the taps' ", taps.scalar_type());
   }
-  Tensor out = empty_output({g.N, g.C, g.Ho, g.Wo}, taps.options());
+  Tensor out = empty_output({g.N, g.C, g.Ho, g.Wo}, taps.options(),
+                            channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   if (out.numel() == 0) return out;
   const Tensor m = taps.contiguous();
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
@@ -352,7 +368,7 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
     const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
     const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
     taps_forward<scalar_t>(m.const_data_ptr<scalar_t>(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
-                           out.mutable_data_ptr<scalar_t>(), g, th, tw);
+                           out.mutable_data_ptr<scalar_t>(), channels_last, g, th, tw);
   });
   return out;
 }
@@ -371,12 +387,14 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
               grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
   Tensor out = empty_output({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
   if (out.numel() == 0) return out;
-  const Tensor go = grad_output.contiguous();
+  // Read through its strides (a channels_last gradient needs no copy); a stride-0 (expanded) one
+  // too, as long as its sizes match.
+  const Tensor& go = grad_output;
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
     const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
-    taps_backward<scalar_t>(go.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, th, tw);
+    taps_backward<scalar_t>(go.const_data_ptr<scalar_t>(), go.strides(), out.mutable_data_ptr<scalar_t>(), g, th, tw);
   });
   return out;
 }

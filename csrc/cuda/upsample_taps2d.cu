@@ -55,11 +55,18 @@ std::pair<DeviceRows<acc_t>, DeviceRows<acc_t>> upload(const TapRows<acc_t>& h, 
 
 template <typename scalar_t, typename acc_t>
 __global__ void taps_forward_kernel(const scalar_t* __restrict__ m, const scalar_t* __restrict__ bias,
-                                    scalar_t* __restrict__ y, UpsampleTapsGeometry g, DeviceRows<acc_t> th,
-                                    DeviceRows<acc_t> tw, int64_t total) {
+                                    scalar_t* __restrict__ y, bool channels_last, UpsampleTapsGeometry g,
+                                    DeviceRows<acc_t> th, DeviceRows<acc_t> tw, int64_t total) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
        e += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t ox = e % g.Wo, oy = (e / g.Wo) % g.Ho, c = (e / (g.Wo * g.Ho)) % g.C, n = e / (g.Wo * g.Ho * g.C);
+    // e enumerates y in memory order: (n, c, oy, ox), or (n, oy, ox, c) for channels_last.
+    int64_t ox, oy, c;
+    if (channels_last) {
+      c = e % g.C, ox = (e / g.C) % g.Wo, oy = (e / (g.C * g.Wo)) % g.Ho;
+    } else {
+      ox = e % g.Wo, oy = (e / g.Wo) % g.Ho, c = (e / (g.Wo * g.Ho)) % g.C;
+    }
+    const int64_t n = e / (g.Wo * g.Ho * g.C);
     acc_t s = bias ? static_cast<acc_t>(bias[c]) : acc_t(0);
     for (int64_t qh = th.ptr[oy]; qh < th.ptr[oy + 1]; ++qh) {
       acc_t row = 0;
@@ -75,7 +82,7 @@ __global__ void taps_forward_kernel(const scalar_t* __restrict__ m, const scalar
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* __restrict__ gm,
+__global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, Strides4 gs, scalar_t* __restrict__ gm,
                                      UpsampleTapsGeometry g, DeviceRows<acc_t> th, DeviceRows<acc_t> tw,
                                      int64_t total) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
@@ -84,12 +91,11 @@ __global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* 
     const int64_t j = e % g.W, i = (e / g.W) % g.H, c = (e / (g.W * g.H)) % g.C;
     const int64_t a = (e / (g.W * g.H * g.C)) % (g.kh * g.kw), n = e / (g.W * g.H * g.C * g.kh * g.kw);
     const int64_t rh = (a / g.kw) * g.H + i, rw = (a % g.kw) * g.W + j;
-    const scalar_t* plane = gy + (n * g.C + c) * g.Ho * g.Wo;
     acc_t s = 0;
     for (int64_t qh = th.ptr[rh]; qh < th.ptr[rh + 1]; ++qh) {
       acc_t row = 0;
-      const scalar_t* grow = plane + th.index[qh] * g.Wo;
-      for (int64_t qw = tw.ptr[rw]; qw < tw.ptr[rw + 1]; ++qw) row += tw.weight[qw] * static_cast<acc_t>(grow[tw.index[qw]]);
+      for (int64_t qw = tw.ptr[rw]; qw < tw.ptr[rw + 1]; ++qw)
+        row += tw.weight[qw] * static_cast<acc_t>(gy[gs.offset(n, c, th.index[qh], tw.index[qw])]);
       s += th.weight[qh] * row;
     }
     gm[e] = static_cast<scalar_t>(s);
@@ -97,7 +103,7 @@ __global__ void taps_backward_kernel(const scalar_t* __restrict__ gy, scalar_t* 
 }
 
 Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
-                            IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
+                            IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name, bool channels_last) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
   TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
@@ -106,7 +112,9 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C && bias->scalar_type() == taps.scalar_type(),
                 "upsample_taps2d: bias must be a (", g.C, ") tensor of the taps' dtype, got ", bias->sizes());
   const c10::cuda::CUDAGuard device_guard(taps.device());
-  Tensor out = at::empty({g.N, g.C, g.Ho, g.Wo}, taps.options());
+  Tensor out = at::empty({g.N, g.C, g.Ho, g.Wo}, taps.options().memory_format(
+                                                     channels_last ? at::MemoryFormat::ChannelsLast
+                                                                   : at::MemoryFormat::Contiguous));
   if (out.numel() == 0) return out;
   const Tensor m = taps.contiguous();
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
@@ -118,7 +126,7 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
     const auto rows = upload<acc_t>(th.forward, tw.forward, m, keep);
     taps_forward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         m.const_data_ptr<scalar_t>(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
-        out.mutable_data_ptr<scalar_t>(), g, rows.first, rows.second, out.numel());
+        out.mutable_data_ptr<scalar_t>(), channels_last, g, rows.first, rows.second, out.numel());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -137,7 +145,7 @@ Tensor upsample_taps2d_backward_cuda(const Tensor& grad_output, IntArrayRef kern
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
   Tensor out = at::empty({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
   if (out.numel() == 0) return out;
-  const Tensor go = grad_output.contiguous();
+  const Tensor& go = grad_output;  // read through its strides
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
@@ -145,7 +153,8 @@ Tensor upsample_taps2d_backward_cuda(const Tensor& grad_output, IntArrayRef kern
     std::vector<Tensor> keep;
     const auto rows = upload<acc_t>(th.adjoint, tw.adjoint, go, keep);
     taps_backward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        go.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, rows.first, rows.second, out.numel());
+        go.const_data_ptr<scalar_t>(), strides_of(go), out.mutable_data_ptr<scalar_t>(), g, rows.first, rows.second,
+        out.numel());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
