@@ -63,8 +63,12 @@ def _taps_fake(taps, bias, kernel_size, scale, padding, mode, channels_last=Fals
 @torch.library.register_fake("tconv::upsample_taps2d_backward")
 def _taps_backward_fake(grad_output, kernel_size, scale, padding, mode, input_hw):
     torch._check(grad_output.dim() == 4, lambda: f"expected a 4-D grad_output, got {grad_output.dim()}-D")
-    return grad_output.new_empty((grad_output.shape[0], kernel_size[0] * kernel_size[1], grad_output.shape[1],
-                                  *input_hw))
+    n, c, kk = grad_output.shape[0], grad_output.shape[1], kernel_size[0] * kernel_size[1]
+    if grad_output.device.type == "cpu" and grad_output.is_contiguous(memory_format=torch.channels_last) \
+            and not grad_output.is_contiguous():
+        # pixel-major taps, as the CPU kernel returns them for a channels_last gradient
+        return grad_output.new_empty((n, *input_hw, kk, c)).permute(0, 3, 4, 1, 2)
+    return grad_output.new_empty((n, kk, c, *input_hw))
 
 
 def _taps_vmap(info, in_dims, taps, bias, kernel_size, scale, padding, mode, channels_last=False):

@@ -427,7 +427,8 @@ def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
         out = torch.ops.tconv._upsample_conv2d_mixed(x, weight, bias, list(factors), [pt, pb, pl, pr], mode)
         return out.squeeze(0) if unbatched else out
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    x = x.contiguous()  # the taps in planes, as tconv::upsample_taps2d reads them
+    if not channels_last:
+        x = x.contiguous()  # the taps in planes; a channels_last input gives pixel-major taps
     # Every tap's W_a x at once: a 1x1 transposed convolution (tconv's deterministic GEMM blocks,
     # with its derivatives in every autograd mode) with output channels (group, tap, channel).
     w_taps = weight.reshape(groups, cout_g, cin_g, kk).permute(0, 2, 3, 1).reshape(cin, kk * cout_g, 1, 1)

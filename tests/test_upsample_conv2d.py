@@ -218,6 +218,26 @@ def test_mixed_gradients_match_the_pair_float32():
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_mixed_channels_last_gradients_match_the_pair(mode):
+    """A channels_last input runs the composite in pixel-major taps end to end."""
+    x, w, b = _data(2, 6, 5, (7, 6), 3, 1, torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last)
+    gout = torch.randn(2, 5, 14, 12, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    got = tconv.upsample_conv2d(*leaves, mode=mode, padding=1)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    grads = torch.autograd.grad(got, leaves, gout)
+    ref = [t.clone().requires_grad_() for t in (x, w, b)]
+    want = pair_reference(*ref, 2, 1, mode=mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, c in zip(grads, torch.autograd.grad(want, ref, gout)):
+        torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-12)
+    small = (x[:1, :2, :4, :3].contiguous(memory_format=torch.channels_last), w[:2, :2].clone(), b[:2].clone())
+    full_gradcheck(lambda x, w, b: tconv.upsample_conv2d(x, w, b, mode=mode, padding=1),
+                   tuple(t.requires_grad_() for t in small))
+
+
 def _taps_args(mode="bilinear"):
     g = torch.Generator().manual_seed(3)
     taps = torch.randn(2, 6, 3, 4, 5, generator=g, dtype=torch.float64)
@@ -249,7 +269,17 @@ def test_upsample_taps2d_channels_last_output_and_strided_gradients():
     want = back(g, kernel, scale, pad, mode, [4, 5])
     wide = torch.randn(*planar.shape[:3], planar.shape[3] * 2, dtype=torch.float64)
     wide[..., ::2] = g
-    assert torch.equal(back(g.contiguous(memory_format=torch.channels_last), kernel, scale, pad, mode, [4, 5]), want)
+    # a channels_last gradient: pixel-major taps (N, H, W, kh kw, C) seen as (N, kh kw, C, H, W)
+    pixel = back(g.contiguous(memory_format=torch.channels_last), kernel, scale, pad, mode, [4, 5])
+    assert pixel.permute(0, 3, 4, 1, 2).is_contiguous() and pixel.shape == want.shape
+    torch.testing.assert_close(pixel, want, rtol=1e-14, atol=1e-14)
+    torch.library.opcheck(back, (g.contiguous(memory_format=torch.channels_last).requires_grad_(), kernel, scale,
+                                 pad, mode, [4, 5]))
+    # pixel-major taps and a channels_last output: the same values
+    last_px = op(pixel.detach(), bias.detach(), kernel, [1, 1], [1, 1, 1, 1], "bilinear", True)
+    planar_px = op(pixel.detach().contiguous(), bias.detach(), kernel, [1, 1], [1, 1, 1, 1], "bilinear")
+    assert last_px.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last_px, planar_px, rtol=1e-14, atol=1e-14)
     assert torch.equal(back(wide[..., ::2], kernel, scale, pad, mode, [4, 5]), want)
     expanded = g[:1].expand(2, *g.shape[1:])
     assert torch.equal(back(expanded, kernel, scale, pad, mode, [4, 5]),

@@ -277,6 +277,44 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
   });
 }
 
+// One output row of a block of cb channels, channels innermost (channels_last taps and output):
+// tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive columns
+// are j_stride apart, channels contiguous. The same two passes as output_row, each vectorised
+// over the block's channels: rows[(aw W + j) cb + c] first, then every output pixel's cb values.
+template <typename scalar_t, typename TapPx>
+inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, int64_t cb,
+                                     const TapAxis<at::opmath_type<scalar_t>>& th,
+                                     const TapAxis<at::opmath_type<scalar_t>>& tw, const std::vector<int64_t>& col_off,
+                                     const scalar_t* bias, const TapPx& tap_px, int64_t j_stride,
+                                     at::opmath_type<scalar_t>* rows, scalar_t* out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::fill(rows, rows + g.kw * g.W * cb, acc_t(0));
+  for (int64_t q = th.forward.ptr[oy]; q < th.forward.ptr[oy + 1]; ++q) {
+    const int64_t ah = th.forward.tap[q], i = th.forward.index[q];
+    const acc_t lambda = th.forward.weight[q];
+    for (int64_t aw = 0; aw < g.kw; ++aw) {
+      const scalar_t* src = tap_px(ah * g.kw + aw, i);
+      acc_t* dst = rows + aw * g.W * cb;
+      for (int64_t j = 0; j < g.W; ++j, src += j_stride, dst += cb)
+        for (int64_t c = 0; c < cb; ++c) dst[c] += lambda * static_cast<acc_t>(src[c]);
+    }
+  }
+  for (int64_t ox = 0; ox < g.Wo; ++ox) {
+    scalar_t* o = out + ox * g.C;
+    acc_t acc[64];
+    for (int64_t c0 = 0; c0 < cb; c0 += 64) {
+      const int64_t n = std::min<int64_t>(64, cb - c0);
+      for (int64_t c = 0; c < n; ++c) acc[c] = bias ? static_cast<acc_t>(bias[c0 + c]) : acc_t(0);
+      for (int64_t e = tw.forward.ptr[ox]; e < tw.forward.ptr[ox + 1]; ++e) {
+        const acc_t w = tw.forward.weight[e];
+        const acc_t* src = rows + col_off[e] * cb + c0;
+        for (int64_t c = 0; c < n; ++c) acc[c] += w * src[c];
+      }
+      for (int64_t c = 0; c < n; ++c) o[c0 + c] = static_cast<scalar_t>(acc[c]);
+    }
+  }
+}
+
 // The whole resize-convolution without its taps tensor (tconv::_upsample_conv2d_mixed, inference):
 // per task (image n, block of output channels), output rows in order, the taps W_a x of the input
 // rows they read are computed into a sliding window of rows (one GEMM per band of >= 256 input
@@ -307,6 +345,39 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
   }
   const int64_t band = std::min(g.H, std::max<int64_t>(1, (256 + g.W - 1) / g.W));
   const int64_t cap = span + band;
+  if (x_channels_last && y_channels_last) {
+    // Pixel-major: the window holds, per input pixel, its kh kw cb taps (tap-major, channels
+    // innermost): one GEMM X (pixels x Cin, channels_last rows) @ W^T, dense, and the stencil
+    // vectorised over the block's channels with contiguous stores.
+    at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> window(kk * cb * cap * g.W);
+      std::vector<scalar_t> rows(g.kw * g.W * cb);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
+        const scalar_t* a = wpack + o0 * kk * cin;  // (kk cbk) x cin: the GEMM's B, transposed
+        const scalar_t* xn = x + n * cin * plane;
+        scalar_t* buf = window.data();
+        int64_t blo = 0, bhi = 0;
+        for (int64_t oy = 0; oy < g.Ho; ++oy) {
+          if (hi[oy] > bhi) {
+            if (lo[oy] >= bhi) blo = bhi = lo[oy];
+            const int64_t new_hi = std::min(g.H, std::max(hi[oy], bhi + band));
+            if (new_hi - blo > cap) {
+              std::memmove(buf, buf + (lo[oy] - blo) * g.W * m, (bhi - lo[oy]) * g.W * m * sizeof(scalar_t));
+              blo = lo[oy];
+            }
+            gemm<scalar_t>((new_hi - bhi) * g.W, m, cin, MatRef<scalar_t>{xn + bhi * g.W * cin, cin, false},
+                           MatRef<scalar_t>{a, cin, true}, buf + (bhi - blo) * g.W * m, m, false);
+            bhi = new_hi;
+          }
+          const auto tap_px = [&](int64_t tap, int64_t i) { return buf + (i - blo) * g.W * m + tap * cbk; };
+          output_row_channels_last<scalar_t>(oy, g, cbk, th, tw, col_off, bias ? bias + o0 : nullptr, tap_px, m,
+                                             rows.data(), y + ((n * g.Ho + oy) * g.Wo) * g.C + o0);
+        }
+      }
+    });
+    return;
+  }
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<scalar_t> window(kk * cb * cap * g.W);
     std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
@@ -344,6 +415,81 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
   });
 }
 
+// Pixel-major taps (N, H, W, kh kw, C) and a channels_last output: one task per output row,
+// every channel at once (output_row_channels_last). The composite's layout for a channels_last
+// input: the 1x1 transposed convolution's channels_last output is exactly this.
+template <typename scalar_t>
+void taps_forward_pixel_major(const scalar_t* m, const scalar_t* bias, scalar_t* y, const UpsampleTapsGeometry& g,
+                              const TapAxis<at::opmath_type<scalar_t>>& th,
+                              const TapAxis<at::opmath_type<scalar_t>>& tw) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t kk = g.kh * g.kw, px = kk * g.C;  // values per input pixel
+  const std::vector<int64_t> col_off = column_offsets(g, tw);
+  const int64_t work = (g.kw * g.W * 4 + g.Wo * 2 * g.kw) * g.C;  // per output row
+  parallel_for_work(0, g.N * g.Ho, work * g.N * g.Ho, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> rows(g.kw * g.W * g.C);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / g.Ho, oy = r % g.Ho;
+      const scalar_t* mn = m + n * g.H * g.W * px;
+      const auto tap_px = [&](int64_t a, int64_t i) { return mn + i * g.W * px + a * g.C; };
+      output_row_channels_last<scalar_t>(oy, g, g.C, th, tw, col_off, bias, tap_px, px, rows.data(),
+                                         y + r * g.Wo * g.C);
+    }
+  });
+}
+
+// The adjoint for a channels_last gradient, into pixel-major taps (N, H, W, kh kw, C): per input
+// row i and row tap ah, the output rows reading it summed (in increasing order) over whole
+// channels_last rows, then each (column tap, input column) gathers its output columns; every
+// step vectorised over the channels.
+template <typename scalar_t>
+void taps_backward_pixel_major(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry& g,
+                               const TapAxis<at::opmath_type<scalar_t>>& th,
+                               const TapAxis<at::opmath_type<scalar_t>>& tw) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t kk = g.kh * g.kw, px = kk * g.C, row_len = g.Wo * g.C;
+  const int64_t work = (g.kh * row_len * 2 + g.W * kk * g.C * 4);  // per input row
+  parallel_for_work(0, g.N * g.H, work * g.N * g.H, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> hrow(row_len), acc(g.C);
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t n = r / g.H, i = r % g.H;
+      scalar_t* out = gm + r * g.W * px;  // (W, kk, C) of input row i
+      for (int64_t ah = 0; ah < g.kh; ++ah) {
+        const int64_t hr = ah * g.H + i;
+        std::fill(hrow.begin(), hrow.end(), acc_t(0));
+        for (int64_t q = th.adjoint.ptr[hr]; q < th.adjoint.ptr[hr + 1]; ++q) {
+          const acc_t lambda = th.adjoint.weight[q];
+          const scalar_t* src = gy + (n * g.Ho + th.adjoint.index[q]) * row_len;
+          for (int64_t e = 0; e < row_len; ++e) hrow[e] += lambda * static_cast<acc_t>(src[e]);
+        }
+        for (int64_t aw = 0; aw < g.kw; ++aw) {
+          for (int64_t j = 0; j < g.W; ++j) {
+            const int64_t wr = aw * g.W + j;
+            std::fill(acc.begin(), acc.end(), acc_t(0));
+            for (int64_t q = tw.adjoint.ptr[wr]; q < tw.adjoint.ptr[wr + 1]; ++q) {
+              const acc_t mu = tw.adjoint.weight[q];
+              const acc_t* src = hrow.data() + tw.adjoint.index[q] * g.C;
+              for (int64_t c = 0; c < g.C; ++c) acc[c] += mu * src[c];
+            }
+            scalar_t* dst = out + j * px + (ah * g.kw + aw) * g.C;
+            for (int64_t c = 0; c < g.C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+          }
+        }
+      }
+    }
+  });
+}
+
+// Whether a 5-D taps tensor (N, kk, C, H, W) is pixel-major: a (N, H, W, kk, C) contiguous tensor
+// seen through permute(0, 3, 4, 1, 2).
+bool pixel_major(const Tensor& t) {
+  const auto z = t.sizes();
+  const int64_t want[5] = {z[3] * z[4] * z[1] * z[2], z[2], 1, z[4] * z[1] * z[2], z[1] * z[2]};
+  for (int d = 0; d < 5; ++d)
+    if (z[d] > 1 && t.stride(d) != want[d]) return false;  // a dimension of size 1 has any stride
+  return true;
+}
+
 }  // namespace
 
 Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias, IntArrayRef kernel_size,
@@ -361,12 +507,19 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
   Tensor out = empty_output({g.N, g.C, g.Ho, g.Wo}, taps.options(),
                             channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   if (out.numel() == 0) return out;
-  const Tensor m = taps.contiguous();
+  const bool pixels = channels_last && pixel_major(taps);
+  const Tensor m = pixels ? taps : taps.contiguous();
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
   TCONV_DISPATCH_FLOATING_TYPES(m.scalar_type(), "upsample_taps2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
     const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    if (pixels) {
+      taps_forward_pixel_major<scalar_t>(m.const_data_ptr<scalar_t>(),
+                                         has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
+                                         out.mutable_data_ptr<scalar_t>(), g, th, tw);
+      return;
+    }
     taps_forward<scalar_t>(m.const_data_ptr<scalar_t>(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
                            out.mutable_data_ptr<scalar_t>(), channels_last, g, th, tw);
   });
@@ -385,6 +538,22 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
       {N, kernel_size[0] * kernel_size[1], C, input_hw[0], input_hw[1]}, kernel_size, scale, padding);
   TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
               grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
+  // A channels_last gradient gives pixel-major taps (what the composite's channels_last 1x1
+  // convolution made); any other, planar ones.
+  const bool pixels = grad_output.is_contiguous(at::MemoryFormat::ChannelsLast) && !grad_output.is_contiguous();
+  if (pixels) {
+    Tensor out = empty_output({g.N, g.H, g.W, g.kh * g.kw, g.C}, grad_output.options());
+    if (out.numel() != 0) {
+      TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "upsample_taps2d_backward_cpu", [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
+        const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+        taps_backward_pixel_major<scalar_t>(grad_output.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                                            g, th, tw);
+      });
+    }
+    return out.permute({0, 3, 4, 1, 2});
+  }
   Tensor out = empty_output({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
   if (out.numel() == 0) return out;
   // Read through its strides (a channels_last gradient needs no copy); a stride-0 (expanded) one
