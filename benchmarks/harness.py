@@ -60,10 +60,15 @@ def _max_rel_err(a, b):
     return (a.double() - b.double()).abs().max().item() / scale
 
 
-def time_interleaved(fns, min_time=0.4, max_reps=200, min_reps=5):
-    """Median seconds of each of fns, called in turn, call by call, after one warm-up each."""
-    for fn in fns:
-        fn()
+def time_interleaved(fns, min_time=0.4, max_reps=200, min_reps=5, warmups=3):
+    """Median seconds of each of fns, called in turn, call by call, after `warmups` calls each.
+    Three, not one: glibc raises its mmap threshold as large blocks are freed, so a function that
+    allocates several large temporaries page-faults on its first few calls and runs from reused
+    heap memory after (an upsample_conv2d forward+backward: 100-127 ms for its first calls, 37 ms
+    from the sixth; benchmarks/NOTES.md, session 11)."""
+    for _ in range(warmups):
+        for fn in fns:
+            fn()
     times = [[] for _ in fns]
     start = time.perf_counter()
     while len(times[0]) < max_reps and (len(times[0]) < min_reps
