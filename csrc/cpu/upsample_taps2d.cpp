@@ -315,6 +315,32 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
   }
 }
 
+// A thread's scratch memory, kept between calls (as oneDNN keeps its scratchpad): the inference
+// kernel's window of tap rows (~0.5 MiB per thread at 32 channels of 64 columns) and its packed
+// weight, so a call allocates and page-faults none of it after the first. Requests over 16 MiB
+// are not kept.
+template <typename T>
+class Scratch {
+ public:
+  Scratch(int slot, size_t count) {
+    thread_local std::vector<unsigned char> kept[2];
+    const size_t bytes = count * sizeof(T);
+    if (bytes > (size_t(16) << 20)) {
+      own_.resize(bytes);
+      data_ = reinterpret_cast<T*>(own_.data());
+      return;
+    }
+    auto& b = kept[slot];
+    if (b.size() < bytes) b.resize(bytes);
+    data_ = reinterpret_cast<T*>(b.data());
+  }
+  T* data() const { return data_; }
+
+ private:
+  std::vector<unsigned char> own_;
+  T* data_ = nullptr;
+};
+
 // The whole resize-convolution without its taps tensor (tconv::_upsample_conv2d_mixed, inference):
 // per task (image n, block of output channels), output rows in order, the taps W_a x of the input
 // rows they read are computed into a sliding window of rows (one GEMM per band of >= 256 input
@@ -350,7 +376,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
     // innermost): one GEMM X (pixels x Cin, channels_last rows) @ W^T, dense, and the stencil
     // vectorised over the block's channels with contiguous stores.
     at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> window(kk * cb * cap * g.W);
+      Scratch<scalar_t> window(0, kk * cb * cap * g.W);
       std::vector<scalar_t> rows(g.kw * g.W * cb);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -379,7 +405,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
     return;
   }
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> window(kk * cb * cap * g.W);
+    Scratch<scalar_t> window(0, kk * cb * cap * g.W);
     std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -597,14 +623,18 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
     const auto th = upsample_tap_axis<scalar_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
     const auto tw = upsample_tap_axis<scalar_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
     // Per block of channels, its rows (tap, channel) of Cin weights each: W_a stacked. One copy.
-    const Tensor w3 = weight.reshape({cout, cin, kh * kw});
-    Tensor packed = at::empty({cout * kh * kw * cin}, weight.options());
+    const Tensor wc = weight.contiguous();
+    const scalar_t* w = wc.const_data_ptr<scalar_t>();
+    const int64_t kk = kh * kw;
+    Scratch<scalar_t> packed(1, cout * kk * cin);
     for (int64_t o0 = 0; o0 < cout; o0 += cb) {
       const int64_t cbk = std::min(cb, cout - o0);
-      packed.narrow(0, o0 * kh * kw * cin, cbk * kh * kw * cin).view({kh * kw, cbk, cin})
-          .copy_(w3.narrow(0, o0, cbk).permute({2, 0, 1}));
+      scalar_t* dst = packed.data() + o0 * kk * cin;
+      for (int64_t a = 0; a < kk; ++a)
+        for (int64_t ol = 0; ol < cbk; ++ol)
+          for (int64_t c = 0; c < cin; ++c) dst[(a * cbk + ol) * cin + c] = w[((o0 + ol) * cin + c) * kk + a];
     }
-    mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), channels_last, packed.const_data_ptr<scalar_t>(),
+    mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), channels_last, packed.data(),
                             has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
                             channels_last, g, cin, cb, th, tw);
   });
