@@ -26,12 +26,6 @@ def _conv_transpose_reason(m):
     return None
 
 
-def _zeros_padding_reason(m):
-    if m.padding_mode != "zeros":
-        return f"padding_mode={m.padding_mode!r}: tconv's {type(m).__name__} takes only 'zeros'"
-    return None
-
-
 def _upsample_reason(m):
     if m.mode not in F._INTERPOLATE_MODES:
         return f"mode={m.mode!r} is not one of tconv's ({', '.join(F._INTERPOLATE_MODES)})"
@@ -41,9 +35,9 @@ def _upsample_reason(m):
 # torch.nn class -> (tconv class, check(layer) -> None, or why the layer stays PyTorch's).
 # Exact types only: a user subclass may have its own forward. Adding a class is one line.
 REPLACEMENTS = {
-    nn.ConvTranspose1d: (modules.ConvTranspose1d, _zeros_padding_reason),
+    nn.ConvTranspose1d: (modules.ConvTranspose1d, _conv_transpose_reason),
     nn.ConvTranspose2d: (modules.ConvTranspose2d, _conv_transpose_reason),
-    nn.ConvTranspose3d: (modules.ConvTranspose3d, _zeros_padding_reason),
+    nn.ConvTranspose3d: (modules.ConvTranspose3d, _conv_transpose_reason),
     nn.Upsample: (modules.Upsample, _upsample_reason),
     nn.UpsamplingBilinear2d: (modules.UpsamplingBilinear2d, _upsample_reason),
 }
@@ -125,12 +119,12 @@ def _fuse(model, report):
 
 def convert(module, inplace=False, fuse=False, report=False):
     """``module`` with its torch.nn layers replaced by tconv's: ``nn.ConvTranspose1d/2d/3d`` ->
-    ``tconv.ConvTranspose1d/2d/3d`` (1-D and 3-D with padding_mode 'zeros'), ``nn.Upsample`` with
+    ``tconv.ConvTranspose1d/2d/3d``, ``nn.Upsample`` with
     mode 'bilinear', 'bicubic', 'linear' or 'trilinear' -> ``tconv.Upsample``, ``nn.UpsamplingBilinear2d`` -> ``tconv.UpsamplingBilinear2d`` (the table
     ``tconv.conversion.REPLACEMENTS``; exact classes only). Every other layer is left alone. Layers of
     those kinds that tconv does not run (``nn.Upsample`` with mode 'nearest', a ConvTranspose2d
     with an unknown padding_mode, a user subclass) stay PyTorch's and are listed in the report. A
-    ConvTranspose2d whose padding_mode was set to 'reflect', 'replicate' or 'circular' after
+    ConvTranspose1d/2d/3d whose padding_mode was set to 'reflect', 'replicate' or 'circular' after
     construction (PyTorch's forward raises) is converted: tconv computes those modes.
 
     Each replaced layer keeps its parameters (the same Parameter objects when ``inplace``, the

@@ -159,21 +159,67 @@ def _full_costs_no_more(hout, wout, ph, pw, sh, sw):
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1):
+                     dilation=1, padding_mode="zeros"):
     """Drop-in for ``torch.nn.functional.conv_transpose1d`` (batched 3-D or unbatched 2-D input):
-    tconv's 2-D kernels on (N, C, 1, L) (csrc/conv_transpose_nd.cpp)."""
+    tconv's 2-D kernels on (N, C, 1, L) (csrc/conv_transpose_nd.cpp). ``padding_mode`` 'reflect',
+    'replicate' or 'circular' as in :func:`conv_transpose2d`: the adjoint of the padded conv1d,
+    computed as the 2-D one on (N, C, 1, L)."""
+    if padding_mode != "zeros":
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+        if input.dim() not in (2, 3) or weight.dim() != 3:
+            return conv_transpose1d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+        one = lambda v, name: [1 if name != "padding" and name != "output_padding" else 0] + ntuple(v, 1, name)
+        out = _conv_transpose2d_padded(input.unsqueeze(-2), weight.unsqueeze(-2), bias, one(stride, "stride"),
+                                       one(padding, "padding"), one(output_padding, "output_padding"), groups,
+                                       one(dilation, "dilation"), padding_mode)
+        return out.squeeze(-2)
     return _conv_transpose_nd("conv_transpose1d", 1, torch.ops.tconv.conv_transpose1d, input, weight,
                               bias, stride, padding, output_padding, groups, dilation)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1):
+                     dilation=1, padding_mode="zeros"):
     """Drop-in for ``torch.nn.functional.conv_transpose3d`` (batched 5-D or unbatched 4-D input,
     contiguous or channels_last_3d): one 2-D transposed convolution of the depth slices with the
     depth taps as extra output channels, then a fixed-order sum along depth
-    (csrc/conv_transpose_nd.cpp)."""
+    (csrc/conv_transpose_nd.cpp). ``padding_mode`` 'reflect', 'replicate' or 'circular' as in
+    :func:`conv_transpose2d`: the adjoint of the padded conv3d, the transposed convolution with
+    padding 0 folded per axis by tconv::pad_fold2d (F.pad's 3-D padding is its three 1-D paddings
+    in turn, so its adjoint is their three folds)."""
+    if padding_mode != "zeros":
+        return _conv_transpose3d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                        padding_mode)
     return _conv_transpose_nd("conv_transpose3d", 3, torch.ops.tconv.conv_transpose3d, input, weight,
                               bias, stride, padding, output_padding, groups, dilation)
+
+
+def _conv_transpose3d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation, padding_mode):
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+    args = (stride, padding, output_padding, groups, dilation)
+    if input.dim() == 4 and weight.dim() == 5:
+        return _conv_transpose3d_padded(input.unsqueeze(0), weight, bias, *args, padding_mode).squeeze(0)
+    if input.dim() != 5 or weight.dim() != 5:
+        return conv_transpose3d(input, weight, bias, *args)  # the zeros op's error
+    p = ntuple(padding, 3, "padding")
+    s, op, d = ntuple(stride, 3, "stride"), ntuple(output_padding, 3, "output_padding"), ntuple(dilation, 3, "dilation")
+    out_size = [(n - 1) * s[i] - 2 * p[i] + d[i] * (weight.shape[2 + i] - 1) + op[i] + 1
+                for i, n in enumerate(input.shape[2:])]
+    if all(v == 0 for v in p) or min(p) < 0 or min(out_size) <= 0:
+        return conv_transpose3d(input, weight, bias, *args)  # the zeros result, or its error
+    # F.pad's own checks (and error) for this padding of an output of this size.
+    torch.nn.functional.pad(torch.empty(1, 1, *out_size, device="meta"), (p[2], p[2], p[1], p[1], p[0], p[0]),
+                            mode=padding_mode)
+    full = conv_transpose3d(input, weight, None, s, 0, op, groups, d)
+    n, c, dp, hp, wp = full.shape
+    fold = torch.ops.tconv.pad_fold2d
+    out = fold(full.reshape(n, c * dp, hp, wp), [p[2], p[2], p[1], p[1]], padding_mode)  # H and W
+    out = fold(out.reshape(n, c, dp, out_size[1] * out_size[2]), [0, 0, p[0], p[0]], padding_mode)  # D
+    out = out.reshape(n, c, *out_size)
+    if input.is_contiguous(memory_format=torch.channels_last_3d) and not input.is_contiguous():
+        out = out.contiguous(memory_format=torch.channels_last_3d)  # the zeros op's layout
+    return out if bias is None else out + bias.view(-1, 1, 1, 1)
 
 
 _INTERPOLATE_MODES = ("bilinear", "bicubic", "linear", "trilinear")

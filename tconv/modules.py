@@ -28,18 +28,31 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
 
 def _conv_transpose_nd_forward(module, input, output_size, dims, conv_transpose):
-    """forward of ConvTranspose1d/3d: PyTorch's padding-mode check and output_size rule."""
-    if module.padding_mode != "zeros":
-        raise ValueError(f'Only "zeros" padding mode is supported for ConvTranspose{dims}d')
+    """forward of ConvTranspose1d/3d: PyTorch's output_size rule, and tconv's padding modes."""
     output_padding = module._output_padding(input, output_size, module.stride, module.padding,
                                             module.kernel_size, dims, module.dilation)
     return conv_transpose(input, module.weight, module.bias, module.stride, module.padding, output_padding,
-                          module.groups, module.dilation)
+                          module.groups, module.dilation, module.padding_mode)
+
+
+def _padding_mode_init(module, init, padding_mode, *args):
+    """PyTorch's ConvTranspose{1,3}d accept only padding_mode 'zeros': construct with it, then set
+    the mode tconv computes (state_dict unchanged)."""
+    if padding_mode not in F.PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {F.PADDING_MODES}, but got padding_mode='{padding_mode}'")
+    init(module, *args)
+    module.padding_mode = padding_mode
 
 
 class ConvTranspose1d(nn.ConvTranspose1d):
     """``torch.nn.ConvTranspose1d`` with tconv's kernels (``tconv.conv_transpose1d``): same
-    constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``."""
+    constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``.
+    ``padding_mode`` may also be 'reflect', 'replicate' or 'circular', as for ConvTranspose2d."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        _padding_mode_init(self, nn.ConvTranspose1d.__init__, padding_mode, in_channels, out_channels, kernel_size,
+                           stride, padding, output_padding, groups, bias, dilation, "zeros", device, dtype)
 
     def forward(self, input, output_size=None):
         return _conv_transpose_nd_forward(self, input, output_size, 1, F.conv_transpose1d)
@@ -47,7 +60,13 @@ class ConvTranspose1d(nn.ConvTranspose1d):
 
 class ConvTranspose3d(nn.ConvTranspose3d):
     """``torch.nn.ConvTranspose3d`` with tconv's kernels (``tconv.conv_transpose3d``): same
-    constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``."""
+    constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``.
+    ``padding_mode`` may also be 'reflect', 'replicate' or 'circular', as for ConvTranspose2d."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        _padding_mode_init(self, nn.ConvTranspose3d.__init__, padding_mode, in_channels, out_channels, kernel_size,
+                           stride, padding, output_padding, groups, bias, dilation, "zeros", device, dtype)
 
     def forward(self, input, output_size=None):
         return _conv_transpose_nd_forward(self, input, output_size, 3, F.conv_transpose3d)

@@ -586,8 +586,17 @@ ERROR_CASES = {
     "conv3d: module output_size unreachable": (
         lambda: tconv.ConvTranspose3d(4, 3, 3, stride=2)(_x(2, 4, 3, 3, 3), output_size=(20, 20, 20)),
         lambda: torch.nn.ConvTranspose3d(4, 3, 3, stride=2)(_x(2, 4, 3, 3, 3), output_size=(20, 20, 20))),
-    "conv3d: module padding_mode": (lambda: tconv.ConvTranspose3d(4, 3, 3, padding_mode="reflect"),
-                                    lambda: torch.nn.ConvTranspose3d(4, 3, 3, padding_mode="reflect")),
+    "conv3d: module padding_mode": (lambda: tconv.ConvTranspose3d(4, 3, 3, padding_mode="bogus"),
+                                    lambda: torch.nn.ConvTranspose3d(4, 3, 3, padding_mode="bogus")),
+    "conv1d: module padding_mode": (lambda: tconv.ConvTranspose1d(4, 3, 3, padding_mode="bogus"),
+                                    lambda: torch.nn.ConvTranspose1d(4, 3, 3, padding_mode="bogus")),
+    # the 1-D output (7 at padding 0) is 1 at padding 3: reflect needs padding < size (F.pad's error)
+    "conv1d: reflect padding too large": (
+        lambda: tconv.conv_transpose1d(_x(2, 4, 5), _w(4, 3, 3), padding=3, padding_mode="reflect"),
+        lambda: F.pad(torch.randn(1, 1, 1, 1), (3, 3, 0, 0), mode="reflect")),
+    "conv3d: reflect padding too large": (
+        lambda: tconv.conv_transpose3d(_x(2, 4, 3, 3, 3), _w(4, 3, 3, 3, 3), padding=2, padding_mode="reflect"),
+        lambda: F.pad(torch.randn(1, 1, 1, 1, 1), (2, 2, 2, 2, 2, 2), mode="reflect")),
     # interpolate(mode='linear' / 'trilinear')
     "linear: 4-D input": (lambda: tconv.interpolate(_x(), scale_factor=2, mode="linear"),
                           lambda: F.interpolate(_x(), scale_factor=2, mode="linear")),

@@ -342,3 +342,116 @@ def test_frame_form_compiles():
         want = layer(x)
         got = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
     torch.testing.assert_close(got, want)
+
+
+# ---- 1-D and 3-D: ConvTranspose1d / ConvTranspose3d ------------------------------------------------------
+
+def adjoint_reference_nd(x, w, b, stride, padding, output_padding, groups, dilation, mode):
+    """The input-gradient of convNd(F.pad(y, padding, mode), w, ...) at grad_output = x, plus the bias
+    (N = 1 or 3; batched input)."""
+    nd = x.dim() - 2
+    conv_t = F.conv_transpose1d if nd == 1 else F.conv_transpose3d
+    conv = F.conv1d if nd == 1 else F.conv3d
+    shape = conv_t(x, w, None, stride, padding, output_padding, groups, dilation).shape
+    y = torch.zeros(shape, dtype=x.dtype, requires_grad=True)
+    p = [padding] * nd if isinstance(padding, int) else list(padding)
+    pads = [v for q in reversed(p) for v in (q, q)]
+    z = conv(F.pad(y, pads, mode=mode), w, None, stride, 0, dilation, groups)
+    out, = torch.autograd.grad(z, y, x)
+    return out if b is None else out + b.view(-1, *([1] * nd))
+
+
+# (length, kernel, stride, padding, output_padding, groups, dilation)
+ARGS_1D = [(9, 3, 1, 1, 0, 1, 1), (8, 16, 8, 4, 0, 1, 1), (7, 4, 2, 1, 1, 2, 1), (6, 3, 2, 2, 0, 1, 2),
+           (5, 4, 2, 3, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS_1D, ids=[f"case{i}" for i in range(len(ARGS_1D))])
+def test_conv_transpose1d_adjoint_of_padded_conv1d(mode, args):
+    length, k, s, p, op, g, d = args
+    x = torch.randn(2, 4, length, dtype=torch.float64)
+    w = torch.randn(4, 6 // g, k, dtype=torch.float64)
+    b = torch.randn(6 // g * g, dtype=torch.float64)
+    try:
+        want = adjoint_reference_nd(x, w, b, s, p, op, g, d, mode)
+    except RuntimeError as e:  # F.pad refuses the padding: so must tconv, with the same error
+        with pytest.raises(RuntimeError, match="Padding size"):
+            tconv.conv_transpose1d(x, w, b, s, p, op, g, d, padding_mode=mode)
+        assert "Padding size" in str(e)
+        return
+    got = tconv.conv_transpose1d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    unbatched = tconv.conv_transpose1d(x[0], w, b, s, p, op, g, d, padding_mode=mode)
+    torch.testing.assert_close(unbatched, want[0], rtol=1e-12, atol=1e-12)
+
+
+# (D, H, W, kernel, stride, padding, output_padding, groups, dilation)
+ARGS_3D = [(3, 4, 5, 3, 1, 1, 0, 1, 1), (3, 3, 4, 4, 2, 1, 0, 1, 1), (2, 3, 3, 3, 2, (1, 0, 2), 1, 2, 1),
+           (3, 3, 3, 2, 1, (0, 1, 1), 0, 1, 2)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS_3D, ids=[f"case{i}" for i in range(len(ARGS_3D))])
+def test_conv_transpose3d_adjoint_of_padded_conv3d(mode, args):
+    dd, h, w_, k, s, p, op, g, d = args
+    x = torch.randn(2, 4, dd, h, w_, dtype=torch.float64)
+    w = torch.randn(4, 6 // g, k, k, k, dtype=torch.float64)
+    b = torch.randn(6 // g * g, dtype=torch.float64)
+    try:
+        want = adjoint_reference_nd(x, w, b, s, p, op, g, d, mode)
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="Padding size"):
+            tconv.conv_transpose3d(x, w, b, s, p, op, g, d, padding_mode=mode)
+        return
+    got = tconv.conv_transpose3d(x, w, b, s, p, op, g, d, padding_mode=mode)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    last = tconv.conv_transpose3d(x.contiguous(memory_format=torch.channels_last_3d), w, b, s, p, op, g, d,
+                                  padding_mode=mode)
+    assert last.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(last, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(tconv.conv_transpose3d(x[0], w, b, s, p, op, g, d, padding_mode=mode), want[0],
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nd_gradcheck_every_mode(mode):
+    x1 = torch.randn(1, 2, 3, dtype=torch.float64, requires_grad=True)
+    w1 = torch.randn(2, 1, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, dtype=torch.float64, requires_grad=True)
+    full_gradcheck(lambda x, w, b: tconv.conv_transpose1d(x, w, b, 2, 1, 1, padding_mode=mode), (x1, w1, b))
+    x3 = torch.randn(1, 2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    w3 = torch.randn(2, 1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    full_gradcheck(lambda x, w, b: tconv.conv_transpose3d(x, w, b, 2, 1, 1, padding_mode=mode), (x3, w3, b))
+
+
+def test_nd_circular_is_periodic():
+    x, w = torch.randn(1, 3, 7, dtype=torch.float64), torch.randn(3, 2, 4, dtype=torch.float64)
+    out = tconv.conv_transpose1d(x, w, None, 2, 1, padding_mode="circular")
+    shifted = tconv.conv_transpose1d(x.roll(1, 2), w, None, 2, 1, padding_mode="circular")
+    torch.testing.assert_close(shifted, out.roll(2, 2), rtol=1e-12, atol=1e-12)
+    x, w = torch.randn(1, 2, 3, 4, 3, dtype=torch.float64), torch.randn(2, 2, 4, 4, 4, dtype=torch.float64)
+    out = tconv.conv_transpose3d(x, w, None, 2, 1, padding_mode="circular")
+    shifted = tconv.conv_transpose3d(x.roll(1, 2), w, None, 2, 1, padding_mode="circular")
+    torch.testing.assert_close(shifted, out.roll(2, 2), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dims", [1, 3])
+def test_nd_module(mode, dims):
+    cls, plain_cls = (tconv.ConvTranspose1d, nn.ConvTranspose1d) if dims == 1 else (tconv.ConvTranspose3d,
+                                                                                      nn.ConvTranspose3d)
+    layer = cls(4, 3, 4, stride=2, padding=1, padding_mode=mode)
+    assert layer.padding_mode == mode and f"padding_mode={mode}" in repr(layer)
+    plain = plain_cls(4, 3, 4, stride=2, padding=1)
+    assert list(layer.state_dict()) == list(plain.state_dict())
+    layer.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 4, *([5] * dims))
+    want = adjoint_reference_nd(x.double(), layer.weight.double(), layer.bias.double(), 2, 1, 0, 1, 1, mode)
+    torch.testing.assert_close(layer(x).double(), want, rtol=1e-5, atol=1e-5)
+    assert layer(x, output_size=[11] * dims).shape == (2, 3, *([11] * dims))
+    converted = tconv.convert(nn.Sequential(plain))
+    plain.padding_mode = mode  # set after construction: PyTorch's forward raises, tconv computes it
+    converted = tconv.convert(nn.Sequential(plain))
+    assert type(converted[0]) is cls
+    torch.testing.assert_close(converted[0](x).double(), want, rtol=1e-5, atol=1e-5)
