@@ -23,6 +23,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -154,6 +155,46 @@ inline UpsampleTapsGeometry upsample_taps_geometry(c10::IntArrayRef taps_sizes, 
   g.Wo = upsample_taps_out(g.W, g.sw, g.kw, g.left, g.right);
   TORCH_CHECK(g.Ho > 0 && g.Wo > 0, "upsample_taps2d: the kernel ", kernel, " is larger than the padded ",
               "upsampled input (", g.sh * g.H + g.top + g.bottom, " x ", g.sw * g.W + g.left + g.right, ")");
+  return g;
+}
+
+// Both axes' tables of one call.
+template <typename acc_t>
+struct TapAxes {
+  TapAxis<acc_t> h, w;
+};
+
+template <typename acc_t>
+TapAxes<acc_t> upsample_tap_axes(const UpsampleTapsGeometry& g, TapMode mode) {
+  return {upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode),
+          upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode)};
+}
+
+// The forward op's checks of taps and bias (every device).
+inline void check_upsample_taps(const at::Tensor& taps, const std::optional<at::Tensor>& bias,
+                                const UpsampleTapsGeometry& g) {
+  TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C, "upsample_taps2d: bias must have shape (", g.C,
+                "), got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == taps.scalar_type(), "upsample_taps2d: bias dtype ", bias->scalar_type(),
+                " differs from the taps' ", taps.scalar_type());
+  }
+}
+
+// The backward op's geometry from grad_output (N, C, Ho, Wo) and the input's (H, W), checked.
+inline UpsampleTapsGeometry upsample_taps_backward_geometry(const at::Tensor& grad_output, c10::IntArrayRef kernel,
+                                                            c10::IntArrayRef scale, c10::IntArrayRef padding,
+                                                            c10::IntArrayRef input_hw) {
+  TORCH_CHECK(grad_output.dim() == 4, "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), got ",
+              grad_output.sizes());
+  TORCH_CHECK(input_hw.size() == 2 && kernel.size() == 2,
+              "upsample_taps2d_backward: input_hw and kernel_size take 2 values");
+  const UpsampleTapsGeometry g = upsample_taps_geometry(
+      {grad_output.size(0), kernel[0] * kernel[1], grad_output.size(1), input_hw[0], input_hw[1]}, kernel, scale,
+      padding);
+  TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
+              grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
   return g;
 }
 

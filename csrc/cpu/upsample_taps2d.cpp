@@ -522,14 +522,8 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
                            IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name, bool channels_last) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
-  TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
+  check_upsample_taps(taps, bias, g);
   const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C, "upsample_taps2d: bias must have shape (", g.C,
-                "), got ", bias->sizes());
-    TORCH_CHECK(bias->scalar_type() == taps.scalar_type(), "upsample_taps2d: bias dtype ", bias->scalar_type(),
-                " differs from the taps' ", taps.scalar_type());
-  }
   Tensor out = empty_output({g.N, g.C, g.Ho, g.Wo}, taps.options(),
                             channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
   if (out.numel() == 0) return out;
@@ -538,8 +532,8 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
   TCONV_DISPATCH_FLOATING_TYPES(m.scalar_type(), "upsample_taps2d_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    const auto t = upsample_tap_axes<acc_t>(g, mode);
+    const auto &th = t.h, &tw = t.w;
     if (pixels) {
       taps_forward_pixel_major<scalar_t>(m.const_data_ptr<scalar_t>(),
                                          has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
@@ -555,15 +549,7 @@ Tensor upsample_taps2d_cpu(const Tensor& taps, const std::optional<Tensor>& bias
 Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
                                     IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
-  TORCH_CHECK(grad_output.dim() == 4, "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), got ",
-              grad_output.sizes());
-  TORCH_CHECK(input_hw.size() == 2, "upsample_taps2d_backward: input_hw takes 2 values");
-  TORCH_CHECK(kernel_size.size() == 2, "upsample_taps2d_backward: kernel_size takes 2 values");
-  const int64_t N = grad_output.size(0), C = grad_output.size(1);
-  const UpsampleTapsGeometry g = upsample_taps_geometry(
-      {N, kernel_size[0] * kernel_size[1], C, input_hw[0], input_hw[1]}, kernel_size, scale, padding);
-  TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
-              grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
+  const UpsampleTapsGeometry g = upsample_taps_backward_geometry(grad_output, kernel_size, scale, padding, input_hw);
   // A channels_last gradient gives pixel-major taps (what the composite's channels_last 1x1
   // convolution made); any other, planar ones.
   const bool pixels = grad_output.is_contiguous(at::MemoryFormat::ChannelsLast) && !grad_output.is_contiguous();
@@ -572,8 +558,8 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
     if (out.numel() != 0) {
       TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "upsample_taps2d_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-        const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+        const auto t = upsample_tap_axes<acc_t>(g, mode);
+        const auto &th = t.h, &tw = t.w;
         taps_backward_pixel_major<scalar_t>(grad_output.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
                                             g, th, tw);
       });
@@ -587,8 +573,8 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
   const Tensor& go = grad_output;
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    const auto t = upsample_tap_axes<acc_t>(g, mode);
+    const auto &th = t.h, &tw = t.w;
     taps_backward<scalar_t>(go.const_data_ptr<scalar_t>(), go.strides(), out.mutable_data_ptr<scalar_t>(), g, th, tw);
   });
   return out;
@@ -620,8 +606,8 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
   // are the same for any number of threads.
   const int64_t cb = cout <= 32 ? cout : (cout <= 128 ? 32 : 64);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_cpu", [&] {
-    const auto th = upsample_tap_axis<scalar_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-    const auto tw = upsample_tap_axis<scalar_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    const auto t = upsample_tap_axes<scalar_t>(g, mode);
+    const auto &th = t.h, &tw = t.w;
     // Per block of channels, its rows (tap, channel) of Cin weights each: W_a stacked. One copy.
     const Tensor wc = weight.contiguous();
     const scalar_t* w = wc.const_data_ptr<scalar_t>();

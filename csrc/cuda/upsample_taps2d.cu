@@ -106,11 +106,8 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
                             IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name, bool channels_last) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
   const UpsampleTapsGeometry g = upsample_taps_geometry(taps.sizes(), kernel_size, scale, padding);
-  TORCH_CHECK(taps.is_floating_point(), "upsample_taps2d: expected a floating-point tensor, got ", taps.scalar_type());
+  check_upsample_taps(taps, bias, g);
   const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias)
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C && bias->scalar_type() == taps.scalar_type(),
-                "upsample_taps2d: bias must be a (", g.C, ") tensor of the taps' dtype, got ", bias->sizes());
   const c10::cuda::CUDAGuard device_guard(taps.device());
   Tensor out = at::empty({g.N, g.C, g.Ho, g.Wo}, taps.options().memory_format(
                                                      channels_last ? at::MemoryFormat::ChannelsLast
@@ -120,8 +117,8 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
   TCONV_DISPATCH_FLOATING_TYPES(m.scalar_type(), "upsample_taps2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    const auto t = upsample_tap_axes<acc_t>(g, mode);
+    const auto &th = t.h, &tw = t.w;
     std::vector<Tensor> keep;
     const auto rows = upload<acc_t>(th.forward, tw.forward, m, keep);
     taps_forward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
@@ -135,21 +132,15 @@ Tensor upsample_taps2d_cuda(const Tensor& taps, const std::optional<Tensor>& bia
 Tensor upsample_taps2d_backward_cuda(const Tensor& grad_output, IntArrayRef kernel_size, IntArrayRef scale,
                                      IntArrayRef padding, c10::string_view mode_name, IntArrayRef input_hw) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
-  TORCH_CHECK(grad_output.dim() == 4 && input_hw.size() == 2 && kernel_size.size() == 2,
-              "upsample_taps2d_backward: grad_output must be (N, C, Ho, Wo), input_hw and kernel_size 2 values");
-  const int64_t N = grad_output.size(0), C = grad_output.size(1);
-  const UpsampleTapsGeometry g = upsample_taps_geometry(
-      {N, kernel_size[0] * kernel_size[1], C, input_hw[0], input_hw[1]}, kernel_size, scale, padding);
-  TORCH_CHECK(grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo, "upsample_taps2d_backward: grad_output ",
-              grad_output.sizes(), " does not match the output size (", g.Ho, ", ", g.Wo, ")");
+  const UpsampleTapsGeometry g = upsample_taps_backward_geometry(grad_output, kernel_size, scale, padding, input_hw);
   const c10::cuda::CUDAGuard device_guard(grad_output.device());
   Tensor out = at::empty({g.N, g.kh * g.kw, g.C, g.H, g.W}, grad_output.options());
   if (out.numel() == 0) return out;
   const Tensor& go = grad_output;  // read through its strides
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "upsample_taps2d_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto th = upsample_tap_axis<acc_t>(g.H, g.sh, g.kh, g.top, g.bottom, mode);
-    const auto tw = upsample_tap_axis<acc_t>(g.W, g.sw, g.kw, g.left, g.right, mode);
+    const auto t = upsample_tap_axes<acc_t>(g, mode);
+    const auto &th = t.h, &tw = t.w;
     std::vector<Tensor> keep;
     const auto rows = upload<acc_t>(th.adjoint, tw.adjoint, go, keep);
     taps_backward_kernel<scalar_t, acc_t><<<blocks_for(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
