@@ -430,3 +430,28 @@ def test_upsample_taps2d_opcheck_and_gradcheck_cuda():
     torch.library.opcheck(torch.ops.tconv.upsample_taps2d, (taps, bias, kernel, scale, pad, mode))
     full_gradcheck(lambda t, b: torch.ops.tconv.upsample_taps2d(t, b, kernel, scale, pad, mode),
                    (taps[:1, :, :2].detach().requires_grad_(), bias[:2].detach().requires_grad_()))
+
+
+def test_mixed_inference_from_several_python_threads():
+    """The inference kernel's window and packed weight are per-thread scratch kept between calls:
+    concurrent calls from several Python threads, of different shapes, each get their own."""
+    import threading
+    cases = [_data(2, 6, c, (9 + c % 5, 70), 3, 1, torch.float32) for c in (8, 40, 72)]
+    with torch.no_grad():
+        want = [pair_reference(x, w, b, 2, 1, mode="bilinear") for x, w, b in cases]
+    errors = []
+
+    def run(i):
+        x, w, b = cases[i % 3]
+        for _ in range(5):
+            with torch.no_grad():
+                got = tconv.upsample_conv2d(x, w, b, mode="bilinear", padding=1)
+            if not torch.allclose(got, want[i % 3], rtol=1e-4, atol=1e-4):
+                errors.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
