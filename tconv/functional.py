@@ -128,18 +128,21 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     return ops.pad_fold2d_frame(center, top, bottom, left, right, pad, padding_mode)
 
 
+def _eager_mode():
+    """Eager mode outside compilation, forward AD and dispatch modes (which take the functional,
+    differentiable ops)."""
+    return (not torch.compiler.is_compiling() and torch.autograd.forward_ad._current_level < 0
+            and torch.utils._python_dispatch._get_current_dispatch_mode() is None)
+
+
 def _plain_eager(out, *tensors):
     """Whether `out` (a fresh op output) may be folded in place: a plain float32/float64 tensor in
     eager mode, outside torch.func transforms, forward AD, dispatch modes and compilation (which
     take the functional op)."""
-    if torch.compiler.is_compiling() or out.dtype not in (torch.float32, torch.float64):
-        return False
-    if type(out) is not torch.Tensor or torch.autograd.forward_ad._current_level >= 0:
+    if not _eager_mode() or out.dtype not in (torch.float32, torch.float64) or type(out) is not torch.Tensor:
         return False
     if torch._C._functorch.is_functorch_wrapped_tensor(out) or any(
             t is not None and torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
-        return False
-    if torch.utils._python_dispatch._get_current_dispatch_mode() is not None:
         return False
     memory_format = torch.channels_last if out.is_contiguous(memory_format=torch.channels_last) and \
         not out.is_contiguous() else torch.contiguous_format
@@ -447,14 +450,14 @@ def _eager_without_gradients(*tensors):
     modes and compilation, with nothing to differentiate. Such a call may take an inference-only
     kernel."""
     tensors = [t for t in tensors if t is not None]
-    if torch.compiler.is_compiling() or torch.autograd.forward_ad._current_level >= 0:
+    if not _eager_mode():
         return False
-    if any(type(t) is not torch.Tensor or t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64)
-           or torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors):
+    # A module's weight and bias are nn.Parameters: plain tensors too.
+    if any(type(t) not in (torch.Tensor, torch.nn.Parameter) or t.device.type != "cpu"
+           or t.dtype not in (torch.float32, torch.float64) or torch._C._functorch.is_functorch_wrapped_tensor(t)
+           for t in tensors):
         return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return False
-    return torch.utils._python_dispatch._get_current_dispatch_mode() is None
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):

@@ -455,3 +455,16 @@ def test_mixed_inference_from_several_python_threads():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_module_inference_takes_the_inference_kernel():
+    """A module's weight and bias are nn.Parameters: under no_grad they still take the inference
+    kernel (tconv::_upsample_conv2d_mixed), not the autograd composite."""
+    layer = tconv.UpsampleConv2d(4, 6, 3, mode="bilinear", padding=1)
+    x = torch.randn(2, 4, 5, 7)
+    with torch.no_grad():
+        assert tconv.functional._eager_without_gradients(x, layer.weight, layer.bias)
+        got = layer(x)
+    assert not tconv.functional._eager_without_gradients(x, layer.weight, layer.bias)  # grad enabled
+    torch.testing.assert_close(got, F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear"), layer.weight,
+                                             layer.bias, padding=1), rtol=1e-5, atol=1e-5)
