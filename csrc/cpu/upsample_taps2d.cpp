@@ -348,8 +348,8 @@ class Scratch {
 // twice), and each output row is made from the window (output_row). The window holds
 // kh kw Cb (span + band) W values: about 1 MiB, not the kh kw Cout H W of the taps.
 template <typename scalar_t>
-void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpack, const scalar_t* bias, scalar_t* y,
-                   bool y_channels_last, const UpsampleTapsGeometry& g, int64_t cin, int64_t cb,
+void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bias, scalar_t* y, bool channels_last,
+                   const UpsampleTapsGeometry& g, int64_t cin, int64_t cb,
                    const TapAxis<scalar_t>& th, const TapAxis<scalar_t>& tw) {
   const int64_t kk = g.kh * g.kw, plane = g.H * g.W, blocks = (g.C + cb - 1) / cb;
   const std::vector<int64_t> col_off = column_offsets(g, tw);
@@ -371,7 +371,7 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
   }
   const int64_t band = std::min(g.H, std::max<int64_t>(1, (256 + g.W - 1) / g.W));
   const int64_t cap = span + band;
-  if (x_channels_last && y_channels_last) {
+  if (channels_last) {  // input and output
     // Pixel-major: the window holds, per input pixel, its kh kw cb taps (tap-major, channels
     // innermost): one GEMM X (pixels x Cin, channels_last rows) @ W^T, dense, and the stencil
     // vectorised over the block's channels with contiguous stores.
@@ -423,18 +423,15 @@ void mixed_forward(const scalar_t* x, bool x_channels_last, const scalar_t* wpac
               std::memmove(buf + r * cap * g.W, buf + (r * cap + lo[oy] - blo) * g.W, keep * g.W * sizeof(scalar_t));
             blo = lo[oy];
           }
-          const MatRef<scalar_t> b = x_channels_last ? MatRef<scalar_t>{xn + bhi * g.W * cin, cin, true}
-                                                     : MatRef<scalar_t>{xn + bhi * g.W, plane, false};
-          gemm<scalar_t>(m, (new_hi - bhi) * g.W, cin, MatRef<scalar_t>{a, cin, false}, b,
-                         buf + (bhi - blo) * g.W, cap * g.W, false);
+          gemm<scalar_t>(m, (new_hi - bhi) * g.W, cin, MatRef<scalar_t>{a, cin, false},
+                         MatRef<scalar_t>{xn + bhi * g.W, plane, false}, buf + (bhi - blo) * g.W, cap * g.W, false);
           bhi = new_hi;
         }
         for (int64_t ol = 0; ol < cbk; ++ol) {
           const int64_t o = o0 + ol;
           const auto tap_row = [&](int64_t tap, int64_t i) { return buf + ((tap * cbk + ol) * cap + i - blo) * g.W; };
-          scalar_t* out = y_channels_last ? y + ((n * g.Ho + oy) * g.Wo) * g.C + o : y + ((n * g.C + o) * g.Ho + oy) * g.Wo;
           output_row<scalar_t>(oy, g, th, tw, col_off, phases, bias ? bias[o] : scalar_t(0), tap_row, rows.data(),
-                               phase_row.data(), out, y_channels_last ? g.C : 1);
+                               phase_row.data(), y + ((n * g.C + o) * g.Ho + oy) * g.Wo, 1);
         }
       }
     }
@@ -620,9 +617,8 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
         for (int64_t ol = 0; ol < cbk; ++ol)
           for (int64_t c = 0; c < cin; ++c) dst[(a * cbk + ol) * cin + c] = w[((o0 + ol) * cin + c) * kk + a];
     }
-    mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), channels_last, packed.data(),
-                            has_bias ? b.const_data_ptr<scalar_t>() : nullptr, out.mutable_data_ptr<scalar_t>(),
-                            channels_last, g, cin, cb, th, tw);
+    mixed_forward<scalar_t>(x.const_data_ptr<scalar_t>(), packed.data(), has_bias ? b.const_data_ptr<scalar_t>() : nullptr,
+                            out.mutable_data_ptr<scalar_t>(), channels_last, g, cin, cb, th, tw);
   });
   return out;
 }
