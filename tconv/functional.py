@@ -75,6 +75,11 @@ def _full_rows(x, w, stride, dilation, groups, dim, lo, count, pad_other, output
     return part
 
 
+def _check_padding_mode(padding_mode):
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+
+
 def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation,
                              padding_mode):
     """padding_mode != 'zeros': the adjoint of F.pad(mode) (tconv::pad_fold2d*, csrc/cpu/pad_fold2d.cpp,
@@ -88,8 +93,7 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     - else (stride 1 without gradients) the zeros-mode output (its interior, with the bias) and the
       four strips of its frame, each from the few input rows and kernel taps that reach it
       (`_full_rows`), folded by pad_fold2d_frame."""
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+    _check_padding_mode(padding_mode)
     if input.dim() == 3 and weight.dim() == 4:
         return _conv_transpose2d_padded(input.unsqueeze(0), weight, bias, stride, padding, output_padding,
                                         groups, dilation, padding_mode).squeeze(0)
@@ -168,8 +172,7 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
     'replicate' or 'circular' as in :func:`conv_transpose2d`: the adjoint of the padded conv1d,
     computed as the 2-D one on (N, C, 1, L)."""
     if padding_mode != "zeros":
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+        _check_padding_mode(padding_mode)
         if input.dim() not in (2, 3) or weight.dim() != 3:
             return conv_transpose1d(input, weight, bias, stride, padding, output_padding, groups, dilation)
         one = lambda v, name: [1 if name != "padding" and name != "output_padding" else 0] + ntuple(v, 1, name)
@@ -198,8 +201,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _conv_transpose3d_padded(input, weight, bias, stride, padding, output_padding, groups, dilation, padding_mode):
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, but got padding_mode='{padding_mode}'")
+    _check_padding_mode(padding_mode)
     args = (stride, padding, output_padding, groups, dilation)
     if input.dim() == 4 and weight.dim() == 5:
         return _conv_transpose3d_padded(input.unsqueeze(0), weight, bias, *args, padding_mode).squeeze(0)

@@ -4,21 +4,26 @@ from torch import nn
 from . import functional as F
 
 
-class ConvTranspose2d(nn.ConvTranspose2d):
+class _PaddingModes:
+    """The constructor of tconv's ConvTranspose1d/2d/3d: PyTorch's (which accepts only padding_mode
+    'zeros') with 'zeros', then the mode tconv computes ('reflect', 'replicate' or 'circular': the
+    adjoint of the padded convolution, see ``tconv.conv_transpose2d``); the state_dict does not
+    change."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
+        F._check_padding_mode(padding_mode)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, "zeros", device, dtype)
+        self.padding_mode = padding_mode
+
+
+class ConvTranspose2d(_PaddingModes, nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` with tconv's kernels: same constructor, parameters,
     initialisation and state_dict; ``forward(input, output_size=None)`` with PyTorch's rules.
     ``padding_mode`` may also be 'reflect', 'replicate' or 'circular' (PyTorch's accepts only
     'zeros'): the adjoint of the padded conv2d, see ``tconv.conv_transpose2d``; the state_dict
     does not change."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
-        if padding_mode not in F.PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {F.PADDING_MODES}, but got "
-                             f"padding_mode='{padding_mode}'")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
-                         bias, dilation, "zeros", device, dtype)
-        self.padding_mode = padding_mode
 
     def forward(self, input, output_size=None):
         output_padding = self._output_padding(input, output_size, self.stride, self.padding,
@@ -35,38 +40,19 @@ def _conv_transpose_nd_forward(module, input, output_size, dims, conv_transpose)
                           module.groups, module.dilation, module.padding_mode)
 
 
-def _padding_mode_init(module, init, padding_mode, *args):
-    """PyTorch's ConvTranspose{1,3}d accept only padding_mode 'zeros': construct with it, then set
-    the mode tconv computes (state_dict unchanged)."""
-    if padding_mode not in F.PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {F.PADDING_MODES}, but got padding_mode='{padding_mode}'")
-    init(module, *args)
-    module.padding_mode = padding_mode
-
-
-class ConvTranspose1d(nn.ConvTranspose1d):
+class ConvTranspose1d(_PaddingModes, nn.ConvTranspose1d):
     """``torch.nn.ConvTranspose1d`` with tconv's kernels (``tconv.conv_transpose1d``): same
     constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``.
     ``padding_mode`` may also be 'reflect', 'replicate' or 'circular', as for ConvTranspose2d."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
-        _padding_mode_init(self, nn.ConvTranspose1d.__init__, padding_mode, in_channels, out_channels, kernel_size,
-                           stride, padding, output_padding, groups, bias, dilation, "zeros", device, dtype)
 
     def forward(self, input, output_size=None):
         return _conv_transpose_nd_forward(self, input, output_size, 1, F.conv_transpose1d)
 
 
-class ConvTranspose3d(nn.ConvTranspose3d):
+class ConvTranspose3d(_PaddingModes, nn.ConvTranspose3d):
     """``torch.nn.ConvTranspose3d`` with tconv's kernels (``tconv.conv_transpose3d``): same
     constructor, parameters, initialisation and state_dict; ``forward(input, output_size=None)``.
     ``padding_mode`` may also be 'reflect', 'replicate' or 'circular', as for ConvTranspose2d."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups=1, bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None):
-        _padding_mode_init(self, nn.ConvTranspose3d.__init__, padding_mode, in_channels, out_channels, kernel_size,
-                           stride, padding, output_padding, groups, bias, dilation, "zeros", device, dtype)
 
     def forward(self, input, output_size=None):
         return _conv_transpose_nd_forward(self, input, output_size, 3, F.conv_transpose3d)
