@@ -203,6 +203,34 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
         assert ours.stride() == ref.stride()
 
 
+# The pixel-major tap GEMM multiplies, per class of kernel rows, only the input rows those rows
+# send inside the output (Note [tap row classes], cpu/conv_transpose2d.cpp). Shapes where the
+# classes differ: rows of no use at all, in-place and copied operands, several blocks.
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("cfg", [
+    (3, 6, 5, (1, 1), (4, 4), 2, 1, 0, 1, 1),       # 1x1 input: kernel rows 0 and 3 send nothing inside
+    (40, 8, 130, (4, 4), (4, 4), 2, 1, 0, 1, 1),    # DCGAN 4x4: image and output-channel blocks
+    (1, 8, 6, (4, 3), (4, 4), 2, 1, 0, 2, 1),       # one image, groups: an in-place partial class
+    (5, 6, 4, (3, 5), (3, 3), 2, 2, 1, 1, 2),       # dilation, output_padding
+    (4, 5, 7, (2, 6), (5, 5), 3, 3, 2, 1, 1),       # stride 3, output_padding 2
+], ids=lambda c: "x".join(map(str, c[:5])))
+def test_tap_row_classes_match_pytorch(cfg, layout, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
+        ref = F.conv_transpose2d(x, w, b, **kw)
+        torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), ref,
+                                   rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=layout == "channels_last")
+    xh, wh, bh = (t.bfloat16() for t in (x, w, b))
+    ref = F.conv_transpose2d(xh.float(), wh.float(), bh.float(), **kw)
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(tconv.conv_transpose2d(xh, wh, bh, **kw).float(), ref.bfloat16().float(),
+                               rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("cfg", [
     (70, 5, 3, (2, 2), (4, 4), 2, 1, 0, 1, 1),      # many whole images per patch block, partial last
