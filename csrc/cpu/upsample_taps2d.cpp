@@ -341,6 +341,30 @@ class Scratch {
   T* data_ = nullptr;
 };
 
+// The inference kernel's sliding window over input rows: it holds rows [lo, hi) of at most `cap`,
+// and cover(need_lo, need_hi, move, compute) makes it hold [need_lo, need_hi) for the next output
+// row (rows never go back). New rows come at least `band` at a time (one GEMM each); when they
+// would overflow, the rows still needed are first moved to the front, move(from, count) with
+// window positions, so no row is computed twice. compute(row, count, at) computes input rows
+// [row, row + count) into window positions from `at`. Both layouts of mixed_forward use it.
+struct RowWindow {
+  int64_t H, band, cap;
+  int64_t lo = 0, hi = 0;
+
+  template <typename Move, typename Compute>
+  void cover(int64_t need_lo, int64_t need_hi, Move&& move, Compute&& compute) {
+    if (need_hi <= hi) return;
+    if (need_lo >= hi) lo = hi = need_lo;  // nothing held is needed again
+    const int64_t new_hi = std::min(H, std::max(need_hi, hi + band));
+    if (new_hi - lo > cap) {
+      move(need_lo - lo, hi - need_lo);
+      lo = need_lo;
+    }
+    compute(hi, new_hi - hi, hi - lo);
+    hi = new_hi;
+  }
+};
+
 // The whole resize-convolution without its taps tensor (tconv::_upsample_conv2d_mixed, inference):
 // per task (image n, block of output channels), output rows in order, the taps W_a x of the input
 // rows they read are computed into a sliding window of rows (one GEMM per band of >= 256 input
@@ -383,19 +407,18 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
         const scalar_t* a = wpack + o0 * kk * cin;  // (kk cbk) x cin: the GEMM's B, transposed
         const scalar_t* xn = x + n * cin * plane;
         scalar_t* buf = window.data();
-        int64_t blo = 0, bhi = 0;
+        RowWindow win{g.H, band, cap};
         for (int64_t oy = 0; oy < g.Ho; ++oy) {
-          if (hi[oy] > bhi) {
-            if (lo[oy] >= bhi) blo = bhi = lo[oy];
-            const int64_t new_hi = std::min(g.H, std::max(hi[oy], bhi + band));
-            if (new_hi - blo > cap) {
-              std::memmove(buf, buf + (lo[oy] - blo) * g.W * m, (bhi - lo[oy]) * g.W * m * sizeof(scalar_t));
-              blo = lo[oy];
-            }
-            gemm<scalar_t>((new_hi - bhi) * g.W, m, cin, MatRef<scalar_t>{xn + bhi * g.W * cin, cin, false},
-                           MatRef<scalar_t>{a, cin, true}, buf + (bhi - blo) * g.W * m, m, false);
-            bhi = new_hi;
-          }
+          win.cover(
+              lo[oy], hi[oy],
+              [&](int64_t from, int64_t count) {
+                std::memmove(buf, buf + from * g.W * m, count * g.W * m * sizeof(scalar_t));
+              },
+              [&](int64_t row, int64_t count, int64_t at) {
+                gemm<scalar_t>(count * g.W, m, cin, MatRef<scalar_t>{xn + row * g.W * cin, cin, false},
+                               MatRef<scalar_t>{a, cin, true}, buf + at * g.W * m, m, false);
+              });
+          const int64_t blo = win.lo;
           const auto tap_px = [&](int64_t tap, int64_t i) { return buf + (i - blo) * g.W * m + tap * cbk; };
           output_row_channels_last<scalar_t>(oy, g, cbk, th, tw, col_off, bias ? bias + o0 : nullptr, tap_px, m,
                                              rows.data(), y + ((n * g.Ho + oy) * g.Wo) * g.C + o0);
@@ -411,22 +434,20 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
       const scalar_t* a = wpack + o0 * kk * cin;  // (kk cbk) x cin, rows (tap, channel)
       const scalar_t* xn = x + n * cin * plane;
-      scalar_t* buf = window.data();
-      int64_t blo = 0, bhi = 0;  // the window holds input rows [blo, bhi)
+      scalar_t* buf = window.data();  // tap row r of the window at buf + r * cap * W
+      RowWindow win{g.H, band, cap};
       for (int64_t oy = 0; oy < g.Ho; ++oy) {
-        if (hi[oy] > bhi) {
-          if (lo[oy] >= bhi) blo = bhi = lo[oy];
-          const int64_t new_hi = std::min(g.H, std::max(hi[oy], bhi + band));
-          if (new_hi - blo > cap) {  // move the rows still needed, [lo, bhi), to the front
-            const int64_t keep = bhi - lo[oy];
-            for (int64_t r = 0; r < m; ++r)
-              std::memmove(buf + r * cap * g.W, buf + (r * cap + lo[oy] - blo) * g.W, keep * g.W * sizeof(scalar_t));
-            blo = lo[oy];
-          }
-          gemm<scalar_t>(m, (new_hi - bhi) * g.W, cin, MatRef<scalar_t>{a, cin, false},
-                         MatRef<scalar_t>{xn + bhi * g.W, plane, false}, buf + (bhi - blo) * g.W, cap * g.W, false);
-          bhi = new_hi;
-        }
+        win.cover(
+            lo[oy], hi[oy],
+            [&](int64_t from, int64_t count) {
+              for (int64_t r = 0; r < m; ++r)
+                std::memmove(buf + r * cap * g.W, buf + (r * cap + from) * g.W, count * g.W * sizeof(scalar_t));
+            },
+            [&](int64_t row, int64_t count, int64_t at) {
+              gemm<scalar_t>(m, count * g.W, cin, MatRef<scalar_t>{a, cin, false},
+                             MatRef<scalar_t>{xn + row * g.W, plane, false}, buf + at * g.W, cap * g.W, false);
+            });
+        const int64_t blo = win.lo;
         for (int64_t ol = 0; ol < cbk; ++ol) {
           const int64_t o = o0 + ol;
           const auto tap_row = [&](int64_t tap, int64_t i) { return buf + ((tap * cbk + ol) * cap + i - blo) * g.W; };
