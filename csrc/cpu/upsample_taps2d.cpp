@@ -42,40 +42,42 @@ struct PhaseRun {
   std::vector<acc_t> weight;
 };
 
+// Grows `run` both ways from index mid of [0, count) while pattern(index, offset, weight) gives
+// the pattern it gives at mid: [first, last) with last exclusive; left empty where that pattern
+// is empty. forward_phases and adjoint_phases differ only in their pattern.
+template <typename acc_t, typename Pattern>
+void grow_run(PhaseRun<acc_t>& run, int64_t mid, int64_t count, const Pattern& pattern) {
+  pattern(mid, run.offset, run.weight);
+  if (run.offset.empty()) return;
+  std::vector<int64_t> off;
+  std::vector<acc_t> w;
+  const auto same = [&](int64_t at) {
+    pattern(at, off, w);
+    return off == run.offset && w == run.weight;
+  };
+  run.first = run.last = mid;
+  while (run.first > 0 && same(run.first - 1)) --run.first;
+  while (run.last + 1 < count && same(run.last + 1)) ++run.last;
+  ++run.last;  // exclusive
+}
+
 // Forward: for each phase r, the run of q whose column X = s q + r has entries (tap, q + d, w) with
 // one (tap W + d, w) pattern (the one of the phase's middle column).
 template <typename acc_t>
 std::vector<PhaseRun<acc_t>> forward_phases(const TapAxis<acc_t>& tw, int64_t s, int64_t W) {
   const auto& f = tw.forward;
   std::vector<PhaseRun<acc_t>> runs(s);
-  const auto pattern_of = [&](int64_t x, int64_t q, std::vector<int64_t>& off, std::vector<acc_t>& w) {
-    off.clear();
-    w.clear();
-    for (int64_t e = f.ptr[x]; e < f.ptr[x + 1]; ++e) {
-      off.push_back(f.tap[e] * W + f.index[e] - q);
-      w.push_back(f.weight[e]);
-    }
-  };
-  std::vector<int64_t> off;
-  std::vector<acc_t> w;
   for (int64_t r = 0; r < s && r < tw.out; ++r) {
     const int64_t qn = (tw.out - r + s - 1) / s;  // columns of this phase
-    const int64_t q0 = qn / 2;
-    PhaseRun<acc_t>& run = runs[r];
-    pattern_of(s * q0 + r, q0, run.offset, run.weight);
-    if (run.offset.empty()) continue;
-    run.first = run.last = q0;
-    while (run.first > 0) {
-      pattern_of(s * (run.first - 1) + r, run.first - 1, off, w);
-      if (off != run.offset || w != run.weight) break;
-      --run.first;
-    }
-    while (run.last + 1 < qn) {
-      pattern_of(s * (run.last + 1) + r, run.last + 1, off, w);
-      if (off != run.offset || w != run.weight) break;
-      ++run.last;
-    }
-    ++run.last;  // exclusive
+    grow_run(runs[r], qn / 2, qn, [&](int64_t q, std::vector<int64_t>& off, std::vector<acc_t>& w) {
+      const int64_t x = s * q + r;
+      off.clear();
+      w.clear();
+      for (int64_t e = f.ptr[x]; e < f.ptr[x + 1]; ++e) {
+        off.push_back(f.tap[e] * W + f.index[e] - q);
+        w.push_back(f.weight[e]);
+      }
+    });
   }
   return runs;
 }
@@ -86,35 +88,16 @@ template <typename acc_t>
 std::vector<PhaseRun<acc_t>> adjoint_phases(const TapAxis<acc_t>& tw, int64_t s, int64_t W) {
   const auto& g = tw.adjoint;
   std::vector<PhaseRun<acc_t>> runs(tw.k);
-  const auto pattern_of = [&](int64_t aw, int64_t j, std::vector<int64_t>& off, std::vector<acc_t>& w) {
-    off.clear();
-    w.clear();
-    const int64_t row = aw * W + j;
-    for (int64_t e = g.ptr[row]; e < g.ptr[row + 1]; ++e) {
-      off.push_back(g.index[e] - s * j);
-      w.push_back(g.weight[e]);
-    }
-  };
-  std::vector<int64_t> off;
-  std::vector<acc_t> w;
-  for (int64_t aw = 0; aw < tw.k; ++aw) {
-    const int64_t j0 = W / 2;
-    PhaseRun<acc_t>& run = runs[aw];
-    pattern_of(aw, j0, run.offset, run.weight);
-    if (run.offset.empty()) continue;
-    run.first = run.last = j0;
-    while (run.first > 0) {
-      pattern_of(aw, run.first - 1, off, w);
-      if (off != run.offset || w != run.weight) break;
-      --run.first;
-    }
-    while (run.last + 1 < W) {
-      pattern_of(aw, run.last + 1, off, w);
-      if (off != run.offset || w != run.weight) break;
-      ++run.last;
-    }
-    ++run.last;
-  }
+  for (int64_t aw = 0; aw < tw.k; ++aw)
+    grow_run(runs[aw], W / 2, W, [&](int64_t j, std::vector<int64_t>& off, std::vector<acc_t>& w) {
+      const int64_t row = aw * W + j;
+      off.clear();
+      w.clear();
+      for (int64_t e = g.ptr[row]; e < g.ptr[row + 1]; ++e) {
+        off.push_back(g.index[e] - s * j);
+        w.push_back(g.weight[e]);
+      }
+    });
   return runs;
 }
 
