@@ -50,38 +50,61 @@ std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) 
   return b;
 }
 
+#if defined(TCONV_CPU_AVX512)
+// 16 floats stored as float, or rounded to bfloat16 as c10::BFloat16(float) rounds (to nearest
+// even, every NaN to 0x7FC0), so the vector and scalar stores give the same bits.
+inline void store_16(float* dst, __m512 v) { _mm512_storeu_ps(dst, v); }
+inline void store_16(at::BFloat16* dst, __m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC00000));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+}
+#endif
+
 // One output row from its phase runs (run rw at runs + rw * run_stride, entry j: output column
 // (qw_lo + j) * sw + rw - pw), each plus the bias, stored at stride sw.
 template <typename scalar_t, typename acc_t>
 void store_phase_runs(const acc_t* runs, int64_t run_stride, const ConvTranspose2dGeometry& g,
                       scalar_t* yrow, acc_t bias) {
   if (g.sw == 2) {
-    // Both phases over the same cells (the k2 s2 layers): one pass that interleaves the two runs
-    // (stores at stride 2 one phase at a time cost as much as the GEMM on the U-Net layers).
-    const int64_t ow0 = output_of(g.qw_lo, 0, 2, g.pw);
-    const IndexRange j0 = indices_inside(g.Qw, 2, ow0, g.Wo), j1 = indices_inside(g.Qw, 2, ow0 + 1, g.Wo);
-    if (j0.lo == j1.lo && j0.hi == j1.hi) {
-      const acc_t* r0 = runs;
-      const acc_t* r1 = runs + run_stride;
-      scalar_t* dst = yrow + ow0;
-      int64_t j = j0.lo;
+    // The two phases alternate along the row (the k2 s2 layers over the same cells, k4 s2 p1 with
+    // phase 1 first): one pass that interleaves the runs (stores at stride 2 one phase at a time
+    // cost as much as the GEMM on the U-Net layers).
+    IndexRange js[2];
+    int64_t first[2];  // each phase's first output column
+    for (int64_t rw = 0; rw < 2; ++rw) {
+      const int64_t ow_first = output_of(g.qw_lo, rw, 2, g.pw);
+      js[rw] = indices_inside(g.Qw, 2, ow_first, g.Wo);
+      first[rw] = ow_first + 2 * js[rw].lo;
+    }
+    const int a = first[0] <= first[1] ? 0 : 1, b = 1 - a;  // a's column comes first
+    const int64_t len_a = js[a].hi - js[a].lo, len_b = js[b].hi - js[b].lo;
+    if (first[b] == first[a] + 1 && len_a >= len_b && len_a <= len_b + 1) {
+      const acc_t* r0 = runs + a * run_stride + js[a].lo;
+      const acc_t* r1 = runs + b * run_stride + js[b].lo;
+      scalar_t* dst = yrow + first[a];
+      int64_t j = 0;
 #if defined(TCONV_CPU_AVX512)
-      if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
+      if constexpr ((std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) &&
+                    std::is_same_v<acc_t, float>) {
         const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         const __m512 vb = _mm512_set1_ps(bias);
-        for (; j + 16 <= j0.hi; j += 16) {
-          const __m512 a = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
-          const __m512 b = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
-          _mm512_storeu_ps(dst + 2 * j, _mm512_permutex2var_ps(a, lo, b));
-          _mm512_storeu_ps(dst + 2 * j + 16, _mm512_permutex2var_ps(a, hi, b));
+        for (; j + 16 <= len_b; j += 16) {
+          const __m512 u = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
+          const __m512 v = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
+          store_16(dst + 2 * j, _mm512_permutex2var_ps(u, lo, v));
+          store_16(dst + 2 * j + 16, _mm512_permutex2var_ps(u, hi, v));
         }
       }
 #endif
-      for (; j < j0.hi; ++j) {
+      for (; j < len_b; ++j) {
         dst[2 * j] = static_cast<scalar_t>(r0[j] + bias);
         dst[2 * j + 1] = static_cast<scalar_t>(r1[j] + bias);
       }
+      if (len_a > len_b) dst[2 * len_b] = static_cast<scalar_t>(r0[len_b] + bias);
       return;
     }
   }
@@ -342,9 +365,11 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 struct TapGemmBlocks {
   int64_t images, channels;  // per block
 };
-TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
+TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
   const int64_t KK = g.kH * g.kW;
-  const int64_t images = std::clamp<int64_t>(ceil_div(256, g.H * g.W), 1, g.N);
+  // 16-bit GEMMs (gemm_in_16_bits) take >= 512 pixels: oneDNN's bfloat16 matmul ran 3% faster
+  // with 512 columns than 256, and each call costs its dispatch (benchmarks/NOTES.md, session 12).
+  const int64_t images = std::clamp<int64_t>(ceil_div(gemm_16_bits ? 512 : 256, g.H * g.W), 1, g.N);
   const int64_t channels = std::clamp<int64_t>(ceil_div(1024, KK), 1, g.Cout_g);
   return {images, channels};
 }
@@ -359,7 +384,7 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
     if (std::strcmp(force, "tap") == 0) return true;
     if (std::strcmp(force, "cell") == 0) return false;
   }
-  const TapGemmBlocks tb = tap_gemm_blocks(g);
+  const TapGemmBlocks tb = tap_gemm_blocks(g, gemm_16_bits);
   const double t_bytes = 4.0 * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
   if (t_bytes > double(8 << 20)) return false;  // T of one task would not stay in cache
   int64_t cell_rows = 0;
@@ -414,7 +439,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kSameType = std::is_same_v<scalar_t, gemm_t>;  // the GEMM reads x and w in place
   const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
-  const TapGemmBlocks tb = tap_gemm_blocks(g);
+  const TapGemmBlocks tb = tap_gemm_blocks(g, sizeof(gemm_t) == 2);
   const int64_t nb = tb.images, cc = tb.channels;
   const int64_t image_blocks = ceil_div(g.N, nb), channel_blocks = ceil_div(g.Cout_g, cc);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
