@@ -30,6 +30,7 @@
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 #include "cpu/streaming_store.h"
 #include "cpu/output_alloc.h"
 #include "cpu/kernels.h"
@@ -290,9 +291,18 @@ PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
 // row, a contiguous run over the cells qw (vectorised), which store_phase_runs then writes into
 // the row at stride sw. add(run, kh, kw, ih, shift, cells) adds tap (kh, kw)'s contribution from
 // input row ih to run[j] for j in cells, input column qw_lo + j - off_w = shift + j.
+// The cells j of [0, Qw) whose input column qw_lo + j - off_w lies inside the input, per column tap
+// of tw: the same for every row, so found once per plane (integer divisions per tap and row cost
+// more than the short runs they bound).
+std::vector<IndexRange> tap_cell_ranges(const ConvTranspose2dGeometry& g, const PhaseTaps& tw) {
+  std::vector<IndexRange> cells;
+  for (const auto& [kw, off_w] : tw.taps) cells.push_back(indices_inside(g.Qw, 1, g.qw_lo - off_w, g.W));
+  return cells;
+}
+
 template <typename acc_t, typename AddTap>
-void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const PhaseTaps& tw, int64_t oh,
-                    acc_t* runs, const AddTap& add) {
+void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const PhaseTaps& tw,
+                    const std::vector<IndexRange>& cells, int64_t oh, acc_t* runs, const AddTap& add) {
   const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
   std::fill(runs, runs + g.sw * g.Qw, acc_t(0));
   for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
@@ -302,7 +312,7 @@ void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const
     for (int64_t rw = 0; rw < g.sw; ++rw)
       for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
         const auto [kw, off_w] = tw.taps[e];
-        add(runs + rw * g.Qw, kh, kw, ih, g.qw_lo - off_w, indices_inside(g.Qw, 1, g.qw_lo - off_w, g.W));
+        add(runs + rw * g.Qw, kh, kw, ih, g.qw_lo - off_w, cells[e]);
       }
   }
 }
@@ -336,8 +346,9 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
       const scalar_t* xc = xp + (n * g.Cin + grp) * g.H * g.W;
       for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
       const acc_t bias_v = b[c];
+      const std::vector<IndexRange> cells = tap_cell_ranges(gc, tw);
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
-        sum_phase_runs(gc, th, tw, oh, runs.get(),
+        sum_phase_runs(gc, th, tw, cells, oh, runs.get(),
                        [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
                          const acc_t wv = wk[kh * g.kW + kw];
                          const scalar_t* src = xc + ih * g.W + shift;
@@ -365,11 +376,9 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 struct TapGemmBlocks {
   int64_t images, channels;  // per block
 };
-TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
+TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
   const int64_t KK = g.kH * g.kW;
-  // 16-bit GEMMs (gemm_in_16_bits) take >= 512 pixels: oneDNN's bfloat16 matmul ran 3% faster
-  // with 512 columns than 256, and each call costs its dispatch (benchmarks/NOTES.md, session 12).
-  const int64_t images = std::clamp<int64_t>(ceil_div(gemm_16_bits ? 512 : 256, g.H * g.W), 1, g.N);
+  const int64_t images = std::clamp<int64_t>(ceil_div(256, g.H * g.W), 1, g.N);
   const int64_t channels = std::clamp<int64_t>(ceil_div(1024, KK), 1, g.Cout_g);
   return {images, channels};
 }
@@ -384,7 +393,7 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
     if (std::strcmp(force, "tap") == 0) return true;
     if (std::strcmp(force, "cell") == 0) return false;
   }
-  const TapGemmBlocks tb = tap_gemm_blocks(g, gemm_16_bits);
+  const TapGemmBlocks tb = tap_gemm_blocks(g);
   const double t_bytes = 4.0 * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
   if (t_bytes > double(8 << 20)) return false;  // T of one task would not stay in cache
   int64_t cell_rows = 0;
@@ -398,6 +407,30 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
                       g.cell_offsets_w * g.Cout_g * g.sw * (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
   const double tap = real * ((gemm_16_bits ? 0.5 : 1.0) + 8.0 / double(g.Cin_g));
   return tap < cell;
+}
+
+// run[j] += src[j] for j in js: a tap's row of T added into a phase run (runs of W + 1 cells or
+// so: DCGAN's 16x16 layer adds 16-17 at a time, so masked 16-lane steps beat a vector loop with
+// a scalar tail).
+template <typename acc_t, typename gemm_t>
+inline void add_run(acc_t* run, const gemm_t* src, IndexRange js) {
+#if defined(TCONV_CPU_AVX512)
+  if constexpr (std::is_same_v<acc_t, float> && (std::is_same_v<gemm_t, float> || std::is_same_v<gemm_t, at::BFloat16>)) {
+    for (int64_t j = js.lo; j < js.hi; j += 16) {
+      const __mmask16 m = js.hi - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (js.hi - j)) - 1);
+      __m512 v;
+      if constexpr (std::is_same_v<gemm_t, float>) {
+        v = _mm512_maskz_loadu_ps(m, src + j);
+      } else {  // bfloat16 -> float is exact: its 16 bits on top of zeros
+        v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + j)), 16));
+      }
+      _mm512_mask_storeu_ps(run + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, run + j), v));
+    }
+    return;
+  }
+#endif
+#pragma omp simd
+  for (int64_t j = js.lo; j < js.hi; ++j) run[j] += static_cast<acc_t>(src[j]);
 }
 
 // Note [tap row classes]: a kernel row kh sends input row ih inside the output only for ih in
@@ -439,7 +472,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kSameType = std::is_same_v<scalar_t, gemm_t>;  // the GEMM reads x and w in place
   const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
-  const TapGemmBlocks tb = tap_gemm_blocks(g, sizeof(gemm_t) == 2);
+  const TapGemmBlocks tb = tap_gemm_blocks(g);
   const int64_t nb = tb.images, cc = tb.channels;
   const int64_t image_blocks = ceil_div(g.N, nb), channel_blocks = ceil_div(g.Cout_g, cc);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
@@ -494,22 +527,25 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
     }
   }
   const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
+  const std::vector<IndexRange> tap_cells = tap_cell_ranges(g, tw);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t Qw = g.Qw;
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<gemm_t[]> T(new gemm_t[cc * KK * nb * HW]);
+    // T and the input block are thread scratch kept up to 4 MiB each (cpu/scratch.h).
+    const Scratch<gemm_t> T(ScratchSlot::kTapProducts, cc * KK * nb * HW, size_t(4) << 20);
     // The input block as gemm_t, where the GEMM cannot read x in place; pixel-major: each class's
     // rows, kept while the thread's next task has the same images and group.
     const int64_t nclasses = static_cast<int64_t>(classes.size());
     const bool copy_x = !kSameType || nb > 1 || nclasses > 1 || classes[0].rows() != g.H;
-    std::unique_ptr<gemm_t[]> X(copy_x ? new gemm_t[g.Cin_g * nb * HW * nclasses] : nullptr);
+    const Scratch<gemm_t> X(ScratchSlot::kInputBlock, copy_x ? g.Cin_g * nb * HW * nclasses : 0, size_t(4) << 20);
     std::vector<const gemm_t*> Xc(nclasses);  // class c's operand
     std::vector<int64_t> ldx(nclasses);        // and its leading dimension (channels_last)
     std::vector<gemm_t*> Tc(nclasses);        // class c's T, (ni * rows * W) x columns
     int64_t x_key = -1;                        // the (images, group) Xc holds
     std::unique_ptr<acc_t[]> runs(new acc_t[std::max(g.sw * Qw, cc)]);
+    std::unique_ptr<acc_t[]> plane_runs(pixel_major ? nullptr : new acc_t[g.Ho * g.sw * Qw]);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % channel_blocks, grp = t / channel_blocks % g.groups;
       const int64_t n0 = t / (channel_blocks * g.groups) * nb, ni = std::min(nb, g.N - n0);
@@ -522,41 +558,55 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
         for (int64_t ci = 0; ci < g.Cin_g; ++ci)
           for (int64_t i = 0; i < ni; ++i) {
             const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
-            gemm_t* dst = X.get() + ci * M + i * HW;
+            gemm_t* dst = X.data() + ci * M + i * HW;
             if constexpr (kSameType) {
               std::memcpy(dst, src, HW * sizeof(gemm_t));  // c10::BFloat16's element loop does not vectorise
             } else {
               for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<gemm_t>(src[e]);
             }
           }
-        return X.get();
+        return X.data();
       };
       if (!pixel_major) {
         const gemm_t* Xp = planes_of_block();
         // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
-        gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, Rb, true}, {Xp, M, false}, T.get(), M, false);
+        gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, Rb, true}, {Xp, M, false}, T.data(), M, false);
         for (int64_t i = 0; i < ni; ++i)
           for (int64_t col = 0; col < cn; ++col) {
-            const gemm_t* Tc = T.get() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
+            const gemm_t* Tc = T.data() + col * KK * M + i * HW;  // tap k's input plane at Tc + k * M
             const int64_t co = grp * g.Cout_g + c0 + col;
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
-            for (int64_t oh = 0; oh < g.Ho; ++oh) {
-              sum_phase_runs(g, th, tw, oh, runs.get(),
-                             [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
-                               const gemm_t* src = Tc + (kh * g.kW + kw) * M + ih * g.W + shift;
-#pragma omp simd
-                               for (int64_t j = js.lo; j < js.hi; ++j) run[j] += static_cast<acc_t>(src[j]);
-                             });
-              store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
-            }
+            // The whole plane's phase runs (row oh's at acc + oh * sw * Qw), filled tap plane by
+            // tap plane, so T is read in order rather than 16 rows of 16 planes per output row.
+            // Each output still sums its taps in sum_phase_runs's order: (row tap, column tap)
+            // ascending.
+            acc_t* acc = plane_runs.get();
+            std::fill(acc, acc + g.Ho * g.sw * Qw, acc_t(0));
+            for (int64_t rh = 0; rh < g.sh; ++rh)
+              for (int64_t a = th.begin[rh]; a < th.begin[rh + 1]; ++a) {
+                const auto [kh, off_h] = th.taps[a];
+                // input row ih reaches cell ih + off_h: output row (ih + off_h) sh + rh - ph
+                const IndexRange ihs = indices_inside(g.H, g.sh, off_h * g.sh + rh - g.ph, g.Ho);
+                for (int64_t rw = 0; rw < g.sw; ++rw)
+                  for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
+                    const auto [kw, off_w] = tw.taps[e];
+                    const gemm_t* tplane = Tc + (kh * g.kW + kw) * M + g.qw_lo - off_w;
+                    for (int64_t ih = ihs.lo; ih < ihs.hi; ++ih) {
+                      const int64_t oh = (ih + off_h) * g.sh + rh - g.ph;
+                      add_run(acc + (oh * g.sw + rw) * Qw, tplane + ih * g.W, tap_cells[e]);
+                    }
+                  }
+              }
+            for (int64_t oh = 0; oh < g.Ho; ++oh)
+              store_phase_runs(acc + oh * g.sw * Qw, g, yplane + oh * g.Wo, bias_v);
           }
       } else {
         // Note [tap row classes]: per class, T_c (ni rows() W x columns) = X_c (x Cin_g) @ W_c with
         // rows (image, ih - ih_lo, iw): only the input rows the class's kernel rows send inside
         // the output are multiplied.
         const int64_t key = n0 * g.groups + grp;
-        gemm_t* tnext = T.get();
+        gemm_t* tnext = T.data();
         for (int64_t c = 0; c < nclasses; ++c) {
           const TapRowClass& rc = classes[c];
           const int64_t rows = ni * rc.rows() * g.W, cols = rc.columns(g.kW, cn);
@@ -565,7 +615,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           if (rows == 0) continue;  // no tap of the class lands inside the output
           const bool whole = rc.rows() == g.H;
           if (key != x_key) {  // the class's input rows as gemm_t, unless read in place
-            gemm_t* dst = X.get() + c * g.Cin_g * nb * HW;
+            gemm_t* dst = X.data() + c * g.Cin_g * nb * HW;
             const int64_t run = rc.rows() * g.W;  // pixels of one image in the class
             if (channels_last) {
               const scalar_t* src0 = xp + grp * g.Cin_g;

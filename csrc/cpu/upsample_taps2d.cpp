@@ -22,6 +22,7 @@
 #include "cpu/kernels.h"
 #include "cpu/output_alloc.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
@@ -298,32 +299,6 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
   }
 }
 
-// A thread's scratch memory, kept between calls (as oneDNN keeps its scratchpad): the inference
-// kernel's window of tap rows (~0.5 MiB per thread at 32 channels of 64 columns) and its packed
-// weight, so a call allocates and page-faults none of it after the first. Requests over 16 MiB
-// are not kept.
-template <typename T>
-class Scratch {
- public:
-  Scratch(int slot, size_t count) {
-    thread_local std::vector<unsigned char> kept[2];
-    const size_t bytes = count * sizeof(T);
-    if (bytes > (size_t(16) << 20)) {
-      own_.resize(bytes);
-      data_ = reinterpret_cast<T*>(own_.data());
-      return;
-    }
-    auto& b = kept[slot];
-    if (b.size() < bytes) b.resize(bytes);
-    data_ = reinterpret_cast<T*>(b.data());
-  }
-  T* data() const { return data_; }
-
- private:
-  std::vector<unsigned char> own_;
-  T* data_ = nullptr;
-};
-
 // The inference kernel's sliding window over input rows: it holds rows [lo, hi) of at most `cap`,
 // and cover(need_lo, need_hi, move, compute) makes it hold [need_lo, need_hi) for the next output
 // row (rows never go back). New rows come at least `band` at a time (one GEMM each); when they
@@ -383,7 +358,7 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
     // innermost): one GEMM X (pixels x Cin, channels_last rows) @ W^T, dense, and the stencil
     // vectorised over the block's channels with contiguous stores.
     at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
-      Scratch<scalar_t> window(0, kk * cb * cap * g.W);
+      Scratch<scalar_t> window(ScratchSlot::kWindow, kk * cb * cap * g.W);
       std::vector<scalar_t> rows(g.kw * g.W * cb);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -411,7 +386,7 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
     return;
   }
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    Scratch<scalar_t> window(0, kk * cb * cap * g.W);
+    Scratch<scalar_t> window(ScratchSlot::kWindow, kk * cb * cap * g.W);
     std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -613,7 +588,7 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
     const Tensor wc = weight.contiguous();
     const scalar_t* w = wc.const_data_ptr<scalar_t>();
     const int64_t kk = kh * kw;
-    Scratch<scalar_t> packed(1, cout * kk * cin);
+    Scratch<scalar_t> packed(ScratchSlot::kPackedWeight, cout * kk * cin);
     for (int64_t o0 = 0; o0 < cout; o0 += cb) {
       const int64_t cbk = std::min(cb, cout - o0);
       scalar_t* dst = packed.data() + o0 * kk * cin;

@@ -1,0 +1,39 @@
+// A thread's scratch memory, kept between calls (as oneDNN keeps its scratchpad), so that a call
+// allocates and page-faults none of it after the first: the resize-convolution's inference window
+// and packed weight (~0.5 MiB per thread at 32 channels of 64 columns), the tap GEMM's T and input
+// block (1-2 MiB per thread on DCGAN's layers: 3-4% of G3's forward went to allocating and
+// faulting them, benchmarks/NOTES.md session 12). Each user has its own slot; a request over the
+// slot's limit is allocated for the call alone and freed after, so what a thread keeps is bounded.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace tconv::cpu::CPU_CAPABILITY {
+
+enum class ScratchSlot : int { kWindow = 0, kPackedWeight = 1, kTapProducts = 2, kInputBlock = 3, kCount = 4 };
+
+template <typename T>
+class Scratch {
+ public:
+  Scratch(ScratchSlot slot, size_t count, size_t keep_limit_bytes = size_t(16) << 20) {
+    thread_local std::vector<unsigned char> kept[static_cast<int>(ScratchSlot::kCount)];
+    const size_t bytes = count * sizeof(T);
+    if (bytes > keep_limit_bytes) {
+      own_.resize(bytes);
+      data_ = reinterpret_cast<T*>(own_.data());
+      return;
+    }
+    auto& b = kept[static_cast<int>(slot)];
+    if (b.size() < bytes) b.resize(bytes);
+    data_ = reinterpret_cast<T*>(b.data());
+  }
+  T* data() const { return data_; }
+  T& operator[](size_t i) const { return data_[i]; }
+
+ private:
+  std::vector<unsigned char> own_;
+  T* data_ = nullptr;
+};
+
+}  // namespace tconv::cpu::CPU_CAPABILITY
