@@ -2,7 +2,8 @@
 // allocates and page-faults none of it after the first: the resize-convolution's inference window
 // and packed weight (~0.5 MiB per thread at 32 channels of 64 columns), the tap GEMM's T and input
 // block (1-2 MiB per thread on DCGAN's layers: 3-4% of G3's forward went to allocating and
-// faulting them, benchmarks/NOTES.md session 12). Each user has its own slot; a request over the
+// faulting them, benchmarks/NOTES.md session 12) and its packed weights (the calling thread's,
+// up to 8 MiB). Each user has its own slot; a request over the
 // slot's limit is allocated for the call alone and freed after, so what a thread keeps is bounded.
 #pragma once
 
@@ -11,7 +12,7 @@
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
-enum class ScratchSlot : int { kWindow = 0, kPackedWeight = 1, kTapProducts = 2, kInputBlock = 3, kCount = 4 };
+enum class ScratchSlot : int { kWindow, kPackedWeight, kTapProducts, kInputBlock, kTapWeights, kCount };
 
 template <typename T>
 class Scratch {
