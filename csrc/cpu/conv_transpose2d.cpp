@@ -502,7 +502,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
       if (!pixel_major && channel_blocks == 1) wp = reinterpret_cast<const gemm_t*>(w);
     }
     if (wp == nullptr) {
-      wbuf.emplace(ScratchSlot::kTapWeights, g.Cin * R, size_t(8) << 20);
+      wbuf.emplace(ScratchSlot::kConvWeights, g.Cin * R, size_t(8) << 20);
       parallel_for_work(0, g.Cin, g.Cin * R, [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {  // input channel row of the weight
           const int64_t grp = row / g.Cin_g, ci = row % g.Cin_g;
@@ -538,12 +538,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     // T and the input block are thread scratch kept up to 4 MiB each (cpu/scratch.h).
-    const Scratch<gemm_t> T(ScratchSlot::kTapProducts, cc * KK * nb * HW, size_t(4) << 20);
+    const Scratch<gemm_t> T(ScratchSlot::kConvBlockA, cc * KK * nb * HW, size_t(4) << 20);
     // The input block as gemm_t, where the GEMM cannot read x in place; pixel-major: each class's
     // rows, kept while the thread's next task has the same images and group.
     const int64_t nclasses = static_cast<int64_t>(classes.size());
     const bool copy_x = !kSameType || nb > 1 || nclasses > 1 || classes[0].rows() != g.H;
-    const Scratch<gemm_t> X(ScratchSlot::kInputBlock, copy_x ? g.Cin_g * nb * HW * nclasses : 0, size_t(4) << 20);
+    const Scratch<gemm_t> X(ScratchSlot::kConvBlockB, copy_x ? g.Cin_g * nb * HW * nclasses : 0, size_t(4) << 20);
     std::vector<const gemm_t*> Xc(nclasses);  // class c's operand
     std::vector<int64_t> ldx(nclasses);        // and its leading dimension (channels_last)
     std::vector<gemm_t*> Tc(nclasses);        // class c's T, (ni * rows * W) x columns

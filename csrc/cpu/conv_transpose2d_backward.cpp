@@ -29,6 +29,7 @@
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 #include "cpu/kernels.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
@@ -183,8 +184,9 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   scalar_t* gip = gi.mutable_data_ptr<scalar_t>();
 
   parallel_for_work(0, pb.count() * g.groups * ci_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
-    std::unique_ptr<acc_t[]> D(new acc_t[block_pixels * cc]);
+    // Per-thread scratch kept between calls (cpu/scratch.h): no fresh mapping and faults per call.
+    const Scratch<acc_t> P(ScratchSlot::kConvBlockA, block_pixels * K, size_t(4) << 20);
+    const Scratch<acc_t> D(ScratchSlot::kConvBlockB, block_pixels * cc, size_t(4) << 20);
     int64_t gathered = -1;  // the block whose patches P holds
     for (int64_t task = begin; task < end; ++task) {
       const int64_t ci0 = task % ci_blocks * cc, cn = std::min(cc, g.Cin_g - ci0), t = task / ci_blocks;
@@ -195,7 +197,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
       if (t != gathered)
         for (int64_t i = 0; i < ni; ++i)
           gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,
-                                          P.get() + (channels_last ? i * HWb * K : i * HWb), M);
+                                          P.data() + (channels_last ? i * HWb * K : i * HWb), M);
       gathered = t;
       const acc_t* Wb = BT + (grp * g.Cin_g + ci0) * K;  // B^T rows ci0 .. ci0 + cn of the group
       if (!channels_last) {
@@ -203,23 +205,23 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
         // written in place when the block is one image's rows.
         const bool direct = same_type && ni == 1;
         scalar_t* out = gip + ((n0 * g.Cin + grp * g.Cin_g + ci0) * g.H + ih0) * g.W;
-        acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.get();
+        acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.data();
         const int64_t ldc = direct ? g.H * g.W : M;
-        gemm<acc_t>(cn, M, K, {Wb, K, false}, {P.get(), M, false}, dst, ldc, false);
+        gemm<acc_t>(cn, M, K, {Wb, K, false}, {P.data(), M, false}, dst, ldc, false);
         if (!direct)
           for (int64_t i = 0; i < ni; ++i)
             for (int64_t ci = 0; ci < cn; ++ci) {
               scalar_t* o = out + (i * g.Cin + ci) * g.H * g.W;
-              const acc_t* d = D.get() + ci * M + i * HWb;
+              const acc_t* d = D.data() + ci * M + i * HWb;
               for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
             }
       } else {
         // D (M x cn) = P (M x K) @ B (K x cn): pixels of grad_input[n0:n0+ni, ih0:ih0+rows, channels]
         // (consecutive across the block's whole images)
         scalar_t* out = gip + ((n0 * g.H + ih0) * g.W) * g.Cin + grp * g.Cin_g + ci0;
-        acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.get();
+        acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.data();
         const int64_t ldc = same_type ? g.Cin : cn;
-        gemm<acc_t>(M, cn, K, {P.get(), K, false}, {Wb, K, true}, dst, ldc, false);
+        gemm<acc_t>(M, cn, K, {P.data(), K, false}, {Wb, K, true}, dst, ldc, false);
         if constexpr (!same_type)
           for (int64_t m = 0; m < M; ++m)
             for (int64_t ci = 0; ci < cn; ++ci)
@@ -353,9 +355,9 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
     const int64_t cc = std::max<int64_t>(ceil_div(g.Cout_g, 8), std::min<int64_t>(g.Cout_g, ceil_div(64, kk)));
     const int64_t col_blocks = ceil_div(g.Cout_g, cc);
     parallel_for_work(0, g.groups * col_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-      std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * kk * cc]);
-      std::unique_ptr<acc_t[]> X(new acc_t[block_pixels * g.Cin_g]);
-      std::unique_ptr<acc_t[]> dW(new acc_t[g.Cin_g * kk * cc]);
+      const Scratch<acc_t> P(ScratchSlot::kConvBlockA, block_pixels * kk * cc, size_t(4) << 20);
+      const Scratch<acc_t> X(ScratchSlot::kConvBlockB, block_pixels * g.Cin_g, size_t(4) << 20);
+      const Scratch<acc_t> dW(ScratchSlot::kConvSmall, g.Cin_g * kk * cc, size_t(4) << 20);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t grp = t / col_blocks, co0 = t % col_blocks * cc, cn = std::min(cc, g.Cout_g - co0);
         const int64_t Kc = kk * cn;
@@ -363,8 +365,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
           const int64_t blk = b % pb.row_blocks, n0 = b / pb.row_blocks * pb.images;
           const int64_t ni = std::min(pb.images, g.N - n0);
           const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
-          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, co0, cn, P.get(), X.get(),
-                            dW.get(), Kc, b > 0);
+          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, co0, cn, P.data(), X.data(),
+                            dW.data(), Kc, b > 0);
         }
         // dW columns (co - co0, kh, kw) or (kh, kw, co - co0) -> weight (Cin, Cout_g, kH, kW)
         for (int64_t ci = 0; ci < g.Cin_g; ++ci)
@@ -382,8 +384,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   std::unique_ptr<acc_t[]> partial(new acc_t[chunks * wsize]);
 
   parallel_for_work(0, chunks, g.multiply_adds(), [&](int64_t cbegin, int64_t cend) {
-    std::unique_ptr<acc_t[]> P(new acc_t[block_pixels * K]);
-    std::unique_ptr<acc_t[]> X(new acc_t[block_pixels * g.Cin_g]);
+    const Scratch<acc_t> P(ScratchSlot::kConvBlockA, block_pixels * K, size_t(4) << 20);
+    const Scratch<acc_t> X(ScratchSlot::kConvBlockB, block_pixels * g.Cin_g, size_t(4) << 20);
     for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
       acc_t* acc = partial.get() + chunk * wsize;
       const int64_t t_lo = tasks * chunk / chunks, t_hi = tasks * (chunk + 1) / chunks;
@@ -392,7 +394,7 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
         const int64_t ni = std::min(pb.images, g.N - n0);
         const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
         for (int64_t grp = 0; grp < g.groups; ++grp)
-          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, 0, g.Cout_g, P.get(), X.get(),
+          weight_grad_block(gop, xp, g, channels_last, n0, ni, ih0, rows, grp, 0, g.Cout_g, P.data(), X.data(),
                             acc + grp * g.Cin_g * K, K, t > t_lo);
       }
     }

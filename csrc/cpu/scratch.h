@@ -12,7 +12,11 @@
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
-enum class ScratchSlot : int { kWindow, kPackedWeight, kTapProducts, kInputBlock, kTapWeights, kCount };
+// kWindow, kPackedWeight: the resize-convolution's inference kernel. kConvBlockA, kConvBlockB: the
+// dense transposed convolution's two per-task blocks (forward: T and the input block; grad_input:
+// the patches and the GEMM result; grad_weight: the patches and the input block), kConvWeights
+// its packed weights, kConvSmall grad_weight's per-task block of columns.
+enum class ScratchSlot : int { kWindow, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kCount };
 
 template <typename T>
 class Scratch {
