@@ -241,3 +241,35 @@ def test_small_images_batched_backward_matches_pytorch(cfg, layout):
     n, cin, cout, hw, k, s, p, op, g, d = cfg
     x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, channels_last=layout == "channels_last")
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+
+
+def test_dense_kernels_from_several_python_threads(monkeypatch):
+    """The dense forward's and backward's blocks and packed weights are per-thread scratch kept
+    between calls (cpu/scratch.h): concurrent calls of different shapes from several Python
+    threads each get their own, forward and every gradient."""
+    import threading
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
+    cases = [make_conv(n, cin, cout, hw, (4, 4), 1, torch.float32) for n, cin, cout, hw in
+             [(12, 16, 70, (4, 4)), (3, 8, 24, (9, 16)), (5, 24, 40, (8, 5))]]
+    for x, w, b in cases:
+        for t in (x, w, b):
+            t.requires_grad_()
+    go = [torch.randn_like(F.conv_transpose2d(x, w, b, 2, 1)) for x, w, b in cases]
+    want = [(F.conv_transpose2d(x, w, b, 2, 1),) + torch.autograd.grad(F.conv_transpose2d(x, w, b, 2, 1), (x, w, b), g)
+            for (x, w, b), g in zip(cases, go)]
+    errors = []
+
+    def run(i):
+        (x, w, b), g = cases[i % 3], go[i % 3]
+        for _ in range(4):
+            out = tconv.conv_transpose2d(x, w, b, 2, 1)
+            got = (out,) + torch.autograd.grad(out, (x, w, b), g)
+            if not all(torch.allclose(a, e, rtol=1e-4, atol=1e-4) for a, e in zip(got, want[i % 3])):
+                errors.append(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
