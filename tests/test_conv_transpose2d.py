@@ -203,6 +203,24 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
         assert ours.stride() == ref.stride()
 
 
+# The plane-major tap GEMM (NCHW, rows of 16 pixels or more) sums each plane's taps either all at
+# once, tap plane by tap plane (runs of a small plane), or one output row at a time (a plane
+# whose runs exceed 32 KiB); both in the same order, so both match PyTorch the same way.
+@pytest.mark.parametrize("cfg", [
+    (3, 6, 5, (16, 16), (4, 4), 2, 1, 0, 1, 1),     # whole plane: 32 rows x 2 x 17 cells
+    (2, 3, 5, (60, 64), (4, 4), 2, 1, 0, 1, 1),     # row by row: 120 rows x 2 x 65 cells
+    (2, 4, 6, (20, 33), (3, 3), 2, 1, 1, 2, 1),     # odd kernel, output_padding, groups
+], ids=lambda c: "x".join(map(str, c[:5])))
+def test_plane_major_tap_sums_match_pytorch(cfg, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype)
+        torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw),
+                                   rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
+
+
 # The pixel-major tap GEMM multiplies, per class of kernel rows, only the input rows those rows
 # send inside the output (Note [tap row classes], cpu/conv_transpose2d.cpp). Shapes where the
 # classes differ: rows of no use at all, in-place and copied operands, several blocks.

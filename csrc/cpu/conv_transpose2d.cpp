@@ -549,7 +549,11 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
     std::vector<gemm_t*> Tc(nclasses);        // class c's T, (ni * rows * W) x columns
     int64_t x_key = -1;                        // the (images, group) Xc holds
     std::unique_ptr<acc_t[]> runs(new acc_t[std::max(g.sw * Qw, cc)]);
-    std::unique_ptr<acc_t[]> plane_runs(pixel_major ? nullptr : new acc_t[g.Ho * g.sw * Qw]);
+    // The plane-major sums take the whole plane's phase runs at once where they fit in L1 (DCGAN's
+    // 16x16 layer: 4 KiB), reading T tap plane by tap plane; a larger plane (U-Net's 64x64) sums
+    // one output row at a time, its runs staying in L1 while T's rows stream in.
+    const bool whole_plane = !pixel_major && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
+    std::unique_ptr<acc_t[]> plane_runs(whole_plane ? new acc_t[g.Ho * g.sw * Qw] : nullptr);
     std::unique_ptr<acc_t[]> pix(pixel_major && !channels_last ? new acc_t[16 * cc] : nullptr);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % channel_blocks, grp = t / channel_blocks % g.groups;
@@ -582,6 +586,16 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             const int64_t co = grp * g.Cout_g + c0 + col;
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
+            if (!whole_plane) {  // a large plane: one output row's runs at a time, in L1
+              for (int64_t oh = 0; oh < g.Ho; ++oh) {
+                sum_phase_runs(g, th, tw, tap_cells, oh, runs.get(),
+                               [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
+                                 add_run(run, Tc + (kh * g.kW + kw) * M + ih * g.W + shift, js);
+                               });
+                store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
+              }
+              continue;
+            }
             // The whole plane's phase runs (row oh's at acc + oh * sw * Qw), filled tap plane by
             // tap plane, so T is read in order rather than 16 rows of 16 planes per output row.
             // Each output still sums its taps in sum_phase_runs's order: (row tap, column tap)
