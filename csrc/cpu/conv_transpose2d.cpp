@@ -688,8 +688,8 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             if (pending == 16)
               for (; col + 16 <= cn; col += 16) transpose_16x16(pix.get() + col, cn, dst + col * plane, plane);
           }
-          for (int64_t q = 0; q < pending; ++q)
-            for (int64_t c = col; c < cn; ++c) dst[c * plane + q] = static_cast<scalar_t>(pix[q * cn + c]);
+          for (int64_t c = col; c < cn; ++c)  // each channel's run of pending pixels
+            for (int64_t q = 0; q < pending; ++q) dst[c * plane + q] = static_cast<scalar_t>(pix[q * cn + c]);
           p0 += pending;
           pending = 0;
         };
