@@ -8,8 +8,9 @@ markers), never from another test file.
 - upsampling: inputs, the grid, tolerances, gradcheck arguments, check_interpolate and the
   references where PyTorch's own kernels are wrong;
 - the Gram matrix: the float64 reference, shapes, tolerances, layouts;
-- every op at once (all_ops_run: determinism, threads);
+- every op at once (all_ops_run: determinism, threads); run_in_python_threads;
 - the error cases of docs/errors.md (ERROR_CASES, error_rows)."""
+import threading
 from pathlib import Path
 
 import torch
@@ -22,6 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 HALF_TYPES = [torch.float16, torch.bfloat16]
 ALL_TYPES = [torch.float64, torch.float32] + HALF_TYPES
+
+
+# ---- Python threads --------------------------------------------------------------------------------
+
+def run_in_python_threads(fn, count):
+    """Runs fn(i) for i < count, each in its own Python thread, all at once, and waits for them."""
+    threads = [threading.Thread(target=fn, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 # ---- gradients -------------------------------------------------------------------------------------

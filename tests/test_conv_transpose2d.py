@@ -12,7 +12,7 @@ from torch import nn
 
 import tconv
 from _support import (CONV_GRADCHECK, CONV_GRID, CONV_TOL, check_same_outputs_and_grads, conv_grid_case,
-                      draw_conv_geometry, full_gradcheck, make_conv)
+                      draw_conv_geometry, full_gradcheck, make_conv, run_in_python_threads)
 
 ops = torch.ops.tconv
 
@@ -265,7 +265,6 @@ def test_dense_kernels_from_several_python_threads(monkeypatch):
     """The dense forward's and backward's blocks and packed weights are per-thread scratch kept
     between calls (cpu/scratch.h): concurrent calls of different shapes from several Python
     threads each get their own, forward and every gradient."""
-    import threading
     monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
     cases = [make_conv(n, cin, cout, hw, (4, 4), 1, torch.float32) for n, cin, cout, hw in
              [(12, 16, 70, (4, 4)), (3, 8, 24, (9, 16)), (5, 24, 40, (8, 5))]]
@@ -285,9 +284,5 @@ def test_dense_kernels_from_several_python_threads(monkeypatch):
             if not all(torch.allclose(a, e, rtol=1e-4, atol=1e-4) for a, e in zip(got, want[i % 3])):
                 errors.append(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_python_threads(run, 6)
     assert not errors

@@ -5,7 +5,6 @@ first (1 and 2 threads); ops from several Python threads; no memory growth over 
 the cache's reuse, limits (runtime and TCONV_CPU_CACHE_MB), stats and idle release."""
 import gc
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import ROOT, all_ops_run
+from _support import ROOT, all_ops_run, run_in_python_threads
 
 ops = torch.ops.tconv
 
@@ -107,18 +106,14 @@ def test_ops_from_several_python_threads():
     expected = all_ops_run(seed=5)
     errors, results = [], []
 
-    def work():
+    def work(_):
         try:
             for _ in range(5):
                 results.append(all_ops_run(seed=5))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_python_threads(work, 4)
     assert not errors, errors
     assert len(results) == 20
     for run in results:
@@ -284,11 +279,7 @@ def test_reused_buffers_from_several_python_threads():
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_python_threads(work, 3)
     assert not errors
 
 

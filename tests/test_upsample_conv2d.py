@@ -12,7 +12,7 @@ from torch import nn
 import tconv
 from tconv.functional import fold_upsample_weight
 
-from _support import check_compile_and_export, full_gradcheck
+from _support import check_compile_and_export, full_gradcheck, run_in_python_threads
 
 
 def pair_reference(x, w, b, scale_factor, padding=0, groups=1, mode="nearest", stride=1, dilation=1):
@@ -435,7 +435,6 @@ def test_upsample_taps2d_opcheck_and_gradcheck_cuda():
 def test_mixed_inference_from_several_python_threads():
     """The inference kernel's window and packed weight are per-thread scratch kept between calls:
     concurrent calls from several Python threads, of different shapes, each get their own."""
-    import threading
     cases = [_data(2, 6, c, (9 + c % 5, 70), 3, 1, torch.float32) for c in (8, 40, 72)]
     with torch.no_grad():
         want = [pair_reference(x, w, b, 2, 1, mode="bilinear") for x, w, b in cases]
@@ -449,11 +448,7 @@ def test_mixed_inference_from_several_python_threads():
             if not torch.allclose(got, want[i % 3], rtol=1e-4, atol=1e-4):
                 errors.append(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_python_threads(run, 6)
     assert not errors
 
 
