@@ -289,10 +289,6 @@ PhaseTaps phase_taps(int64_t kernel, int64_t stride, int64_t dilation) {
   return p;
 }
 
-// Plane-major sum of one output row oh: each phase rw accumulates, over the taps that reach the
-// row, a contiguous run over the cells qw (vectorised), which store_phase_runs then writes into
-// the row at stride sw. add(run, kh, kw, ih, shift, cells) adds tap (kh, kw)'s contribution from
-// input row ih to run[j] for j in cells, input column qw_lo + j - off_w = shift + j.
 // The cells j of [0, Qw) whose input column qw_lo + j - off_w lies inside the input, per column tap
 // of tw: the same for every row, so found once per plane (integer divisions per tap and row cost
 // more than the short runs they bound).
@@ -302,6 +298,11 @@ std::vector<IndexRange> tap_cell_ranges(const ConvTranspose2dGeometry& g, const 
   return cells;
 }
 
+// Plane-major sum of one output row oh: each phase rw accumulates, over the taps that reach the
+// row, a contiguous run over the cells qw (vectorised), which store_phase_runs then writes into
+// the row at stride sw. add(run, kh, kw, ih, shift, cells) adds tap (kh, kw)'s contribution from
+// input row ih to run[j] for j in cells, input column qw_lo + j - off_w = shift + j; cells holds
+// tap_cell_ranges.
 template <typename acc_t, typename AddTap>
 void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const PhaseTaps& tw,
                     const std::vector<IndexRange>& cells, int64_t oh, acc_t* runs, const AddTap& add) {
@@ -509,11 +510,11 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           for (int64_t c0 = 0; c0 < g.Cout_g; c0 += cc) {
             const int64_t cn = std::min(cc, g.Cout_g - c0), Rb = cn * KK;
             const scalar_t* src = w + (row * g.Cout_g + c0) * KK;  // (cn, KK) run
-            gemm_t* dst = wbuf->data() + weight_block_offset(grp, c0) + ci * Rb;
+            gemm_t* block = wbuf->data() + weight_block_offset(grp, c0);
             if (pixel_major) {  // class by class: (Cin_g x cols) each, columns (kh, kw, co)
               for (const TapRowClass& rc : classes) {
                 const int64_t cols = rc.columns(g.kW, cn);
-                gemm_t* dc = wbuf->data() + weight_block_offset(grp, c0) + g.Cin_g * rc.column_offset(g.kW, cn) + ci * cols;
+                gemm_t* dc = block + g.Cin_g * rc.column_offset(g.kW, cn) + ci * cols;
                 for (int64_t kh = rc.kh_begin; kh < rc.kh_end; ++kh)
                   for (int64_t kw = 0; kw < g.kW; ++kw) {
                     gemm_t* d = dc + ((kh - rc.kh_begin) * g.kW + kw) * cn;
@@ -522,7 +523,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   }
               }
             } else {
-              for (int64_t r = 0; r < Rb; ++r) dst[r] = static_cast<gemm_t>(src[r]);
+              for (int64_t r = 0; r < Rb; ++r) block[ci * Rb + r] = static_cast<gemm_t>(src[r]);
             }
           }
         }
@@ -535,6 +536,10 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t Qw = g.Qw;
+  // The plane-major sums take the whole plane's phase runs at once where they fit in L1 (DCGAN's
+  // 16x16 layer: 4 KiB), reading T tap plane by tap plane; a larger plane (U-Net's 64x64) sums
+  // one output row at a time, its runs staying in L1 while T's rows stream in.
+  const bool whole_plane = !pixel_major && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     // T and the input block are thread scratch kept up to 4 MiB each (cpu/scratch.h).
@@ -549,10 +554,6 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
     std::vector<gemm_t*> Tc(nclasses);        // class c's T, (ni * rows * W) x columns
     int64_t x_key = -1;                        // the (images, group) Xc holds
     std::unique_ptr<acc_t[]> runs(new acc_t[std::max(g.sw * Qw, cc)]);
-    // The plane-major sums take the whole plane's phase runs at once where they fit in L1 (DCGAN's
-    // 16x16 layer: 4 KiB), reading T tap plane by tap plane; a larger plane (U-Net's 64x64) sums
-    // one output row at a time, its runs staying in L1 while T's rows stream in.
-    const bool whole_plane = !pixel_major && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
     std::unique_ptr<acc_t[]> plane_runs(whole_plane ? new acc_t[g.Ho * g.sw * Qw] : nullptr);
     std::unique_ptr<acc_t[]> pix(pixel_major && !channels_last ? new acc_t[16 * cc] : nullptr);
     for (int64_t t = begin; t < end; ++t) {
@@ -561,23 +562,27 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
       const int64_t c0 = cb * cc, cn = std::min(cc, g.Cout_g - c0);  // channels c0 .. c0 + cn of the group
       const int64_t M = ni * HW, Rb = cn * KK;
       const gemm_t* Wb = wp + weight_block_offset(grp, c0);  // (Cin_g x Rb), dense
-      // NCHW: X (Cin_g x M), each image's channel planes side by side (the image itself when alone).
-      auto planes_of_block = [&]() -> const gemm_t* {
-        if (kSameType && ni == 1) return reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
+      // NCHW: input rows [ih_lo, ih_lo + rows) of the block's images as X (Cin_g x ni rows W), each
+      // image's run of each channel side by side, copied to dst; one image's whole planes are read
+      // in place.
+      auto planes_of_rows = [&](int64_t ih_lo, int64_t rows, gemm_t* dst) -> const gemm_t* {
+        if (kSameType && ni == 1 && rows == g.H)
+          return reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
+        const int64_t run = rows * g.W;
         for (int64_t ci = 0; ci < g.Cin_g; ++ci)
           for (int64_t i = 0; i < ni; ++i) {
-            const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW;
-            gemm_t* dst = X.data() + ci * M + i * HW;
+            const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW + ih_lo * g.W;
+            gemm_t* d = dst + (ci * ni + i) * run;
             if constexpr (kSameType) {
-              std::memcpy(dst, src, HW * sizeof(gemm_t));  // c10::BFloat16's element loop does not vectorise
+              std::memcpy(d, src, run * sizeof(gemm_t));  // c10::BFloat16's element loop does not vectorise
             } else {
-              for (int64_t e = 0; e < HW; ++e) dst[e] = static_cast<gemm_t>(src[e]);
+              for (int64_t e = 0; e < run; ++e) d[e] = static_cast<gemm_t>(src[e]);
             }
           }
-        return X.data();
+        return dst;
       };
       if (!pixel_major) {
-        const gemm_t* Xp = planes_of_block();
+        const gemm_t* Xp = planes_of_rows(0, g.H, X.data());
         // T (Rb x M) = W_b^T (Rb x Cin_g) @ X
         gemm<gemm_t>(Rb, M, g.Cin_g, {Wb, Rb, true}, {Xp, M, false}, T.data(), M, false);
         for (int64_t i = 0; i < ni; ++i)
@@ -632,13 +637,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
           Tc[c] = tnext;
           tnext += rows * cols;
           if (rows == 0) continue;  // no tap of the class lands inside the output
-          const bool whole = rc.rows() == g.H;
           if (key != x_key) {  // the class's input rows as gemm_t, unless read in place
             gemm_t* dst = X.data() + c * g.Cin_g * nb * HW;
-            const int64_t run = rc.rows() * g.W;  // pixels of one image in the class
             if (channels_last) {
               const scalar_t* src0 = xp + grp * g.Cin_g;
-              if (kSameType && (ni == 1 || whole)) {
+              const int64_t run = rc.rows() * g.W;  // pixels of one image in the class
+              if (kSameType && (ni == 1 || rc.rows() == g.H)) {
                 Xc[c] = reinterpret_cast<const gemm_t*>(src0 + (n0 * HW + rc.ih_lo * g.W) * g.Cin);
                 ldx[c] = g.Cin;
               } else {
@@ -651,20 +655,8 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                 Xc[c] = dst;
                 ldx[c] = g.Cin_g;
               }
-            } else if (kSameType && ni == 1 && whole) {
-              Xc[c] = reinterpret_cast<const gemm_t*>(xp) + (n0 * g.Cin + grp * g.Cin_g) * HW;
-            } else {  // (Cin_g x rows): each image's run of the class's rows, per channel
-              for (int64_t ci = 0; ci < g.Cin_g; ++ci)
-                for (int64_t i = 0; i < ni; ++i) {
-                  const scalar_t* src = xp + ((n0 + i) * g.Cin + grp * g.Cin_g + ci) * HW + rc.ih_lo * g.W;
-                  gemm_t* d = dst + ci * rows + i * run;
-                  if constexpr (kSameType) {
-                    std::memcpy(d, src, run * sizeof(gemm_t));
-                  } else {
-                    for (int64_t e = 0; e < run; ++e) d[e] = static_cast<gemm_t>(src[e]);
-                  }
-                }
-              Xc[c] = dst;
+            } else {
+              Xc[c] = planes_of_rows(rc.ih_lo, rc.rows(), dst);
             }
           }
           const gemm_t* Wc = Wb + g.Cin_g * rc.column_offset(g.kW, cn);  // (Cin_g x cols), dense
@@ -715,9 +707,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   const auto [kw, off_w] = tw.taps[e];
                   const int64_t iw = wph.cell - off_w;
                   if (iw < 0 || iw >= g.W) continue;
-                  const gemm_t* src = trow + iw * cols + kw * cn;
-#pragma omp simd
-                  for (int64_t col = 0; col < cn; ++col) acc[col] += static_cast<acc_t>(src[col]);
+                  add_run(acc, trow + iw * cols + kw * cn, IndexRange{0, cn});
                 }
               }
               if (channels_last) {

@@ -3,8 +3,9 @@
 // and packed weight (~0.5 MiB per thread at 32 channels of 64 columns), the tap GEMM's T and input
 // block (1-2 MiB per thread on DCGAN's layers: 3-4% of G3's forward went to allocating and
 // faulting them, benchmarks/NOTES.md session 12) and its packed weights (the calling thread's,
-// up to 8 MiB). Each user has its own slot; a request over the
-// slot's limit is allocated for the call alone and freed after, so what a thread keeps is bounded.
+// up to 8 MiB). Each role has its own slot (a thread runs one kernel at a time, so the dense
+// forward and backward share theirs); a request over the caller's limit is allocated for the call
+// alone and freed after, so what a thread keeps is bounded.
 #pragma once
 
 #include <cstddef>
