@@ -203,14 +203,23 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
         assert ours.stride() == ref.stride()
 
 
-# The plane-major tap GEMM (NCHW, rows of 16 pixels or more) sums each plane's taps either all at
-# once, tap plane by tap plane (runs of a small plane), or one output row at a time (a plane
-# whose runs exceed 32 KiB); both in the same order, so both match PyTorch the same way.
+# The plane-major tap GEMM (NCHW, rows of 16 pixels or more) sums each output row's taps in
+# registers where its phase runs have at most 64 cells and sw <= 2 (Note [register runs],
+# cpu/conv_transpose2d.cpp: two or four registers a phase, the two phases interleaved from
+# registers or, where they do not alternate, through memory); otherwise each plane's taps all at
+# once, tap plane by tap plane, or one output row at a time (a plane whose runs exceed 32 KiB).
+# All sum in the same order, so all match PyTorch the same way.
 @pytest.mark.parametrize("cfg", [
-    (3, 6, 5, (16, 16), (4, 4), 2, 1, 0, 1, 1),     # whole plane: 32 rows x 2 x 17 cells
-    (2, 3, 5, (60, 64), (4, 4), 2, 1, 0, 1, 1),     # row by row: 120 rows x 2 x 65 cells
+    (3, 6, 5, (16, 16), (4, 4), 2, 1, 0, 1, 1),     # registers: 2 x 17 cells, alternating phases
+    (2, 3, 4, (18, 40), (2, 2), 2, 0, 0, 1, 1),     # registers: 2 x 40 cells (four registers)
+    (2, 4, 3, (17, 20), (3, 3), 1, 1, 0, 1, 1),     # registers: one phase
+    (2, 3, 4, (9, 24), (3, 3), 2, 1, 0, 1, 2),      # registers: dilation 2, phases that do not alternate
+    (2, 3, 4, (7, 18), (5, 4), (3, 2), 1, 0, 1, 1),  # registers: row stride 3
+    (2, 3, 5, (20, 70), (4, 4), 2, 1, 0, 1, 1),     # whole plane: 40 rows x 2 x 71 cells
+    (2, 3, 5, (60, 100), (4, 4), 2, 1, 0, 1, 1),    # row by row: 120 rows x 2 x 101 cells
     (2, 4, 6, (20, 33), (3, 3), 2, 1, 1, 2, 1),     # odd kernel, output_padding, groups
-], ids=lambda c: "x".join(map(str, c[:5])))
+    (2, 3, 4, (5, 30), (5, 5), 3, 2, 2, 1, 1),      # stride 3: runs through memory
+], ids=lambda c: "x".join(map(str, c[:6])))
 def test_plane_major_tap_sums_match_pytorch(cfg, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
     n, cin, cout, hw, k, s, p, op, g, d = cfg
@@ -219,6 +228,12 @@ def test_plane_major_tap_sums_match_pytorch(cfg, monkeypatch):
         x, w, b = make_conv(n, cin, cout, hw, k, g, dtype)
         torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw),
                                    rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32)
+    xh, wh, bh = (t.bfloat16() for t in (x, w, b))
+    ref = F.conv_transpose2d(xh.float(), wh.float(), bh.float(), **kw)
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(tconv.conv_transpose2d(xh, wh, bh, **kw).float(), ref.bfloat16().float(),
+                               rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
 
 
 # The pixel-major tap GEMM multiplies, per class of kernel rows, only the input rows those rows

@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -56,75 +57,114 @@ std::vector<acc_t> bias_as_acc(const std::optional<Tensor>& bias, int64_t cout) 
 #if defined(TCONV_CPU_AVX512)
 // 16 floats stored as float, or rounded to bfloat16 as c10::BFloat16(float) rounds (to nearest
 // even, every NaN to 0x7FC0), so the vector and scalar stores give the same bits.
+// With a mask, only its lanes are stored.
 inline void store_16(float* dst, __m512 v) { _mm512_storeu_ps(dst, v); }
-inline void store_16(at::BFloat16* dst, __m512 v) {
+inline void store_16(float* dst, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(dst, m, v); }
+inline __m256i bfloat16_bits(__m512 v) {
   const __m512i bits = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
   __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
   rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC00000));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16)));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+}
+inline void store_16(at::BFloat16* dst, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), bfloat16_bits(v));
+}
+inline void store_16(at::BFloat16* dst, __m512 v, __mmask16 m) { _mm256_mask_storeu_epi16(dst, m, bfloat16_bits(v)); }
+
+// Whether T's entries load 16 at a time as float32 (load_16_as_float).
+template <typename acc_t, typename gemm_t>
+constexpr bool kLoads16AsFloat =
+    std::is_same_v<acc_t, float> && (std::is_same_v<gemm_t, float> || std::is_same_v<gemm_t, at::BFloat16>);
+
+// src[0, 16) under mask m as float32, zero elsewhere; masked-off lanes are not read.
+inline __m512 load_16_as_float(const float* src, __mmask16 m) { return _mm512_maskz_loadu_ps(m, src); }
+inline __m512 load_16_as_float(const at::BFloat16* src, __mmask16 m) {
+  // bfloat16 -> float is exact: its 16 bits on top of zeros
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src)), 16));
+}
+
+// The lanes of [16 * r, 16 * r + 16) that lie in js, as a mask over that register's lanes.
+inline __mmask16 lanes_in(IndexRange js, int64_t r) {
+  const int64_t lo = std::clamp<int64_t>(js.lo - 16 * r, 0, 16), hi = std::clamp<int64_t>(js.hi - 16 * r, 0, 16);
+  return hi > lo ? __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1)) : __mmask16(0);
 }
 #endif
 
-// One output row from its phase runs (run rw at runs + rw * run_stride, entry j: output column
-// (qw_lo + j) * sw + rw - pw), each plus the bias, stored at stride sw.
-template <typename scalar_t, typename acc_t>
-void store_phase_runs(const acc_t* runs, int64_t run_stride, const ConvTranspose2dGeometry& g,
-                      scalar_t* yrow, acc_t bias) {
-  if (g.sw == 2) {
-    // The two phases alternate along the row (the k2 s2 layers over the same cells, k4 s2 p1 with
-    // phase 1 first): one pass that interleaves the runs (stores at stride 2 one phase at a time
-    // cost as much as the GEMM on the U-Net layers).
-    IndexRange js[2];
-    int64_t first[2];  // each phase's first output column
-    for (int64_t rw = 0; rw < 2; ++rw) {
-      const int64_t ow_first = output_of(g.qw_lo, rw, 2, g.pw);
-      js[rw] = indices_inside(g.Qw, 2, ow_first, g.Wo);
-      first[rw] = ow_first + 2 * js[rw].lo;
-    }
-    const int a = first[0] <= first[1] ? 0 : 1, b = 1 - a;  // a's column comes first
-    const int64_t len_a = js[a].hi - js[a].lo, len_b = js[b].hi - js[b].lo;
-    if (first[b] == first[a] + 1 && len_a >= len_b && len_a <= len_b + 1) {
-      const acc_t* r0 = runs + a * run_stride + js[a].lo;
-      const acc_t* r1 = runs + b * run_stride + js[b].lo;
-      scalar_t* dst = yrow + first[a];
-      int64_t j = 0;
-#if defined(TCONV_CPU_AVX512)
-      if constexpr ((std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) &&
-                    std::is_same_v<acc_t, float>) {
-        const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-        const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        const __m512 vb = _mm512_set1_ps(bias);
-        for (; j + 16 <= len_b; j += 16) {
-          const __m512 u = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
-          const __m512 v = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
-          store_16(dst + 2 * j, _mm512_permutex2var_ps(u, lo, v));
-          store_16(dst + 2 * j + 16, _mm512_permutex2var_ps(u, hi, v));
-        }
-      }
-#endif
-      for (; j < len_b; ++j) {
-        dst[2 * j] = static_cast<scalar_t>(r0[j] + bias);
-        dst[2 * j + 1] = static_cast<scalar_t>(r1[j] + bias);
-      }
-      if (len_a > len_b) dst[2 * len_b] = static_cast<scalar_t>(r0[len_b] + bias);
-      return;
-    }
-  }
+// Where an output row's phase runs go (run rw, entry j: output column (qw_lo + j) * sw + rw - pw):
+// the same for every row, so found once per call rather than per row (DCGAN's 16x16 bfloat16
+// layer stores 32K rows of 32 outputs; the per-row set-up was a third of the store's time).
+struct PhaseRunStores {
+  int64_t sw;
+  // sw == 2 with alternating phases (the k2 s2 layers over the same cells, k4 s2 p1 with phase 1
+  // first): one pass interleaves run a's entries [lo_a, lo_a + len_a) and run b's
+  // [lo_b, lo_b + len_b) from output column first (stores at stride 2, one phase at a time, cost
+  // as much as the GEMM on the U-Net layers).
+  bool interleave = false;
+  int64_t a = 0, b = 0, lo_a = 0, lo_b = 0, len_a = 0, len_b = 0, first = 0;
+  // otherwise phase rw's entries js[rw] go to columns ow_first[rw] + j * sw
+  std::vector<IndexRange> js;
+  std::vector<int64_t> ow_first;
+};
+
+PhaseRunStores phase_run_stores(const ConvTranspose2dGeometry& g) {
+  PhaseRunStores s;
+  s.sw = g.sw;
   for (int64_t rw = 0; rw < g.sw; ++rw) {
     // cells j with 0 <= (qw_lo + j) * sw + rw - pw < Wo
-    const int64_t ow_first = output_of(g.qw_lo, rw, g.sw, g.pw);
-    const IndexRange js = indices_inside(g.Qw, g.sw, ow_first, g.Wo);
-    const acc_t* run = runs + rw * run_stride;
-    scalar_t* dst = yrow + ow_first;
-    for (int64_t j = js.lo; j < js.hi; ++j) dst[j * g.sw] = static_cast<scalar_t>(run[j] + bias);
+    s.ow_first.push_back(output_of(g.qw_lo, rw, g.sw, g.pw));
+    s.js.push_back(indices_inside(g.Qw, g.sw, s.ow_first.back(), g.Wo));
   }
+  if (g.sw == 2) {
+    const int64_t first0 = s.ow_first[0] + 2 * s.js[0].lo, first1 = s.ow_first[1] + 2 * s.js[1].lo;
+    s.a = first0 <= first1 ? 0 : 1;  // a's column comes first
+    s.b = 1 - s.a;
+    s.lo_a = s.js[s.a].lo;
+    s.lo_b = s.js[s.b].lo;
+    s.len_a = s.js[s.a].hi - s.lo_a;
+    s.len_b = s.js[s.b].hi - s.lo_b;
+    s.first = std::min(first0, first1);
+    s.interleave = std::max(first0, first1) == s.first + 1 && s.len_a >= s.len_b && s.len_a <= s.len_b + 1;
+  }
+  return s;
 }
 
-// Runs packed one after the other (runs[rw * Qw + j]).
+// One output row from its phase runs (run rw at runs + rw * run_stride), each plus the bias.
 template <typename scalar_t, typename acc_t>
-void store_phase_runs(const acc_t* runs, const ConvTranspose2dGeometry& g, scalar_t* yrow, acc_t bias) {
-  store_phase_runs(runs, g.Qw, g, yrow, bias);
+void store_phase_runs(const acc_t* runs, int64_t run_stride, const PhaseRunStores& s, scalar_t* yrow,
+                      acc_t bias) {
+  if (s.interleave) {
+    const acc_t* r0 = runs + s.a * run_stride + s.lo_a;
+    const acc_t* r1 = runs + s.b * run_stride + s.lo_b;
+    scalar_t* dst = yrow + s.first;
+    const int64_t len_b = s.len_b;
+    int64_t j = 0;
+#if defined(TCONV_CPU_AVX512)
+    if constexpr ((std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) &&
+                  std::is_same_v<acc_t, float>) {
+      const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+      const __m512 vb = _mm512_set1_ps(bias);
+      for (; j + 16 <= len_b; j += 16) {
+        const __m512 u = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
+        const __m512 v = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
+        store_16(dst + 2 * j, _mm512_permutex2var_ps(u, lo, v));
+        store_16(dst + 2 * j + 16, _mm512_permutex2var_ps(u, hi, v));
+      }
+    }
+#endif
+    for (; j < len_b; ++j) {
+      dst[2 * j] = static_cast<scalar_t>(r0[j] + bias);
+      dst[2 * j + 1] = static_cast<scalar_t>(r1[j] + bias);
+    }
+    if (s.len_a > len_b) dst[2 * len_b] = static_cast<scalar_t>(r0[len_b] + bias);
+    return;
+  }
+  for (int64_t rw = 0; rw < s.sw; ++rw) {
+    const acc_t* run = runs + rw * run_stride;
+    scalar_t* dst = yrow + s.ow_first[rw];
+    for (int64_t j = s.js[rw].lo; j < s.js[rw].hi; ++j) dst[j * s.sw] = static_cast<scalar_t>(run[j] + bias);
+  }
 }
 
 // ---- the cell GEMM: per task, gather A, one GEMM, scatter C into y -----------------------------
@@ -178,11 +218,12 @@ template <typename scalar_t, typename acc_t>
 void scatter_cells_by_phase(const acc_t* CT, const ConvTranspose2dGeometry& g, int64_t n, int64_t grp,
                             int64_t rh, int64_t qh0, int64_t rows, const acc_t* bg, scalar_t* yp) {
   const int64_t M = rows * g.Qw;
+  const PhaseRunStores stores = phase_run_stores(g);
   for (int64_t co = 0; co < g.Cout_g; ++co)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t oh = output_of(qh0 + r, rh, g.sh, g.ph);
       scalar_t* yrow = yp + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho + oh) * g.Wo;
-      store_phase_runs(CT + co * g.sw * M + r * g.Qw, M, g, yrow, bg[co]);
+      store_phase_runs(CT + co * g.sw * M + r * g.Qw, M, stores, yrow, bg[co]);
     }
 }
 
@@ -320,6 +361,77 @@ void sum_phase_runs(const ConvTranspose2dGeometry& g, const PhaseTaps& th, const
   }
 }
 
+#if defined(TCONV_CPU_AVX512)
+// Note [register runs]: the plane-major sum of output row oh where a phase run has at most
+// 16 * kRegs cells and sw <= 2 (DCGAN's 16x16 layer: 17 cells, two phases). Each phase's run is
+// kRegs registers that take every tap's row of T by masked loads (lanes[e]: column tap e's cells,
+// per register), in sum_phase_runs's order (so the same bits), and the two phases are interleaved
+// and stored from registers, plus the bias: no run is written to memory and read back. T holds
+// tap (kh, kw)'s plane at T + (kh * kW + kw) * M; plane row ih at + ih * W. On DCGAN's 16x16
+// layer the run adds and stores through memory took 14% of the bfloat16 forward's GEMM time.
+template <int kRegs, typename gemm_t, typename scalar_t>
+void sum_store_row_in_registers(const gemm_t* T, int64_t M, const ConvTranspose2dGeometry& g, const PhaseTaps& th,
+                                const PhaseTaps& tw, const std::vector<std::array<__mmask16, 4>>& lanes,
+                                const PhaseRunStores& stores, int64_t oh, scalar_t* yrow, float bias, float* runs) {
+  const CellPhase hp = cell_phase_of(oh, g.sh, g.ph);
+  // Phase rw's run; register kRegs stays zero (the interleave's shifts read it). Two named arrays
+  // indexed by constants only, so that they stay in registers.
+  __m512 R0[kRegs + 1], R1[kRegs + 1];
+  const auto sum_phase = [&](int64_t rw, __m512(&R)[kRegs + 1]) __attribute__((always_inline)) {
+#pragma GCC unroll 4
+    for (int r = 0; r <= kRegs; ++r) R[r] = _mm512_setzero_ps();
+    for (int64_t a = th.begin[hp.phase]; a < th.begin[hp.phase + 1]; ++a) {
+      const auto [kh, off_h] = th.taps[a];
+      const int64_t ih = hp.cell - off_h;
+      if (ih < 0 || ih >= g.H) continue;
+      const gemm_t* row = T + kh * g.kW * M + ih * g.W + g.qw_lo;
+      for (int64_t e = tw.begin[rw]; e < tw.begin[rw + 1]; ++e) {
+        const auto [kw, off_w] = tw.taps[e];
+        const gemm_t* src = row + kw * M - off_w;
+#pragma GCC unroll 4
+        for (int r = 0; r < kRegs; ++r) R[r] = _mm512_add_ps(R[r], load_16_as_float(src + 16 * r, lanes[e][r]));
+      }
+    }
+  };
+  sum_phase(0, R0);
+  if (g.sw == 2) sum_phase(1, R1);
+  if (!stores.interleave || stores.lo_a >= 16 || stores.lo_b >= 16) {
+#pragma GCC unroll 4
+    for (int r = 0; r < kRegs; ++r) {
+      _mm512_mask_storeu_ps(runs + 16 * r, lanes_in({0, g.Qw}, r), R0[r]);
+      if (g.sw == 2) _mm512_mask_storeu_ps(runs + g.Qw + 16 * r, lanes_in({0, g.Qw}, r), R1[r]);
+    }
+    store_phase_runs(runs, g.Qw, stores, yrow, bias);
+    return;
+  }
+  // Output column first + 2i is run a's entry lo_a + i, first + 2i + 1 run b's entry lo_b + i.
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i shift_a = _mm512_add_epi32(iota, _mm512_set1_epi32(int(stores.lo_a)));
+  const __m512i shift_b = _mm512_add_epi32(iota, _mm512_set1_epi32(int(stores.lo_b)));
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 vb = _mm512_set1_ps(bias);
+  scalar_t* dst = yrow + stores.first;
+  const int64_t total = stores.len_a + stores.len_b;
+  const auto interleave = [&](const __m512(&A)[kRegs + 1], const __m512(&B)[kRegs + 1]) __attribute__((always_inline)) {
+#pragma GCC unroll 4
+    for (int k = 0; k < kRegs; ++k) {
+      if (32 * k >= total) break;
+      const __m512 u = _mm512_add_ps(_mm512_permutex2var_ps(A[k], shift_a, A[k + 1]), vb);
+      const __m512 v = _mm512_add_ps(_mm512_permutex2var_ps(B[k], shift_b, B[k + 1]), vb);
+      const int64_t n = std::min<int64_t>(32, total - 32 * k);
+      store_16(dst + 32 * k, _mm512_permutex2var_ps(u, lo, v), lanes_in({0, n}, 0));
+      if (n > 16) store_16(dst + 32 * k + 16, _mm512_permutex2var_ps(u, hi, v), lanes_in({0, n}, 1));
+    }
+  };
+  if (stores.a == 0) {
+    interleave(R0, R1);
+  } else {
+    interleave(R1, R0);
+  }
+}
+#endif
+
 // One input channel per group: y[n, c] = sum over taps of x[n, c / Cout_g] * w[c / Cout_g, c % Cout_g].
 // For each output row, every phase rw accumulates a contiguous run over cells qw (vectorised),
 // then each run is stored into the row at stride sw.
@@ -350,6 +462,7 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
       for (int64_t i = 0; i < g.kH * g.kW; ++i) wk[i] = static_cast<acc_t>(wp[c * g.kH * g.kW + i]);
       const acc_t bias_v = b[c];
       const std::vector<IndexRange> cells = tap_cell_ranges(gc, tw);
+      const PhaseRunStores stores = phase_run_stores(gc);
       for (int64_t oh = 0; oh < g.Ho; ++oh) {
         sum_phase_runs(gc, th, tw, cells, oh, runs.get(),
                        [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
@@ -357,7 +470,7 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
                          const scalar_t* src = xc + ih * g.W + shift;
                          for (int64_t j = js.lo; j < js.hi; ++j) run[j] += wv * static_cast<acc_t>(src[j]);
                        });
-        store_phase_runs(runs.get(), gc, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
+        store_phase_runs(runs.get(), gc.Qw, stores, yp + ((n * g.Cout + c) * g.Ho + oh) * g.Wo, bias_v);
       }
     }
   });
@@ -375,14 +488,16 @@ void forward_depthwise(const Tensor& x, const Tensor& weight, const std::optiona
 // used where the cell view's waste is large (use_tap_gemm). Images are batched into one GEMM of
 // >= 256 columns so the BLAS amortises its packing of the weights. Each output's sum (its taps in
 // kernel order, kh outer, then the bias) lies within one task, and the blocks depend on the shape
-// only: the result is the same for any thread count.
+// only: the result is the same for any thread count. A block's T rows (or columns) number about
+// 4 KiB / element: 1024 in float32, 2048 in 16 bits, whose GEMM has half the bytes per row and
+// costs per call (ATen's dispatch, oneDNN's set-up) what two blocks of half the rows did.
 struct TapGemmBlocks {
   int64_t images, channels;  // per block
 };
-TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g) {
+TapGemmBlocks tap_gemm_blocks(const ConvTranspose2dGeometry& g, int64_t gemm_elem_size) {
   const int64_t KK = g.kH * g.kW;
   const int64_t images = std::clamp<int64_t>(ceil_div(256, g.H * g.W), 1, g.N);
-  const int64_t channels = std::clamp<int64_t>(ceil_div(1024, KK), 1, g.Cout_g);
+  const int64_t channels = std::clamp<int64_t>(ceil_div(4096 / gemm_elem_size, KK), 1, g.Cout_g);
   return {images, channels};
 }
 
@@ -396,8 +511,9 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
     if (std::strcmp(force, "tap") == 0) return true;
     if (std::strcmp(force, "cell") == 0) return false;
   }
-  const TapGemmBlocks tb = tap_gemm_blocks(g);
-  const double t_bytes = 4.0 * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
+  const int64_t elem_size = gemm_16_bits ? 2 : 4;
+  const TapGemmBlocks tb = tap_gemm_blocks(g, elem_size);
+  const double t_bytes = double(elem_size) * tb.channels * g.kH * g.kW * tb.images * g.H * g.W;
   if (t_bytes > double(8 << 20)) return false;  // T of one task would not stay in cache
   int64_t cell_rows = 0;
   for (int64_t rh = 0; rh < g.sh; ++rh) cell_rows += cells_of_phase(rh, g.sh, g.ph, g.Ho).count;
@@ -415,19 +531,14 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
 // run[j] += src[j] for j in js: a tap's row of T added into a phase run (runs of W + 1 cells or
 // so: DCGAN's 16x16 layer adds 16-17 at a time, so masked 16-lane steps beat a vector loop with
 // a scalar tail).
+
 template <typename acc_t, typename gemm_t>
 inline void add_run(acc_t* run, const gemm_t* src, IndexRange js) {
 #if defined(TCONV_CPU_AVX512)
-  if constexpr (std::is_same_v<acc_t, float> && (std::is_same_v<gemm_t, float> || std::is_same_v<gemm_t, at::BFloat16>)) {
+  if constexpr (kLoads16AsFloat<acc_t, gemm_t>) {
     for (int64_t j = js.lo; j < js.hi; j += 16) {
       const __mmask16 m = js.hi - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (js.hi - j)) - 1);
-      __m512 v;
-      if constexpr (std::is_same_v<gemm_t, float>) {
-        v = _mm512_maskz_loadu_ps(m, src + j);
-      } else {  // bfloat16 -> float is exact: its 16 bits on top of zeros
-        v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + j)), 16));
-      }
-      _mm512_mask_storeu_ps(run + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, run + j), v));
+      _mm512_mask_storeu_ps(run + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, run + j), load_16_as_float(src + j, m)));
     }
     return;
   }
@@ -475,7 +586,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   using acc_t = at::opmath_type<scalar_t>;
   constexpr bool kSameType = std::is_same_v<scalar_t, gemm_t>;  // the GEMM reads x and w in place
   const int64_t KK = g.kH * g.kW, R = g.Cout_g * KK, HW = g.H * g.W;
-  const TapGemmBlocks tb = tap_gemm_blocks(g);
+  const TapGemmBlocks tb = tap_gemm_blocks(g, sizeof(gemm_t));
   const int64_t nb = tb.images, cc = tb.channels;
   const int64_t image_blocks = ceil_div(g.N, nb), channel_blocks = ceil_div(g.Cout_g, cc);
   const std::vector<acc_t> b = bias_as_acc<scalar_t, acc_t>(bias, g.Cout);
@@ -533,6 +644,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   }
   const PhaseTaps th = phase_taps(g.kH, g.sh, g.dh), tw = phase_taps(g.kW, g.sw, g.dw);
   const std::vector<IndexRange> tap_cells = tap_cell_ranges(g, tw);
+  const PhaseRunStores stores = phase_run_stores(g);
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t Qw = g.Qw;
@@ -540,6 +652,12 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   // 16x16 layer: 4 KiB), reading T tap plane by tap plane; a larger plane (U-Net's 64x64) sums
   // one output row at a time, its runs staying in L1 while T's rows stream in.
   const bool whole_plane = !pixel_major && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
+#if defined(TCONV_CPU_AVX512)
+  // Rows of at most 64 cells and two phases sum in registers instead (Note [register runs]).
+  const bool register_runs = !pixel_major && Qw <= 64 && g.sw <= 2;
+  std::vector<std::array<__mmask16, 4>> tap_lanes;  // column tap e's cells, per register
+  for (const IndexRange& js : tap_cells) tap_lanes.push_back({lanes_in(js, 0), lanes_in(js, 1), lanes_in(js, 2), lanes_in(js, 3)});
+#endif
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     // T and the input block are thread scratch kept up to 4 MiB each (cpu/scratch.h).
@@ -591,13 +709,29 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             const int64_t co = grp * g.Cout_g + c0 + col;
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
+#if defined(TCONV_CPU_AVX512)
+            if constexpr (kLoads16AsFloat<acc_t, gemm_t>) {
+              if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) {
+                if (register_runs) {  // Note [register runs]
+                  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+                    if (Qw <= 32) {
+                      sum_store_row_in_registers<2>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
+                    } else {
+                      sum_store_row_in_registers<4>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
+                    }
+                  }
+                  continue;
+                }
+              }
+            }
+#endif
             if (!whole_plane) {  // a large plane: one output row's runs at a time, in L1
               for (int64_t oh = 0; oh < g.Ho; ++oh) {
                 sum_phase_runs(g, th, tw, tap_cells, oh, runs.get(),
                                [&](acc_t* run, int64_t kh, int64_t kw, int64_t ih, int64_t shift, IndexRange js) {
                                  add_run(run, Tc + (kh * g.kW + kw) * M + ih * g.W + shift, js);
                                });
-                store_phase_runs(runs.get(), g, yplane + oh * g.Wo, bias_v);
+                store_phase_runs(runs.get(), Qw, stores, yplane + oh * g.Wo, bias_v);
               }
               continue;
             }
@@ -623,7 +757,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
                   }
               }
             for (int64_t oh = 0; oh < g.Ho; ++oh)
-              store_phase_runs(acc + oh * g.sw * Qw, g, yplane + oh * g.Wo, bias_v);
+              store_phase_runs(acc + oh * g.sw * Qw, Qw, stores, yplane + oh * g.Wo, bias_v);
           }
       } else {
         // Note [tap row classes]: per class, T_c (ni rows() W x columns) = X_c (x Cin_g) @ W_c with
