@@ -5,15 +5,20 @@
 //
 // 1-D: (N, C, L) is the 2-D op's (N, C, 1, L), the weight (Cin, Cout/g, 1, k), the H axis a
 //      1-tap stride-1 axis.
-// 3-D: the depth taps folded into the output channels: one 2-D transposed convolution of the
-//      N*D depth slices (N*D, Cin, H, W) with the weight (Cin, Cout/g * kD, kH, kW) gives, per
-//      input slice id and depth tap kd, the plane that lands on output slice
-//      od = id * sd - pd + kd * dd; those planes are summed along depth in a fixed order (one
-//      strided slice addition per kd; no index_add / scatter_add, which are atomics on CUDA).
-//      When kD == sd, pd == 0, dd == 1 and opd == 0 (the k2 s2 U-Net layer) every output slice
-//      gets exactly one plane: the fold is one permuting copy.
+// 3-D: Note [3-D depth cells] (below): per depth phase, one 2-D transposed convolution of the
+//      depth cells whose input channels are the phase's taps' input slices, then the phases
+//      stacked in depth order. Where that is not exact or not allowed (a non-finite weight; any
+//      call but a plain eager CPU one) and for the k2 s2 layer: the depth taps folded into the
+//      output channels: one 2-D transposed convolution of the N*D depth slices
+//      (N*D, Cin, H, W) with the weight (Cin, Cout/g * kD, kH, kW) gives, per input slice id and
+//      depth tap kd, the plane that lands on output slice od = id * sd - pd + kd * dd; those
+//      planes are summed along depth in a fixed order (one strided slice addition per kd; no
+//      index_add / scatter_add, which are atomics on CUDA). When kD == sd, pd == 0, dd == 1 and
+//      opd == 0 (the k2 s2 U-Net layer) every output slice gets exactly one plane: the fold is
+//      one permuting copy.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
@@ -140,6 +145,156 @@ Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const std::op
 
 // ---- 3-D ------------------------------------------------------------------------------------------
 
+// Note [3-D depth cells]: the depth taps as input channels. Output slice od reads input slice
+// id = q - off through depth tap kd, where od + pd = q * sd + r (cell q, phase r) and
+// kd * dd = off * sd + r. So for each depth phase r, one 2-D transposed convolution of the cells
+// q (a batch of N * Q_r images) whose input channels are (group, tap of the phase, ci): the input
+// slices q - off side by side (zero slices where q - off lies outside the input), and whose weight
+// rows are the taps' weight planes, gives every output slice of the phase whole, bias included,
+// with no sum along depth afterwards. Its reduction is taps * Cin deep instead of Cin: the
+// 64->32 k4 s2 p1 layer's GEMMs reduce over 128 instead of 64 and the 32->32 k3 s1 layer's over
+// 96 instead of 32, where the BLAS runs near its rate, and the intermediate is the input times
+// the taps instead of the output times kD. The phases' slices are then stacked in depth order
+// (one copy). The zero slices at the borders are the only extra multiply-adds
+// ((Q_r * taps - real) / real: 6% on 16 slices with 2 taps a phase).
+// Where the depth cells give PyTorch's result exactly: a plain eager CPU call (no torch.func
+// transform, which hands the composite unwrapped tensors while it is active; no fake tensor:
+// the check below reads the weight) with a finite weight. The zero slices at the depth borders
+// multiply weights that PyTorch's sum never reads, so a NaN or Inf there would put NaN where
+// PyTorch has none (Note [NaN/Inf]): such calls take the fold below instead.
+bool depth_cells_exact(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
+  if (!plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr}) ||
+      c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode))
+    return false;
+  at::AutoDispatchBelowADInplaceOrView below_autograd;  // a check, not part of the graph
+  return at::isfinite(weight).all().item<bool>();
+}
+
+Tensor conv_transpose3d_depth_cells(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                    IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                                    int64_t groups, IntArrayRef dilation, bool cl_in, bool cl) {
+  const int64_t N = dim_size(input, 0), Cin = dim_size(input, 1), D = dim_size(input, 2),
+                H = dim_size(input, 3), W = dim_size(input, 4);
+  const int64_t Cout_g = dim_size(weight, 1), kD = dim_size(weight, 2), kH = dim_size(weight, 3),
+                kW = dim_size(weight, 4);
+  const int64_t Cin_g = Cin / groups, Cout = Cout_g * groups;
+  const int64_t sd = stride[0], pd = padding[0], dd = dilation[0], opd = output_padding[0];
+  const int64_t Do = (D - 1) * sd - 2 * pd + dd * (kD - 1) + opd + 1;
+  const int64_t Ho = (H - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kH - 1) + output_padding[1] + 1;
+  const int64_t Wo = (W - 1) * stride[2] - 2 * padding[2] + dilation[2] * (kW - 1) + output_padding[2] + 1;
+  const int64_t s2[2] = {stride[1], stride[2]}, p2[2] = {padding[1], padding[2]},
+                op2[2] = {output_padding[1], output_padding[2]}, d2[2] = {dilation[1], dilation[2]};
+  // (N, groups, Cin_g, D, H, W) in the input's memory order, and the weight by group.
+  const Tensor xg = input.reshape({N, groups, Cin_g, D, H, W});
+  const Tensor wg = weight.reshape({groups, Cin_g, Cout_g, kD, kH, kW});
+  const bool has_bias = bias.has_value() && bias->defined();
+  // A call that neither autograd mode differentiates writes its intermediate and result into
+  // output-cache buffers (composite_buffers.h); otherwise functional ops only (a copy_ into a
+  // buffer would record a CopySlices node per slab).
+  const auto differentiated = [](const Tensor& t) {  // by autograd, or carrying a forward-mode tangent
+    return (at::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(/*level=*/0).defined();
+  };
+  const bool buffers = !differentiated(input) && !differentiated(weight) && !(has_bias && differentiated(*bias));
+
+  // Per phase r: Y_r (N, Q_r, Cout, Ho, Wo), its first cell q_lo[r]; empty where no tap has the phase.
+  std::vector<Tensor> Y(sd);
+  std::vector<int64_t> q_lo(sd, 0);
+  for (int64_t r = 0; r < sd; ++r) {
+    // output slices od = q * sd + r - pd in [0, Do)
+    q_lo[r] = ceil_div(std::max<int64_t>(pd - r, 0), sd);
+    const int64_t q_hi = Do - 1 + pd - r >= 0 ? floor_div(Do - 1 + pd - r, sd) + 1 : 0;
+    const int64_t Q = q_hi - q_lo[r];
+    std::vector<int64_t> kds, offs;
+    for (int64_t kd = 0; kd < kD; ++kd)
+      if (kd * dd % sd == r) {
+        kds.push_back(kd);
+        offs.push_back(kd * dd / sd);
+      }
+    if (Q <= 0 || kds.empty()) continue;
+    const int64_t T = static_cast<int64_t>(kds.size());
+    // weight rows (group, tap, ci): (groups, T, Cin_g, Cout_g, kH, kW)
+    std::vector<Tensor> tap_weights;  // stack, not index_select: no index tensor to build (torch.func)
+    for (const int64_t kd : kds) tap_weights.push_back(wg.select(3, kd));
+    const Tensor w2 = at::stack(tap_weights, 1).reshape({groups * T * Cin_g, Cout_g, kH, kW});
+    const std::vector<int64_t> x2_mem = cl_in ? std::vector<int64_t>{N, Q, H, W, groups, T, Cin_g}
+                                              : std::vector<int64_t>{N, Q, groups, T, Cin_g, H, W};
+    const int64_t tap_dim = cl_in ? 5 : 3;
+    const auto as_images = [&](const Tensor& mem) {  // x2_mem -> (N * Q, T * Cin, H, W)
+      return cl_in ? mem.view({N * Q, H, W, groups * T * Cin_g}).permute({0, 3, 1, 2})
+                   : mem.view({N * Q, groups * T * Cin_g, H, W});
+    };
+    const auto in_x2_order = [&](const Tensor& slab) {  // (N, groups, Cin_g, Q', H, W) -> x2_mem order less tap
+      return cl_in ? slab.permute({0, 3, 4, 5, 1, 2}) : slab.permute({0, 3, 1, 2, 4, 5});
+    };
+    if (buffers) {
+      // The slabs copied into one output-cache buffer (composite_buffers.h); cells whose slice
+      // q - off lies outside the input are zero-filled.
+      const Tensor mem = cached_buffer(x2_mem, input);
+      for (int64_t t = 0; t < T; ++t) {
+        const Tensor dst = mem.select(tap_dim, t);  // (N, Q, ...) less the tap
+        const int64_t j_lo = std::clamp<int64_t>(offs[t] - q_lo[r], 0, Q);
+        const int64_t j_hi = std::clamp<int64_t>(D + offs[t] - q_lo[r], j_lo, Q);
+        if (j_lo > 0) dst.narrow(1, 0, j_lo).zero_();
+        if (j_hi < Q) dst.narrow(1, j_hi, Q - j_hi).zero_();
+        if (j_hi > j_lo) dst.narrow(1, j_lo, j_hi - j_lo).copy_(in_x2_order(xg.narrow(3, q_lo[r] + j_lo - offs[t], j_hi - j_lo)));
+      }
+      Y[r] = tconv_conv_transpose2d(as_images(mem), w2, bias, s2, p2, op2, groups, d2).view({N, Q, Cout, Ho, Wo});
+      continue;
+    }
+    // Input slices q - off for q in [q_lo, q_hi): zero-padded along depth where outside.
+    const int64_t pad_lo = std::max<int64_t>(*std::max_element(offs.begin(), offs.end()) - q_lo[r], 0);
+    const int64_t pad_hi = std::max<int64_t>(q_hi - 1 - *std::min_element(offs.begin(), offs.end()) - (D - 1), 0);
+    const Tensor xp = pad_lo > 0 || pad_hi > 0 ? at::constant_pad_nd(xg, {0, 0, 0, 0, pad_lo, pad_hi}) : xg;
+    std::vector<Tensor> slabs;  // (N, Q, groups, 1, Cin_g, H, W) or (N, Q, H, W, groups, 1, Cin_g)
+    for (const int64_t off : offs)
+      slabs.push_back(in_x2_order(xp.narrow(3, q_lo[r] - off + pad_lo, Q)).unsqueeze(tap_dim));
+    const Tensor y2 = tconv_conv_transpose2d(as_images(at::cat(slabs, tap_dim)), w2, bias, s2, p2, op2, groups, d2);
+    Y[r] = y2.view({N, Q, Cout, Ho, Wo});
+  }
+  // The output in memory order ((N, Do, Ho, Wo, Cout) for channels_last_3d, else
+  // (N, Cout, Do, Ho, Wo)), written by one copy. Output slice od = u * sd + v of phase r =
+  // (v + pd) % sd is Y_r's cell u + (v + pd) / sd - q_lo[r].
+  // The result's type is the 2-D op's (bfloat16 under autocast).
+  at::TensorOptions out_options = input.options();
+  for (const Tensor& y : Y)
+    if (y.defined()) out_options = y.options();
+  const auto phase_slices = [&](int64_t v) {  // (N, U_v, Cout, Ho, Wo): the slices od = u * sd + v
+    const int64_t r = (v + pd) % sd, U = Do > v ? ceil_div(Do - v, sd) : 0;
+    if (Y[r].defined()) return Y[r].narrow(1, (v + pd) / sd - q_lo[r], U);
+    const Tensor blank = has_bias ? bias->view({1, 1, Cout, 1, 1}).to(out_options.dtype())
+                                  : at::zeros({1, 1, 1, 1, 1}, out_options);
+    return blank.expand({N, U, Cout, Ho, Wo});
+  };
+  const auto in_memory_order = [&](const Tensor& t) {  // (N, U, Cout, Ho, Wo) -> memory order
+    return cl ? t.permute({0, 1, 3, 4, 2}) : t.permute({0, 2, 1, 3, 4});
+  };
+  const int64_t dep = cl ? 1 : 2;
+  std::vector<int64_t> mem_sizes = cl ? std::vector<int64_t>{N, Do, Ho, Wo, Cout}
+                                      : std::vector<int64_t>{N, Cout, Do, Ho, Wo};
+  Tensor mem;
+  if (buffers) {
+    mem = cpu::empty_output(mem_sizes, out_options);
+    for (int64_t v = 0; v < std::min(sd, Do); ++v)
+      mem.slice(dep, v, Do, sd).copy_(in_memory_order(phase_slices(v)));
+  } else if (Do % sd == 0) {
+    // Every phase has Do / sd slices: stacked after depth, they interleave into depth order.
+    std::vector<Tensor> phases;
+    for (int64_t v = 0; v < sd; ++v) phases.push_back(in_memory_order(phase_slices(v)));
+    // contiguous(): cat and stack may give channels_last_3d from channels_last inputs (no copy otherwise)
+    mem = at::stack(phases, dep + 1).contiguous().view(mem_sizes);
+  } else {
+    // Slice by slice; unbind, not select: its backward stacks the slices' gradients once, where
+    // select's would build a zero-filled Y-sized gradient per slice.
+    std::vector<std::vector<Tensor>> unbound(sd);
+    for (int64_t v = 0; v < sd; ++v) unbound[v] = at::unbind(in_memory_order(phase_slices(v)), dep);
+    std::vector<Tensor> slices;
+    slices.reserve(Do);
+    for (int64_t od = 0; od < Do; ++od) slices.push_back(unbound[od % sd][od / sd].unsqueeze(dep));
+    mem = at::cat(slices, dep).contiguous();
+  }
+  return cl ? mem.permute({0, 4, 1, 2, 3}) : mem;
+}
+
 Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                         IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
                         int64_t groups, IntArrayRef dilation) {
@@ -158,6 +313,10 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const bool cl = (cl_in || weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d) &&
                   (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16);
 
+  const bool one_plane = kD == sd && pd == 0 && dd == 1 && opd == 0;
+  if (!one_plane && depth_cells_exact(input, weight, bias))  // Note [3-D depth cells]
+    return conv_transpose3d_depth_cells(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                        cl_in, cl);
   const bool plain = plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr});
   // The N*D depth slices as a batch of 2-D images: a free view of channels_last_3d data (it
   // becomes channels_last 2-D), one copy of contiguous data.
@@ -174,7 +333,6 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const Tensor w = weight.reshape({Cin, Cout_g * kD, kH, kW});
   const int64_t s2[2] = {stride[1], stride[2]}, p2[2] = {padding[1], padding[2]},
                 op2[2] = {output_padding[1], output_padding[2]}, d2[2] = {dilation[1], dilation[2]};
-  const bool one_plane = kD == sd && pd == 0 && dd == 1 && opd == 0;
   const bool has_bias = bias.has_value() && bias->defined();
   const Tensor planes = tconv_conv_transpose2d(x, w, std::nullopt, s2, p2, op2, groups, d2);
   const int64_t Ho = dim_size(planes, 2), Wo = dim_size(planes, 3);

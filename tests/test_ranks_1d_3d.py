@@ -106,6 +106,33 @@ def test_conv_transpose3d_matches_pytorch(cfg, layout, dtype):
         assert want_cl
 
 
+# Note [3-D depth cells] (csrc/conv_transpose_nd.cpp): outside the k2 s2 layer the depth taps are
+# the input channels of one 2-D op per depth phase. A call nothing differentiates fills buffers,
+# one autograd records uses functional ops (stack where every phase has Do / sd slices, else a
+# cat of slices): both must match PyTorch, including phases of unequal length and phases that
+# no tap reaches (the bias alone).
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("cfg", CONV3D_GRID + [
+    (2, 3, 4, (4, 3, 3), (4, 3, 3), 2, 1, 1, 1, 1),             # Do = 9: phases of 5 and 4 slices
+    (2, 2, 3, (3, 2, 2), (1, 2, 2), 3, 0, 2, 1, 1),             # depth phases 1 and 2 have no tap
+], ids=lambda c: "x".join(map(str, c[:6])))
+def test_conv_transpose3d_depth_cells_with_and_without_grad(cfg, layout):
+    n, cin, cout, dhw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = (torch.randn(n, cin, *dhw, dtype=dtype), torch.randn(cin, cout // g, *k, dtype=dtype),
+                   torch.randn(cout, dtype=dtype))
+        if layout == "channels_last_3d":
+            x = x.to(memory_format=CL3)
+        with torch.no_grad():
+            ours, ref = tconv.conv_transpose3d(x, w, b, **kw), F.conv_transpose3d(x, w, b, **kw)
+        torch.testing.assert_close(ours, ref, rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
+        want_cl = layout != "contiguous" and dtype == torch.float32
+        assert ours.is_contiguous(memory_format=CL3 if want_cl else torch.contiguous_format)
+        _grads_match(lambda x, w, b: tconv.conv_transpose3d(x, w, b, **kw),
+                     lambda x, w, b: F.conv_transpose3d(x, w, b, **kw), (x, w, b), *CONV_TOL[dtype])
+
+
 def test_conv_transpose3d_unbatched_no_bias_empty_batch_and_strided_input():
     w = torch.randn(3, 2, 2, 3, 2, dtype=torch.float64)
     big = torch.randn(2, 3, 6, 5, 8, dtype=torch.float64)

@@ -521,9 +521,13 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
   // The cell view's gather and scatter counted as 5% of its GEMM: where both forms do only the
   // real multiply-adds, with Cin_g >= 128 (U-Net k2 s2, the 1-D k16 s8 layer: tap/real 1.008 to
   // 1.03), the tap GEMM measured 6-11% faster (float32, one thread), and with Cin_g = 64 (tap/real
-  // 1.125: the 3-D k4 s2 layer's 2-D op, 64->64 k3 s1) 6-8% slower.
+  // 1.125: the 3-D k4 s2 layer's 2-D op, 64->64 k3 s1) 6-8% slower. The cell GEMM's columns are
+  // Cout_g * sw: below 32 the BLAS runs at half its rate, below 64 at ~0.7 (3x3 s1, 2 threads:
+  // 96->32 cell 30.6 ms, tap 22.0; 32->32 cell 12.0, tap 9.2; 64->64 cell 14.7, tap 16.7).
+  const int64_t columns = g.Cout_g * g.sw;
+  const double narrow = columns < 32 ? 2.0 : columns < 64 ? 1.4 : 1.0;
   const double cell = 1.05 * double(g.N) * g.groups * cell_rows * g.Qw * g.Cin_g * g.cell_offsets_h *
-                      g.cell_offsets_w * g.Cout_g * g.sw * (g.Cout_g * g.sw < 32 ? 2.0 : 1.0);
+                      g.cell_offsets_w * g.Cout_g * g.sw * narrow;
   const double tap = real * ((gemm_16_bits ? 0.5 : 1.0) + 8.0 / double(g.Cin_g));
   return tap < cell;
 }
