@@ -264,6 +264,40 @@ def test_tap_row_classes_match_pytorch(cfg, layout, monkeypatch):
                                rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
 
 
+# grad_input multiplies, per class of kernel rows, only the input rows those rows send inside the
+# output (Note [tap row classes]): whole-image blocks split by input channel (few blocks) or
+# not (many), row blocks of one image that cut the classes, groups, dilation; float64, float32
+# and bfloat16. grad_weight is checked on the same shapes.
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("cfg", [
+    (3, 6, 5, (4, 4), (4, 4), 2, 1, 0, 1, 1),       # DCGAN 4x4, one block: output-channel split
+    (64, 8, 6, (8, 8), (4, 4), 2, 1, 0, 1, 1),      # DCGAN 8x8: eight blocks, partial sums
+    (2, 4, 6, (8, 100), (4, 4), 2, 1, 0, 2, 1),     # row blocks of 4 rows, groups
+    (5, 6, 4, (3, 5), (3, 3), 2, 2, 1, 1, 2),       # dilation, output_padding
+    (3, 4, 5, (1, 1), (4, 4), 2, 1, 0, 1, 1),       # 1x1 input: kernel rows that reach nothing
+], ids=lambda c: "x".join(map(str, c[:5])))
+def test_backward_row_classes_match_pytorch(cfg, layout):
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
+        x.requires_grad_()
+        w.requires_grad_()
+        ours, ref = tconv.conv_transpose2d(x, w, None, **kw), F.conv_transpose2d(x, w, None, **kw)
+        go = torch.randn_like(ref)
+        for a, e in zip(torch.autograd.grad(ours, (x, w), go), torch.autograd.grad(ref, (x, w), go)):
+            torch.testing.assert_close(a, e, rtol=10 * CONV_TOL[dtype][0], atol=10 * CONV_TOL[dtype][1])
+    x, w, _ = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=layout == "channels_last")
+    go = torch.randn_like(F.conv_transpose2d(x, w, None, **kw))
+    xh, wh, goh = (t.bfloat16().requires_grad_(t is not go) for t in (x, w, go))
+    xd, wd = (t.detach().double().requires_grad_() for t in (xh, wh))
+    grads = torch.autograd.grad(tconv.conv_transpose2d(xh, wh, None, **kw), (xh, wh), goh)
+    refs = torch.autograd.grad(F.conv_transpose2d(xd, wd, None, **kw), (xd, wd), goh.double())
+    eps = torch.finfo(torch.bfloat16).eps
+    for a, e in zip(grads, refs):  # float32 sums of exact bfloat16 products, rounded once
+        torch.testing.assert_close(a.double(), e, rtol=4 * eps, atol=4 * eps * e.abs().max().item())
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("cfg", [
     (70, 5, 3, (2, 2), (4, 4), 2, 1, 0, 1, 1),      # many whole images per patch block, partial last

@@ -34,6 +34,7 @@
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/simd_transpose.h"
+#include "cpu/tap_row_classes.h"
 #include "cpu/streaming_store.h"
 #include "cpu/output_alloc.h"
 #include "cpu/kernels.h"
@@ -551,38 +552,6 @@ inline void add_run(acc_t* run, const gemm_t* src, IndexRange js) {
   for (int64_t j = js.lo; j < js.hi; ++j) run[j] += static_cast<acc_t>(src[j]);
 }
 
-// Note [tap row classes]: a kernel row kh sends input row ih inside the output only for ih in
-// [ih_lo, ih_hi) (indices_inside). On small images the rest is a large share of the tap GEMM:
-// with 4x4 s2 p1, kernel rows 0 and 3 miss one input row each, 12.5% of the multiply-adds at 4x4
-// (DCGAN's 512->256) and 6.25% at 8x8. The pixel-major tap GEMM therefore groups consecutive
-// kernel rows with the same input rows into classes, packs each class's weight columns densely,
-// and runs one GEMM per class over the input rows it needs (rows ordered image, row, column, so
-// they are one dense block). Where that saves less than 1/16 of the work, one class holds every
-// kernel row and every input row: the plain tap GEMM.
-struct TapRowClass {
-  int64_t kh_begin, kh_end;  // the kernel rows of the class
-  int64_t ih_lo, ih_hi;      // the input rows they send inside the output
-  int64_t rows() const { return ih_hi - ih_lo; }
-  int64_t columns(int64_t kW, int64_t cn) const { return (kh_end - kh_begin) * kW * cn; }
-  int64_t column_offset(int64_t kW, int64_t cn) const { return kh_begin * kW * cn; }
-};
-
-std::vector<TapRowClass> tap_row_classes(const ConvTranspose2dGeometry& g, bool pixel_major) {
-  const std::vector<TapRowClass> one{{0, g.kH, 0, g.H}};
-  if (!pixel_major) return one;
-  std::vector<TapRowClass> classes;
-  int64_t used = 0;
-  for (int64_t kh = 0; kh < g.kH; ++kh) {
-    const IndexRange r = indices_inside(g.H, g.sh, kh * g.dh - g.ph, g.Ho);
-    used += r.hi - r.lo;
-    if (!classes.empty() && classes.back().ih_lo == r.lo && classes.back().ih_hi == r.hi) {
-      classes.back().kh_end = kh + 1;
-    } else {
-      classes.push_back({kh, kh + 1, r.lo, r.hi});
-    }
-  }
-  return used * 16 <= g.H * g.kH * 15 ? classes : one;
-}
 
 template <typename scalar_t, typename gemm_t>
 void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
@@ -604,7 +573,7 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   // block) for channels_last, and for NCHW inputs with short rows: plane-major sums run along rows
   // of about W cells per phase, too short to vectorise (DCGAN's 4x4 and 8x8 layers).
   const bool pixel_major = channels_last || g.W < 16;
-  const std::vector<TapRowClass> classes = tap_row_classes(g, pixel_major);
+  const std::vector<TapRowClass> classes = pixel_major ? tap_row_classes(g) : std::vector<TapRowClass>{whole_kernel(g)};
   std::vector<int64_t> class_of_kh(g.kH);
   for (int64_t c = 0; c < static_cast<int64_t>(classes.size()); ++c)
     for (int64_t kh = classes[c].kh_begin; kh < classes[c].kh_end; ++kh) class_of_kh[kh] = c;

@@ -30,6 +30,7 @@
 #include "cpu/output_alloc.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
+#include "cpu/tap_row_classes.h"
 #include "cpu/kernels.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
@@ -38,28 +39,30 @@ namespace {
 using at::Tensor;
 
 // Fills rows [ih0, ih0 + rows) of the patch matrix P of image n, group grp, for the group's
-// output channels [co0, co0 + cn) (all by default).
+// output channels [co0, co0 + cn) (all by default) and kernel rows [kh0, kh1) (all by default).
 // Contiguous layout stores P^T (K x ld), k = (co, kh, kw), the rows * W pixels in its first
-// columns; channels_last stores P (rows * W x K), k = (kh, kw, co). K = kH * kW * cn.
+// columns; channels_last stores P (rows * W x K), k = (kh, kw, co). K = (kh1 - kh0) * kW * cn.
 template <typename scalar_t, typename acc_t>
 void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool channels_last,
                     int64_t n, int64_t grp, int64_t ih0, int64_t rows, acc_t* P, int64_t ld,
-                    int64_t co0 = 0, int64_t cn = -1) {
+                    int64_t co0 = 0, int64_t cn = -1, int64_t kh0 = 0, int64_t kh1 = -1) {
   const int64_t M = ld;
   if (cn < 0) cn = g.Cout_g;
+  if (kh1 < 0) kh1 = g.kH;
+  const int64_t nkh = kh1 - kh0;
   if (!channels_last && g.W < 16) {
     // Short rows (DCGAN's 4x4 and 8x8 layers): per tap, where each of the block's pixels reads
     // grad_output, then one gather per (channel, tap) over all the block's pixels; the row loop
     // below spent more on loop control than on copies (7 ms of G2's grad_input, 1 thread).
-    const int64_t KK = g.kH * g.kW, pixels = rows * g.W;
+    const int64_t KK = nkh * g.kW, pixels = rows * g.W;
     std::unique_ptr<int32_t[]> source(new int32_t[KK * pixels]);  // -1: outside, a zero
-    for (int64_t kh = 0; kh < g.kH; ++kh)
+    for (int64_t kh = kh0; kh < kh1; ++kh)
       for (int64_t kw = 0; kw < g.kW; ++kw)
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t iw = 0; iw < g.W; ++iw) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh, ow = iw * g.sw - g.pw + kw * g.dw;
             const bool inside = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo;
-            source[(kh * g.kW + kw) * pixels + r * g.W + iw] = inside ? int32_t(oh * g.Wo + ow) : -1;
+            source[((kh - kh0) * g.kW + kw) * pixels + r * g.W + iw] = inside ? int32_t(oh * g.Wo + ow) : -1;
           }
     for (int64_t co = co0; co < co0 + cn; ++co) {
       const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
@@ -77,9 +80,9 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
   } else if (!channels_last) {
     for (int64_t co = co0; co < co0 + cn; ++co) {
       const scalar_t* plane = go + ((n * g.Cout + grp * g.Cout_g + co) * g.Ho) * g.Wo;
-      for (int64_t kh = 0; kh < g.kH; ++kh)
+      for (int64_t kh = kh0; kh < kh1; ++kh)
         for (int64_t kw = 0; kw < g.kW; ++kw) {
-          acc_t* dst = P + (((co - co0) * g.kH + kh) * g.kW + kw) * M;
+          acc_t* dst = P + (((co - co0) * nkh + kh - kh0) * g.kW + kw) * M;
           const int64_t ow_base = kw * g.dw - g.pw;  // iw feeds output column iw * sw + ow_base
           const IndexRange iws = indices_inside(g.W, g.sw, ow_base, g.Wo);
           for (int64_t r = 0; r < rows; ++r, dst += g.W) {
@@ -96,11 +99,11 @@ void gather_patches(const scalar_t* go, const ConvTranspose2dGeometry& g, bool c
         }
     }
   } else {
-    const int64_t K = g.kH * g.kW * cn;
+    const int64_t K = nkh * g.kW * cn;
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t iw = 0; iw < g.W; ++iw) {
         acc_t* dst = P + (r * g.W + iw) * K;
-        for (int64_t kh = 0; kh < g.kH; ++kh)
+        for (int64_t kh = kh0; kh < kh1; ++kh)
           for (int64_t kw = 0; kw < g.kW; ++kw, dst += cn) {
             const int64_t oh = (ih0 + r) * g.sh - g.ph + kh * g.dh;
             const int64_t ow = iw * g.sw - g.pw + kw * g.dw;
@@ -140,6 +143,70 @@ PatchBlocks patch_blocks(const ConvTranspose2dGeometry& g, int64_t elem_size) {
 
 // ---- grad_input --------------------------------------------------------------------------------
 
+// grad_input of one patch block (ni whole images from n0, or rows [ih0, ih0 + rows) of one) for
+// the group's input channels [ci0, ci0 + cn), class by class (Note [tap row classes]): class c's
+// patches P_c (its kernel rows, its input rows; gathered when `gather`, all classes one after
+// the other in P) times its weight block, each product D_c added into the block's result D in
+// class order, then D stored. BT + class_weight[c]: class c's weight rows (Cin x K_c).
+template <typename scalar_t, typename acc_t>
+void input_grad_block_by_classes(const scalar_t* gop, const acc_t* BT, const std::vector<int64_t>& class_weight,
+                                 const std::vector<TapRowClass>& classes, const ConvTranspose2dGeometry& g,
+                                 bool channels_last, int64_t n0, int64_t ni, int64_t ih0, int64_t rows, int64_t grp,
+                                 int64_t ci0, int64_t cn, acc_t* P, acc_t* D, bool gather, scalar_t* gip) {
+  const int64_t HWb = rows * g.W, M = ni * HWb;
+  // D: NCHW (cn x M), channels_last (M x cn), pixels (image, row, column) of the block
+  std::fill(D, D + cn * M, acc_t(0));
+  acc_t* Pc = P;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const TapRowClass& rc = classes[c];
+    const int64_t lo = std::max(rc.ih_lo, ih0), hi = std::max(std::min(rc.ih_hi, ih0 + rows), lo);
+    const int64_t Kc = rc.kernel_rows() * g.kW * g.Cout_g, HWc = (hi - lo) * g.W, Mc = ni * HWc;
+    if (gather)
+      for (int64_t i = 0; i < ni; ++i)
+        gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, lo, hi - lo,
+                                        Pc + (channels_last ? i * HWc * Kc : i * HWc), Mc, 0, -1, rc.kh_begin,
+                                        rc.kh_end);
+    if (Mc > 0) {
+      const acc_t* Wc = BT + class_weight[c] + (grp * g.Cin_g + ci0) * Kc;  // rows ci0 .. ci0 + cn, dense
+      const Scratch<acc_t> Dc(ScratchSlot::kConvClass, cn * Mc, size_t(4) << 20);
+      if (!channels_last) {
+        // D_c^T (cn x Mc) = W_c (cn x Kc) @ P_c^T (Kc x Mc), then into D's columns of each image
+        gemm<acc_t>(cn, Mc, Kc, {Wc, Kc, false}, {Pc, Mc, false}, Dc.data(), Mc, false);
+        for (int64_t ci = 0; ci < cn; ++ci)
+          for (int64_t i = 0; i < ni; ++i) {
+            const acc_t* src = Dc.data() + ci * Mc + i * HWc;
+            acc_t* dst = D + ci * M + i * HWb + (lo - ih0) * g.W;
+            for (int64_t m = 0; m < HWc; ++m) dst[m] += src[m];
+          }
+      } else {
+        // D_c (Mc x cn) = P_c (Mc x Kc) @ W_c^T (Kc x cn), then into D's rows of each image
+        gemm<acc_t>(Mc, cn, Kc, {Pc, Kc, false}, {Wc, Kc, true}, Dc.data(), cn, false);
+        for (int64_t i = 0; i < ni; ++i) {
+          const acc_t* src = Dc.data() + i * HWc * cn;
+          acc_t* dst = D + (i * HWb + (lo - ih0) * g.W) * cn;
+          for (int64_t e = 0; e < HWc * cn; ++e) dst[e] += src[e];
+        }
+      }
+    }
+    Pc += Kc * Mc;
+  }
+  if (!channels_last) {
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t ci = 0; ci < cn; ++ci) {
+        scalar_t* o = gip + (((n0 + i) * g.Cin + grp * g.Cin_g + ci0 + ci) * g.H + ih0) * g.W;
+        const acc_t* d = D + ci * M + i * HWb;
+        for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
+      }
+  } else {
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t m = 0; m < HWb; ++m) {
+        scalar_t* o = gip + (((n0 + i) * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g + ci0;
+        const acc_t* d = D + (i * HWb + m) * cn;
+        for (int64_t ci = 0; ci < cn; ++ci) o[ci] = static_cast<scalar_t>(d[ci]);
+      }
+  }
+}
+
 template <typename scalar_t>
 void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
                           const ConvTranspose2dGeometry& g, bool channels_last) {
@@ -159,10 +226,39 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   // channels_last's (kh, kw, co) patch order (permuted within each row) needs a copy.
   constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
   const scalar_t* w = weight.const_data_ptr<scalar_t>();
+  // Note [tap row classes]: with several classes of kernel rows, each class multiplies only the
+  // input pixels its rows reach, through its own dense block of the weight's rows (class c's
+  // block: Cin x K_c at class_weight[c], columns (co, kh, kw) or channels_last (kh, kw, co) of
+  // its kernel rows), and the classes' products are summed per pixel in class order.
+  const std::vector<TapRowClass> classes = tap_row_classes(g);
+  const int64_t nclasses = static_cast<int64_t>(classes.size());
   std::unique_ptr<acc_t[]> packed;
   const acc_t* BT = nullptr;
   if constexpr (same_type) {
-    if (!channels_last) BT = w;
+    if (!channels_last && nclasses == 1) BT = w;
+  }
+  std::vector<int64_t> class_weight(nclasses, 0);
+  for (int64_t c = 1; c < nclasses; ++c) class_weight[c] = class_weight[c - 1] + g.Cin * classes[c - 1].kernel_rows() * g.kW * g.Cout_g;
+  if (BT == nullptr && nclasses > 1) {
+    packed.reset(new acc_t[g.Cin * K]);
+    parallel_for_work(0, g.Cin, g.Cin * K, [&](int64_t begin, int64_t end) {
+      for (int64_t ci = begin; ci < end; ++ci) {
+        const scalar_t* src = w + ci * K;  // (co, kh, kw)
+        for (int64_t c = 0; c < nclasses; ++c) {
+          const TapRowClass& rc = classes[c];
+          const int64_t nkh = rc.kernel_rows(), Kc = nkh * g.kW * g.Cout_g;
+          acc_t* dst = packed.get() + class_weight[c] + ci * Kc;
+          for (int64_t co = 0; co < g.Cout_g; ++co)
+            for (int64_t kh = rc.kh_begin; kh < rc.kh_end; ++kh)
+              for (int64_t kw = 0; kw < g.kW; ++kw) {
+                const acc_t v = static_cast<acc_t>(src[(co * g.kH + kh) * g.kW + kw]);
+                dst[channels_last ? ((kh - rc.kh_begin) * g.kW + kw) * g.Cout_g + co
+                                  : (co * nkh + kh - rc.kh_begin) * g.kW + kw] = v;
+              }
+        }
+      }
+    });
+    BT = packed.get();
   }
   if (BT == nullptr) {
     packed.reset(new acc_t[g.Cin * K]);
@@ -194,6 +290,12 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
       const int64_t n0 = t / (pb.row_blocks * g.groups) * pb.images, ni = std::min(pb.images, g.N - n0);
       const int64_t ih0 = blk * pb.rows, rows = std::min(pb.rows, g.H - ih0);
       const int64_t HWb = rows * g.W, M = ni * HWb;  // pixels per image in the block, and in all
+      if (nclasses > 1) {
+        input_grad_block_by_classes<scalar_t, acc_t>(gop, BT, class_weight, classes, g, channels_last, n0, ni, ih0, rows,
+                                                     grp, ci0, cn, P.data(), D.data(), t != gathered, gip);
+        gathered = t;
+        continue;
+      }
       if (t != gathered)
         for (int64_t i = 0; i < ni; ++i)
           gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, ih0, rows,

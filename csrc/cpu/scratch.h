@@ -16,8 +16,9 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // kWindow, kPackedWeight: the resize-convolution's inference kernel. kConvBlockA, kConvBlockB: the
 // dense transposed convolution's two per-task blocks (forward: T and the input block; grad_input:
 // the patches and the GEMM result; grad_weight: the patches and the input block), kConvWeights
-// its packed weights, kConvSmall grad_weight's per-task block of columns.
-enum class ScratchSlot : int { kWindow, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kCount };
+// its packed weights, kConvSmall grad_weight's per-task block of columns, kConvClass grad_input's
+// product of one class of kernel rows (Note [tap row classes]).
+enum class ScratchSlot : int { kWindow, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass, kCount };
 
 template <typename T>
 class Scratch {
