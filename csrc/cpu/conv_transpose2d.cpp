@@ -90,6 +90,20 @@ inline __mmask16 lanes_in(IndexRange js, int64_t r) {
   const int64_t lo = std::clamp<int64_t>(js.lo - 16 * r, 0, 16), hi = std::clamp<int64_t>(js.hi - 16 * r, 0, 16);
   return hi > lo ? __mmask16(((1u << hi) - 1) & ~((1u << lo) - 1)) : __mmask16(0);
 }
+
+// dst[2i] = u[i], dst[2i + 1] = v[i]: the first n (<= 32) of the 32 interleaved values.
+template <typename scalar_t>
+inline void store_interleaved(scalar_t* dst, __m512 u, __m512 v, int64_t n) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  if (n == 32) {
+    store_16(dst, _mm512_permutex2var_ps(u, lo, v));
+    store_16(dst + 16, _mm512_permutex2var_ps(u, hi, v));
+    return;
+  }
+  store_16(dst, _mm512_permutex2var_ps(u, lo, v), lanes_in({0, n}, 0));
+  if (n > 16) store_16(dst + 16, _mm512_permutex2var_ps(u, hi, v), lanes_in({0, n}, 1));
+}
 #endif
 
 // Where an output row's phase runs go (run rw, entry j: output column (qw_lo + j) * sw + rw - pw):
@@ -143,15 +157,10 @@ void store_phase_runs(const acc_t* runs, int64_t run_stride, const PhaseRunStore
 #if defined(TCONV_CPU_AVX512)
     if constexpr ((std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) &&
                   std::is_same_v<acc_t, float>) {
-      const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-      const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
       const __m512 vb = _mm512_set1_ps(bias);
-      for (; j + 16 <= len_b; j += 16) {
-        const __m512 u = _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb);
-        const __m512 v = _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb);
-        store_16(dst + 2 * j, _mm512_permutex2var_ps(u, lo, v));
-        store_16(dst + 2 * j + 16, _mm512_permutex2var_ps(u, hi, v));
-      }
+      for (; j + 16 <= len_b; j += 16)
+        store_interleaved(dst + 2 * j, _mm512_add_ps(_mm512_loadu_ps(r0 + j), vb),
+                          _mm512_add_ps(_mm512_loadu_ps(r1 + j), vb), 32);
     }
 #endif
     for (; j < len_b; ++j) {
@@ -409,8 +418,6 @@ void sum_store_row_in_registers(const gemm_t* T, int64_t M, const ConvTranspose2
   const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i shift_a = _mm512_add_epi32(iota, _mm512_set1_epi32(int(stores.lo_a)));
   const __m512i shift_b = _mm512_add_epi32(iota, _mm512_set1_epi32(int(stores.lo_b)));
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512 vb = _mm512_set1_ps(bias);
   scalar_t* dst = yrow + stores.first;
   const int64_t total = stores.len_a + stores.len_b;
@@ -418,11 +425,9 @@ void sum_store_row_in_registers(const gemm_t* T, int64_t M, const ConvTranspose2
 #pragma GCC unroll 4
     for (int k = 0; k < kRegs; ++k) {
       if (32 * k >= total) break;
-      const __m512 u = _mm512_add_ps(_mm512_permutex2var_ps(A[k], shift_a, A[k + 1]), vb);
-      const __m512 v = _mm512_add_ps(_mm512_permutex2var_ps(B[k], shift_b, B[k + 1]), vb);
-      const int64_t n = std::min<int64_t>(32, total - 32 * k);
-      store_16(dst + 32 * k, _mm512_permutex2var_ps(u, lo, v), lanes_in({0, n}, 0));
-      if (n > 16) store_16(dst + 32 * k + 16, _mm512_permutex2var_ps(u, hi, v), lanes_in({0, n}, 1));
+      store_interleaved(dst + 32 * k, _mm512_add_ps(_mm512_permutex2var_ps(A[k], shift_a, A[k + 1]), vb),
+                        _mm512_add_ps(_mm512_permutex2var_ps(B[k], shift_b, B[k + 1]), vb),
+                        std::min<int64_t>(32, total - 32 * k));
     }
   };
   if (stores.a == 0) {
@@ -536,7 +541,6 @@ bool use_tap_gemm(const ConvTranspose2dGeometry& g, bool gemm_16_bits) {
 // run[j] += src[j] for j in js: a tap's row of T added into a phase run (runs of W + 1 cells or
 // so: DCGAN's 16x16 layer adds 16-17 at a time, so masked 16-lane steps beat a vector loop with
 // a scalar tail).
-
 template <typename acc_t, typename gemm_t>
 inline void add_run(acc_t* run, const gemm_t* src, IndexRange js) {
 #if defined(TCONV_CPU_AVX512)
@@ -621,16 +625,20 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   const scalar_t* xp = x.const_data_ptr<scalar_t>();
   scalar_t* yp = y.mutable_data_ptr<scalar_t>();
   const int64_t Qw = g.Qw;
-  // The plane-major sums take the whole plane's phase runs at once where they fit in L1 (DCGAN's
-  // 16x16 layer: 4 KiB), reading T tap plane by tap plane; a larger plane (U-Net's 64x64) sums
-  // one output row at a time, its runs staying in L1 while T's rows stream in.
-  const bool whole_plane = !pixel_major && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
+  // Rows of at most 64 cells and two phases sum in registers (Note [register runs]); otherwise the
+  // plane-major sums take the whole plane's phase runs at once where they fit in L1, reading T
+  // tap plane by tap plane, and a larger plane (U-Net's 64x64) sums one output row at a time,
+  // its runs staying in L1 while T's rows stream in.
 #if defined(TCONV_CPU_AVX512)
-  // Rows of at most 64 cells and two phases sum in registers instead (Note [register runs]).
-  const bool register_runs = !pixel_major && Qw <= 64 && g.sw <= 2;
+  constexpr bool kRegisterRunTypes =
+      kLoads16AsFloat<acc_t, gemm_t> && (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>);
+  const bool register_runs = kRegisterRunTypes && !pixel_major && Qw <= 64 && g.sw <= 2;
   std::vector<std::array<__mmask16, 4>> tap_lanes;  // column tap e's cells, per register
   for (const IndexRange& js : tap_cells) tap_lanes.push_back({lanes_in(js, 0), lanes_in(js, 1), lanes_in(js, 2), lanes_in(js, 3)});
+#else
+  constexpr bool register_runs = false;
 #endif
+  const bool whole_plane = !pixel_major && !register_runs && g.Ho * g.sw * Qw * int64_t(sizeof(acc_t)) <= (32 << 10);
 
   parallel_for_work(0, image_blocks * g.groups * channel_blocks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     // T and the input block are thread scratch kept up to 4 MiB each (cpu/scratch.h).
@@ -683,18 +691,16 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
             const acc_t bias_v = b[co];
             scalar_t* yplane = yp + ((n0 + i) * g.Cout + co) * g.Ho * g.Wo;
 #if defined(TCONV_CPU_AVX512)
-            if constexpr (kLoads16AsFloat<acc_t, gemm_t>) {
-              if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, at::BFloat16>) {
-                if (register_runs) {  // Note [register runs]
-                  for (int64_t oh = 0; oh < g.Ho; ++oh) {
-                    if (Qw <= 32) {
-                      sum_store_row_in_registers<2>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
-                    } else {
-                      sum_store_row_in_registers<4>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
-                    }
+            if constexpr (kRegisterRunTypes) {
+              if (register_runs) {  // Note [register runs]
+                for (int64_t oh = 0; oh < g.Ho; ++oh) {
+                  if (Qw <= 32) {
+                    sum_store_row_in_registers<2>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
+                  } else {
+                    sum_store_row_in_registers<4>(Tc, M, g, th, tw, tap_lanes, stores, oh, yplane + oh * g.Wo, bias_v, runs.get());
                   }
-                  continue;
                 }
+                continue;
               }
             }
 #endif
