@@ -143,6 +143,31 @@ PatchBlocks patch_blocks(const ConvTranspose2dGeometry& g, int64_t elem_size) {
 
 // ---- grad_input --------------------------------------------------------------------------------
 
+// Stores a patch block's grad_input D (ni whole images from n0, or rows [ih0, ih0 + rows) of one;
+// NCHW (cn x M), channels_last (M x cn), pixels (image, row, column)) for the group's input
+// channels [ci0, ci0 + cn).
+template <typename scalar_t, typename acc_t>
+void store_input_grad_block(const acc_t* D, const ConvTranspose2dGeometry& g, bool channels_last, int64_t n0,
+                            int64_t ni, int64_t ih0, int64_t rows, int64_t grp, int64_t ci0, int64_t cn,
+                            scalar_t* gip) {
+  const int64_t HWb = rows * g.W, M = ni * HWb;
+  if (!channels_last) {
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t ci = 0; ci < cn; ++ci) {
+        scalar_t* o = gip + (((n0 + i) * g.Cin + grp * g.Cin_g + ci0 + ci) * g.H + ih0) * g.W;
+        const acc_t* d = D + ci * M + i * HWb;
+        for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
+      }
+  } else {
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t m = 0; m < HWb; ++m) {
+        scalar_t* o = gip + (((n0 + i) * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g + ci0;
+        const acc_t* d = D + (i * HWb + m) * cn;
+        for (int64_t ci = 0; ci < cn; ++ci) o[ci] = static_cast<scalar_t>(d[ci]);
+      }
+  }
+}
+
 // grad_input of one patch block (ni whole images from n0, or rows [ih0, ih0 + rows) of one) for
 // the group's input channels [ci0, ci0 + cn), class by class (Note [tap row classes]): class c's
 // patches P_c (its kernel rows, its input rows; gathered when `gather`, all classes one after
@@ -160,7 +185,7 @@ void input_grad_block_by_classes(const scalar_t* gop, const acc_t* BT, const std
   for (size_t c = 0; c < classes.size(); ++c) {
     const TapRowClass& rc = classes[c];
     const int64_t lo = std::max(rc.ih_lo, ih0), hi = std::max(std::min(rc.ih_hi, ih0 + rows), lo);
-    const int64_t Kc = rc.kernel_rows() * g.kW * g.Cout_g, HWc = (hi - lo) * g.W, Mc = ni * HWc;
+    const int64_t Kc = rc.columns(g.kW, g.Cout_g), HWc = (hi - lo) * g.W, Mc = ni * HWc;
     if (gather)
       for (int64_t i = 0; i < ni; ++i)
         gather_patches<scalar_t, acc_t>(gop, g, channels_last, n0 + i, grp, lo, hi - lo,
@@ -190,28 +215,14 @@ void input_grad_block_by_classes(const scalar_t* gop, const acc_t* BT, const std
     }
     Pc += Kc * Mc;
   }
-  if (!channels_last) {
-    for (int64_t i = 0; i < ni; ++i)
-      for (int64_t ci = 0; ci < cn; ++ci) {
-        scalar_t* o = gip + (((n0 + i) * g.Cin + grp * g.Cin_g + ci0 + ci) * g.H + ih0) * g.W;
-        const acc_t* d = D + ci * M + i * HWb;
-        for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
-      }
-  } else {
-    for (int64_t i = 0; i < ni; ++i)
-      for (int64_t m = 0; m < HWb; ++m) {
-        scalar_t* o = gip + (((n0 + i) * g.H + ih0) * g.W + m) * g.Cin + grp * g.Cin_g + ci0;
-        const acc_t* d = D + (i * HWb + m) * cn;
-        for (int64_t ci = 0; ci < cn; ++ci) o[ci] = static_cast<scalar_t>(d[ci]);
-      }
-  }
+  store_input_grad_block(D, g, channels_last, n0, ni, ih0, rows, grp, ci0, cn, gip);
 }
 
 template <typename scalar_t>
 void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
                           const ConvTranspose2dGeometry& g, bool channels_last) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t K = g.Cout_g * g.kH * g.kW, KK = g.kH * g.kW;
+  const int64_t K = g.Cout_g * g.kH * g.kW;
   const PatchBlocks pb = patch_blocks(g, sizeof(acc_t));
   const int64_t block_pixels = pb.images * pb.rows * g.W;
   // Few patch blocks (small images batched whole): the input channels are split too, each task
@@ -222,8 +233,9 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   const int64_t ci_blocks = ceil_div(g.Cin_g, cc);
   // The weight's rows W (Cin x K), row ci holding (co, kh, kw), are B^T, which both layouts'
   // GEMMs read in place as a dense operand (Note [float32 GEMM engine]): NCHW as the left
-  // operand, channels_last as the transposed right one. Only a 16-bit weight (converted) or
-  // channels_last's (kh, kw, co) patch order (permuted within each row) needs a copy.
+  // operand, channels_last as the transposed right one. Only a 16-bit weight (converted),
+  // channels_last's (kh, kw, co) patch order (permuted within each row) or several classes of
+  // kernel rows (below) need a copy.
   constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
   const scalar_t* w = weight.const_data_ptr<scalar_t>();
   // Note [tap row classes]: with several classes of kernel rows, each class multiplies only the
@@ -238,15 +250,15 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
     if (!channels_last && nclasses == 1) BT = w;
   }
   std::vector<int64_t> class_weight(nclasses, 0);
-  for (int64_t c = 1; c < nclasses; ++c) class_weight[c] = class_weight[c - 1] + g.Cin * classes[c - 1].kernel_rows() * g.kW * g.Cout_g;
-  if (BT == nullptr && nclasses > 1) {
+  for (int64_t c = 1; c < nclasses; ++c) class_weight[c] = class_weight[c - 1] + g.Cin * classes[c - 1].columns(g.kW, g.Cout_g);
+  if (BT == nullptr) {  // class by class; one class: the rows converted, channels_last's permuted
     packed.reset(new acc_t[g.Cin * K]);
     parallel_for_work(0, g.Cin, g.Cin * K, [&](int64_t begin, int64_t end) {
       for (int64_t ci = begin; ci < end; ++ci) {
         const scalar_t* src = w + ci * K;  // (co, kh, kw)
         for (int64_t c = 0; c < nclasses; ++c) {
           const TapRowClass& rc = classes[c];
-          const int64_t nkh = rc.kernel_rows(), Kc = nkh * g.kW * g.Cout_g;
+          const int64_t nkh = rc.kernel_rows(), Kc = rc.columns(g.kW, g.Cout_g);
           acc_t* dst = packed.get() + class_weight[c] + ci * Kc;
           for (int64_t co = 0; co < g.Cout_g; ++co)
             for (int64_t kh = rc.kh_begin; kh < rc.kh_end; ++kh)
@@ -255,22 +267,6 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
                 dst[channels_last ? ((kh - rc.kh_begin) * g.kW + kw) * g.Cout_g + co
                                   : (co * nkh + kh - rc.kh_begin) * g.kW + kw] = v;
               }
-        }
-      }
-    });
-    BT = packed.get();
-  }
-  if (BT == nullptr) {
-    packed.reset(new acc_t[g.Cin * K]);
-    parallel_for_work(0, g.Cin, g.Cin * K, [&](int64_t begin, int64_t end) {
-      for (int64_t ci = begin; ci < end; ++ci) {
-        const scalar_t* src = w + ci * K;
-        acc_t* dst = packed.get() + ci * K;
-        if (channels_last) {
-          for (int64_t tap = 0; tap < KK; ++tap)
-            for (int64_t co = 0; co < g.Cout_g; ++co) dst[tap * g.Cout_g + co] = static_cast<acc_t>(src[co * KK + tap]);
-        } else {
-          for (int64_t k = 0; k < K; ++k) dst[k] = static_cast<acc_t>(src[k]);
         }
       }
     });
@@ -310,13 +306,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
         acc_t* dst = direct ? reinterpret_cast<acc_t*>(out) : D.data();
         const int64_t ldc = direct ? g.H * g.W : M;
         gemm<acc_t>(cn, M, K, {Wb, K, false}, {P.data(), M, false}, dst, ldc, false);
-        if (!direct)
-          for (int64_t i = 0; i < ni; ++i)
-            for (int64_t ci = 0; ci < cn; ++ci) {
-              scalar_t* o = out + (i * g.Cin + ci) * g.H * g.W;
-              const acc_t* d = D.data() + ci * M + i * HWb;
-              for (int64_t m = 0; m < HWb; ++m) o[m] = static_cast<scalar_t>(d[m]);
-            }
+        if (!direct) store_input_grad_block(D.data(), g, false, n0, ni, ih0, rows, grp, ci0, cn, gip);
       } else {
         // D (M x cn) = P (M x K) @ B (K x cn): pixels of grad_input[n0:n0+ni, ih0:ih0+rows, channels]
         // (consecutive across the block's whole images)
@@ -324,10 +314,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
         acc_t* dst = same_type ? reinterpret_cast<acc_t*>(out) : D.data();
         const int64_t ldc = same_type ? g.Cin : cn;
         gemm<acc_t>(M, cn, K, {P.data(), K, false}, {Wb, K, true}, dst, ldc, false);
-        if constexpr (!same_type)
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t ci = 0; ci < cn; ++ci)
-              out[m * g.Cin + ci] = static_cast<scalar_t>(D[m * cn + ci]);
+        if constexpr (!same_type) store_input_grad_block(D.data(), g, true, n0, ni, ih0, rows, grp, ci0, cn, gip);
       }
     }
   });
