@@ -203,6 +203,23 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
         assert ours.stride() == ref.stride()
 
 
+def _forward_matches_pytorch_in_every_type(cfg, channels_last):
+    """The forward of a CONV_GRID-style cfg against PyTorch's in float64 and float32, and in
+    bfloat16 against PyTorch's float32 result on the same bfloat16 values, rounded once."""
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    for dtype in (torch.float64, torch.float32):
+        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=channels_last)
+        torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw),
+                                   rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=channels_last)
+    xh, wh, bh = (t.bfloat16() for t in (x, w, b))
+    ref = F.conv_transpose2d(xh.float(), wh.float(), bh.float(), **kw)
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(tconv.conv_transpose2d(xh, wh, bh, **kw).float(), ref.bfloat16().float(),
+                               rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
+
+
 # The plane-major tap GEMM (NCHW, rows of 16 pixels or more) sums each output row's taps in
 # registers where its phase runs have at most 64 cells and sw <= 2 (Note [register runs],
 # cpu/conv_transpose2d.cpp: two or four registers a phase, the two phases interleaved from
@@ -222,18 +239,7 @@ def test_forward_paths_match_pytorch(cfg, layout, path, monkeypatch):
 ], ids=lambda c: "x".join(map(str, c[:6])))
 def test_plane_major_tap_sums_match_pytorch(cfg, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
-    n, cin, cout, hw, k, s, p, op, g, d = cfg
-    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
-    for dtype in (torch.float64, torch.float32):
-        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype)
-        torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), F.conv_transpose2d(x, w, b, **kw),
-                                   rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
-    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32)
-    xh, wh, bh = (t.bfloat16() for t in (x, w, b))
-    ref = F.conv_transpose2d(xh.float(), wh.float(), bh.float(), **kw)
-    eps = torch.finfo(torch.bfloat16).eps
-    torch.testing.assert_close(tconv.conv_transpose2d(xh, wh, bh, **kw).float(), ref.bfloat16().float(),
-                               rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
+    _forward_matches_pytorch_in_every_type(cfg, channels_last=False)
 
 
 # The pixel-major tap GEMM multiplies, per class of kernel rows, only the input rows those rows
@@ -249,19 +255,7 @@ def test_plane_major_tap_sums_match_pytorch(cfg, monkeypatch):
 ], ids=lambda c: "x".join(map(str, c[:5])))
 def test_tap_row_classes_match_pytorch(cfg, layout, monkeypatch):
     monkeypatch.setenv("TCONV_CONV_FORWARD", "tap")
-    n, cin, cout, hw, k, s, p, op, g, d = cfg
-    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
-    for dtype in (torch.float64, torch.float32):
-        x, w, b = make_conv(n, cin, cout, hw, k, g, dtype, channels_last=layout == "channels_last")
-        ref = F.conv_transpose2d(x, w, b, **kw)
-        torch.testing.assert_close(tconv.conv_transpose2d(x, w, b, **kw), ref,
-                                   rtol=CONV_TOL[dtype][0], atol=CONV_TOL[dtype][1])
-    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float32, channels_last=layout == "channels_last")
-    xh, wh, bh = (t.bfloat16() for t in (x, w, b))
-    ref = F.conv_transpose2d(xh.float(), wh.float(), bh.float(), **kw)
-    eps = torch.finfo(torch.bfloat16).eps
-    torch.testing.assert_close(tconv.conv_transpose2d(xh, wh, bh, **kw).float(), ref.bfloat16().float(),
-                               rtol=2 * eps, atol=2 * eps * ref.abs().max().item())
+    _forward_matches_pytorch_in_every_type(cfg, channels_last=layout == "channels_last")
 
 
 # grad_input multiplies, per class of kernel rows, only the input rows those rows send inside the
