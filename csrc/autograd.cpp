@@ -26,6 +26,7 @@
 
 #include <array>
 #include <mutex>
+#include <tuple>
 #include <optional>
 #include <string>
 #include <vector>
@@ -592,6 +593,85 @@ Tensor upsample_taps2d_backward_autograd(const Tensor& grad_output, IntArrayRef 
   return out;
 }
 
+// ---- _upsample_conv2d_mixed --------------------------------------------------------------------------
+
+using MixedSig = Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, IntArrayRef, IntArrayRef,
+                        c10::string_view);
+using MixedBackwardSig = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, IntArrayRef,
+                                                    IntArrayRef, c10::string_view, std::array<bool, 2>);
+
+Tensor upsample_conv2d_mixed(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b, const TapsParams& p) {
+  static const auto op = find_op<MixedSig>("tconv::_upsample_conv2d_mixed");
+  return op.call(x, w, b, p.scale, p.padding, p.mode);
+}
+
+// Whether the banded backward op may take a tensor: a plain strided CPU tensor. A batched
+// gradient (vmap over the backward, is_grads_batched) or a tensor subclass takes the composite,
+// whose ops have batching rules.
+bool plain_cpu(const Tensor& t) {
+  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided &&
+         !t.key_set().has_any(c10::functorch_transforms_ks) && !t.key_set().has(c10::DispatchKey::Python);
+}
+
+// y = sum_a shift_a(Up(W_a x)) + b (Note [mix first]): bilinear in (x, w).  dx and dw come from the
+// banded backward op (Note [banded backward]), which never holds the taps' gradient; where they
+// must be differentiable themselves (create_graph) or the gradient is batched, from the
+// composite's differentiable ops: G = U^T(dy), then the 1x1 convolution's backward ops with
+// w_taps[c, a Cout + o] = w[o, c, a], as tconv/functional.py builds the taps. db = sum of dy.
+struct UpsampleConvMixedBackward : BackwardNode<UpsampleConvMixedBackward, 2> {
+  static constexpr const char* kName = "tconv::UpsampleConv2dMixedBackward";
+  TapsParams p;
+  void backward(const Tensor& gy, const Tensor* s, variable_list& out) {
+    const Tensor &x = s[0], &w = s[1];
+    if (needs(2)) out[2] = gy.sum({0, 2, 3});
+    if (!needs(0) && !needs(1)) return;
+    if (!at::GradMode::is_enabled() && plain_cpu(gy) && plain_cpu(x) && plain_cpu(w)) {
+      static const auto op = find_op<MixedBackwardSig>("tconv::_upsample_conv2d_mixed_backward");
+      auto [gx, gw] = op.call(gy, x, w, p.scale, p.padding, p.mode, {needs(0), needs(1)});
+      if (needs(0)) out[0] = gx;
+      if (needs(1)) out[1] = gw;
+      return;
+    }
+    const int64_t cout = dim_size(w, 0), cin = dim_size(w, 1), kk = dim_size(w, 2) * dim_size(w, 3);
+    const Tensor taps_grad = upsample_taps2d_backward(gy, p);  // (N, kh kw, Cout, H, W)
+    const Tensor g = taps_grad.reshape({dim_size(taps_grad, 0), kk * cout, p.input_hw[0], p.input_hw[1]});
+    const ConvParams one{{1, 1}, {0, 0}, 1, {1, 1}};
+    if (needs(0)) {
+      const Tensor w_taps = w.reshape({cout, cin, kk}).permute({1, 2, 0}).reshape({cin, kk * cout, 1, 1});
+      out[0] = conv_backward_input(g, w_taps, one, spatial(x));
+    }
+    if (needs(1))
+      out[1] = conv_backward_weight(g, x, one, {1, 1}).reshape({cin, kk, cout}).permute({2, 0, 1}).reshape(w.sizes());
+  }
+};
+
+Tensor upsample_conv2d_mixed_autograd(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                      IntArrayRef scale, IntArrayRef padding, c10::string_view mode) {
+  const Tensor b = bias.has_value() ? *bias : Tensor();
+  auto compute = [&] {
+    return below_autograd([&] {
+      static const auto op = find_op<MixedSig>("tconv::_upsample_conv2d_mixed");
+      return op.call(input, weight, bias, scale, padding, mode);
+    });
+  };
+  if (nothing_to_differentiate(input, weight, b) || input.dim() != 4 || weight.dim() != 4) return compute();
+  const TapsParams p = taps_params({dim_size(weight, 2), dim_size(weight, 3)}, scale, padding, mode, spatial(input),
+                                   /*channels_last=*/false);
+  auto node = make_node<UpsampleConvMixedBackward>({input, weight}, input, weight, b);
+  if (node) node->p = p;
+  Tensor y = compute();
+  connect(y, node);
+  Tensor t = bilinear_tangent(input, weight, [&](const Tensor& x, const Tensor& w) {
+    return upsample_conv2d_mixed(x, w, std::nullopt, p);
+  });
+  if (has_tangent(b)) {
+    const Tensor tb = tangent(b).view({1, -1, 1, 1});
+    t = t.defined() ? t + tb : tb.expand_symint(y.sym_sizes());
+  }
+  set_tangent(y, t);
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
@@ -609,6 +689,7 @@ TORCH_LIBRARY_IMPL(tconv, Autograd, m) {
   m.impl("pad_fold2d_frame", &pad_fold2d_frame_autograd);
   m.impl("upsample_taps2d", &upsample_taps2d_autograd);
   m.impl("upsample_taps2d_backward", &upsample_taps2d_backward_autograd);
+  m.impl("_upsample_conv2d_mixed", &upsample_conv2d_mixed_autograd);
 }
 
 }  // namespace tconv::autograd

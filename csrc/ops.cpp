@@ -66,10 +66,16 @@ TORCH_LIBRARY(tconv, m) {
   m.def("upsample_taps2d_backward(Tensor grad_output, int[2] kernel_size, int[2] scale, int[4] padding, "
         "str mode, int[2] input_hw) -> Tensor");
   // The same pair computed whole, without the taps tensor (conv2d(interpolate(input, scale, mode),
-  // weight, bias, padding), groups 1): the CPU inference kernel (no autograd kernel; tconv calls it
-  // only when nothing is differentiated: tconv/functional.py).
+  // weight, bias, padding), groups 1): the CPU kernel of eager float32/float64 calls
+  // (tconv/functional.py). Its autograd kernel's backward is the op below, or under create_graph
+  // the differentiable composite (csrc/autograd.cpp).
   m.def("_upsample_conv2d_mixed(Tensor input, Tensor weight, Tensor? bias, int[2] scale, int[4] padding, "
         "str mode) -> Tensor");
+  // Its gradients in input and weight (output_mask: which; an unwanted one is an empty tensor),
+  // without the taps' gradient (Note [banded backward], cpu/upsample_taps2d.cpp). The bias's
+  // gradient is grad_output's sum over (N, Ho, Wo).
+  m.def("_upsample_conv2d_mixed_backward(Tensor grad_output, Tensor input, Tensor weight, int[2] scale, "
+        "int[4] padding, str mode, bool[2] output_mask) -> (Tensor, Tensor)");
   // F.interpolate(mode='linear') on (N, C, L) and mode='trilinear' on (N, C, D, H, W); scale*:
   // the user's scale factors, as above. Composite kernels over upsample_bilinear2d
   // (csrc/upsample_nd.cpp).

@@ -102,3 +102,12 @@ def _mixed_fake(input, weight, bias, scale, padding, mode):
     wo = _taps_out(input.shape[3], scale[1], weight.shape[3], padding[2], padding[3])
     torch._check(ho > 0 and wo > 0, lambda: "the kernel is larger than the padded upsampled input")
     return _empty_like_format(input, (input.shape[0], weight.shape[0], ho, wo))
+
+
+@torch.library.register_fake("tconv::_upsample_conv2d_mixed_backward")
+def _mixed_backward_fake(grad_output, input, weight, scale, padding, mode, output_mask):
+    torch._check(input.dim() == 4 and weight.dim() == 4 and grad_output.dim() == 4,
+                 lambda: "expected 4-D grad_output, input and weight")
+    grad_input = _empty_like_format(input, input.shape) if output_mask[0] else input.new_empty(0)
+    grad_weight = weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty(0)
+    return grad_input, grad_weight

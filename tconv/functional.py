@@ -446,20 +446,18 @@ def _fused_plan(input, weight, bias, scale_factor, mode, stride, padding, dilati
     return factors, pads, "nearest" if mode in _NEAREST_MODES else mode
 
 
-def _eager_without_gradients(*tensors):
-    """Whether a call on ``tensors`` needs no autograd graph, tangent or transform: plain CPU
-    float32/float64 tensors in eager mode, outside torch.func transforms, forward AD, dispatch
-    modes and compilation, with nothing to differentiate. Such a call may take an inference-only
-    kernel."""
+def _eager_cpu_float(*tensors):
+    """Whether a call on ``tensors`` may take a CPU float32/float64 kernel with its own C++ autograd
+    and no batching rule or autocast kernel: plain CPU float32/float64 tensors in eager mode,
+    outside torch.func transforms, forward AD, dispatch modes, compilation and CPU autocast (whose
+    lower precision the composite's convolution takes, as conv2d does)."""
     tensors = [t for t in tensors if t is not None]
-    if not _eager_mode():
+    if not _eager_mode() or torch.is_autocast_enabled("cpu"):
         return False
     # A module's weight and bias are nn.Parameters: plain tensors too.
-    if any(type(t) not in (torch.Tensor, torch.nn.Parameter) or t.device.type != "cpu"
-           or t.dtype not in (torch.float32, torch.float64) or torch._C._functorch.is_functorch_wrapped_tensor(t)
-           for t in tensors):
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    return not any(type(t) not in (torch.Tensor, torch.nn.Parameter) or t.device.type != "cpu"
+                   or t.dtype not in (torch.float32, torch.float64) or torch._C._functorch.is_functorch_wrapped_tensor(t)
+                   for t in tensors)
 
 
 def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
@@ -473,8 +471,9 @@ def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
     cout, cin_g, kh, kw = weight.shape
     kk, cout_g = kh * kw, cout // groups
     (pt, pb), (pl, pr) = pads
-    if groups == 1 and _eager_without_gradients(x, weight, bias):
-        # Inference: the taps of a few input rows at a time, never all of them (csrc/cpu/upsample_taps2d.cpp).
+    if groups == 1 and _eager_cpu_float(x, weight, bias):
+        # The taps of a few input rows at a time, never all of them; its backward likewise holds one
+        # band of the taps' gradient (Notes [banded backward], csrc/cpu/upsample_taps2d.cpp).
         out = torch.ops.tconv._upsample_conv2d_mixed(x, weight, bias, list(factors), [pt, pb, pl, pr], mode)
         return out.squeeze(0) if unbatched else out
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -488,6 +487,8 @@ def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
         taps = t.view(n, kk, cout, h, w)
     else:
         taps = t.view(n, groups, kk, cout_g, h, w).transpose(1, 2).reshape(n, kk, cout, h, w)
+    if bias is not None and bias.dtype != taps.dtype:
+        bias = bias.to(taps.dtype)  # autocast: the convolution ran in its lower precision, as conv2d's bias does
     out = torch.ops.tconv.upsample_taps2d(taps, bias, [kh, kw], list(factors), [pt, pb, pl, pr], mode,
                                           channels_last)  # the pair's layout
     return out.squeeze(0) if unbatched else out
@@ -528,11 +529,12 @@ def upsample_conv2d(input, weight, bias=None, scale_factor=2, mode="nearest", st
     outside it: the conv's padding). One GEMM computes every W_a x at the input's resolution,
     1 / s^2 of the pair's multiply-adds (a 1x1 ``tconv.conv_transpose2d``), and
     ``tconv::upsample_taps2d`` upsamples, shifts and sums them, clamping source indices at the
-    border as PyTorch's interpolate does: exact at every edge, for any k, p, s. With nothing to
-    differentiate (a CPU float32/float64 call in eager mode, no gradient needed) one kernel,
-    ``tconv::_upsample_conv2d_mixed``, does both a few input rows at a time, so neither the
-    upsampled input nor the taps are ever made; under autograd the taps (kh kw Cout / (s^2 Cin)
-    of the upsampled input's size) live between the two ops. Results equal the pair's to float
+    border as PyTorch's interpolate does: exact at every edge, for any k, p, s. A CPU
+    float32/float64 call in eager mode (groups 1) takes one kernel, ``tconv::_upsample_conv2d_mixed``,
+    which does both a few input rows at a time, so neither the upsampled input nor the taps are
+    ever made, and whose backward holds one band of the taps' gradient at a time. Elsewhere
+    (16-bit types, groups, torch.func, forward AD, compile, autocast) the taps (kh kw Cout /
+    (s^2 Cin) of the upsampled input's size) live between the two ops. Results equal the pair's to float
     rounding. (:func:`fold_upsample_weight` gives the nearest pair as one stride-s transposed
     convolution instead: 16/36 of the pair's multiply-adds for k=3, s=2, against 9/36 here.)
 

@@ -299,13 +299,19 @@ def test_upsample_taps2d_vmap_and_batched_bias():
     torch.testing.assert_close(got[1], op(tb[1], bias, kernel, scale, pad, mode), rtol=0, atol=0)
 
 
-def test_mixed_is_deterministic_for_any_thread_count():
-    x, w, b = _data(3, 16, 16, (24, 20), 3, 1, torch.float32)
-    gout = torch.randn(3, 16, 48, 40)
+@pytest.mark.parametrize("cout,hw,channels_last", [(16, (24, 20), False), (136, (24, 70), False),
+                                                    (136, (24, 70), True)])
+def test_mixed_is_deterministic_for_any_thread_count(cout, hw, channels_last):
+    """Forward and the banded backward (136 channels: 4 bands of 6 rows per image) give the same
+    bits for 1, 2 and 3 threads."""
+    x, w, b = _data(3, 16, cout, hw, 3, 1, torch.float32)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    gout = torch.randn(3, cout, 2 * hw[0], 2 * hw[1])
     threads = torch.get_num_threads()
     results = []
     try:
-        for n in (1, 2):
+        for n in (1, 2, 3):
             torch.set_num_threads(n)
             xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
             y = tconv.upsample_conv2d(xs, ws, b, mode="bilinear", padding=1)
@@ -314,8 +320,82 @@ def test_mixed_is_deterministic_for_any_thread_count():
             results.append((y, inference, *torch.autograd.grad(y, (xs, ws), gout)))
     finally:
         torch.set_num_threads(threads)
-    for a, c in zip(*results):
-        assert torch.equal(a, c)
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("mode,k,p,s,hw", [("bilinear", 3, 1, 2, (23, 64)), ("bicubic", 5, 2, 2, (19, 40)),
+                                           ("nearest", 2, 0, 3, (30, 9)), ("bicubic", 3, 3, 1, (12, 70)),
+                                           ("bilinear", 4, 1, 2, (1, 3))])
+def test_mixed_banded_backward_matches_the_pair(mode, k, p, s, hw, channels_last):
+    """The banded backward (Note [banded backward]): tall images cut into many bands of input rows
+    (bands of about 2 MiB of the taps' gradient: 136 channels give bands of 1-3 rows), one band,
+    every gradient wanted or only some (the op's output_mask)."""
+    for cout in (8, 136):
+        x, w, b = _data(2, 6, cout, hw, k, 1, torch.float64)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out_shape = pair_reference(x, w, b, s, p, mode=mode).shape
+        gout = torch.randn(out_shape, dtype=torch.float64)
+        if channels_last:
+            gout = gout.contiguous(memory_format=torch.channels_last)
+        for wanted in ((True, True, True), (True, False, False), (False, True, False), (False, False, True)):
+            leaves = [t.clone().requires_grad_(r) for t, r in zip((x, w, b), wanted)]
+            y = tconv.upsample_conv2d(*leaves, scale_factor=s, mode=mode, padding=p)
+            assert y.grad_fn.name() == "tconv::UpsampleConv2dMixedBackward"
+            need = [t for t in leaves if t.requires_grad]
+            got = torch.autograd.grad(y, need, gout)
+            ref = [t.clone().requires_grad_(r) for t, r in zip((x, w, b), wanted)]
+            want = torch.autograd.grad(pair_reference(*ref, s, p, mode=mode), [t for t in ref if t.requires_grad],
+                                       gout)
+            for a, c in zip(got, want):
+                assert a.shape == c.shape
+                torch.testing.assert_close(a, c, rtol=1e-11, atol=1e-11)
+            if wanted[0]:
+                assert got[0].is_contiguous(memory_format=torch.channels_last if channels_last
+                                            else torch.contiguous_format)
+
+
+def test_mixed_backward_double_backward_and_mixed_layouts():
+    """create_graph takes the differentiable composite (second derivatives against the pair's); a
+    gradient in the other layout than the input's is read correctly."""
+    x, w, b = _data(2, 3, 4, (5, 6), 3, 1, torch.float64)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = [t.clone().requires_grad_() for t in (x, w, b)]
+    y, want_y = tconv.upsample_conv2d(*leaves, mode="bicubic", padding=1), pair_reference(*ref, 2, 1, mode="bicubic")
+    gout = torch.randn(y.shape, dtype=torch.float64)
+    got = torch.autograd.grad((y * y).sum(), leaves, create_graph=True)
+    want = torch.autograd.grad((want_y * want_y).sum(), ref, create_graph=True)
+    for a, c in zip(got, want):
+        torch.testing.assert_close(a, c, rtol=1e-11, atol=1e-11)
+    second = torch.autograd.grad(sum((g * g).sum() for g in got), leaves)
+    second_want = torch.autograd.grad(sum((g * g).sum() for g in want), ref)
+    for a, c in zip(second, second_want):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
+    wide = torch.randn(*gout.shape[:3], 2 * gout.shape[3], dtype=torch.float64)
+    for gl in (gout.contiguous(memory_format=torch.channels_last), wide[..., ::2]):
+        got = torch.autograd.grad(tconv.upsample_conv2d(*leaves, mode="bicubic", padding=1), leaves, gl)
+        want = torch.autograd.grad(pair_reference(*ref, 2, 1, mode="bicubic"), ref, gl)
+        for a, c in zip(got, want):
+            torch.testing.assert_close(a, c, rtol=1e-11, atol=1e-11)
+
+
+def test_mixed_backward_opcheck_and_errors():
+    x, w, _ = _data(2, 3, 4, (5, 6), 3, 1, torch.float64)
+    op = torch.ops.tconv._upsample_conv2d_mixed_backward
+    gout = torch.randn(2, 4, 10, 12, dtype=torch.float64)
+    for mask in ([True, True], [True, False], [False, True]):
+        torch.library.opcheck(op, (gout, x, w, [2, 2], [1, 1, 1, 1], "bilinear", mask))
+    gx, gw = op(gout, x, w, [2, 2], [1, 1, 1, 1], "bilinear", [False, True])
+    assert gx.numel() == 0 and gw.shape == w.shape
+    gx, gw = op(gout[:0], x[:0], w, [2, 2], [1, 1, 1, 1], "bilinear", [True, True])
+    assert gx.shape == (0, 3, 5, 6) and torch.equal(gw, torch.zeros_like(w))
+    with pytest.raises(RuntimeError, match="grad_output must be"):
+        op(gout[:, :, :9], x, w, [2, 2], [1, 1, 1, 1], "bilinear", [True, True])
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        op(gout.float(), x.float(), w, [2, 2], [1, 1, 1, 1], "bilinear", [True, True])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -453,13 +533,16 @@ def test_mixed_inference_from_several_python_threads():
 
 
 def test_module_inference_takes_the_inference_kernel():
-    """A module's weight and bias are nn.Parameters: under no_grad they still take the inference
-    kernel (tconv::_upsample_conv2d_mixed), not the autograd composite."""
+    """A module's weight and bias are nn.Parameters: with and without gradients they take the
+    kernel (tconv::_upsample_conv2d_mixed) and its banded backward, not the autograd composite."""
     layer = tconv.UpsampleConv2d(4, 6, 3, mode="bilinear", padding=1)
     x = torch.randn(2, 4, 5, 7)
+    assert tconv.functional._eager_cpu_float(x, layer.weight, layer.bias)
     with torch.no_grad():
-        assert tconv.functional._eager_without_gradients(x, layer.weight, layer.bias)
         got = layer(x)
-    assert not tconv.functional._eager_without_gradients(x, layer.weight, layer.bias)  # grad enabled
     torch.testing.assert_close(got, F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear"), layer.weight,
                                              layer.bias, padding=1), rtol=1e-5, atol=1e-5)
+    assert layer(x).grad_fn.name() == "tconv::UpsampleConv2dMixedBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # conv2d's lower precision, as the pair's
+        assert not tconv.functional._eager_cpu_float(x, layer.weight, layer.bias)
+        assert layer(x).dtype == torch.bfloat16

@@ -142,6 +142,12 @@ Tensor _upsample_conv2d_mixed(const Tensor& input, const Tensor& weight, const s
   TCONV_CPU_DISPATCH(_upsample_conv2d_mixed_cpu, input, weight, bias, scale, padding, mode)
 }
 
+std::tuple<Tensor, Tensor> _upsample_conv2d_mixed_backward(const Tensor& grad_output, const Tensor& input,
+                                                           const Tensor& weight, IntArrayRef scale, IntArrayRef padding,
+                                                           c10::string_view mode, std::array<bool, 2> output_mask) {
+  TCONV_CPU_DISPATCH(_upsample_conv2d_mixed_backward_cpu, grad_output, input, weight, scale, padding, mode, output_mask)
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
@@ -161,6 +167,7 @@ TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("upsample_taps2d", &upsample_taps2d);
   m.impl("upsample_taps2d_backward", &upsample_taps2d_backward);
   m.impl("_upsample_conv2d_mixed", &_upsample_conv2d_mixed);
+  m.impl("_upsample_conv2d_mixed_backward", &_upsample_conv2d_mixed_backward);
 }
 
 }  // namespace tconv::cpu

@@ -4,7 +4,9 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <optional>
+#include <tuple>
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
@@ -49,5 +51,9 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
 
 Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                                   IntArrayRef scale, IntArrayRef padding, c10::string_view mode);
+std::tuple<Tensor, Tensor> _upsample_conv2d_mixed_backward_cpu(const Tensor& grad_output, const Tensor& input,
+                                                               const Tensor& weight, IntArrayRef scale,
+                                                               IntArrayRef padding, c10::string_view mode,
+                                                               std::array<bool, 2> output_mask);
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -12,10 +12,14 @@
 #include <ATen/OpMathType.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
+#include <tuple>
+#include <utility>
 #include <vector>
 
+#include "common/int_math.h"
 #include "common/macros.h"
 #include "common/upsample_taps.h"
 #include "cpu/gemm.h"
@@ -192,6 +196,93 @@ void taps_forward(const scalar_t* m, const scalar_t* bias, scalar_t* y, bool y_c
   });
 }
 
+// Output rows [lo, hi) that reach input rows [i0, i1) of any row tap (empty: lo == hi).
+template <typename acc_t>
+std::pair<int64_t, int64_t> output_rows_reaching(const TapAxis<acc_t>& th, int64_t i0, int64_t i1) {
+  int64_t lo = th.out, hi = 0;
+  for (int64_t ah = 0; ah < th.k; ++ah)
+    for (int64_t r = ah * th.in + i0; r < ah * th.in + i1; ++r)
+      for (int64_t q = th.adjoint.ptr[r]; q < th.adjoint.ptr[r + 1]; ++q) {
+        lo = std::min(lo, th.adjoint.index[q]);
+        hi = std::max(hi, th.adjoint.index[q] + 1);
+      }
+  return lo < hi ? std::make_pair(lo, hi) : std::make_pair(int64_t(0), int64_t(0));
+}
+
+// Per-thread buffers of adjoint_plane_rows for output rows [0, out_rows) and W input columns.
+template <typename acc_t>
+struct AdjointRowBuffers {
+  std::vector<acc_t> cols, row, split;
+  AdjointRowBuffers(const UpsampleTapsGeometry& g, int64_t out_rows)
+      : cols(out_rows * g.kw * g.W), row(g.W), split(g.sw * ((g.Wo + g.sw - 1) / g.sw + 2), acc_t(0)) {}
+};
+
+// The adjoint of one plane for input rows [i0, i1): go is the plane's gradient (row stride ys,
+// column stride xs), [olo, ohi) the output rows reaching those input rows (output_rows_reaching).
+// First each output row is gathered onto each column tap's input columns (cols[oy - olo][aw][j]),
+// then each (row tap ah, input row i, column tap aw) sums its output rows in increasing order
+// into dst(ah kw + aw, i), W values. The same bits for any band: each value's sums are whole.
+template <typename scalar_t, typename Dst>
+void adjoint_plane_rows(const scalar_t* go, int64_t ys, int64_t xs, int64_t i0, int64_t i1, int64_t olo,
+                        int64_t ohi, const UpsampleTapsGeometry& g, const TapAxis<at::opmath_type<scalar_t>>& th,
+                        const TapAxis<at::opmath_type<scalar_t>>& tw,
+                        const std::vector<PhaseRun<at::opmath_type<scalar_t>>>& phases,
+                        AdjointRowBuffers<at::opmath_type<scalar_t>>& buf, const Dst& dst) {
+  using acc_t = at::opmath_type<scalar_t>;
+  // The output row split into its s phases (Note [column phases]): phase r's value q at
+  // split[r * (qn + 2) + 1 + q], with a zero on either side for reads one step past the ends.
+  const int64_t s = g.sw, qn = (g.Wo + s - 1) / s;
+  acc_t* split = buf.split.data();
+  for (int64_t oy = olo; oy < ohi; ++oy) {
+    const scalar_t* grow = go + oy * ys;
+    acc_t* dst_row = buf.cols.data() + (oy - olo) * g.kw * g.W;
+    for (int64_t r = 0; r < s; ++r) {
+      acc_t* ph = split + r * (qn + 2) + 1;
+      for (int64_t q = 0; s * q + r < g.Wo; ++q) ph[q] = static_cast<acc_t>(grow[(s * q + r) * xs]);
+    }
+    for (int64_t aw = 0; aw < g.kw; ++aw) {
+      const auto& run = phases[aw];
+      const auto scalar_column = [&](int64_t j) {
+        const int64_t r = aw * g.W + j;
+        acc_t v = 0;
+        for (int64_t q = tw.adjoint.ptr[r]; q < tw.adjoint.ptr[r + 1]; ++q)
+          v += tw.adjoint.weight[q] * static_cast<acc_t>(grow[tw.adjoint.index[q] * xs]);
+        dst_row[r] = v;
+      };
+      for (int64_t j = 0; j < std::min(run.first, g.W); ++j) scalar_column(j);
+      if (run.last > run.first) {
+        acc_t* d = dst_row + aw * g.W + run.first;
+        const int64_t len = run.last - run.first;
+        for (int64_t j = 0; j < len; ++j) d[j] = 0;
+        for (size_t e = 0; e < run.offset.size(); ++e) {
+          // output s j + c = s (j + floor(c / s)) + (c mod s)
+          const int64_t c_off = run.offset[e], ph = ((c_off % s) + s) % s, shift = (c_off - ph) / s;
+          const acc_t w = run.weight[e];
+          const acc_t* src = split + ph * (qn + 2) + 1 + run.first + shift;
+          for (int64_t j = 0; j < len; ++j) d[j] += w * src[j];
+        }
+      }
+      for (int64_t j = std::max(run.last, run.first); j < g.W; ++j) scalar_column(j);
+    }
+  }
+  acc_t* row = buf.row.data();
+  for (int64_t ah = 0; ah < g.kh; ++ah) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = ah * g.H + i;
+      for (int64_t aw = 0; aw < g.kw; ++aw) {
+        std::fill(row, row + g.W, acc_t(0));
+        for (int64_t q = th.adjoint.ptr[r]; q < th.adjoint.ptr[r + 1]; ++q) {
+          const acc_t lambda = th.adjoint.weight[q];
+          const acc_t* src = buf.cols.data() + ((th.adjoint.index[q] - olo) * g.kw + aw) * g.W;
+          for (int64_t j = 0; j < g.W; ++j) row[j] += lambda * src[j];
+        }
+        scalar_t* out = dst(ah * g.kw + aw, i);
+        for (int64_t j = 0; j < g.W; ++j) out[j] = static_cast<scalar_t>(row[j]);
+      }
+    }
+  }
+}
+
 template <typename scalar_t>
 void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm, const UpsampleTapsGeometry& g,
                    const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw) {
@@ -200,63 +291,12 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
   const int64_t work = out_plane * 4 * g.kw + kk * plane * 4;
   const auto phases = adjoint_phases(tw, g.sw, g.W);
   parallel_for_work(0, g.N * g.C, work * g.N * g.C, [&](int64_t begin, int64_t end) {
-    // cols[oy][aw][j]: output row oy gathered onto column tap aw's input columns j.
-    std::vector<acc_t> cols(g.Ho * g.kw * g.W), row(g.W);
-    // The output row split into its s phases (Note [column phases]): phase r's value q at
-    // split[r * (qn + 2) + 1 + q], with a zero on either side for reads one step past the ends.
-    const int64_t s = g.sw, qn = (g.Wo + s - 1) / s;
-    std::vector<acc_t> split(s * (qn + 2), acc_t(0));
+    AdjointRowBuffers<acc_t> buf(g, g.Ho);
     for (int64_t p = begin; p < end; ++p) {
       const int64_t n = p / g.C, c = p % g.C;
       const scalar_t* go = gy + n * gy_strides[0] + c * gy_strides[1];
-      const int64_t xs = gy_strides[3];
-      for (int64_t oy = 0; oy < g.Ho; ++oy) {
-        const scalar_t* grow = go + oy * gy_strides[2];
-        acc_t* dst = cols.data() + oy * g.kw * g.W;
-        for (int64_t r = 0; r < s; ++r) {
-          acc_t* ph = split.data() + r * (qn + 2) + 1;
-          for (int64_t q = 0; s * q + r < g.Wo; ++q) ph[q] = static_cast<acc_t>(grow[(s * q + r) * xs]);
-        }
-        for (int64_t aw = 0; aw < g.kw; ++aw) {
-          const auto& run = phases[aw];
-          const auto scalar_column = [&](int64_t j) {
-            const int64_t r = aw * g.W + j;
-            acc_t v = 0;
-            for (int64_t q = tw.adjoint.ptr[r]; q < tw.adjoint.ptr[r + 1]; ++q)
-              v += tw.adjoint.weight[q] * static_cast<acc_t>(grow[tw.adjoint.index[q] * xs]);
-            dst[r] = v;
-          };
-          for (int64_t j = 0; j < std::min(run.first, g.W); ++j) scalar_column(j);
-          if (run.last > run.first) {
-            acc_t* d = dst + aw * g.W + run.first;
-            const int64_t len = run.last - run.first;
-            for (int64_t j = 0; j < len; ++j) d[j] = 0;
-            for (size_t e = 0; e < run.offset.size(); ++e) {
-              // output s j + c = s (j + floor(c / s)) + (c mod s)
-              const int64_t c_off = run.offset[e], ph = ((c_off % s) + s) % s, shift = (c_off - ph) / s;
-              const acc_t w = run.weight[e];
-              const acc_t* src = split.data() + ph * (qn + 2) + 1 + run.first + shift;
-              for (int64_t j = 0; j < len; ++j) d[j] += w * src[j];
-            }
-          }
-          for (int64_t j = std::max(run.last, run.first); j < g.W; ++j) scalar_column(j);
-        }
-      }
-      for (int64_t ah = 0; ah < g.kh; ++ah) {
-        for (int64_t i = 0; i < g.H; ++i) {
-          const int64_t r = ah * g.H + i;
-          for (int64_t aw = 0; aw < g.kw; ++aw) {
-            std::fill(row.begin(), row.end(), acc_t(0));
-            for (int64_t q = th.adjoint.ptr[r]; q < th.adjoint.ptr[r + 1]; ++q) {
-              const acc_t lambda = th.adjoint.weight[q];
-              const acc_t* src = cols.data() + (th.adjoint.index[q] * g.kw + aw) * g.W;
-              for (int64_t j = 0; j < g.W; ++j) row[j] += lambda * src[j];
-            }
-            scalar_t* out = gm + ((n * kk + ah * g.kw + aw) * g.C + c) * plane + i * g.W;
-            for (int64_t j = 0; j < g.W; ++j) out[j] = static_cast<scalar_t>(row[j]);
-          }
-        }
-      }
+      adjoint_plane_rows<scalar_t>(go, gy_strides[2], gy_strides[3], 0, g.H, 0, g.Ho, g, th, tw, phases, buf,
+                                   [&](int64_t a, int64_t i) { return gm + ((n * kk + a) * g.C + c) * plane + i * g.W; });
     }
   });
 }
@@ -440,10 +480,42 @@ void taps_forward_pixel_major(const scalar_t* m, const scalar_t* bias, scalar_t*
   });
 }
 
-// The adjoint for a channels_last gradient, into pixel-major taps (N, H, W, kh kw, C): per input
-// row i and row tap ah, the output rows reading it summed (in increasing order) over whole
-// channels_last rows, then each (column tap, input column) gathers its output columns; every
-// step vectorised over the channels.
+// The adjoint of one input row i for a channels_last gradient (gyn: image n's (Ho, Wo, C)), into
+// pixel-major taps out (W, kh kw, C): per row tap ah, the output rows reading row i summed (in
+// increasing order) over whole channels_last rows, then each (column tap, input column) gathers
+// its output columns; every step vectorised over the channels. hrow: Wo C values, acc: C.
+template <typename scalar_t>
+void adjoint_pixel_row(const scalar_t* gyn, int64_t i, scalar_t* out, const UpsampleTapsGeometry& g,
+                       const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw,
+                       at::opmath_type<scalar_t>* hrow, at::opmath_type<scalar_t>* acc) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t px = g.kh * g.kw * g.C, row_len = g.Wo * g.C;
+  for (int64_t ah = 0; ah < g.kh; ++ah) {
+    const int64_t hr = ah * g.H + i;
+    std::fill(hrow, hrow + row_len, acc_t(0));
+    for (int64_t q = th.adjoint.ptr[hr]; q < th.adjoint.ptr[hr + 1]; ++q) {
+      const acc_t lambda = th.adjoint.weight[q];
+      const scalar_t* src = gyn + th.adjoint.index[q] * row_len;
+      for (int64_t e = 0; e < row_len; ++e) hrow[e] += lambda * static_cast<acc_t>(src[e]);
+    }
+    for (int64_t aw = 0; aw < g.kw; ++aw) {
+      for (int64_t j = 0; j < g.W; ++j) {
+        const int64_t wr = aw * g.W + j;
+        std::fill(acc, acc + g.C, acc_t(0));
+        for (int64_t q = tw.adjoint.ptr[wr]; q < tw.adjoint.ptr[wr + 1]; ++q) {
+          const acc_t mu = tw.adjoint.weight[q];
+          const acc_t* src = hrow + tw.adjoint.index[q] * g.C;
+          for (int64_t c = 0; c < g.C; ++c) acc[c] += mu * src[c];
+        }
+        scalar_t* dst = out + j * px + (ah * g.kw + aw) * g.C;
+        for (int64_t c = 0; c < g.C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+      }
+    }
+  }
+}
+
+// The adjoint for a channels_last gradient, into pixel-major taps (N, H, W, kh kw, C): one task
+// per input row (adjoint_pixel_row).
 template <typename scalar_t>
 void taps_backward_pixel_major(const scalar_t* gy, scalar_t* gm, const UpsampleTapsGeometry& g,
                                const TapAxis<at::opmath_type<scalar_t>>& th,
@@ -455,31 +527,113 @@ void taps_backward_pixel_major(const scalar_t* gy, scalar_t* gm, const UpsampleT
     std::vector<acc_t> hrow(row_len), acc(g.C);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / g.H, i = r % g.H;
-      scalar_t* out = gm + r * g.W * px;  // (W, kk, C) of input row i
-      for (int64_t ah = 0; ah < g.kh; ++ah) {
-        const int64_t hr = ah * g.H + i;
-        std::fill(hrow.begin(), hrow.end(), acc_t(0));
-        for (int64_t q = th.adjoint.ptr[hr]; q < th.adjoint.ptr[hr + 1]; ++q) {
-          const acc_t lambda = th.adjoint.weight[q];
-          const scalar_t* src = gy + (n * g.Ho + th.adjoint.index[q]) * row_len;
-          for (int64_t e = 0; e < row_len; ++e) hrow[e] += lambda * static_cast<acc_t>(src[e]);
-        }
-        for (int64_t aw = 0; aw < g.kw; ++aw) {
-          for (int64_t j = 0; j < g.W; ++j) {
-            const int64_t wr = aw * g.W + j;
-            std::fill(acc.begin(), acc.end(), acc_t(0));
-            for (int64_t q = tw.adjoint.ptr[wr]; q < tw.adjoint.ptr[wr + 1]; ++q) {
-              const acc_t mu = tw.adjoint.weight[q];
-              const acc_t* src = hrow.data() + tw.adjoint.index[q] * g.C;
-              for (int64_t c = 0; c < g.C; ++c) acc[c] += mu * src[c];
-            }
-            scalar_t* dst = out + j * px + (ah * g.kw + aw) * g.C;
-            for (int64_t c = 0; c < g.C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
-          }
-        }
-      }
+      adjoint_pixel_row<scalar_t>(gy + n * g.Ho * row_len, i, gm + r * g.W * px, g, th, tw, hrow.data(), acc.data());
     }
   });
+}
+
+// Note [banded backward]: the resize-convolution's gradients without the taps' gradient
+// (tconv::_upsample_conv2d_mixed_backward). With G_a = Up^T shift_a^T (gy), the adjoint of
+// upsample_taps2d, grad_x = sum_a W_a^T G_a and grad_w[:, :, a] = G_a x^T. Per band of input rows
+// of one image, bands in order: G of the band (planes: a task per output channel; channels_last:
+// one per input row), then grad_x's rows of the band (one GEMM over the kh kw Cout values of each
+// pixel) and grad_w^T += x_band G_band^T, both cut into slices of input channels (or pixels) big
+// enough to take oneDNN with dense operands (Note [float32 GEMM engine]): small or strided
+// blocks ran at half the rate. Bands and slices are fixed by the shape, so the results are the
+// same for any thread count. What a call holds beyond the gradients is one band of G (about
+// kBandBytes) and of x, not the composite's kh kw Cout H W values per image (2.25x the upsampled
+// input for 3x3 after x2).
+constexpr int64_t kBandBytes = int64_t(2) << 20;
+
+// Rows of a GEMM slice whose rows cost row_work multiply-adds each: enough for oneDNN, a multiple
+// of 8, at most `rows`.
+inline int64_t slice_rows(int64_t row_work, int64_t rows) {
+  const int64_t want = ceil_div(kOneDnnMinWork, std::max<int64_t>(row_work, 1));
+  return std::min(rows, ceil_div(want, 8) * 8);
+}
+
+// gy (N, Cout, Ho, Wo) and x (N, Cin, H, W), both contiguous in the format channels_last says;
+// wpack: W (kh kw Cout x Cin, rows (tap, channel)) for channels_last, its transpose (Cin x kh kw
+// Cout) for planes; gx like x and gwt (Cin x kh kw Cout), either null when not wanted.
+template <typename scalar_t>
+void mixed_backward(const scalar_t* gy, const scalar_t* x, const scalar_t* wpack, scalar_t* gx, scalar_t* gwt,
+                    bool channels_last, const UpsampleTapsGeometry& g, int64_t cin, const TapAxis<scalar_t>& th,
+                    const TapAxis<scalar_t>& tw) {
+  const int64_t kc = g.kh * g.kw * g.C, plane = g.H * g.W, out_plane = g.Ho * g.Wo;
+  const int64_t rows = std::clamp<int64_t>(kBandBytes / int64_t(sizeof(scalar_t) * kc * g.W), 1, g.H);
+  Scratch<scalar_t> band(ScratchSlot::kWindow, kc * rows * g.W);
+  Scratch<scalar_t> x_band(ScratchSlot::kWindowInput, gwt ? cin * rows * g.W : 0);
+  scalar_t* gb = band.data();
+  scalar_t* xb = x_band.data();
+  const auto phases = adjoint_phases(tw, g.sw, g.W);
+  bool first = true;
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t i0 = 0; i0 < g.H; i0 += rows) {
+      const int64_t i1 = std::min(g.H, i0 + rows), px = (i1 - i0) * g.W;
+      // G of the band: channels_last (px x kh kw Cout, pixel-major), planes (kh kw Cout x px).
+      if (channels_last) {
+        const scalar_t* gyn = gy + n * out_plane * g.C;
+        at::parallel_for(i0, i1, 1, [&](int64_t begin, int64_t end) {
+          std::vector<scalar_t> hrow(g.Wo * g.C), acc(g.C);
+          for (int64_t i = begin; i < end; ++i)
+            adjoint_pixel_row<scalar_t>(gyn, i, gb + (i - i0) * g.W * kc, g, th, tw, hrow.data(), acc.data());
+        });
+      } else {
+        const auto [olo, ohi] = output_rows_reaching(th, i0, i1);
+        at::parallel_for(0, g.C, 1, [&](int64_t begin, int64_t end) {
+          AdjointRowBuffers<scalar_t> buf(g, ohi - olo);
+          for (int64_t o = begin; o < end; ++o)
+            adjoint_plane_rows<scalar_t>(gy + (n * g.C + o) * out_plane, g.Wo, 1, i0, i1, olo, ohi, g, th, tw, phases,
+                                         buf, [&](int64_t a, int64_t i) { return gb + (a * g.C + o) * px + (i - i0) * g.W; });
+        });
+      }
+      // The band of x as (Cin x px), and grad_x's rows of the band: channels_last (px x Cin) =
+      // G (px x kc) @ W (kc x Cin) in place, per slice of pixels; planes (Cin x px) = W^T (Cin x
+      // kc) @ G (kc x px) per slice of channels, each into a dense block, then into its rows.
+      const int64_t cs = slice_rows(kc * px, cin), ps = slice_rows(kc * cin, px);
+      const int64_t channel_slices = ceil_div(cin, cs);
+      const int64_t dx_slices = gx ? (channels_last ? ceil_div(px, ps) : channel_slices) : 0;
+      const int64_t xb_slices = gwt ? channel_slices : 0;
+      at::parallel_for(0, std::max(dx_slices, xb_slices), 1, [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> block;
+        for (int64_t t = begin; t < end; ++t) {
+          if (t < dx_slices && channels_last) {
+            const int64_t p0 = t * ps, m = std::min(ps, px - p0);
+            gemm<scalar_t>(m, cin, kc, MatRef<scalar_t>{gb + p0 * kc, kc, false}, MatRef<scalar_t>{wpack, cin, false},
+                           gx + (n * plane + i0 * g.W + p0) * cin, cin, false);
+          } else if (t < dx_slices) {
+            const int64_t c0 = t * cs, m = std::min(cs, cin - c0);
+            block.resize(m * px);
+            gemm<scalar_t>(m, px, kc, MatRef<scalar_t>{wpack + c0 * kc, kc, false}, MatRef<scalar_t>{gb, px, false},
+                           block.data(), px, false);
+            for (int64_t c = 0; c < m; ++c)
+              std::memcpy(gx + (n * cin + c0 + c) * plane + i0 * g.W, block.data() + c * px, px * sizeof(scalar_t));
+          }
+          if (t < xb_slices) {
+            const int64_t c0 = t * cs, c1 = std::min(cin, c0 + cs);
+            if (channels_last) {
+              const scalar_t* src = x + (n * plane + i0 * g.W) * cin;
+              for (int64_t p = 0; p < px; ++p)
+                for (int64_t c = c0; c < c1; ++c) xb[c * px + p] = src[p * cin + c];
+            } else {
+              for (int64_t c = c0; c < c1; ++c)
+                std::memcpy(xb + c * px, x + (n * cin + c) * plane + i0 * g.W, px * sizeof(scalar_t));
+            }
+          }
+        }
+      });
+      if (gwt) {  // (Cin x kc) += x_band (Cin x px) @ G^T (px x kc), per slice of channels
+        at::parallel_for(0, channel_slices, 1, [&](int64_t begin, int64_t end) {
+          for (int64_t t = begin; t < end; ++t) {
+            const int64_t c0 = t * cs, m = std::min(cs, cin - c0);
+            const MatRef<scalar_t> gt = channels_last ? MatRef<scalar_t>{gb, kc, false} : MatRef<scalar_t>{gb, px, true};
+            gemm<scalar_t>(m, kc, px, MatRef<scalar_t>{xb + c0 * px, px, false}, gt, gwt + c0 * kc, kc, !first);
+          }
+        });
+      }
+      first = false;
+    }
+  }
 }
 
 // Whether a 5-D taps tensor (N, kk, C, H, W) is pixel-major: a (N, H, W, kk, C) contiguous tensor
@@ -490,6 +644,20 @@ bool pixel_major(const Tensor& t) {
   for (int d = 0; d < 5; ++d)
     if (z[d] > 1 && t.stride(d) != want[d]) return false;  // a dimension of size 1 has any stride
   return true;
+}
+
+// The shapes of a _upsample_conv2d_mixed call (its backward's too), checked: input (N, Cin, H, W),
+// weight (Cout, Cin, kh, kw), float32 or float64.
+UpsampleTapsGeometry mixed_geometry(const Tensor& input, const Tensor& weight, IntArrayRef scale, IntArrayRef padding) {
+  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4 && input.size(1) == weight.size(1),
+              "_upsample_conv2d_mixed: input (N, Cin, H, W) and weight (Cout, Cin, kh, kw) expected, got ",
+              input.sizes(), " and ", weight.sizes());
+  TORCH_CHECK((input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
+                  weight.scalar_type() == input.scalar_type(),
+              "_upsample_conv2d_mixed: float32 or float64 input and weight of one dtype expected");
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  return upsample_taps_geometry({input.size(0), kh * kw, weight.size(0), input.size(2), input.size(3)}, {kh, kw}, scale,
+                                padding);
 }
 
 }  // namespace
@@ -559,15 +727,8 @@ Tensor upsample_taps2d_backward_cpu(const Tensor& grad_output, IntArrayRef kerne
 Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                                   IntArrayRef scale, IntArrayRef padding, c10::string_view mode_name) {
   const TapMode mode = upsample_taps_mode(std::string(mode_name));
-  TORCH_CHECK(input.dim() == 4 && weight.dim() == 4 && input.size(1) == weight.size(1),
-              "_upsample_conv2d_mixed: input (N, Cin, H, W) and weight (Cout, Cin, kh, kw) expected, got ",
-              input.sizes(), " and ", weight.sizes());
-  TORCH_CHECK((input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble) &&
-                  weight.scalar_type() == input.scalar_type(),
-              "_upsample_conv2d_mixed: float32 or float64 input and weight of one dtype expected");
+  const UpsampleTapsGeometry g = mixed_geometry(input, weight, scale, padding);
   const int64_t cout = weight.size(0), cin = weight.size(1), kh = weight.size(2), kw = weight.size(3);
-  const UpsampleTapsGeometry g = upsample_taps_geometry({input.size(0), kh * kw, cout, input.size(2), input.size(3)},
-                                                        {kh, kw}, scale, padding);
   const bool has_bias = bias.has_value() && bias->defined();
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == cout && bias->scalar_type() == input.scalar_type(),
@@ -600,6 +761,54 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
                             out.mutable_data_ptr<scalar_t>(), channels_last, g, cin, cb, th, tw);
   });
   return out;
+}
+
+
+std::tuple<Tensor, Tensor> _upsample_conv2d_mixed_backward_cpu(const Tensor& grad_output, const Tensor& input,
+                                                               const Tensor& weight, IntArrayRef scale,
+                                                               IntArrayRef padding, c10::string_view mode_name,
+                                                               std::array<bool, 2> output_mask) {
+  const TapMode mode = upsample_taps_mode(std::string(mode_name));
+  const UpsampleTapsGeometry g = mixed_geometry(input, weight, scale, padding);
+  const int64_t cout = weight.size(0), cin = weight.size(1), kk = weight.size(2) * weight.size(3), kc = kk * cout;
+  TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == g.N && grad_output.size(1) == cout &&
+                  grad_output.size(2) == g.Ho && grad_output.size(3) == g.Wo &&
+                  grad_output.scalar_type() == input.scalar_type(),
+              "_upsample_conv2d_mixed_backward: grad_output must be (", g.N, ", ", cout, ", ", g.Ho, ", ", g.Wo,
+              ") of the input's dtype, got ", grad_output.sizes(), " ", grad_output.scalar_type());
+  const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  // A gradient not wanted is an empty tensor (the schema returns tensors).
+  Tensor gx = output_mask[0] ? empty_output(input.sizes(), input.options(), format) : at::empty({0}, input.options());
+  Tensor gw = output_mask[1] ? at::empty(weight.sizes(), weight.options()) : at::empty({0}, weight.options());
+  if (!output_mask[0] && !output_mask[1]) return {gx, gw};
+  if (g.N == 0) {
+    if (output_mask[1]) gw.zero_();
+    return {gx, gw};
+  }
+  const Tensor x = input.contiguous(format), gy = grad_output.contiguous(format);
+  // grad_w^T (Cin x kh kw Cout, columns (tap, output channel)); into gw's order after.
+  Tensor gwt = output_mask[1] ? at::empty({cin, kk, cout}, weight.options()) : Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_backward_cpu", [&] {
+    const auto t = upsample_tap_axes<scalar_t>(g, mode);
+    const Tensor wc = weight.contiguous();
+    const scalar_t* w = wc.const_data_ptr<scalar_t>();
+    // grad_x's GEMM operand: W (kk Cout x Cin) for channels_last, W^T (Cin x kk Cout) for planes.
+    Scratch<scalar_t> packed(ScratchSlot::kPackedWeight, output_mask[0] ? kc * cin : 0);
+    if (output_mask[0])
+      for (int64_t o = 0; o < cout; ++o)
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t a = 0; a < kk; ++a) {
+            const int64_t r = a * cout + o;
+            packed[channels_last ? r * cin + c : c * kc + r] = w[(o * cin + c) * kk + a];
+          }
+    mixed_backward<scalar_t>(gy.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), packed.data(),
+                             output_mask[0] ? gx.mutable_data_ptr<scalar_t>() : nullptr,
+                             output_mask[1] ? gwt.mutable_data_ptr<scalar_t>() : nullptr, channels_last, g, cin,
+                             t.h, t.w);
+  });
+  if (output_mask[1]) gw.view({cout, cin, kk}).copy_(gwt.permute({2, 0, 1}));
+  return {gx, gw};
 }
 
 }  // namespace tconv::cpu::CPU_CAPABILITY
