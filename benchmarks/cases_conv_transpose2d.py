@@ -1,5 +1,4 @@
 """Benchmark cases of the transposed convolution (CPU, float32), the shapes users run."""
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -66,21 +65,6 @@ def _case(name, n, cin, cout, hw, k, s, p, groups=1, dense=True, output_padding=
     return case
 
 
-def _convert(module):
-    """The same model with every nn.ConvTranspose2d swapped for tconv.ConvTranspose2d (same
-    parameters, shared)."""
-    for name, child in module.named_children():
-        if type(child) is nn.ConvTranspose2d:
-            new = tconv.ConvTranspose2d(child.in_channels, child.out_channels, child.kernel_size,
-                                        child.stride, child.padding, child.output_padding, child.groups,
-                                        child.bias is not None, child.dilation)
-            new.weight, new.bias = child.weight, child.bias
-            setattr(module, name, new)
-        else:
-            _convert(child)
-    return module
-
-
 def _dcgan_generator(nz=100, ngf=64, nc=3):
     """The generator of pytorch/examples dcgan/main.py."""
     return nn.Sequential(
@@ -119,11 +103,12 @@ class _UNet(nn.Module):
 
 
 def _model_case(name, make_model, input_shape, flops):
-    """A whole model, PyTorch's layers against the same model with tconv's: inference (fwd) and a
-    training step (fwd+bwd: gradients of the input and of every parameter)."""
+    """A whole model, PyTorch's layers against the same model converted by ``tconv.convert``:
+    inference (fwd) and a training step (fwd+bwd: gradients of the input and of every parameter)."""
     torch.manual_seed(0)
     ref = make_model()
-    ours = _convert(copy.deepcopy(ref))
+    ours, report = tconv.convert(ref, report=True)  # a deep copy with tconv's layers
+    assert report.converted and not report.skipped, report
     names = [n for n, _ in ref.named_parameters()]
 
     def make_inputs(requires_grad):

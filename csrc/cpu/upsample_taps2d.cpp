@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -305,6 +306,9 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
 // tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive columns
 // are j_stride apart, channels contiguous. The same two passes as output_row, each vectorised
 // over the block's channels: rows[(aw W + j) cb + c] first, then every output pixel's cb values.
+// Each pass sums 16 channels at a time in registers over its entries and stores once (summing
+// into memory entry by entry cost the 64-channel rows a third of their stencil time); the sums'
+// order is the entries' either way.
 template <typename scalar_t, typename TapPx>
 inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, int64_t cb,
                                      const TapAxis<at::opmath_type<scalar_t>>& th,
@@ -312,29 +316,50 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
                                      const scalar_t* bias, const TapPx& tap_px, int64_t j_stride,
                                      at::opmath_type<scalar_t>* rows, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  std::fill(rows, rows + g.kw * g.W * cb, acc_t(0));
-  for (int64_t q = th.forward.ptr[oy]; q < th.forward.ptr[oy + 1]; ++q) {
-    const int64_t ah = th.forward.tap[q], i = th.forward.index[q];
-    const acc_t lambda = th.forward.weight[q];
-    for (int64_t aw = 0; aw < g.kw; ++aw) {
-      const scalar_t* src = tap_px(ah * g.kw + aw, i);
-      acc_t* dst = rows + aw * g.W * cb;
-      for (int64_t j = 0; j < g.W; ++j, src += j_stride, dst += cb)
-        for (int64_t c = 0; c < cb; ++c) dst[c] += lambda * static_cast<acc_t>(src[c]);
-    }
-  }
-  for (int64_t ox = 0; ox < g.Wo; ++ox) {
-    scalar_t* o = out + ox * g.C;
-    acc_t acc[64];
-    for (int64_t c0 = 0; c0 < cb; c0 += 64) {
-      const int64_t n = std::min<int64_t>(64, cb - c0);
-      for (int64_t c = 0; c < n; ++c) acc[c] = bias ? static_cast<acc_t>(bias[c0 + c]) : acc_t(0);
-      for (int64_t e = tw.forward.ptr[ox]; e < tw.forward.ptr[ox + 1]; ++e) {
-        const acc_t w = tw.forward.weight[e];
-        const acc_t* src = rows + col_off[e] * cb + c0;
-        for (int64_t c = 0; c < n; ++c) acc[c] += w * src[c];
+  constexpr int64_t kLanes = 16;
+  // dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kLanes.
+  const auto sum_lanes = [](auto* dst, const acc_t* init, int64_t n, int64_t count, const auto& weight,
+                            const auto& src) {
+    using dst_t = std::remove_pointer_t<decltype(dst)>;
+    acc_t v[kLanes];
+    if (n == kLanes) {  // a fixed trip count: one or two vector registers
+      for (int64_t c = 0; c < kLanes; ++c) v[c] = init ? init[c] : acc_t(0);
+      for (int64_t e = 0; e < count; ++e) {
+        const acc_t w = weight(e);
+        const auto* x = src(e);
+        for (int64_t c = 0; c < kLanes; ++c) v[c] += w * static_cast<acc_t>(x[c]);
       }
-      for (int64_t c = 0; c < n; ++c) o[c0 + c] = static_cast<scalar_t>(acc[c]);
+      for (int64_t c = 0; c < kLanes; ++c) dst[c] = static_cast<dst_t>(v[c]);
+      return;
+    }
+    for (int64_t c = 0; c < n; ++c) v[c] = init ? init[c] : acc_t(0);
+    for (int64_t e = 0; e < count; ++e) {
+      const acc_t w = weight(e);
+      const auto* x = src(e);
+      for (int64_t c = 0; c < n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
+    }
+    for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<dst_t>(v[c]);
+  };
+  const int64_t q0 = th.forward.ptr[oy], nq = th.forward.ptr[oy + 1] - q0;
+  for (int64_t aw = 0; aw < g.kw; ++aw)
+    for (int64_t j = 0; j < g.W; ++j)
+      for (int64_t c = 0; c < cb; c += kLanes)
+        sum_lanes(
+            rows + (aw * g.W + j) * cb + c, nullptr, std::min(kLanes, cb - c), nq,
+            [&](int64_t e) { return th.forward.weight[q0 + e]; },
+            [&](int64_t e) {
+              return tap_px(th.forward.tap[q0 + e] * g.kw + aw, th.forward.index[q0 + e]) + j * j_stride + c;
+            });
+  acc_t bias_acc[kLanes];
+  for (int64_t ox = 0; ox < g.Wo; ++ox) {
+    const int64_t e0 = tw.forward.ptr[ox], ne = tw.forward.ptr[ox + 1] - e0;
+    for (int64_t c = 0; c < cb; c += kLanes) {
+      const int64_t n = std::min(kLanes, cb - c);
+      if (bias)
+        for (int64_t l = 0; l < n; ++l) bias_acc[l] = static_cast<acc_t>(bias[c + l]);
+      sum_lanes(
+          out + ox * g.C + c, bias ? bias_acc : nullptr, n, ne, [&](int64_t e) { return tw.forward.weight[e0 + e]; },
+          [&](int64_t e) { return rows + col_off[e0 + e] * cb + c; });
     }
   }
 }
@@ -391,7 +416,9 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
     }
     span = std::max(span, hi[oy] - lo[oy]);
   }
-  const int64_t band = std::min(g.H, std::max<int64_t>(1, (256 + g.W - 1) / g.W));
+  // Bands of at least 256 pixels, and GEMMs big enough for oneDNN (Note [float32 GEMM engine]:
+  // MKL's generic kernels ran these blocks at a third of its rate on AMD Zen 5).
+  const int64_t band = std::min(g.H, std::max(ceil_div(256, g.W), ceil_div(kOneDnnMinWork, g.W * kk * cb * cin)));
   const int64_t cap = span + band;
   if (channels_last) {  // input and output
     // Pixel-major: the window holds, per input pixel, its kh kw cb taps (tap-major, channels
@@ -427,6 +454,10 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
   }
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
     Scratch<scalar_t> window(ScratchSlot::kWindow, kk * cb * cap * g.W);
+    // oneDNN takes dense operands only: the band's input rows and the GEMM's result pass through
+    // dense blocks (the window's rows are cap W apart, the input's H W).
+    Scratch<scalar_t> dense_in(ScratchSlot::kWindowInput, cin * cap * g.W);
+    Scratch<scalar_t> dense_out(ScratchSlot::kWindowOutput, kk * cb * cap * g.W);
     std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -442,8 +473,11 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
                 std::memmove(buf + r * cap * g.W, buf + (r * cap + from) * g.W, count * g.W * sizeof(scalar_t));
             },
             [&](int64_t row, int64_t count, int64_t at) {
-              gemm<scalar_t>(m, count * g.W, cin, MatRef<scalar_t>{a, cin, false},
-                             MatRef<scalar_t>{xn + row * g.W, plane, false}, buf + at * g.W, cap * g.W, false);
+              const int64_t px = count * g.W;
+              scalar_t *in = dense_in.data(), *res = dense_out.data();
+              for (int64_t c = 0; c < cin; ++c) std::memcpy(in + c * px, xn + c * plane + row * g.W, px * sizeof(scalar_t));
+              gemm<scalar_t>(m, px, cin, MatRef<scalar_t>{a, cin, false}, MatRef<scalar_t>{in, px, false}, res, px, false);
+              for (int64_t r = 0; r < m; ++r) std::memcpy(buf + (r * cap + at) * g.W, res + r * px, px * sizeof(scalar_t));
             });
         const int64_t blo = win.lo;
         for (int64_t ol = 0; ol < cbk; ++ol) {
