@@ -26,6 +26,7 @@
 #include <ATen/cpu/Utils.h>
 
 #include <type_traits>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -137,9 +138,22 @@ inline void gemm(int64_t m, int64_t n, int64_t k, MatRef<T> a, MatRef<T> b, T* c
   at::Tensor lhs = as_tensor(a.data, m, k, a.ld, a.transposed);
   at::Tensor rhs = as_tensor(b.data, k, n, b.ld, b.transposed);
   if constexpr (std::is_same_v<T, float>) {
-    if (m * n * k >= kOneDnnMinWork && dense(a, m, k) && dense(b, k, n) && ldc == n && onednn_float32_gemm()) {
+    if (m * n * k >= kOneDnnMinWork && dense(a, m, k) && dense(b, k, n) && onednn_float32_gemm()) {
       SingleThreadedOneDnn single_threaded;
-      at::native::mkldnn_matmul(lhs, rhs, out, accumulate ? 1.f : 0.f, 1.f);
+      if (ldc == n) {
+        at::native::mkldnn_matmul(lhs, rhs, out, accumulate ? 1.f : 0.f, 1.f);
+        return;
+      }
+      // A result with gaps between its rows (a block written in place into a larger output)
+      // goes through a dense block: the copy costs far less than MKL's generic kernels, which
+      // ran these blocks at half oneDNN's rate on AMD Zen 5 (benchmarks/NOTES.md, session 14).
+      thread_local std::vector<float> staging;
+      if (staging.size() < static_cast<size_t>(m * n)) staging.resize(m * n);
+      at::Tensor block = as_tensor(staging.data(), m, n, n, false);
+      if (accumulate) block.copy_(out);
+      at::native::mkldnn_matmul(lhs, rhs, block, accumulate ? 1.f : 0.f, 1.f);
+      out.copy_(block);
+      if (staging.size() > (size_t(4) << 20) / sizeof(float)) std::vector<float>().swap(staging);  // keep at most 4 MiB
       return;
     }
   }
