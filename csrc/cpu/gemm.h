@@ -10,7 +10,9 @@
 // it keeps MKL), under an OpenMP thread count of 1 so that oneDNN plans and runs it on the calling
 // thread.
 // Smaller blocks stay on MKL: a oneDNN call costs about 14 us before it computes. Which engine a
-// block takes depends on its shape only, so results stay the same for any thread count.
+// block takes depends on its shape only, so results stay the same for any thread count. On AMD
+// Zen 5 the gap is about 2x (MKL runs its generic kernels there), so a block whose result has
+// gaps between its rows goes to oneDNN too, through a dense staging block and one copy.
 //
 // Note [single-threaded BLAS]: being inside at::parallel_for does not make the BLAS sequential.
 // PyTorch turns MKL's dynamic threading off (mkl_set_dynamic(0)), so MKL plans a call for

@@ -317,28 +317,27 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
                                      at::opmath_type<scalar_t>* rows, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   constexpr int64_t kLanes = 16;
-  // dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kLanes.
-  const auto sum_lanes = [](auto* dst, const acc_t* init, int64_t n, int64_t count, const auto& weight,
+  // dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kLanes;
+  // a whole kLanes block runs with a fixed trip count (one or two vector registers).
+  const auto sum_lanes = [](auto* dst, const scalar_t* init, int64_t n, int64_t count, const auto& weight,
                             const auto& src) {
-    using dst_t = std::remove_pointer_t<decltype(dst)>;
-    acc_t v[kLanes];
-    if (n == kLanes) {  // a fixed trip count: one or two vector registers
-      for (int64_t c = 0; c < kLanes; ++c) v[c] = init ? init[c] : acc_t(0);
+    const auto body = [&](auto width) {
+      using dst_t = std::remove_pointer_t<decltype(dst)>;
+      const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n;
+      acc_t v[kLanes];
+      for (int64_t c = 0; c < w_n; ++c) v[c] = init ? static_cast<acc_t>(init[c]) : acc_t(0);
       for (int64_t e = 0; e < count; ++e) {
         const acc_t w = weight(e);
         const auto* x = src(e);
-        for (int64_t c = 0; c < kLanes; ++c) v[c] += w * static_cast<acc_t>(x[c]);
+        for (int64_t c = 0; c < w_n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
       }
-      for (int64_t c = 0; c < kLanes; ++c) dst[c] = static_cast<dst_t>(v[c]);
-      return;
+      for (int64_t c = 0; c < w_n; ++c) dst[c] = static_cast<dst_t>(v[c]);
+    };
+    if (n == kLanes) {
+      body(std::integral_constant<int64_t, kLanes>{});
+    } else {
+      body(std::integral_constant<int64_t, 0>{});
     }
-    for (int64_t c = 0; c < n; ++c) v[c] = init ? init[c] : acc_t(0);
-    for (int64_t e = 0; e < count; ++e) {
-      const acc_t w = weight(e);
-      const auto* x = src(e);
-      for (int64_t c = 0; c < n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
-    }
-    for (int64_t c = 0; c < n; ++c) dst[c] = static_cast<dst_t>(v[c]);
   };
   const int64_t q0 = th.forward.ptr[oy], nq = th.forward.ptr[oy + 1] - q0;
   for (int64_t aw = 0; aw < g.kw; ++aw)
@@ -350,17 +349,12 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
             [&](int64_t e) {
               return tap_px(th.forward.tap[q0 + e] * g.kw + aw, th.forward.index[q0 + e]) + j * j_stride + c;
             });
-  acc_t bias_acc[kLanes];
   for (int64_t ox = 0; ox < g.Wo; ++ox) {
     const int64_t e0 = tw.forward.ptr[ox], ne = tw.forward.ptr[ox + 1] - e0;
-    for (int64_t c = 0; c < cb; c += kLanes) {
-      const int64_t n = std::min(kLanes, cb - c);
-      if (bias)
-        for (int64_t l = 0; l < n; ++l) bias_acc[l] = static_cast<acc_t>(bias[c + l]);
+    for (int64_t c = 0; c < cb; c += kLanes)
       sum_lanes(
-          out + ox * g.C + c, bias ? bias_acc : nullptr, n, ne, [&](int64_t e) { return tw.forward.weight[e0 + e]; },
-          [&](int64_t e) { return rows + col_off[e0 + e] * cb + c; });
-    }
+          out + ox * g.C + c, bias ? bias + c : nullptr, std::min(kLanes, cb - c), ne,
+          [&](int64_t e) { return tw.forward.weight[e0 + e]; }, [&](int64_t e) { return rows + col_off[e0 + e] * cb + c; });
   }
 }
 
