@@ -302,13 +302,38 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
   });
 }
 
+// dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kSumLanes,
+// summed in registers in the entries' order and stored once (summing into memory entry by entry
+// cost the channels_last stencil a third of its time); a whole block runs with a fixed trip
+// count (one or two vector registers). Reads init in place: a per-block copy into a local array
+// compiled to a string move that was half the stencil's time.
+constexpr int64_t kSumLanes = 16;
+
+template <typename acc_t, typename Dst, typename Init, typename Weight, typename Src>
+inline void sum_lanes(Dst* dst, const Init* init, int64_t n, int64_t count, const Weight& weight, const Src& src) {
+  const auto body = [&](auto width) {
+    const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n;
+    acc_t v[kSumLanes];
+    for (int64_t c = 0; c < w_n; ++c) v[c] = init ? static_cast<acc_t>(init[c]) : acc_t(0);
+    for (int64_t e = 0; e < count; ++e) {
+      const acc_t w = weight(e);
+      const auto* x = src(e);
+      for (int64_t c = 0; c < w_n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
+    }
+    for (int64_t c = 0; c < w_n; ++c) dst[c] = static_cast<Dst>(v[c]);
+  };
+  if (n == kSumLanes) {
+    body(std::integral_constant<int64_t, kSumLanes>{});
+  } else {
+    body(std::integral_constant<int64_t, 0>{});
+  }
+}
+
 // One output row of a block of cb channels, channels innermost (channels_last taps and output):
 // tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive columns
 // are j_stride apart, channels contiguous. The same two passes as output_row, each vectorised
 // over the block's channels: rows[(aw W + j) cb + c] first, then every output pixel's cb values.
-// Each pass sums 16 channels at a time in registers over its entries and stores once (summing
-// into memory entry by entry cost the 64-channel rows a third of their stencil time); the sums'
-// order is the entries' either way.
+// Each pass sums 16 channels at a time (sum_lanes).
 template <typename scalar_t, typename TapPx>
 inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, int64_t cb,
                                      const TapAxis<at::opmath_type<scalar_t>>& th,
@@ -316,44 +341,21 @@ inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, 
                                      const scalar_t* bias, const TapPx& tap_px, int64_t j_stride,
                                      at::opmath_type<scalar_t>* rows, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  constexpr int64_t kLanes = 16;
-  // dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kLanes;
-  // a whole kLanes block runs with a fixed trip count (one or two vector registers).
-  const auto sum_lanes = [](auto* dst, const scalar_t* init, int64_t n, int64_t count, const auto& weight,
-                            const auto& src) {
-    const auto body = [&](auto width) {
-      using dst_t = std::remove_pointer_t<decltype(dst)>;
-      const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n;
-      acc_t v[kLanes];
-      for (int64_t c = 0; c < w_n; ++c) v[c] = init ? static_cast<acc_t>(init[c]) : acc_t(0);
-      for (int64_t e = 0; e < count; ++e) {
-        const acc_t w = weight(e);
-        const auto* x = src(e);
-        for (int64_t c = 0; c < w_n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
-      }
-      for (int64_t c = 0; c < w_n; ++c) dst[c] = static_cast<dst_t>(v[c]);
-    };
-    if (n == kLanes) {
-      body(std::integral_constant<int64_t, kLanes>{});
-    } else {
-      body(std::integral_constant<int64_t, 0>{});
-    }
-  };
   const int64_t q0 = th.forward.ptr[oy], nq = th.forward.ptr[oy + 1] - q0;
   for (int64_t aw = 0; aw < g.kw; ++aw)
     for (int64_t j = 0; j < g.W; ++j)
-      for (int64_t c = 0; c < cb; c += kLanes)
-        sum_lanes(
-            rows + (aw * g.W + j) * cb + c, nullptr, std::min(kLanes, cb - c), nq,
+      for (int64_t c = 0; c < cb; c += kSumLanes)
+        sum_lanes<acc_t>(
+            rows + (aw * g.W + j) * cb + c, static_cast<const scalar_t*>(nullptr), std::min(kSumLanes, cb - c), nq,
             [&](int64_t e) { return th.forward.weight[q0 + e]; },
             [&](int64_t e) {
               return tap_px(th.forward.tap[q0 + e] * g.kw + aw, th.forward.index[q0 + e]) + j * j_stride + c;
             });
   for (int64_t ox = 0; ox < g.Wo; ++ox) {
     const int64_t e0 = tw.forward.ptr[ox], ne = tw.forward.ptr[ox + 1] - e0;
-    for (int64_t c = 0; c < cb; c += kLanes)
-      sum_lanes(
-          out + ox * g.C + c, bias ? bias + c : nullptr, std::min(kLanes, cb - c), ne,
+    for (int64_t c = 0; c < cb; c += kSumLanes)
+      sum_lanes<acc_t>(
+          out + ox * g.C + c, bias ? bias + c : nullptr, std::min(kSumLanes, cb - c), ne,
           [&](int64_t e) { return tw.forward.weight[e0 + e]; }, [&](int64_t e) { return rows + col_off[e0 + e] * cb + c; });
   }
 }
@@ -511,34 +513,29 @@ void taps_forward_pixel_major(const scalar_t* m, const scalar_t* bias, scalar_t*
 // The adjoint of one input row i for a channels_last gradient (gyn: image n's (Ho, Wo, C)), into
 // pixel-major taps out (W, kh kw, C): per row tap ah, the output rows reading row i summed (in
 // increasing order) over whole channels_last rows, then each (column tap, input column) gathers
-// its output columns; every step vectorised over the channels. hrow: Wo C values, acc: C.
+// its output columns; every step vectorised over the channels (sum_lanes). hrow: Wo C values.
 template <typename scalar_t>
 void adjoint_pixel_row(const scalar_t* gyn, int64_t i, scalar_t* out, const UpsampleTapsGeometry& g,
                        const TapAxis<at::opmath_type<scalar_t>>& th, const TapAxis<at::opmath_type<scalar_t>>& tw,
-                       at::opmath_type<scalar_t>* hrow, at::opmath_type<scalar_t>* acc) {
+                       at::opmath_type<scalar_t>* hrow) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t px = g.kh * g.kw * g.C, row_len = g.Wo * g.C;
+  const scalar_t* no_init = nullptr;
   for (int64_t ah = 0; ah < g.kh; ++ah) {
-    const int64_t hr = ah * g.H + i;
-    std::fill(hrow, hrow + row_len, acc_t(0));
-    for (int64_t q = th.adjoint.ptr[hr]; q < th.adjoint.ptr[hr + 1]; ++q) {
-      const acc_t lambda = th.adjoint.weight[q];
-      const scalar_t* src = gyn + th.adjoint.index[q] * row_len;
-      for (int64_t e = 0; e < row_len; ++e) hrow[e] += lambda * static_cast<acc_t>(src[e]);
-    }
-    for (int64_t aw = 0; aw < g.kw; ++aw) {
+    const int64_t q0 = th.adjoint.ptr[ah * g.H + i], nq = th.adjoint.ptr[ah * g.H + i + 1] - q0;
+    for (int64_t e = 0; e < row_len; e += kSumLanes)
+      sum_lanes<acc_t>(
+          hrow + e, no_init, std::min(kSumLanes, row_len - e), nq, [&](int64_t q) { return th.adjoint.weight[q0 + q]; },
+          [&](int64_t q) { return gyn + th.adjoint.index[q0 + q] * row_len + e; });
+    for (int64_t aw = 0; aw < g.kw; ++aw)
       for (int64_t j = 0; j < g.W; ++j) {
-        const int64_t wr = aw * g.W + j;
-        std::fill(acc, acc + g.C, acc_t(0));
-        for (int64_t q = tw.adjoint.ptr[wr]; q < tw.adjoint.ptr[wr + 1]; ++q) {
-          const acc_t mu = tw.adjoint.weight[q];
-          const acc_t* src = hrow + tw.adjoint.index[q] * g.C;
-          for (int64_t c = 0; c < g.C; ++c) acc[c] += mu * src[c];
-        }
+        const int64_t r0 = tw.adjoint.ptr[aw * g.W + j], nr = tw.adjoint.ptr[aw * g.W + j + 1] - r0;
         scalar_t* dst = out + j * px + (ah * g.kw + aw) * g.C;
-        for (int64_t c = 0; c < g.C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+        for (int64_t c = 0; c < g.C; c += kSumLanes)
+          sum_lanes<acc_t>(
+              dst + c, no_init, std::min(kSumLanes, g.C - c), nr, [&](int64_t r) { return tw.adjoint.weight[r0 + r]; },
+              [&](int64_t r) { return hrow + tw.adjoint.index[r0 + r] * g.C + c; });
       }
-    }
   }
 }
 
@@ -552,10 +549,10 @@ void taps_backward_pixel_major(const scalar_t* gy, scalar_t* gm, const UpsampleT
   const int64_t kk = g.kh * g.kw, px = kk * g.C, row_len = g.Wo * g.C;
   const int64_t work = (g.kh * row_len * 2 + g.W * kk * g.C * 4);  // per input row
   parallel_for_work(0, g.N * g.H, work * g.N * g.H, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> hrow(row_len), acc(g.C);
+    std::vector<acc_t> hrow(row_len);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t n = r / g.H, i = r % g.H;
-      adjoint_pixel_row<scalar_t>(gy + n * g.Ho * row_len, i, gm + r * g.W * px, g, th, tw, hrow.data(), acc.data());
+      adjoint_pixel_row<scalar_t>(gy + n * g.Ho * row_len, i, gm + r * g.W * px, g, th, tw, hrow.data());
     }
   });
 }
@@ -602,9 +599,9 @@ void mixed_backward(const scalar_t* gy, const scalar_t* x, const scalar_t* wpack
       if (channels_last) {
         const scalar_t* gyn = gy + n * out_plane * g.C;
         at::parallel_for(i0, i1, 1, [&](int64_t begin, int64_t end) {
-          std::vector<scalar_t> hrow(g.Wo * g.C), acc(g.C);
+          std::vector<scalar_t> hrow(g.Wo * g.C);
           for (int64_t i = begin; i < end; ++i)
-            adjoint_pixel_row<scalar_t>(gyn, i, gb + (i - i0) * g.W * kc, g, th, tw, hrow.data(), acc.data());
+            adjoint_pixel_row<scalar_t>(gyn, i, gb + (i - i0) * g.W * kc, g, th, tw, hrow.data());
         });
       } else {
         const auto [olo, ohi] = output_rows_reaching(th, i0, i1);
