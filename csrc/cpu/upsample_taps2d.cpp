@@ -330,33 +330,35 @@ inline void sum_lanes(Dst* dst, const Init* init, int64_t n, int64_t count, cons
 }
 
 // One output row of a block of cb channels, channels innermost (channels_last taps and output):
-// tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive columns
-// are j_stride apart, channels contiguous. The same two passes as output_row, each vectorised
+// tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive taps
+// are cb apart, consecutive columns j_stride, channels contiguous. The same two passes as output_row, each vectorised
 // over the block's channels: rows[(aw W + j) cb + c] first, then every output pixel's cb values.
 // Each pass sums 16 channels at a time (sum_lanes).
 template <typename scalar_t, typename TapPx>
 inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, int64_t cb,
                                      const TapAxis<at::opmath_type<scalar_t>>& th,
-                                     const TapAxis<at::opmath_type<scalar_t>>& tw, const std::vector<int64_t>& col_off,
-                                     const scalar_t* bias, const TapPx& tap_px, int64_t j_stride,
-                                     at::opmath_type<scalar_t>* rows, scalar_t* out) {
+                                     const TapAxis<at::opmath_type<scalar_t>>& tw, const scalar_t* bias,
+                                     const TapPx& tap_px, int64_t j_stride, at::opmath_type<scalar_t>* rows,
+                                     scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t q0 = th.forward.ptr[oy], nq = th.forward.ptr[oy + 1] - q0;
-  for (int64_t aw = 0; aw < g.kw; ++aw)
-    for (int64_t j = 0; j < g.W; ++j)
-      for (int64_t c = 0; c < cb; c += kSumLanes)
-        sum_lanes<acc_t>(
-            rows + (aw * g.W + j) * cb + c, static_cast<const scalar_t*>(nullptr), std::min(kSumLanes, cb - c), nq,
-            [&](int64_t e) { return th.forward.weight[q0 + e]; },
-            [&](int64_t e) {
-              return tap_px(th.forward.tap[q0 + e] * g.kw + aw, th.forward.index[q0 + e]) + j * j_stride + c;
-            });
+  // rows[(j kw + aw) cb + c]: a row tap's kw column taps are contiguous in the taps (tap stride
+  // cb), so each entry's kw cb values of column j are one contiguous run, read in order.
+  const int64_t q0 = th.forward.ptr[oy], nq = th.forward.ptr[oy + 1] - q0, run = g.kw * cb;
+  for (int64_t j = 0; j < g.W; ++j)
+    for (int64_t t = 0; t < run; t += kSumLanes)
+      sum_lanes<acc_t>(
+          rows + j * run + t, static_cast<const scalar_t*>(nullptr), std::min(kSumLanes, run - t), nq,
+          [&](int64_t e) { return th.forward.weight[q0 + e]; },
+          [&](int64_t e) {
+            return tap_px(th.forward.tap[q0 + e] * g.kw, th.forward.index[q0 + e]) + j * j_stride + t;
+          });
   for (int64_t ox = 0; ox < g.Wo; ++ox) {
     const int64_t e0 = tw.forward.ptr[ox], ne = tw.forward.ptr[ox + 1] - e0;
     for (int64_t c = 0; c < cb; c += kSumLanes)
       sum_lanes<acc_t>(
           out + ox * g.C + c, bias ? bias + c : nullptr, std::min(kSumLanes, cb - c), ne,
-          [&](int64_t e) { return tw.forward.weight[e0 + e]; }, [&](int64_t e) { return rows + col_off[e0 + e] * cb + c; });
+          [&](int64_t e) { return tw.forward.weight[e0 + e]; },
+          [&](int64_t e) { return rows + (tw.forward.index[e0 + e] * g.kw + tw.forward.tap[e0 + e]) * cb + c; });
   }
 }
 
@@ -441,7 +443,7 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
               });
           const int64_t blo = win.lo;
           const auto tap_px = [&](int64_t tap, int64_t i) { return buf + (i - blo) * g.W * m + tap * cbk; };
-          output_row_channels_last<scalar_t>(oy, g, cbk, th, tw, col_off, bias ? bias + o0 : nullptr, tap_px, m,
+          output_row_channels_last<scalar_t>(oy, g, cbk, th, tw, bias ? bias + o0 : nullptr, tap_px, m,
                                              rows.data(), y + ((n * g.Ho + oy) * g.Wo) * g.C + o0);
         }
       }
@@ -496,7 +498,6 @@ void taps_forward_pixel_major(const scalar_t* m, const scalar_t* bias, scalar_t*
                               const TapAxis<at::opmath_type<scalar_t>>& tw) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t kk = g.kh * g.kw, px = kk * g.C;  // values per input pixel
-  const std::vector<int64_t> col_off = column_offsets(g, tw);
   const int64_t work = (g.kw * g.W * 4 + g.Wo * 2 * g.kw) * g.C;  // per output row
   parallel_for_work(0, g.N * g.Ho, work * g.N * g.Ho, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> rows(g.kw * g.W * g.C);
@@ -504,7 +505,7 @@ void taps_forward_pixel_major(const scalar_t* m, const scalar_t* bias, scalar_t*
       const int64_t n = r / g.Ho, oy = r % g.Ho;
       const scalar_t* mn = m + n * g.H * g.W * px;
       const auto tap_px = [&](int64_t a, int64_t i) { return mn + i * g.W * px + a * g.C; };
-      output_row_channels_last<scalar_t>(oy, g, g.C, th, tw, col_off, bias, tap_px, px, rows.data(),
+      output_row_channels_last<scalar_t>(oy, g, g.C, th, tw, bias, tap_px, px, rows.data(),
                                          y + r * g.Wo * g.C);
     }
   });
