@@ -765,9 +765,11 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
   if (out.numel() == 0) return out;
   const Tensor x = input.contiguous(format);
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
-  // Channel blocks fixed by the shape (never the thread count): the GEMMs, and so the results,
-  // are the same for any number of threads.
-  const int64_t cb = cout <= 32 ? cout : (cout <= 128 ? 32 : 64);
+  // Channel blocks fixed by the shape and layout (never the thread count): the GEMMs, and so the
+  // results, are the same for any number of threads. Planes of up to 64 channels in a batch of at
+  // least 4 images (tasks enough) take one block: one GEMM of kh kw Cout rows instead of two
+  // (64->64 4x64x64: 5.9 -> 5.0 ms; channels_last gained nothing from it).
+  const int64_t cb = cout <= 32 || (!channels_last && cout <= 64 && g.N >= 4) ? cout : (cout <= 128 ? 32 : 64);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_cpu", [&] {
     const auto t = upsample_tap_axes<scalar_t>(g, mode);
     const auto &th = t.h, &tw = t.w;
