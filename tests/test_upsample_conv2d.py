@@ -173,9 +173,10 @@ def test_mixed_dtypes_and_layouts(dtype, tol, channels_last):
                                            ("bilinear", 2, 0, 3, (30, 9)), ("bicubic", 3, 3, 1, (12, 70))])
 def test_mixed_inference_window_over_many_bands(mode, k, p, s, hw, channels_last):
     """Tall images: the inference kernel's sliding window of tap rows is refilled and shifted many
-    times (bands of ceil(256 / W) input rows), with 1, 2 and 3 channel blocks."""
-    for cout in (8, 40, 136):
-        x, w, b = _data(2, 6, cout, hw, k, 1, torch.float64)
+    times (bands of at least ceil(256 / W) input rows), with 1, 2 and 3 channel blocks, and one
+    block of 48 channels (planes of a batch of 4)."""
+    for n, cout in ((2, 8), (2, 40), (2, 136), (4, 48)):
+        x, w, b = _data(n, 6, cout, hw, k, 1, torch.float64)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
