@@ -26,9 +26,9 @@
 
 #include <array>
 #include <mutex>
-#include <tuple>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/conv_transpose2d_shape.h"

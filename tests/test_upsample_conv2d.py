@@ -383,6 +383,20 @@ def test_mixed_backward_double_backward_and_mixed_layouts():
             torch.testing.assert_close(a, c, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("mode,channels_last", [("bilinear", False), ("bicubic", True), ("nearest", False)])
+def test_mixed_op_autograd_kernel_every_mode(mode, channels_last):
+    """The op's own C++ autograd kernel, called directly: float64 gradcheck / gradgradcheck in
+    every mode (its tangent formula; batched and second-order gradients take the composite's
+    ops), and opcheck with gradients."""
+    x, w, b = _data(1, 2, 3, (3, 4), 3, 1, torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    op = torch.ops.tconv._upsample_conv2d_mixed
+    args = tuple(t.requires_grad_() for t in (x, w, b))
+    full_gradcheck(lambda x, w, b: op(x, w, b, [2, 2], [1, 1, 1, 1], mode), args)
+    torch.library.opcheck(op, (*args, [2, 2], [1, 1, 1, 1], mode))
+
+
 def test_mixed_backward_opcheck_and_errors():
     x, w, _ = _data(2, 3, 4, (5, 6), 3, 1, torch.float64)
     op = torch.ops.tconv._upsample_conv2d_mixed_backward
