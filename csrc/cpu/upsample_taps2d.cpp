@@ -6,7 +6,9 @@
 // entries from those. Backward: the same two steps transposed, column pass first over the whole
 // plane, then each (tap, input row) sums its output rows in increasing order. Every sum has a
 // fixed order, so results are bitwise the same for any thread count. float16 / bfloat16 sum in
-// float32 and round once.
+// float32 and round once. Also the whole resize-convolution without its taps tensor:
+// tconv::_upsample_conv2d_mixed (a sliding window of tap rows, mixed_forward) and its backward
+// (Note [banded backward], mixed_backward).
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
