@@ -473,7 +473,7 @@ def _mixed_taps_conv(input, weight, bias, factors, pads, mode, groups):
     (pt, pb), (pl, pr) = pads
     if groups == 1 and _eager_cpu_float(x, weight, bias):
         # The taps of a few input rows at a time, never all of them; its backward likewise holds one
-        # band of the taps' gradient (Notes [banded backward], csrc/cpu/upsample_taps2d.cpp).
+        # band of the taps' gradient (Note [banded backward], csrc/cpu/upsample_taps2d.cpp).
         out = torch.ops.tconv._upsample_conv2d_mixed(x, weight, bias, list(factors), [pt, pb, pl, pr], mode)
         return out.squeeze(0) if unbatched else out
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
