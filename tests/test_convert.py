@@ -350,8 +350,10 @@ def test_compile_after_conversion():
     for original, conv, x in ((model, tconv.convert(model), torch.randn(1, 3, 32, 32)),
                               (None, converted, torch.randn(1, 8, 6, 6))):
         compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+        # Compiled, the fused layers run the composite; eager, the CPU kernel and its banded
+        # backward: two float32 summation orders of the weight's gradient (6e-5 apart seen).
         for a, b in zip(_run(compiled, x), _run(conv, x)):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_export_after_conversion():
