@@ -15,14 +15,14 @@ namespace tconv::cpu::CPU_CAPABILITY {
 
 // kWindow, kPackedWeight: the resize-convolution's inference kernel, and its backward's band of
 // the taps' gradient and packed weight (Note [banded backward]); kWindowInput that backward's band
-// of the input; kWindowInput and kWindowOutput also the inference kernel's dense GEMM blocks.
+// of the input; kWindowInput also the inference kernel's dense block of input rows.
 // kConvBlockA, kConvBlockB: the
 // dense transposed convolution's two per-task blocks (forward: T and the input block; grad_input:
 // the patches and the GEMM result; grad_weight: the patches and the input block), kConvWeights
 // its packed weights, kConvSmall grad_weight's per-task block of columns, kConvClass grad_input's
 // product of one class of kernel rows (Note [tap row classes]).
 enum class ScratchSlot : int {
-  kWindow, kWindowInput, kWindowOutput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass, kCount
+  kWindow, kWindowInput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass, kCount
 };
 
 template <typename T>

@@ -454,10 +454,9 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
   }
   at::parallel_for(0, g.N * blocks, 1, [&](int64_t begin, int64_t end) {
     Scratch<scalar_t> window(ScratchSlot::kWindow, kk * cb * cap * g.W);
-    // oneDNN takes dense operands only: the band's input rows and the GEMM's result pass through
-    // dense blocks (the window's rows are cap W apart, the input's H W).
+    // oneDNN takes dense operands only: the band's input rows (H W apart in the input) pass
+    // through a dense block; the result's gaps (the window's rows are cap W apart) gemm() stages.
     Scratch<scalar_t> dense_in(ScratchSlot::kWindowInput, cin * cap * g.W);
-    Scratch<scalar_t> dense_out(ScratchSlot::kWindowOutput, kk * cb * cap * g.W);
     std::vector<scalar_t> rows(g.kw * g.W), phase_row(g.sw * ((g.Wo + g.sw - 1) / g.sw));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / blocks, blk = t % blocks, o0 = blk * cb, cbk = std::min(cb, g.C - o0), m = kk * cbk;
@@ -474,10 +473,10 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
             },
             [&](int64_t row, int64_t count, int64_t at) {
               const int64_t px = count * g.W;
-              scalar_t *in = dense_in.data(), *res = dense_out.data();
+              scalar_t* in = dense_in.data();
               for (int64_t c = 0; c < cin; ++c) std::memcpy(in + c * px, xn + c * plane + row * g.W, px * sizeof(scalar_t));
-              gemm<scalar_t>(m, px, cin, MatRef<scalar_t>{a, cin, false}, MatRef<scalar_t>{in, px, false}, res, px, false);
-              for (int64_t r = 0; r < m; ++r) std::memcpy(buf + (r * cap + at) * g.W, res + r * px, px * sizeof(scalar_t));
+              gemm<scalar_t>(m, px, cin, MatRef<scalar_t>{a, cin, false}, MatRef<scalar_t>{in, px, false}, buf + at * g.W,
+                             cap * g.W, false);
             });
         const int64_t blo = win.lo;
         for (int64_t ol = 0; ol < cbk; ++ol) {
@@ -617,13 +616,12 @@ void mixed_backward(const scalar_t* gy, const scalar_t* x, const scalar_t* wpack
       }
       // The band of x as (Cin x px), and grad_x's rows of the band: channels_last (px x Cin) =
       // G (px x kc) @ W (kc x Cin) in place, per slice of pixels; planes (Cin x px) = W^T (Cin x
-      // kc) @ G (kc x px) per slice of channels, each into a dense block, then into its rows.
+      // kc) @ G (kc x px) per slice of channels, in place (rows H W apart: gemm() stages them).
       const int64_t cs = slice_rows(kc * px, cin), ps = slice_rows(kc * cin, px);
       const int64_t channel_slices = ceil_div(cin, cs);
       const int64_t dx_slices = gx ? (channels_last ? ceil_div(px, ps) : channel_slices) : 0;
       const int64_t xb_slices = gwt ? channel_slices : 0;
       at::parallel_for(0, std::max(dx_slices, xb_slices), 1, [&](int64_t begin, int64_t end) {
-        std::vector<scalar_t> block;
         for (int64_t t = begin; t < end; ++t) {
           if (t < dx_slices && channels_last) {
             const int64_t p0 = t * ps, m = std::min(ps, px - p0);
@@ -631,11 +629,8 @@ void mixed_backward(const scalar_t* gy, const scalar_t* x, const scalar_t* wpack
                            gx + (n * plane + i0 * g.W + p0) * cin, cin, false);
           } else if (t < dx_slices) {
             const int64_t c0 = t * cs, m = std::min(cs, cin - c0);
-            block.resize(m * px);
             gemm<scalar_t>(m, px, kc, MatRef<scalar_t>{wpack + c0 * kc, kc, false}, MatRef<scalar_t>{gb, px, false},
-                           block.data(), px, false);
-            for (int64_t c = 0; c < m; ++c)
-              std::memcpy(gx + (n * cin + c0 + c) * plane + i0 * g.W, block.data() + c * px, px * sizeof(scalar_t));
+                           gx + (n * cin + c0) * plane + i0 * g.W, plane, false);
           }
           if (t < xb_slices) {
             const int64_t c0 = t * cs, c1 = std::min(cin, c0 + cs);
