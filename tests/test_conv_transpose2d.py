@@ -329,3 +329,73 @@ def test_dense_kernels_from_several_python_threads(monkeypatch):
 
     run_in_python_threads(run, 6)
     assert not errors
+
+
+# Note [direct tiles] (cpu/direct_tiles.h): channels_last float32 on AVX-512 CPUs with whole
+# 16-channel vectors of outputs runs a register-tiled direct convolution for the forward (output
+# channels) and grad_input (input channels), its tiles along a row (one phase's outputs, border
+# tiles through a zero-padded patch) or along images (one position in several images).
+# TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD force either order; elsewhere (other CPUs, float64)
+# the same cases check the GEMM paths.
+def _pair(v):
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+DIRECT_TILE_CASES = [
+    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (3, 24, 64, (7, 17), (3, 3), 1, 1, 0, 1, 1),      # 6-wide tiles and a remainder, patches both ends
+    (7, 32, 80, (5, 6), (4, 4), 2, 1, 0, 1, 1),       # DCGAN-like, 64 + 16 channel blocks
+    (2, 16, 48, (6, 20), (3, 3), 2, 1, 1, 1, 1),      # output_padding, 48-wide (8-row) tiles
+    (5, 20, 32, (6, 11), (3, 5), (1, 2), (2, 1), 0, 1, (2, 1)),  # dilation, uneven everything
+    (13, 32, 64, (4, 4), (4, 4), 1, 0, 0, 2, 1),      # groups: 32 in, 32 out per group
+    (2, 16, 16, (5, 9), (3, 3), 2, 0, 1, 1, 2),       # odd output columns get no tap: bias only
+    (1, 48, 32, (6, 40), (5, 5), 1, 4, 0, 1, 1),      # padding: few rows, taps of every row cut
+]
+
+
+@pytest.mark.parametrize("order", ["rows", "images", None])
+@pytest.mark.parametrize("cfg", DIRECT_TILE_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_direct_tiles_match_pytorch(cfg, order, monkeypatch):
+    if order is not None:
+        monkeypatch.setenv("TCONV_CONV_FORWARD", order)
+        monkeypatch.setenv("TCONV_CONV_BACKWARD", order)
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64, channels_last=True)
+    ref = F.conv_transpose2d(x, w, b, **kw)
+    go = torch.randn_like(ref)
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, _pair(s), _pair(p), _pair(d), True, _pair(op), g,
+                                                 [True, False, False])[0]
+    xf, wf, bf, gof = (t.float() for t in (x, w, b, go))
+    ours = tconv.conv_transpose2d(xf, wf, bf, **kw)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * scale)
+    gi = ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw))
+    assert gi.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(gi.double(), ref_gi, rtol=1e-5, atol=1e-5 * ref_gi.abs().max().item())
+    # Each output is summed by one tile in one order: bitwise the same for any thread count.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, **kw), ours)
+        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw)), gi)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_direct_tiles_keep_nan_and_inf_in_place():
+    """grad_output's NaN/Inf reach exactly the inputs whose taps read them (the patch's zeros
+    multiply finite weights only)."""
+    x, w, b = make_conv(2, 16, 32, (6, 7), (4, 4), 1, torch.float64, channels_last=True)
+    kw = dict(stride=2, padding=1)
+    go = torch.randn_like(F.conv_transpose2d(x, w, b, **kw))
+    go[0, 3, 0, 5] = float("nan")
+    go[1, 7, 11, 13] = float("inf")
+    ref = torch.ops.aten.convolution_backward(go, x, w, None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
+                                              [True, False, False])[0]
+    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [2, 2], [1, 1], 1, [1, 1], [6, 7])
+    assert torch.equal(gi.isnan(), ref.isnan())
+    assert torch.equal(gi.isinf(), ref.isinf())
+    finite = ref.isfinite()
+    torch.testing.assert_close(gi.double()[finite], ref[finite], rtol=1e-5, atol=1e-4)

@@ -29,6 +29,7 @@
 #include "common/conv_transpose2d_direct.h"
 #include "common/macros.h"
 #include "cpu/conv_transpose2d_cells.h"
+#include "cpu/direct_tiles.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
@@ -841,6 +842,110 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   });
 }
 
+// Note [direct tiles] for the forward: channels_last float32, per task one output row (oh) of one
+// image, group and block of up to 64 output channels; per column phase r (outputs ow with
+// (ow + pw) % sw == r) one tile row over the row's taps (kh, kw) of that phase.
+void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
+                          const ConvTranspose2dGeometry& g) {
+#if defined(TCONV_CPU_AVX512)
+  const int64_t KK = g.kH * g.kW, cbw_max = 64;
+  const int64_t nblocks = ceil_div(g.Cout_g, cbw_max);
+  const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
+  // Panels: block (grp, cb) at (grp * nblocks + cb) * KK * Cin_g * 64, tap (kh, kw) a (Cin_g x width) matrix.
+  const int64_t block_floats = KK * g.Cin_g * cbw_max;
+  Scratch<float> wbuf(ScratchSlot::kConvWeights, g.groups * nblocks * block_floats, size_t(8) << 20);
+  const float* w = weight.const_data_ptr<float>();
+  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {  // input channel
+      const int64_t grp = row / g.Cin_g, ci = row % g.Cin_g;
+      for (int64_t cb = 0; cb < nblocks; ++cb) {
+        const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
+        float* blk = wbuf.data() + (grp * nblocks + cb) * block_floats;
+        for (int64_t k = 0; k < KK; ++k) {
+          float* d = blk + (k * g.Cin_g + ci) * width;
+          const float* src = w + (row * g.Cout_g + c0) * KK + k;
+          for (int64_t j = 0; j < width; ++j) d[j] = src[j * KK];
+        }
+      }
+    }
+  });
+  const float* xp = x.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  const float* blocks = wbuf.data();
+  const auto panel_of = [&](int64_t grp, int64_t cb, int64_t kh, int64_t kw, int64_t width) {
+    return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cin_g * width;
+  };
+  const int64_t nimg = g.N;
+  // Tiles along images (the outputs of one position in R images) where the rows are short:
+  // rows of 4-8 cells per phase would leave most of a 6-wide tile empty (DCGAN's 4x4 and 8x8
+  // layers); every output of such a tile has the same taps, so no patch is needed either.
+  const char* force = std::getenv("TCONV_CONV_FORWARD");  // "rows" or "images" forces one (tests)
+  const bool along_images = force && std::strcmp(force, "images") == 0 ? true
+                            : force && std::strcmp(force, "rows") == 0 ? false
+                                                                        : direct_tiles_along_images(g.N, ceil_div(g.Wo, g.sw), g.Cout_g);
+  if (along_images) {
+    const DirectRowShape shape{1, g.H * g.W * g.Cin, g.N, g.Cin_g};
+    const int64_t tasks = g.Ho * g.Wo * g.groups * nblocks;
+    parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+      std::vector<DirectTap> taps(KK);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, pos = t / (nblocks * g.groups);
+        const int64_t oh = pos / g.Wo, ow = pos % g.Wo;
+        const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
+        int ntaps = 0;
+        for (int64_t kh = 0; kh < g.kH; ++kh) {
+          const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
+          if (ih < 0) continue;
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t iw = input_of_tap(ow, kw, g.sw, g.pw, g.dw, g.W);
+            if (iw < 0) continue;
+            taps[ntaps++] = DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panel_of(grp, cb, kh, kw, width)};
+          }
+        }
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, nimg, b.data() + grp * g.Cout_g + c0,
+                                 yp + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0, g.Ho * g.Wo * g.Cout, nullptr);
+      }
+    });
+    return;
+  }
+  const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
+  const int64_t tasks = g.N * g.Ho * g.groups * nblocks;
+  parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
+    std::vector<float> patch(direct_patch_floats(KK, shape));
+    std::vector<DirectTap> taps(KK);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, oh = t / (nblocks * g.groups) % g.Ho;
+      const int64_t n = t / (nblocks * g.groups * g.Ho);
+      const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
+      float* yrow = yp + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
+      for (int64_t r = 0; r < g.sw; ++r) {
+        // First output column of phase r: the least ow >= 0 with (ow + pw) % sw == r.
+        const int64_t ow0 = ((r - g.pw) % g.sw + g.sw) % g.sw;
+        if (ow0 >= g.Wo) continue;
+        const int64_t count = (g.Wo - ow0 + g.sw - 1) / g.sw;
+        int ntaps = 0;
+        for (int64_t kh = 0; kh < g.kH; ++kh) {
+          const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
+          if (ih < 0) continue;
+          const float* xrow = xp + ((n * g.H + ih) * g.W) * g.Cin + grp * g.Cin_g;
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
+            if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
+            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
+          }
+        }
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
+                                 yrow + ow0 * g.Cout, g.sw * g.Cout, patch.data());
+      }
+    }
+  });
+#else
+  (void)x, (void)weight, (void)bias, (void)y, (void)g;
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+#endif
+}
+
+
 // Direct output-stationary loop over the real taps only: the forward of a non-finite input or
 // weight, Note [NaN/Inf] (docs/ARCHITECTURE.md) (the CUDA kernels recompute non-finite outputs
 // with the same common/conv_transpose2d_direct.h sum). y may have any strides.
@@ -901,6 +1006,8 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
     if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
       forward_direct<scalar_t>(x, w, bias, y, g);
+    else if (std::is_same_v<scalar_t, float> && channels_last && use_direct_tiles(g, g.Cout_g, true))
+      forward_direct_tiles(x, w, bias, y, g);
     else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
       forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
     else if (use_tap_gemm(g, false))

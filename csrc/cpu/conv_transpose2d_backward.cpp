@@ -25,6 +25,7 @@
 #include "cpu/conv_transpose2d_backward_blocks.h"
 #include "cpu/conv_transpose2d_backward_cells.h"
 #include "cpu/conv_transpose2d_cells.h"
+#include "cpu/direct_tiles.h"
 #include "cpu/finite.h"
 #include "cpu/gemm.h"
 #include "cpu/output_alloc.h"
@@ -321,6 +322,92 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
 }
 
 // One input channel per group: grad_input[n, grp, ih, iw] sums grad_output over the taps it fed.
+// Note [direct tiles] for grad_input (channels_last float32): grad_input is an ordinary strided
+// convolution of grad_output, gi[n, ih, iw, ci] = sum over taps (kh, kw) and co of
+// go[n, ih sh - ph + kh dh, iw sw - pw + kw dw, co] w[ci, co, kh, kw], so a tile row is R input
+// pixels of one row (their taps' pixels sw apart in grad_output's row) or one pixel in R images.
+// TCONV_CONV_BACKWARD=patch|rows|images forces the patch GEMM or one order (tests).
+void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g) {
+#if defined(TCONV_CPU_AVX512)
+  const int64_t KK = g.kH * g.kW, cbw_max = 64;
+  const int64_t nblocks = ceil_div(g.Cin_g, cbw_max);
+  // Panels: block (grp, cb) at (grp * nblocks + cb) * block_floats, tap (kh, kw) a (Cout_g x width) matrix.
+  const int64_t block_floats = KK * g.Cout_g * cbw_max;
+  Scratch<float> wbuf(ScratchSlot::kConvWeights, g.groups * nblocks * block_floats, size_t(8) << 20);
+  const float* w = weight.const_data_ptr<float>();
+  parallel_for_work(0, g.groups * nblocks * KK, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t k = t % KK, cb = t / KK % nblocks, grp = t / (KK * nblocks);
+      const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
+      float* panel = wbuf.data() + (grp * nblocks + cb) * block_floats + k * g.Cout_g * width;
+      for (int64_t j = 0; j < width; ++j) {
+        const float* src = w + (grp * g.Cin_g + c0 + j) * g.Cout_g * KK + k;
+        for (int64_t co = 0; co < g.Cout_g; ++co) panel[co * width + j] = src[co * KK];
+      }
+    }
+  });
+  const float* blocks = wbuf.data();
+  const auto panel_of = [&](int64_t grp, int64_t cb, int64_t kh, int64_t kw, int64_t width) {
+    return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cout_g * width;
+  };
+  static const float kZeros[64] = {};
+  const float* gop = go.const_data_ptr<float>();
+  float* gip = gi.mutable_data_ptr<float>();
+  const char* force = std::getenv("TCONV_CONV_BACKWARD");
+  const bool along_images = force && std::strcmp(force, "images") == 0 ? true
+                            : force && std::strcmp(force, "rows") == 0 ? false
+                                                                        : direct_tiles_along_images(g.N, g.W, g.Cin_g);
+  const int64_t work = g.multiply_adds();
+  if (along_images) {
+    const DirectRowShape shape{1, g.Ho * g.Wo * g.Cout, g.N, g.Cout_g};
+    parallel_for_work(0, g.H * g.W * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
+      std::vector<DirectTap> taps(KK);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, pos = t / (nblocks * g.groups);
+        const int64_t ih = pos / g.W, iw = pos % g.W;
+        const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
+        int ntaps = 0;
+        for (int64_t kh = 0; kh < g.kH; ++kh) {
+          const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+          if (oh < 0 || oh >= g.Ho) continue;
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t ow = output_of_tap(iw, kw, g.sw, g.pw, g.dw);
+            if (ow < 0 || ow >= g.Wo) continue;
+            taps[ntaps++] = DirectTap{gop + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g, 0, panel_of(grp, cb, kh, kw, width)};
+          }
+        }
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, kZeros,
+                                 gip + (ih * g.W + iw) * g.Cin + grp * g.Cin_g + c0, g.H * g.W * g.Cin, nullptr);
+      }
+    });
+    return;
+  }
+  const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
+  parallel_for_work(0, g.N * g.H * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
+    std::vector<float> patch(direct_patch_floats(KK, shape));
+    std::vector<DirectTap> taps(KK);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, ih = t / (nblocks * g.groups) % g.H;
+      const int64_t n = t / (nblocks * g.groups * g.H);
+      const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
+      int ntaps = 0;
+      for (int64_t kh = 0; kh < g.kH; ++kh) {
+        const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+        if (oh < 0 || oh >= g.Ho) continue;
+        const float* gorow = gop + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g;
+        for (int64_t kw = 0; kw < g.kW; ++kw)
+          taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panel_of(grp, cb, kh, kw, width)};
+      }
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros,
+                               gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
+    }
+  });
+#else
+  (void)go, (void)weight, (void)gi, (void)g;
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+#endif
+}
+
 template <typename scalar_t>
 void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi,
                               const ConvTranspose2dGeometry& g) {
@@ -383,6 +470,12 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input_cells", [&] {
       backward_input_cells<scalar_t>(go, w, gi, g);
     });
+    return gi;
+  }
+  const char* force = std::getenv("TCONV_CONV_BACKWARD");
+  if (go.scalar_type() == at::kFloat && fmt == at::MemoryFormat::ChannelsLast && use_direct_tiles(g, g.Cin_g, false) &&
+      !(force && std::strcmp(force, "patch") == 0) && all_finite<float>(w)) {
+    backward_input_direct_tiles(go, w, gi, g);  // Note [direct tiles]
     return gi;
   }
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input", [&] {

@@ -1,0 +1,164 @@
+// Note [direct tiles]: a register-blocked direct convolution for channels_last float32 on AVX-512,
+// the dense transposed convolution's forward and grad_input where they are stride-1 convolutions
+// per phase (every case but stride == kernel).
+//
+// A tile is R consecutive outputs of one output row and one phase (outputs `out_step` apart) by
+// 16 V channels, its R x V vectors in registers for the whole sum:
+//     out[p][c] = bias[c] + sum over taps t, k < K of in_t[p][k] * panel_t[k][c]
+// where in_t[p] is the input pixel tap t reads for output p (pixels `in_step` apart along the
+// row) and panel_t the tap's (K x 16 V) weights, packed once per call. Per k each tap costs V
+// vector loads of the panel and R broadcasts for R x V FMAs, so the tiles are as wide as the
+// registers allow (6 x 64, 8 x 48, 12 x 32, 16 x 16 channels); no tap matrix is materialised and
+// nothing is summed twice (the tap GEMM's T and its shifted sums, Note [tap row classes]).
+// Taps whose input row is outside are left out; a tile that has a tap reaching past either end
+// of its input row reads that tap from a zero-padded copy of the pixels (the patch), so the same
+// register kernel serves the borders. Each output is summed in one fixed order (taps in (kh, kw)
+// order, k ascending) by one tile: the result does not depend on the thread count. The patch's
+// zeros multiply finite weights only (the callers check the weight), so NaN/Inf land where
+// PyTorch's do.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/conv_transpose2d_args.h"
+
+namespace tconv::cpu::CPU_CAPABILITY {
+
+// At most kDirectMaxTaps taps per tile row.
+constexpr int64_t kDirectMaxTaps = 64;
+
+// Where Note [direct tiles] serves the forward (out_channels = Cout_g) and grad_input (Cin_g):
+// float32 channels_last on AVX-512 (the caller checks those), whole 16-channel vectors of
+// outputs, at least two taps per output on average (stride == kernel is one GEMM) and at most
+// kDirectMaxTaps per tile row. TCONV_CONV_FORWARD=tap|cell forces the forward's GEMM paths
+// instead (=rows|images one of the direct tiles' orders).
+inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, int64_t out_channels, bool forward) {
+#if defined(TCONV_CPU_AVX512)
+  if (const char* force = std::getenv("TCONV_CONV_FORWARD"); forward && force)
+    if (std::strcmp(force, "tap") == 0 || std::strcmp(force, "cell") == 0) return false;
+  return out_channels % 16 == 0 && g.kH * g.kW >= 2 * g.sh * g.sw && g.kH * g.kW <= kDirectMaxTaps;
+#else
+  (void)g, (void)out_channels, (void)forward;
+  return false;
+#endif
+}
+
+#if defined(TCONV_CPU_AVX512)
+
+// The outputs of one tile row: widest tile per vector count V (channel block of 16 V).
+template <int V>
+constexpr int kDirectTileRows = V == 4 ? 6 : (V == 3 ? 8 : (V == 2 ? 12 : 16));
+
+template <int R, int V>
+inline void direct_tile(const float* const* in, int taps, int64_t in_step, int64_t K, const float* const* panel,
+                        const float* bias, float* out, int64_t out_step) {
+  __m512 acc[R][V];
+  for (int v = 0; v < V; ++v) {
+    const __m512 b = _mm512_loadu_ps(bias + 16 * v);
+    for (int p = 0; p < R; ++p) acc[p][v] = b;
+  }
+  for (int t = 0; t < taps; ++t) {
+    const float* a = in[t];
+    const float* w = panel[t];
+    for (int64_t k = 0; k < K; ++k) {
+      __m512 b[V];
+      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(w + k * (16 * V) + 16 * v);
+      for (int p = 0; p < R; ++p) {
+        const __m512 x = _mm512_set1_ps(a[p * in_step + k]);
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_fmadd_ps(x, b[v], acc[p][v]);
+      }
+    }
+  }
+  for (int p = 0; p < R; ++p)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + p * out_step + 16 * v, acc[p][v]);
+}
+
+// direct_tile<R, V> for a run-time R in 1 .. Rmax (the row's last tile).
+template <int R, int V>
+inline void direct_tile_of(int rows, const float* const* in, int taps, int64_t in_step, int64_t K,
+                           const float* const* panel, const float* bias, float* out, int64_t out_step) {
+  if constexpr (R >= 1) {
+    if (rows == R) {
+      direct_tile<R, V>(in, taps, in_step, K, panel, bias, out, out_step);
+    } else {
+      direct_tile_of<R - 1, V>(rows, in, taps, in_step, K, panel, bias, out, out_step);
+    }
+  }
+}
+
+// Tiles along images (the outputs of one position in `images` images: same taps, no patch) rather
+// than along a row (`row` outputs of one phase): whichever leaves less of its tiles empty, images
+// on a tie (a row's border tiles need patches). DCGAN's 4x4-16x16 layers in batches of 16-64 go
+// along images, a 3x3 layer in a batch of 8 along its rows.
+inline bool direct_tiles_along_images(int64_t images, int64_t row, int64_t channels) {
+  const int64_t R = channels >= 64 ? kDirectTileRows<4> : (channels % 64 == 48 ? kDirectTileRows<3> : kDirectTileRows<2>);
+  const auto filled = [&](int64_t count) { return double(count) / double((count + R - 1) / R * R); };
+  return filled(images) >= filled(row);
+}
+
+// One tap of a tile row: output j (0 <= j < count) reads input pixel column base + j * mult of
+// `row` (pixels `pixel` elements apart, `len` of them; outside: zero), through `panel`.
+struct DirectTap {
+  const float* row;
+  int64_t base;
+  const float* panel;
+};
+struct DirectRowShape {
+  int64_t mult, pixel, len, K;
+};
+
+// The patch's floats for `taps` taps (the callers allocate it once per range of tasks).
+inline int64_t direct_patch_floats(int64_t taps, const DirectRowShape& s) { return taps * 16 * s.mult * s.pixel; }
+
+// The `count` outputs of one tile row (out: the first, outputs out_step apart; 16 V channels).
+template <int V>
+void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, int64_t count, const float* bias,
+                     float* out, int64_t out_step, float* patch) {
+  constexpr int Rmax = kDirectTileRows<V>;
+  const float* in[kDirectMaxTaps];
+  const float* panel[kDirectMaxTaps];
+  const int64_t step = s.mult * s.pixel;  // between a tap's pixels of consecutive outputs
+  for (int64_t j0 = 0; j0 < count; j0 += Rmax) {
+    const int rows = static_cast<int>(std::min<int64_t>(Rmax, count - j0));
+    for (int t = 0; t < ntaps; ++t) {
+      const DirectTap& tp = taps[t];
+      const int64_t first = tp.base + j0 * s.mult, last = first + (rows - 1) * s.mult;
+      panel[t] = tp.panel;
+      if (first >= 0 && last < s.len) {
+        in[t] = tp.row + first * s.pixel;
+        continue;
+      }
+      // The tile's pixels of this tap at the in-place pitch (so every tap has one in_step), zero
+      // outside the row.
+      float* pt = patch + t * Rmax * step;
+      for (int p = 0; p < rows; ++p) {
+        const int64_t col = first + p * s.mult;
+        if (col >= 0 && col < s.len) {
+          std::memcpy(pt + p * step, tp.row + col * s.pixel, s.K * sizeof(float));
+        } else {
+          std::memset(pt + p * step, 0, s.K * sizeof(float));
+        }
+      }
+      in[t] = pt;
+    }
+    direct_tile_of<Rmax, V>(rows, in, ntaps, step, s.K, panel, bias, out + j0 * out_step, out_step);
+  }
+}
+
+// direct_tile_row for a block of `width` channels (16, 32, 48 or 64).
+inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int ntaps, const DirectRowShape& s,
+                                     int64_t count, const float* bias, float* out, int64_t out_step, float* patch) {
+  switch (width) {
+    case 64: direct_tile_row<4>(taps, ntaps, s, count, bias, out, out_step, patch); break;
+    case 48: direct_tile_row<3>(taps, ntaps, s, count, bias, out, out_step, patch); break;
+    case 32: direct_tile_row<2>(taps, ntaps, s, count, bias, out, out_step, patch); break;
+    default: direct_tile_row<1>(taps, ntaps, s, count, bias, out, out_step, patch); break;
+  }
+}
+
+#endif  // TCONV_CPU_AVX512
+
+}  // namespace tconv::cpu::CPU_CAPABILITY
