@@ -327,7 +327,8 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
 // go[n, ih sh - ph + kh dh, iw sw - pw + kw dw, co] w[ci, co, kh, kw], so a tile row is R input
 // pixels of one row (their taps' pixels sw apart in grad_output's row) or one pixel in R images.
 // TCONV_CONV_BACKWARD=patch|rows|images forces the patch GEMM or one order (tests).
-void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g) {
+void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
+                                 bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const int64_t KK = g.kH * g.kW, cbw_max = 64;
   const int64_t nblocks = ceil_div(g.Cin_g, cbw_max);
@@ -351,8 +352,18 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
     return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cout_g * width;
   };
   static const float kZeros[64] = {};
-  const float* gop = go.const_data_ptr<float>();
-  float* gip = gi.mutable_data_ptr<float>();
+  // NCHW: grad_output and grad_input through channels_last copies (as the forward's).
+  Tensor gocl, gicl;
+  if (!channels_last) {
+    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
+    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+    gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
+  }
+  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.const_data_ptr<float>();
+  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.mutable_data_ptr<float>();
+  const auto finish = [&] {
+    if (!channels_last) pixels_to_planes(gip, gi.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
+  };
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
   const bool along_images = force && std::strcmp(force, "images") == 0 ? true
                             : force && std::strcmp(force, "rows") == 0 ? false
@@ -380,6 +391,7 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
                                  gip + (ih * g.W + iw) * g.Cin + grp * g.Cin_g + c0, g.H * g.W * g.Cin, nullptr);
       }
     });
+    finish();
     return;
   }
   const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
@@ -402,8 +414,9 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
                                gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
     }
   });
+  finish();
 #else
-  (void)go, (void)weight, (void)gi, (void)g;
+  (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
 #endif
 }
@@ -473,9 +486,9 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && fmt == at::MemoryFormat::ChannelsLast && use_direct_tiles(g, g.Cin_g, false) &&
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cin_g, false) &&
       !(force && std::strcmp(force, "patch") == 0) && all_finite<float>(w)) {
-    backward_input_direct_tiles(go, w, gi, g);  // Note [direct tiles]
+    backward_input_direct_tiles(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gi;
   }
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input", [&] {

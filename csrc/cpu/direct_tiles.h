@@ -24,6 +24,8 @@
 #include <cstring>
 
 #include "common/conv_transpose2d_args.h"
+#include "cpu/parallel.h"
+#include "cpu/simd_transpose.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
@@ -157,6 +159,34 @@ inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int n
     case 32: direct_tile_row<2>(taps, ntaps, s, count, bias, out, out_step, patch); break;
     default: direct_tile_row<1>(taps, ntaps, s, count, bias, out, out_step, patch); break;
   }
+}
+
+// NCHW operands go through channels_last copies: dst (N, HW, C) from src (N, C, HW)
+// (planes_to_pixels) and back (pixels_to_planes), 16 x 16 register transposes where whole.
+inline void transpose_images(const float* src, float* dst, int64_t N, int64_t rows, int64_t cols) {
+  // dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols.
+  const int64_t rb = ceil_div(rows, 16), cb = ceil_div(cols, 16);
+  parallel_for_work(0, N * rb, N * rows * cols * 2, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / rb, r0 = t % rb * 16;
+      const float* s = src + n * rows * cols;
+      float* d = dst + n * rows * cols;
+      for (int64_t c0 = 0; c0 < cb * 16; c0 += 16) {
+        if (r0 + 16 <= rows && c0 + 16 <= cols) {
+          transpose_16x16(s + r0 * cols + c0, cols, d + c0 * rows + r0, rows);
+          continue;
+        }
+        for (int64_t r = r0; r < std::min(rows, r0 + 16); ++r)
+          for (int64_t c = c0; c < std::min(cols, c0 + 16); ++c) d[c * rows + r] = s[r * cols + c];
+      }
+    }
+  });
+}
+inline void planes_to_pixels(const float* src, float* dst, int64_t N, int64_t C, int64_t HW) {
+  transpose_images(src, dst, N, C, HW);
+}
+inline void pixels_to_planes(const float* src, float* dst, int64_t N, int64_t C, int64_t HW) {
+  transpose_images(src, dst, N, HW, C);
 }
 
 #endif  // TCONV_CPU_AVX512
