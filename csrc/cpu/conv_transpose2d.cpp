@@ -873,21 +873,13 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   const auto panel_of = [&](int64_t grp, int64_t cb, int64_t kh, int64_t kw, int64_t width) {
     return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cin_g * width;
   };
-  // NCHW: the input and output through channels_last copies (a transpose each way, ~5% of
-  // 3x3 s1's time; the tiles' vector stores and broadcasts want channels innermost).
+  // NCHW: the tiles want channels innermost (vector stores, broadcasts of consecutive k). Along
+  // rows, each task's input rows come from a per-thread cache of transposed rows and its output
+  // row goes through a row buffer into the planes; along images (small images), the input and the
+  // result through channels_last copies.
   const bool nchw = !channels_last;
-  Tensor xcl, ycl;
-  if (nchw) {
-    xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
-    planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
-    ycl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, x.options());
-  }
-  const float* xp = nchw ? xcl.const_data_ptr<float>() : x.const_data_ptr<float>();
-  float* yp = nchw ? ycl.mutable_data_ptr<float>() : y.mutable_data_ptr<float>();
-  const auto finish = [&] {
-    if (nchw) pixels_to_planes(yp, y.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-  };
-  const int64_t nimg = g.N;
+  float* yp = y.mutable_data_ptr<float>();
+  const int64_t plane = g.Ho * g.Wo;
   // Tiles along images (the outputs of one position in R images) where the rows are short:
   // rows of 4-8 cells per phase would leave most of a 6-wide tile empty (DCGAN's 4x4 and 8x8
   // layers); every output of such a tile has the same taps, so no patch is needed either.
@@ -896,6 +888,16 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
                             : force && std::strcmp(force, "rows") == 0 ? false
                                                                         : direct_tiles_along_images(g.N, ceil_div(g.Wo, g.sw), g.Cout_g);
   if (along_images) {
+    Tensor xcl;
+    if (nchw) {
+      xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
+      planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
+    }
+    const float* xp = nchw ? xcl.const_data_ptr<float>() : x.const_data_ptr<float>();
+    // NCHW: the result as channels_last too, then transposed (scattering each tile's outputs
+    // into the planes measured 1.8x slower on DCGAN's 16x16 layer).
+    Tensor ycl = nchw ? at::empty({g.N * plane * g.Cout}, x.options()) : Tensor();
+    float* ycl_p = nchw ? ycl.mutable_data_ptr<float>() : yp;
     const DirectRowShape shape{1, g.H * g.W * g.Cin, g.N, g.Cin_g};
     const int64_t tasks = g.Ho * g.Wo * g.groups * nblocks;
     parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
@@ -914,11 +916,12 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
             taps[ntaps++] = DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panel_of(grp, cb, kh, kw, width)};
           }
         }
-        direct_tile_row_of_width(width, taps.data(), ntaps, shape, nimg, b.data() + grp * g.Cout_g + c0,
-                                 yp + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g + c0, g.Ho * g.Wo * g.Cout, nullptr);
+        const int64_t co0 = grp * g.Cout_g + c0;
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, b.data() + co0, ycl_p + pos * g.Cout + co0,
+                                 plane * g.Cout, nullptr);
       }
     });
-    finish();
+    if (nchw) transpose_images(ycl_p, yp, g.N, plane, g.Cout);
     return;
   }
   const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
@@ -926,11 +929,19 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
     std::vector<float> patch(direct_patch_floats(KK, shape));
     std::vector<DirectTap> taps(KK);
+    std::optional<PixelRowCache> rows;
+    std::vector<float> row_out;
+    if (nchw) {
+      rows.emplace(x.const_data_ptr<float>(), g.Cin, g.H, g.W, g.kH + 1);
+      row_out.resize(g.Wo * cbw_max);
+    }
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, oh = t / (nblocks * g.groups) % g.Ho;
       const int64_t n = t / (nblocks * g.groups * g.Ho);
       const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
-      float* yrow = yp + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
+      // The row's outputs: in place, or (NCHW) the row buffer, pixel-major.
+      float* out = nchw ? row_out.data() : yp + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
+      const int64_t out_pixel = nchw ? width : g.Cout;
       for (int64_t r = 0; r < g.sw; ++r) {
         // First output column of phase r: the least ow >= 0 with (ow + pw) % sw == r.
         const int64_t ow0 = ((r - g.pw) % g.sw + g.sw) % g.sw;
@@ -940,7 +951,8 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
         for (int64_t kh = 0; kh < g.kH; ++kh) {
           const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
           if (ih < 0) continue;
-          const float* xrow = xp + ((n * g.H + ih) * g.W) * g.Cin + grp * g.Cin_g;
+          const float* xrow = (nchw ? rows->row(n, ih) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) +
+                              grp * g.Cin_g;
           for (int64_t kw = 0; kw < g.kW; ++kw) {
             const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
             if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
@@ -948,11 +960,13 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
           }
         }
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
-                                 yrow + ow0 * g.Cout, g.sw * g.Cout, patch.data());
+                                 out + ow0 * out_pixel, g.sw * out_pixel, patch.data());
       }
+      if (nchw)
+        transpose_block(row_out.data(), width, yp + (n * g.Cout + grp * g.Cout_g + c0) * plane + oh * g.Wo, plane,
+                        width, g.Wo);
     }
   });
-  finish();
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");

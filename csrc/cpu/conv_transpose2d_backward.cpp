@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
@@ -352,24 +353,26 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
     return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cout_g * width;
   };
   static const float kZeros[64] = {};
-  // NCHW: grad_output and grad_input through channels_last copies (as the forward's).
-  Tensor gocl, gicl;
-  if (!channels_last) {
-    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
-    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-    gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
-  }
-  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.const_data_ptr<float>();
-  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.mutable_data_ptr<float>();
-  const auto finish = [&] {
-    if (!channels_last) pixels_to_planes(gip, gi.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
-  };
+  // NCHW: as the forward's (Note [direct tiles] there): grad_output's rows through a per-thread
+  // cache of transposed rows and each grad_input row through a row buffer, or along images
+  // channels_last copies of both.
+  const bool nchw = !channels_last;
+  float* gip = gi.mutable_data_ptr<float>();
+  const int64_t plane = g.H * g.W;
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
   const bool along_images = force && std::strcmp(force, "images") == 0 ? true
                             : force && std::strcmp(force, "rows") == 0 ? false
                                                                         : direct_tiles_along_images(g.N, g.W, g.Cin_g);
   const int64_t work = g.multiply_adds();
   if (along_images) {
+    Tensor gocl;
+    if (nchw) {
+      gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
+      planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+    }
+    const float* gop = nchw ? gocl.const_data_ptr<float>() : go.const_data_ptr<float>();
+    Tensor gicl = nchw ? at::empty({g.N * plane * g.Cin}, go.options()) : Tensor();
+    float* gicl_p = nchw ? gicl.mutable_data_ptr<float>() : gip;
     const DirectRowShape shape{1, g.Ho * g.Wo * g.Cout, g.N, g.Cout_g};
     parallel_for_work(0, g.H * g.W * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
       std::vector<DirectTap> taps(KK);
@@ -387,17 +390,24 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
             taps[ntaps++] = DirectTap{gop + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g, 0, panel_of(grp, cb, kh, kw, width)};
           }
         }
-        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, kZeros,
-                                 gip + (ih * g.W + iw) * g.Cin + grp * g.Cin_g + c0, g.H * g.W * g.Cin, nullptr);
+        const int64_t ci0 = grp * g.Cin_g + c0;
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, kZeros, gicl_p + pos * g.Cin + ci0,
+                                 plane * g.Cin, nullptr);
       }
     });
-    finish();
+    if (nchw) transpose_images(gicl_p, gip, g.N, plane, g.Cin);
     return;
   }
   const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
   parallel_for_work(0, g.N * g.H * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
     std::vector<float> patch(direct_patch_floats(KK, shape));
     std::vector<DirectTap> taps(KK);
+    std::optional<PixelRowCache> rows;
+    std::vector<float> row_out;
+    if (nchw) {
+      rows.emplace(go.const_data_ptr<float>(), g.Cout, g.Ho, g.Wo, g.kH + 1);
+      row_out.resize(g.W * cbw_max);
+    }
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, ih = t / (nblocks * g.groups) % g.H;
       const int64_t n = t / (nblocks * g.groups * g.H);
@@ -406,15 +416,20 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
       for (int64_t kh = 0; kh < g.kH; ++kh) {
         const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
         if (oh < 0 || oh >= g.Ho) continue;
-        const float* gorow = gop + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g;
+        const float* gorow = (nchw ? rows->row(n, oh) : go.const_data_ptr<float>() + (n * g.Ho + oh) * g.Wo * g.Cout) +
+                             grp * g.Cout_g;
         for (int64_t kw = 0; kw < g.kW; ++kw)
           taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panel_of(grp, cb, kh, kw, width)};
       }
-      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros,
-                               gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
+      if (!nchw) {
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros,
+                                 gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
+        continue;
+      }
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros, row_out.data(), width, patch.data());
+      transpose_block(row_out.data(), width, gip + (n * g.Cin + grp * g.Cin_g + c0) * plane + ih * g.W, plane, width, g.W);
     }
   });
-  finish();
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");

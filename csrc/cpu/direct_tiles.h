@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "common/conv_transpose2d_args.h"
 #include "cpu/parallel.h"
@@ -161,10 +162,9 @@ inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int n
   }
 }
 
-// NCHW operands go through channels_last copies: dst (N, HW, C) from src (N, C, HW)
-// (planes_to_pixels) and back (pixels_to_planes), 16 x 16 register transposes where whole.
+// NCHW operands: dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols (16 x 16
+// register transposes where whole). planes_to_pixels: an NCHW tensor as channels_last.
 inline void transpose_images(const float* src, float* dst, int64_t N, int64_t rows, int64_t cols) {
-  // dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols.
   const int64_t rb = ceil_div(rows, 16), cb = ceil_div(cols, 16);
   parallel_for_work(0, N * rb, N * rows * cols * 2, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
@@ -185,9 +185,47 @@ inline void transpose_images(const float* src, float* dst, int64_t N, int64_t ro
 inline void planes_to_pixels(const float* src, float* dst, int64_t N, int64_t C, int64_t HW) {
   transpose_images(src, dst, N, C, HW);
 }
-inline void pixels_to_planes(const float* src, float* dst, int64_t N, int64_t C, int64_t HW) {
-  transpose_images(src, dst, N, HW, C);
+
+// dst[r * ld_dst + c] = src[c * ld_src + r] for r < rows, c < cols: one row of planes as pixels
+// (ld_src = the plane's size) or a row of pixels into planes.
+inline void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t rows, int64_t cols) {
+  for (int64_t c0 = 0; c0 < cols; c0 += 16)
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+      if (c0 + 16 <= cols && r0 + 16 <= rows) {
+        transpose_16x16(src + c0 * ld_src + r0, ld_src, dst + r0 * ld_dst + c0, ld_dst);
+        continue;
+      }
+      for (int64_t c = c0; c < std::min(cols, c0 + 16); ++c)
+        for (int64_t r = r0; r < std::min(rows, r0 + 16); ++r) dst[r * ld_dst + c] = src[c * ld_src + r];
+    }
 }
+
+// An NCHW tensor's rows as channels_last rows (W x C), transposed on first use and kept in a few
+// slots: a thread's consecutive tasks (output rows) read each input row about kH / sh times, so
+// the whole input is transposed about once, in L2, with no input-sized copy.
+class PixelRowCache {
+ public:
+  PixelRowCache(const float* planes, int64_t C, int64_t H, int64_t W, int64_t slots)
+      : planes_(planes), C_(C), H_(H), W_(W), buf_(slots * W * C), keys_(slots, -1) {}
+  const float* row(int64_t n, int64_t h) {
+    const int64_t key = n * H_ + h;
+    for (size_t s = 0; s < keys_.size(); ++s)
+      if (keys_[s] == key) return buf_.data() + s * W_ * C_;
+    const size_t s = next_;
+    next_ = (next_ + 1) % keys_.size();  // round robin: a task's own rows (at most slots - 1) stay
+    keys_[s] = key;
+    float* d = buf_.data() + s * W_ * C_;
+    transpose_block(planes_ + n * C_ * H_ * W_ + h * W_, H_ * W_, d, C_, W_, C_);
+    return d;
+  }
+
+ private:
+  const float* planes_;
+  int64_t C_, H_, W_;
+  std::vector<float> buf_;
+  std::vector<int64_t> keys_;
+  size_t next_ = 0;
+};
 
 #endif  // TCONV_CPU_AVX512
 
