@@ -27,6 +27,12 @@ TORCH_LIBRARY(tconv, m) {
   // padding_mode of the transposed convolution is this op on its padding-0 (full) output.
   // Backward: F.pad(grad, pad, mode) (csrc/autograd.cpp).
   m.def("pad_fold2d(Tensor input, int[4] pad, str mode) -> Tensor");
+  // conv_transpose2d with padding_mode 'reflect' / 'replicate' / 'circular' in one call: the same
+  // as pad_fold2d of the padding-0 output plus the bias (the strips and pad_fold2d_frame_'s inference
+  // path in one). CPU only, for the plain eager call without gradients (tconv/functional.py); on
+  // the direct tiles' path the frame is folded inside the tiles (Note [folded frame]).
+  m.def("_conv_transpose2d_padded(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
+        "int[2] output_padding, int groups, int[2] dilation, str padding_mode) -> Tensor");
   // pad_fold2d of the padded tensor given in pieces: its interior `center` (N, C, H, W) and its
   // frame, top (N, C, pad top, Wp) and bottom (N, C, pad bottom, Wp) over the whole padded width
   // Wp = left + W + right, left (N, C, H, pad left) and right (N, C, H, pad right) beside the

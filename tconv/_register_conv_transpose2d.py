@@ -137,6 +137,12 @@ def _pad_fold2d_frame_vmap(info, in_dims, center, top, bottom, left, right, pad,
     return unfold_batch(ops.pad_fold2d_frame(*pieces, pad, mode), size), 0
 
 
+@torch.library.register_fake("tconv::_conv_transpose2d_padded")
+def _conv_transpose2d_padded_fake(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                  padding_mode):
+    return _conv_transpose2d_fake(input, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
 @torch.library.register_fake("tconv::pad_fold2d_frame_")
 def _pad_fold2d_frame_inplace_fake(center, top, bottom, left, right, pad, mode):
     return None

@@ -6,6 +6,7 @@ try:
 except ImportError:  # numpy is optional for sizes given as numpy integers
     np = None
 
+from . import _C
 from ._pair import ntuple, pair
 
 
@@ -113,6 +114,9 @@ def _conv_transpose2d_padded(input, weight, bias, stride, padding, output_paddin
     st, dl, pad = [sh, sw], [dh, dw], [pw, pw, ph, ph]
     ops = torch.ops.tconv
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))
+    if not grad and _folds_in_tiles(input, weight, bias):
+        # One call, the frame folded inside the direct tiles (Note [folded frame]).
+        return ops._conv_transpose2d_padded(input, weight, bias, st, [ph, pw], [oph, opw], groups, dl, padding_mode)
     if grad or _full_costs_no_more(hout, wout, ph, pw, sh, sw):
         full = ops.conv_transpose2d(input, weight, None, st, [0, 0], [oph, opw], groups, dl)
         out = ops.pad_fold2d(full, pad, padding_mode)
@@ -151,6 +155,19 @@ def _plain_eager(out, *tensors):
     memory_format = torch.channels_last if out.is_contiguous(memory_format=torch.channels_last) and \
         not out.is_contiguous() else torch.contiguous_format
     return out.is_contiguous(memory_format=memory_format)
+
+
+def _folds_in_tiles(input, weight, bias):
+    """Whether tconv::_conv_transpose2d_padded folds padding_mode's frame inside its tiles: a plain
+    eager CPU float32 call on the AVX-512 path with whole 16-channel vectors of outputs per group
+    (the forward's use_direct_tiles, csrc/cpu/direct_tiles.h; other shapes the op computes as the
+    definition, slower than the strips below)."""
+    if input.device.type != "cpu" or input.dtype != torch.float32 or not _eager_mode():
+        return False
+    if any(t is not None and (type(t) is not torch.Tensor or torch._C._functorch.is_functorch_wrapped_tensor(t))
+           for t in (input, weight, bias)):
+        return False
+    return _C._cpu_capability() == "avx512" and weight.shape[1] % 16 == 0
 
 
 def _full_costs_no_more(hout, wout, ph, pw, sh, sw):

@@ -350,6 +350,7 @@ DIRECT_TILE_CASES = [
     (13, 32, 64, (4, 4), (4, 4), 1, 0, 0, 2, 1),      # groups: 32 in, 32 out per group
     (2, 16, 16, (5, 9), (3, 3), 2, 0, 1, 1, 2),       # odd output columns get no tap: bias only
     (1, 48, 32, (6, 40), (5, 5), 1, 4, 0, 1, 1),      # padding: few rows, taps of every row cut
+    (3, 16, 32, (6, 7), (3, 3), 1, 0, 0, 1, 2),       # dilation 2: NCHW rows revisited out of order
 ]
 
 

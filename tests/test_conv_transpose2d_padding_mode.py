@@ -455,3 +455,55 @@ def test_nd_module(mode, dims):
     converted = tconv.convert(nn.Sequential(plain))
     assert type(converted[0]) is cls
     torch.testing.assert_close(converted[0](x).double(), want, rtol=1e-5, atol=1e-5)
+
+
+# tconv::_conv_transpose2d_padded: the no-gradient float32 call in one op. On AVX-512 with whole
+# 16-channel vectors of outputs per group the frame is folded inside the direct tiles (Note [folded
+# frame], cpu/conv_transpose2d.cpp); elsewhere (other CPUs, other shapes, non-finite data) the op
+# computes the definition. Both against the adjoint, in both layouts, errors as F.pad's.
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_padded_op_folds_the_frame_in_its_tiles(mode, args, channels_last):
+    h, w_, k, s, p, op, g, d = args
+    kh, kw = (k, k) if isinstance(k, int) else k
+    s2, p2, op2, d2 = ([v, v] if isinstance(v, int) else list(v) for v in (s, p, op, d))
+    x = torch.randn(3, 16, h + 1, w_ + 2, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(16, 32 // g, kh, kw, dtype=torch.float64)
+    b = torch.randn(32 // g * g, dtype=torch.float64)
+    try:
+        want = adjoint_reference(x, w, b, s, p, op, g, d, mode)
+    except RuntimeError:  # F.pad rejects this padding of this size: so must the op
+        with pytest.raises(RuntimeError, match="Padding"):
+            torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, g, d2, mode)
+        return
+    got = torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, g, d2, mode)
+    assert got.shape == want.shape
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    # the public call without gradients takes it where it folds in its tiles (the same bits)
+    plain = tconv.conv_transpose2d(x.float(), w.float(), b.float(), s, p, op, g, d, padding_mode=mode)
+    if tconv.functional._folds_in_tiles(x.float(), w.float(), b.float()):
+        assert torch.equal(plain, got)
+    torch.testing.assert_close(plain, got)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, g,
+                                                                     d2, mode), got)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_padded_op_nan_inf_and_opcheck(mode):
+    x, w, b = torch.randn(2, 16, 6, 7), torch.randn(16, 32, 3, 3), torch.randn(32)
+    torch.library.opcheck(torch.ops.tconv._conv_transpose2d_padded, (x, w, b, [1, 1], [1, 1], [0, 0], 1, [1, 1], mode),
+                          test_utils=("test_schema", "test_faketensor"))
+    x[0, 3, 0, 0] = float("nan")
+    x[1, 5, 3, 6] = float("inf")
+    got = torch.ops.tconv._conv_transpose2d_padded(x, w, b, [1, 1], [1, 1], [0, 0], 1, [1, 1], mode)
+    want = adjoint_reference(x.double(), w.double(), b.double(), 1, 1, 0, 1, 1, mode)
+    same_specials(got.double(), want, tol=1e-4)

@@ -28,6 +28,7 @@
 #include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_direct.h"
 #include "common/macros.h"
+#include "common/pad_fold_args.h"
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/direct_tiles.h"
 #include "cpu/finite.h"
@@ -842,11 +843,57 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
   });
 }
 
+// Note [folded frame]: padding_mode ('reflect', 'replicate', 'circular') is the adjoint of F.pad
+// applied to the padding-0 ("full") output: each output element is the sum of the full outputs that
+// F.pad would fill from it. The direct tiles compute it as such a sum: an output row's tile row
+// takes the taps of every full row folded onto it (fold_sources, common/pad_fold_args.h), and each
+// border column then adds the taps of the full columns folded onto it. No strips, no fold pass.
+struct FoldedColumn {
+  int64_t ow;          // an output column with frame columns folded onto it
+  FoldSources extra;   // those full columns (not ow + pw itself)
+};
+struct FrameFold {
+  std::vector<FoldSources> rows;             // per output row: the full rows summed into it
+  std::vector<FoldedColumn> border_columns;  // output columns with frame columns
+  int64_t max_sources = 1;                   // most full rows (or columns) of one output
+};
+
+FrameFold frame_fold(const ConvTranspose2dGeometry& g, PadFoldMode mode) {
+  FrameFold f;
+  const auto sources = [](const FoldSources& s) {
+    int64_t c = 0;
+    for (int q = 0; q < s.count; ++q) c += s.hi[q] - s.lo[q];
+    return c;
+  };
+  for (int64_t oh = 0; oh < g.Ho; ++oh) {
+    f.rows.push_back(fold_sources(oh, g.Ho, g.ph, g.ph, mode));
+    f.max_sources = std::max(f.max_sources, sources(f.rows.back()));
+  }
+  for (int64_t ow = 0; ow < g.Wo; ++ow) {
+    const FoldSources all = fold_sources(ow, g.Wo, g.pw, g.pw, mode);
+    f.max_sources = std::max(f.max_sources, sources(all));
+    FoldedColumn c{ow, {}};
+    c.extra.count = 0;
+    for (int q = 0; q < all.count; ++q) {  // the ranges minus ow + pw (at most one splits in two)
+      const int64_t self = ow + g.pw;
+      if (self >= all.lo[q] && self < all.hi[q]) {
+        if (all.lo[q] < self) c.extra.lo[c.extra.count] = all.lo[q], c.extra.hi[c.extra.count++] = self;
+        if (self + 1 < all.hi[q]) c.extra.lo[c.extra.count] = self + 1, c.extra.hi[c.extra.count++] = all.hi[q];
+      } else {
+        c.extra.lo[c.extra.count] = all.lo[q], c.extra.hi[c.extra.count++] = all.hi[q];
+      }
+    }
+    if (c.extra.count > 0) f.border_columns.push_back(c);
+  }
+  return f;
+}
+
 // Note [direct tiles] for the forward: channels_last float32, per task one output row (oh) of one
 // image, group and block of up to 64 output channels; per column phase r (outputs ow with
 // (ow + pw) % sw == r) one tile row over the row's taps (kh, kw) of that phase.
+// fold: padding_mode's output (Note [folded frame]); nullptr for zero padding.
 void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
-                          const ConvTranspose2dGeometry& g, bool channels_last) {
+                          const ConvTranspose2dGeometry& g, bool channels_last, const FrameFold* fold = nullptr) {
 #if defined(TCONV_CPU_AVX512)
   const int64_t KK = g.kH * g.kW, cbw_max = 64;
   const int64_t nblocks = ceil_div(g.Cout_g, cbw_max);
@@ -887,7 +934,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   const bool along_images = force && std::strcmp(force, "images") == 0 ? true
                             : force && std::strcmp(force, "rows") == 0 ? false
                                                                         : direct_tiles_along_images(g.N, ceil_div(g.Wo, g.sw), g.Cout_g);
-  if (along_images) {
+  if (along_images && fold == nullptr) {
     Tensor xcl;
     if (nchw) {
       xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
@@ -926,13 +973,16 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   }
   const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
   const int64_t tasks = g.N * g.Ho * g.groups * nblocks;
+  // Rows of the full (padding 0) output summed into each output row: oh + ph alone, or with
+  // padding_mode the frame rows folded onto it too (Note [folded frame]).
+  const int64_t max_rows = fold ? fold->max_sources : 1;
   parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::vector<float> patch(direct_patch_floats(KK, shape));
-    std::vector<DirectTap> taps(KK);
+    std::vector<float> patch(direct_patch_floats(KK * max_rows, shape));
+    std::vector<DirectTap> taps(KK * max_rows * max_rows);
     std::optional<PixelRowCache> rows;
     std::vector<float> row_out;
     if (nchw) {
-      rows.emplace(x.const_data_ptr<float>(), g.Cin, g.H, g.W, g.kH + 1);
+      rows.emplace(x.const_data_ptr<float>(), g.Cin, g.H, g.W, g.kH * max_rows + 1);
       row_out.resize(g.Wo * cbw_max);
     }
     for (int64_t t = begin; t < end; ++t) {
@@ -942,25 +992,53 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
       // The row's outputs: in place, or (NCHW) the row buffer, pixel-major.
       float* out = nchw ? row_out.data() : yp + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
       const int64_t out_pixel = nchw ? width : g.Cout;
+      const FoldSources full_rows = fold ? fold->rows[oh] : FoldSources{{oh + g.ph}, {oh + g.ph + 1}, 1};
+      // Input row ih of full output row fh through tap kh, or null.
+      const auto input_row = [&](int64_t fh, int64_t kh) -> const float* {
+        const int64_t ih = input_of_tap(fh, kh, g.sh, 0, g.dh, g.H);
+        if (ih < 0) return nullptr;
+        return (nchw ? rows->row(n, ih) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) + grp * g.Cin_g;
+      };
       for (int64_t r = 0; r < g.sw; ++r) {
         // First output column of phase r: the least ow >= 0 with (ow + pw) % sw == r.
         const int64_t ow0 = ((r - g.pw) % g.sw + g.sw) % g.sw;
         if (ow0 >= g.Wo) continue;
         const int64_t count = (g.Wo - ow0 + g.sw - 1) / g.sw;
         int ntaps = 0;
-        for (int64_t kh = 0; kh < g.kH; ++kh) {
-          const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
-          if (ih < 0) continue;
-          const float* xrow = (nchw ? rows->row(n, ih) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) +
-                              grp * g.Cin_g;
-          for (int64_t kw = 0; kw < g.kW; ++kw) {
-            const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
-            if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
-            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
-          }
-        }
+        for (int q = 0; q < full_rows.count; ++q)
+          for (int64_t fh = full_rows.lo[q]; fh < full_rows.hi[q]; ++fh)
+            for (int64_t kh = 0; kh < g.kH; ++kh) {
+              const float* xrow = input_row(fh, kh);
+              if (xrow == nullptr) continue;
+              for (int64_t kw = 0; kw < g.kW; ++kw) {
+                const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
+                if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
+                taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
+              }
+            }
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
                                  out + ow0 * out_pixel, g.sw * out_pixel, patch.data());
+      }
+      // padding_mode: the frame columns folded onto the border columns, one output at a time
+      // (its value so far as the tile's starting value).
+      if (fold) {
+        for (const FoldedColumn& fc : fold->border_columns) {
+          int ntaps = 0;
+          for (int q = 0; q < full_rows.count; ++q)
+            for (int64_t fh = full_rows.lo[q]; fh < full_rows.hi[q]; ++fh)
+              for (int64_t kh = 0; kh < g.kH; ++kh) {
+                const float* xrow = input_row(fh, kh);
+                if (xrow == nullptr) continue;
+                for (int e = 0; e < fc.extra.count; ++e)
+                  for (int64_t fw = fc.extra.lo[e]; fw < fc.extra.hi[e]; ++fw)
+                    for (int64_t kw = 0; kw < g.kW; ++kw) {
+                      const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
+                      if (iw >= 0) taps[ntaps++] = DirectTap{xrow, iw, panel_of(grp, cb, kh, kw, width)};
+                    }
+              }
+          float* o = out + fc.ow * out_pixel;
+          direct_tile_row_of_width(width, taps.data(), ntaps, shape, 1, o, o, out_pixel, patch.data());
+        }
       }
       if (nchw)
         transpose_block(row_out.data(), width, yp + (n * g.Cout + grp * g.Cout_g + c0) * plane + oh * g.Wo, plane,
@@ -1043,6 +1121,37 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
     else
       forward_cell_gemm<scalar_t>(x, w, bias, y, g, channels_last);
   });
+  return y;
+}
+
+// tconv::_conv_transpose2d_padded: padding_mode's output in one call. On the direct tiles' path
+// (float32 channels_last or NCHW, AVX-512) the frame is folded inside the tiles (Note [folded
+// frame]); elsewhere the full output and pad_fold2d, the definition.
+Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                   int64_t groups, at::IntArrayRef dilation, c10::string_view padding_mode) {
+  const PadFoldMode mode = pad_fold_mode(std::string(padding_mode));
+  const ConvTranspose2dGeometry g = check_conv_transpose2d_args(
+      input, weight, bias, stride, padding, output_padding, groups, dilation);
+  // F.pad's checks of this padding of the output (the full output's fold).
+  check_pad_fold(at::empty({g.N, g.Cout, g.Ho + 2 * g.ph, g.Wo + 2 * g.pw}, input.options().device(at::kMeta)),
+                 {g.pw, g.pw, g.ph, g.ph}, mode);
+  const at::MemoryFormat fmt = conv_memory_format(input, weight);
+  const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
+  if (input.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, true)) {
+    const FrameFold fold = frame_fold(g, mode);
+    const Tensor x = input.contiguous(fmt), w = weight.contiguous();
+    if (g.kH * g.kW * fold.max_sources * fold.max_sources <= kDirectMaxTaps && all_finite<float>(x) &&
+        all_finite<float>(w)) {
+      Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);
+      forward_direct_tiles(x, w, bias, y, g, channels_last, &fold);
+      return y;
+    }
+  }
+  const Tensor full = conv_transpose2d_cpu(input, weight, std::nullopt, stride, {0, 0}, output_padding, groups,
+                                           dilation);
+  Tensor y = pad_fold2d_cpu(full, {g.pw, g.pw, g.ph, g.ph}, padding_mode);
+  if (bias.has_value() && bias->defined()) y.add_(bias->view({1, -1, 1, 1}));
   return y;
 }
 

@@ -202,19 +202,26 @@ inline void transpose_block(const float* src, int64_t ld_src, float* dst, int64_
 
 // An NCHW tensor's rows as channels_last rows (W x C), transposed on first use and kept in a few
 // slots: a thread's consecutive tasks (output rows) read each input row about kH / sh times, so
-// the whole input is transposed about once, in L2, with no input-sized copy.
+// the whole input is transposed about once, in L2, with no input-sized copy. The least recently
+// used slot is refilled, so a task that reads fewer rows than there are slots keeps all of its own.
 class PixelRowCache {
  public:
   PixelRowCache(const float* planes, int64_t C, int64_t H, int64_t W, int64_t slots)
-      : planes_(planes), C_(C), H_(H), W_(W), buf_(slots * W * C), keys_(slots, -1) {}
+      : planes_(planes), C_(C), H_(H), W_(W), buf_(slots * W * C), keys_(slots, -1), used_(slots, 0) {}
   const float* row(int64_t n, int64_t h) {
     const int64_t key = n * H_ + h;
-    for (size_t s = 0; s < keys_.size(); ++s)
-      if (keys_[s] == key) return buf_.data() + s * W_ * C_;
-    const size_t s = next_;
-    next_ = (next_ + 1) % keys_.size();  // round robin: a task's own rows (at most slots - 1) stay
-    keys_[s] = key;
-    float* d = buf_.data() + s * W_ * C_;
+    ++clock_;
+    size_t victim = 0;
+    for (size_t s = 0; s < keys_.size(); ++s) {
+      if (keys_[s] == key) {
+        used_[s] = clock_;
+        return buf_.data() + s * W_ * C_;
+      }
+      if (used_[s] < used_[victim]) victim = s;
+    }
+    keys_[victim] = key;
+    used_[victim] = clock_;
+    float* d = buf_.data() + victim * W_ * C_;
     transpose_block(planes_ + n * C_ * H_ * W_ + h * W_, H_ * W_, d, C_, W_, C_);
     return d;
   }
@@ -223,8 +230,8 @@ class PixelRowCache {
   const float* planes_;
   int64_t C_, H_, W_;
   std::vector<float> buf_;
-  std::vector<int64_t> keys_;
-  size_t next_ = 0;
+  std::vector<int64_t> keys_, used_;
+  int64_t clock_ = 0;
 };
 
 #endif  // TCONV_CPU_AVX512

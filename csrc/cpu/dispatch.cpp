@@ -67,6 +67,13 @@ Tensor conv_transpose2d(const Tensor& input, const Tensor& weight, const std::op
   TCONV_CPU_DISPATCH(conv_transpose2d_cpu, input, weight, bias, stride, padding, output_padding, groups, dilation)
 }
 
+Tensor _conv_transpose2d_padded(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                                IntArrayRef dilation, c10::string_view padding_mode) {
+  TCONV_CPU_DISPATCH(conv_transpose2d_padded_cpu, input, weight, bias, stride, padding, output_padding, groups,
+                     dilation, padding_mode)
+}
+
 Tensor conv_transpose2d_backward_input(const Tensor& grad_output, const Tensor& weight, IntArrayRef stride,
                                        IntArrayRef padding, int64_t groups, IntArrayRef dilation,
                                        IntArrayRef input_hw) {
@@ -152,6 +159,7 @@ std::tuple<Tensor, Tensor> _upsample_conv2d_mixed_backward(const Tensor& grad_ou
 
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d);
+  m.impl("_conv_transpose2d_padded", &_conv_transpose2d_padded);
   m.impl("conv_transpose2d_backward_input", &conv_transpose2d_backward_input);
   m.impl("conv_transpose2d_backward_weight", &conv_transpose2d_backward_weight);
   m.impl("conv_transpose2d_backward_bias", &conv_transpose2d_backward_bias);

@@ -16,6 +16,9 @@ using at::Tensor;
 Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                             IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
                             int64_t groups, IntArrayRef dilation);
+Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                   IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                                   int64_t groups, IntArrayRef dilation, c10::string_view padding_mode);
 Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight, IntArrayRef stride,
                                            IntArrayRef padding, int64_t groups, IntArrayRef dilation,
                                            IntArrayRef input_hw);
