@@ -464,7 +464,9 @@ def test_nd_module(mode, dims):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("args", ARGS, ids=[f"case{i}" for i in range(len(ARGS))])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
-def test_padded_op_folds_the_frame_in_its_tiles(mode, args, channels_last):
+@pytest.mark.parametrize("order", ["rows", "images"])
+def test_padded_op_folds_the_frame_in_its_tiles(mode, args, channels_last, order, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", order)  # the tiles along rows or along images
     h, w_, k, s, p, op, g, d = args
     kh, kw = (k, k) if isinstance(k, int) else k
     s2, p2, op2, d2 = ([v, v] if isinstance(v, int) else list(v) for v in (s, p, op, d))

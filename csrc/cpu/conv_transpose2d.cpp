@@ -845,14 +845,17 @@ void forward_tap_gemm(const Tensor& x, const Tensor& weight, const std::optional
 
 // Note [folded frame]: padding_mode ('reflect', 'replicate', 'circular') is the adjoint of F.pad
 // applied to the padding-0 ("full") output: each output element is the sum of the full outputs that
-// F.pad would fill from it. The direct tiles compute it as such a sum: an output row's tile row
-// takes the taps of every full row folded onto it (fold_sources, common/pad_fold_args.h), and each
-// border column then adds the taps of the full columns folded onto it. No strips, no fold pass.
+// F.pad would fill from it. The direct tiles compute it as such a sum: along rows, an output row's
+// tile row takes the taps of every full row folded onto it (fold_sources, common/pad_fold_args.h),
+// and each border column then adds the taps of the full columns folded onto it; along images, a
+// position's tile takes the taps of every (full row, full column) pair folded onto it. No strips,
+// no fold pass.
 struct FoldedColumn {
   int64_t ow;          // an output column with frame columns folded onto it
   FoldSources extra;   // those full columns (not ow + pw itself)
 };
 struct FrameFold {
+  PadFoldMode mode;
   std::vector<FoldSources> rows;             // per output row: the full rows summed into it
   std::vector<FoldedColumn> border_columns;  // output columns with frame columns
   int64_t max_sources = 1;                   // most full rows (or columns) of one output
@@ -860,6 +863,7 @@ struct FrameFold {
 
 FrameFold frame_fold(const ConvTranspose2dGeometry& g, PadFoldMode mode) {
   FrameFold f;
+  f.mode = mode;
   const auto sources = [](const FoldSources& s) {
     int64_t c = 0;
     for (int q = 0; q < s.count; ++q) c += s.hi[q] - s.lo[q];
@@ -934,7 +938,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   const bool along_images = force && std::strcmp(force, "images") == 0 ? true
                             : force && std::strcmp(force, "rows") == 0 ? false
                                                                         : direct_tiles_along_images(g.N, ceil_div(g.Wo, g.sw), g.Cout_g);
-  if (along_images && fold == nullptr) {
+  if (along_images) {
     Tensor xcl;
     if (nchw) {
       xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
@@ -947,22 +951,33 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
     float* ycl_p = nchw ? ycl.mutable_data_ptr<float>() : yp;
     const DirectRowShape shape{1, g.H * g.W * g.Cin, g.N, g.Cin_g};
     const int64_t tasks = g.Ho * g.Wo * g.groups * nblocks;
+    const int64_t max_sources = fold ? fold->max_sources : 1;
     parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-      std::vector<DirectTap> taps(KK);
+      std::vector<DirectTap> taps(KK * max_sources * max_sources);
       for (int64_t t = begin; t < end; ++t) {
         const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, pos = t / (nblocks * g.groups);
         const int64_t oh = pos / g.Wo, ow = pos % g.Wo;
         const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
+        // The full outputs summed into this one: (oh + ph, ow + pw), or with padding_mode every
+        // pair of full rows and columns folded onto it (Note [folded frame]); their taps.
+        const FoldSources fr = fold ? fold->rows[oh] : FoldSources{{oh + g.ph}, {oh + g.ph + 1}, 1};
+        const FoldSources fc = fold ? fold_sources(ow, g.Wo, g.pw, g.pw, fold->mode)
+                                    : FoldSources{{ow + g.pw}, {ow + g.pw + 1}, 1};
         int ntaps = 0;
-        for (int64_t kh = 0; kh < g.kH; ++kh) {
-          const int64_t ih = input_of_tap(oh, kh, g.sh, g.ph, g.dh, g.H);
-          if (ih < 0) continue;
-          for (int64_t kw = 0; kw < g.kW; ++kw) {
-            const int64_t iw = input_of_tap(ow, kw, g.sw, g.pw, g.dw, g.W);
-            if (iw < 0) continue;
-            taps[ntaps++] = DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panel_of(grp, cb, kh, kw, width)};
-          }
-        }
+        for (int q = 0; q < fr.count; ++q)
+          for (int64_t fh = fr.lo[q]; fh < fr.hi[q]; ++fh)
+            for (int64_t kh = 0; kh < g.kH; ++kh) {
+              const int64_t ih = input_of_tap(fh, kh, g.sh, 0, g.dh, g.H);
+              if (ih < 0) continue;
+              for (int e = 0; e < fc.count; ++e)
+                for (int64_t fw = fc.lo[e]; fw < fc.hi[e]; ++fw)
+                  for (int64_t kw = 0; kw < g.kW; ++kw) {
+                    const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
+                    if (iw < 0) continue;
+                    taps[ntaps++] =
+                        DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panel_of(grp, cb, kh, kw, width)};
+                  }
+            }
         const int64_t co0 = grp * g.Cout_g + c0;
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, b.data() + co0, ycl_p + pos * g.Cout + co0,
                                  plane * g.Cout, nullptr);
