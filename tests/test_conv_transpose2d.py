@@ -331,10 +331,11 @@ def test_dense_kernels_from_several_python_threads(monkeypatch):
     assert not errors
 
 
-# Note [direct tiles] (cpu/direct_tiles.h): channels_last float32 on AVX-512 CPUs with whole
-# 16-channel vectors of outputs runs a register-tiled direct convolution for the forward (output
-# channels) and grad_input (input channels), its tiles along a row (one phase's outputs, border
-# tiles through a zero-padded patch) or along images (one position in several images).
+# Note [direct tiles] (cpu/direct_tiles.h): float32 on AVX-512 CPUs with whole 16-channel vectors
+# of outputs runs a register-tiled direct convolution for the forward (output channels) and
+# grad_input (input channels), its tiles along a row (one phase's outputs, border tiles through a
+# zero-padded patch) or along images (one position in several images), and for grad_weight (tiles
+# of 6 input x 64 output channels of one tap, summed over chunks of pixels in a fixed order).
 # TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD force either order; elsewhere (other CPUs, float64)
 # the same cases check the GEMM paths.
 def _pair(v):
@@ -351,6 +352,8 @@ DIRECT_TILE_CASES = [
     (2, 16, 16, (5, 9), (3, 3), 2, 0, 1, 1, 2),       # odd output columns get no tap: bias only
     (1, 48, 32, (6, 40), (5, 5), 1, 4, 0, 1, 1),      # padding: few rows, taps of every row cut
     (3, 16, 32, (6, 7), (3, 3), 1, 0, 0, 1, 2),       # dilation 2: NCHW rows revisited out of order
+    (40, 16, 16, (3, 3), (4, 4), 2, 1, 0, 1, 1),      # grad_weight: many small images per chunk
+    (1, 256, 32, (12, 40), (3, 3), 1, 1, 0, 1, 1),    # grad_weight: an image in several chunks of rows
 ]
 
 
@@ -376,6 +379,10 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
     torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * scale)
     gi = ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw))
     assert gi.stride() == ref_gi.stride()
+    ref_gw = torch.ops.aten.convolution_backward(go, x, w, None, _pair(s), _pair(p), _pair(d), True, _pair(op), g,
+                                                 [False, True, False])[1]
+    gw = ops.conv_transpose2d_backward_weight(gof, xf, list(w.shape[2:]), _pair(s), _pair(p), g, _pair(d))
+    torch.testing.assert_close(gw.double(), ref_gw, rtol=1e-5, atol=1e-5 * ref_gw.abs().max().item())
     torch.testing.assert_close(gi.double(), ref_gi, rtol=1e-5, atol=1e-5 * ref_gi.abs().max().item())
     # Each output is summed by one tile in one order: bitwise the same for any thread count.
     threads = torch.get_num_threads()
@@ -383,6 +390,8 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
         torch.set_num_threads(1)
         assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, **kw), ours)
         assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw)), gi)
+        assert torch.equal(ops.conv_transpose2d_backward_weight(gof, xf, list(w.shape[2:]), _pair(s), _pair(p), g,
+                                                                _pair(d)), gw)
     finally:
         torch.set_num_threads(threads)
 

@@ -625,6 +625,129 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
+// Note [direct tiles] for grad_weight (float32, AVX-512): no patch matrix. The pixels are cut into
+// chunks of input rows of one image (~512 KiB of x and grad_output with them, so a chunk stays in
+// L2 while every tile of the thread reads it); each thread owns a range of (group, block of 6
+// input channels) and, chunk after chunk in order, adds the chunk's pixels into its tiles of
+// gwt[group][tap][ci][co] (zeroed first). Every element is summed by one thread in one order
+// (chunks, rows, pixels ascending): the same bits for any thread count. NCHW chunks go through
+// thread-local channels_last copies. Only real (input pixel, tap) pairs are multiplied: NaN/Inf
+// land where the definition puts them.
+void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
+                                  bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  const int64_t KK = g.kH * g.kW, cbw_max = 64;
+  const int64_t co_blocks = ceil_div(g.Cout_g, cbw_max), ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
+  Tensor gwt = at::zeros({g.groups * KK * g.Cin_g * g.Cout_g}, go.options());
+  float* gwtp = gwt.mutable_data_ptr<float>();
+  // Chunks of ~512 KiB of input rows and the grad_output rows they reach: rows of one image, or
+  // (small images: DCGAN's 4x4 to 16x16) several whole images, so the tiles' accumulators go to
+  // memory once per ~512 KiB of pixels.
+  const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
+  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
+  const int64_t chunk_rows = std::min(rows_wanted, g.H);
+  const int64_t chunk_images = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, g.N) : 1;
+  const int64_t row_chunks = ceil_div(g.H, chunk_rows), image_chunks = ceil_div(g.N, chunk_images);
+  // NCHW: small images (DCGAN's 4x4 and 8x8: rows of 4-8 pixels) through one channels_last copy
+  // of x and grad_output, shared by the threads; larger ones chunk by chunk into each thread's
+  // own copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
+  const bool shared = !channels_last && g.H * g.W < 256;
+  Tensor xcl, gocl;
+  if (shared) {
+    xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
+    planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
+    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
+    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+    channels_last = true;
+  }
+  const float* xp = shared ? xcl.const_data_ptr<float>() : x.const_data_ptr<float>();
+  const float* gop = shared ? gocl.const_data_ptr<float>() : go.const_data_ptr<float>();
+  const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
+  at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<WeightSegment> segs(chunk_rows * chunk_images);
+    std::vector<float> xbuf, gobuf;
+    for (int64_t chunk = 0; chunk < image_chunks * row_chunks; ++chunk) {
+      const int64_t n0 = chunk / row_chunks * chunk_images, n1 = std::min(g.N, n0 + chunk_images);
+      const int64_t ih0 = chunk % row_chunks * chunk_rows, ih1 = std::min(g.H, ih0 + chunk_rows);
+      // grad_output rows the chunk reaches: [oh_lo, oh_hi) of each of its images
+      const int64_t oh_lo = std::max<int64_t>(0, ih0 * g.sh - g.ph);
+      const int64_t oh_hi = std::min<int64_t>(g.Ho, (ih1 - 1) * g.sh - g.ph + (g.kH - 1) * g.dh + 1);
+      if (oh_lo >= oh_hi) continue;
+      const int64_t xrows_n = ih1 - ih0, gorows_n = oh_hi - oh_lo;
+      // x's row ih of image n at xrow(n, ih), grad_output's row oh at gorow(n, oh): channels_last
+      // in place, or NCHW copied.
+      const auto xrow = [&](int64_t n, int64_t ih) {
+        return channels_last ? xp + (n * g.H + ih) * g.W * g.Cin
+                             : xbuf.data() + ((n - n0) * xrows_n + ih - ih0) * g.W * g.Cin;
+      };
+      const auto gorow = [&](int64_t n, int64_t oh) {
+        return channels_last ? gop + (n * g.Ho + oh) * g.Wo * g.Cout
+                             : gobuf.data() + ((n - n0) * gorows_n + oh - oh_lo) * g.Wo * g.Cout;
+      };
+      if (!channels_last) {
+        xbuf.resize((n1 - n0) * xrows_n * g.W * g.Cin);
+        gobuf.resize((n1 - n0) * gorows_n * g.Wo * g.Cout);
+        for (int64_t n = n0; n < n1; ++n) {
+          for (int64_t ih = ih0; ih < ih1; ++ih)
+            transpose_block(xp + n * g.Cin * g.H * g.W + ih * g.W, g.H * g.W, const_cast<float*>(xrow(n, ih)), g.Cin,
+                            g.W, g.Cin);
+          for (int64_t oh = oh_lo; oh < oh_hi; ++oh)
+            transpose_block(gop + n * g.Cout * g.Ho * g.Wo + oh * g.Wo, g.Ho * g.Wo, const_cast<float*>(gorow(n, oh)),
+                            g.Cout, g.Wo, g.Cout);
+        }
+      }
+      for (int64_t kh = 0; kh < g.kH; ++kh)
+        for (int64_t kw = 0; kw < g.kW; ++kw) {
+          // The chunk's segments for tap (kh, kw): input row ih's columns whose output column is inside.
+          const int64_t off_w = kw * g.dw - g.pw;
+          const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
+          if (iws.lo >= iws.hi) continue;
+          int nsegs = 0;
+          for (int64_t n = n0; n < n1; ++n)
+            for (int64_t ih = ih0; ih < ih1; ++ih) {
+              const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+              if (oh < 0 || oh >= g.Ho) continue;
+              segs[nsegs++] = WeightSegment{xrow(n, ih) + iws.lo * g.Cin, gorow(n, oh) + (iws.lo * g.sw + off_w) * g.Cout,
+                                            iws.hi - iws.lo};
+            }
+          if (nsegs == 0) continue;
+          const int64_t tap = kh * g.kW + kw;
+          // Groups of segments of ~64 pixels: a group's grad_output columns (64 pixels x 64
+          // channels) stay in L1 while every tile of the thread reads them.
+          for (int s0 = 0; s0 < nsegs;) {
+            int s1 = s0;
+            for (int64_t px = 0; s1 < nsegs && px < 64; ++s1) px += segs[s1].K;
+            for (int64_t cb = 0; cb < co_blocks; ++cb) {
+              const int64_t co0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - co0);
+              for (int64_t t = begin; t < end; ++t) {
+                const int64_t grp = t / ci_blocks, ci0 = t % ci_blocks * kWeightTileRows;
+                const int rows = static_cast<int>(std::min<int64_t>(kWeightTileRows, g.Cin_g - ci0));
+                float* acc = gwtp + ((grp * KK + tap) * g.Cin_g + ci0) * g.Cout_g + co0;
+                weight_tile_of_width(width, rows, segs.data() + s0, s1 - s0, grp * g.Cin_g + ci0, grp * g.Cout_g + co0,
+                                     a_step, b_step, acc, g.Cout_g);
+              }
+            }
+            s0 = s1;
+          }
+        }
+    }
+  });
+  // gwt (group, tap, ci, co) -> the weight's (Cin, Cout_g, kH, kW)
+  float* gwp = gw.mutable_data_ptr<float>();
+  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t grp = c / g.Cin_g, ci = c % g.Cin_g;
+      for (int64_t co = 0; co < g.Cout_g; ++co)
+        for (int64_t tap = 0; tap < KK; ++tap)
+          gwp[(c * g.Cout_g + co) * KK + tap] = gwtp[((grp * KK + tap) * g.Cin_g + ci) * g.Cout_g + co];
+    }
+  });
+#else
+  (void)go, (void)x, (void)gw, (void)g, (void)channels_last;
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+#endif
+}
+
 // One input channel per group: each weight element is a full reduction, computed by one thread.
 template <typename scalar_t>
 void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
@@ -688,6 +811,11 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight_cells", [&] {
       backward_weight_cells<scalar_t>(go, x, gw, g);
     });
+    return gw;
+  }
+  const char* force = std::getenv("TCONV_CONV_BACKWARD");
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, false) && !(force && std::strcmp(force, "patch") == 0)) {
+    backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gw;
   }
   TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight", [&] {

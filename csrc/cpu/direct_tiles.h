@@ -162,6 +162,63 @@ inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int n
   }
 }
 
+// Note [direct tiles] for grad_weight: gw_tap[ci][co] = sum over pixel pairs of x[pixel][ci] *
+// go[pixel'][co], a tile of R input channels by 16 V output channels of one tap summed in
+// registers over segments (one input row's run of pixels whose tap lands inside grad_output:
+// x's pixels a_step apart, grad_output's b_step apart), starting from and returning to acc (rows
+// ld apart). Per pixel: V loads of grad_output and R broadcasts of x for R x V FMAs.
+struct WeightSegment {
+  const float* a;
+  const float* b;
+  int64_t K;
+};
+
+template <int R, int V>
+inline void weight_tile(const WeightSegment* segs, int nsegs, int64_t a_off, int64_t b_off, int64_t a_step,
+                        int64_t b_step, float* acc_mem, int64_t ld) {
+  __m512 acc[R][V];
+  for (int p = 0; p < R; ++p)
+    for (int v = 0; v < V; ++v) acc[p][v] = _mm512_loadu_ps(acc_mem + p * ld + 16 * v);
+  for (int s = 0; s < nsegs; ++s) {
+    const float* a = segs[s].a + a_off;
+    const float* b = segs[s].b + b_off;
+    for (int64_t k = 0; k < segs[s].K; ++k) {
+      __m512 bv[V];
+      for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(b + k * b_step + 16 * v);
+      for (int p = 0; p < R; ++p) {
+        const __m512 x = _mm512_set1_ps(a[k * a_step + p]);
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_fmadd_ps(x, bv[v], acc[p][v]);
+      }
+    }
+  }
+  for (int p = 0; p < R; ++p)
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(acc_mem + p * ld + 16 * v, acc[p][v]);
+}
+
+template <int R, int V>
+inline void weight_tile_of(int rows, const WeightSegment* segs, int nsegs, int64_t a_off, int64_t b_off,
+                           int64_t a_step, int64_t b_step, float* acc_mem, int64_t ld) {
+  if constexpr (R >= 1) {
+    if (rows == R) {
+      weight_tile<R, V>(segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld);
+    } else {
+      weight_tile_of<R - 1, V>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld);
+    }
+  }
+}
+
+// The weight tiles of rows (<= 6) input channels by width (16, 32, 48 or 64) output channels.
+constexpr int kWeightTileRows = 6;
+inline void weight_tile_of_width(int64_t width, int rows, const WeightSegment* segs, int nsegs, int64_t a_off,
+                                 int64_t b_off, int64_t a_step, int64_t b_step, float* acc_mem, int64_t ld) {
+  switch (width) {
+    case 64: weight_tile_of<kWeightTileRows, 4>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
+    case 48: weight_tile_of<kWeightTileRows, 3>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
+    case 32: weight_tile_of<kWeightTileRows, 2>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
+    default: weight_tile_of<kWeightTileRows, 1>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
+  }
+}
+
 // NCHW operands: dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols (16 x 16
 // register transposes where whole). planes_to_pixels: an NCHW tensor as channels_last.
 inline void transpose_images(const float* src, float* dst, int64_t N, int64_t rows, int64_t cols) {
