@@ -1,7 +1,9 @@
 // CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
 //
 // Wide-stride shapes (contiguous layout) use the adjoint of the forward's cell GEMM
-// (cpu/conv_transpose2d_backward_cells.h). Other shapes use the patch matrix below.
+// (cpu/conv_transpose2d_backward_cells.h). float32 with whole 16-channel vectors on AVX-512 uses
+// the direct tiles (Note [direct tiles], cpu/direct_tiles.h) for grad_input and grad_weight. Other
+// shapes use the patch matrix below.
 //
 // Both dense gradients read grad_output through the same patch matrix P: for input pixel
 // (ih, iw), P[(ih, iw)][(co, kh, kw)] = grad_output[co, ih*sh - ph + kh*dh, iw*sw - pw + kw*dw]
@@ -633,6 +635,12 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 // (chunks, rows, pixels ascending): the same bits for any thread count. NCHW chunks go through
 // thread-local channels_last copies. Only real (input pixel, tap) pairs are multiplied: NaN/Inf
 // land where the definition puts them.
+// Whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
+// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
+bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
+  return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+}
+
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
@@ -649,8 +657,8 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   const int64_t chunk_images = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, g.N) : 1;
   const int64_t row_chunks = ceil_div(g.H, chunk_rows), image_chunks = ceil_div(g.N, chunk_images);
   // NCHW: small images (DCGAN's 4x4 and 8x8: rows of 4-8 pixels) through one channels_last copy
-  // of x and grad_output, shared by the threads; larger ones chunk by chunk into each thread's
-  // own copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
+  // of x and grad_output, shared by the threads; the others chunk by chunk into each thread's own
+  // copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
   const bool shared = !channels_last && g.H * g.W < 256;
   Tensor xcl, gocl;
   if (shared) {
@@ -814,7 +822,8 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     return gw;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, false) && !(force && std::strcmp(force, "patch") == 0)) {
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, false) && weight_tiles_fit(g) &&
+      !(force && std::strcmp(force, "patch") == 0)) {
     backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gw;
   }

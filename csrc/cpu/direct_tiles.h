@@ -1,6 +1,7 @@
-// Note [direct tiles]: a register-blocked direct convolution for channels_last float32 on AVX-512,
-// the dense transposed convolution's forward and grad_input where they are stride-1 convolutions
-// per phase (every case but stride == kernel).
+// Note [direct tiles]: a register-blocked direct convolution for float32 on AVX-512: the dense
+// transposed convolution's forward and grad_input where they are stride-1 convolutions per phase
+// (every case but stride == kernel), and its grad_weight (weight_tile, below). NCHW operands are
+// transposed on the way (PixelRowCache, transpose_block, planes_to_pixels).
 //
 // A tile is R consecutive outputs of one output row and one phase (outputs `out_step` apart) by
 // 16 V channels, its R x V vectors in registers for the whole sum:
