@@ -1014,23 +1014,26 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
         if (ih < 0) return nullptr;
         return (nchw ? rows->row(n, ih) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) + grp * g.Cin_g;
       };
+      // fn(input row, kh) for every full row of this output row and row tap that reads one.
+      const auto for_each_input_row = [&](const auto& fn) {
+        for (int q = 0; q < full_rows.count; ++q)
+          for (int64_t fh = full_rows.lo[q]; fh < full_rows.hi[q]; ++fh)
+            for (int64_t kh = 0; kh < g.kH; ++kh)
+              if (const float* xrow = input_row(fh, kh)) fn(xrow, kh);
+      };
       for (int64_t r = 0; r < g.sw; ++r) {
         // First output column of phase r: the least ow >= 0 with (ow + pw) % sw == r.
         const int64_t ow0 = ((r - g.pw) % g.sw + g.sw) % g.sw;
         if (ow0 >= g.Wo) continue;
         const int64_t count = (g.Wo - ow0 + g.sw - 1) / g.sw;
         int ntaps = 0;
-        for (int q = 0; q < full_rows.count; ++q)
-          for (int64_t fh = full_rows.lo[q]; fh < full_rows.hi[q]; ++fh)
-            for (int64_t kh = 0; kh < g.kH; ++kh) {
-              const float* xrow = input_row(fh, kh);
-              if (xrow == nullptr) continue;
-              for (int64_t kw = 0; kw < g.kW; ++kw) {
-                const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
-                if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
-                taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
-              }
-            }
+        for_each_input_row([&](const float* xrow, int64_t kh) {
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
+            if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
+            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
+          }
+        });
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
                                  out + ow0 * out_pixel, g.sw * out_pixel, patch.data());
       }
@@ -1039,18 +1042,14 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
       if (fold) {
         for (const FoldedColumn& fc : fold->border_columns) {
           int ntaps = 0;
-          for (int q = 0; q < full_rows.count; ++q)
-            for (int64_t fh = full_rows.lo[q]; fh < full_rows.hi[q]; ++fh)
-              for (int64_t kh = 0; kh < g.kH; ++kh) {
-                const float* xrow = input_row(fh, kh);
-                if (xrow == nullptr) continue;
-                for (int e = 0; e < fc.extra.count; ++e)
-                  for (int64_t fw = fc.extra.lo[e]; fw < fc.extra.hi[e]; ++fw)
-                    for (int64_t kw = 0; kw < g.kW; ++kw) {
-                      const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
-                      if (iw >= 0) taps[ntaps++] = DirectTap{xrow, iw, panel_of(grp, cb, kh, kw, width)};
-                    }
-              }
+          for_each_input_row([&](const float* xrow, int64_t kh) {
+            for (int e = 0; e < fc.extra.count; ++e)
+              for (int64_t fw = fc.extra.lo[e]; fw < fc.extra.hi[e]; ++fw)
+                for (int64_t kw = 0; kw < g.kW; ++kw) {
+                  const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
+                  if (iw >= 0) taps[ntaps++] = DirectTap{xrow, iw, panel_of(grp, cb, kh, kw, width)};
+                }
+          });
           float* o = out + fc.ow * out_pixel;
           direct_tile_row_of_width(width, taps.data(), ntaps, shape, 1, o, o, out_pixel, patch.data());
         }
