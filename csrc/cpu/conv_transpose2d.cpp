@@ -899,31 +899,10 @@ FrameFold frame_fold(const ConvTranspose2dGeometry& g, PadFoldMode mode) {
 void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                           const ConvTranspose2dGeometry& g, bool channels_last, const FrameFold* fold = nullptr) {
 #if defined(TCONV_CPU_AVX512)
-  const int64_t KK = g.kH * g.kW, cbw_max = 64;
+  const int64_t KK = g.kH * g.kW, cbw_max = DirectPanels::kMaxWidth;
   const int64_t nblocks = ceil_div(g.Cout_g, cbw_max);
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
-  // Panels: block (grp, cb) at (grp * nblocks + cb) * KK * Cin_g * 64, tap (kh, kw) a (Cin_g x width) matrix.
-  const int64_t block_floats = KK * g.Cin_g * cbw_max;
-  Scratch<float> wbuf(ScratchSlot::kConvWeights, g.groups * nblocks * block_floats, size_t(8) << 20);
-  const float* w = weight.const_data_ptr<float>();
-  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {  // input channel
-      const int64_t grp = row / g.Cin_g, ci = row % g.Cin_g;
-      for (int64_t cb = 0; cb < nblocks; ++cb) {
-        const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
-        float* blk = wbuf.data() + (grp * nblocks + cb) * block_floats;
-        for (int64_t k = 0; k < KK; ++k) {
-          float* d = blk + (k * g.Cin_g + ci) * width;
-          const float* src = w + (row * g.Cout_g + c0) * KK + k;
-          for (int64_t j = 0; j < width; ++j) d[j] = src[j * KK];
-        }
-      }
-    }
-  });
-  const float* blocks = wbuf.data();
-  const auto panel_of = [&](int64_t grp, int64_t cb, int64_t kh, int64_t kw, int64_t width) {
-    return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cin_g * width;
-  };
+  const DirectPanels panels(weight.const_data_ptr<float>(), g, false);
   // NCHW: the tiles want channels innermost (vector stores, broadcasts of consecutive k). Along
   // rows, each task's input rows come from a per-thread cache of transposed rows and its output
   // row goes through a row buffer into the planes; along images (small images), the input and the
@@ -975,7 +954,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
                     const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
                     if (iw < 0) continue;
                     taps[ntaps++] =
-                        DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panel_of(grp, cb, kh, kw, width)};
+                        DirectTap{xp + (ih * g.W + iw) * g.Cin + grp * g.Cin_g, 0, panels.panel(grp, cb, kh, kw)};
                   }
             }
         const int64_t co0 = grp * g.Cout_g + c0;
@@ -1031,7 +1010,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
           for (int64_t kw = 0; kw < g.kW; ++kw) {
             const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
             if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
-            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panel_of(grp, cb, kh, kw, width)};
+            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panels.panel(grp, cb, kh, kw)};
           }
         });
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
@@ -1047,7 +1026,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
               for (int64_t fw = fc.extra.lo[e]; fw < fc.extra.hi[e]; ++fw)
                 for (int64_t kw = 0; kw < g.kW; ++kw) {
                   const int64_t iw = input_of_tap(fw, kw, g.sw, 0, g.dw, g.W);
-                  if (iw >= 0) taps[ntaps++] = DirectTap{xrow, iw, panel_of(grp, cb, kh, kw, width)};
+                  if (iw >= 0) taps[ntaps++] = DirectTap{xrow, iw, panels.panel(grp, cb, kh, kw)};
                 }
           });
           float* o = out + fc.ow * out_pixel;

@@ -324,7 +324,6 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   });
 }
 
-// One input channel per group: grad_input[n, grp, ih, iw] sums grad_output over the taps it fed.
 // Note [direct tiles] for grad_input (channels_last float32): grad_input is an ordinary strided
 // convolution of grad_output, gi[n, ih, iw, ci] = sum over taps (kh, kw) and co of
 // go[n, ih sh - ph + kh dh, iw sw - pw + kw dw, co] w[ci, co, kh, kw], so a tile row is R input
@@ -333,27 +332,9 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
 void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                                  bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
-  const int64_t KK = g.kH * g.kW, cbw_max = 64;
+  const int64_t KK = g.kH * g.kW, cbw_max = DirectPanels::kMaxWidth;
   const int64_t nblocks = ceil_div(g.Cin_g, cbw_max);
-  // Panels: block (grp, cb) at (grp * nblocks + cb) * block_floats, tap (kh, kw) a (Cout_g x width) matrix.
-  const int64_t block_floats = KK * g.Cout_g * cbw_max;
-  Scratch<float> wbuf(ScratchSlot::kConvWeights, g.groups * nblocks * block_floats, size_t(8) << 20);
-  const float* w = weight.const_data_ptr<float>();
-  parallel_for_work(0, g.groups * nblocks * KK, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t k = t % KK, cb = t / KK % nblocks, grp = t / (KK * nblocks);
-      const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
-      float* panel = wbuf.data() + (grp * nblocks + cb) * block_floats + k * g.Cout_g * width;
-      for (int64_t j = 0; j < width; ++j) {
-        const float* src = w + (grp * g.Cin_g + c0 + j) * g.Cout_g * KK + k;
-        for (int64_t co = 0; co < g.Cout_g; ++co) panel[co * width + j] = src[co * KK];
-      }
-    }
-  });
-  const float* blocks = wbuf.data();
-  const auto panel_of = [&](int64_t grp, int64_t cb, int64_t kh, int64_t kw, int64_t width) {
-    return blocks + (grp * nblocks + cb) * block_floats + (kh * g.kW + kw) * g.Cout_g * width;
-  };
+  const DirectPanels panels(weight.const_data_ptr<float>(), g, true);
   static const float kZeros[64] = {};
   // NCHW: as the forward's (Note [direct tiles] there): grad_output's rows through a per-thread
   // cache of transposed rows and each grad_input row through a row buffer, or along images
@@ -389,7 +370,7 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
           for (int64_t kw = 0; kw < g.kW; ++kw) {
             const int64_t ow = output_of_tap(iw, kw, g.sw, g.pw, g.dw);
             if (ow < 0 || ow >= g.Wo) continue;
-            taps[ntaps++] = DirectTap{gop + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g, 0, panel_of(grp, cb, kh, kw, width)};
+            taps[ntaps++] = DirectTap{gop + (oh * g.Wo + ow) * g.Cout + grp * g.Cout_g, 0, panels.panel(grp, cb, kh, kw)};
           }
         }
         const int64_t ci0 = grp * g.Cin_g + c0;
@@ -421,7 +402,7 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
         const float* gorow = (nchw ? rows->row(n, oh) : go.const_data_ptr<float>() + (n * g.Ho + oh) * g.Wo * g.Cout) +
                              grp * g.Cout_g;
         for (int64_t kw = 0; kw < g.kW; ++kw)
-          taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panel_of(grp, cb, kh, kw, width)};
+          taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panels.panel(grp, cb, kh, kw)};
       }
       if (!nchw) {
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros,
@@ -438,6 +419,7 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
 #endif
 }
 
+// One input channel per group: grad_input[n, grp, ih, iw] sums grad_output over the taps it fed.
 template <typename scalar_t>
 void backward_input_depthwise(const Tensor& go, const Tensor& weight, Tensor& gi,
                               const ConvTranspose2dGeometry& g) {
@@ -627,6 +609,12 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
+// Whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
+// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
+bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
+  return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+}
+
 // Note [direct tiles] for grad_weight (float32, AVX-512): no patch matrix. The pixels are cut into
 // chunks of input rows of one image (~512 KiB of x and grad_output with them, so a chunk stays in
 // L2 while every tile of the thread reads it); each thread owns a range of (group, block of 6
@@ -635,12 +623,6 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 // (chunks, rows, pixels ascending): the same bits for any thread count. NCHW chunks go through
 // thread-local channels_last copies. Only real (input pixel, tap) pairs are multiplied: NaN/Inf
 // land where the definition puts them.
-// Whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
-// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
-bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
-  return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
-}
-
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
@@ -666,8 +648,8 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
     planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
     gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
     planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-    channels_last = true;
   }
+  const bool in_place = channels_last || shared;  // xp and gop channels_last: rows read where they are
   const float* xp = shared ? xcl.const_data_ptr<float>() : x.const_data_ptr<float>();
   const float* gop = shared ? gocl.const_data_ptr<float>() : go.const_data_ptr<float>();
   const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
@@ -685,14 +667,14 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
       // x's row ih of image n at xrow(n, ih), grad_output's row oh at gorow(n, oh): channels_last
       // in place, or NCHW copied.
       const auto xrow = [&](int64_t n, int64_t ih) {
-        return channels_last ? xp + (n * g.H + ih) * g.W * g.Cin
+        return in_place ? xp + (n * g.H + ih) * g.W * g.Cin
                              : xbuf.data() + ((n - n0) * xrows_n + ih - ih0) * g.W * g.Cin;
       };
       const auto gorow = [&](int64_t n, int64_t oh) {
-        return channels_last ? gop + (n * g.Ho + oh) * g.Wo * g.Cout
+        return in_place ? gop + (n * g.Ho + oh) * g.Wo * g.Cout
                              : gobuf.data() + ((n - n0) * gorows_n + oh - oh_lo) * g.Wo * g.Cout;
       };
-      if (!channels_last) {
+      if (!in_place) {
         xbuf.resize((n1 - n0) * xrows_n * g.W * g.Cin);
         gobuf.resize((n1 - n0) * gorows_n * g.Wo * g.Cout);
         for (int64_t n = n0; n < n1; ++n) {

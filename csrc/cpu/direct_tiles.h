@@ -27,6 +27,7 @@
 
 #include "common/conv_transpose2d_args.h"
 #include "cpu/parallel.h"
+#include "cpu/scratch.h"
 #include "cpu/simd_transpose.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
@@ -92,6 +93,41 @@ inline void direct_tile_of(int rows, const float* const* in, int taps, int64_t i
     }
   }
 }
+
+// The weight packed for the tiles, once per call into the calling thread's scratch: per group and
+// block of up to 64 tile channels (the forward's output channels, grad_input's input channels),
+// per tap a (K x width) matrix over the summed channels (Cin_g, or Cout_g), rows width apart.
+class DirectPanels {
+ public:
+  static constexpr int64_t kMaxWidth = 64;
+  DirectPanels(const float* w, const ConvTranspose2dGeometry& g, bool tiles_of_input_channels)
+      : kW_(g.kW), taps_(g.kH * g.kW), tile_channels_(tiles_of_input_channels ? g.Cin_g : g.Cout_g),
+        summed_(tiles_of_input_channels ? g.Cout_g : g.Cin_g), blocks_(ceil_div(tile_channels_, kMaxWidth)),
+        block_floats_(taps_ * summed_ * kMaxWidth),
+        buf_(ScratchSlot::kConvWeights, g.groups * blocks_ * block_floats_, size_t(8) << 20) {
+    parallel_for_work(0, g.groups * blocks_ * taps_, g.Cin * g.Cout_g * taps_, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t k = t % taps_, cb = t / taps_ % blocks_, grp = t / (taps_ * blocks_);
+        const int64_t c0 = cb * kMaxWidth, width = this->width(cb);
+        float* panel = buf_.data() + (grp * blocks_ + cb) * block_floats_ + k * summed_ * width;
+        for (int64_t s = 0; s < summed_; ++s)
+          for (int64_t j = 0; j < width; ++j) {
+            const int64_t ci = tiles_of_input_channels ? c0 + j : s, co = tiles_of_input_channels ? s : c0 + j;
+            panel[s * width + j] = w[((grp * g.Cin_g + ci) * g.Cout_g + co) * taps_ + k];
+          }
+      }
+    });
+  }
+  int64_t blocks() const { return blocks_; }
+  int64_t width(int64_t cb) const { return std::min(kMaxWidth, tile_channels_ - cb * kMaxWidth); }
+  const float* panel(int64_t grp, int64_t cb, int64_t kh, int64_t kw) const {
+    return buf_.data() + (grp * blocks_ + cb) * block_floats_ + (kh * kW_ + kw) * summed_ * width(cb);
+  }
+
+ private:
+  int64_t kW_, taps_, tile_channels_, summed_, blocks_, block_floats_;
+  Scratch<float> buf_;
+};
 
 // Tiles along images (the outputs of one position in `images` images: same taps, no patch) rather
 // than along a row (`row` outputs of one phase): whichever leaves less of its tiles empty, images
