@@ -354,6 +354,8 @@ DIRECT_TILE_CASES = [
     (3, 16, 32, (6, 7), (3, 3), 1, 0, 0, 1, 2),       # dilation 2: NCHW rows revisited out of order
     (40, 16, 16, (3, 3), (4, 4), 2, 1, 0, 1, 1),      # grad_weight: many small images per chunk
     (1, 256, 32, (12, 40), (3, 3), 1, 1, 0, 1, 1),    # grad_weight: an image in several chunks of rows
+    (3, 32, 48, (5, 7), (2, 3), (2, 3), 0, 0, 1, 1),  # one tap per phase (the U-Net k2 s2): a GEMM per pass
+    (2, 48, 32, (6, 5), (2, 2), 2, 1, 1, 1, 1),       # one tap per phase, padding and output_padding
 ]
 
 
@@ -394,6 +396,74 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
                                                                 _pair(d)), gw)
     finally:
         torch.set_num_threads(threads)
+
+
+# Note [Winograd F(2x2, 3x3)] (cpu/winograd.h): 3x3 stride-1 layers with 32 channels or more, no
+# groups or dilation, run the forward and grad_input as Winograd's minimal filtering on AVX-512
+# CPUs (elsewhere the same cases check the other paths). Its rounding differs from a direct sum's
+# by a few units in the last place of the outputs' scale.
+WINOGRAD_CASES = [
+    # n, cin, cout, (h, w), padding
+    (2, 32, 32, (5, 7), 1),          # odd sizes: partial 2x2 blocks at the bottom and the right
+    (1, 40, 48, (6, 9), 0),          # 40 summed channels (a masked vector); padding 0 grows the output
+    (3, 64, 80, (4, 4), 2),          # padding 2 shrinks it; 64 + 16 channel blocks
+    (1, 256, 32, (3, 50), (1, 0)),   # many blocks per task across rows, uneven padding
+    (5, 48, 64, (9, 4), (0, 2)),     # blocks of a task across images
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cfg", WINOGRAD_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_winograd_matches_pytorch(cfg, bias, layout):
+    n, cin, cout, hw, p = cfg
+    x, w, b = make_conv(n, cin, cout, hw, (3, 3), 1, torch.float64, bias=bias,
+                        channels_last=layout == "channels_last")
+    ref = F.conv_transpose2d(x, w, b, padding=p)
+    go = torch.randn_like(ref)
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 1], _pair(p), [1, 1], True, [0, 0], 1,
+                                                 [True, False, False])[0]
+    xf, wf, gof = x.float(), w.float(), go.float()
+    bf = None if b is None else b.float()
+    ours = tconv.conv_transpose2d(xf, wf, bf, padding=p)
+    assert ours.shape == ref.shape and ours.stride() == ref.stride()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    gi = ops.conv_transpose2d_backward_input(gof, wf, [1, 1], _pair(p), 1, [1, 1], list(hw))
+    assert gi.stride() == ref_gi.stride()
+    torch.testing.assert_close(gi.double(), ref_gi, rtol=1e-5, atol=1e-5 * ref_gi.abs().max().item())
+    # Through autograd: the module's gradient of the input is the same op.
+    xr = xf.detach().requires_grad_()
+    (gx,) = torch.autograd.grad(tconv.conv_transpose2d(xr, wf, bf, padding=p), xr, gof)
+    assert torch.equal(gx, gi)
+    threads = torch.get_num_threads()
+    try:  # every sum in an order fixed by the shape: the same bits for any thread count
+        torch.set_num_threads(1)
+        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, padding=p), ours)
+        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, [1, 1], _pair(p), 1, [1, 1], list(hw)), gi)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_winograd_keeps_nan_and_inf_in_place(layout):
+    """A NaN or Inf in the input (forward) or grad_output (grad_input) reaches exactly the outputs
+    whose taps read it, as in PyTorch: such calls take the direct sums (B^T d B would spread it
+    over a 2x2 block)."""
+    x, w, b = make_conv(2, 32, 32, (6, 7), (3, 3), 1, torch.float64, channels_last=layout == "channels_last")
+    x[0, 3, 0, 5] = float("nan")
+    x[1, 7, 4, 2] = float("inf")
+    ref = F.conv_transpose2d(x, w, b, padding=1)
+    ours = tconv.conv_transpose2d(x.float(), w.float(), b.float(), padding=1)
+    go = torch.randn_like(ref)
+    go[0, 3, 0, 5] = float("nan")
+    go[1, 7, 4, 2] = float("-inf")
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 1], [1, 1], [1, 1], True, [0, 0], 1,
+                                                 [True, False, False])[0]
+    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [1, 1], [1, 1], 1, [1, 1], [6, 7])
+    for got, want in ((ours, ref), (gi, ref_gi)):
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+        finite = want.isfinite()
+        torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

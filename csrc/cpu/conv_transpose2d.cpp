@@ -32,6 +32,7 @@
 #include "cpu/conv_transpose2d_cells.h"
 #include "cpu/direct_tiles.h"
 #include "cpu/finite.h"
+#include "cpu/winograd.h"
 #include "cpu/gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
@@ -1045,6 +1046,33 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 }
 
 
+// Note [Winograd F(2x2, 3x3)] for the forward: y = the correlation of x with the flipped kernel,
+// q = 2 - p. NCHW through channels_last copies of x and y (as the direct tiles along images).
+void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
+                      const ConvTranspose2dGeometry& g, bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  const float* w = weight.const_data_ptr<float>();
+  const WinogradWeights U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int b) {
+    return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - b];
+  });
+  const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
+  if (channels_last) {
+    winograd_3x3(x.const_data_ptr<float>(), g.N, g.H, g.W, g.Cin, U, b.data(), y.mutable_data_ptr<float>(), g.Ho,
+                 g.Wo, g.Cout, 2 - g.ph, 2 - g.pw);
+    return;
+  }
+  Tensor xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
+  planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
+  Tensor ycl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, x.options());
+  winograd_3x3(xcl.const_data_ptr<float>(), g.N, g.H, g.W, g.Cin, U, b.data(), ycl.mutable_data_ptr<float>(), g.Ho,
+               g.Wo, g.Cout, 2 - g.ph, 2 - g.pw);
+  transpose_images(ycl.const_data_ptr<float>(), y.mutable_data_ptr<float>(), g.N, g.Ho * g.Wo, g.Cout);
+#else
+  (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+#endif
+}
+
 // Direct output-stationary loop over the real taps only: the forward of a non-finite input or
 // weight, Note [NaN/Inf] (docs/ARCHITECTURE.md) (the CUDA kernels recompute non-finite outputs
 // with the same common/conv_transpose2d_direct.h sum). y may have any strides.
@@ -1105,7 +1133,9 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
     if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
       forward_direct<scalar_t>(x, w, bias, y, g);
-    else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, g.Cout_g, true))
+    else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward))
+      forward_winograd(x, w, bias, y, g, channels_last);
+    else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, DirectPass::forward))
       forward_direct_tiles(x, w, bias, y, g, channels_last);
     else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
       forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
@@ -1131,7 +1161,7 @@ Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, co
                  {g.pw, g.pw, g.ph, g.ph}, mode);
   const at::MemoryFormat fmt = conv_memory_format(input, weight);
   const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
-  if (input.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, true)) {
+  if (input.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::forward)) {
     const FrameFold fold = frame_fold(g, mode);
     const Tensor x = input.contiguous(fmt), w = weight.contiguous();
     if (g.kH * g.kW * fold.max_sources * fold.max_sources <= kDirectMaxTaps && all_finite<float>(x) &&

@@ -35,6 +35,7 @@
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/tap_row_classes.h"
+#include "cpu/winograd.h"
 #include "cpu/kernels.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
@@ -324,6 +325,32 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   });
 }
 
+// Note [Winograd F(2x2, 3x3)] for grad_input: gi = the correlation of grad_output with the
+// kernel (channels swapped), q = p. NCHW through channels_last copies, as the forward.
+void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
+                             bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  const float* w = weight.const_data_ptr<float>();
+  const WinogradWeights U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
+    return w[((ci * g.Cout + co) * 3 + a) * 3 + b];
+  });
+  if (channels_last) {
+    winograd_3x3(go.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gi.mutable_data_ptr<float>(), g.H,
+                 g.W, g.Cin, g.ph, g.pw);
+    return;
+  }
+  Tensor gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
+  planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+  Tensor gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
+  winograd_3x3(gocl.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gicl.mutable_data_ptr<float>(), g.H,
+               g.W, g.Cin, g.ph, g.pw);
+  transpose_images(gicl.const_data_ptr<float>(), gi.mutable_data_ptr<float>(), g.N, g.H * g.W, g.Cin);
+#else
+  (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+#endif
+}
+
 // Note [direct tiles] for grad_input (channels_last float32): grad_input is an ordinary strided
 // convolution of grad_output, gi[n, ih, iw, ci] = sum over taps (kh, kw) and co of
 // go[n, ih sh - ph + kh dh, iw sw - pw + kw dw, co] w[ci, co, kh, kw], so a tile row is R input
@@ -484,8 +511,13 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     });
     return gi;
   }
+  if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input) && all_finite<float>(w) &&
+      all_finite<float>(go)) {
+    backward_input_winograd(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
+    return gi;
+  }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cin_g, false) &&
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_input) &&
       !(force && std::strcmp(force, "patch") == 0) && all_finite<float>(w)) {
     backward_input_direct_tiles(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gi;
@@ -804,7 +836,7 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     return gw;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, g.Cout_g, false) && weight_tiles_fit(g) &&
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_weight) && weight_tiles_fit(g) &&
       !(force && std::strcmp(force, "patch") == 0)) {
     backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gw;

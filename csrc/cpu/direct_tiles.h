@@ -35,18 +35,53 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // At most kDirectMaxTaps taps per tile row.
 constexpr int64_t kDirectMaxTaps = 64;
 
-// Where Note [direct tiles] serves the forward (out_channels = Cout_g) and grad_input (Cin_g):
-// float32 channels_last on AVX-512 (the caller checks those), whole 16-channel vectors of
-// outputs, at least two taps per output on average (stride == kernel is one GEMM) and at most
-// kDirectMaxTaps per tile row. TCONV_CONV_FORWARD=tap|cell forces the forward's GEMM paths
-// instead (=rows|images one of the direct tiles' orders).
-inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, int64_t out_channels, bool forward) {
+// The three passes the direct tiles serve, each with its own output channels: the forward's
+// Cout_g, grad_input's Cin_g, grad_weight's Cout_g (its tiles: 6 Cin x 64 Cout of one tap).
+enum class DirectPass { forward, grad_input, grad_weight };
+
+// Where Note [direct tiles] serves `pass`: float32 on AVX-512 (the caller checks the type), whole
+// 16-channel vectors of the pass's outputs, every phase of the output with a tap (kH >= sh, kW >=
+// sw) and at most kDirectMaxTaps per tile row. With two taps or more per output on average every
+// pass takes them. With about one (stride == kernel, the U-Net k2 s2 layers: each pass one GEMM
+// over the channels) the forward still gains (no cell matrix to gather or scatter: 1.2-1.7x the
+// cell GEMM on the U-Net model's k2 s2 layers) but the backward's GEMMs over wide channels run
+// faster through oneDNN: grad_input takes the tiles up to 256 input channels (2x512->256 at 8x8:
+// 1.44 against 1.00 ms), grad_weight up to 256 x 128 channels (2x1024->512 at 16x16: 16.1
+// against 12.4 ms; benchmarks/NOTES.md, session 16). TCONV_CONV_FORWARD=tap|cell forces the
+// forward's GEMM paths instead (=rows|images one of the direct tiles' orders).
+inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) {
 #if defined(TCONV_CPU_AVX512)
-  if (const char* force = std::getenv("TCONV_CONV_FORWARD"); forward && force)
+  if (const char* force = std::getenv("TCONV_CONV_FORWARD"); pass == DirectPass::forward && force)
     if (std::strcmp(force, "tap") == 0 || std::strcmp(force, "cell") == 0) return false;
-  return out_channels % 16 == 0 && g.kH * g.kW >= 2 * g.sh * g.sw && g.kH * g.kW <= kDirectMaxTaps;
+  const int64_t out_channels = pass == DirectPass::grad_input ? g.Cin_g : g.Cout_g;
+  const int64_t taps = g.kH * g.kW;
+  if (out_channels % 16 != 0 || g.kH < g.sh || g.kW < g.sw || taps > kDirectMaxTaps) return false;
+  if (taps >= 2 * g.sh * g.sw) return true;
+  switch (pass) {
+    case DirectPass::forward: return true;
+    case DirectPass::grad_input: return g.Cin_g <= 256;
+    case DirectPass::grad_weight: return g.Cin_g * g.Cout_g <= 256 * 128;
+  }
+  return false;
 #else
-  (void)g, (void)out_channels, (void)forward;
+  (void)g, (void)pass;
+  return false;
+#endif
+}
+
+// Where Note [Winograd F(2x2, 3x3)] (cpu/winograd.h) serves `pass` instead of the direct tiles:
+// 3x3 stride 1 without dilation or groups, both channel counts at least 32 (with fewer the
+// transforms cost as much as the multiply-adds saved). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
+// set to a direct order or a GEMM (tests) take those instead.
+inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass) {
+#if defined(TCONV_CPU_AVX512)
+  const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
+  if (force && std::strcmp(force, "winograd") != 0) return false;
+  return pass != DirectPass::grad_weight && g.kH == 3 && g.kW == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+         g.dw == 1 && g.groups == 1 && g.Cin >= 32 && g.Cout >= 32 &&
+         (pass == DirectPass::forward ? g.Cout : g.Cin) % 16 == 0;
+#else
+  (void)g, (void)pass;
   return false;
 #endif
 }
