@@ -398,68 +398,74 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
         torch.set_num_threads(threads)
 
 
-# Note [Winograd F(2x2, 3x3)] (cpu/winograd.h): 3x3 stride-1 layers with 32 channels or more, no
-# groups or dilation, run the forward and grad_input as Winograd's minimal filtering on AVX-512
-# CPUs (elsewhere the same cases check the other paths). Its rounding differs from a direct sum's
-# by a few units in the last place of the outputs' scale.
+# Note [Winograd F(2x2, 3x3)] (cpu/winograd.h): on AVX-512 CPUs, float32 layers with 32 channels or
+# more and no groups or dilation run 3x3 stride 1 (forward and grad_input) and 4x4 stride 2 (the
+# forward: F(2x2, 2x2) per output phase) through Winograd's minimal filtering (elsewhere the same
+# cases check the other paths). Its rounding differs from a direct sum's by a few units in the
+# last place of the outputs' scale.
 WINOGRAD_CASES = [
-    # n, cin, cout, (h, w), padding
-    (2, 32, 32, (5, 7), 1),          # odd sizes: partial 2x2 blocks at the bottom and the right
-    (1, 40, 48, (6, 9), 0),          # 40 summed channels (a masked vector); padding 0 grows the output
-    (3, 64, 80, (4, 4), 2),          # padding 2 shrinks it; 64 + 16 channel blocks
-    (1, 256, 32, (3, 50), (1, 0)),   # many blocks per task across rows, uneven padding
-    (5, 48, 64, (9, 4), (0, 2)),     # blocks of a task across images
+    # n, cin, cout, (h, w), k, stride, padding, output_padding
+    (2, 32, 32, (5, 7), 3, 1, 1, 0),          # odd sizes: partial 2x2 blocks at the bottom and the right
+    (1, 40, 48, (6, 9), 3, 1, 0, 0),          # 40 summed channels (a masked vector); padding 0 grows the output
+    (3, 64, 80, (4, 4), 3, 1, 2, 0),          # padding 2 shrinks it; 64 + 16 channel blocks
+    (1, 256, 32, (3, 50), 3, 1, (1, 0), 0),   # many blocks per task across rows, uneven padding
+    (5, 48, 64, (9, 4), 3, 1, (0, 2), 0),     # blocks of a task across images
+    (3, 32, 48, (5, 7), 4, 2, 1, 0),          # DCGAN's 4x4 s2 p1: four phase grids of 5 x 7 or 6 x 8
+    (2, 48, 32, (4, 6), 4, 2, (0, 3), (1, 0)),  # phase grids a row or column apart; output_padding
+    (1, 40, 32, (1, 1), 4, 2, 0, 0),          # a 1x1 input: each phase grid one output
 ]
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("cfg", WINOGRAD_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+@pytest.mark.parametrize("cfg", WINOGRAD_CASES, ids=lambda c: "x".join(map(str, c[:6])))
 def test_winograd_matches_pytorch(cfg, bias, layout):
-    n, cin, cout, hw, p = cfg
-    x, w, b = make_conv(n, cin, cout, hw, (3, 3), 1, torch.float64, bias=bias,
+    n, cin, cout, hw, k, s, p, op = cfg
+    kw = dict(stride=s, padding=p, output_padding=op)
+    x, w, b = make_conv(n, cin, cout, hw, (k, k), 1, torch.float64, bias=bias,
                         channels_last=layout == "channels_last")
-    ref = F.conv_transpose2d(x, w, b, padding=p)
+    ref = F.conv_transpose2d(x, w, b, **kw)
     go = torch.randn_like(ref)
-    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 1], _pair(p), [1, 1], True, [0, 0], 1,
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, _pair(s), _pair(p), [1, 1], True, _pair(op), 1,
                                                  [True, False, False])[0]
     xf, wf, gof = x.float(), w.float(), go.float()
     bf = None if b is None else b.float()
-    ours = tconv.conv_transpose2d(xf, wf, bf, padding=p)
+    ours = tconv.conv_transpose2d(xf, wf, bf, **kw)
     assert ours.shape == ref.shape and ours.stride() == ref.stride()
     torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
-    gi = ops.conv_transpose2d_backward_input(gof, wf, [1, 1], _pair(p), 1, [1, 1], list(hw))
+    gi = ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), 1, [1, 1], list(hw))
     assert gi.stride() == ref_gi.stride()
     torch.testing.assert_close(gi.double(), ref_gi, rtol=1e-5, atol=1e-5 * ref_gi.abs().max().item())
     # Through autograd: the module's gradient of the input is the same op.
     xr = xf.detach().requires_grad_()
-    (gx,) = torch.autograd.grad(tconv.conv_transpose2d(xr, wf, bf, padding=p), xr, gof)
+    (gx,) = torch.autograd.grad(tconv.conv_transpose2d(xr, wf, bf, **kw), xr, gof)
     assert torch.equal(gx, gi)
     threads = torch.get_num_threads()
     try:  # every sum in an order fixed by the shape: the same bits for any thread count
         torch.set_num_threads(1)
-        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, padding=p), ours)
-        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, [1, 1], _pair(p), 1, [1, 1], list(hw)), gi)
+        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, **kw), ours)
+        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), 1, [1, 1], list(hw)), gi)
     finally:
         torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_winograd_keeps_nan_and_inf_in_place(layout):
+@pytest.mark.parametrize("k, s", [(3, 1), (4, 2)])
+def test_winograd_keeps_nan_and_inf_in_place(k, s, layout):
     """A NaN or Inf in the input (forward) or grad_output (grad_input) reaches exactly the outputs
     whose taps read it, as in PyTorch: such calls take the direct sums (B^T d B would spread it
-    over a 2x2 block)."""
-    x, w, b = make_conv(2, 32, 32, (6, 7), (3, 3), 1, torch.float64, channels_last=layout == "channels_last")
+    over a block)."""
+    x, w, b = make_conv(2, 32, 32, (6, 7), (k, k), 1, torch.float64, channels_last=layout == "channels_last")
     x[0, 3, 0, 5] = float("nan")
     x[1, 7, 4, 2] = float("inf")
-    ref = F.conv_transpose2d(x, w, b, padding=1)
-    ours = tconv.conv_transpose2d(x.float(), w.float(), b.float(), padding=1)
+    ref = F.conv_transpose2d(x, w, b, stride=s, padding=1)
+    ours = tconv.conv_transpose2d(x.float(), w.float(), b.float(), stride=s, padding=1)
     go = torch.randn_like(ref)
     go[0, 3, 0, 5] = float("nan")
     go[1, 7, 4, 2] = float("-inf")
-    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 1], [1, 1], [1, 1], True, [0, 0], 1,
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [s, s], [1, 1], [1, 1], True, [0, 0], 1,
                                                  [True, False, False])[0]
-    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [1, 1], [1, 1], 1, [1, 1], [6, 7])
+    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [s, s], [1, 1], 1, [1, 1], [6, 7])
     for got, want in ((ours, ref), (gi, ref_gi)):
         assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
         finite = want.isfinite()

@@ -1046,27 +1046,45 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 }
 
 
-// Note [Winograd F(2x2, 3x3)] for the forward: y = the correlation of x with the flipped kernel,
-// q = 2 - p. NCHW through channels_last copies of x and y (as the direct tiles along images).
+// Note [Winograd F(2x2, 3x3)] for the forward. 3x3 stride 1: y is the correlation of x with the
+// flipped kernel, q = 2 - p. 4x4 stride 2: per output phase (r, c) (the outputs (2 m + r - ph,
+// 2 n + c - pw)) a 2x2 correlation, y_rc[m, n] = sum over a, b < 2 of x[m - 1 + a, n - 1 + b]
+// w[r + 2 - 2a][c + 2 - 2b], by F(2x2, 2x2): 9 multiply-adds per 4 outputs and channel pair
+// where the direct sum has 16. NCHW through channels_last copies of x and y.
 void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                       const ConvTranspose2dGeometry& g, bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
-  const WinogradWeights U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int b) {
-    return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - b];
-  });
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
-  if (channels_last) {
-    winograd_3x3(x.const_data_ptr<float>(), g.N, g.H, g.W, g.Cin, U, b.data(), y.mutable_data_ptr<float>(), g.Ho,
-                 g.Wo, g.Cout, 2 - g.ph, 2 - g.pw);
-    return;
+  Tensor xcl, ycl;
+  if (!channels_last) {
+    xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
+    planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
+    ycl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, x.options());
   }
-  Tensor xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
-  planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
-  Tensor ycl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, x.options());
-  winograd_3x3(xcl.const_data_ptr<float>(), g.N, g.H, g.W, g.Cin, U, b.data(), ycl.mutable_data_ptr<float>(), g.Ho,
-               g.Wo, g.Cout, 2 - g.ph, 2 - g.pw);
-  transpose_images(ycl.const_data_ptr<float>(), y.mutable_data_ptr<float>(), g.N, g.Ho * g.Wo, g.Cout);
+  const float* xp = channels_last ? x.const_data_ptr<float>() : xcl.const_data_ptr<float>();
+  float* yp = channels_last ? y.mutable_data_ptr<float>() : ycl.mutable_data_ptr<float>();
+  if (g.sh == 1) {
+    const WinogradWeights<3> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
+      return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - bb];
+    });
+    winograd_f2<3>(xp, g.N, g.H, g.W, g.Cin, U, b.data(), yp, g.Cout,
+                   WinogradGrid{g.Ho, g.Wo, g.Ho, g.Wo, 0, 0, 1, 1, 2 - g.ph, 2 - g.pw});
+  } else {
+    for (int r = 0; r < 2; ++r)
+      for (int c = 0; c < 2; ++c) {
+        // The phase's grid: m from the least with 2 m + r - ph >= 0 to the last inside Ho.
+        const int64_t m0 = (g.ph - r + 1) >> 1, n0 = (g.pw - c + 1) >> 1;
+        const int64_t rows = ((g.Ho - 1 + g.ph - r) >> 1) - m0 + 1, cols = ((g.Wo - 1 + g.pw - c) >> 1) - n0 + 1;
+        if (rows <= 0 || cols <= 0) continue;
+        const WinogradWeights<2> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
+          return w[((ci * g.Cout + co) * 4 + r + 2 - 2 * a) * 4 + c + 2 - 2 * bb];
+        });
+        winograd_f2<2>(xp, g.N, g.H, g.W, g.Cin, U, b.data(), yp, g.Cout,
+                       WinogradGrid{rows, cols, g.Ho, g.Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2, 1 - m0, 1 - n0});
+      }
+  }
+  if (!channels_last) transpose_images(yp, y.mutable_data_ptr<float>(), g.N, g.Ho * g.Wo, g.Cout);
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");

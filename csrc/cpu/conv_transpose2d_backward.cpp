@@ -331,19 +331,19 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
                              bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
-  const WinogradWeights U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
+  const WinogradWeights<3> U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
     return w[((ci * g.Cout + co) * 3 + a) * 3 + b];
   });
   if (channels_last) {
-    winograd_3x3(go.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gi.mutable_data_ptr<float>(), g.H,
-                 g.W, g.Cin, g.ph, g.pw);
+    winograd_f2<3>(go.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gi.mutable_data_ptr<float>(), g.Cin,
+                   WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1, g.ph, g.pw});
     return;
   }
   Tensor gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
   planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
   Tensor gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
-  winograd_3x3(gocl.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gicl.mutable_data_ptr<float>(), g.H,
-               g.W, g.Cin, g.ph, g.pw);
+  winograd_f2<3>(gocl.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gicl.mutable_data_ptr<float>(),
+                 g.Cin, WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1, g.ph, g.pw});
   transpose_images(gicl.const_data_ptr<float>(), gi.mutable_data_ptr<float>(), g.N, g.H * g.W, g.Cin);
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;

@@ -35,121 +35,162 @@ namespace tconv::cpu::CPU_CAPABILITY {
 
 #if defined(TCONV_CPU_AVX512)
 
+// F(2, R) in one dimension: the filter transform G (T x R), the data transform B^T (T x T) and
+// the output transform A^T (2 x T) of 2 outputs from T = R + 1 inputs; applied along columns
+// then rows for F(2x2, RxR).
+template <int R>
+struct WinogradF2;
+
+template <>
+struct WinogradF2<3> {  // interpolation points 0, 1, -1, infinity
+  static constexpr int T = 4;
+  static void filter(const double* g, double* u) {  // G's rows (1 0 0), 1/2 (1 1 1), 1/2 (1 -1 1), (0 0 1)
+    u[0] = g[0], u[1] = 0.5 * (g[0] + g[1] + g[2]), u[2] = 0.5 * (g[0] - g[1] + g[2]), u[3] = g[2];
+  }
+  static void data(const __m512* d, __m512* v) {  // B^T's rows (1 0 -1 0), (0 1 1 0), (0 -1 1 0), (0 1 0 -1)
+    v[0] = _mm512_sub_ps(d[0], d[2]), v[1] = _mm512_add_ps(d[1], d[2]);
+    v[2] = _mm512_sub_ps(d[2], d[1]), v[3] = _mm512_sub_ps(d[1], d[3]);
+  }
+  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 1 0), (0 1 -1 -1)
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+    y[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
+  }
+};
+
+template <>
+struct WinogradF2<2> {  // interpolation points 0, 1, infinity: every coefficient 0 or +-1
+  static constexpr int T = 3;
+  static void filter(const double* g, double* u) { u[0] = g[0], u[1] = g[0] + g[1], u[2] = g[1]; }
+  static void data(const __m512* d, __m512* v) {  // B^T's rows (1 -1 0), (0 1 0), (0 -1 1)
+    v[0] = _mm512_sub_ps(d[0], d[1]), v[1] = d[1], v[2] = _mm512_sub_ps(d[2], d[1]);
+  }
+  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 0), (0 1 1)
+    y[0] = _mm512_add_ps(m[0], m[1]), y[1] = _mm512_add_ps(m[1], m[2]);
+  }
+};
+
 // G f G^T of every channel pair, packed as the direct tiles' panels: per block cb of up to 64
-// channels c and element e = 4 u + v, a (K x width) matrix over k, rows width apart.
+// channels c and element e = T u + v, a (K x width) matrix over k, rows width apart.
+template <int R>
 class WinogradWeights {
  public:
+  static constexpr int T = WinogradF2<R>::T, E = T * T;
   static constexpr int64_t kMaxWidth = DirectPanels::kMaxWidth;
   template <typename F>
   WinogradWeights(int64_t K, int64_t C, const F& f)
       : K_(K), C_(C), blocks_(ceil_div(C, kMaxWidth)),
-        buf_(ScratchSlot::kConvWeights, blocks_ * 16 * K * kMaxWidth, size_t(8) << 20) {
-    parallel_for_work(0, K, K * C * 16, [&](int64_t begin, int64_t end) {
+        buf_(ScratchSlot::kConvWeights, blocks_ * E * K * kMaxWidth, size_t(8) << 20) {
+    parallel_for_work(0, K, K * C * E, [&](int64_t begin, int64_t end) {
       for (int64_t k = begin; k < end; ++k)
         for (int64_t c = 0; c < C; ++c) {
-          double g[3][3], t[4][3];
-          for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) g[a][b] = f(k, c, a, b);
-          for (int b = 0; b < 3; ++b) {  // G g: G's rows (1 0 0), 1/2 (1 1 1), 1/2 (1 -1 1), (0 0 1)
-            t[0][b] = g[0][b];
-            t[1][b] = 0.5 * (g[0][b] + g[1][b] + g[2][b]);
-            t[2][b] = 0.5 * (g[0][b] - g[1][b] + g[2][b]);
-            t[3][b] = g[2][b];
+          double g[R][R], col[R], gt[T][R], u[T][T];
+          for (int a = 0; a < R; ++a)
+            for (int b = 0; b < R; ++b) g[a][b] = f(k, c, a, b);
+          for (int b = 0; b < R; ++b) {  // G g
+            double t[T];
+            for (int a = 0; a < R; ++a) col[a] = g[a][b];
+            WinogradF2<R>::filter(col, t);
+            for (int a = 0; a < T; ++a) gt[a][b] = t[a];
           }
+          for (int a = 0; a < T; ++a) WinogradF2<R>::filter(gt[a], u[a]);  // (G g) G^T
           const int64_t cb = c / kMaxWidth, j = c % kMaxWidth, w = width(cb);
-          for (int u = 0; u < 4; ++u) {  // (G g) G^T
-            const double row[4] = {t[u][0], 0.5 * (t[u][0] + t[u][1] + t[u][2]), 0.5 * (t[u][0] - t[u][1] + t[u][2]),
-                                   t[u][2]};
-            for (int v = 0; v < 4; ++v) buf_.data()[(cb * 16 + 4 * u + v) * K_ * kMaxWidth + k * w + j] = static_cast<float>(row[v]);
-          }
+          for (int e = 0; e < E; ++e)
+            buf_.data()[(cb * E + e) * K_ * kMaxWidth + k * w + j] = static_cast<float>(u[e / T][e % T]);
         }
     });
   }
   int64_t blocks() const { return blocks_; }
   int64_t width(int64_t cb) const { return std::min(kMaxWidth, C_ - cb * kMaxWidth); }
-  const float* panel(int64_t cb, int e) const { return buf_.data() + (cb * 16 + e) * K_ * kMaxWidth; }
+  const float* panel(int64_t cb, int e) const { return buf_.data() + (cb * E + e) * K_ * kMaxWidth; }
 
  private:
   int64_t K_, C_, blocks_;
   Scratch<float> buf_;
 };
 
-// The correlation of the Note for channels_last X (N, H, W, K) into channels_last Y (N, Ho, Wo,
-// C), C a multiple of 16; bias: C floats or null. The 2x2 blocks of outputs in one sequence over
-// images and rows; per task a run of `tiles` of them: their transformed inputs (16 x tiles x K
-// floats), then per block of 64 channels the 16 GEMMs and the output transform.
-inline void winograd_3x3(const float* X, int64_t N, int64_t H, int64_t W, int64_t K, const WinogradWeights& U,
-                         const float* bias, float* Y, int64_t Ho, int64_t Wo, int64_t C, int64_t qh, int64_t qw) {
-  const int64_t TH = ceil_div(Ho, 2), TW = ceil_div(Wo, 2), total = N * TH * TW;
+// Where the outputs of winograd_f2 go: a rows x cols grid of Y (N, YH, YW, C) channels_last,
+// grid output (i, j) at Y's (oh0 + i sy, ow0 + j sx) (stride 1: the whole Y; a phase of a
+// stride-2 layer: every second row and column), reading X's (i + a - qh, j + b - qw).
+struct WinogradGrid {
+  int64_t rows, cols, YH, YW, oh0, ow0, sy, sx, qh, qw;
+};
+
+// The correlation of the Note for channels_last X (N, H, W, K) into the grid `o` of Y, C a
+// multiple of 16; bias: C floats or null. The 2x2 blocks of grid outputs in one sequence over
+// images and rows; per task a run of `tiles` of them: their transformed inputs (E x tiles x K
+// floats), then per block of 64 channels the E GEMMs and the output transform.
+template <int R>
+void winograd_f2(const float* X, int64_t N, int64_t H, int64_t W, int64_t K, const WinogradWeights<R>& U,
+                 const float* bias, float* Y, int64_t C, const WinogradGrid& o) {
+  using F2 = WinogradF2<R>;
+  constexpr int T = F2::T, E = T * T;
+  const int64_t TH = ceil_div(o.rows, 2), TW = ceil_div(o.cols, 2), total = N * TH * TW;
   // Blocks per task: its transformed inputs and one channel block's products within ~512 KiB of
   // the core's L2 (each weight panel read once per task is then multiplied by 12-60 blocks),
   // a multiple of the 6-block register tile.
-  const int64_t tiles = std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (64 * K + 4096) / 6 * 6, 12, 96));
-  const int64_t kv = ceil_div(K, 16), cw = WinogradWeights::kMaxWidth;
+  const int64_t tiles =
+      std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (4 * E * K + 256 * E) / 6 * 6, 12, 96));
+  const int64_t kv = ceil_div(K, 16), cw = WinogradWeights<R>::kMaxWidth;
   const int64_t tasks = ceil_div(total, tiles);
-  alignas(64) static const float zeros[WinogradWeights::kMaxWidth] = {};
-  parallel_for_work(0, tasks, total * 16 * K * C, [&](int64_t begin, int64_t end) {
-    std::vector<float> V(16 * tiles * K), M(16 * tiles * cw);
+  alignas(64) static const float zeros[WinogradWeights<R>::kMaxWidth] = {};
+  parallel_for_work(0, tasks, total * E * K * C, [&](int64_t begin, int64_t end) {
+    std::vector<float> V(E * tiles * K), M(E * tiles * cw);
+    const int64_t e_step = tiles * K;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t first = task * tiles, count = std::min(tiles, total - first);
-      // B^T d B per block and 16 channels k; B^T's rows (1 0 -1 0), (0 1 1 0), (0 -1 1 0), (0 1 0 -1).
+      // B^T d B per block and 16 channels k.
       for (int64_t t = 0; t < count; ++t) {
         const int64_t tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
-        const int64_t i0 = 2 * ty - qh, j0 = 2 * tx - qw;
-        const float* px[4][4];
-        for (int r = 0; r < 4; ++r)
-          for (int s = 0; s < 4; ++s) {
-            const int64_t ih = i0 + r, iw = j0 + s;
-            px[r][s] = ih >= 0 && ih < H && iw >= 0 && iw < W ? X + ((n * H + ih) * W + iw) * K : nullptr;
+        const int64_t i0 = 2 * ty - o.qh, j0 = 2 * tx - o.qw;
+        const float* px[T][T];
+        for (int r = 0; r < T; ++r)
+          for (int c = 0; c < T; ++c) {
+            const int64_t ih = i0 + r, iw = j0 + c;
+            px[r][c] = ih >= 0 && ih < H && iw >= 0 && iw < W ? X + ((n * H + ih) * W + iw) * K : nullptr;
           }
         for (int64_t q = 0; q < kv; ++q) {
           const int64_t k0 = 16 * q;
           const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-          __m512 d[4][4];
-          for (int r = 0; r < 4; ++r)
-            for (int s = 0; s < 4; ++s) d[r][s] = px[r][s] ? _mm512_maskz_loadu_ps(m, px[r][s] + k0) : _mm512_setzero_ps();
-          __m512 tr[4][4];
-          for (int s = 0; s < 4; ++s) {
-            tr[0][s] = _mm512_sub_ps(d[0][s], d[2][s]);
-            tr[1][s] = _mm512_add_ps(d[1][s], d[2][s]);
-            tr[2][s] = _mm512_sub_ps(d[2][s], d[1][s]);
-            tr[3][s] = _mm512_sub_ps(d[1][s], d[3][s]);
+          __m512 d[T][T], tr[T][T];
+          for (int c = 0; c < T; ++c) {
+            __m512 col[T], out[T];
+            for (int r = 0; r < T; ++r) col[r] = px[r][c] ? _mm512_maskz_loadu_ps(m, px[r][c] + k0) : _mm512_setzero_ps();
+            F2::data(col, out);
+            for (int r = 0; r < T; ++r) tr[r][c] = out[r];
           }
           float* v = V.data() + t * K + k0;
-          const int64_t e_step = tiles * K;
-          for (int u = 0; u < 4; ++u) {
-            _mm512_mask_storeu_ps(v + (4 * u + 0) * e_step, m, _mm512_sub_ps(tr[u][0], tr[u][2]));
-            _mm512_mask_storeu_ps(v + (4 * u + 1) * e_step, m, _mm512_add_ps(tr[u][1], tr[u][2]));
-            _mm512_mask_storeu_ps(v + (4 * u + 2) * e_step, m, _mm512_sub_ps(tr[u][2], tr[u][1]));
-            _mm512_mask_storeu_ps(v + (4 * u + 3) * e_step, m, _mm512_sub_ps(tr[u][1], tr[u][3]));
+          for (int u = 0; u < T; ++u) {
+            F2::data(tr[u], d[u]);
+            for (int w = 0; w < T; ++w) _mm512_mask_storeu_ps(v + (T * u + w) * e_step, m, d[u][w]);
           }
         }
       }
       for (int64_t cb = 0; cb < U.blocks(); ++cb) {
         const int64_t width = U.width(cb), c0 = cb * cw;
         const DirectRowShape shape{1, K, count, K};
-        for (int e = 0; e < 16; ++e) {
-          const DirectTap tap{V.data() + e * tiles * K, 0, U.panel(cb, e)};
+        for (int e = 0; e < E; ++e) {
+          const DirectTap tap{V.data() + e * e_step, 0, U.panel(cb, e)};
           direct_tile_row_of_width(width, &tap, 1, shape, count, zeros, M.data() + e * tiles * cw, cw, nullptr);
         }
-        // A^T m A + bias per block and 16 channels; A^T's rows (1 1 1 0), (0 1 -1 -1).
+        // A^T m A + bias per block and 16 channels.
         for (int64_t t = 0; t < count; ++t) {
           const int64_t tile = first + t, n = tile / (TH * TW), oi = 2 * (tile / TW % TH), oj = 2 * (tile % TW);
           for (int64_t c = 0; c < width; c += 16) {
             const float* mt = M.data() + t * cw + c;
-            __m512 mm[4][4];
-            for (int e = 0; e < 16; ++e) mm[e / 4][e % 4] = _mm512_loadu_ps(mt + e * tiles * cw);
-            __m512 s[2][4];
-            for (int v = 0; v < 4; ++v) {
-              s[0][v] = _mm512_add_ps(_mm512_add_ps(mm[0][v], mm[1][v]), mm[2][v]);
-              s[1][v] = _mm512_sub_ps(_mm512_sub_ps(mm[1][v], mm[2][v]), mm[3][v]);
+            __m512 s[2][T];
+            for (int w = 0; w < T; ++w) {
+              __m512 col[T], out[2];
+              for (int u = 0; u < T; ++u) col[u] = _mm512_loadu_ps(mt + (T * u + w) * tiles * cw);
+              F2::output(col, out);
+              s[0][w] = out[0], s[1][w] = out[1];
             }
             const __m512 b = bias ? _mm512_loadu_ps(bias + c0 + c) : _mm512_setzero_ps();
-            for (int i = 0; i < 2 && oi + i < Ho; ++i) {
-              float* yrow = Y + ((n * Ho + oi + i) * Wo + oj) * C + c0 + c;
-              _mm512_storeu_ps(yrow, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]), b));
-              if (oj + 1 < Wo)
-                _mm512_storeu_ps(yrow + C, _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]), b));
+            for (int i = 0; i < 2 && oi + i < o.rows; ++i) {
+              __m512 y[2];
+              F2::output(s[i], y);
+              float* yp = Y + ((n * o.YH + o.oh0 + (oi + i) * o.sy) * o.YW + o.ow0 + oj * o.sx) * C + c0 + c;
+              _mm512_storeu_ps(yp, _mm512_add_ps(y[0], b));
+              if (oj + 1 < o.cols) _mm512_storeu_ps(yp + o.sx * C, _mm512_add_ps(y[1], b));
             }
           }
         }
