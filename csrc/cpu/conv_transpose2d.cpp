@@ -1068,8 +1068,8 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
     const WinogradWeights<3> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
       return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - bb];
     });
-    winograd_f2<3>(xp, g.N, g.H, g.W, g.Cin, U, b.data(), yp, g.Cout,
-                   WinogradGrid{g.Ho, g.Wo, g.Ho, g.Wo, 0, 0, 1, 1, 2 - g.ph, 2 - g.pw});
+    const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 2 - g.ph, 2 - g.pw};
+    winograd_f2<3>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout, WinogradGrid{g.Ho, g.Wo, g.Ho, g.Wo, 0, 0, 1, 1});
   } else {
     for (int r = 0; r < 2; ++r)
       for (int c = 0; c < 2; ++c) {
@@ -1080,8 +1080,9 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
         const WinogradWeights<2> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
           return w[((ci * g.Cout + co) * 4 + r + 2 - 2 * a) * 4 + c + 2 - 2 * bb];
         });
-        winograd_f2<2>(xp, g.N, g.H, g.W, g.Cin, U, b.data(), yp, g.Cout,
-                       WinogradGrid{rows, cols, g.Ho, g.Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2, 1 - m0, 1 - n0});
+        const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 1 - m0, 1 - n0};
+        winograd_f2<2>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout,
+                       WinogradGrid{rows, cols, g.Ho, g.Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2});
       }
   }
   if (!channels_last) transpose_images(yp, y.mutable_data_ptr<float>(), g.N, g.Ho * g.Wo, g.Cout);
@@ -1151,7 +1152,7 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
     if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
       forward_direct<scalar_t>(x, w, bias, y, g);
-    else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward))
+    else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward, channels_last))
       forward_winograd(x, w, bias, y, g, channels_last);
     else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, DirectPass::forward))
       forward_direct_tiles(x, w, bias, y, g, channels_last);

@@ -325,26 +325,52 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   });
 }
 
-// Note [Winograd F(2x2, 3x3)] for grad_input: gi = the correlation of grad_output with the
-// kernel (channels swapped), q = p. NCHW through channels_last copies, as the forward.
+// Note [Winograd F(2x2, 3x3)] for grad_input. 3x3 stride 1: gi is the correlation of
+// grad_output with the kernel (channels swapped), q = p. 4x4 stride 2: gi[i] = sum over k < 4 of
+// go[2 i + k - p] w[k] per axis; the taps k of one parity rho of k - p read one polyphase
+// component G_rho[t] = go[2 t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + 2 a, k_rho - p =
+// 2 d_rho + rho), so gi is the sum over the four components (rho_h, rho_w) of 2x2 correlations:
+// F(2x2, 2x2) with the components' channels stacked (K = 4 Cout). NCHW through channels_last
+// copies, as the forward.
 void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                              bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
-  const WinogradWeights<3> U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
-    return w[((ci * g.Cout + co) * 3 + a) * 3 + b];
-  });
-  if (channels_last) {
-    winograd_f2<3>(go.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gi.mutable_data_ptr<float>(), g.Cin,
-                   WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1, g.ph, g.pw});
-    return;
+  Tensor gocl, gicl;
+  if (!channels_last) {
+    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
+    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+    gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
   }
-  Tensor gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
-  planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-  Tensor gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
-  winograd_f2<3>(gocl.const_data_ptr<float>(), g.N, g.Ho, g.Wo, g.Cout, U, nullptr, gicl.mutable_data_ptr<float>(),
-                 g.Cin, WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1, g.ph, g.pw});
-  transpose_images(gicl.const_data_ptr<float>(), gi.mutable_data_ptr<float>(), g.N, g.H * g.W, g.Cin);
+  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.const_data_ptr<float>();
+  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.mutable_data_ptr<float>();
+  const int64_t sN = g.Ho * g.Wo * g.Cout, sH = g.Wo * g.Cout;
+  const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
+  if (g.sh == 1) {
+    const WinogradWeights<3> U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
+      return w[((ci * g.Cout + co) * 3 + a) * 3 + b];
+    });
+    const WinogradSource src{gop, sN, sH, g.Cout, g.Ho, g.Wo, g.ph, g.pw};
+    winograd_f2<3>(&src, 1, g.N, g.Cout, U, nullptr, gip, g.Cin, grid);
+  } else {
+    WinogradSource src[4];
+    int64_t kh0[2], kw0[2];
+    for (int rho = 0; rho < 2; ++rho) {
+      kh0[rho] = (rho + g.ph) % 2, kw0[rho] = (rho + g.pw) % 2;
+    }
+    for (int rh = 0; rh < 2; ++rh)
+      for (int rw = 0; rw < 2; ++rw) {
+        const int64_t dh = (kh0[rh] - g.ph) >> 1, dw = (kw0[rw] - g.pw) >> 1;  // floor halves
+        src[2 * rh + rw] = WinogradSource{gop + (rh * g.Wo + rw) * g.Cout, sN, 2 * sH, 2 * g.Cout,
+                                          (g.Ho - rh + 1) >> 1, (g.Wo - rw + 1) >> 1, -dh, -dw};
+      }
+    const WinogradWeights<2> U(4 * g.Cout, g.Cin, [&](int64_t k, int64_t ci, int a, int b) {
+      const int64_t s = k / g.Cout, co = k % g.Cout, rh = s / 2, rw = s % 2;
+      return w[((ci * g.Cout + co) * 4 + kh0[rh] + 2 * a) * 4 + kw0[rw] + 2 * b];
+    });
+    winograd_f2<2>(src, 4, g.N, g.Cout, U, nullptr, gip, g.Cin, grid);
+  }
+  if (!channels_last) transpose_images(gip, gi.mutable_data_ptr<float>(), g.N, g.H * g.W, g.Cin);
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
@@ -511,8 +537,8 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     });
     return gi;
   }
-  if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input) && all_finite<float>(w) &&
-      all_finite<float>(go)) {
+  if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input, fmt == at::MemoryFormat::ChannelsLast) &&
+      all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd F(2x2, 3x3)]
     backward_input_winograd(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
     return gi;
   }

@@ -110,64 +110,78 @@ class WinogradWeights {
 
 // Where the outputs of winograd_f2 go: a rows x cols grid of Y (N, YH, YW, C) channels_last,
 // grid output (i, j) at Y's (oh0 + i sy, ow0 + j sx) (stride 1: the whole Y; a phase of a
-// stride-2 layer: every second row and column), reading X's (i + a - qh, j + b - qw).
+// stride-2 layer: every second row and column).
 struct WinogradGrid {
-  int64_t rows, cols, YH, YW, oh0, ow0, sy, sx, qh, qw;
+  int64_t rows, cols, YH, YW, oh0, ow0, sy, sx;
 };
 
-// The correlation of the Note for channels_last X (N, H, W, K) into the grid `o` of Y, C a
-// multiple of 16; bias: C floats or null. The 2x2 blocks of grid outputs in one sequence over
-// images and rows; per task a run of `tiles` of them: their transformed inputs (E x tiles x K
-// floats), then per block of 64 channels the E GEMMs and the output transform.
+// What grid output (i, j) reads: pixel (i + a - qh, j + b - qw) of an H x W image of K channels,
+// image n's pixel (h, w) at X + n sN + h sH + w sW, zero outside (channels_last: sW = K; a
+// polyphase component of a stride-2 layer's grad_output: every second row and column).
+struct WinogradSource {
+  const float* X;
+  int64_t sN, sH, sW, H, W, qh, qw;
+};
+
+// The correlation of the Note summed over `nsrc` sources of K channels each (their channels one
+// sequence of nsrc K, as U's rows), into the grid `o` of Y, C a multiple of 16; bias: C floats or
+// null. The 2x2 blocks of grid outputs in one sequence over images and rows; per task a run of
+// `tiles` of them: their transformed inputs (E x tiles x nsrc K floats), then per block of 64
+// channels the E GEMMs and the output transform.
 template <int R>
-void winograd_f2(const float* X, int64_t N, int64_t H, int64_t W, int64_t K, const WinogradWeights<R>& U,
+void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, const WinogradWeights<R>& U,
                  const float* bias, float* Y, int64_t C, const WinogradGrid& o) {
   using F2 = WinogradF2<R>;
   constexpr int T = F2::T, E = T * T;
+  const int64_t Ks = nsrc * K;  // the GEMMs' summed channels
   const int64_t TH = ceil_div(o.rows, 2), TW = ceil_div(o.cols, 2), total = N * TH * TW;
   // Blocks per task: its transformed inputs and one channel block's products within ~512 KiB of
   // the core's L2 (each weight panel read once per task is then multiplied by 12-60 blocks),
   // a multiple of the 6-block register tile.
   const int64_t tiles =
-      std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (4 * E * K + 256 * E) / 6 * 6, 12, 96));
+      std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (4 * E * Ks + 256 * E) / 6 * 6, 12, 96));
   const int64_t kv = ceil_div(K, 16), cw = WinogradWeights<R>::kMaxWidth;
   const int64_t tasks = ceil_div(total, tiles);
   alignas(64) static const float zeros[WinogradWeights<R>::kMaxWidth] = {};
-  parallel_for_work(0, tasks, total * E * K * C, [&](int64_t begin, int64_t end) {
-    std::vector<float> V(E * tiles * K), M(E * tiles * cw);
-    const int64_t e_step = tiles * K;
+  parallel_for_work(0, tasks, total * E * Ks * C, [&](int64_t begin, int64_t end) {
+    std::vector<float> V(E * tiles * Ks), M(E * tiles * cw);
+    const int64_t e_step = tiles * Ks;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t first = task * tiles, count = std::min(tiles, total - first);
-      // B^T d B per block and 16 channels k.
+      // B^T d B per block, source and 16 channels k.
       for (int64_t t = 0; t < count; ++t) {
         const int64_t tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
-        const int64_t i0 = 2 * ty - o.qh, j0 = 2 * tx - o.qw;
-        const float* px[T][T];
-        for (int r = 0; r < T; ++r)
-          for (int c = 0; c < T; ++c) {
-            const int64_t ih = i0 + r, iw = j0 + c;
-            px[r][c] = ih >= 0 && ih < H && iw >= 0 && iw < W ? X + ((n * H + ih) * W + iw) * K : nullptr;
-          }
-        for (int64_t q = 0; q < kv; ++q) {
-          const int64_t k0 = 16 * q;
-          const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-          __m512 d[T][T], tr[T][T];
-          for (int c = 0; c < T; ++c) {
-            __m512 col[T], out[T];
-            for (int r = 0; r < T; ++r) col[r] = px[r][c] ? _mm512_maskz_loadu_ps(m, px[r][c] + k0) : _mm512_setzero_ps();
-            F2::data(col, out);
-            for (int r = 0; r < T; ++r) tr[r][c] = out[r];
-          }
-          float* v = V.data() + t * K + k0;
-          for (int u = 0; u < T; ++u) {
-            F2::data(tr[u], d[u]);
-            for (int w = 0; w < T; ++w) _mm512_mask_storeu_ps(v + (T * u + w) * e_step, m, d[u][w]);
+        for (int si = 0; si < nsrc; ++si) {
+          const WinogradSource& S = src[si];
+          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw;
+          const float* px[T][T];
+          for (int r = 0; r < T; ++r)
+            for (int c = 0; c < T; ++c) {
+              const int64_t ih = i0 + r, iw = j0 + c;
+              px[r][c] = ih >= 0 && ih < S.H && iw >= 0 && iw < S.W ? S.X + n * S.sN + ih * S.sH + iw * S.sW : nullptr;
+            }
+          for (int64_t q = 0; q < kv; ++q) {
+            const int64_t k0 = 16 * q;
+            const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
+            __m512 d[T][T], tr[T][T];
+            for (int c = 0; c < T; ++c) {
+              __m512 col[T], out[T];
+              for (int r = 0; r < T; ++r)
+                col[r] = px[r][c] ? _mm512_maskz_loadu_ps(m, px[r][c] + k0) : _mm512_setzero_ps();
+              F2::data(col, out);
+              for (int r = 0; r < T; ++r) tr[r][c] = out[r];
+            }
+            float* v = V.data() + t * Ks + si * K + k0;
+            for (int u = 0; u < T; ++u) {
+              F2::data(tr[u], d[u]);
+              for (int w = 0; w < T; ++w) _mm512_mask_storeu_ps(v + (T * u + w) * e_step, m, d[u][w]);
+            }
           }
         }
       }
       for (int64_t cb = 0; cb < U.blocks(); ++cb) {
         const int64_t width = U.width(cb), c0 = cb * cw;
-        const DirectRowShape shape{1, K, count, K};
+        const DirectRowShape shape{1, Ks, count, Ks};
         for (int e = 0; e < E; ++e) {
           const DirectTap tap{V.data() + e * e_step, 0, U.panel(cb, e)};
           direct_tile_row_of_width(width, &tap, 1, shape, count, zeros, M.data() + e * tiles * cw, cw, nullptr);
