@@ -336,14 +336,11 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
                              bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
-  Tensor gocl, gicl;
-  if (!channels_last) {
-    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
-    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-    gicl = at::empty({g.N * g.H * g.W * g.Cin}, go.options());
-  }
-  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.const_data_ptr<float>();
-  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.mutable_data_ptr<float>();
+  const Scratch<float> gocl(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Ho * g.Wo * g.Cout);
+  const Scratch<float> gicl(ScratchSlot::kLayoutOut, channels_last ? 0 : g.N * g.H * g.W * g.Cin);
+  if (!channels_last) planes_to_pixels(go.const_data_ptr<float>(), gocl.data(), g.N, g.Cout, g.Ho * g.Wo);
+  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.data();
+  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.data();
   const int64_t sN = g.Ho * g.Wo * g.Cout, sH = g.Wo * g.Cout;
   const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
   if (g.sh == 1) {
@@ -401,14 +398,11 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
                                                                         : direct_tiles_along_images(g.N, g.W, g.Cin_g);
   const int64_t work = g.multiply_adds();
   if (along_images) {
-    Tensor gocl;
-    if (nchw) {
-      gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
-      planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
-    }
-    const float* gop = nchw ? gocl.const_data_ptr<float>() : go.const_data_ptr<float>();
-    Tensor gicl = nchw ? at::empty({g.N * plane * g.Cin}, go.options()) : Tensor();
-    float* gicl_p = nchw ? gicl.mutable_data_ptr<float>() : gip;
+    const Scratch<float> gocl(ScratchSlot::kLayoutIn, nchw ? g.N * g.Ho * g.Wo * g.Cout : 0);
+    if (nchw) planes_to_pixels(go.const_data_ptr<float>(), gocl.data(), g.N, g.Cout, g.Ho * g.Wo);
+    const float* gop = nchw ? gocl.data() : go.const_data_ptr<float>();
+    const Scratch<float> gicl(ScratchSlot::kLayoutOut, nchw ? g.N * plane * g.Cin : 0);
+    float* gicl_p = nchw ? gicl.data() : gip;
     const DirectRowShape shape{1, g.Ho * g.Wo * g.Cout, g.N, g.Cout_g};
     parallel_for_work(0, g.H * g.W * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
       std::vector<DirectTap> taps(KK);
@@ -700,16 +694,15 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   // of x and grad_output, shared by the threads; the others chunk by chunk into each thread's own
   // copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
   const bool shared = !channels_last && g.H * g.W < 256;
-  Tensor xcl, gocl;
+  const Scratch<float> xcl(ScratchSlot::kLayoutIn, shared ? g.N * g.H * g.W * g.Cin : 0);
+  const Scratch<float> gocl(ScratchSlot::kLayoutOut, shared ? g.N * g.Ho * g.Wo * g.Cout : 0);
   if (shared) {
-    xcl = at::empty({g.N * g.H * g.W * g.Cin}, x.options());
-    planes_to_pixels(x.const_data_ptr<float>(), xcl.mutable_data_ptr<float>(), g.N, g.Cin, g.H * g.W);
-    gocl = at::empty({g.N * g.Ho * g.Wo * g.Cout}, go.options());
-    planes_to_pixels(go.const_data_ptr<float>(), gocl.mutable_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo);
+    planes_to_pixels(x.const_data_ptr<float>(), xcl.data(), g.N, g.Cin, g.H * g.W);
+    planes_to_pixels(go.const_data_ptr<float>(), gocl.data(), g.N, g.Cout, g.Ho * g.Wo);
   }
   const bool in_place = channels_last || shared;  // xp and gop channels_last: rows read where they are
-  const float* xp = shared ? xcl.const_data_ptr<float>() : x.const_data_ptr<float>();
-  const float* gop = shared ? gocl.const_data_ptr<float>() : go.const_data_ptr<float>();
+  const float* xp = shared ? xcl.data() : x.const_data_ptr<float>();
+  const float* gop = shared ? gocl.data() : go.const_data_ptr<float>();
   const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
   at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<WeightSegment> segs(chunk_rows * chunk_images);

@@ -144,7 +144,7 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
   const int64_t tasks = ceil_div(total, tiles);
   alignas(64) static const float zeros[WinogradWeights<R>::kMaxWidth] = {};
   parallel_for_work(0, tasks, total * E * Ks * C, [&](int64_t begin, int64_t end) {
-    std::vector<float> V(E * tiles * Ks), M(E * tiles * cw);
+    const Scratch<float> V(ScratchSlot::kConvBlockA, E * tiles * Ks), M(ScratchSlot::kConvBlockB, E * tiles * cw);
     const int64_t e_step = tiles * Ks;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t first = task * tiles, count = std::min(tiles, total - first);
