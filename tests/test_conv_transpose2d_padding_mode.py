@@ -457,6 +457,41 @@ def test_nd_module(mode, dims):
     torch.testing.assert_close(converted[0](x).double(), want, rtol=1e-5, atol=1e-5)
 
 
+# Where Winograd serves the forward (3x3 stride 1, 4x4 stride 2; 32 channels or more, Note
+# [Winograd F(2x2, 3x3)]) the padded op computes the full output's blocks with it, y's pixels in
+# place and the frame's aside, then folds the frame onto y (WinogradFrame, cpu/winograd.h).
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cfg", [
+    (32, 32, (7, 9), 3, 1, 1, 0),        # odd sizes: the frame's blocks partly inside y
+    (40, 48, (6, 5), 3, 1, (2, 1), 0),   # wider frame rows than columns; a masked channel vector
+    (32, 32, (5, 6), 4, 2, 1, 0),        # DCGAN's 4x4 s2 p1: every phase grid reaches the frame
+    (48, 32, (4, 7), 4, 2, (2, 1), (1, 0)),  # padding 2 and output_padding
+], ids=lambda c: "x".join(map(str, c[:5])))
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_padded_op_folds_the_frame_in_winograd(mode, cfg, channels_last):
+    cin, cout, hw, k, s, p, op = cfg
+    s2, p2, op2 = ([v, v] if isinstance(v, int) else list(v) for v in (s, p, op))
+    x = torch.randn(3, cin, *hw, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(cin, cout, k, k, dtype=torch.float64)
+    b = torch.randn(cout, dtype=torch.float64)
+    want = adjoint_reference(x, w, b, s, p, op, 1, 1, mode)
+    got = torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, 1, [1, 1], mode)
+    assert got.shape == want.shape
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    plain = tconv.conv_transpose2d(x.float(), w.float(), b.float(), s, p, op, padding_mode=mode)
+    torch.testing.assert_close(plain, got, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    threads = torch.get_num_threads()
+    try:  # the frame folded in a fixed order: the same bits for any thread count
+        torch.set_num_threads(1)
+        assert torch.equal(torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, 1,
+                                                                     [1, 1], mode), got)
+    finally:
+        torch.set_num_threads(threads)
+
+
 # tconv::_conv_transpose2d_padded: the no-gradient float32 call in one op. On AVX-512 with whole
 # 16-channel vectors of outputs per group the frame is folded inside the direct tiles (Note [folded
 # frame], cpu/conv_transpose2d.cpp); elsewhere (other CPUs, other shapes, non-finite data) the op

@@ -65,6 +65,15 @@ TCONV_HOST_DEVICE FoldSources fold_sources(int64_t i, int64_t n, int64_t before,
   return s;
 }
 
+// The inverse of fold_sources: the index i of an axis of size n that F.pad(mode) copies padded
+// index a in [0, before + n + after) from.
+TCONV_HOST_DEVICE int64_t fold_target(int64_t a, int64_t n, int64_t before, PadFoldMode mode) {
+  const int64_t u = a - before;
+  if (mode == PadFoldMode::Replicate) return u < 0 ? 0 : (u >= n ? n - 1 : u);
+  if (mode == PadFoldMode::Reflect) return u < 0 ? -u : (u >= n ? 2 * (n - 1) - u : u);
+  return ((u % n) + n) % n;
+}
+
 // The checks F.pad makes of this padding of an output (N, C, out_h, out_w), with its errors.
 inline void check_pad_fold(const at::Tensor& input, at::IntArrayRef pad, PadFoldMode mode) {
   TORCH_CHECK(input.dim() == 4, "pad_fold2d: expected a 4-D input, but got ", input.dim(), " dimensions");

@@ -1047,23 +1047,31 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 // flipped kernel, q = 2 - p. 4x4 stride 2: per output phase (r, c) (the outputs (2 m + r - ph,
 // 2 n + c - pw)) a 2x2 correlation, y_rc[m, n] = sum over a, b < 2 of x[m - 1 + a, n - 1 + b]
 // w[r + 2 - 2a][c + 2 - 2b], by F(2x2, 2x2): 9 multiply-adds per 4 outputs and channel pair
-// where the direct sum has 16. NCHW through channels_last copies of x and y.
+// where the direct sum has 16. NCHW through channels_last copies of x and y. frame_mode:
+// padding_mode's output, g then the full (padding 0) layer's geometry and y the output of
+// padding (ph, pw) with the frame folded onto it (WinogradFrame).
 void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
-                      const ConvTranspose2dGeometry& g, bool channels_last) {
+                      const ConvTranspose2dGeometry& g, bool channels_last, const PadFoldMode* frame_mode = nullptr,
+                      int64_t ph = 0, int64_t pw = 0) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
+  const int64_t Ho = g.Ho - 2 * ph, Wo = g.Wo - 2 * pw;
   const Scratch<float> xcl(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.H * g.W * g.Cin);
-  const Scratch<float> ycl(ScratchSlot::kLayoutOut, channels_last ? 0 : g.N * g.Ho * g.Wo * g.Cout);
+  const Scratch<float> ycl(ScratchSlot::kLayoutOut, channels_last ? 0 : g.N * Ho * Wo * g.Cout);
   if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), xcl.data(), g.N, g.Cin, g.H * g.W);
   const float* xp = channels_last ? x.const_data_ptr<float>() : xcl.data();
   float* yp = channels_last ? y.mutable_data_ptr<float>() : ycl.data();
+  WinogradFrame frame{ph, pw, Ho, Wo, frame_mode ? *frame_mode : PadFoldMode::Reflect, nullptr};
+  const Scratch<float> frame_data(ScratchSlot::kFrame, frame_mode ? g.N * frame.pixels() * g.Cout : 0);
+  frame.data = frame_data.data();
+  const WinogradFrame* fp = frame_mode ? &frame : nullptr;
   if (g.sh == 1) {
     const WinogradWeights<3> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
       return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - bb];
     });
     const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 2 - g.ph, 2 - g.pw};
-    winograd_f2<3>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout, WinogradGrid{g.Ho, g.Wo, g.Ho, g.Wo, 0, 0, 1, 1});
+    winograd_f2<3>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout, WinogradGrid{g.Ho, g.Wo, Ho, Wo, 0, 0, 1, 1, fp});
   } else {
     for (int r = 0; r < 2; ++r)
       for (int c = 0; c < 2; ++c) {
@@ -1076,12 +1084,13 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
         });
         const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 1 - m0, 1 - n0};
         winograd_f2<2>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout,
-                       WinogradGrid{rows, cols, g.Ho, g.Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2});
+                       WinogradGrid{rows, cols, Ho, Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2, fp});
       }
   }
-  if (!channels_last) transpose_images(yp, y.mutable_data_ptr<float>(), g.N, g.Ho * g.Wo, g.Cout);
+  if (fp) fold_frame(frame, yp, g.N, g.Cout);
+  if (!channels_last) transpose_images(yp, y.mutable_data_ptr<float>(), g.N, Ho * Wo, g.Cout);
 #else
-  (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
+  (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last, (void)frame_mode, (void)ph, (void)pw;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
 #endif
 }
@@ -1174,7 +1183,16 @@ Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, co
                  {g.pw, g.pw, g.ph, g.ph}, mode);
   const at::MemoryFormat fmt = conv_memory_format(input, weight);
   const bool channels_last = fmt == at::MemoryFormat::ChannelsLast;
-  if (input.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::forward)) {
+  if (input.scalar_type() == at::kFloat && use_winograd(g, DirectPass::forward, channels_last)) {
+    const Tensor x = input.contiguous(fmt), w = weight.contiguous();
+    if (all_finite<float>(x) && all_finite<float>(w)) {
+      const ConvTranspose2dGeometry full = check_conv_transpose2d_args(input, weight, bias, stride, {0, 0},
+                                                                      output_padding, groups, dilation);
+      Tensor y = empty_output({g.N, g.Cout, g.Ho, g.Wo}, input.options(), fmt);
+      forward_winograd(x, w, bias, y, full, channels_last, &mode, g.ph, g.pw);
+      return y;
+    }
+  } else if (input.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::forward)) {
     const FrameFold fold = frame_fold(g, mode);
     const Tensor x = input.contiguous(fmt), w = weight.contiguous();
     if (g.kH * g.kW * fold.max_sources * fold.max_sources <= kDirectMaxTaps && all_finite<float>(x) &&

@@ -23,10 +23,10 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // product of one class of kernel rows (Note [tap row classes]). kLayoutIn, kLayoutOut: the
 // calling thread's channels_last copies of an NCHW call's tensors (Winograd, the direct tiles
 // along images: fresh 8 MiB copies per call made a 64->64 8x64x64 Winograd forward 4.4-10 ms
-// instead of 3.9-4.3).
+// instead of 3.9-4.3). kFrame: padding_mode's frame of the full output (Note [Winograd F(2x2, 3x3)]).
 enum class ScratchSlot : int {
   kWindow, kWindowInput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass,
-  kLayoutIn, kLayoutOut, kCount
+  kLayoutIn, kLayoutOut, kFrame, kCount
 };
 
 template <typename T>

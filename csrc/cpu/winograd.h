@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/int_math.h"
+#include "common/pad_fold_args.h"
 #include "cpu/direct_tiles.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
@@ -108,11 +109,53 @@ class WinogradWeights {
   Scratch<float> buf_;
 };
 
-// Where the outputs of winograd_f2 go: a rows x cols grid of Y (N, YH, YW, C) channels_last,
-// grid output (i, j) at Y's (oh0 + i sy, ow0 + j sx) (stride 1: the whole Y; a phase of a
-// stride-2 layer: every second row and column).
+// padding_mode (Note [folded frame]): the grids' outputs are the full (padding 0) output's, of
+// which y (Ho x Wo) is the part rows ph.. and columns pw.. inward; the rest, the frame (ph rows
+// above and below, pw columns each side of the rows between), goes to `data` (pixels() pixels of
+// C channels per image) and fold_frame adds each of its pixels onto the output F.pad copies it from.
+struct WinogradFrame {
+  int64_t ph, pw, Ho, Wo;
+  PadFoldMode mode;
+  float* data;
+  int64_t full_width() const { return Wo + 2 * pw; }
+  int64_t pixels() const { return 2 * ph * full_width() + Ho * 2 * pw; }
+  int64_t index(int64_t fi, int64_t fj) const {  // of full output (fi, fj) outside y
+    if (fi < ph) return fi * full_width() + fj;
+    if (fi >= ph + Ho) return (fi - Ho) * full_width() + fj;
+    return 2 * ph * full_width() + (fi - ph) * 2 * pw + (fj < pw ? fj : fj - Wo);
+  }
+};
+
+// Adds each frame pixel onto y's (channels_last, N x Ho x Wo x C) pixel F.pad copies it from, in
+// the frame's row-major order (a fixed order per output: deterministic).
+inline void fold_frame(const WinogradFrame& f, float* y, int64_t N, int64_t C) {
+  const int64_t FH = f.Ho + 2 * f.ph, FW = f.full_width();
+  parallel_for_work(0, N, N * f.pixels() * C * 2, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n)
+      for (int64_t fi = 0; fi < FH; ++fi) {
+        const bool inner_row = fi >= f.ph && fi < f.ph + f.Ho;
+        const int64_t ti = fold_target(fi, f.Ho, f.ph, f.mode);
+        for (int64_t fj = 0; fj < FW; ++fj) {
+          if (inner_row && fj >= f.pw && fj < f.pw + f.Wo) {
+            fj = f.pw + f.Wo - 1;  // the row's right-hand frame next
+            continue;
+          }
+          const float* src = f.data + (n * f.pixels() + f.index(fi, fj)) * C;
+          float* dst = y + ((n * f.Ho + ti) * f.Wo + fold_target(fj, f.Wo, f.pw, f.mode)) * C;
+          for (int64_t c = 0; c < C; c += 16)
+            _mm512_storeu_ps(dst + c, _mm512_add_ps(_mm512_loadu_ps(dst + c), _mm512_loadu_ps(src + c)));
+        }
+      }
+  });
+}
+
+// Where the outputs of winograd_f2 go: a rows x cols grid, grid output (i, j) at Y's (oh0 + i
+// sy, ow0 + j sx) (stride 1: the whole Y; a phase of a stride-2 layer: every second row and
+// column); Y (N, YH, YW, C) channels_last. With a frame, (oh0 + i sy, ow0 + j sx) is the full
+// output's pixel, y's (YH x YW) pixel minus (ph, pw) or the frame's.
 struct WinogradGrid {
   int64_t rows, cols, YH, YW, oh0, ow0, sy, sx;
+  const WinogradFrame* frame = nullptr;
 };
 
 // What grid output (i, j) reads: pixel (i + a - qh, j + b - qw) of an H x W image of K channels,
@@ -202,9 +245,21 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
             for (int i = 0; i < 2 && oi + i < o.rows; ++i) {
               __m512 y[2];
               F2::output(s[i], y);
-              float* yp = Y + ((n * o.YH + o.oh0 + (oi + i) * o.sy) * o.YW + o.ow0 + oj * o.sx) * C + c0 + c;
-              _mm512_storeu_ps(yp, _mm512_add_ps(y[0], b));
-              if (oj + 1 < o.cols) _mm512_storeu_ps(yp + o.sx * C, _mm512_add_ps(y[1], b));
+              const int64_t fi = o.oh0 + (oi + i) * o.sy;
+              for (int j = 0; j < 2 && oj + j < o.cols; ++j) {
+                const int64_t fj = o.ow0 + (oj + j) * o.sx;
+                if (!o.frame) {
+                  _mm512_storeu_ps(Y + ((n * o.YH + fi) * o.YW + fj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                  continue;
+                }
+                const WinogradFrame& f = *o.frame;
+                const int64_t yi = fi - f.ph, yj = fj - f.pw;
+                if (yi >= 0 && yi < o.YH && yj >= 0 && yj < o.YW) {
+                  _mm512_storeu_ps(Y + ((n * o.YH + yi) * o.YW + yj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                } else {
+                  _mm512_storeu_ps(f.data + (n * f.pixels() + f.index(fi, fj)) * C + c0 + c, y[j]);
+                }
+              }
             }
           }
         }
