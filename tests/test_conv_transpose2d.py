@@ -398,7 +398,7 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
         torch.set_num_threads(threads)
 
 
-# Note [Winograd F(2x2, 3x3)] (cpu/winograd.h): on AVX-512 CPUs, float32 layers with 32 channels or
+# Note [Winograd] (cpu/winograd.h): on AVX-512 CPUs, float32 layers with 32 channels or
 # more and no groups or dilation run 3x3 stride 1 (forward and grad_input) and 4x4 stride 2 (the
 # forward: F(2x2, 2x2) per output phase) through Winograd's minimal filtering (elsewhere the same
 # cases check the other paths). Its rounding differs from a direct sum's by a few units in the

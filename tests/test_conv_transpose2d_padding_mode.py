@@ -458,7 +458,7 @@ def test_nd_module(mode, dims):
 
 
 # Where Winograd serves the forward (3x3 stride 1, 4x4 stride 2; 32 channels or more, Note
-# [Winograd F(2x2, 3x3)]) the padded op computes the full output's blocks with it, y's pixels in
+# [Winograd]) the padded op computes the full output's blocks with it, y's pixels in
 # place and the frame's aside, then folds the frame onto y (WinogradFrame, cpu/winograd.h).
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("cfg", [

@@ -1043,7 +1043,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 }
 
 
-// Note [Winograd F(2x2, 3x3)] for the forward. 3x3 stride 1: y is the correlation of x with the
+// Note [Winograd] for the forward. 3x3 stride 1: y is the correlation of x with the
 // flipped kernel, q = 2 - p. 4x4 stride 2: per output phase (r, c) (the outputs (2 m + r - ph,
 // 2 n + c - pw)) a 2x2 correlation, y_rc[m, n] = sum over a, b < 2 of x[m - 1 + a, n - 1 + b]
 // w[r + 2 - 2a][c + 2 - 2b], by F(2x2, 2x2): 9 multiply-adds per 4 outputs and channel pair

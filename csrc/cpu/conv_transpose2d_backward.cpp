@@ -325,7 +325,7 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   });
 }
 
-// Note [Winograd F(2x2, 3x3)] for grad_input. 3x3 stride 1: gi is the correlation of
+// Note [Winograd] for grad_input. 3x3 stride 1: gi is the correlation of
 // grad_output with the kernel (channels swapped), q = p. 4x4 stride 2: gi[i] = sum over k < 4 of
 // go[2 i + k - p] w[k] per axis; the taps k of one parity rho of k - p read one polyphase
 // component G_rho[t] = go[2 t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + 2 a, k_rho - p =
@@ -532,7 +532,7 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input, fmt == at::MemoryFormat::ChannelsLast) &&
-      all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd F(2x2, 3x3)]
+      all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd]
     backward_input_winograd(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
     return gi;
   }

@@ -69,7 +69,7 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
 #endif
 }
 
-// Where Note [Winograd F(2x2, 3x3)] (cpu/winograd.h) serves `pass` instead of the direct tiles:
+// Where Note [Winograd] (cpu/winograd.h) serves `pass` instead of the direct tiles:
 // without dilation or groups, both channel counts at least 32 (with fewer the transforms cost as
 // much as the multiply-adds saved), 3x3 stride 1 (forward and grad_input) or 4x4 stride 2
 // (F(2x2, 2x2): the forward per output phase, grad_input over grad_output's four polyphase

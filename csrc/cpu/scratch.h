@@ -23,7 +23,7 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // product of one class of kernel rows (Note [tap row classes]). kLayoutIn, kLayoutOut: the
 // calling thread's channels_last copies of an NCHW call's tensors (Winograd, the direct tiles
 // along images: fresh 8 MiB copies per call made a 64->64 8x64x64 Winograd forward 4.4-10 ms
-// instead of 3.9-4.3). kFrame: padding_mode's frame of the full output (Note [Winograd F(2x2, 3x3)]).
+// instead of 3.9-4.3). kFrame: padding_mode's frame of the full output (Note [Winograd]).
 enum class ScratchSlot : int {
   kWindow, kWindowInput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass,
   kLayoutIn, kLayoutOut, kFrame, kCount
