@@ -71,10 +71,11 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
 
 // Where Note [Winograd] (cpu/winograd.h) serves `pass` instead of the direct tiles:
 // without dilation or groups, both channel counts at least 32 (with fewer the transforms cost as
-// much as the multiply-adds saved), 3x3 stride 1 (forward and grad_input) or 4x4 stride 2
-// (F(2x2, 2x2): the forward per output phase, grad_input over grad_output's four polyphase
-// components) up to 256 x 128 channels (beyond, its 36 transformed weight matrices outgrow the
-// caches: DCGAN's 512->256 at 4x4 forward 7.9 ms along images against 9.4, channels_last).
+// much as the multiply-adds saved), 3x3 stride 1 (forward and grad_input) up to 256 x 256
+// channels or 4x4 stride 2 (F(2x2, 2x2): the forward per output phase, grad_input over
+// grad_output's four polyphase components) up to 256 x 128. Beyond, each task re-reads its
+// 16-36 transformed weight matrices from L3 for too few blocks (DCGAN's 512->256 k4 s2 at 4x4
+// forward 7.9 ms along images against 9.4, channels_last; 3x3 512->256 8x8x8 8.6 against 12.7).
 // NCHW grad_input of 4x4 stride 2 from more than 64 x 64 channels (its channels_last copy of the
 // 4x larger grad_output costs more with fewer: 4x64->64 at 64x64 6.5 ms against 5.4 along rows).
 // TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD set to a direct order or a GEMM (tests) take those
@@ -83,7 +84,7 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 #if defined(TCONV_CPU_AVX512)
   const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
   if (force && std::strcmp(force, "winograd") != 0) return false;
-  const bool k3s1 = g.kH == 3 && g.kW == 3 && g.sh == 1 && g.sw == 1;
+  const bool k3s1 = g.kH == 3 && g.kW == 3 && g.sh == 1 && g.sw == 1 && g.Cin * g.Cout <= 256 * 256;
   const bool k4s2 = g.kH == 4 && g.kW == 4 && g.sh == 2 && g.sw == 2 && g.Cin * g.Cout <= 256 * 128 &&
                     (channels_last || pass == DirectPass::forward || g.Cin * g.Cout > 64 * 64);
   return pass != DirectPass::grad_weight && (k3s1 || k4s2) && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
