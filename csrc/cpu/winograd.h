@@ -29,7 +29,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <vector>
 
 #include "common/int_math.h"
 #include "common/pad_fold_args.h"
