@@ -158,10 +158,11 @@ def _plain_eager(out, *tensors):
 
 
 def _folds_in_tiles(input, weight, bias):
-    """Whether tconv::_conv_transpose2d_padded folds padding_mode's frame inside its tiles: a plain
-    eager CPU float32 call on the AVX-512 path with whole 16-channel vectors of outputs per group
-    (the forward's use_direct_tiles, csrc/cpu/direct_tiles.h; other shapes the op computes as the
-    definition, slower than the strips below)."""
+    """Whether tconv::_conv_transpose2d_padded folds padding_mode's frame inside its kernels (into
+    Winograd's output or the direct tiles' sums): a plain eager CPU float32 call on the AVX-512
+    path with whole 16-channel vectors of outputs per group (the forward's use_winograd and
+    use_direct_tiles, csrc/cpu/direct_tiles.h; other shapes the op computes as the definition,
+    slower than the strips below)."""
     if input.device.type != "cpu" or input.dtype != torch.float32 or not _eager_mode():
         return False
     if any(t is not None and (type(t) is not torch.Tensor or torch._C._functorch.is_functorch_wrapped_tensor(t))

@@ -919,13 +919,11 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
                             : force && std::strcmp(force, "rows") == 0 ? false
                                                                         : direct_tiles_along_images(g.N, ceil_div(g.Wo, g.sw), g.Cout_g);
   if (along_images) {
-    const Scratch<float> xcl(ScratchSlot::kLayoutIn, nchw ? g.N * g.H * g.W * g.Cin : 0);
-    if (nchw) planes_to_pixels(x.const_data_ptr<float>(), xcl.data(), g.N, g.Cin, g.H * g.W);
-    const float* xp = nchw ? xcl.data() : x.const_data_ptr<float>();
     // NCHW: the result as channels_last too, then transposed (scattering each tile's outputs
     // into the planes measured 1.8x slower on DCGAN's 16x16 layer).
-    const Scratch<float> ycl(ScratchSlot::kLayoutOut, nchw ? g.N * plane * g.Cout : 0);
-    float* ycl_p = nchw ? ycl.data() : yp;
+    const ChannelsLastStaging cl(nchw, x.const_data_ptr<float>(), g.N, g.Cin, g.H * g.W, yp, g.Cout, plane);
+    const float* xp = cl.in();
+    float* ycl_p = cl.out();
     const DirectRowShape shape{1, g.H * g.W * g.Cin, g.N, g.Cin_g};
     const int64_t tasks = g.Ho * g.Wo * g.groups * nblocks;
     const int64_t max_sources = fold ? fold->max_sources : 1;
@@ -960,7 +958,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
                                  plane * g.Cout, nullptr);
       }
     });
-    if (nchw) transpose_images(ycl_p, yp, g.N, plane, g.Cout);
+    cl.store();
     return;
   }
   const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
@@ -1057,11 +1055,10 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
   const float* w = weight.const_data_ptr<float>();
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
   const int64_t Ho = g.Ho - 2 * ph, Wo = g.Wo - 2 * pw;
-  const Scratch<float> xcl(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.H * g.W * g.Cin);
-  const Scratch<float> ycl(ScratchSlot::kLayoutOut, channels_last ? 0 : g.N * Ho * Wo * g.Cout);
-  if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), xcl.data(), g.N, g.Cin, g.H * g.W);
-  const float* xp = channels_last ? x.const_data_ptr<float>() : xcl.data();
-  float* yp = channels_last ? y.mutable_data_ptr<float>() : ycl.data();
+  const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, g.H * g.W,
+                               y.mutable_data_ptr<float>(), g.Cout, Ho * Wo);
+  const float* xp = cl.in();
+  float* yp = cl.out();
   WinogradFrame frame{ph, pw, Ho, Wo, frame_mode ? *frame_mode : PadFoldMode::Reflect, nullptr};
   const Scratch<float> frame_data(ScratchSlot::kFrame, frame_mode ? g.N * frame.pixels() * g.Cout : 0);
   frame.data = frame_data.data();
@@ -1075,9 +1072,10 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
   } else {
     for (int r = 0; r < 2; ++r)
       for (int c = 0; c < 2; ++c) {
-        // The phase's grid: m from the least with 2 m + r - ph >= 0 to the last inside Ho.
-        const int64_t m0 = (g.ph - r + 1) >> 1, n0 = (g.pw - c + 1) >> 1;
-        const int64_t rows = ((g.Ho - 1 + g.ph - r) >> 1) - m0 + 1, cols = ((g.Wo - 1 + g.pw - c) >> 1) - n0 + 1;
+        // The phase's grid: the cells m with output 2 m + r - ph inside y.
+        const IndexRange mh = indices_inside(g.qh_lo + g.Qh, 2, r - g.ph, g.Ho);
+        const IndexRange mw = indices_inside(g.qw_lo + g.Qw, 2, c - g.pw, g.Wo);
+        const int64_t m0 = mh.lo, n0 = mw.lo, rows = mh.hi - mh.lo, cols = mw.hi - mw.lo;
         if (rows <= 0 || cols <= 0) continue;
         const WinogradWeights<2> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
           return w[((ci * g.Cout + co) * 4 + r + 2 - 2 * a) * 4 + c + 2 - 2 * bb];
@@ -1088,7 +1086,7 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
       }
   }
   if (fp) fold_frame(frame, yp, g.N, g.Cout);
-  if (!channels_last) transpose_images(yp, y.mutable_data_ptr<float>(), g.N, Ho * Wo, g.Cout);
+  cl.store();
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last, (void)frame_mode, (void)ph, (void)pw;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");

@@ -336,11 +336,10 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
                              bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
   const float* w = weight.const_data_ptr<float>();
-  const Scratch<float> gocl(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Ho * g.Wo * g.Cout);
-  const Scratch<float> gicl(ScratchSlot::kLayoutOut, channels_last ? 0 : g.N * g.H * g.W * g.Cin);
-  if (!channels_last) planes_to_pixels(go.const_data_ptr<float>(), gocl.data(), g.N, g.Cout, g.Ho * g.Wo);
-  const float* gop = channels_last ? go.const_data_ptr<float>() : gocl.data();
-  float* gip = channels_last ? gi.mutable_data_ptr<float>() : gicl.data();
+  const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo,
+                               gi.mutable_data_ptr<float>(), g.Cin, g.H * g.W);
+  const float* gop = cl.in();
+  float* gip = cl.out();
   const int64_t sN = g.Ho * g.Wo * g.Cout, sH = g.Wo * g.Cout;
   const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
   if (g.sh == 1) {
@@ -357,9 +356,9 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
     }
     for (int rh = 0; rh < 2; ++rh)
       for (int rw = 0; rw < 2; ++rw) {
-        const int64_t dh = (kh0[rh] - g.ph) >> 1, dw = (kw0[rw] - g.pw) >> 1;  // floor halves
+        const int64_t dh = floor_div(kh0[rh] - g.ph, 2), dw = floor_div(kw0[rw] - g.pw, 2);
         src[2 * rh + rw] = WinogradSource{gop + (rh * g.Wo + rw) * g.Cout, sN, 2 * sH, 2 * g.Cout,
-                                          (g.Ho - rh + 1) >> 1, (g.Wo - rw + 1) >> 1, -dh, -dw};
+                                          ceil_div(g.Ho - rh, 2), ceil_div(g.Wo - rw, 2), -dh, -dw};
       }
     const WinogradWeights<2> U(4 * g.Cout, g.Cin, [&](int64_t k, int64_t ci, int a, int b) {
       const int64_t s = k / g.Cout, co = k % g.Cout, rh = s / 2, rw = s % 2;
@@ -367,7 +366,7 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
     });
     winograd_f2<2>(src, 4, g.N, g.Cout, U, nullptr, gip, g.Cin, grid);
   }
-  if (!channels_last) transpose_images(gip, gi.mutable_data_ptr<float>(), g.N, g.H * g.W, g.Cin);
+  cl.store();
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
@@ -385,7 +384,6 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
   const int64_t KK = g.kH * g.kW, cbw_max = DirectPanels::kMaxWidth;
   const int64_t nblocks = ceil_div(g.Cin_g, cbw_max);
   const DirectPanels panels(weight.const_data_ptr<float>(), g, true);
-  static const float kZeros[64] = {};
   // NCHW: as the forward's (Note [direct tiles] there): grad_output's rows through a per-thread
   // cache of transposed rows and each grad_input row through a row buffer, or along images
   // channels_last copies of both.
@@ -398,11 +396,9 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
                                                                         : direct_tiles_along_images(g.N, g.W, g.Cin_g);
   const int64_t work = g.multiply_adds();
   if (along_images) {
-    const Scratch<float> gocl(ScratchSlot::kLayoutIn, nchw ? g.N * g.Ho * g.Wo * g.Cout : 0);
-    if (nchw) planes_to_pixels(go.const_data_ptr<float>(), gocl.data(), g.N, g.Cout, g.Ho * g.Wo);
-    const float* gop = nchw ? gocl.data() : go.const_data_ptr<float>();
-    const Scratch<float> gicl(ScratchSlot::kLayoutOut, nchw ? g.N * plane * g.Cin : 0);
-    float* gicl_p = nchw ? gicl.data() : gip;
+    const ChannelsLastStaging cl(nchw, go.const_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo, gip, g.Cin, plane);
+    const float* gop = cl.in();
+    float* gicl_p = cl.out();
     const DirectRowShape shape{1, g.Ho * g.Wo * g.Cout, g.N, g.Cout_g};
     parallel_for_work(0, g.H * g.W * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
       std::vector<DirectTap> taps(KK);
@@ -421,11 +417,11 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
           }
         }
         const int64_t ci0 = grp * g.Cin_g + c0;
-        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, kZeros, gicl_p + pos * g.Cin + ci0,
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.N, kNoBias, gicl_p + pos * g.Cin + ci0,
                                  plane * g.Cin, nullptr);
       }
     });
-    if (nchw) transpose_images(gicl_p, gip, g.N, plane, g.Cin);
+    cl.store();
     return;
   }
   const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
@@ -452,11 +448,11 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
           taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panels.panel(grp, cb, kh, kw)};
       }
       if (!nchw) {
-        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros,
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias,
                                  gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
         continue;
       }
-      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kZeros, row_out.data(), width, patch.data());
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias, row_out.data(), width, patch.data());
       transpose_block(row_out.data(), width, gip + (n * g.Cin + grp * g.Cin_g + c0) * plane + ih * g.W, plane, width, g.W);
     }
   });

@@ -173,6 +173,9 @@ class DirectPanels {
   Scratch<float> buf_;
 };
 
+// The tiles' starting values where a pass has no bias (grad_input, Winograd's products).
+alignas(64) inline constexpr float kNoBias[DirectPanels::kMaxWidth] = {};
+
 // Tiles along images (the outputs of one position in `images` images: same taps, no patch) rather
 // than along a row (`row` outputs of one phase): whichever leaves less of its tiles empty, images
 // on a tie (a row's border tiles need patches). DCGAN's 4x4-16x16 layers in batches of 16-64 go
@@ -323,6 +326,34 @@ inline void transpose_images(const float* src, float* dst, int64_t N, int64_t ro
 inline void planes_to_pixels(const float* src, float* dst, int64_t N, int64_t C, int64_t HW) {
   transpose_images(src, dst, N, C, HW);
 }
+
+// A kernel that wants channels_last on an NCHW call: its input (N x Cin planes of in_plane) as
+// channels_last and a channels_last buffer for its result (N x Cout planes of out_plane), both in
+// the calling thread's kept scratch (kLayoutIn, kLayoutOut: fresh copies page-fault on every
+// call), and store() transposes the result into the NCHW output. On a channels_last call in()
+// and out() are the tensors' own memory and store() does nothing.
+class ChannelsLastStaging {
+ public:
+  ChannelsLastStaging(bool nchw, const float* in, int64_t N, int64_t Cin, int64_t in_plane, float* out,
+                      int64_t Cout, int64_t out_plane)
+      : nchw_(nchw), in_(in), out_(out), N_(N), Cout_(Cout), out_plane_(out_plane),
+        in_copy_(ScratchSlot::kLayoutIn, nchw ? N * Cin * in_plane : 0),
+        out_copy_(ScratchSlot::kLayoutOut, nchw ? N * Cout * out_plane : 0) {
+    if (nchw) planes_to_pixels(in, in_copy_.data(), N, Cin, in_plane);
+  }
+  const float* in() const { return nchw_ ? in_copy_.data() : in_; }
+  float* out() const { return nchw_ ? out_copy_.data() : out_; }
+  void store() const {
+    if (nchw_) transpose_images(out_copy_.data(), out_, N_, out_plane_, Cout_);
+  }
+
+ private:
+  bool nchw_;
+  const float* in_;
+  float* out_;
+  int64_t N_, Cout_, out_plane_;
+  Scratch<float> in_copy_, out_copy_;
+};
 
 // dst[r * ld_dst + c] = src[c * ld_src + r] for r < rows, c < cols: one row of planes as pixels
 // (ld_src = the plane's size) or a row of pixels into planes.

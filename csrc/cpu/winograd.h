@@ -189,7 +189,6 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
       std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (4 * E * Ks + 256 * E) / 6 * 6, 12, 96));
   const int64_t kv = ceil_div(K, 16), cw = WinogradWeights<R>::kMaxWidth;
   const int64_t tasks = ceil_div(total, tiles);
-  alignas(64) static const float zeros[WinogradWeights<R>::kMaxWidth] = {};
   parallel_for_work(0, tasks, total * E * Ks * C, [&](int64_t begin, int64_t end) {
     const Scratch<float> V(ScratchSlot::kConvBlockA, E * tiles * Ks), M(ScratchSlot::kConvBlockB, E * tiles * cw);
     const int64_t e_step = tiles * Ks;
@@ -231,7 +230,7 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
         const DirectRowShape shape{1, Ks, count, Ks};
         for (int e = 0; e < E; ++e) {
           const DirectTap tap{V.data() + e * e_step, 0, U.panel(cb, e)};
-          direct_tile_row_of_width(width, &tap, 1, shape, count, zeros, M.data() + e * tiles * cw, cw, nullptr);
+          direct_tile_row_of_width(width, &tap, 1, shape, count, kNoBias, M.data() + e * tiles * cw, cw, nullptr);
         }
         // A^T m A + bias per block and 16 channels.
         for (int64_t t = 0; t < count; ++t) {
