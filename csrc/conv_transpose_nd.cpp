@@ -17,6 +17,7 @@
 //      opd == 0 (the k2 s2 U-Net layer) every output slice gets exactly one plane: the fold is
 //      one permuting copy.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "common/checks.h"
+#include "cpu/dispatch.h"
 #include "composite_buffers.h"
 #include "common/int_math.h"
 
@@ -130,6 +132,11 @@ void check_conv_transpose_nd(const char* name, size_t dims, const Tensor& input,
   }
 }
 
+// Whether a tensor is differentiated: by autograd, or carrying a forward-mode tangent.
+bool differentiated(const Tensor& t) {
+  return (at::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(/*level=*/0).defined();
+}
+
 // ---- 1-D ------------------------------------------------------------------------------------------
 
 Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
@@ -191,9 +198,6 @@ Tensor conv_transpose3d_depth_cells(const Tensor& input, const Tensor& weight, c
   // A call that neither autograd mode differentiates writes its intermediate and result into
   // output-cache buffers (composite_buffers.h); otherwise functional ops only (a copy_ into a
   // buffer would record a CopySlices node per slab).
-  const auto differentiated = [](const Tensor& t) {  // by autograd, or carrying a forward-mode tangent
-    return (at::GradMode::is_enabled() && t.requires_grad()) || t._fw_grad(/*level=*/0).defined();
-  };
   const bool buffers = !differentiated(input) && !differentiated(weight) && !(has_bias && differentiated(*bias));
 
   // Per phase r: Y_r (N, Q_r, Cout, Ho, Wo), its first cell q_lo[r]; empty where no tap has the phase.
@@ -313,6 +317,15 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const bool cl = (cl_in || weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d) &&
                   (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16);
 
+  // A plain eager call that no autograd mode differentiates: the CPU kernels where they serve it
+  // (Note [3-D transposed convolution]; not under autocast, whose 2-D op computes in bfloat16).
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (plain_cpu_call({&input, &weight, has_bias ? &*bias : nullptr}) && !differentiated(input) &&
+      !differentiated(weight) && !(has_bias && differentiated(*bias)) && !at::autocast::is_autocast_enabled(at::kCPU) &&
+      !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode))
+    if (auto y = cpu::conv_transpose3d_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, cl))
+      return *y;
+
   const bool one_plane = kD == sd && pd == 0 && dd == 1 && opd == 0;
   if (!one_plane && depth_cells_exact(input, weight, bias))  // Note [3-D depth cells]
     return conv_transpose3d_depth_cells(input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -333,7 +346,6 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const Tensor w = weight.reshape({Cin, Cout_g * kD, kH, kW});
   const int64_t s2[2] = {stride[1], stride[2]}, p2[2] = {padding[1], padding[2]},
                 op2[2] = {output_padding[1], output_padding[2]}, d2[2] = {dilation[1], dilation[2]};
-  const bool has_bias = bias.has_value() && bias->defined();
   const Tensor planes = tconv_conv_transpose2d(x, w, std::nullopt, s2, p2, op2, groups, d2);
   const int64_t Ho = dim_size(planes, 2), Wo = dim_size(planes, 3);
   // (N, D, Cout, kD, Ho, Wo), whatever the 2-D op's memory format.

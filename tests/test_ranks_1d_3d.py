@@ -15,7 +15,7 @@ from torch.func import jacfwd, vmap
 
 import tconv
 from _support import (CONV_TOL, HALF_TYPES, UPSAMPLE_TOL, check_same_outputs_and_grads, full_gradcheck, poison,
-                      poison_one, same_specials)
+                      poison_one, same_specials, specials_equal)
 
 ops = torch.ops.tconv
 CL3 = torch.channels_last_3d
@@ -131,6 +131,79 @@ def test_conv_transpose3d_depth_cells_with_and_without_grad(cfg, layout):
         assert ours.is_contiguous(memory_format=CL3 if want_cl else torch.contiguous_format)
         _grads_match(lambda x, w, b: tconv.conv_transpose3d(x, w, b, **kw),
                      lambda x, w, b: F.conv_transpose3d(x, w, b, **kw), (x, w, b), *CONV_TOL[dtype])
+
+
+# Note [3-D transposed convolution] (cpu/conv_transpose3d.cpp): on AVX-512 CPUs a float32 call that
+# nothing differentiates runs the 3-D kernels: Winograd with the depth taps as sources (3x3x3
+# stride 1, 4x4x4 stride 2; 32+ channels, no groups or dilation) or the direct tiles over the
+# taps (kd, kh, kw) (16-channel groups of output channels, at most 64 taps); elsewhere the
+# composite. Every case must equal PyTorch whichever path the CPU takes, in the output's memory
+# format, with the same bits for any thread count.
+NATIVE3D_CASES = [
+    # n, cin, cout, dhw, k, stride, padding, output_padding, groups, dilation
+    (2, 32, 32, (5, 6, 7), (3, 3, 3), 1, 1, 0, 1, 1),           # Winograd k3 s1: partial blocks
+    (1, 48, 32, (4, 5, 3), (3, 3, 3), 1, (0, 2, 1), 0, 1, 1),    # padding 0 grows depth, 2 shrinks rows
+    (2, 32, 48, (4, 5, 6), (4, 4, 4), 2, 1, 0, 1, 1),           # Winograd k4 s2 p1: two depth phases
+    (1, 40, 32, (3, 4, 3), (4, 4, 4), 2, (0, 1, 2), (1, 0, 1), 1, 1),  # uneven phases, output_padding
+    (2, 16, 32, (3, 4, 5), (2, 2, 2), 2, 0, 0, 1, 1),           # direct tiles: k2 s2, one tap each
+    (1, 24, 16, (3, 5, 4), (3, 3, 3), 2, 1, 1, 1, 1),           # k3 s2 op1: phases of 1-2 taps per axis
+    (1, 16, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 1, (2, 1, 2)),   # dilation: the direct tiles, not Winograd
+    (1, 32, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 2, 1),           # groups of 16 output channels
+    (2, 8, 16, (3, 4, 5), (2, 3, 3), (1, 2, 1), 1, 0, 1, 1),    # anisotropic kernel and stride
+    (1, 16, 16, (4, 4, 4), (3, 2, 2), (2, 2, 2), 0, 0, 1, 1),   # depth kernel 3, stride 2
+    (1, 16, 16, (2, 3, 3), (1, 3, 3), (2, 1, 1), 0, (1, 0, 0), 1, 1),  # kD < sd: depth slices with no tap (composite)
+    (1, 8, 12, (3, 4, 5), (3, 3, 3), 1, 1, 0, 1, 1),            # 12 output channels (composite)
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cfg", NATIVE3D_CASES, ids=lambda c: "x".join(map(str, c[:6])))
+def test_conv_transpose3d_kernels_match_pytorch(cfg, bias, layout):
+    n, cin, cout, dhw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    gen = torch.Generator().manual_seed(sum(dhw) + cin)
+    x = torch.randn(n, cin, *dhw, dtype=torch.float64, generator=gen)
+    w = torch.randn(cin, cout // g, *k, dtype=torch.float64, generator=gen) / (cin * 27) ** 0.5
+    b = torch.randn(cout, dtype=torch.float64, generator=gen) if bias else None
+    if layout == "channels_last_3d":
+        x = x.to(memory_format=CL3)
+    ref = F.conv_transpose3d(x, w, b, **kw)
+    xf, wf, bf = x.float(), w.float(), None if b is None else b.float()
+    ours = tconv.conv_transpose3d(xf, wf, bf, **kw)
+    assert ours.shape == ref.shape and ours.dtype == torch.float32
+    assert ours.is_contiguous(memory_format=CL3 if layout == "channels_last_3d" else torch.contiguous_format)
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    # The differentiated call (the composite) agrees, and so does its gradient's forward.
+    xr = xf.detach().requires_grad_()
+    torch.testing.assert_close(tconv.conv_transpose3d(xr, wf, bf, **kw).detach(), ours, rtol=1e-5, atol=1e-5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(tconv.conv_transpose3d(xf, wf, bf, **kw), ours)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+@pytest.mark.parametrize("k, s", [(3, 1), (4, 2), (2, 2)])
+def test_conv_transpose3d_kernels_keep_nan_and_inf_in_place(k, s, layout):
+    """A NaN or Inf in the input or the weight reaches exactly the outputs whose taps read it, as
+    in PyTorch's float64 sum (Winograd's B^T d B would spread one over a block; such calls take
+    the composite's direct sums)."""
+    gen = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 32, 3, 4, 5, dtype=torch.float64, generator=gen)
+    w = torch.randn(32, 32, k, k, k, dtype=torch.float64, generator=gen)
+    x[0, 3, 1, 0, 4] = float("nan")
+    x[1, 7, 2, 3, 2] = float("inf")
+    if layout == "channels_last_3d":
+        x = x.to(memory_format=CL3)
+    p = 0 if k == 2 else 1
+    specials_equal(tconv.conv_transpose3d(x.float(), w.float(), stride=s, padding=p),
+                   F.conv_transpose3d(x, w, stride=s, padding=p))
+    w[5, 2, 0, 1, 1] = float("-inf")
+    specials_equal(tconv.conv_transpose3d(x.float(), w.float(), stride=s, padding=p),
+                   F.conv_transpose3d(x, w, stride=s, padding=p))
 
 
 def test_conv_transpose3d_unbatched_no_bias_empty_batch_and_strided_input():

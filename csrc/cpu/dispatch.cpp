@@ -157,6 +157,14 @@ std::tuple<Tensor, Tensor> _upsample_conv2d_mixed_backward(const Tensor& grad_ou
 
 }  // namespace
 
+std::optional<at::Tensor> conv_transpose3d_forward(const at::Tensor& input, const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                                   at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                                   int64_t groups, at::IntArrayRef dilation, bool channels_last) {
+  TCONV_CPU_DISPATCH(conv_transpose3d_forward_cpu, input, weight, bias, stride, padding, output_padding, groups,
+                     dilation, channels_last)
+}
+
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d);
   m.impl("_conv_transpose2d_padded", &_conv_transpose2d_padded);

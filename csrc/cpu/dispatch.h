@@ -1,11 +1,24 @@
 // Which build of the CPU kernels runs (cpu/dispatch.cpp): tconv.cpu_capability() in Python.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
+#include <optional>
+
 namespace tconv::cpu {
 
 enum class CpuCapability { DEFAULT, AVX2, AVX512 };
 
 CpuCapability cpu_capability();
 const char* cpu_capability_name();  // "default", "avx2" or "avx512"
+
+// conv_transpose3d's forward on the CPU kernels where they serve it (Note [3-D transposed
+// convolution], cpu/conv_transpose3d.cpp), else nothing: the composite (csrc/conv_transpose_nd.cpp)
+// calls it on plain eager calls that no autograd mode differentiates. channels_last: the output's
+// memory format.
+std::optional<at::Tensor> conv_transpose3d_forward(const at::Tensor& input, const at::Tensor& weight,
+                                                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                                   at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                                   int64_t groups, at::IntArrayRef dilation, bool channels_last);
 
 }  // namespace tconv::cpu

@@ -26,6 +26,10 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
                                             IntArrayRef kernel_hw, IntArrayRef stride, IntArrayRef padding,
                                             int64_t groups, IntArrayRef dilation);
 Tensor conv_transpose2d_backward_bias_cpu(const Tensor& grad_output);
+std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Tensor& weight,
+                                                   const std::optional<Tensor>& bias, IntArrayRef stride,
+                                                   IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
+                                                   IntArrayRef dilation, bool channels_last);
 
 Tensor upsample_bilinear2d_cpu(const Tensor& input, IntArrayRef output_size, bool align_corners,
                                bool antialias, std::optional<double> scale_h, std::optional<double> scale_w);

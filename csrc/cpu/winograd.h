@@ -165,9 +165,18 @@ struct WinogradGrid {
 // What grid output (i, j) reads: pixel (i + a - qh, j + b - qw) of an H x W image of K channels,
 // image n's pixel (h, w) at X + n sN + h sH + w sW, zero outside (channels_last: sW = K; a
 // polyphase component of a stride-2 layer's grad_output: every second row and column).
+// 3-D (Note [3-D transposed convolution], cpu/conv_transpose3d.cpp): the image is slice id = q -
+// off of D slices sD apart (zero outside), q the output's depth cell (WinogradDepth).
 struct WinogradSource {
   const float* X;
   int64_t sN, sH, sW, H, W, qh, qw;
+  int64_t sD = 0, D = 1, off = 0;
+};
+
+// The images of the grid: 2-D, one per batch element; 3-D, Q depth cells q = q0 .. q0 + Q - 1 per
+// batch element n, whose outputs go to Y's slice od = q * od_step + od0 of YD (Y's image n * YD + od).
+struct WinogradDepth {
+  int64_t Q = 1, q0 = 0, YD = 1, od_step = 0, od0 = 0;
 };
 
 // The correlation of the Note summed over `nsrc` sources of K channels each (their channels one
@@ -177,11 +186,11 @@ struct WinogradSource {
 // channels the E GEMMs and the output transform.
 template <int R>
 void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, const WinogradWeights<R>& U,
-                 const float* bias, float* Y, int64_t C, const WinogradGrid& o) {
+                 const float* bias, float* Y, int64_t C, const WinogradGrid& o, const WinogradDepth& depth = {}) {
   using F2 = WinogradF2<R>;
   constexpr int T = F2::T, E = T * T;
   const int64_t Ks = nsrc * K;  // the GEMMs' summed channels
-  const int64_t TH = ceil_div(o.rows, 2), TW = ceil_div(o.cols, 2), total = N * TH * TW;
+  const int64_t TH = ceil_div(o.rows, 2), TW = ceil_div(o.cols, 2), total = N * depth.Q * TH * TW;
   // Blocks per task: its transformed inputs and one channel block's products within ~512 KiB of
   // the core's L2 (each weight panel read once per task is then multiplied by 12-60 blocks),
   // a multiple of the 6-block register tile.
@@ -196,15 +205,19 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
       const int64_t first = task * tiles, count = std::min(tiles, total - first);
       // B^T d B per block, source and 16 channels k.
       for (int64_t t = 0; t < count; ++t) {
-        const int64_t tile = first + t, n = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
+        const int64_t tile = first + t, image = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
+        const int64_t n = image / depth.Q, q = depth.q0 + image % depth.Q;
         for (int si = 0; si < nsrc; ++si) {
           const WinogradSource& S = src[si];
-          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw;
+          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw, id = q - S.off;
+          const bool slice_inside = id >= 0 && id < S.D;
           const float* px[T][T];
           for (int r = 0; r < T; ++r)
             for (int c = 0; c < T; ++c) {
               const int64_t ih = i0 + r, iw = j0 + c;
-              px[r][c] = ih >= 0 && ih < S.H && iw >= 0 && iw < S.W ? S.X + n * S.sN + ih * S.sH + iw * S.sW : nullptr;
+              px[r][c] = slice_inside && ih >= 0 && ih < S.H && iw >= 0 && iw < S.W
+                             ? S.X + n * S.sN + id * S.sD + ih * S.sH + iw * S.sW
+                             : nullptr;
             }
           for (int64_t q = 0; q < kv; ++q) {
             const int64_t k0 = 16 * q;
@@ -234,7 +247,8 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
         }
         // A^T m A + bias per block and 16 channels.
         for (int64_t t = 0; t < count; ++t) {
-          const int64_t tile = first + t, n = tile / (TH * TW), oi = 2 * (tile / TW % TH), oj = 2 * (tile % TW);
+          const int64_t tile = first + t, image = tile / (TH * TW), oi = 2 * (tile / TW % TH), oj = 2 * (tile % TW);
+          const int64_t yimage = image / depth.Q * depth.YD + (depth.q0 + image % depth.Q) * depth.od_step + depth.od0;
           for (int64_t c = 0; c < width; c += 16) {
             const float* mt = M.data() + t * cw + c;
             __m512 s[2][T];
@@ -252,15 +266,15 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
               for (int j = 0; j < 2 && oj + j < o.cols; ++j) {
                 const int64_t fj = o.ow0 + (oj + j) * o.sx;
                 if (!o.frame) {
-                  _mm512_storeu_ps(Y + ((n * o.YH + fi) * o.YW + fj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                  _mm512_storeu_ps(Y + ((yimage * o.YH + fi) * o.YW + fj) * C + c0 + c, _mm512_add_ps(y[j], b));
                   continue;
                 }
                 const WinogradFrame& f = *o.frame;
                 const int64_t yi = fi - f.ph, yj = fj - f.pw;
                 if (yi >= 0 && yi < o.YH && yj >= 0 && yj < o.YW) {
-                  _mm512_storeu_ps(Y + ((n * o.YH + yi) * o.YW + yj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                  _mm512_storeu_ps(Y + ((yimage * o.YH + yi) * o.YW + yj) * C + c0 + c, _mm512_add_ps(y[j], b));
                 } else {
-                  _mm512_storeu_ps(f.data + (n * f.pixels() + f.index(fi, fj)) * C + c0 + c, y[j]);
+                  _mm512_storeu_ps(f.data + (yimage * f.pixels() + f.index(fi, fj)) * C + c0 + c, y[j]);
                 }
               }
             }
