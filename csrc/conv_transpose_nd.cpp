@@ -21,9 +21,15 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <mutex>
+#include <utility>
 #include <optional>
 #include <sstream>
 #include <vector>
@@ -49,6 +55,13 @@ Tensor tconv_conv_transpose2d(const Tensor& x, const Tensor& w, const std::optio
                              .findSchemaOrThrow("tconv::conv_transpose2d", "")
                              .typed<ConvSig>();
   return op.call(x, w, b, stride, padding, output_padding, groups, dilation);
+}
+
+Tensor conv_backward_bias_2d(const Tensor& grad_output) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("tconv::conv_transpose2d_backward_bias", "")
+                             .typed<Tensor(const Tensor&)>();
+  return op.call(grad_output);
 }
 
 // A size read one dimension at a time (as csrc/autograd.cpp does: sizes() of a traced tensor
@@ -264,7 +277,12 @@ Tensor conv_transpose3d_depth_cells(const Tensor& input, const Tensor& weight, c
     if (y.defined()) out_options = y.options();
   const auto phase_slices = [&](int64_t v) {  // (N, U_v, Cout, Ho, Wo): the slices od = u * sd + v
     const int64_t r = (v + pd) % sd, U = Do > v ? ceil_div(Do - v, sd) : 0;
-    if (Y[r].defined()) return Y[r].narrow(1, (v + pd) / sd - q_lo[r], U);
+    if (Y[r].defined()) {
+      // (No narrow of all of Y_r: its backward would build a zero-filled Y_r-sized gradient
+      // and copy the slices' into it.)
+      const int64_t first = (v + pd) / sd - q_lo[r];
+      return first == 0 && U == dim_size(Y[r], 1) ? Y[r] : Y[r].narrow(1, first, U);
+    }
     const Tensor blank = has_bias ? bias->view({1, 1, Cout, 1, 1}).to(out_options.dtype())
                                   : at::zeros({1, 1, 1, 1, 1}, out_options);
     return blank.expand({N, U, Cout, Ho, Wo});
@@ -299,11 +317,12 @@ Tensor conv_transpose3d_depth_cells(const Tensor& input, const Tensor& weight, c
   return cl ? mem.permute({0, 4, 1, 2, 3}) : mem;
 }
 
-Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
-                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
-                        int64_t groups, IntArrayRef dilation) {
-  check_conv_transpose_nd("conv_transpose3d", 3, input, weight, bias, stride, padding,
-                          output_padding, groups, dilation);
+// The composite over the 2-D op (Note [1-D and 3-D ops as composites]): every device, type and
+// autograd mode. The caller has checked the arguments; cl_in, cl: the input's and the output's
+// layout (channels_last_3d).
+Tensor conv_transpose3d_composite(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                                  IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                                  int64_t groups, IntArrayRef dilation, bool cl_in, bool cl) {
   const int64_t N = dim_size(input, 0), Cin = dim_size(input, 1), D = dim_size(input, 2),
                 H = dim_size(input, 3), W = dim_size(input, 4);
   const int64_t Cout_g = dim_size(weight, 1), kD = dim_size(weight, 2), kH = dim_size(weight, 3),
@@ -311,21 +330,7 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   const int64_t Cout = Cout_g * groups;
   const int64_t sd = stride[0], pd = padding[0], dd = dilation[0], opd = output_padding[0];
   const int64_t Do = (D - 1) * sd - 2 * pd + dd * (kD - 1) + opd + 1;
-  const bool cl_in = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
-  // The output's memory format is PyTorch's on the CPU: channels_last_3d when the input or the
-  // weight is and the type is one oneDNN takes (float32, bfloat16), else contiguous.
-  const bool cl = (cl_in || weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d) &&
-                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16);
-
-  // A plain eager call that no autograd mode differentiates: the CPU kernels where they serve it
-  // (Note [3-D transposed convolution]; not under autocast, whose 2-D op computes in bfloat16).
   const bool has_bias = bias.has_value() && bias->defined();
-  if (plain_cpu_call({&input, &weight, has_bias ? &*bias : nullptr}) && !differentiated(input) &&
-      !differentiated(weight) && !(has_bias && differentiated(*bias)) && !at::autocast::is_autocast_enabled(at::kCPU) &&
-      !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode))
-    if (auto y = cpu::conv_transpose3d_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, cl))
-      return *y;
-
   const bool one_plane = kD == sd && pd == 0 && dd == 1 && opd == 0;
   if (!one_plane && depth_cells_exact(input, weight, bias))  // Note [3-D depth cells]
     return conv_transpose3d_depth_cells(input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -402,6 +407,111 @@ Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::op
   }
   const Tensor acc = cl ? mem.permute({0, 4, 1, 2, 3}) : mem;
   return acc;
+}
+
+// ---- 3-D on the CPU kernels --------------------------------------------------------------------
+
+// A plain eager CPU call in float32 outside autocast (whose 2-D op computes in bfloat16), torch.func
+// and forward-mode AD: the CPU kernels may serve it (Note [3-D transposed convolution]).
+bool kernels_may_serve(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
+  const bool has_bias = bias.has_value() && bias->defined();
+  const auto no_tangent = [](const Tensor& t) { return !t._fw_grad(/*level=*/0).defined(); };
+  return plain_cpu_call({&input, &weight, has_bias ? &*bias : nullptr}) && input.scalar_type() == at::kFloat &&
+         no_tangent(input) && no_tangent(weight) && !(has_bias && !no_tangent(*bias)) &&
+         !at::autocast::is_autocast_enabled(at::kCPU) &&
+         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+}
+
+// The backward of a conv_transpose3d the CPU kernels computed: grad_input and grad_weight by the
+// kernels where they serve, the bias gradient by the 2-D op's; where they do not, and when the
+// gradients are differentiated themselves (create_graph: double backward), through the
+// composite's graph (torch::autograd::grad of the same call, reentrant), whose every op
+// differentiates.
+struct ConvTranspose3dBackward : torch::autograd::TraceableFunction {
+  torch::autograd::SavedVariable input, weight, bias;
+  bool has_bias = false, cl_in = false, cl = false;
+  std::vector<int64_t> stride, padding, output_padding, dilation;
+  int64_t groups = 1;
+
+  std::string name() const override { return "tconv::ConvTranspose3dBackward"; }
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    input.reset_data();
+    weight.reset_data();
+    bias.reset_data();
+  }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    torch::autograd::variable_list out(3);
+    const Tensor& gy = grads[0];
+    if (!gy.defined()) return out;
+    const Tensor x = input.unpack(getptr()), w = weight.unpack(getptr());
+    const Tensor b = has_bias ? bias.unpack(getptr()) : Tensor();
+    const bool need[3] = {task_should_compute_output(0), task_should_compute_output(1),
+                          has_bias && task_should_compute_output(2)};
+    if (!at::GradMode::is_enabled() && plain_cpu_call({&gy})) {
+      std::optional<Tensor> gx, gw;
+      if (need[0]) gx = cpu::conv_transpose3d_backward_input(gy, w, stride, padding, groups, dilation, x.sizes(), cl);
+      if (need[1]) gw = cpu::conv_transpose3d_backward_weight(gy, x, w.sizes(), stride, padding, groups, dilation, cl);
+      if ((!need[0] || gx) && (!need[1] || gw)) {
+        if (need[0]) out[0] = *gx;
+        if (need[1]) out[1] = *gw;
+        if (need[2]) out[2] = conv_backward_bias_2d(gy.reshape({gy.size(0), gy.size(1), -1, gy.size(4)}));
+        return out;
+      }
+    }
+    const bool create_graph = at::GradMode::is_enabled();
+    at::AutoGradMode enable_grad(true);
+    // create_graph: the gradients as functions of the saved tensors and gy; else of detached copies.
+    const auto leaf = [&](const Tensor& t, bool needed) { return create_graph ? t : t.detach().requires_grad_(needed); };
+    const Tensor xr = leaf(x, need[0]), wr = leaf(w, need[1]), br = has_bias ? leaf(b, need[2]) : Tensor();
+    const Tensor y = conv_transpose3d_composite(xr, wr, has_bias ? std::optional<Tensor>(br) : std::nullopt, stride,
+                                                padding, output_padding, groups, dilation, cl_in, cl);
+    std::vector<Tensor> inputs;
+    for (const auto& [t, needed] : {std::pair{xr, need[0]}, std::pair{wr, need[1]}, std::pair{br, need[2]}})
+      if (needed) inputs.push_back(t);
+    const auto g = torch::autograd::grad({y}, inputs, {gy}, /*retain_graph=*/create_graph, create_graph,
+                                         /*allow_unused=*/true);
+    for (size_t i = 0, j = 0; i < 3; ++i)
+      if (need[i]) out[i] = g[j++];
+    return out;
+  }
+};
+
+Tensor conv_transpose3d(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+                        IntArrayRef stride, IntArrayRef padding, IntArrayRef output_padding,
+                        int64_t groups, IntArrayRef dilation) {
+  check_conv_transpose_nd("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                          output_padding, groups, dilation);
+  const bool cl_in = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  // The output's memory format is PyTorch's on the CPU: channels_last_3d when the input or the
+  // weight is and the type is one oneDNN takes (float32, bfloat16), else contiguous.
+  const bool cl = (cl_in || weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d) &&
+                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kBFloat16);
+  if (kernels_may_serve(input, weight, bias)) {
+    std::optional<Tensor> y;
+    {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      y = cpu::conv_transpose3d_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, cl);
+    }
+    if (y) {
+      const Tensor b = bias.has_value() ? *bias : Tensor();
+      if (torch::autograd::compute_requires_grad(input, weight, b)) {
+        auto node = c10::make_intrusive<ConvTranspose3dBackward>();
+        node->set_next_edges(torch::autograd::collect_next_edges(input, weight, b));
+        node->input = torch::autograd::SavedVariable(input, /*is_output=*/false);
+        node->weight = torch::autograd::SavedVariable(weight, /*is_output=*/false);
+        node->has_bias = b.defined();
+        if (b.defined()) node->bias = torch::autograd::SavedVariable(b, /*is_output=*/false);
+        node->stride = stride.vec(), node->padding = padding.vec(), node->output_padding = output_padding.vec();
+        node->dilation = dilation.vec(), node->groups = groups, node->cl_in = cl_in, node->cl = cl;
+        torch::autograd::set_history(*y, node);
+      }
+      return *y;
+    }
+  }
+  return conv_transpose3d_composite(input, weight, bias, stride, padding, output_padding, groups, dilation, cl_in, cl);
 }
 
 void register_kernels(torch::Library& m) {

@@ -174,15 +174,65 @@ def test_conv_transpose3d_kernels_match_pytorch(cfg, bias, layout):
     assert ours.shape == ref.shape and ours.dtype == torch.float32
     assert ours.is_contiguous(memory_format=CL3 if layout == "channels_last_3d" else torch.contiguous_format)
     torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
-    # The differentiated call (the composite) agrees, and so does its gradient's forward.
-    xr = xf.detach().requires_grad_()
-    torch.testing.assert_close(tconv.conv_transpose3d(xr, wf, bf, **kw).detach(), ours, rtol=1e-5, atol=1e-5)
+    # A differentiated call takes the same kernels, then grad_input and grad_weight by the kernels
+    # where they serve (grad_input: 16-channel groups of input channels), else through the
+    # composite's graph.
+    leaves = [t.detach().requires_grad_() for t in (xf, wf) + (() if bf is None else (bf,))]
+    y = tconv.conv_transpose3d(*leaves[:2], leaves[2] if bias else None, **kw)
+    assert torch.equal(y.detach(), ours)
+    go = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    ref_leaves = [t.detach().requires_grad_() for t in (x, w, b) if t is not None]
+    ref_grads = torch.autograd.grad(F.conv_transpose3d(*ref_leaves[:2], ref_leaves[2] if bias else None, **kw),
+                                    ref_leaves, go)
+    grads = torch.autograd.grad(y, leaves, go.float())
+    for got, want in zip(grads, ref_grads):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
     threads = torch.get_num_threads()
-    try:
+    try:  # every sum in an order fixed by the shape: the same bits for any thread count
         torch.set_num_threads(1)
         assert torch.equal(tconv.conv_transpose3d(xf, wf, bf, **kw), ours)
+        y1 = tconv.conv_transpose3d(*leaves[:2], leaves[2] if bias else None, **kw)
+        for one, two in zip(torch.autograd.grad(y1, leaves, go.float()), grads):
+            assert torch.equal(one, two)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_conv_transpose3d_kernels_double_backward_and_graph_rules():
+    """The kernels' backward node: create_graph gives differentiable gradients (through the
+    composite's graph) equal to PyTorch's second derivatives; a second backward without
+    retain_graph and an input modified in place after the forward raise as PyTorch does."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 32, 3, 4, 5, dtype=torch.float64, generator=gen)
+    w = torch.randn(32, 32, 3, 3, 3, dtype=torch.float64, generator=gen) / 30
+    b = torch.randn(32, dtype=torch.float64, generator=gen)
+    go = torch.randn(1, 32, 3, 4, 5, dtype=torch.float64, generator=gen)
+    r1, r2 = torch.randn_like(x), torch.randn_like(w)
+
+    def second(fn, dtype):
+        leaves = [t.to(dtype).requires_grad_() for t in (x, w, b, go)]
+        y = fn(*leaves[:3], padding=1)
+        gx, gw = torch.autograd.grad(y, leaves[:2], leaves[3], create_graph=True)
+        loss = (gx * r1.to(dtype)).sum() + (gw * r2.to(dtype)).sum()
+        return torch.autograd.grad(loss, [leaves[0], leaves[1], leaves[3]])
+
+    for got, want in zip(second(tconv.conv_transpose3d, torch.float32), second(F.conv_transpose3d, torch.float64)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    xf, wf = x.float().requires_grad_(), w.float().requires_grad_()
+    y = tconv.conv_transpose3d(xf, wf, padding=1)
+    y.sum().backward(retain_graph=True)
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.sum().backward()
+    if tconv.cpu_capability() != "avx512":
+        return  # the composite: its graph saves copies of the input, not the input
+    assert y.grad_fn.name() == "tconv::ConvTranspose3dBackward"
+    xc = x.float().requires_grad_() * 1.0
+    y = tconv.conv_transpose3d(xc, wf, padding=1)
+    xc.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])

@@ -140,60 +140,297 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
   });
 }
 
+// grad_input by Winograd, 3x3x3 stride 1: the correlation of grad_output with the kernel
+// (Note [Winograd] for grad_input), the depth taps kd as sources: grad_input's slice id reads
+// grad_output's slice id - pd + kd. go, gi channels_last_3d.
+void backward_input_winograd3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
+                               const DepthAxis& d) {
+  const int64_t K = g.Cout, C = g.Cin, plane = g.Ho * g.Wo * K;
+  const int nsrc = static_cast<int>(d.kD);
+  const WinogradWeights<3> U(nsrc * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
+    const int64_t kd = k / K, co = k % K;
+    return w[(((ci * K + co) * d.kD + kd) * 3 + a) * 3 + bb];
+  });
+  std::vector<WinogradSource> src(nsrc);
+  for (int kd = 0; kd < nsrc; ++kd)
+    src[kd] = WinogradSource{gop, d.Do * plane, g.Wo * K, K, g.Ho, g.Wo, g.ph, g.pw, plane, d.Do, d.pd - kd};
+  winograd_f2<3>(src.data(), nsrc, g.N, K, U, nullptr, gip, C, WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1},
+                 WinogradDepth{d.D, 0, d.D, 1, 0});
+}
+
+// grad_input by the direct tiles: an ordinary strided convolution of grad_output, per task one
+// input row (n, id, ih), group and block of up to 64 input channels, its taps (kd, kh, kw)
+// reading grad_output's row (od, oh) at columns sw apart. go, gi channels_last_3d.
+void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
+                                   const DepthAxis& d) {
+  ConvTranspose2dGeometry panels_g = g;
+  panels_g.kH = d.kD * g.kH;
+  const DirectPanels panels(w, panels_g, true);
+  const int64_t cbw_max = DirectPanels::kMaxWidth, nblocks = ceil_div(g.Cin_g, cbw_max);
+  const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
+  const int64_t taps_max = d.kD * g.kH * g.kW;
+  const int64_t tasks = g.N * d.D * g.H * g.groups * nblocks;
+  parallel_for_work(0, tasks, g.multiply_adds() * d.D * d.kD, [&](int64_t begin, int64_t end) {
+    std::vector<float> patch(direct_patch_floats(taps_max, shape));
+    std::vector<DirectTap> taps(taps_max);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, row = t / (nblocks * g.groups);
+      const int64_t ih = row % g.H, id = row / g.H % d.D, n = row / (g.H * d.D);
+      const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
+      int ntaps = 0;
+      for (int64_t kd = 0; kd < d.kD; ++kd) {
+        const int64_t od = output_of_tap(id, kd, d.sd, d.pd, d.dd);
+        if (od < 0 || od >= d.Do) continue;
+        for (int64_t kh = 0; kh < g.kH; ++kh) {
+          const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+          if (oh < 0 || oh >= g.Ho) continue;
+          const float* gorow = gop + ((n * d.Do + od) * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g;
+          for (int64_t kw = 0; kw < g.kW; ++kw)
+            taps[ntaps++] =
+                DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panels.panel(grp, cb, kd * g.kH + kh, kw)};
+        }
+      }
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias,
+                               gip + ((n * d.D + id) * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin,
+                               patch.data());
+    }
+  });
+}
+
+// grad_weight by the direct tiles (Note [direct tiles] for grad_weight, cpu/conv_transpose2d_backward.cpp)
+// with the N * D input slices as its images: chunks of ~512 KiB of input rows of one slice or of
+// whole slices; per tap (kd, kh, kw) a segment per input row whose slice and row the tap sends
+// inside grad_output. Each thread owns a range of (group, 6 input channels) and adds the chunks
+// in order: the same bits for any thread count. x, go channels_last_3d; gw (Cin, Cout/g, kD, kH, kW).
+void backward_weight_direct_tiles3d(const float* gop, const float* xp, float* gwp, const ConvTranspose2dGeometry& g,
+                                    const DepthAxis& d) {
+  const int64_t KK = d.kD * g.kH * g.kW, cbw_max = 64;
+  const int64_t co_blocks = ceil_div(g.Cout_g, cbw_max), ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
+  std::vector<float> gwt(g.groups * KK * g.Cin_g * g.Cout_g, 0.f);
+  const int64_t slices = g.N * d.D;
+  const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
+  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
+  const int64_t chunk_rows = std::min(rows_wanted, g.H);
+  const int64_t chunk_slices = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, slices) : 1;
+  const int64_t row_chunks = ceil_div(g.H, chunk_rows), slice_chunks = ceil_div(slices, chunk_slices);
+  const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
+  at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<WeightSegment> segs(chunk_rows * chunk_slices);
+    for (int64_t chunk = 0; chunk < slice_chunks * row_chunks; ++chunk) {
+      const int64_t s0 = chunk / row_chunks * chunk_slices, s1 = std::min(slices, s0 + chunk_slices);
+      const int64_t ih0 = chunk % row_chunks * chunk_rows, ih1 = std::min(g.H, ih0 + chunk_rows);
+      for (int64_t kd = 0; kd < d.kD; ++kd)
+        for (int64_t kh = 0; kh < g.kH; ++kh)
+          for (int64_t kw = 0; kw < g.kW; ++kw) {
+            const int64_t off_w = kw * g.dw - g.pw;
+            const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
+            if (iws.lo >= iws.hi) continue;
+            int nsegs = 0;
+            for (int64_t sl = s0; sl < s1; ++sl) {
+              const int64_t n = sl / d.D, id = sl % d.D;
+              const int64_t od = output_of_tap(id, kd, d.sd, d.pd, d.dd);
+              if (od < 0 || od >= d.Do) continue;
+              for (int64_t ih = ih0; ih < ih1; ++ih) {
+                const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+                if (oh < 0 || oh >= g.Ho) continue;
+                segs[nsegs++] = WeightSegment{xp + ((sl * g.H + ih) * g.W + iws.lo) * g.Cin,
+                                              gop + (((n * d.Do + od) * g.Ho + oh) * g.Wo + iws.lo * g.sw + off_w) * g.Cout,
+                                              iws.hi - iws.lo};
+              }
+            }
+            if (nsegs == 0) continue;
+            const int64_t tap = (kd * g.kH + kh) * g.kW + kw;
+            for (int q0 = 0; q0 < nsegs;) {  // groups of segments of ~64 pixels, as in 2-D
+              int q1 = q0;
+              for (int64_t px = 0; q1 < nsegs && px < 64; ++q1) px += segs[q1].K;
+              for (int64_t cb = 0; cb < co_blocks; ++cb) {
+                const int64_t co0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - co0);
+                for (int64_t t = begin; t < end; ++t) {
+                  const int64_t grp = t / ci_blocks, ci0 = t % ci_blocks * kWeightTileRows;
+                  const int rows = static_cast<int>(std::min<int64_t>(kWeightTileRows, g.Cin_g - ci0));
+                  float* acc = gwt.data() + ((grp * KK + tap) * g.Cin_g + ci0) * g.Cout_g + co0;
+                  weight_tile_of_width(width, rows, segs.data() + q0, q1 - q0, grp * g.Cin_g + ci0,
+                                       grp * g.Cout_g + co0, a_step, b_step, acc, g.Cout_g);
+                }
+              }
+              q0 = q1;
+            }
+          }
+    }
+  });
+  // gwt (group, tap, ci, co) -> the weight's (Cin, Cout_g, kD, kH, kW)
+  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t grp = c / g.Cin_g, ci = c % g.Cin_g;
+      for (int64_t co = 0; co < g.Cout_g; ++co)
+        for (int64_t tap = 0; tap < KK; ++tap)
+          gwp[(c * g.Cout_g + co) * KK + tap] = gwt[((grp * KK + tap) * g.Cin_g + ci) * g.Cout_g + co];
+    }
+  });
+}
+
+// The layer's depth axis and the 2-D geometry of its (H, W) axes, from the input's sizes (N,
+// Cin, D, H, W), the weight's (Cin, Cout/g, kD, kH, kW) and the output's spatial sizes.
+struct Layer3d {
+  ConvTranspose2dGeometry g;
+  DepthAxis d;
+};
+Layer3d layer3d(at::IntArrayRef in, at::IntArrayRef w, at::IntArrayRef out_dhw, at::IntArrayRef stride,
+                at::IntArrayRef padding, int64_t groups, at::IntArrayRef dilation) {
+  int64_t op[3];
+  for (int i = 0; i < 3; ++i)  // the output_padding that gives out_dhw
+    op[i] = out_dhw[i] - ((in[i + 2] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w[i + 2] - 1) + 1);
+  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
+      {in[0], in[1], in[3], in[4]}, {w[0], w[1], w[3], w[4]}, {stride[1], stride[2]}, {padding[1], padding[2]},
+      {op[1], op[2]}, groups, {dilation[1], dilation[2]});
+  return {g, DepthAxis{in[2], out_dhw[0], w[2], stride[0], padding[0], dilation[0]}};
+}
+
+// Winograd's rule (use_winograd, cpu/direct_tiles.h) for a pass of the 3-D layer: the 2-D rule on
+// the summed channels of the stacked depth taps, where the depth axis has the (H, W) axes' kernel,
+// stride and no dilation. grad_input: 3x3x3 stride 1 only (4x4x4 stride 2 takes the tiles).
+bool use_winograd3d(const Layer3d& l, DirectPass pass) {
+  ConvTranspose2dGeometry stacked = l.g;
+  const int64_t taps = ceil_div(l.d.kD, l.d.sd);
+  if (pass == DirectPass::forward) stacked.Cin = stacked.Cin_g = taps * l.g.Cin;
+  else stacked.Cout = stacked.Cout_g = taps * l.g.Cout;
+  return l.d.kD == l.g.kH && l.d.sd == l.g.sh && l.d.dd == 1 && (pass == DirectPass::forward || l.d.sd == 1) &&
+         use_winograd(stacked, pass, true);
+}
+
+// The direct tiles' rule (use_direct_tiles) for a pass of the 3-D layer: every depth phase with a
+// tap (kD >= sd), a tile row's taps within kDirectMaxTaps; grad_weight's rows within its chunk.
+bool use_direct_tiles3d(const Layer3d& l, DirectPass pass) {
+  const ConvTranspose2dGeometry& g = l.g;
+  if (l.d.kD < l.d.sd || l.d.kD * g.kH * g.kW > kDirectMaxTaps || !use_direct_tiles(g, pass)) return false;
+  return pass != DirectPass::grad_weight ||
+         (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+}
+
+// NCDHW operands as channels_last_3d (the kernels' layout): the tensor's own memory, or a copy in
+// the calling thread's kept scratch (`slot`).
+class PixelsOf {
+ public:
+  PixelsOf(const Tensor& t, bool channels_last, ScratchSlot slot)
+      : copy_(slot, channels_last ? 0 : t.numel()) {
+    if (channels_last) {
+      data_ = t.const_data_ptr<float>();
+      return;
+    }
+    planes_to_pixels(t.const_data_ptr<float>(), copy_.data(), t.size(0), t.size(1), t.numel() / std::max<int64_t>(t.size(0) * t.size(1), 1));
+    data_ = copy_.data();
+  }
+  const float* data() const { return data_; }
+
+ private:
+  Scratch<float> copy_;
+  const float* data_ = nullptr;
+};
+
 #endif  // TCONV_CPU_AVX512
 
 }  // namespace
 
-// Entry point (cpu/kernels.h), once per CPU capability: the output, or nothing where Note [3-D
+// Entry points (cpu/kernels.h), once per CPU capability: the result, or nothing where Note [3-D
 // transposed convolution] does not serve (the caller takes the composite). The caller has checked
-// the arguments; channels_last: the output's memory format (the composite's rule).
+// the arguments; channels_last: the memory format of the result (forward, grad_input) and of the
+// tensors read.
 std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Tensor& weight,
                                                    const std::optional<Tensor>& bias, at::IntArrayRef stride,
                                                    at::IntArrayRef padding, at::IntArrayRef output_padding,
                                                    int64_t groups, at::IntArrayRef dilation, bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
+  const bool has_bias = bias.has_value() && bias->defined();
   if (input.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
-      (bias.has_value() && bias->defined() && bias->scalar_type() != at::kFloat))
+      (has_bias && bias->scalar_type() != at::kFloat))
     return std::nullopt;
-  const int64_t N = input.size(0), Cin = input.size(1), D = input.size(2), H = input.size(3), W = input.size(4);
-  const int64_t Cout_g = weight.size(1), kD = weight.size(2), kH = weight.size(3), kW = weight.size(4);
-  const DepthAxis d{D, (D - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kD - 1) + output_padding[0] + 1,
-                    kD, stride[0], padding[0], dilation[0]};
-  const ConvTranspose2dGeometry g = conv_transpose2d_geometry(
-      {N, Cin, H, W}, {Cin, Cout_g, kH, kW}, {stride[1], stride[2]}, {padding[1], padding[2]},
-      {output_padding[1], output_padding[2]}, groups, {dilation[1], dilation[2]});
-  // Winograd: the 2-D rule (use_winograd) on the phase's summed channels (T * Cin) where the depth
-  // axis has the layer's (H, W) kernel and stride too.
-  ConvTranspose2dGeometry stacked = g;
-  stacked.Cin = stacked.Cin_g = ceil_div(kD, d.sd) * Cin;
-  const bool winograd = kD == kH && d.sd == g.sh && d.dd == 1 && use_winograd(stacked, DirectPass::forward, true);
-  // Direct tiles: every phase with a tap on every axis (kD >= sd), the taps of a tile row within
-  // the tiles' limit.
-  const bool direct = !winograd && kD >= d.sd && kD * kH * kW <= kDirectMaxTaps &&
-                      use_direct_tiles(g, DirectPass::forward) && d.Do > 0;
-  if (!winograd && !direct) return std::nullopt;
+  int64_t out_dhw[3];
+  for (int i = 0; i < 3; ++i)
+    out_dhw[i] = (input.size(i + 2) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.size(i + 2) - 1) +
+                 output_padding[i] + 1;
+  const Layer3d l = layer3d(input.sizes(), weight.sizes(), out_dhw, stride, padding, groups, dilation);
+  const bool winograd = use_winograd3d(l, DirectPass::forward);
+  if (!winograd && !use_direct_tiles3d(l, DirectPass::forward)) return std::nullopt;
   const at::MemoryFormat fmt = channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
   const Tensor x = input.contiguous(fmt), w = weight.contiguous();
   if (!(all_finite<float>(x) && all_finite<float>(w))) return std::nullopt;
+  const ConvTranspose2dGeometry& g = l.g;
   std::vector<float> b(g.Cout, 0.f);
-  if (bias.has_value() && bias->defined()) {
+  if (has_bias) {
     const Tensor bc = bias->contiguous();
     std::copy(bc.const_data_ptr<float>(), bc.const_data_ptr<float>() + g.Cout, b.begin());
   }
-  Tensor y = empty_output({N, g.Cout, d.Do, g.Ho, g.Wo}, input.options(), fmt);
+  Tensor y = empty_output({g.N, g.Cout, l.d.Do, g.Ho, g.Wo}, input.options(), fmt);
   if (y.numel() == 0) return y;
   // NCDHW: through channels_last copies of the input and the result (kept scratch).
-  const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), N, Cin, D * H * W,
-                               y.mutable_data_ptr<float>(), g.Cout, d.Do * g.Ho * g.Wo);
+  const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, l.d.D * g.H * g.W,
+                               y.mutable_data_ptr<float>(), g.Cout, l.d.Do * g.Ho * g.Wo);
   if (winograd)
-    forward_winograd3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, d);
+    forward_winograd3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
   else
-    forward_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, d);
+    forward_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
   cl.store();
   return y;
 #else
   (void)input, (void)weight, (void)bias, (void)stride, (void)padding, (void)output_padding, (void)groups,
       (void)dilation, (void)channels_last;
+  return std::nullopt;
+#endif
+}
+
+std::optional<Tensor> conv_transpose3d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          int64_t groups, at::IntArrayRef dilation,
+                                                          at::IntArrayRef input_sizes, bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  if (grad_output.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) return std::nullopt;
+  const Layer3d l = layer3d(input_sizes, weight.sizes(), grad_output.sizes().slice(2), stride, padding, groups,
+                            dilation);
+  const bool winograd = use_winograd3d(l, DirectPass::grad_input);
+  if (!winograd && !use_direct_tiles3d(l, DirectPass::grad_input)) return std::nullopt;
+  const at::MemoryFormat fmt = channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  const Tensor go = grad_output.contiguous(fmt), w = weight.contiguous();
+  // The tiles' border patches multiply zeros by the weight, Winograd mixes a block's values.
+  if (!(all_finite<float>(go) && all_finite<float>(w))) return std::nullopt;
+  const ConvTranspose2dGeometry& g = l.g;
+  Tensor gi = empty_output(input_sizes, go.options(), fmt);
+  if (gi.numel() == 0) return gi;
+  const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, l.d.Do * g.Ho * g.Wo,
+                               gi.mutable_data_ptr<float>(), g.Cin, l.d.D * g.H * g.W);
+  if (winograd)
+    backward_input_winograd3d(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
+  else
+    backward_input_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
+  cl.store();
+  return gi;
+#else
+  (void)grad_output, (void)weight, (void)stride, (void)padding, (void)groups, (void)dilation, (void)input_sizes,
+      (void)channels_last;
+  return std::nullopt;
+#endif
+}
+
+std::optional<Tensor> conv_transpose3d_backward_weight_cpu(const Tensor& grad_output, const Tensor& input,
+                                                           at::IntArrayRef weight_sizes, at::IntArrayRef stride,
+                                                           at::IntArrayRef padding, int64_t groups,
+                                                           at::IntArrayRef dilation, bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  if (grad_output.scalar_type() != at::kFloat || input.scalar_type() != at::kFloat) return std::nullopt;
+  const Layer3d l = layer3d(input.sizes(), weight_sizes, grad_output.sizes().slice(2), stride, padding, groups,
+                            dilation);
+  if (!use_direct_tiles3d(l, DirectPass::grad_weight)) return std::nullopt;
+  const at::MemoryFormat fmt = channels_last ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  const Tensor go = grad_output.contiguous(fmt), x = input.contiguous(fmt);
+  Tensor gw = at::empty(weight_sizes, go.options());
+  if (gw.numel() == 0) return gw;
+  if (go.numel() == 0 || x.numel() == 0) return gw.zero_();
+  // Only real (input pixel, tap) pairs are multiplied: NaN/Inf land where the definition puts them.
+  const PixelsOf xcl(x, channels_last, ScratchSlot::kLayoutIn), gocl(go, channels_last, ScratchSlot::kLayoutOut);
+  backward_weight_direct_tiles3d(gocl.data(), xcl.data(), gw.mutable_data_ptr<float>(), l.g, l.d);
+  return gw;
+#else
+  (void)grad_output, (void)input, (void)weight_sizes, (void)stride, (void)padding, (void)groups, (void)dilation,
+      (void)channels_last;
   return std::nullopt;
 #endif
 }

@@ -165,6 +165,22 @@ std::optional<at::Tensor> conv_transpose3d_forward(const at::Tensor& input, cons
                      dilation, channels_last)
 }
 
+std::optional<at::Tensor> conv_transpose3d_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          int64_t groups, at::IntArrayRef dilation,
+                                                          at::IntArrayRef input_sizes, bool channels_last) {
+  TCONV_CPU_DISPATCH(conv_transpose3d_backward_input_cpu, grad_output, weight, stride, padding, groups, dilation,
+                     input_sizes, channels_last)
+}
+
+std::optional<at::Tensor> conv_transpose3d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                                           at::IntArrayRef weight_sizes, at::IntArrayRef stride,
+                                                           at::IntArrayRef padding, int64_t groups,
+                                                           at::IntArrayRef dilation, bool channels_last) {
+  TCONV_CPU_DISPATCH(conv_transpose3d_backward_weight_cpu, grad_output, input, weight_sizes, stride, padding, groups,
+                     dilation, channels_last)
+}
+
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d);
   m.impl("_conv_transpose2d_padded", &_conv_transpose2d_padded);

@@ -20,5 +20,15 @@ std::optional<at::Tensor> conv_transpose3d_forward(const at::Tensor& input, cons
                                                    const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                                                    at::IntArrayRef padding, at::IntArrayRef output_padding,
                                                    int64_t groups, at::IntArrayRef dilation, bool channels_last);
+// Its gradients likewise (the composite's node for plain eager calls, csrc/conv_transpose_nd.cpp):
+// grad_input in input_sizes, grad_weight in weight_sizes; channels_last: the operands' layout.
+std::optional<at::Tensor> conv_transpose3d_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          int64_t groups, at::IntArrayRef dilation,
+                                                          at::IntArrayRef input_sizes, bool channels_last);
+std::optional<at::Tensor> conv_transpose3d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                                           at::IntArrayRef weight_sizes, at::IntArrayRef stride,
+                                                           at::IntArrayRef padding, int64_t groups,
+                                                           at::IntArrayRef dilation, bool channels_last);
 
 }  // namespace tconv::cpu

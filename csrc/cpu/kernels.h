@@ -30,6 +30,14 @@ std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Te
                                                    const std::optional<Tensor>& bias, IntArrayRef stride,
                                                    IntArrayRef padding, IntArrayRef output_padding, int64_t groups,
                                                    IntArrayRef dilation, bool channels_last);
+std::optional<Tensor> conv_transpose3d_backward_input_cpu(const Tensor& grad_output, const Tensor& weight,
+                                                          IntArrayRef stride, IntArrayRef padding, int64_t groups,
+                                                          IntArrayRef dilation, IntArrayRef input_sizes,
+                                                          bool channels_last);
+std::optional<Tensor> conv_transpose3d_backward_weight_cpu(const Tensor& grad_output, const Tensor& input,
+                                                           IntArrayRef weight_sizes, IntArrayRef stride,
+                                                           IntArrayRef padding, int64_t groups, IntArrayRef dilation,
+                                                           bool channels_last);
 
 Tensor upsample_bilinear2d_cpu(const Tensor& input, IntArrayRef output_size, bool align_corners,
                                bool antialias, std::optional<double> scale_h, std::optional<double> scale_w);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 namespace tconv::cpu::CPU_CAPABILITY {
@@ -36,8 +37,10 @@ class Scratch {
     thread_local std::vector<unsigned char> kept[static_cast<int>(ScratchSlot::kCount)];
     const size_t bytes = count * sizeof(T);
     if (bytes > keep_limit_bytes) {
-      own_.resize(bytes);
-      data_ = reinterpret_cast<T*>(own_.data());
+      // Uninitialised (a vector's resize would zero every byte: 24 MiB of grad_input's
+      // channels_last copy cost a pass of its own); the caller writes what it reads.
+      own_.reset(new unsigned char[bytes]);
+      data_ = reinterpret_cast<T*>(own_.get());
       return;
     }
     auto& b = kept[static_cast<int>(slot)];
@@ -48,7 +51,7 @@ class Scratch {
   T& operator[](size_t i) const { return data_[i]; }
 
  private:
-  std::vector<unsigned char> own_;
+  std::unique_ptr<unsigned char[]> own_;
   T* data_ = nullptr;
 };
 
