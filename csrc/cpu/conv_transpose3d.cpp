@@ -140,22 +140,41 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
   });
 }
 
-// grad_input by Winograd, 3x3x3 stride 1: the correlation of grad_output with the kernel
-// (Note [Winograd] for grad_input), the depth taps kd as sources: grad_input's slice id reads
-// grad_output's slice id - pd + kd. go, gi channels_last_3d.
+// grad_input by Winograd (Note [Winograd] for grad_input), every depth tap kd one more set of
+// sources: grad_input's slice id reads grad_output's slice od = id * sd - pd + kd. 3x3x3 stride 1:
+// the correlation of grad_output with the kernel, a source per kd. 4x4x4 stride 2: the 2-D op's
+// four polyphase components of grad_output's slice od, per kd: 16 sources. go, gi channels_last_3d.
 void backward_input_winograd3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
                                const DepthAxis& d) {
   const int64_t K = g.Cout, C = g.Cin, plane = g.Ho * g.Wo * K;
-  const int nsrc = static_cast<int>(d.kD);
-  const WinogradWeights<3> U(nsrc * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
-    const int64_t kd = k / K, co = k % K;
-    return w[(((ci * K + co) * d.kD + kd) * 3 + a) * 3 + bb];
+  const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
+  const WinogradDepth depth{d.D, 0, d.D, 1, 0};
+  std::vector<WinogradSource> src;
+  if (g.sh == 1) {
+    const WinogradWeights<3> U(d.kD * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
+      const int64_t kd = k / K, co = k % K;
+      return w[(((ci * K + co) * d.kD + kd) * 3 + a) * 3 + bb];
+    });
+    for (int64_t kd = 0; kd < d.kD; ++kd)
+      src.push_back(WinogradSource{gop, d.Do * plane, g.Wo * K, K, g.Ho, g.Wo, g.ph, g.pw, plane, d.Do, d.pd - kd, 1});
+    winograd_f2<3>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
+    return;
+  }
+  int64_t kh0[2], kw0[2];
+  for (int rho = 0; rho < 2; ++rho) kh0[rho] = (rho + g.ph) % 2, kw0[rho] = (rho + g.pw) % 2;
+  for (int64_t kd = 0; kd < d.kD; ++kd)
+    for (int rh = 0; rh < 2; ++rh)
+      for (int rw = 0; rw < 2; ++rw) {
+        const int64_t dh = floor_div(kh0[rh] - g.ph, 2), dw = floor_div(kw0[rw] - g.pw, 2);
+        src.push_back(WinogradSource{gop + (rh * g.Wo + rw) * K, d.Do * plane, 2 * g.Wo * K, 2 * K,
+                                     ceil_div(g.Ho - rh, 2), ceil_div(g.Wo - rw, 2), -dh, -dw, plane, d.Do,
+                                     d.pd - kd, d.sd});
+      }
+  const WinogradWeights<2> U(d.kD * 4 * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
+    const int64_t s = k / K, co = k % K, kd = s / 4, rh = s / 2 % 2, rw = s % 2;
+    return w[(((ci * K + co) * d.kD + kd) * 4 + kh0[rh] + 2 * a) * 4 + kw0[rw] + 2 * bb];
   });
-  std::vector<WinogradSource> src(nsrc);
-  for (int kd = 0; kd < nsrc; ++kd)
-    src[kd] = WinogradSource{gop, d.Do * plane, g.Wo * K, K, g.Ho, g.Wo, g.ph, g.pw, plane, d.Do, d.pd - kd};
-  winograd_f2<3>(src.data(), nsrc, g.N, K, U, nullptr, gip, C, WinogradGrid{g.H, g.W, g.H, g.W, 0, 0, 1, 1},
-                 WinogradDepth{d.D, 0, d.D, 1, 0});
+  winograd_f2<2>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
 }
 
 // grad_input by the direct tiles: an ordinary strided convolution of grad_output, per task one
@@ -287,15 +306,13 @@ Layer3d layer3d(at::IntArrayRef in, at::IntArrayRef w, at::IntArrayRef out_dhw, 
 }
 
 // Winograd's rule (use_winograd, cpu/direct_tiles.h) for a pass of the 3-D layer: the 2-D rule on
-// the summed channels of the stacked depth taps, where the depth axis has the (H, W) axes' kernel,
-// stride and no dilation. grad_input: 3x3x3 stride 1 only (4x4x4 stride 2 takes the tiles).
+// the summed channels of the stacked depth taps (forward: the phase's; grad_input: all kD, each
+// the 2-D op's stack), where the depth axis has the (H, W) axes' kernel, stride and no dilation.
 bool use_winograd3d(const Layer3d& l, DirectPass pass) {
   ConvTranspose2dGeometry stacked = l.g;
-  const int64_t taps = ceil_div(l.d.kD, l.d.sd);
-  if (pass == DirectPass::forward) stacked.Cin = stacked.Cin_g = taps * l.g.Cin;
-  else stacked.Cout = stacked.Cout_g = taps * l.g.Cout;
-  return l.d.kD == l.g.kH && l.d.sd == l.g.sh && l.d.dd == 1 && (pass == DirectPass::forward || l.d.sd == 1) &&
-         use_winograd(stacked, pass, true);
+  if (pass == DirectPass::forward) stacked.Cin = stacked.Cin_g = ceil_div(l.d.kD, l.d.sd) * l.g.Cin;
+  else stacked.Cout = stacked.Cout_g = l.d.kD * l.g.Cout;
+  return l.d.kD == l.g.kH && l.d.sd == l.g.sh && l.d.dd == 1 && use_winograd(stacked, pass, true);
 }
 
 // The direct tiles' rule (use_direct_tiles) for a pass of the 3-D layer: every depth phase with a

@@ -165,12 +165,12 @@ struct WinogradGrid {
 // What grid output (i, j) reads: pixel (i + a - qh, j + b - qw) of an H x W image of K channels,
 // image n's pixel (h, w) at X + n sN + h sH + w sW, zero outside (channels_last: sW = K; a
 // polyphase component of a stride-2 layer's grad_output: every second row and column).
-// 3-D (Note [3-D transposed convolution], cpu/conv_transpose3d.cpp): the image is slice id = q -
-// off of D slices sD apart (zero outside), q the output's depth cell (WinogradDepth).
+// 3-D (Note [3-D transposed convolution], cpu/conv_transpose3d.cpp): the image is slice id = q *
+// dstep - off of D slices sD apart (zero outside), q the output's depth cell (WinogradDepth).
 struct WinogradSource {
   const float* X;
   int64_t sN, sH, sW, H, W, qh, qw;
-  int64_t sD = 0, D = 1, off = 0;
+  int64_t sD = 0, D = 1, off = 0, dstep = 1;
 };
 
 // The images of the grid: 2-D, one per batch element; 3-D, Q depth cells q = q0 .. q0 + Q - 1 per
@@ -209,7 +209,7 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
         const int64_t n = image / depth.Q, q = depth.q0 + image % depth.Q;
         for (int si = 0; si < nsrc; ++si) {
           const WinogradSource& S = src[si];
-          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw, id = q - S.off;
+          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw, id = q * S.dstep - S.off;
           const bool slice_inside = id >= 0 && id < S.D;
           const float* px[T][T];
           for (int r = 0; r < T; ++r)
