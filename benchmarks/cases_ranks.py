@@ -1,5 +1,6 @@
 """Benchmark cases of the 1-D and 3-D ops (issue 18; CPU, float32): conv_transpose3d and
-conv_transpose1d (the composites over the 2-D kernels, csrc/conv_transpose_nd.cpp), trilinear and
+conv_transpose1d (conv_transpose3d on its own CPU kernels where they serve, cpu/conv_transpose3d.cpp;
+else, and conv_transpose1d, the composites over the 2-D kernels, csrc/conv_transpose_nd.cpp), trilinear and
 linear interpolation (over the bilinear kernel, csrc/upsample_nd.cpp), against PyTorch's ops.
 
 Targets (issue 18): conv_transpose3d k2 s2 >= 4x PyTorch, the other 3-D cases >= 1.0x,
@@ -11,7 +12,7 @@ import tconv
 from .harness import Case
 
 
-def _conv_case(rank, n, cin, cout, size, k, s, p):
+def _conv_case(rank, n, cin, cout, size, k, s, p, channels_last=False):
     fn, ref = ((tconv.conv_transpose1d, F.conv_transpose1d) if rank == 1 else
                (tconv.conv_transpose3d, F.conv_transpose3d))
     spatial = (size,) * rank
@@ -19,6 +20,8 @@ def _conv_case(rank, n, cin, cout, size, k, s, p):
     def make_inputs(requires_grad):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(n, cin, *spatial, generator=g)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         w = torch.randn(cin, cout, *(k,) * rank, generator=g) * 0.1
         b = torch.randn(cout, generator=g)
         return tuple(t.requires_grad_(requires_grad) for t in (x, w, b))
@@ -26,7 +29,7 @@ def _conv_case(rank, n, cin, cout, size, k, s, p):
     out = (size - 1) * s - 2 * p + k
     pixels, out_pixels = size ** rank, out ** rank
     name = (f"conv_transpose{rank}d {cin}->{cout} k{k} s{s}" + (f" p{p}" if p else "")
-            + f", {n}x{'x'.join(map(str, spatial))}")
+            + (" channels_last_3d" if channels_last else "") + f", {n}x{'x'.join(map(str, spatial))}")
     return Case("ranks", name, make_inputs,
                 tconv=lambda x, w, b: fn(x, w, b, s, p),
                 reference=lambda x, w, b: ref(x, w, b, s, p),
@@ -55,6 +58,9 @@ CASES = [
     _conv_case(3, 2, 128, 64, 16, 2, 2, 0),
     _conv_case(3, 2, 64, 32, 16, 4, 2, 1),
     _conv_case(3, 2, 32, 32, 32, 3, 1, 1),
+    _conv_case(3, 2, 128, 64, 16, 2, 2, 0, channels_last=True),
+    _conv_case(3, 2, 64, 32, 16, 4, 2, 1, channels_last=True),
+    _conv_case(3, 2, 32, 32, 32, 3, 1, 1, channels_last=True),
     _conv_case(1, 4, 512, 256, 1000, 16, 8, 4),
     _conv_case(1, 4, 256, 128, 8000, 4, 2, 1),
     _interp_case("trilinear", (2, 32, 32, 64, 64), backward=True),
