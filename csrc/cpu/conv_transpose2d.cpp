@@ -1041,51 +1041,23 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 }
 
 
-// Note [Winograd] for the forward. 3x3 stride 1: y is the correlation of x with the
-// flipped kernel, q = 2 - p. 4x4 stride 2: per output phase (r, c) (the outputs (2 m + r - ph,
-// 2 n + c - pw)) a 2x2 correlation, y_rc[m, n] = sum over a, b < 2 of x[m - 1 + a, n - 1 + b]
-// w[r + 2 - 2a][c + 2 - 2b], by F(2x2, 2x2): 9 multiply-adds per 4 outputs and channel pair
-// where the direct sum has 16. NCHW through channels_last copies of x and y. frame_mode:
-// padding_mode's output, g then the full (padding 0) layer's geometry and y the output of
-// padding (ph, pw) with the frame folded onto it (WinogradFrame).
+// Note [Winograd] for the forward (winograd_forward, cpu/winograd.h). NCHW through channels_last
+// copies of x and y. frame_mode: padding_mode's output, g then the full (padding 0) layer's
+// geometry and y the output of padding (ph, pw) with the frame folded onto it (WinogradFrame).
 void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                       const ConvTranspose2dGeometry& g, bool channels_last, const PadFoldMode* frame_mode = nullptr,
                       int64_t ph = 0, int64_t pw = 0) {
 #if defined(TCONV_CPU_AVX512)
-  const float* w = weight.const_data_ptr<float>();
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
   const int64_t Ho = g.Ho - 2 * ph, Wo = g.Wo - 2 * pw;
   const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, g.H * g.W,
                                y.mutable_data_ptr<float>(), g.Cout, Ho * Wo);
-  const float* xp = cl.in();
-  float* yp = cl.out();
   WinogradFrame frame{ph, pw, Ho, Wo, frame_mode ? *frame_mode : PadFoldMode::Reflect, nullptr};
   const Scratch<float> frame_data(ScratchSlot::kFrame, frame_mode ? g.N * frame.pixels() * g.Cout : 0);
   frame.data = frame_data.data();
-  const WinogradFrame* fp = frame_mode ? &frame : nullptr;
-  if (g.sh == 1) {
-    const WinogradWeights<3> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
-      return w[((ci * g.Cout + co) * 3 + 2 - a) * 3 + 2 - bb];
-    });
-    const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 2 - g.ph, 2 - g.pw};
-    winograd_f2<3>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout, WinogradGrid{g.Ho, g.Wo, Ho, Wo, 0, 0, 1, 1, fp});
-  } else {
-    for (int r = 0; r < 2; ++r)
-      for (int c = 0; c < 2; ++c) {
-        // The phase's grid: the cells m with output 2 m + r - ph inside y.
-        const IndexRange mh = indices_inside(g.qh_lo + g.Qh, 2, r - g.ph, g.Ho);
-        const IndexRange mw = indices_inside(g.qw_lo + g.Qw, 2, c - g.pw, g.Wo);
-        const int64_t m0 = mh.lo, n0 = mw.lo, rows = mh.hi - mh.lo, cols = mw.hi - mw.lo;
-        if (rows <= 0 || cols <= 0) continue;
-        const WinogradWeights<2> U(g.Cin, g.Cout, [&](int64_t ci, int64_t co, int a, int bb) {
-          return w[((ci * g.Cout + co) * 4 + r + 2 - 2 * a) * 4 + c + 2 - 2 * bb];
-        });
-        const WinogradSource src{xp, g.H * g.W * g.Cin, g.W * g.Cin, g.Cin, g.H, g.W, 1 - m0, 1 - n0};
-        winograd_f2<2>(&src, 1, g.N, g.Cin, U, b.data(), yp, g.Cout,
-                       WinogradGrid{rows, cols, Ho, Wo, 2 * m0 + r - g.ph, 2 * n0 + c - g.pw, 2, 2, fp});
-      }
-  }
-  if (fp) fold_frame(frame, yp, g.N, g.Cout);
+  winograd_forward(cl.in(), weight.const_data_ptr<float>(), b.data(), cl.out(), g, kUnitDepth,
+                   frame_mode ? &frame : nullptr);
+  if (frame_mode) fold_frame(frame, cl.out(), g.N, g.Cout);
   cl.store();
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last, (void)frame_mode, (void)ph, (void)pw;

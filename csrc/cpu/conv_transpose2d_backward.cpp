@@ -325,47 +325,14 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
   });
 }
 
-// Note [Winograd] for grad_input. 3x3 stride 1: gi is the correlation of
-// grad_output with the kernel (channels swapped), q = p. 4x4 stride 2: gi[i] = sum over k < 4 of
-// go[2 i + k - p] w[k] per axis; the taps k of one parity rho of k - p read one polyphase
-// component G_rho[t] = go[2 t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + 2 a, k_rho - p =
-// 2 d_rho + rho), so gi is the sum over the four components (rho_h, rho_w) of 2x2 correlations:
-// F(2x2, 2x2) with the components' channels stacked (K = 4 Cout). NCHW through channels_last
+// Note [Winograd] for grad_input (winograd_grad_input, cpu/winograd.h). NCHW through channels_last
 // copies, as the forward.
 void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                              bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
-  const float* w = weight.const_data_ptr<float>();
   const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo,
                                gi.mutable_data_ptr<float>(), g.Cin, g.H * g.W);
-  const float* gop = cl.in();
-  float* gip = cl.out();
-  const int64_t sN = g.Ho * g.Wo * g.Cout, sH = g.Wo * g.Cout;
-  const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
-  if (g.sh == 1) {
-    const WinogradWeights<3> U(g.Cout, g.Cin, [&](int64_t co, int64_t ci, int a, int b) {
-      return w[((ci * g.Cout + co) * 3 + a) * 3 + b];
-    });
-    const WinogradSource src{gop, sN, sH, g.Cout, g.Ho, g.Wo, g.ph, g.pw};
-    winograd_f2<3>(&src, 1, g.N, g.Cout, U, nullptr, gip, g.Cin, grid);
-  } else {
-    WinogradSource src[4];
-    int64_t kh0[2], kw0[2];
-    for (int rho = 0; rho < 2; ++rho) {
-      kh0[rho] = (rho + g.ph) % 2, kw0[rho] = (rho + g.pw) % 2;
-    }
-    for (int rh = 0; rh < 2; ++rh)
-      for (int rw = 0; rw < 2; ++rw) {
-        const int64_t dh = floor_div(kh0[rh] - g.ph, 2), dw = floor_div(kw0[rw] - g.pw, 2);
-        src[2 * rh + rw] = WinogradSource{gop + (rh * g.Wo + rw) * g.Cout, sN, 2 * sH, 2 * g.Cout,
-                                          ceil_div(g.Ho - rh, 2), ceil_div(g.Wo - rw, 2), -dh, -dw};
-      }
-    const WinogradWeights<2> U(4 * g.Cout, g.Cin, [&](int64_t k, int64_t ci, int a, int b) {
-      const int64_t s = k / g.Cout, co = k % g.Cout, rh = s / 2, rw = s % 2;
-      return w[((ci * g.Cout + co) * 4 + kh0[rh] + 2 * a) * 4 + kw0[rw] + 2 * b];
-    });
-    winograd_f2<2>(src, 4, g.N, g.Cout, U, nullptr, gip, g.Cin, grid);
-  }
+  winograd_grad_input(cl.in(), weight.const_data_ptr<float>(), cl.out(), g, kUnitDepth);
   cl.store();
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
@@ -657,12 +624,6 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
-// Whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
-// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
-bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
-  return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
-}
-
 // Note [direct tiles] for grad_weight (float32, AVX-512): no patch matrix. The pixels are cut into
 // chunks of input rows of one image (~512 KiB of x and grad_output with them, so a chunk stays in
 // L2 while every tile of the thread reads it); each thread owns a range of (group, block of 6
@@ -674,18 +635,13 @@ bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
-  const int64_t KK = g.kH * g.kW, cbw_max = 64;
-  const int64_t co_blocks = ceil_div(g.Cout_g, cbw_max), ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
+  const int64_t KK = g.kH * g.kW;
+  const int64_t ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
   Tensor gwt = at::zeros({g.groups * KK * g.Cin_g * g.Cout_g}, go.options());
   float* gwtp = gwt.mutable_data_ptr<float>();
-  // Chunks of ~512 KiB of input rows and the grad_output rows they reach: rows of one image, or
-  // (small images: DCGAN's 4x4 to 16x16) several whole images, so the tiles' accumulators go to
-  // memory once per ~512 KiB of pixels.
-  const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
-  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
-  const int64_t chunk_rows = std::min(rows_wanted, g.H);
-  const int64_t chunk_images = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, g.N) : 1;
-  const int64_t row_chunks = ceil_div(g.H, chunk_rows), image_chunks = ceil_div(g.N, chunk_images);
+  const WeightChunks ch = weight_chunks(g, g.N);
+  const int64_t chunk_rows = ch.rows, chunk_images = ch.images, row_chunks = ch.row_chunks,
+                image_chunks = ch.image_chunks;
   // NCHW: small images (DCGAN's 4x4 and 8x8: rows of 4-8 pixels) through one channels_last copy
   // of x and grad_output, shared by the threads; the others chunk by chunk into each thread's own
   // copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
@@ -747,38 +703,11 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
               segs[nsegs++] = WeightSegment{xrow(n, ih) + iws.lo * g.Cin, gorow(n, oh) + (iws.lo * g.sw + off_w) * g.Cout,
                                             iws.hi - iws.lo};
             }
-          if (nsegs == 0) continue;
-          const int64_t tap = kh * g.kW + kw;
-          // Groups of segments of ~64 pixels: a group's grad_output columns (64 pixels x 64
-          // channels) stay in L1 while every tile of the thread reads them.
-          for (int s0 = 0; s0 < nsegs;) {
-            int s1 = s0;
-            for (int64_t px = 0; s1 < nsegs && px < 64; ++s1) px += segs[s1].K;
-            for (int64_t cb = 0; cb < co_blocks; ++cb) {
-              const int64_t co0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - co0);
-              for (int64_t t = begin; t < end; ++t) {
-                const int64_t grp = t / ci_blocks, ci0 = t % ci_blocks * kWeightTileRows;
-                const int rows = static_cast<int>(std::min<int64_t>(kWeightTileRows, g.Cin_g - ci0));
-                float* acc = gwtp + ((grp * KK + tap) * g.Cin_g + ci0) * g.Cout_g + co0;
-                weight_tile_of_width(width, rows, segs.data() + s0, s1 - s0, grp * g.Cin_g + ci0, grp * g.Cout_g + co0,
-                                     a_step, b_step, acc, g.Cout_g);
-              }
-            }
-            s0 = s1;
-          }
+          add_weight_segments(segs.data(), nsegs, kh * g.kW + kw, begin, end, g, KK, a_step, b_step, gwtp);
         }
     }
   });
-  // gwt (group, tap, ci, co) -> the weight's (Cin, Cout_g, kH, kW)
-  float* gwp = gw.mutable_data_ptr<float>();
-  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t grp = c / g.Cin_g, ci = c % g.Cin_g;
-      for (int64_t co = 0; co < g.Cout_g; ++co)
-        for (int64_t tap = 0; tap < KK; ++tap)
-          gwp[(c * g.Cout_g + co) * KK + tap] = gwtp[((grp * KK + tap) * g.Cin_g + ci) * g.Cout_g + co];
-    }
-  });
+  weight_tiles_to_weight(gwtp, gw.mutable_data_ptr<float>(), g, KK);
 #else
   (void)go, (void)x, (void)gw, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");

@@ -42,58 +42,6 @@ using at::Tensor;
 
 #if defined(TCONV_CPU_AVX512)
 
-// The depth axis of the layer; the (H, W) axes are a 2-D geometry (hw).
-struct DepthAxis {
-  int64_t D, Do, kD, sd, pd, dd;
-  // The depth cells q of phase r (outputs od = q * sd + r - pd inside [0, Do)).
-  IndexRange cells(int64_t r) const {
-    const int64_t lo = ceil_div(std::max<int64_t>(pd - r, 0), sd);
-    const int64_t hi = Do - 1 + pd - r >= 0 ? floor_div(Do - 1 + pd - r, sd) + 1 : 0;
-    return {lo, std::max(lo, hi)};
-  }
-};
-
-// Winograd per depth phase: 3x3x3 stride 1 (one phase, three depth taps) or 4x4x4 stride 2 (two
-// phases of two depth taps, each times the 2-D op's four (H, W) phases). x, y channels_last_3d.
-void forward_winograd3d(const float* xp, const float* w, const float* b, float* yp, const ConvTranspose2dGeometry& g,
-                        const DepthAxis& d) {
-  const int64_t K = g.Cin, C = g.Cout, plane = g.H * g.W * K;
-  for (int64_t r = 0; r < d.sd; ++r) {
-    const IndexRange q = d.cells(r);
-    std::vector<int64_t> kds;  // the phase's depth taps; source si reads slice q - (kd - r) / sd
-    for (int64_t kd = r; kd < d.kD; kd += d.sd) kds.push_back(kd);
-    if (q.hi <= q.lo || kds.empty()) continue;
-    const int nsrc = static_cast<int>(kds.size());
-    const WinogradDepth depth{q.hi - q.lo, q.lo, d.Do, d.sd, r - d.pd};
-    std::vector<WinogradSource> src(nsrc);
-    if (g.sh == 1) {
-      const WinogradWeights<3> U(nsrc * K, C, [&](int64_t k, int64_t co, int a, int bb) {
-        const int64_t kd = kds[k / K], ci = k % K;
-        return w[(((ci * C + co) * d.kD + kd) * 3 + 2 - a) * 3 + 2 - bb];
-      });
-      for (int si = 0; si < nsrc; ++si)
-        src[si] = WinogradSource{xp, d.D * plane, g.W * K, K, g.H, g.W, 2 - g.ph, 2 - g.pw, plane, d.D, (kds[si] - r) / d.sd};
-      winograd_f2<3>(src.data(), nsrc, g.N, K, U, b, yp, C, WinogradGrid{g.Ho, g.Wo, g.Ho, g.Wo, 0, 0, 1, 1}, depth);
-      continue;
-    }
-    for (int rh = 0; rh < 2; ++rh)
-      for (int rw = 0; rw < 2; ++rw) {
-        const IndexRange mh = indices_inside(g.qh_lo + g.Qh, 2, rh - g.ph, g.Ho);
-        const IndexRange mw = indices_inside(g.qw_lo + g.Qw, 2, rw - g.pw, g.Wo);
-        const int64_t m0 = mh.lo, n0 = mw.lo, rows = mh.hi - mh.lo, cols = mw.hi - mw.lo;
-        if (rows <= 0 || cols <= 0) continue;
-        const WinogradWeights<2> U(nsrc * K, C, [&](int64_t k, int64_t co, int a, int bb) {
-          const int64_t kd = kds[k / K], ci = k % K;
-          return w[(((ci * C + co) * d.kD + kd) * 4 + rh + 2 - 2 * a) * 4 + rw + 2 - 2 * bb];
-        });
-        for (int si = 0; si < nsrc; ++si)
-          src[si] = WinogradSource{xp, d.D * plane, g.W * K, K, g.H, g.W, 1 - m0, 1 - n0, plane, d.D, (kds[si] - r) / d.sd};
-        winograd_f2<2>(src.data(), nsrc, g.N, K, U, b, yp, C,
-                       WinogradGrid{rows, cols, g.Ho, g.Wo, 2 * m0 + rh - g.ph, 2 * n0 + rw - g.pw, 2, 2}, depth);
-      }
-  }
-}
-
 // The direct tiles along output rows: per task one row (n, od, oh), group and block of up to 64
 // output channels; per column phase one tile row over the taps (kd, kh, kw) that reach it.
 // x, y channels_last_3d; hw3 is the 2-D geometry with kD * kH kernel rows (the panels' taps).
@@ -138,43 +86,6 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
       }
     }
   });
-}
-
-// grad_input by Winograd (Note [Winograd] for grad_input), every depth tap kd one more set of
-// sources: grad_input's slice id reads grad_output's slice od = id * sd - pd + kd. 3x3x3 stride 1:
-// the correlation of grad_output with the kernel, a source per kd. 4x4x4 stride 2: the 2-D op's
-// four polyphase components of grad_output's slice od, per kd: 16 sources. go, gi channels_last_3d.
-void backward_input_winograd3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
-                               const DepthAxis& d) {
-  const int64_t K = g.Cout, C = g.Cin, plane = g.Ho * g.Wo * K;
-  const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
-  const WinogradDepth depth{d.D, 0, d.D, 1, 0};
-  std::vector<WinogradSource> src;
-  if (g.sh == 1) {
-    const WinogradWeights<3> U(d.kD * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
-      const int64_t kd = k / K, co = k % K;
-      return w[(((ci * K + co) * d.kD + kd) * 3 + a) * 3 + bb];
-    });
-    for (int64_t kd = 0; kd < d.kD; ++kd)
-      src.push_back(WinogradSource{gop, d.Do * plane, g.Wo * K, K, g.Ho, g.Wo, g.ph, g.pw, plane, d.Do, d.pd - kd, 1});
-    winograd_f2<3>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
-    return;
-  }
-  int64_t kh0[2], kw0[2];
-  for (int rho = 0; rho < 2; ++rho) kh0[rho] = (rho + g.ph) % 2, kw0[rho] = (rho + g.pw) % 2;
-  for (int64_t kd = 0; kd < d.kD; ++kd)
-    for (int rh = 0; rh < 2; ++rh)
-      for (int rw = 0; rw < 2; ++rw) {
-        const int64_t dh = floor_div(kh0[rh] - g.ph, 2), dw = floor_div(kw0[rw] - g.pw, 2);
-        src.push_back(WinogradSource{gop + (rh * g.Wo + rw) * K, d.Do * plane, 2 * g.Wo * K, 2 * K,
-                                     ceil_div(g.Ho - rh, 2), ceil_div(g.Wo - rw, 2), -dh, -dw, plane, d.Do,
-                                     d.pd - kd, d.sd});
-      }
-  const WinogradWeights<2> U(d.kD * 4 * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
-    const int64_t s = k / K, co = k % K, kd = s / 4, rh = s / 2 % 2, rw = s % 2;
-    return w[(((ci * K + co) * d.kD + kd) * 4 + kh0[rh] + 2 * a) * 4 + kw0[rw] + 2 * bb];
-  });
-  winograd_f2<2>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
 }
 
 // grad_input by the direct tiles: an ordinary strided convolution of grad_output, per task one
@@ -223,21 +134,17 @@ void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip,
 // in order: the same bits for any thread count. x, go channels_last_3d; gw (Cin, Cout/g, kD, kH, kW).
 void backward_weight_direct_tiles3d(const float* gop, const float* xp, float* gwp, const ConvTranspose2dGeometry& g,
                                     const DepthAxis& d) {
-  const int64_t KK = d.kD * g.kH * g.kW, cbw_max = 64;
-  const int64_t co_blocks = ceil_div(g.Cout_g, cbw_max), ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
+  const int64_t KK = d.kD * g.kH * g.kW;
+  const int64_t ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
   std::vector<float> gwt(g.groups * KK * g.Cin_g * g.Cout_g, 0.f);
   const int64_t slices = g.N * d.D;
-  const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
-  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
-  const int64_t chunk_rows = std::min(rows_wanted, g.H);
-  const int64_t chunk_slices = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, slices) : 1;
-  const int64_t row_chunks = ceil_div(g.H, chunk_rows), slice_chunks = ceil_div(slices, chunk_slices);
+  const WeightChunks ch = weight_chunks(g, slices);
   const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
   at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<WeightSegment> segs(chunk_rows * chunk_slices);
-    for (int64_t chunk = 0; chunk < slice_chunks * row_chunks; ++chunk) {
-      const int64_t s0 = chunk / row_chunks * chunk_slices, s1 = std::min(slices, s0 + chunk_slices);
-      const int64_t ih0 = chunk % row_chunks * chunk_rows, ih1 = std::min(g.H, ih0 + chunk_rows);
+    std::vector<WeightSegment> segs(ch.rows * ch.images);
+    for (int64_t chunk = 0; chunk < ch.image_chunks * ch.row_chunks; ++chunk) {
+      const int64_t s0 = chunk / ch.row_chunks * ch.images, s1 = std::min(slices, s0 + ch.images);
+      const int64_t ih0 = chunk % ch.row_chunks * ch.rows, ih1 = std::min(g.H, ih0 + ch.rows);
       for (int64_t kd = 0; kd < d.kD; ++kd)
         for (int64_t kh = 0; kh < g.kH; ++kh)
           for (int64_t kw = 0; kw < g.kW; ++kw) {
@@ -257,35 +164,12 @@ void backward_weight_direct_tiles3d(const float* gop, const float* xp, float* gw
                                               iws.hi - iws.lo};
               }
             }
-            if (nsegs == 0) continue;
-            const int64_t tap = (kd * g.kH + kh) * g.kW + kw;
-            for (int q0 = 0; q0 < nsegs;) {  // groups of segments of ~64 pixels, as in 2-D
-              int q1 = q0;
-              for (int64_t px = 0; q1 < nsegs && px < 64; ++q1) px += segs[q1].K;
-              for (int64_t cb = 0; cb < co_blocks; ++cb) {
-                const int64_t co0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - co0);
-                for (int64_t t = begin; t < end; ++t) {
-                  const int64_t grp = t / ci_blocks, ci0 = t % ci_blocks * kWeightTileRows;
-                  const int rows = static_cast<int>(std::min<int64_t>(kWeightTileRows, g.Cin_g - ci0));
-                  float* acc = gwt.data() + ((grp * KK + tap) * g.Cin_g + ci0) * g.Cout_g + co0;
-                  weight_tile_of_width(width, rows, segs.data() + q0, q1 - q0, grp * g.Cin_g + ci0,
-                                       grp * g.Cout_g + co0, a_step, b_step, acc, g.Cout_g);
-                }
-              }
-              q0 = q1;
-            }
+            add_weight_segments(segs.data(), nsegs, (kd * g.kH + kh) * g.kW + kw, begin, end, g, KK, a_step, b_step,
+                                gwt.data());
           }
     }
   });
-  // gwt (group, tap, ci, co) -> the weight's (Cin, Cout_g, kD, kH, kW)
-  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t grp = c / g.Cin_g, ci = c % g.Cin_g;
-      for (int64_t co = 0; co < g.Cout_g; ++co)
-        for (int64_t tap = 0; tap < KK; ++tap)
-          gwp[(c * g.Cout_g + co) * KK + tap] = gwt[((grp * KK + tap) * g.Cin_g + ci) * g.Cout_g + co];
-    }
-  });
+  weight_tiles_to_weight(gwt.data(), gwp, g, KK);
 }
 
 // The layer's depth axis and the 2-D geometry of its (H, W) axes, from the input's sizes (N,
@@ -320,12 +204,11 @@ bool use_winograd3d(const Layer3d& l, DirectPass pass) {
 bool use_direct_tiles3d(const Layer3d& l, DirectPass pass) {
   const ConvTranspose2dGeometry& g = l.g;
   if (l.d.kD < l.d.sd || l.d.kD * g.kH * g.kW > kDirectMaxTaps || !use_direct_tiles(g, pass)) return false;
-  return pass != DirectPass::grad_weight ||
-         (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+  return pass != DirectPass::grad_weight || weight_tiles_fit(g);
 }
 
 // NCDHW operands as channels_last_3d (the kernels' layout): the tensor's own memory, or a copy in
-// the calling thread's kept scratch (`slot`).
+// the calling thread's kept scratch (`slot`). t is not empty.
 class PixelsOf {
  public:
   PixelsOf(const Tensor& t, bool channels_last, ScratchSlot slot)
@@ -334,7 +217,7 @@ class PixelsOf {
       data_ = t.const_data_ptr<float>();
       return;
     }
-    planes_to_pixels(t.const_data_ptr<float>(), copy_.data(), t.size(0), t.size(1), t.numel() / std::max<int64_t>(t.size(0) * t.size(1), 1));
+    planes_to_pixels(t.const_data_ptr<float>(), copy_.data(), t.size(0), t.size(1), t.numel() / (t.size(0) * t.size(1)));
     data_ = copy_.data();
   }
   const float* data() const { return data_; }
@@ -383,7 +266,7 @@ std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Te
   const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, l.d.D * g.H * g.W,
                                y.mutable_data_ptr<float>(), g.Cout, l.d.Do * g.Ho * g.Wo);
   if (winograd)
-    forward_winograd3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
+    winograd_forward(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
   else
     forward_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
   cl.store();
@@ -415,7 +298,7 @@ std::optional<Tensor> conv_transpose3d_backward_input_cpu(const Tensor& grad_out
   const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, l.d.Do * g.Ho * g.Wo,
                                gi.mutable_data_ptr<float>(), g.Cin, l.d.D * g.H * g.W);
   if (winograd)
-    backward_input_winograd3d(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
+    winograd_grad_input(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
   else
     backward_input_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
   cl.store();

@@ -26,6 +26,8 @@
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
+#include "common/conv_transpose2d_shape.h"
+#include "common/int_math.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/simd_transpose.h"
@@ -34,6 +36,20 @@ namespace tconv::cpu::CPU_CAPABILITY {
 
 // At most kDirectMaxTaps taps per tile row.
 constexpr int64_t kDirectMaxTaps = 64;
+
+// The depth axis of a 3-D layer (Note [3-D transposed convolution], cpu/conv_transpose3d.cpp),
+// whose (H, W) axes are a 2-D geometry: input and output slices, kernel, stride, padding,
+// dilation. A 2-D layer has the unit axis (kUnitDepth): the kernels that take one serve both.
+struct DepthAxis {
+  int64_t D, Do, kD, sd, pd, dd;
+  // The depth cells q of phase r (outputs od = q * sd + r - pd inside [0, Do)).
+  IndexRange cells(int64_t r) const {
+    const int64_t lo = ceil_div(std::max<int64_t>(pd - r, 0), sd);
+    const int64_t hi = Do - 1 + pd - r >= 0 ? floor_div(Do - 1 + pd - r, sd) + 1 : 0;
+    return {lo, std::max(lo, hi)};
+  }
+};
+inline constexpr DepthAxis kUnitDepth{1, 1, 1, 1, 0, 1};
 
 // The three passes the direct tiles serve, each with its own output channels: the forward's
 // Cout_g, grad_input's Cin_g, grad_weight's Cout_g (its tiles: 6 Cin x 64 Cout of one tap).
@@ -67,6 +83,12 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
   (void)g, (void)pass;
   return false;
 #endif
+}
+
+// grad_weight's tiles: whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
+// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
+inline bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
+  return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
 }
 
 // Where Note [Winograd] (cpu/winograd.h) serves `pass` instead of the direct tiles:
@@ -301,6 +323,59 @@ inline void weight_tile_of_width(int64_t width, int rows, const WeightSegment* s
     case 32: weight_tile_of<kWeightTileRows, 2>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
     default: weight_tile_of<kWeightTileRows, 1>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
   }
+}
+
+// The weight tiles' accumulators: gwt[group][tap][ci][co] (KK taps), zeroed by the caller. A
+// thread owns the tiles of its range [begin, end) of (group, block of kWeightTileRows input
+// channels) and adds one tap's segments into them: in groups of segments of ~64 pixels (a group's
+// grad_output columns, 64 pixels x 64 channels, stay in L1 while every tile of the thread reads
+// them), per block of 64 output channels. a_step, b_step: x's and grad_output's pixel steps.
+inline void add_weight_segments(const WeightSegment* segs, int nsegs, int64_t tap, int64_t begin, int64_t end,
+                                const ConvTranspose2dGeometry& g, int64_t KK, int64_t a_step, int64_t b_step,
+                                float* gwt) {
+  const int64_t cbw_max = 64, co_blocks = ceil_div(g.Cout_g, cbw_max);
+  const int64_t ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
+  for (int s0 = 0; s0 < nsegs;) {
+    int s1 = s0;
+    for (int64_t px = 0; s1 < nsegs && px < 64; ++s1) px += segs[s1].K;
+    for (int64_t cb = 0; cb < co_blocks; ++cb) {
+      const int64_t co0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - co0);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t grp = t / ci_blocks, ci0 = t % ci_blocks * kWeightTileRows;
+        const int rows = static_cast<int>(std::min<int64_t>(kWeightTileRows, g.Cin_g - ci0));
+        float* acc = gwt + ((grp * KK + tap) * g.Cin_g + ci0) * g.Cout_g + co0;
+        weight_tile_of_width(width, rows, segs + s0, s1 - s0, grp * g.Cin_g + ci0, grp * g.Cout_g + co0, a_step,
+                             b_step, acc, g.Cout_g);
+      }
+    }
+    s0 = s1;
+  }
+}
+
+// gwt (group, tap, ci, co) -> the weight's gradient (Cin, Cout_g, KK taps).
+inline void weight_tiles_to_weight(const float* gwt, float* gw, const ConvTranspose2dGeometry& g, int64_t KK) {
+  parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t grp = c / g.Cin_g, ci = c % g.Cin_g;
+      for (int64_t co = 0; co < g.Cout_g; ++co)
+        for (int64_t tap = 0; tap < KK; ++tap)
+          gw[(c * g.Cout_g + co) * KK + tap] = gwt[((grp * KK + tap) * g.Cin_g + ci) * g.Cout_g + co];
+    }
+  });
+}
+
+// Chunks of ~512 KiB of input rows and the grad_output rows they reach: rows of one image, or
+// (small images: DCGAN's 4x4 to 16x16) several whole images, so the weight tiles' accumulators go
+// to memory once per ~512 KiB of pixels. A function of the shape only.
+struct WeightChunks {
+  int64_t rows, images, row_chunks, image_chunks;
+};
+inline WeightChunks weight_chunks(const ConvTranspose2dGeometry& g, int64_t images) {
+  const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
+  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
+  const int64_t rows = std::min(rows_wanted, g.H);
+  const int64_t per_chunk = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, images) : 1;
+  return {rows, per_chunk, ceil_div(g.H, rows), ceil_div(images, per_chunk)};
 }
 
 // NCHW operands: dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols (16 x 16

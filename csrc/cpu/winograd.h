@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "common/int_math.h"
 #include "common/pad_fold_args.h"
@@ -283,6 +284,98 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
       }
     }
   });
+}
+
+// Note [Winograd] for the forward, per depth phase (Note [3-D transposed convolution]; a 2-D layer:
+// kUnitDepth), the phase's depth taps as sources. 3x3 stride 1: y is the correlation of x with the
+// flipped kernel, q = 2 - p. 4x4 stride 2: per output phase (r, c) (the outputs (2 m + r - ph,
+// 2 n + c - pw)) a 2x2 correlation, y_rc[m, n] = sum over a, b < 2 of x[m - 1 + a, n - 1 + b]
+// w[r + 2 - 2a][c + 2 - 2b], by F(2x2, 2x2): 9 multiply-adds per 4 outputs and channel pair where
+// the direct sum has 16. x, y channels_last(_3d); w (Cin, Cout, kD, k, k); b: Cout floats.
+// frame (2-D padding_mode): g is the full (padding 0) layer's geometry and y the output of
+// padding (frame->ph, frame->pw), the frame's pixels going aside (WinogradFrame).
+inline void winograd_forward(const float* xp, const float* w, const float* b, float* yp, const ConvTranspose2dGeometry& g,
+                             const DepthAxis& d, const WinogradFrame* frame = nullptr) {
+  const int64_t YH = frame ? frame->Ho : g.Ho, YW = frame ? frame->Wo : g.Wo;
+  const int64_t K = g.Cin, C = g.Cout, plane = g.H * g.W * K;
+  for (int64_t r = 0; r < d.sd; ++r) {
+    const IndexRange q = d.cells(r);
+    std::vector<int64_t> kds;  // the phase's depth taps; source si reads slice q - (kd - r) / sd
+    for (int64_t kd = r; kd < d.kD; kd += d.sd) kds.push_back(kd);
+    if (q.hi <= q.lo || kds.empty()) continue;
+    const int nsrc = static_cast<int>(kds.size());
+    const WinogradDepth depth{q.hi - q.lo, q.lo, d.Do, d.sd, r - d.pd};
+    std::vector<WinogradSource> src(nsrc);
+    if (g.sh == 1) {
+      const WinogradWeights<3> U(nsrc * K, C, [&](int64_t k, int64_t co, int a, int bb) {
+        const int64_t kd = kds[k / K], ci = k % K;
+        return w[(((ci * C + co) * d.kD + kd) * 3 + 2 - a) * 3 + 2 - bb];
+      });
+      for (int si = 0; si < nsrc; ++si)
+        src[si] = WinogradSource{xp, d.D * plane, g.W * K, K, g.H, g.W, 2 - g.ph, 2 - g.pw,
+                                  plane, d.D, (kds[si] - r) / d.sd};
+      winograd_f2<3>(src.data(), nsrc, g.N, K, U, b, yp, C, WinogradGrid{g.Ho, g.Wo, YH, YW, 0, 0, 1, 1, frame}, depth);
+      continue;
+    }
+    for (int rh = 0; rh < 2; ++rh)
+      for (int rw = 0; rw < 2; ++rw) {
+        // The phase's grid: the cells m with output 2 m + rh - ph inside the output.
+        const IndexRange mh = indices_inside(g.qh_lo + g.Qh, 2, rh - g.ph, g.Ho);
+        const IndexRange mw = indices_inside(g.qw_lo + g.Qw, 2, rw - g.pw, g.Wo);
+        const int64_t m0 = mh.lo, n0 = mw.lo, rows = mh.hi - mh.lo, cols = mw.hi - mw.lo;
+        if (rows <= 0 || cols <= 0) continue;
+        const WinogradWeights<2> U(nsrc * K, C, [&](int64_t k, int64_t co, int a, int bb) {
+          const int64_t kd = kds[k / K], ci = k % K;
+          return w[(((ci * C + co) * d.kD + kd) * 4 + rh + 2 - 2 * a) * 4 + rw + 2 - 2 * bb];
+        });
+        for (int si = 0; si < nsrc; ++si)
+          src[si] = WinogradSource{xp, d.D * plane, g.W * K, K, g.H, g.W, 1 - m0, 1 - n0,
+                                    plane, d.D, (kds[si] - r) / d.sd};
+        winograd_f2<2>(src.data(), nsrc, g.N, K, U, b, yp, C,
+                       WinogradGrid{rows, cols, YH, YW, 2 * m0 + rh - g.ph, 2 * n0 + rw - g.pw, 2, 2, frame}, depth);
+      }
+  }
+}
+
+// Note [Winograd] for grad_input, every depth tap kd one more set of sources (a 2-D layer:
+// kUnitDepth): grad_input's slice id reads grad_output's slice od = id * sd - pd + kd. 3x3 stride
+// 1: gi is the correlation of grad_output with the kernel (channels swapped), q = p. 4x4 stride 2:
+// gi[i] = sum over k < 4 of go[2 i + k - p] w[k] per axis; the taps k of one parity rho of k - p
+// read one polyphase component G_rho[t] = go[2 t + rho] at t = i + d_rho + a, a < 2 (k = k_rho +
+// 2 a, k_rho - p = 2 d_rho + rho), so gi is the sum over the four components (rho_h, rho_w) of 2x2
+// correlations: F(2x2, 2x2) with the components' channels stacked (K = 4 kD Cout). go, gi
+// channels_last(_3d).
+inline void winograd_grad_input(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
+                                const DepthAxis& d) {
+  const int64_t K = g.Cout, C = g.Cin, plane = g.Ho * g.Wo * K;
+  const WinogradGrid grid{g.H, g.W, g.H, g.W, 0, 0, 1, 1};
+  const WinogradDepth depth{d.D, 0, d.D, 1, 0};
+  std::vector<WinogradSource> src;
+  if (g.sh == 1) {
+    const WinogradWeights<3> U(d.kD * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
+      const int64_t kd = k / K, co = k % K;
+      return w[(((ci * K + co) * d.kD + kd) * 3 + a) * 3 + bb];
+    });
+    for (int64_t kd = 0; kd < d.kD; ++kd)
+      src.push_back(WinogradSource{gop, d.Do * plane, g.Wo * K, K, g.Ho, g.Wo, g.ph, g.pw, plane, d.Do, d.pd - kd, 1});
+    winograd_f2<3>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
+    return;
+  }
+  int64_t kh0[2], kw0[2];
+  for (int rho = 0; rho < 2; ++rho) kh0[rho] = (rho + g.ph) % 2, kw0[rho] = (rho + g.pw) % 2;
+  for (int64_t kd = 0; kd < d.kD; ++kd)
+    for (int rh = 0; rh < 2; ++rh)
+      for (int rw = 0; rw < 2; ++rw) {
+        const int64_t dh = floor_div(kh0[rh] - g.ph, 2), dw = floor_div(kw0[rw] - g.pw, 2);
+        src.push_back(WinogradSource{gop + (rh * g.Wo + rw) * K, d.Do * plane, 2 * g.Wo * K, 2 * K,
+                                     ceil_div(g.Ho - rh, 2), ceil_div(g.Wo - rw, 2), -dh, -dw, plane, d.Do,
+                                     d.pd - kd, d.sd});
+      }
+  const WinogradWeights<2> U(d.kD * 4 * K, C, [&](int64_t k, int64_t ci, int a, int bb) {
+    const int64_t s = k / K, co = k % K, kd = s / 4, rh = s / 2 % 2, rw = s % 2;
+    return w[(((ci * K + co) * d.kD + kd) * 4 + kh0[rh] + 2 * a) * 4 + kw0[rw] + 2 * bb];
+  });
+  winograd_f2<2>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
 }
 
 #endif  // TCONV_CPU_AVX512
