@@ -457,7 +457,8 @@ struct ConvTranspose3dBackward : torch::autograd::TraceableFunction {
       if ((!need[0] || gx) && (!need[1] || gw)) {
         if (need[0]) out[0] = *gx;
         if (need[1]) out[1] = *gw;
-        if (need[2]) out[2] = conv_backward_bias_2d(gy.reshape({gy.size(0), gy.size(1), -1, gy.size(4)}));
+        if (need[2])  // (N, C, D * H, W): a view of either layout
+          out[2] = conv_backward_bias_2d(gy.reshape({gy.size(0), gy.size(1), gy.size(2) * gy.size(3), gy.size(4)}));
         return out;
       }
     }

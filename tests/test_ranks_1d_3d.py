@@ -225,6 +225,13 @@ def test_conv_transpose3d_kernels_double_backward_and_graph_rules():
     y.sum().backward()
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         y.sum().backward()
+    for n in (0, 2):  # an empty batch too: zero gradients for the weight and the bias
+        leaves = [torch.randn(n, 32, 3, 4, 5).requires_grad_(), wf, b.float().requires_grad_()]
+        ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+        got = torch.autograd.grad(tconv.conv_transpose3d(*leaves, padding=1).square().sum(), leaves)
+        want = torch.autograd.grad(F.conv_transpose3d(*ref_leaves, padding=1).square().sum(), ref_leaves)
+        for a, e in zip(got, want):
+            torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * max(e.abs().amax().item() if e.numel() else 0, 1))
     if tconv.cpu_capability() != "avx512":
         return  # the composite: its graph saves copies of the input, not the input
     assert y.grad_fn.name() == "tconv::ConvTranspose3dBackward"
