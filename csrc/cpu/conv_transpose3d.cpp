@@ -1,5 +1,6 @@
-// CPU forward of tconv::conv_transpose3d for a plain float32 call on AVX-512: Note [3-D transposed
-// convolution]. Everything else takes the composite over the 2-D op (csrc/conv_transpose_nd.cpp).
+// CPU kernels of tconv::conv_transpose3d (forward, grad_input, grad_weight) for plain float32 calls
+// on AVX-512: Note [3-D transposed convolution]. Everything else takes the composite over the 2-D
+// op (csrc/conv_transpose_nd.cpp), whose backward node calls the gradients here.
 //
 // Note [3-D transposed convolution]: the depth axis adds taps, not a new kernel. Output slice od
 // reads input slice id = q - off through depth tap kd, where od + pd = q * sd + r (depth cell q,
@@ -9,7 +10,11 @@
 //    the phase's depth taps times its row taps, and the panels are the 2-D op's with kD * kH rows
 //    of taps (the weight (Cin, Cout/g, kD, kH, kW) is (Cin, Cout/g, kD * kH, kW));
 //  - Winograd (Note [Winograd]) takes each depth tap of the phase as one more source: the GEMMs
-//    sum over (depth tap, ci), T * Cin deep, and each block transforms its T input slices.
+//    sum over (depth tap, ci), T * Cin deep, and each block transforms its T input slices
+//    (winograd_forward / winograd_grad_input, cpu/winograd.h, with this layer's DepthAxis).
+// grad_input is an ordinary strided 3-D convolution of grad_output (the same two kernels, the
+// roles of the channels swapped); grad_weight sums the direct weight tiles over the N * D input
+// slices, per tap (kd, kh, kw).
 // The composite did the same sums through a T-fold copy of the input (the depth cells' stacked
 // slices), the 2-D op's channels_last copies of that copy and a copy of its result into depth
 // order; here the input is read in place (channels_last_3d) or through one channels_last copy
@@ -44,7 +49,7 @@ using at::Tensor;
 
 // The direct tiles along output rows: per task one row (n, od, oh), group and block of up to 64
 // output channels; per column phase one tile row over the taps (kd, kh, kw) that reach it.
-// x, y channels_last_3d; hw3 is the 2-D geometry with kD * kH kernel rows (the panels' taps).
+// x, y channels_last_3d; the panels are the 2-D ones of kD * kH kernel rows.
 void forward_direct_tiles3d(const float* xp, const float* w, const float* b, float* yp,
                             const ConvTranspose2dGeometry& g, const DepthAxis& d) {
   ConvTranspose2dGeometry panels_g = g;
