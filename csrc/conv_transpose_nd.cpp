@@ -182,10 +182,15 @@ Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const std::op
 // the check below reads the weight) with a finite weight. The zero slices at the depth borders
 // multiply weights that PyTorch's sum never reads, so a NaN or Inf there would put NaN where
 // PyTorch has none (Note [NaN/Inf]): such calls take the fold below instead.
+// A plain eager CPU call (plain_cpu_call) outside a torch.func transform (which hands a composite
+// unwrapped tensors while it is active).
+bool plain_eager_cpu_call(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
+  return plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr}) &&
+         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+}
+
 bool depth_cells_exact(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
-  if (!plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr}) ||
-      c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode))
-    return false;
+  if (!plain_eager_cpu_call(input, weight, bias)) return false;
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // a check, not part of the graph
   return at::isfinite(weight).all().item<bool>();
 }
@@ -411,15 +416,12 @@ Tensor conv_transpose3d_composite(const Tensor& input, const Tensor& weight, con
 
 // ---- 3-D on the CPU kernels --------------------------------------------------------------------
 
-// A plain eager CPU call in float32 outside autocast (whose 2-D op computes in bfloat16), torch.func
-// and forward-mode AD: the CPU kernels may serve it (Note [3-D transposed convolution]).
+// A plain eager CPU call outside autocast (whose 2-D op computes in bfloat16) and forward-mode AD:
+// the CPU kernels may serve it (Note [3-D transposed convolution]; they check the types).
 bool kernels_may_serve(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
-  const bool has_bias = bias.has_value() && bias->defined();
-  const auto no_tangent = [](const Tensor& t) { return !t._fw_grad(/*level=*/0).defined(); };
-  return plain_cpu_call({&input, &weight, has_bias ? &*bias : nullptr}) && input.scalar_type() == at::kFloat &&
-         no_tangent(input) && no_tangent(weight) && !(has_bias && !no_tangent(*bias)) &&
-         !at::autocast::is_autocast_enabled(at::kCPU) &&
-         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+  const auto tangent = [](const Tensor& t) { return t.defined() && t._fw_grad(/*level=*/0).defined(); };
+  return plain_eager_cpu_call(input, weight, bias) && !tangent(input) && !tangent(weight) &&
+         !(bias.has_value() && tangent(*bias)) && !at::autocast::is_autocast_enabled(at::kCPU);
 }
 
 // The backward of a conv_transpose3d the CPU kernels computed: grad_input and grad_weight by the

@@ -47,14 +47,19 @@ using at::Tensor;
 
 #if defined(TCONV_CPU_AVX512)
 
+// The 2-D geometry whose kernel rows are the layer's (kd, kh) pairs: the direct tiles' panels of
+// the weight (Cin, Cout/g, kD, kH, kW) read as (Cin, Cout/g, kD * kH, kW), tap (kd * kH + kh, kw).
+ConvTranspose2dGeometry with_depth_taps(ConvTranspose2dGeometry g, const DepthAxis& d) {
+  g.kH *= d.kD;
+  return g;
+}
+
 // The direct tiles along output rows: per task one row (n, od, oh), group and block of up to 64
 // output channels; per column phase one tile row over the taps (kd, kh, kw) that reach it.
 // x, y channels_last_3d; the panels are the 2-D ones of kD * kH kernel rows.
 void forward_direct_tiles3d(const float* xp, const float* w, const float* b, float* yp,
                             const ConvTranspose2dGeometry& g, const DepthAxis& d) {
-  ConvTranspose2dGeometry panels_g = g;
-  panels_g.kH = d.kD * g.kH;
-  const DirectPanels panels(w, panels_g, false);
+  const DirectPanels panels(w, with_depth_taps(g, d), false);
   const int64_t cbw_max = DirectPanels::kMaxWidth, nblocks = ceil_div(g.Cout_g, cbw_max);
   const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
   const int64_t taps_max = d.kD * g.kH * g.kW;
@@ -98,9 +103,7 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
 // reading grad_output's row (od, oh) at columns sw apart. go, gi channels_last_3d.
 void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
                                    const DepthAxis& d) {
-  ConvTranspose2dGeometry panels_g = g;
-  panels_g.kH = d.kD * g.kH;
-  const DirectPanels panels(w, panels_g, true);
+  const DirectPanels panels(w, with_depth_taps(g, d), true);
   const int64_t cbw_max = DirectPanels::kMaxWidth, nblocks = ceil_div(g.Cin_g, cbw_max);
   const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
   const int64_t taps_max = d.kD * g.kH * g.kW;

@@ -178,6 +178,9 @@ struct WinogradSource {
 // batch element n, whose outputs go to Y's slice od = q * od_step + od0 of YD (Y's image n * YD + od).
 struct WinogradDepth {
   int64_t Q = 1, q0 = 0, YD = 1, od_step = 0, od0 = 0;
+  int64_t batch(int64_t image) const { return image / Q; }
+  int64_t cell(int64_t image) const { return q0 + image % Q; }
+  int64_t output_image(int64_t image) const { return batch(image) * YD + cell(image) * od_step + od0; }
 };
 
 // The correlation of the Note summed over `nsrc` sources of K channels each (their channels one
@@ -207,10 +210,10 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
       // B^T d B per block, source and 16 channels k.
       for (int64_t t = 0; t < count; ++t) {
         const int64_t tile = first + t, image = tile / (TH * TW), ty = tile / TW % TH, tx = tile % TW;
-        const int64_t n = image / depth.Q, q = depth.q0 + image % depth.Q;
+        const int64_t n = depth.batch(image), cell = depth.cell(image);
         for (int si = 0; si < nsrc; ++si) {
           const WinogradSource& S = src[si];
-          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw, id = q * S.dstep - S.off;
+          const int64_t i0 = 2 * ty - S.qh, j0 = 2 * tx - S.qw, id = cell * S.dstep - S.off;
           const bool slice_inside = id >= 0 && id < S.D;
           const float* px[T][T];
           for (int r = 0; r < T; ++r)
@@ -249,7 +252,7 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
         // A^T m A + bias per block and 16 channels.
         for (int64_t t = 0; t < count; ++t) {
           const int64_t tile = first + t, image = tile / (TH * TW), oi = 2 * (tile / TW % TH), oj = 2 * (tile % TW);
-          const int64_t yimage = image / depth.Q * depth.YD + (depth.q0 + image % depth.Q) * depth.od_step + depth.od0;
+          const int64_t yimage = depth.output_image(image);
           for (int64_t c = 0; c < width; c += 16) {
             const float* mt = M.data() + t * cw + c;
             __m512 s[2][T];
