@@ -1,7 +1,8 @@
 """Benchmark cases of the 1-D and 3-D ops (issue 18; CPU, float32): conv_transpose3d and
 conv_transpose1d (conv_transpose3d on its own CPU kernels where they serve, cpu/conv_transpose3d.cpp;
 else, and conv_transpose1d, the composites over the 2-D kernels, csrc/conv_transpose_nd.cpp), trilinear and
-linear interpolation (over the bilinear kernel, csrc/upsample_nd.cpp), against PyTorch's ops.
+linear interpolation (the volume kernel, cpu/resample_volume.h, for contiguous CPU input; else over the
+bilinear kernel, csrc/upsample_nd.cpp), against PyTorch's ops.
 
 Targets (issue 18): conv_transpose3d k2 s2 >= 4x PyTorch, the other 3-D cases >= 1.0x,
 conv_transpose1d >= 1.5x, trilinear x2 >= 5x, linear x2 >= 2x."""

@@ -26,12 +26,13 @@ namespace tconv {
   TORCH_LIBRARY_IMPL(tconv, FuncTorchBatched, m) { register_kernels(m); }
 
 // True when every tensor is a real CPU tensor, none wrapped by a torch.func transform (vmap,
-// grad, jvp wrap the tensors they act on), functionalization or Python, and no dispatch mode is
-// active: a buffer may then be allocated outside the dispatcher and written in place.
+// grad, jvp wrap the tensors they act on), the legacy vmap of autograd's batched gradients
+// (gradcheck's check_batched_grad), functionalization or Python, and no dispatch mode is active: a
+// buffer may then be allocated outside the dispatcher and written in place.
 inline bool plain_cpu_call(std::initializer_list<const at::Tensor*> tensors) {
   if (c10::impl::TorchDispatchModeTLS::any_modes_set()) return false;
   constexpr c10::DispatchKeySet wrapped({c10::DispatchKey::Python, c10::DispatchKey::Functionalize,
-                                         c10::DispatchKey::FuncTorchBatched,
+                                         c10::DispatchKey::FuncTorchBatched, c10::DispatchKey::Batched,
                                          c10::DispatchKey::FuncTorchGradWrapper,
                                          c10::DispatchKey::PythonTLSSnapshot});
   for (const at::Tensor* t : tensors) {

@@ -22,14 +22,21 @@
 // That costs one copy of the input (twice its size) per call, the price of PyTorch's NaN/Inf
 // placement; the resampled axes' weights and order are PyTorch's.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
+#include <torch/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <optional>
+#include <vector>
 
 #include "composite_buffers.h"
+#include "cpu/dispatch.h"
 
 namespace tconv {
 namespace {
@@ -94,33 +101,19 @@ void check_nonempty(const Tensor& input) {
               input.sizes());
 }
 
-Tensor upsample_linear1d(const Tensor& input, IntArrayRef output_size, bool align_corners,
-                         std::optional<double> scale) {
-  TORCH_CHECK(output_size.size() == 1, "It is expected output_size equals to 1, but got size ",
-              output_size.size());
-  check_input(input, 1, "upsample_linear1d");
-  const int64_t L = dim_size(input, 2);
-  TORCH_CHECK(L > 0 && output_size[0] > 0, "Input and output sizes should be greater than 0, but "
-              "got input (W: ", L, ") and output (W: ", output_size[0], ")");
-  check_nonempty(input);
+Tensor upsample_linear1d_composite(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                                   std::optional<double> scale) {
   const Tensor x = dummy_rows(input.unsqueeze(2), align_corners);  // (N, C, 2, L)
   const int64_t size[2] = {1, output_size[0]};
   return tconv_upsample_bilinear2d(x, size, align_corners, dummy_scale(align_corners), scale).squeeze(2);
 }
 
-Tensor upsample_trilinear3d(const Tensor& input, IntArrayRef output_size, bool align_corners,
-                            std::optional<double> scale_d, std::optional<double> scale_h,
-                            std::optional<double> scale_w) {
-  TORCH_CHECK(output_size.size() == 3, "It is expected output_size equals to 3, but got size ",
-              output_size.size());
-  check_input(input, 3, "upsample_trilinear3d");
+Tensor upsample_trilinear3d_composite(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                                      std::optional<double> scale_d, std::optional<double> scale_h,
+                                      std::optional<double> scale_w) {
   const int64_t N = dim_size(input, 0), C = dim_size(input, 1), D = dim_size(input, 2),
                 H = dim_size(input, 3), W = dim_size(input, 4);
   const int64_t Do = output_size[0], Ho = output_size[1], Wo = output_size[2];
-  TORCH_CHECK(D > 0 && H > 0 && W > 0 && Do > 0 && Ho > 0 && Wo > 0,
-              "Input and output sizes should be greater than 0, but got input (D: ", D, ", H: ", H,
-              ", W: ", W, ") output (D: ", Do, ", H: ", Ho, ", W: ", Wo, ")");
-  check_nonempty(input);
   const bool cl = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
   const int64_t d_size[2] = {Do, 1}, hw_size[2] = {Ho, Wo};
   if (cl) {
@@ -142,6 +135,108 @@ Tensor upsample_trilinear3d(const Tensor& input, IntArrayRef output_size, bool a
   const Tensor planes = a.permute({0, 2, 3, 1}).reshape({N, C * Do, H, W});
   return tconv_upsample_bilinear2d(planes, hw_size, align_corners, scale_h, scale_w)
       .view({N, C, Do, Ho, Wo});
+}
+
+// ---- plain eager CPU calls on the volume kernel ----------------------------------------------
+// Note [linear resampling of volumes] (docs/ARCHITECTURE.md): a plain eager CPU call (no torch.func
+// transform, fake tensor, dispatch mode, autocast or forward-mode tangent) on a contiguous layout
+// runs the volume kernel below autograd, no dummy axis, no intermediate; when the input requires a
+// gradient, UpsampleLinearNdBackward computes it with the volume kernel too. Everything else (and
+// channels_last_3d input) takes the composites above.
+
+Tensor upsample_linear_composite(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                                 const std::vector<std::optional<double>>& scales) {
+  if (output_size.size() == 1) return upsample_linear1d_composite(input, output_size, align_corners, scales[0]);
+  return upsample_trilinear3d_composite(input, output_size, align_corners, scales[0], scales[1], scales[2]);
+}
+
+std::vector<double> user_scales(const std::vector<std::optional<double>>& scales) {
+  std::vector<double> s;
+  for (const auto& v : scales) s.push_back(v.value_or(0.));
+  return s;
+}
+
+bool volume_kernel_serves(const Tensor& input) {
+  return plain_cpu_call({&input}) &&
+         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode) &&
+         !input._fw_grad(/*level=*/0).defined() && !at::autocast::is_autocast_enabled(at::kCPU) &&
+         !(input.dim() == 5 && input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d);
+}
+
+// The gradient of an upsample_linear1d / upsample_trilinear3d the volume kernel computed. It saves
+// no tensor: the op is linear, its gradient a function of grad_output alone. Differentiated itself
+// (create_graph: double backward), or for a grad_output the kernel does not take, it is the
+// composite's gradient at any point (zeros), through the composite's graph (reentrant).
+struct UpsampleLinearNdBackward : torch::autograd::TraceableFunction {
+  std::vector<int64_t> input_size, output_size;
+  bool align_corners = false;
+  std::vector<std::optional<double>> scales;
+
+  std::string name() const override { return "tconv::UpsampleLinearNdBackward"; }
+  void release_variables() override {}
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    torch::autograd::variable_list out(1);
+    const Tensor& gy = grads[0];
+    if (!gy.defined() || !task_should_compute_output(0)) return out;
+    if (!at::GradMode::is_enabled() && plain_cpu_call({&gy})) {
+      out[0] = cpu::upsample_linear_nd_backward(gy, input_size, align_corners, user_scales(scales));
+      return out;
+    }
+    const bool create_graph = at::GradMode::is_enabled();
+    at::AutoGradMode enable_grad(true);
+    const Tensor x0 = at::zeros(input_size, gy.options()).requires_grad_(true);
+    const Tensor y = upsample_linear_composite(x0, output_size, align_corners, scales);
+    out[0] = torch::autograd::grad({y}, {x0}, {gy}, /*retain_graph=*/create_graph, create_graph)[0];
+    return out;
+  }
+};
+
+Tensor upsample_linear(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                       const std::vector<std::optional<double>>& scales) {
+  if (!volume_kernel_serves(input)) return upsample_linear_composite(input, output_size, align_corners, scales);
+  Tensor y;
+  {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    y = cpu::upsample_linear_nd(input, output_size, align_corners, user_scales(scales));
+  }
+  if (torch::autograd::compute_requires_grad(input)) {
+    auto node = c10::make_intrusive<UpsampleLinearNdBackward>();
+    node->set_next_edges(torch::autograd::collect_next_edges(input));
+    node->input_size = input.sizes().vec();
+    node->output_size = output_size.vec();
+    node->align_corners = align_corners;
+    node->scales = scales;
+    torch::autograd::set_history(y, node);
+  }
+  return y;
+}
+
+Tensor upsample_linear1d(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                         std::optional<double> scale) {
+  TORCH_CHECK(output_size.size() == 1, "It is expected output_size equals to 1, but got size ",
+              output_size.size());
+  check_input(input, 1, "upsample_linear1d");
+  const int64_t L = dim_size(input, 2);
+  TORCH_CHECK(L > 0 && output_size[0] > 0, "Input and output sizes should be greater than 0, but "
+              "got input (W: ", L, ") and output (W: ", output_size[0], ")");
+  check_nonempty(input);
+  return upsample_linear(input, output_size, align_corners, {scale});
+}
+
+Tensor upsample_trilinear3d(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                            std::optional<double> scale_d, std::optional<double> scale_h,
+                            std::optional<double> scale_w) {
+  TORCH_CHECK(output_size.size() == 3, "It is expected output_size equals to 3, but got size ",
+              output_size.size());
+  check_input(input, 3, "upsample_trilinear3d");
+  const int64_t D = dim_size(input, 2), H = dim_size(input, 3), W = dim_size(input, 4);
+  const int64_t Do = output_size[0], Ho = output_size[1], Wo = output_size[2];
+  TORCH_CHECK(D > 0 && H > 0 && W > 0 && Do > 0 && Ho > 0 && Wo > 0,
+              "Input and output sizes should be greater than 0, but got input (D: ", D, ", H: ", H,
+              ", W: ", W, ") output (D: ", Do, ", H: ", Ho, ", W: ", Wo, ")");
+  check_nonempty(input);
+  return upsample_linear(input, output_size, align_corners, {scale_d, scale_h, scale_w});
 }
 
 void register_kernels(torch::Library& m) {

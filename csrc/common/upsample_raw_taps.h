@@ -57,6 +57,19 @@ RawTaps<acc_t> raw_taps(const AxisResample<acc_t>& a) {
   return r;
 }
 
+// An axis that is copied: output o reads input o with weight 1 (copy_table's raw taps).
+template <typename acc_t>
+RawTaps<acc_t> copy_raw_taps(int64_t n) {
+  RawTaps<acc_t> r;
+  for (int64_t o = 0; o < n; ++o) {
+    r.begin.push_back(o);
+    r.index.push_back(o);
+    r.weight.push_back(acc_t(1));
+  }
+  r.begin.push_back(n);
+  return r;
+}
+
 // A RawTaps' arrays wherever they live (host vectors, or a device copy).
 template <typename acc_t>
 struct RawTapsView {

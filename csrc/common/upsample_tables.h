@@ -57,6 +57,27 @@ AxisTable<acc_t> pad_ranges(int64_t src, int64_t dst, const std::vector<int64_t>
   return t;
 }
 
+// An axis that is copied (n -> n, one tap of weight 1): the axes PyTorch's 1-D op does not have when
+// the 3-D kernels run it (cpu/resample_volume.h).
+template <typename acc_t>
+AxisTable<acc_t> copy_table(int64_t n) {
+  AxisTable<acc_t> t;
+  t.src = t.dst = n;
+  t.taps = 1;
+  t.start.resize(n);
+  for (int64_t d = 0; d < n; ++d) t.start[d] = d;
+  t.weight.assign(n, acc_t(1));
+  return t;
+}
+
+template <typename acc_t>
+bool is_copy_table(const AxisTable<acc_t>& t) {
+  if (t.src != t.dst || t.taps != 1) return false;
+  for (int64_t d = 0; d < t.dst; ++d)
+    if (t.start[d] != d || t.weight[d] != acc_t(1)) return false;
+  return true;
+}
+
 // Whether consecutive destinations never start further left: then the sources of any block of
 // destinations are one range, which the blocked kernels (CPU W-first ring, CUDA tiles) rely on.
 template <typename acc_t>

@@ -181,6 +181,16 @@ std::optional<at::Tensor> conv_transpose3d_backward_weight(const at::Tensor& gra
                      dilation, channels_last)
 }
 
+at::Tensor upsample_linear_nd(const at::Tensor& input, at::IntArrayRef output_size, bool align_corners,
+                              at::ArrayRef<double> scales) {
+  TCONV_CPU_DISPATCH(upsample_linear_nd_cpu, input, output_size, align_corners, scales)
+}
+
+at::Tensor upsample_linear_nd_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
+                                       at::ArrayRef<double> scales) {
+  TCONV_CPU_DISPATCH(upsample_linear_nd_backward_cpu, grad_output, input_size, align_corners, scales)
+}
+
 TORCH_LIBRARY_IMPL(tconv, CPU, m) {
   m.impl("conv_transpose2d", &conv_transpose2d);
   m.impl("_conv_transpose2d_padded", &_conv_transpose2d_padded);

@@ -31,4 +31,13 @@ std::optional<at::Tensor> conv_transpose3d_backward_weight(const at::Tensor& gra
                                                            at::IntArrayRef padding, int64_t groups,
                                                            at::IntArrayRef dilation, bool channels_last);
 
+// upsample_linear1d ((N, C, L)) and upsample_trilinear3d ((N, C, D, H, W)) on the volume kernel
+// (Note [linear resampling of volumes], cpu/resample_volume.h), contiguous; the composites
+// (csrc/upsample_nd.cpp) call them on plain eager calls. scales: the user's, <= 0 when not given;
+// input_size: the input's full size.
+at::Tensor upsample_linear_nd(const at::Tensor& input, at::IntArrayRef output_size, bool align_corners,
+                              at::ArrayRef<double> scales);
+at::Tensor upsample_linear_nd_backward(const at::Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
+                                       at::ArrayRef<double> scales);
+
 }  // namespace tconv::cpu

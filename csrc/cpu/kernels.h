@@ -49,6 +49,12 @@ Tensor upsample_bilinear2d_backward_cpu(const Tensor& grad_output, IntArrayRef i
 Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, IntArrayRef input_size, bool align_corners,
                                        bool antialias, std::optional<double> scale_h,
                                        std::optional<double> scale_w);
+// upsample_linear1d / upsample_trilinear3d on contiguous tensors (cpu/resample_volume.h); scales <= 0:
+// not given. The backward's input_size is the input's full size.
+Tensor upsample_linear_nd_cpu(const Tensor& input, IntArrayRef output_size, bool align_corners,
+                              at::ArrayRef<double> scales);
+Tensor upsample_linear_nd_backward_cpu(const Tensor& grad_output, IntArrayRef input_size, bool align_corners,
+                                       at::ArrayRef<double> scales);
 
 Tensor gram_matrix_cpu(const Tensor& features, bool normalize);
 Tensor gram_matrix_backward_cpu(const Tensor& grad_gram, const Tensor& features, bool normalize);

@@ -144,10 +144,12 @@ inline void gather_w_rows(const in_t* in, int64_t in_stride, int64_t n, const Ax
   for (; r < n; ++r) gather_w<scalar_t>(in + r * in_stride, tw, p, out + r * Wd);
 }
 
+// The source plane is scalar_t, or acc_t (a volume's slice combined along D, cpu/resample_volume.h).
+
 // Destination rows [d0, d1) of one plane, W first: the source rows they read, [r0, r1), are
 // resampled along W into buf, then each destination row combines its taps' rows of buf.
-template <typename scalar_t, typename acc_t>
-void contiguous_block_w_first(const scalar_t* splane, scalar_t* dplane, int64_t d0, int64_t d1,
+template <typename scalar_t, typename in_t, typename acc_t>
+void contiguous_block_w_first(const in_t* splane, scalar_t* dplane, int64_t d0, int64_t d1,
                               const AxisTable<acc_t>& th, const AxisTable<acc_t>& tw,
                               const ContiguousPlan& p, std::vector<acc_t>& buf, acc_t* scratch) {
   const int64_t Ws = tw.src, Wd = tw.dst;
@@ -177,8 +179,8 @@ void contiguous_block_w_first(const scalar_t* splane, scalar_t* dplane, int64_t 
 
 // Destination rows [d0, d1) of one plane, H first: each destination row combines its taps'
 // source rows into buf, then the block's rows of buf are resampled along W into dst.
-template <typename scalar_t, typename acc_t>
-void contiguous_block_h_first(const scalar_t* splane, scalar_t* dplane, int64_t d0, int64_t d1,
+template <typename scalar_t, typename in_t, typename acc_t>
+void contiguous_block_h_first(const in_t* splane, scalar_t* dplane, int64_t d0, int64_t d1,
                               const AxisTable<acc_t>& th, const AxisTable<acc_t>& tw,
                               const ContiguousPlan& p, std::vector<acc_t>& buf, acc_t* scratch) {
   const int64_t Ws = tw.src, Wd = tw.dst;
@@ -211,9 +213,9 @@ void resample_contiguous(const at::Tensor& src, at::Tensor& dst,
       const scalar_t* splane = sp + plane * Hs * Ws;
       scalar_t* dplane = dp + plane * Hd * Wd;
       if (p.gather_source_rows)
-        contiguous_block_w_first(splane, dplane, d0, d1, th, tw, p, buf, scratch.data());
+        contiguous_block_w_first<scalar_t>(splane, dplane, d0, d1, th, tw, p, buf, scratch.data());
       else
-        contiguous_block_h_first(splane, dplane, d0, d1, th, tw, p, buf, scratch.data());
+        contiguous_block_h_first<scalar_t>(splane, dplane, d0, d1, th, tw, p, buf, scratch.data());
       const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;
       watch.check(splane + r0 * Ws, (r1 - r0) * Ws);  // the rows this block read, now in cache
     }

@@ -11,6 +11,7 @@
 #include "common/macros.h"
 #include "common/upsample_args.h"
 #include "cpu/output_alloc.h"
+#include "cpu/resample_volume.h"
 #include "cpu/separable_resample.h"
 #include "cpu/kernels.h"
 
@@ -50,6 +51,22 @@ Tensor upsample_bilinear2d_backward_cpu(const Tensor& grad_output, at::IntArrayR
 Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
     bool antialias, std::optional<double> scale_h, std::optional<double> scale_w) {
   return upsample2d_backward_cpu<UpsampleMode::Bicubic>(grad_output, input_size, align_corners, antialias, scale_h, scale_w);
+}
+
+// The backward of upsample_linear_nd_cpu (cpu/upsample.cpp): the same volume kernel on the
+// transposed tables; input_size is the input's full size, the gradient contiguous.
+Tensor upsample_linear_nd_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
+                                       at::ArrayRef<double> scales) {
+  const int64_t dims = int64_t(input_size.size()) - 2;
+  const Tensor go = grad_output.contiguous();
+  Tensor grad_input = empty_output(input_size, grad_output.options());
+  TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "upsample_linear_nd_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto axes = linear_volume_axes<acc_t>(input_size.slice(2), go.sizes().slice(2), align_corners, scales);
+    const auto t = linear_volume_tables(axes, dims, /*backward=*/true);
+    resample_volume_contiguous<scalar_t>(go, grad_input, t[0], t[1], t[2], nullptr);
+  });
+  return grad_input;
 }
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

@@ -1,0 +1,152 @@
+// The contiguous resampling of the 1-D and 3-D linear ops (upsample_linear1d as (N, C, 1, 1, L),
+// upsample_trilinear3d as (N, C, D, H, W)): Note [linear resampling of volumes] (docs/ARCHITECTURE.md).
+//
+// dst = Td (x) Th (x) Tw applied to every (n, c) volume, D first: per destination slice, its taps'
+// source slices are combined into one acc_t slice (cache-sized: H * W elements), or, when D is
+// copied, the source slice is read in place; the 2-D contiguous kernel's blocks (cpu/
+// resample_contiguous.h, same plan) then resample that slice along H and W into the destination
+// slice. Nothing goes through memory between the passes: the source is read about once
+// (consecutive destination slices share source slices, the second read comes from cache) and every
+// destination element is written once. The forward and the backward (the transposed tables, a
+// gather) are the same kernel, as in 2-D. Each destination element is a fixed-order sum computed by
+// one thread: the same bits for any thread count.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <vector>
+
+#include "common/upsample_raw_taps.h"
+#include "common/upsample_tables.h"
+#include "cpu/parallel.h"
+#include "cpu/resample_contiguous.h"
+#include "cpu/resample_rows.h"
+
+namespace tconv::cpu::CPU_CAPABILITY {
+
+// dst (contiguous, allocated) = the tables applied to src (contiguous); src and dst are (N, C, ...)
+// with td.src * th.src * tw.src and td.dst * th.dst * tw.dst elements per (n, c). With `nonfinite`
+// (the forward) it is set when a source slice the kernel read holds Inf or NaN.
+template <typename scalar_t>
+void resample_volume_contiguous(const at::Tensor& src, at::Tensor& dst, const AxisTable<at::opmath_type<scalar_t>>& td,
+                                const AxisTable<at::opmath_type<scalar_t>>& th,
+                                const AxisTable<at::opmath_type<scalar_t>>& tw, std::atomic<bool>* nonfinite) {
+  using acc_t = at::opmath_type<scalar_t>;
+  if (dst.numel() == 0) return;
+  const ContiguousPlan p = plan_contiguous<scalar_t>(dst, th, tw);
+  const int64_t volumes = src.size(0) * src.size(1);
+  const int64_t Ds = td.src, Dd = td.dst, Ws = tw.src;
+  const int64_t slice_in = th.src * tw.src, slice_out = th.dst * tw.dst;
+  const bool copy_d = is_copy_table(td);
+  const int64_t tasks_per_volume = Dd * p.blocks;
+  const scalar_t* sp = src.const_data_ptr<scalar_t>();
+  scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+  const int64_t work = src.numel() + dst.numel() * (td.taps + th.taps + tw.taps);
+
+  parallel_for_work(0, volumes * tasks_per_volume, work, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> buf, scratch(p.rows16 ? (Ws + tw.dst) * 16 : 0), slice(copy_d ? 0 : slice_in);
+    NonfiniteWatch<scalar_t> watch{nonfinite};
+    int64_t combined = -1;                                    // the destination slice held in `slice`
+    int64_t checked_volume = -1, checked_lo = 0, checked_hi = 0;  // its source slices checked so far
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t v = task / tasks_per_volume, od = task % tasks_per_volume / p.blocks, b = task % p.blocks;
+      const int64_t d0 = b * p.block, d1 = std::min(th.dst, d0 + p.block);
+      const scalar_t* svol = sp + v * Ds * slice_in;
+      scalar_t* dslice = dp + (v * Dd + od) * slice_out;
+      const auto resample_2d = [&](const auto* splane) {
+        if (p.gather_source_rows)
+          contiguous_block_w_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
+        else
+          contiguous_block_h_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
+      };
+      if (copy_d) {
+        const scalar_t* splane = svol + od * slice_in;
+        resample_2d(splane);
+        const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;
+        watch.check(splane + r0 * Ws, (r1 - r0) * Ws);  // the rows this block read, now in cache
+        continue;
+      }
+      const int64_t lo = td.start[od], hi = lo + td.taps;
+      if (combined != v * Dd + od) {
+        combine_rows_any(svol + lo * slice_in, slice_in, td.weight.data() + od * td.taps, td.taps, slice_in,
+                         slice.data());
+        combined = v * Dd + od;
+        // Each source slice is checked once, right after its first read (from cache).
+        if (v != checked_volume || lo < checked_lo || lo > checked_hi)
+          checked_volume = v, checked_lo = checked_hi = lo;
+        if (hi > checked_hi) watch.check(svol + checked_hi * slice_in, (hi - checked_hi) * slice_in);
+        checked_hi = std::max(checked_hi, hi);
+      }
+      resample_2d(static_cast<const acc_t*>(slice.data()));
+    }
+    watch.flush();
+    if (p.streaming) streaming_fence();
+  });
+}
+
+// The axes of upsample_linear1d (sizes[0] = L) or upsample_trilinear3d (D, H, W) as the volume
+// kernel's three (cpu/resample_volume.h): the 1-D op's D and H are copied (PyTorch's 1-D op has no
+// such axes, so no taps there). scales: the user's, <= 0 when not given.
+template <typename acc_t>
+std::array<AxisResample<acc_t>, 3> linear_volume_axes(at::IntArrayRef in, at::IntArrayRef out, bool align_corners,
+                                                      at::ArrayRef<double> scales) {
+  std::array<AxisResample<acc_t>, 3> a;
+  const int64_t first = 3 - int64_t(in.size());
+  for (int64_t k = 0; k < 3; ++k)
+    a[k] = k < first ? AxisResample<acc_t>{1, 1, UpsampleMode::Bilinear, align_corners, false, acc_t(1)}
+                     : make_axis_resample<acc_t>(in[k - first], out[k - first], UpsampleMode::Bilinear,
+                                                 align_corners, false, scales[k - first]);
+  return a;
+}
+
+// The copied axes (k < 3 - dims) get copy tables, the others forward_table (or, for the backward,
+// its transpose).
+template <typename acc_t>
+std::array<AxisTable<acc_t>, 3> linear_volume_tables(const std::array<AxisResample<acc_t>, 3>& a, int64_t dims,
+                                                     bool backward) {
+  std::array<AxisTable<acc_t>, 3> t;
+  for (int64_t k = 0; k < 3; ++k) {
+    if (k < 3 - dims) t[k] = copy_table<acc_t>(1);
+    else t[k] = backward ? transpose_table(forward_table(a[k])) : forward_table(a[k]);
+  }
+  return t;
+}
+
+// Direct loop over PyTorch's taps (D outer, then H, W inner, as ATen nests them), every output
+// rewritten: the forward when a source holds NaN or Inf, Note [NaN/Inf] (docs/ARCHITECTURE.md).
+template <typename scalar_t>
+void resample_volume_direct(const at::Tensor& src, at::Tensor& dst, const RawTaps<at::opmath_type<scalar_t>>& rd,
+                            const RawTaps<at::opmath_type<scalar_t>>& rh,
+                            const RawTaps<at::opmath_type<scalar_t>>& rw) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t volumes = src.size(0) * src.size(1);
+  const int64_t Dd = int64_t(rd.begin.size()) - 1, Hd = int64_t(rh.begin.size()) - 1,
+                Wd = int64_t(rw.begin.size()) - 1;
+  const int64_t per_volume = volumes > 0 ? src.numel() / volumes : 0;
+  const int64_t Ws = src.size(-1), Hs = src.dim() == 5 ? src.size(3) : 1;
+  const scalar_t* sp = src.const_data_ptr<scalar_t>();
+  scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+  const auto td = view_of(rd), th = view_of(rh), tw = view_of(rw);
+  parallel_for_work(0, volumes * Dd, dst.numel() * 8, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t v = task / Dd, od = task % Dd;
+      const scalar_t* svol = sp + v * per_volume;
+      scalar_t* dslice = dp + task * Hd * Wd;
+      for (int64_t oh = 0; oh < Hd; ++oh)
+        for (int64_t ow = 0; ow < Wd; ++ow) {
+          const auto plane = [&](int64_t i) {
+            return td.weight[i] * raw_taps_sum<scalar_t, acc_t>(svol + td.index[i] * Hs * Ws, Ws, 1, th, oh, tw, ow);
+          };
+          acc_t acc = plane(td.begin[od]);  // not 0 + ...: a copied axis keeps -0
+          for (int64_t i = td.begin[od] + 1; i < td.begin[od + 1]; ++i) acc += plane(i);
+          dslice[oh * Wd + ow] = static_cast<scalar_t>(acc);
+        }
+    }
+  });
+}
+
+}  // namespace tconv::cpu::CPU_CAPABILITY
