@@ -70,6 +70,45 @@ def test_conv_transpose1d_unbatched_no_bias_and_empty_batch():
                      lambda x, w: F.conv_transpose1d(x, w, stride=2, padding=1), (x, w), 1e-10, 1e-10)
 
 
+@pytest.mark.parametrize("layout", ["ncl", "channels_last_2d"])
+@pytest.mark.parametrize("cfg", [(2, 64, 32, 3000, 4, 2, 1, 0, 1), (1, 32, 48, 2500, 3, 1, 1, 0, 2),
+                                 (2, 32, 16, 1700, 5, 3, 2, 1, 1)], ids=lambda c: "x".join(map(str, c[:6])))
+def test_conv_transpose1d_long_rows_weight_tiles_by_columns(cfg, layout):
+    """Rows wider than a weight-tile chunk (~512 KiB of x and the grad_output they reach) are cut
+    into runs of columns (weight_chunks; float32 on AVX-512): grad_weight and the rest against
+    float64 PyTorch, the same bits for 1 and 2 threads."""
+    n, cin, cout, length, k, s, p, op, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, dilation=d)
+    gen = torch.Generator().manual_seed(11)
+    x, w, b = (torch.randn(n, cin, length, generator=gen), torch.randn(cin, cout, k, generator=gen),
+               torch.randn(cout, generator=gen))
+    if layout == "ncl":
+        ours = lambda x, w, b: tconv.conv_transpose1d(x, w, b, **kw)  # noqa: E731
+    else:  # the 2-D op on channels_last (N, C, 1, L): the chunks read in place
+        kw2 = dict(stride=(1, s), padding=(0, p), output_padding=(0, op), dilation=(1, d))
+        ours = lambda x, w, b: tconv.conv_transpose2d(  # noqa: E731
+            x[:, :, None].contiguous(memory_format=torch.channels_last), w[:, :, None], b, **kw2)[:, :, 0]
+    gy = torch.randn(F.conv_transpose1d(x, w, b, **kw).shape, generator=gen)
+
+    def grads():
+        t = [v.clone().requires_grad_() for v in (x, w, b)]
+        return torch.autograd.grad(ours(*t), t, gy)
+
+    t64 = [v.double().requires_grad_() for v in (x, w, b)]
+    ref = torch.autograd.grad(F.conv_transpose1d(*t64, **kw), t64, gy.double())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = grads()
+        torch.set_num_threads(2)
+        two = grads()
+    finally:
+        torch.set_num_threads(threads)
+    for a, bb, e in zip(one, two, ref):
+        assert torch.equal(a, bb)
+        torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
+
+
 # ---- conv_transpose3d ------------------------------------------------------------------------------
 
 CONV3D_GRID = [

@@ -625,8 +625,8 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 }
 
 // Note [direct tiles] for grad_weight (float32, AVX-512): no patch matrix. The pixels are cut into
-// chunks of input rows of one image (~512 KiB of x and grad_output with them, so a chunk stays in
-// L2 while every tile of the thread reads it); each thread owns a range of (group, block of 6
+// chunks of input rows of one image, or of one row's columns (~512 KiB of x and grad_output with
+// them, so a chunk stays in L2 while every tile of the thread reads it; weight_chunks); each thread owns a range of (group, block of 6
 // input channels) and, chunk after chunk in order, adds the chunk's pixels into its tiles of
 // gwt[group][tap][ci][co] (zeroed first). Every element is summed by one thread in one order
 // (chunks, rows, pixels ascending): the same bits for any thread count. NCHW chunks go through
@@ -641,7 +641,7 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   float* gwtp = gwt.mutable_data_ptr<float>();
   const WeightChunks ch = weight_chunks(g, g.N);
   const int64_t chunk_rows = ch.rows, chunk_images = ch.images, row_chunks = ch.row_chunks,
-                image_chunks = ch.image_chunks;
+                image_chunks = ch.image_chunks, chunk_cols = ch.cols, col_chunks = ch.col_chunks;
   // NCHW: small images (DCGAN's 4x4 and 8x8: rows of 4-8 pixels) through one channels_last copy
   // of x and grad_output, shared by the threads; the others chunk by chunk into each thread's own
   // copies (no tensor-sized copies: measured faster on 3x3 s1 64x64 and 16x16 images).
@@ -656,37 +656,44 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   const float* xp = shared ? xcl.data() : x.const_data_ptr<float>();
   const float* gop = shared ? gocl.data() : go.const_data_ptr<float>();
   const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
+  // Segments of at most 64 pixels: a group's grad_output columns stay in L1 (add_weight_segments).
+  constexpr int64_t kSegmentPixels = 64;
+  const int64_t pieces = ceil_div(chunk_cols, kSegmentPixels);
   at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<WeightSegment> segs(chunk_rows * chunk_images);
+    std::vector<WeightSegment> segs(chunk_rows * chunk_images * pieces);
     std::vector<float> xbuf, gobuf;
-    for (int64_t chunk = 0; chunk < image_chunks * row_chunks; ++chunk) {
-      const int64_t n0 = chunk / row_chunks * chunk_images, n1 = std::min(g.N, n0 + chunk_images);
-      const int64_t ih0 = chunk % row_chunks * chunk_rows, ih1 = std::min(g.H, ih0 + chunk_rows);
-      // grad_output rows the chunk reaches: [oh_lo, oh_hi) of each of its images
+    for (int64_t chunk = 0; chunk < image_chunks * row_chunks * col_chunks; ++chunk) {
+      const int64_t rc = chunk / col_chunks;
+      const int64_t n0 = rc / row_chunks * chunk_images, n1 = std::min(g.N, n0 + chunk_images);
+      const int64_t ih0 = rc % row_chunks * chunk_rows, ih1 = std::min(g.H, ih0 + chunk_rows);
+      const int64_t iw0 = chunk % col_chunks * chunk_cols, iw1 = std::min(g.W, iw0 + chunk_cols);
+      // grad_output rows [oh_lo, oh_hi) and columns [ow_lo, ow_hi) the chunk reaches, in each of its images
       const int64_t oh_lo = std::max<int64_t>(0, ih0 * g.sh - g.ph);
       const int64_t oh_hi = std::min<int64_t>(g.Ho, (ih1 - 1) * g.sh - g.ph + (g.kH - 1) * g.dh + 1);
-      if (oh_lo >= oh_hi) continue;
-      const int64_t xrows_n = ih1 - ih0, gorows_n = oh_hi - oh_lo;
-      // x's row ih of image n at xrow(n, ih), grad_output's row oh at gorow(n, oh): channels_last
-      // in place, or NCHW copied.
-      const auto xrow = [&](int64_t n, int64_t ih) {
-        return in_place ? xp + (n * g.H + ih) * g.W * g.Cin
-                             : xbuf.data() + ((n - n0) * xrows_n + ih - ih0) * g.W * g.Cin;
+      const int64_t ow_lo = std::max<int64_t>(0, iw0 * g.sw - g.pw);
+      const int64_t ow_hi = std::min<int64_t>(g.Wo, (iw1 - 1) * g.sw - g.pw + (g.kW - 1) * g.dw + 1);
+      if (oh_lo >= oh_hi || ow_lo >= ow_hi) continue;
+      const int64_t xrows_n = ih1 - ih0, gorows_n = oh_hi - oh_lo, xcols_n = iw1 - iw0, gocols_n = ow_hi - ow_lo;
+      // x's pixel (ih, iw) of image n at xpix(n, ih, iw), grad_output's (oh, ow) at gopix(n, oh, ow):
+      // channels_last in place, or NCHW copied (the chunk's columns only).
+      const auto xpix = [&](int64_t n, int64_t ih, int64_t iw) {
+        return in_place ? xp + ((n * g.H + ih) * g.W + iw) * g.Cin
+                        : xbuf.data() + (((n - n0) * xrows_n + ih - ih0) * xcols_n + iw - iw0) * g.Cin;
       };
-      const auto gorow = [&](int64_t n, int64_t oh) {
-        return in_place ? gop + (n * g.Ho + oh) * g.Wo * g.Cout
-                             : gobuf.data() + ((n - n0) * gorows_n + oh - oh_lo) * g.Wo * g.Cout;
+      const auto gopix = [&](int64_t n, int64_t oh, int64_t ow) {
+        return in_place ? gop + ((n * g.Ho + oh) * g.Wo + ow) * g.Cout
+                        : gobuf.data() + (((n - n0) * gorows_n + oh - oh_lo) * gocols_n + ow - ow_lo) * g.Cout;
       };
       if (!in_place) {
-        xbuf.resize((n1 - n0) * xrows_n * g.W * g.Cin);
-        gobuf.resize((n1 - n0) * gorows_n * g.Wo * g.Cout);
+        xbuf.resize((n1 - n0) * xrows_n * xcols_n * g.Cin);
+        gobuf.resize((n1 - n0) * gorows_n * gocols_n * g.Cout);
         for (int64_t n = n0; n < n1; ++n) {
           for (int64_t ih = ih0; ih < ih1; ++ih)
-            transpose_block(xp + n * g.Cin * g.H * g.W + ih * g.W, g.H * g.W, const_cast<float*>(xrow(n, ih)), g.Cin,
-                            g.W, g.Cin);
+            transpose_block(xp + n * g.Cin * g.H * g.W + ih * g.W + iw0, g.H * g.W, const_cast<float*>(xpix(n, ih, iw0)),
+                            g.Cin, xcols_n, g.Cin);
           for (int64_t oh = oh_lo; oh < oh_hi; ++oh)
-            transpose_block(gop + n * g.Cout * g.Ho * g.Wo + oh * g.Wo, g.Ho * g.Wo, const_cast<float*>(gorow(n, oh)),
-                            g.Cout, g.Wo, g.Cout);
+            transpose_block(gop + n * g.Cout * g.Ho * g.Wo + oh * g.Wo + ow_lo, g.Ho * g.Wo,
+                            const_cast<float*>(gopix(n, oh, ow_lo)), g.Cout, gocols_n, g.Cout);
         }
       }
       for (int64_t kh = 0; kh < g.kH; ++kh)
@@ -694,14 +701,16 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
           // The chunk's segments for tap (kh, kw): input row ih's columns whose output column is inside.
           const int64_t off_w = kw * g.dw - g.pw;
           const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
-          if (iws.lo >= iws.hi) continue;
+          const int64_t lo = std::max(iws.lo, iw0), hi = std::min(iws.hi, iw1);
+          if (lo >= hi) continue;
           int nsegs = 0;
           for (int64_t n = n0; n < n1; ++n)
             for (int64_t ih = ih0; ih < ih1; ++ih) {
               const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
               if (oh < 0 || oh >= g.Ho) continue;
-              segs[nsegs++] = WeightSegment{xrow(n, ih) + iws.lo * g.Cin, gorow(n, oh) + (iws.lo * g.sw + off_w) * g.Cout,
-                                            iws.hi - iws.lo};
+              for (int64_t c0 = lo; c0 < hi; c0 += kSegmentPixels)
+                segs[nsegs++] = WeightSegment{xpix(n, ih, c0), gopix(n, oh, c0 * g.sw + off_w),
+                                              std::min(kSegmentPixels, hi - c0)};
             }
           add_weight_segments(segs.data(), nsegs, kh * g.kW + kw, begin, end, g, KK, a_step, b_step, gwtp);
         }
@@ -780,7 +789,8 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     return gw;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_weight) && weight_tiles_fit(g) &&
+  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_weight) &&
+      weight_tiles_take(g) &&
       !(force && std::strcmp(force, "patch") == 0)) {
     backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gw;

@@ -85,10 +85,17 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
 #endif
 }
 
-// grad_weight's tiles: whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB): the 1-D
-// layers' rows of 1000-8000 pixels (several MiB) ran 1.3-1.5x slower than the patch GEMM.
+// grad_weight's tiles: whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB). The 3-D
+// kernels need it (their chunks are whole rows); the 2-D ones cut wider rows into column runs (weight_chunks).
 inline bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
   return (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float)) <= (int64_t(512) << 10);
+}
+
+// The 2-D grad_weight's tiles: rows that fit a chunk, or wider rows cut into column runs where the
+// accumulators stay in L2 (every run adds into all of them: the 1-D 512->256 k16 layer's 8 MiB made
+// the tiles 1.15x slower than the patch GEMM, the 256->128 k4 layer's 512 KiB 1.25x faster).
+inline bool weight_tiles_take(const ConvTranspose2dGeometry& g) {
+  return weight_tiles_fit(g) || g.kH * g.kW * g.Cin * g.Cout_g * int64_t(sizeof(float)) <= (int64_t(1) << 20);
 }
 
 // Where Note [Winograd] (cpu/winograd.h) serves `pass` instead of the direct tiles:
@@ -366,16 +373,21 @@ inline void weight_tiles_to_weight(const float* gwt, float* gw, const ConvTransp
 
 // Chunks of ~512 KiB of input rows and the grad_output rows they reach: rows of one image, or
 // (small images: DCGAN's 4x4 to 16x16) several whole images, so the weight tiles' accumulators go
-// to memory once per ~512 KiB of pixels. A function of the shape only.
+// to memory once per ~512 KiB of pixels; a row wider than that (the 1-D layers: 1000-8000 pixels
+// of 256-512 channels) is cut into runs of `cols` input columns and the grad_output columns they
+// reach. A function of the shape only.
 struct WeightChunks {
-  int64_t rows, images, row_chunks, image_chunks;
+  int64_t rows, images, row_chunks, image_chunks, cols = 0, col_chunks = 1;
 };
 inline WeightChunks weight_chunks(const ConvTranspose2dGeometry& g, int64_t images) {
+  constexpr int64_t kChunkBytes = int64_t(512) << 10;
   const int64_t row_bytes = (g.W * g.Cin + g.sh * g.Wo * g.Cout) * int64_t(sizeof(float));
-  const int64_t rows_wanted = std::max<int64_t>((int64_t(512) << 10) / std::max<int64_t>(row_bytes, 1), 1);
+  const int64_t rows_wanted = std::max<int64_t>(kChunkBytes / std::max<int64_t>(row_bytes, 1), 1);
   const int64_t rows = std::min(rows_wanted, g.H);
   const int64_t per_chunk = rows_wanted >= 2 * g.H ? std::min(rows_wanted / g.H, images) : 1;
-  return {rows, per_chunk, ceil_div(g.H, rows), ceil_div(images, per_chunk)};
+  const int64_t column_bytes = (g.Cin + g.sw * g.Cout) * int64_t(sizeof(float));  // an input column's share
+  const int64_t cols = row_bytes <= kChunkBytes ? g.W : std::clamp<int64_t>(kChunkBytes / column_bytes, 16, g.W);
+  return {rows, per_chunk, ceil_div(g.H, rows), ceil_div(images, per_chunk), cols, ceil_div(g.W, cols)};
 }
 
 // NCHW operands: dst[n][c][r] = src[n][r][c], image by image, for r < rows, c < cols (16 x 16
