@@ -139,10 +139,10 @@ Tensor upsample_trilinear3d_composite(const Tensor& input, IntArrayRef output_si
 
 // ---- plain eager CPU calls on the volume kernel ----------------------------------------------
 // Note [linear resampling of volumes] (docs/ARCHITECTURE.md): a plain eager CPU call (no torch.func
-// transform, fake tensor, dispatch mode, autocast or forward-mode tangent) on a contiguous layout
-// runs the volume kernel below autograd, no dummy axis, no intermediate; when the input requires a
-// gradient, UpsampleLinearNdBackward computes it with the volume kernel too. Everything else (and
-// channels_last_3d input) takes the composites above.
+// transform, fake tensor, dispatch mode, autocast or forward-mode tangent) runs the volume kernel
+// below autograd (contiguous or channels_last_3d): no dummy axis, no intermediate. When the input
+// requires a gradient, UpsampleLinearNdBackward computes it with the volume kernel too. Everything
+// else takes the composites above.
 
 Tensor upsample_linear_composite(const Tensor& input, IntArrayRef output_size, bool align_corners,
                                  const std::vector<std::optional<double>>& scales) {
@@ -159,8 +159,7 @@ std::vector<double> user_scales(const std::vector<std::optional<double>>& scales
 bool volume_kernel_serves(const Tensor& input) {
   return plain_cpu_call({&input}) &&
          !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode) &&
-         !input._fw_grad(/*level=*/0).defined() && !at::autocast::is_autocast_enabled(at::kCPU) &&
-         !(input.dim() == 5 && input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d);
+         !input._fw_grad(/*level=*/0).defined() && !at::autocast::is_autocast_enabled(at::kCPU);
 }
 
 // The gradient of an upsample_linear1d / upsample_trilinear3d the volume kernel computed. It saves

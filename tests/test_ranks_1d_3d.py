@@ -471,10 +471,10 @@ def test_interpolate_empty_batch_and_upsample_module():
 
 
 def test_interpolate_volume_kernel_serves_plain_calls_and_large_outputs():
-    """Plain eager CPU calls of a contiguous layout run the volume kernel (Note [linear resampling
-    of volumes]: its backward node names itself), so the grids above test it; channels_last_3d and
-    torch.func take the composite. Outputs of 32 MiB and more (non-temporal stores) and slices of
-    several row blocks, forward and backward, against PyTorch (float32: both compute the source
+    """Plain eager CPU calls, contiguous or channels_last_3d, run the volume kernel (Note [linear
+    resampling of volumes]: its backward node names itself), so the grids above test it; torch.func
+    takes the composite. Outputs of 32 MiB and more (non-temporal stores) and slices of several row
+    blocks, forward and backward, against PyTorch (float32: both compute the source
     indices in float32, which at hundreds to thousands of samples moves the weights by ~1e-5 to
     1e-4; PyTorch's own float32 result is that far from its float64 one)."""
     node = "tconv::UpsampleLinearNdBackward"
@@ -484,22 +484,29 @@ def test_interpolate_volume_kernel_serves_plain_calls_and_large_outputs():
     assert tconv.interpolate(x3, scale_factor=2, mode="trilinear").grad_fn.name() == node
     assert tconv.interpolate(x3[:, :, :, ::2], scale_factor=2, mode="trilinear").grad_fn.name() == node
     cl = x3.detach().to(memory_format=CL3).requires_grad_()
-    assert tconv.interpolate(cl, scale_factor=2, mode="trilinear").grad_fn.name() != node
+    assert tconv.interpolate(cl, scale_factor=2, mode="trilinear").grad_fn.name() == node
+    assert vmap(lambda t: tconv.interpolate(t, scale_factor=2, mode="trilinear"))(x3.detach()[None]).shape[0] == 1
     with torch.no_grad():
         assert tconv.interpolate(x3, scale_factor=2, mode="trilinear").grad_fn is None
     gen = torch.Generator().manual_seed(7)
     for mode, shape, kw in (("linear", (4, 64, 16400), dict(scale_factor=2)),
                             ("linear", (2, 8, 3000), dict(size=4999, align_corners=True)),
                             ("trilinear", (1, 16, 32, 64, 64), dict(scale_factor=2)),
-                            ("trilinear", (1, 4, 9, 150, 130), dict(size=(5, 301, 67)))):
-        x = torch.randn(shape, generator=gen).requires_grad_()
+                            ("trilinear", (1, 4, 9, 150, 130), dict(size=(5, 301, 67))),
+                            ("trilinear_cl", (1, 16, 32, 64, 64), dict(scale_factor=2)),
+                            ("trilinear_cl", (2, 3, 7, 9, 11), dict(size=(4, 17, 6), align_corners=True))):
+        x, fmt = torch.randn(shape, generator=gen), torch.contiguous_format
+        if mode == "trilinear_cl":
+            mode, fmt = "trilinear", CL3
+            x = x.to(memory_format=CL3)
+        x.requires_grad_()
         y = tconv.interpolate(x, mode=mode, **kw)
         g = torch.randn(y.shape, generator=gen)
         (gx,) = torch.autograd.grad(y, x, g)
         xr = x.detach().requires_grad_()
         yr = F.interpolate(xr, mode=mode, **kw)
         (gr,) = torch.autograd.grad(yr, xr, g)
-        assert y.grad_fn is not None and y.is_contiguous()
+        assert y.grad_fn.name() == node and y.is_contiguous(memory_format=fmt)
         torch.testing.assert_close(y, yr, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(gx, gr, rtol=1e-5, atol=2e-4)
 

@@ -23,6 +23,7 @@
 #include "common/upsample_raw_taps.h"
 #include "common/upsample_tables.h"
 #include "cpu/parallel.h"
+#include "cpu/resample_channels_last.h"
 #include "cpu/resample_contiguous.h"
 #include "cpu/resample_rows.h"
 
@@ -86,6 +87,56 @@ void resample_volume_contiguous(const at::Tensor& src, at::Tensor& dst, const Ax
     watch.flush();
     if (p.streaming) streaming_fence();
   });
+}
+
+// channels_last_3d (N, D, H, W, C): per destination row (n, od, oh), each D tap's source slice
+// combines its H taps' rows into one acc_t row (W * C), those rows are combined along D, and the
+// destination pixels sum their W taps' C-vectors (gather_pixels), as the 2-D channels_last kernel's
+// rows-first order does with one axis more. The source rows come from cache for the neighbouring
+// destination rows. With `nonfinite` (the forward) it is set when a combined row, which holds
+// every source element the row's taps read, is not finite.
+template <typename scalar_t>
+void resample_volume_channels_last(const at::Tensor& src, at::Tensor& dst,
+                                   const AxisTable<at::opmath_type<scalar_t>>& td,
+                                   const AxisTable<at::opmath_type<scalar_t>>& th,
+                                   const AxisTable<at::opmath_type<scalar_t>>& tw, std::atomic<bool>* nonfinite) {
+  using acc_t = at::opmath_type<scalar_t>;
+  if (dst.numel() == 0) return;
+  const int64_t N = src.size(0), C = src.size(1), Dd = td.dst, Hd = th.dst;
+  const int64_t src_row = tw.src * C, dst_row = tw.dst * C, slice_in = th.src * src_row;
+  // Whole vectors per pixel: with C % 16 != 0 the streaming stores would leave scalar edges.
+  const bool streaming = dst.nbytes() >= kStreamingBytes && C % 16 == 0;
+  const scalar_t* sp = src.const_data_ptr<scalar_t>();
+  scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
+  const int64_t work = src.numel() + dst.numel() * (td.taps * th.taps + tw.taps);
+  parallel_for_work(0, N * Dd * Hd, work, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<acc_t[]> part(new acc_t[td.taps * src_row]), row(new acc_t[src_row]);
+    std::vector<const acc_t*> parts(td.taps);
+    NonfiniteWatch<acc_t> watch{nonfinite};
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / (Dd * Hd), od = task / Hd % Dd, oh = task % Hd;
+      const scalar_t* base = sp + (n * td.src + td.start[od]) * slice_in + th.start[oh] * src_row;
+      for (int64_t j = 0; j < td.taps; ++j) {
+        combine_rows_any(base + j * slice_in, src_row, th.weight.data() + oh * th.taps, th.taps, src_row,
+                         part.get() + j * src_row);
+        parts[j] = part.get() + j * src_row;
+      }
+      combine_row_pointers(parts.data(), td.weight.data() + od * td.taps, td.taps, src_row, row.get(), false);
+      watch.check(row.get(), src_row);
+      gather_pixels(row.get(), C, tw, dp + task * dst_row, streaming);
+    }
+    watch.flush();
+    if (streaming) streaming_fence();
+  });
+}
+
+// A volume of either layout: contiguous, or channels_last_3d (5-D only).
+template <typename scalar_t>
+void resample_volume(const at::Tensor& src, at::Tensor& dst, const AxisTable<at::opmath_type<scalar_t>>& td,
+                     const AxisTable<at::opmath_type<scalar_t>>& th, const AxisTable<at::opmath_type<scalar_t>>& tw,
+                     bool channels_last, std::atomic<bool>* nonfinite) {
+  if (channels_last) resample_volume_channels_last<scalar_t>(src, dst, td, th, tw, nonfinite);
+  else resample_volume_contiguous<scalar_t>(src, dst, td, th, tw, nonfinite);
 }
 
 // The axes of upsample_linear1d (sizes[0] = L) or upsample_trilinear3d (D, H, W) as the volume

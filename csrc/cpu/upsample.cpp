@@ -82,23 +82,32 @@ Tensor upsample_bicubic2d_cpu(const Tensor& input, at::IntArrayRef output_size, 
   return upsample2d_cpu<UpsampleMode::Bicubic>(input, output_size, align_corners, antialias, scale_h, scale_w);
 }
 
-// upsample_linear1d / upsample_trilinear3d on contiguous input (the output contiguous too).
+// upsample_linear1d / upsample_trilinear3d: the output in the input's memory format (contiguous,
+// or channels_last_3d), like PyTorch's.
 Tensor upsample_linear_nd_cpu(const Tensor& input, at::IntArrayRef output_size, bool align_corners,
                               at::ArrayRef<double> scales) {
   const int64_t dims = int64_t(output_size.size());
-  const Tensor x = input.contiguous();
+  const bool cl = input.dim() == 5 && input.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  const at::MemoryFormat fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  const Tensor x = input.contiguous(fmt);
   std::vector<int64_t> sizes = {x.size(0), x.size(1)};
   sizes.insert(sizes.end(), output_size.begin(), output_size.end());
-  Tensor y = empty_output(sizes, input.options());
+  Tensor y = empty_output(sizes, input.options(), fmt);
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "upsample_linear_nd", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto axes = linear_volume_axes<acc_t>(x.sizes().slice(2), output_size, align_corners, scales);
     const auto t = linear_volume_tables(axes, dims, /*backward=*/false);
     std::atomic<bool> nonfinite{false};
-    resample_volume_contiguous<scalar_t>(x, y, t[0], t[1], t[2], &nonfinite);
+    resample_volume<scalar_t>(x, y, t[0], t[1], t[2], cl, &nonfinite);
     if (nonfinite.load()) {
       const auto taps = [&](int64_t k) { return k < 3 - dims ? copy_raw_taps<acc_t>(1) : raw_taps(axes[k]); };
-      resample_volume_direct<scalar_t>(x, y, taps(0), taps(1), taps(2));
+      if (!cl) {
+        resample_volume_direct<scalar_t>(x, y, taps(0), taps(1), taps(2));
+      } else {  // the direct loop on contiguous copies (a rare path)
+        Tensor yc = at::empty(sizes, input.options());
+        resample_volume_direct<scalar_t>(x.contiguous(), yc, taps(0), taps(1), taps(2));
+        y.copy_(yc);
+      }
     }
   });
   return y;

@@ -54,17 +54,20 @@ Tensor upsample_bicubic2d_backward_cpu(const Tensor& grad_output, at::IntArrayRe
 }
 
 // The backward of upsample_linear_nd_cpu (cpu/upsample.cpp): the same volume kernel on the
-// transposed tables; input_size is the input's full size, the gradient contiguous.
+// transposed tables; input_size is the input's full size, the gradient in grad_output's memory
+// format (contiguous or channels_last_3d).
 Tensor upsample_linear_nd_backward_cpu(const Tensor& grad_output, at::IntArrayRef input_size, bool align_corners,
                                        at::ArrayRef<double> scales) {
   const int64_t dims = int64_t(input_size.size()) - 2;
-  const Tensor go = grad_output.contiguous();
-  Tensor grad_input = empty_output(input_size, grad_output.options());
+  const bool cl = grad_output.dim() == 5 && grad_output.suggest_memory_format() == at::MemoryFormat::ChannelsLast3d;
+  const at::MemoryFormat fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+  const Tensor go = grad_output.contiguous(fmt);
+  Tensor grad_input = empty_output(input_size, grad_output.options(), fmt);
   TCONV_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "upsample_linear_nd_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto axes = linear_volume_axes<acc_t>(input_size.slice(2), go.sizes().slice(2), align_corners, scales);
     const auto t = linear_volume_tables(axes, dims, /*backward=*/true);
-    resample_volume_contiguous<scalar_t>(go, grad_input, t[0], t[1], t[2], nullptr);
+    resample_volume<scalar_t>(go, grad_input, t[0], t[1], t[2], cl, nullptr);
   });
   return grad_input;
 }
