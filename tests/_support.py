@@ -38,6 +38,20 @@ def run_in_python_threads(fn, count):
 
 # ---- gradients -------------------------------------------------------------------------------------
 
+def at_thread_counts(fn, counts=(1, 2)):
+    """fn()'s result with torch's thread count set to each of counts in turn (then restored): the
+    determinism tests compare them bitwise."""
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in counts:
+            torch.set_num_threads(n)
+            results.append(fn())
+        return results
+    finally:
+        torch.set_num_threads(threads)
+
+
 def full_gradcheck(fn, args):
     """float64 gradcheck and gradgradcheck in every autograd mode: reverse, forward (jvp),
     batched reverse and batched forward (vmap over the backward / the tangents), and for the

@@ -14,8 +14,8 @@ from torch import nn
 from torch.func import jacfwd, vmap
 
 import tconv
-from _support import (CONV_TOL, HALF_TYPES, UPSAMPLE_TOL, check_same_outputs_and_grads, full_gradcheck, poison,
-                      poison_one, same_specials, specials_equal)
+from _support import (CONV_TOL, HALF_TYPES, UPSAMPLE_TOL, at_thread_counts, check_same_outputs_and_grads,
+                      full_gradcheck, poison, poison_one, same_specials, specials_equal)
 
 ops = torch.ops.tconv
 CL3 = torch.channels_last_3d
@@ -96,14 +96,7 @@ def test_conv_transpose1d_long_rows_weight_tiles_by_columns(cfg, layout):
 
     t64 = [v.double().requires_grad_() for v in (x, w, b)]
     ref = torch.autograd.grad(F.conv_transpose1d(*t64, **kw), t64, gy.double())
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = grads()
-        torch.set_num_threads(2)
-        two = grads()
-    finally:
-        torch.set_num_threads(threads)
+    one, two = at_thread_counts(grads)
     for a, bb, e in zip(one, two, ref):
         assert torch.equal(a, bb)
         torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
@@ -663,15 +656,7 @@ def _run_all(seed=0):
 
 
 def test_same_bits_for_one_and_two_threads():
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _run_all()
-        torch.set_num_threads(2)
-        two = _run_all()
-        again = _run_all()
-    finally:
-        torch.set_num_threads(threads)
+    one, two, again = at_thread_counts(_run_all, (1, 2, 2))
     for a, b, c in zip(one, two, again):
         assert torch.equal(a, b) and torch.equal(b, c)
 
