@@ -10,6 +10,8 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/library.h>
 
@@ -40,6 +42,21 @@ inline bool plain_cpu_call(std::initializer_list<const at::Tensor*> tensors) {
     if (!t->is_cpu() || t->key_set().has_any(wrapped)) return false;
   }
   return true;
+}
+
+// plain_cpu_call outside a torch.func transform (which hands a composite unwrapped tensors while
+// it is active).
+inline bool plain_eager_cpu_call(std::initializer_list<const at::Tensor*> tensors) {
+  return plain_cpu_call(tensors) &&
+         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+}
+
+// A plain eager CPU call outside autocast (whose 2-D ops compute in bfloat16) and forward-mode AD:
+// a composite may call CPU kernels below autograd for it (conv_transpose3d's, the volume kernel).
+inline bool cpu_kernels_may_serve(std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors)
+    if (t != nullptr && t->defined() && t->_fw_grad(/*level=*/0).defined()) return false;
+  return plain_eager_cpu_call(tensors) && !at::autocast::is_autocast_enabled(at::kCPU);
 }
 
 // An uninitialised buffer of `sizes` (contiguous) for a plain CPU call: cpu/output_alloc.h.

@@ -185,8 +185,7 @@ Tensor conv_transpose1d(const Tensor& input, const Tensor& weight, const std::op
 // A plain eager CPU call (plain_cpu_call) outside a torch.func transform (which hands a composite
 // unwrapped tensors while it is active).
 bool plain_eager_cpu_call(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
-  return plain_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr}) &&
-         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
+  return tconv::plain_eager_cpu_call({&input, &weight, bias.has_value() ? &*bias : nullptr});
 }
 
 bool depth_cells_exact(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
@@ -419,9 +418,7 @@ Tensor conv_transpose3d_composite(const Tensor& input, const Tensor& weight, con
 // A plain eager CPU call outside autocast (whose 2-D op computes in bfloat16) and forward-mode AD:
 // the CPU kernels may serve it (Note [3-D transposed convolution]; they check the types).
 bool kernels_may_serve(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
-  const auto tangent = [](const Tensor& t) { return t.defined() && t._fw_grad(/*level=*/0).defined(); };
-  return plain_eager_cpu_call(input, weight, bias) && !tangent(input) && !tangent(weight) &&
-         !(bias.has_value() && tangent(*bias)) && !at::autocast::is_autocast_enabled(at::kCPU);
+  return cpu_kernels_may_serve({&input, &weight, bias.has_value() ? &*bias : nullptr});
 }
 
 // The backward of a conv_transpose3d the CPU kernels computed: grad_input and grad_weight by the

@@ -22,10 +22,8 @@
 // That costs one copy of the input (twice its size) per call, the price of PyTorch's NaN/Inf
 // placement; the resampled axes' weights and order are PyTorch's.
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/util/Exception.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/function.h>
@@ -156,12 +154,6 @@ std::vector<double> user_scales(const std::vector<std::optional<double>>& scales
   return s;
 }
 
-bool volume_kernel_serves(const Tensor& input) {
-  return plain_cpu_call({&input}) &&
-         !c10::impl::tls_is_dispatch_key_included(c10::DispatchKey::FuncTorchDynamicLayerFrontMode) &&
-         !input._fw_grad(/*level=*/0).defined() && !at::autocast::is_autocast_enabled(at::kCPU);
-}
-
 // The gradient of an upsample_linear1d / upsample_trilinear3d the volume kernel computed. It saves
 // no tensor: the op is linear, its gradient a function of grad_output alone. Differentiated itself
 // (create_graph: double backward), or for a grad_output the kernel does not take, it is the
@@ -193,7 +185,7 @@ struct UpsampleLinearNdBackward : torch::autograd::TraceableFunction {
 
 Tensor upsample_linear(const Tensor& input, IntArrayRef output_size, bool align_corners,
                        const std::vector<std::optional<double>>& scales) {
-  if (!volume_kernel_serves(input)) return upsample_linear_composite(input, output_size, align_corners, scales);
+  if (!cpu_kernels_may_serve({&input})) return upsample_linear_composite(input, output_size, align_corners, scales);
   Tensor y;
   {
     at::AutoDispatchBelowADInplaceOrView below_autograd;

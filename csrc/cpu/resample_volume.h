@@ -1,15 +1,15 @@
-// The contiguous resampling of the 1-D and 3-D linear ops (upsample_linear1d as (N, C, 1, 1, L),
+// The resampling of the 1-D and 3-D linear ops (upsample_linear1d as (N, C, 1, 1, L),
 // upsample_trilinear3d as (N, C, D, H, W)): Note [linear resampling of volumes] (docs/ARCHITECTURE.md).
 //
-// dst = Td (x) Th (x) Tw applied to every (n, c) volume, D first: per destination slice, its taps'
-// source slices are combined into one acc_t slice (cache-sized: H * W elements), or, when D is
-// copied, the source slice is read in place; the 2-D contiguous kernel's blocks (cpu/
-// resample_contiguous.h, same plan) then resample that slice along H and W into the destination
-// slice. Nothing goes through memory between the passes: the source is read about once
-// (consecutive destination slices share source slices, the second read comes from cache) and every
-// destination element is written once. The forward and the backward (the transposed tables, a
-// gather) are the same kernel, as in 2-D. Each destination element is a fixed-order sum computed by
-// one thread: the same bits for any thread count.
+// dst = Td (x) Th (x) Tw applied to every (n, c) volume, D first. Contiguous: per destination slice,
+// its taps' source slices are combined into one acc_t slice (cache-sized: H * W elements), which the
+// 2-D contiguous kernel's blocks (cpu/resample_contiguous.h, same plan) resample along H and W into
+// the destination slice; a copied D (the 1-D op's) is the 2-D kernel on the slices as planes.
+// channels_last_3d: per destination row, below. Nothing goes through memory between the passes: the
+// source is read about once (consecutive destination slices share source slices, the second read
+// comes from cache) and every destination element is written once. The forward and the backward
+// (the transposed tables, a gather) are the same kernel, as in 2-D. Each destination element is a
+// fixed-order sum computed by one thread: the same bits for any thread count.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -38,18 +38,21 @@ void resample_volume_contiguous(const at::Tensor& src, at::Tensor& dst, const Ax
                                 const AxisTable<at::opmath_type<scalar_t>>& tw, std::atomic<bool>* nonfinite) {
   using acc_t = at::opmath_type<scalar_t>;
   if (dst.numel() == 0) return;
+  if (is_copy_table(td)) {  // D copied (the 1-D op): every slice is a plane of the 2-D kernel
+    at::Tensor planes = dst.view({-1, 1, th.dst, tw.dst});
+    return resample_contiguous<scalar_t>(src.view({-1, 1, th.src, tw.src}), planes, th, tw, nonfinite);
+  }
   const ContiguousPlan p = plan_contiguous<scalar_t>(dst, th, tw);
   const int64_t volumes = src.size(0) * src.size(1);
   const int64_t Ds = td.src, Dd = td.dst, Ws = tw.src;
   const int64_t slice_in = th.src * tw.src, slice_out = th.dst * tw.dst;
-  const bool copy_d = is_copy_table(td);
   const int64_t tasks_per_volume = Dd * p.blocks;
   const scalar_t* sp = src.const_data_ptr<scalar_t>();
   scalar_t* dp = dst.mutable_data_ptr<scalar_t>();
   const int64_t work = src.numel() + dst.numel() * (td.taps + th.taps + tw.taps);
 
   parallel_for_work(0, volumes * tasks_per_volume, work, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> buf, scratch(p.rows16 ? (Ws + tw.dst) * 16 : 0), slice(copy_d ? 0 : slice_in);
+    std::vector<acc_t> buf, scratch(p.rows16 ? (Ws + tw.dst) * 16 : 0), slice(slice_in);
     NonfiniteWatch<scalar_t> watch{nonfinite};
     int64_t combined = -1;                                    // the destination slice held in `slice`
     int64_t checked_volume = -1, checked_lo = 0, checked_hi = 0;  // its source slices checked so far
@@ -58,19 +61,6 @@ void resample_volume_contiguous(const at::Tensor& src, at::Tensor& dst, const Ax
       const int64_t d0 = b * p.block, d1 = std::min(th.dst, d0 + p.block);
       const scalar_t* svol = sp + v * Ds * slice_in;
       scalar_t* dslice = dp + (v * Dd + od) * slice_out;
-      const auto resample_2d = [&](const auto* splane) {
-        if (p.gather_source_rows)
-          contiguous_block_w_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
-        else
-          contiguous_block_h_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
-      };
-      if (copy_d) {
-        const scalar_t* splane = svol + od * slice_in;
-        resample_2d(splane);
-        const int64_t r0 = th.start[d0], r1 = th.start[d1 - 1] + th.taps;
-        watch.check(splane + r0 * Ws, (r1 - r0) * Ws);  // the rows this block read, now in cache
-        continue;
-      }
       const int64_t lo = td.start[od], hi = lo + td.taps;
       if (combined != v * Dd + od) {
         combine_rows_any(svol + lo * slice_in, slice_in, td.weight.data() + od * td.taps, td.taps, slice_in,
@@ -82,7 +72,11 @@ void resample_volume_contiguous(const at::Tensor& src, at::Tensor& dst, const Ax
         if (hi > checked_hi) watch.check(svol + checked_hi * slice_in, (hi - checked_hi) * slice_in);
         checked_hi = std::max(checked_hi, hi);
       }
-      resample_2d(static_cast<const acc_t*>(slice.data()));
+      const acc_t* splane = slice.data();
+      if (p.gather_source_rows)
+        contiguous_block_w_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
+      else
+        contiguous_block_h_first<scalar_t>(splane, dslice, d0, d1, th, tw, p, buf, scratch.data());
     }
     watch.flush();
     if (p.streaming) streaming_fence();
