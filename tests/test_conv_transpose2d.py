@@ -12,7 +12,7 @@ from torch import nn
 
 import tconv
 from _support import (CONV_GRADCHECK, CONV_GRID, CONV_TOL, check_same_outputs_and_grads, conv_grid_case,
-                      draw_conv_geometry, full_gradcheck, make_conv, run_in_python_threads)
+                      at_thread_counts, draw_conv_geometry, full_gradcheck, make_conv, run_in_python_threads)
 
 ops = torch.ops.tconv
 
@@ -396,6 +396,49 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
                                                                 _pair(d)), gw)
     finally:
         torch.set_num_threads(threads)
+
+
+# Note [column windows] (cpu/direct_tiles.h): NCHW rows wider than ~1 MiB of staging (the 1-D
+# layers' whole signals) go through the direct tiles' row paths in windows of columns. Each output
+# is still summed by one tile in one order: the same bits as the channels_last call (one window,
+# read in place) and for any thread count.
+COLUMN_WINDOW_CASES = [
+    # n, cin, cout, hw, k, stride, padding, output_padding, groups, dilation
+    (1, 32, 32, (3, 3000), (3, 3), 1, 1, 0, 1, 1),                 # rows revisited across windows
+    (2, 48, 32, (2, 2600), (3, 5), (1, 2), (1, 2), (0, 1), 1, (1, 2)),  # dilation, output_padding
+    (1, 64, 64, (1, 4000), (1, 4), (1, 2), (0, 1), 0, 2, 1),       # groups: the 1-D DCGAN-like layer
+    (1, 16, 16, (2, 9000), (2, 7), (1, 3), (0, 5), (0, 2), 1, 1),  # stride 3, padding past a tap
+]
+
+
+@pytest.mark.parametrize("cfg", COLUMN_WINDOW_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_direct_tiles_column_windows(cfg, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "rows")
+    monkeypatch.setenv("TCONV_CONV_BACKWARD", "rows")
+    n, cin, cout, hw, k, s, p, op, g, d = cfg
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    x, w, b = make_conv(n, cin, cout, hw, k, g, torch.float64)
+    ref = F.conv_transpose2d(x, w, b, **kw)
+    go = torch.randn_like(ref)
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, _pair(s), _pair(p), _pair(d), True, _pair(op), g,
+                                                 [True, False, False])[0]
+    xf, wf, bf, gof = (t.float() for t in (x, w, b, go))
+    cl = torch.channels_last
+
+    def passes(x, go):
+        return (tconv.conv_transpose2d(x, wf, bf, **kw),
+                ops.conv_transpose2d_backward_input(go, wf, _pair(s), _pair(p), g, _pair(d), list(hw)))
+
+    (y1, gi1), (y2, gi2) = at_thread_counts(lambda: passes(xf, gof))
+    y_cl, gi_cl = passes(xf.contiguous(memory_format=cl), gof.contiguous(memory_format=cl))
+    assert y1.is_contiguous() and gi1.is_contiguous()
+    for ours, other, cl_result, want in ((y1, y2, y_cl, ref), (gi1, gi2, gi_cl, ref_gi)):
+        torch.testing.assert_close(ours.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+        assert torch.equal(ours, other)
+        if tconv.cpu_capability() == "avx512":  # elsewhere the layouts take GEMM paths of their own
+            assert torch.equal(ours, cl_result)
+        else:
+            torch.testing.assert_close(cl_result.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
 # Note [Winograd] (cpu/winograd.h): on AVX-512 CPUs, float32 layers with 32 channels or

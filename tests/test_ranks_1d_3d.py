@@ -75,8 +75,9 @@ def test_conv_transpose1d_unbatched_no_bias_and_empty_batch():
                                  (2, 32, 16, 1700, 5, 3, 2, 1, 1)], ids=lambda c: "x".join(map(str, c[:6])))
 def test_conv_transpose1d_long_rows_weight_tiles_by_columns(cfg, layout):
     """Rows wider than a weight-tile chunk (~512 KiB of x and the grad_output they reach) are cut
-    into runs of columns (weight_chunks; float32 on AVX-512): grad_weight and the rest against
-    float64 PyTorch, the same bits for 1 and 2 threads."""
+    into runs of columns (weight_chunks; float32 on AVX-512), the forward's and grad_input's NCL
+    rows into windows (Note [column windows]): the output and every gradient against float64
+    PyTorch, the same bits for 1 and 2 threads."""
     n, cin, cout, length, k, s, p, op, d = cfg
     kw = dict(stride=s, padding=p, output_padding=op, dilation=d)
     gen = torch.Generator().manual_seed(11)
@@ -90,13 +91,15 @@ def test_conv_transpose1d_long_rows_weight_tiles_by_columns(cfg, layout):
             x[:, :, None].contiguous(memory_format=torch.channels_last), w[:, :, None], b, **kw2)[:, :, 0]
     gy = torch.randn(F.conv_transpose1d(x, w, b, **kw).shape, generator=gen)
 
-    def grads():
+    def outputs_and_grads():
         t = [v.clone().requires_grad_() for v in (x, w, b)]
-        return torch.autograd.grad(ours(*t), t, gy)
+        y = ours(*t)
+        return (y.detach(), *torch.autograd.grad(y, t, gy))
 
     t64 = [v.double().requires_grad_() for v in (x, w, b)]
-    ref = torch.autograd.grad(F.conv_transpose1d(*t64, **kw), t64, gy.double())
-    one, two = at_thread_counts(grads)
+    y64 = F.conv_transpose1d(*t64, **kw)
+    ref = (y64.detach(), *torch.autograd.grad(y64, t64, gy.double()))
+    one, two = at_thread_counts(outputs_and_grads)
     for a, bb, e in zip(one, two, ref):
         assert torch.equal(a, bb)
         torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * e.abs().max().item())

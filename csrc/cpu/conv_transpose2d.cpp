@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdlib>
@@ -23,6 +24,7 @@
 #include <type_traits>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
@@ -961,33 +963,47 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
     cl.store();
     return;
   }
-  const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
-  const int64_t tasks = g.N * g.Ho * g.groups * nblocks;
+  // NCHW rows in windows of output columns where a row is wide (Note [column windows]); a
+  // window's tasks run consecutively, so its input columns are transposed about once.
+  // padding_mode's border columns read the frame's columns anywhere in the row: one window.
+  const ColumnWindows win = column_windows(g.Wo, (ceil_div(g.Cin, g.sw) + cbw_max) * int64_t(sizeof(float)),
+                                           nchw && !fold);
+  const int64_t tasks = g.N * win.count * g.Ho * g.groups * nblocks;
   // Rows of the full (padding 0) output summed into each output row: oh + ph alone, or with
   // padding_mode the frame rows folded onto it too (Note [folded frame]).
   const int64_t max_rows = fold ? fold->max_sources : 1;
+  // The input columns [lo, hi) a window of outputs [oa, ob) reads (all of them, clipped to the row).
+  const auto input_columns = [&](int64_t oa, int64_t ob) -> std::pair<int64_t, int64_t> {
+    if (win.count == 1) return {0, g.W};
+    const int64_t lo = std::clamp<int64_t>(floor_div(oa + g.pw - (g.kW - 1) * g.dw, g.sw), 0, g.W);
+    return {lo, std::clamp<int64_t>(floor_div(ob - 1 + g.pw, g.sw) + 1, lo, g.W)};
+  };
   parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    std::vector<float> patch(direct_patch_floats(KK * max_rows, shape));
+    const int64_t max_cols = win.count == 1 ? g.W : std::min(g.W, ceil_div(win.width + (g.kW - 1) * g.dw, g.sw) + 1);
+    const DirectRowShape max_shape{1, g.Cin, max_cols, g.Cin_g};
+    std::vector<float> patch(direct_patch_floats(KK * max_rows, max_shape));
     std::vector<DirectTap> taps(KK * max_rows * max_rows);
     std::optional<PixelRowCache> rows;
-    std::vector<float> row_out;
-    if (nchw) {
-      rows.emplace(x.const_data_ptr<float>(), g.Cin, g.H, g.W, g.kH * max_rows + 1);
-      row_out.resize(g.Wo * cbw_max);
-    }
+    const Scratch<float> row_out(ScratchSlot::kRowOut, nchw ? win.width * cbw_max : 0);
+    if (nchw) rows.emplace(x.const_data_ptr<float>(), g.Cin, g.H, g.W, g.kH * max_rows + 1, max_shape.len);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, oh = t / (nblocks * g.groups) % g.Ho;
-      const int64_t n = t / (nblocks * g.groups * g.Ho);
+      const int64_t w = t / (nblocks * g.groups * g.Ho) % win.count, n = t / (nblocks * g.groups * g.Ho * win.count);
       const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
-      // The row's outputs: in place, or (NCHW) the row buffer, pixel-major.
-      float* out = nchw ? row_out.data() : yp + (n * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
+      const int64_t oa = win.begin(w), ob = std::min(g.Wo, oa + win.width);
+      const std::pair<int64_t, int64_t> cols = input_columns(oa, ob);
+      const int64_t lo = cols.first, hi = cols.second;
+      const DirectRowShape shape{1, g.Cin, hi - lo, g.Cin_g};
+      // Output oa + j of the window: in place, or (NCHW) the row buffer, pixel-major.
+      float* out = nchw ? row_out.data() : yp + ((n * g.Ho + oh) * g.Wo + oa) * g.Cout + grp * g.Cout_g + c0;
       const int64_t out_pixel = nchw ? width : g.Cout;
       const FoldSources full_rows = fold ? fold->rows[oh] : FoldSources{{oh + g.ph}, {oh + g.ph + 1}, 1};
-      // Input row ih of full output row fh through tap kh, or null.
+      // Input row ih of full output row fh through tap kh (its column lo first), or null.
       const auto input_row = [&](int64_t fh, int64_t kh) -> const float* {
         const int64_t ih = input_of_tap(fh, kh, g.sh, 0, g.dh, g.H);
         if (ih < 0) return nullptr;
-        return (nchw ? rows->row(n, ih) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) + grp * g.Cin_g;
+        return (nchw ? rows->row(n, ih, lo, hi) : x.const_data_ptr<float>() + (n * g.H + ih) * g.W * g.Cin) +
+               grp * g.Cin_g;
       };
       // fn(input row, kh) for every full row of this output row and row tap that reads one.
       const auto for_each_input_row = [&](const auto& fn) {
@@ -997,23 +1013,23 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
               if (const float* xrow = input_row(fh, kh)) fn(xrow, kh);
       };
       for (int64_t r = 0; r < g.sw; ++r) {
-        // First output column of phase r: the least ow >= 0 with (ow + pw) % sw == r.
-        const int64_t ow0 = ((r - g.pw) % g.sw + g.sw) % g.sw;
-        if (ow0 >= g.Wo) continue;
-        const int64_t count = (g.Wo - ow0 + g.sw - 1) / g.sw;
+        // First output column of phase r in the window: the least ow >= oa with (ow + pw) % sw == r.
+        const int64_t ow0 = oa + (((r - oa - g.pw) % g.sw) + g.sw) % g.sw;
+        if (ow0 >= ob) continue;
+        const int64_t count = (ob - ow0 + g.sw - 1) / g.sw;
         int ntaps = 0;
         for_each_input_row([&](const float* xrow, int64_t kh) {
           for (int64_t kw = 0; kw < g.kW; ++kw) {
             const int64_t tw = ow0 + g.pw - kw * g.dw;  // a multiple of sw when kw is of phase r
             if (((tw % g.sw) + g.sw) % g.sw != 0) continue;
-            taps[ntaps++] = DirectTap{xrow, tw / g.sw, panels.panel(grp, cb, kh, kw)};
+            taps[ntaps++] = DirectTap{xrow, tw / g.sw - lo, panels.panel(grp, cb, kh, kw)};
           }
         });
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b.data() + grp * g.Cout_g + c0,
-                                 out + ow0 * out_pixel, g.sw * out_pixel, patch.data());
+                                 out + (ow0 - oa) * out_pixel, g.sw * out_pixel, patch.data());
       }
       // padding_mode: the frame columns folded onto the border columns, one output at a time
-      // (its value so far as the tile's starting value).
+      // (its value so far as the tile's starting value). One window: oa = lo = 0.
       if (fold) {
         for (const FoldedColumn& fc : fold->border_columns) {
           int ntaps = 0;
@@ -1030,8 +1046,8 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
         }
       }
       if (nchw)
-        transpose_block(row_out.data(), width, yp + (n * g.Cout + grp * g.Cout_g + c0) * plane + oh * g.Wo, plane,
-                        width, g.Wo);
+        transpose_block(row_out.data(), width, yp + (n * g.Cout + grp * g.Cout_g + c0) * plane + oh * g.Wo + oa, plane,
+                        width, ob - oa);
     }
   });
 #else

@@ -18,8 +18,10 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/conv_transpose2d_args.h"
@@ -391,36 +393,49 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
     cl.store();
     return;
   }
-  const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
-  parallel_for_work(0, g.N * g.H * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
-    std::vector<float> patch(direct_patch_floats(KK, shape));
+  // NCHW rows in windows of grad_input columns where a row is wide (Note [column windows]).
+  const ColumnWindows win = column_windows(g.W, (g.sw * g.Cout + cbw_max) * int64_t(sizeof(float)), nchw);
+  // The grad_output columns [lo, hi) a window of grad_input columns [ia, ib) reads, clipped to the row.
+  const auto read_columns = [&](int64_t ia, int64_t ib) -> std::pair<int64_t, int64_t> {
+    if (win.count == 1) return {0, g.Wo};
+    const int64_t lo = std::clamp<int64_t>(output_of_tap(ia, 0, g.sw, g.pw, g.dw), 0, g.Wo);
+    return {lo, std::clamp<int64_t>(output_of_tap(ib - 1, g.kW - 1, g.sw, g.pw, g.dw) + 1, lo, g.Wo)};
+  };
+  const int64_t max_cols =
+      win.count == 1 ? g.Wo : std::min(g.Wo, (win.width - 1) * g.sw + (g.kW - 1) * g.dw + 1);
+  parallel_for_work(0, g.N * win.count * g.H * g.groups * nblocks, work, [&](int64_t begin, int64_t end) {
+    std::vector<float> patch(direct_patch_floats(KK, DirectRowShape{g.sw, g.Cout, max_cols, g.Cout_g}));
     std::vector<DirectTap> taps(KK);
     std::optional<PixelRowCache> rows;
-    std::vector<float> row_out;
-    if (nchw) {
-      rows.emplace(go.const_data_ptr<float>(), g.Cout, g.Ho, g.Wo, g.kH + 1);
-      row_out.resize(g.W * cbw_max);
-    }
+    const Scratch<float> row_out(ScratchSlot::kRowOut, nchw ? win.width * cbw_max : 0);
+    if (nchw) rows.emplace(go.const_data_ptr<float>(), g.Cout, g.Ho, g.Wo, g.kH + 1, max_cols);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, ih = t / (nblocks * g.groups) % g.H;
-      const int64_t n = t / (nblocks * g.groups * g.H);
+      const int64_t w = t / (nblocks * g.groups * g.H) % win.count, n = t / (nblocks * g.groups * g.H * win.count);
       const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cin_g - c0);
+      const int64_t ia = win.begin(w), ib = std::min(g.W, ia + win.width);
+      const std::pair<int64_t, int64_t> cols = read_columns(ia, ib);
+      const int64_t lo = cols.first, hi = cols.second;
+      const DirectRowShape shape{g.sw, g.Cout, hi - lo, g.Cout_g};
       int ntaps = 0;
       for (int64_t kh = 0; kh < g.kH; ++kh) {
         const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
         if (oh < 0 || oh >= g.Ho) continue;
-        const float* gorow = (nchw ? rows->row(n, oh) : go.const_data_ptr<float>() + (n * g.Ho + oh) * g.Wo * g.Cout) +
-                             grp * g.Cout_g;
+        const float* gorow =
+            (nchw ? rows->row(n, oh, lo, hi) : go.const_data_ptr<float>() + (n * g.Ho + oh) * g.Wo * g.Cout) +
+            grp * g.Cout_g;
         for (int64_t kw = 0; kw < g.kW; ++kw)
-          taps[ntaps++] = DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panels.panel(grp, cb, kh, kw)};
+          taps[ntaps++] = DirectTap{gorow, output_of_tap(ia, kw, g.sw, g.pw, g.dw) - lo, panels.panel(grp, cb, kh, kw)};
       }
       if (!nchw) {
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias,
                                  gip + (n * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin, patch.data());
         continue;
       }
-      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias, row_out.data(), width, patch.data());
-      transpose_block(row_out.data(), width, gip + (n * g.Cin + grp * g.Cin_g + c0) * plane + ih * g.W, plane, width, g.W);
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, ib - ia, kNoBias, row_out.data(), width,
+                               patch.data());
+      transpose_block(row_out.data(), width, gip + (n * g.Cin + grp * g.Cin_g + c0) * plane + ih * g.W + ia, plane,
+                      width, ib - ia);
     }
   });
 #else

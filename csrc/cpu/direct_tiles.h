@@ -456,39 +456,66 @@ inline void transpose_block(const float* src, int64_t ld_src, float* dst, int64_
     }
 }
 
-// An NCHW tensor's rows as channels_last rows (W x C), transposed on first use and kept in a few
-// slots: a thread's consecutive tasks (output rows) read each input row about kH / sh times, so
-// the whole input is transposed about once, in L2, with no input-sized copy. The least recently
-// used slot is refilled, so a task that reads fewer rows than there are slots keeps all of its own.
+// An NCHW tensor's rows, or windows of their columns (ColumnWindows), as channels_last pixels
+// (columns x C), transposed on first use and kept in a few slots: a thread's consecutive tasks
+// (output rows of one window) read each input row about kH / sh times, so the whole input is
+// transposed about once, in L2, with no input-sized copy. The least recently used slot is
+// refilled, so a task that reads fewer rows than there are slots keeps all of its own.
 class PixelRowCache {
  public:
-  PixelRowCache(const float* planes, int64_t C, int64_t H, int64_t W, int64_t slots)
-      : planes_(planes), C_(C), H_(H), W_(W), buf_(slots * W * C), keys_(slots, -1), used_(slots, 0) {}
-  const float* row(int64_t n, int64_t h) {
-    const int64_t key = n * H_ + h;
+  PixelRowCache(const float* planes, int64_t C, int64_t H, int64_t W, int64_t slots, int64_t max_cols)
+      : planes_(planes), C_(C), H_(H), W_(W), slot_floats_(max_cols * C),
+        buf_(ScratchSlot::kPixelRows, slots * max_cols * C), keys_(slots, Key{-1, 0, 0}), used_(slots, 0) {}
+  // Columns [lo, hi) of row h of image n: column lo + j at j * C.
+  const float* row(int64_t n, int64_t h, int64_t lo, int64_t hi) {
+    const Key key{n * H_ + h, lo, hi};
     ++clock_;
     size_t victim = 0;
     for (size_t s = 0; s < keys_.size(); ++s) {
       if (keys_[s] == key) {
         used_[s] = clock_;
-        return buf_.data() + s * W_ * C_;
+        return buf_.data() + s * slot_floats_;
       }
       if (used_[s] < used_[victim]) victim = s;
     }
     keys_[victim] = key;
     used_[victim] = clock_;
-    float* d = buf_.data() + victim * W_ * C_;
-    transpose_block(planes_ + n * C_ * H_ * W_ + h * W_, H_ * W_, d, C_, W_, C_);
+    float* d = buf_.data() + victim * slot_floats_;
+    transpose_block(planes_ + n * C_ * H_ * W_ + h * W_ + lo, H_ * W_, d, C_, hi - lo, C_);
     return d;
   }
 
  private:
+  struct Key {
+    int64_t row, lo, hi;
+    bool operator==(const Key& o) const { return row == o.row && lo == o.lo && hi == o.hi; }
+  };
   const float* planes_;
-  int64_t C_, H_, W_;
-  std::vector<float> buf_;
-  std::vector<int64_t> keys_, used_;
+  int64_t C_, H_, W_, slot_floats_;
+  Scratch<float> buf_;
+  std::vector<Key> keys_;
+  std::vector<int64_t> used_;
   int64_t clock_ = 0;
 };
+
+// Note [column windows]: the NCHW row paths stage each task's input rows as pixels
+// (PixelRowCache) and its tile rows' outputs in a row buffer. A 1-D layer's row is its whole
+// signal (4 x 8000 pixels of 256 channels: 8 MiB per row, out of L2, transposed and re-read), so
+// rows wider than ~1 MiB of staging go in windows of `width` tile outputs, each with just the
+// input columns it reads (~256 KiB in all): the same outputs, each summed by one tile in the same
+// order, so the same bits as one window. `outputs`: the tile row's length (Wo forward, W
+// grad_input); bytes_per_output: the staging an output brings (its share of input columns and its
+// 64-channel output pixel).
+struct ColumnWindows {
+  int64_t width, count;
+  int64_t begin(int64_t w) const { return w * width; }
+};
+inline ColumnWindows column_windows(int64_t outputs, int64_t bytes_per_output, bool allowed) {
+  constexpr int64_t kRowBytes = int64_t(1) << 20, kWindowBytes = int64_t(256) << 10;
+  if (!allowed || outputs * bytes_per_output <= kRowBytes) return {std::max<int64_t>(outputs, 1), 1};
+  const int64_t width = ceil_div(std::max<int64_t>(kWindowBytes / bytes_per_output, 64), 16) * 16;
+  return {width, ceil_div(outputs, width)};
+}
 
 #endif  // TCONV_CPU_AVX512
 

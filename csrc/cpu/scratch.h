@@ -25,9 +25,11 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // calling thread's channels_last copies of an NCHW call's tensors (Winograd, the direct tiles
 // along images: fresh 8 MiB copies per call made a 64->64 8x64x64 Winograd forward 4.4-10 ms
 // instead of 3.9-4.3). kFrame: padding_mode's frame of the full output (Note [Winograd]).
+// kPixelRows, kRowOut: the direct tiles' NCHW rows as pixels and their row of outputs
+// (PixelRowCache, Note [column windows]).
 enum class ScratchSlot : int {
   kWindow, kWindowInput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass,
-  kLayoutIn, kLayoutOut, kFrame, kCount
+  kLayoutIn, kLayoutOut, kFrame, kPixelRows, kRowOut, kCount
 };
 
 template <typename T>
