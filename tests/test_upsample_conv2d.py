@@ -12,7 +12,7 @@ from torch import nn
 import tconv
 from tconv.functional import fold_upsample_weight
 
-from _support import check_compile_and_export, full_gradcheck, run_in_python_threads
+from _support import at_thread_counts, check_compile_and_export, full_gradcheck, run_in_python_threads
 
 
 def pair_reference(x, w, b, scale_factor, padding=0, groups=1, mode="nearest", stride=1, dilation=1):
@@ -237,6 +237,34 @@ def test_mixed_channels_last_gradients_match_the_pair(mode):
     small = (x[:1, :2, :4, :3].contiguous(memory_format=torch.channels_last), w[:2, :2].clone(), b[:2].clone())
     full_gradcheck(lambda x, w, b: tconv.upsample_conv2d(x, w, b, mode=mode, padding=1),
                    tuple(t.requires_grad_() for t in small))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_mixed_float32_channels_last_channel_blocks(mode):
+    """float32 channels_last: the stencils sum blocks of 16 to 64 channels in vector registers
+    (sum_lanes; on AVX-512 up to four registers per entry) and the rest lane by lane: channel counts
+    of one to three blocks with remainders, forward (inference and autograd) and every gradient
+    against the float64 pair, and the same bits for 1 and 2 threads."""
+    for cout in (16, 40, 64, 100, 136):
+        x, w, b = _data(2, 24, cout, (9, 7), 3, 1, torch.float64)
+        w = w / 15
+        x = x.contiguous(memory_format=torch.channels_last)
+        gout = torch.randn(2, cout, 18, 14, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+        ref = [t.clone().requires_grad_() for t in (x, w, b)]
+        want = pair_reference(*ref, 2, 1, mode=mode)
+        want_grads = torch.autograd.grad(want, ref, gout)
+
+        def run():
+            leaves = [t.float().requires_grad_() for t in (x, w, b)]
+            y = tconv.upsample_conv2d(*leaves, mode=mode, padding=1)
+            with torch.no_grad():
+                inference = tconv.upsample_conv2d(*(t.detach() for t in leaves), mode=mode, padding=1)
+            return (y.detach(), inference, *torch.autograd.grad(y, leaves, gout.float()))
+
+        one, two = at_thread_counts(run)
+        for a, c, e in zip(one, two, (want.detach(), want.detach(), *want_grads)):
+            assert torch.equal(a, c)
+            torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * e.abs().max().item())
 
 
 def _taps_args(mode="bilinear"):

@@ -31,6 +31,10 @@
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 
+#if defined(TCONV_CPU_AVX512)
+#include <immintrin.h>
+#endif
+
 namespace tconv::cpu::CPU_CAPABILITY {
 namespace {
 
@@ -306,36 +310,71 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
 
 // dst[0, n) = init[0, n) (or 0) + sum over e < count of weight(e) * src(e)[0, n), n <= kSumLanes,
 // summed in registers in the entries' order and stored once (summing into memory entry by entry
-// cost the channels_last stencil a third of its time); a whole block runs with a fixed trip
-// count (one or two vector registers). Reads init in place: a per-block copy into a local array
-// compiled to a string move that was half the stencil's time.
-constexpr int64_t kSumLanes = 16;
+// cost the channels_last stencil a third of its time). float32 on AVX-512 sums up to four vector
+// registers per entry: blocks of one register (one chain of dependent FMAs, and the index math of
+// every entry per 16 lanes) left the stencil of the 64-channel resize-convolution as long as its
+// GEMM. Other types and paths sum 16 lanes at a time with a fixed trip count (the compiler's
+// vectors; with more lanes it spilled them to the stack). Reads init in place: a per-block copy
+// into a local array compiled to a string move that was half the stencil's time.
+constexpr int64_t kSumLanes = 64;
+
+#if defined(TCONV_CPU_AVX512)
+template <int V, typename Weight, typename Src>
+inline void sum_vectors_f32(float* dst, const float* init, int64_t count, const Weight& weight, const Src& src) {
+  __m512 v[V];
+  for (int i = 0; i < V; ++i) v[i] = init ? _mm512_loadu_ps(init + 16 * i) : _mm512_setzero_ps();
+  for (int64_t e = 0; e < count; ++e) {
+    const __m512 w = _mm512_set1_ps(weight(e));
+    const float* x = src(e);
+    for (int i = 0; i < V; ++i) v[i] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * i), v[i]);
+  }
+  for (int i = 0; i < V; ++i) _mm512_storeu_ps(dst + 16 * i, v[i]);
+}
+#endif
 
 template <typename acc_t, typename Dst, typename Init, typename Weight, typename Src>
 inline void sum_lanes(Dst* dst, const Init* init, int64_t n, int64_t count, const Weight& weight, const Src& src) {
-  const auto body = [&](auto width) {
-    const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n;
-    acc_t v[kSumLanes];
-    for (int64_t c = 0; c < w_n; ++c) v[c] = init ? static_cast<acc_t>(init[c]) : acc_t(0);
+  // Lanes [off, off + width) (width fixed, or 0: the run-time rest).
+  const auto body = [&](auto width, int64_t off) {
+    const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n - off;
+    acc_t v[16];
+    if (init) {
+      for (int64_t c = 0; c < w_n; ++c) v[c] = static_cast<acc_t>(init[off + c]);
+    } else {
+      for (int64_t c = 0; c < w_n; ++c) v[c] = acc_t(0);
+    }
     for (int64_t e = 0; e < count; ++e) {
       const acc_t w = weight(e);
-      const auto* x = src(e);
+      const auto* x = src(e) + off;
       for (int64_t c = 0; c < w_n; ++c) v[c] += w * static_cast<acc_t>(x[c]);
     }
-    for (int64_t c = 0; c < w_n; ++c) dst[c] = static_cast<Dst>(v[c]);
+    for (int64_t c = 0; c < w_n; ++c) dst[off + c] = static_cast<Dst>(v[c]);
   };
-  if (n == kSumLanes) {
-    body(std::integral_constant<int64_t, kSumLanes>{});
-  } else {
-    body(std::integral_constant<int64_t, 0>{});
+  int64_t off = 0;
+#if defined(TCONV_CPU_AVX512)
+  using src_t = std::remove_cv_t<std::remove_pointer_t<decltype(src(int64_t(0)))>>;
+  if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<Dst, float> && std::is_same_v<Init, float> &&
+                std::is_same_v<src_t, float>) {
+    const auto at = [&](int64_t e) { return src(e) + 0; };
+    switch (n / 16) {
+      case 4: sum_vectors_f32<4>(dst, init, count, weight, at); break;
+      case 3: sum_vectors_f32<3>(dst, init, count, weight, at); break;
+      case 2: sum_vectors_f32<2>(dst, init, count, weight, at); break;
+      case 1: sum_vectors_f32<1>(dst, init, count, weight, at); break;
+      default: break;
+    }
+    off = n / 16 * 16;
   }
+#endif
+  for (; off + 16 <= n; off += 16) body(std::integral_constant<int64_t, 16>{}, off);
+  if (off < n) body(std::integral_constant<int64_t, 0>{}, off);
 }
 
 // One output row of a block of cb channels, channels innermost (channels_last taps and output):
 // tap_px(a, i) points at tap a's value of channel 0 of input row i, column 0; consecutive taps
 // are cb apart, consecutive columns j_stride, channels contiguous. The same two passes as output_row, each vectorised
 // over the block's channels: rows[(aw W + j) cb + c] first, then every output pixel's cb values.
-// Each pass sums 16 channels at a time (sum_lanes).
+// Each pass sums up to 64 channels at a time (sum_lanes).
 template <typename scalar_t, typename TapPx>
 inline void output_row_channels_last(int64_t oy, const UpsampleTapsGeometry& g, int64_t cb,
                                      const TapAxis<at::opmath_type<scalar_t>>& th,
