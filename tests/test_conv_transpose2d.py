@@ -387,15 +387,12 @@ def test_direct_tiles_match_pytorch(cfg, order, layout, monkeypatch):
     torch.testing.assert_close(gw.double(), ref_gw, rtol=1e-5, atol=1e-5 * ref_gw.abs().max().item())
     torch.testing.assert_close(gi.double(), ref_gi, rtol=1e-5, atol=1e-5 * ref_gi.abs().max().item())
     # Each output is summed by one tile in one order: bitwise the same for any thread count.
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, **kw), ours)
-        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw)), gi)
-        assert torch.equal(ops.conv_transpose2d_backward_weight(gof, xf, list(w.shape[2:]), _pair(s), _pair(p), g,
-                                                                _pair(d)), gw)
-    finally:
-        torch.set_num_threads(threads)
+    (one_thread,) = at_thread_counts(lambda: (
+        tconv.conv_transpose2d(xf, wf, bf, **kw),
+        ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), g, _pair(d), list(hw)),
+        ops.conv_transpose2d_backward_weight(gof, xf, list(w.shape[2:]), _pair(s), _pair(p), g, _pair(d))), (1,))
+    for a, b in zip(one_thread, (ours, gi, gw)):
+        assert torch.equal(a, b)
 
 
 # Note [column windows] (cpu/direct_tiles.h): NCHW rows wider than ~1 MiB of staging (the 1-D
@@ -483,13 +480,12 @@ def test_winograd_matches_pytorch(cfg, bias, layout):
     xr = xf.detach().requires_grad_()
     (gx,) = torch.autograd.grad(tconv.conv_transpose2d(xr, wf, bf, **kw), xr, gof)
     assert torch.equal(gx, gi)
-    threads = torch.get_num_threads()
-    try:  # every sum in an order fixed by the shape: the same bits for any thread count
-        torch.set_num_threads(1)
-        assert torch.equal(tconv.conv_transpose2d(xf, wf, bf, **kw), ours)
-        assert torch.equal(ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), 1, [1, 1], list(hw)), gi)
-    finally:
-        torch.set_num_threads(threads)
+    # every sum in an order fixed by the shape: the same bits for any thread count
+    (one_thread,) = at_thread_counts(lambda: (
+        tconv.conv_transpose2d(xf, wf, bf, **kw),
+        ops.conv_transpose2d_backward_input(gof, wf, _pair(s), _pair(p), 1, [1, 1], list(hw))), (1,))
+    for a, b in zip(one_thread, (ours, gi)):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

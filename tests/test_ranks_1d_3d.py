@@ -223,15 +223,14 @@ def test_conv_transpose3d_kernels_match_pytorch(cfg, bias, layout):
     for got, want in zip(grads, ref_grads):
         assert got.shape == want.shape
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
-    threads = torch.get_num_threads()
-    try:  # every sum in an order fixed by the shape: the same bits for any thread count
-        torch.set_num_threads(1)
-        assert torch.equal(tconv.conv_transpose3d(xf, wf, bf, **kw), ours)
+    def one_thread():  # every sum in an order fixed by the shape: the same bits for any thread count
         y1 = tconv.conv_transpose3d(*leaves[:2], leaves[2] if bias else None, **kw)
-        for one, two in zip(torch.autograd.grad(y1, leaves, go.float()), grads):
-            assert torch.equal(one, two)
-    finally:
-        torch.set_num_threads(threads)
+        return tconv.conv_transpose3d(xf, wf, bf, **kw), torch.autograd.grad(y1, leaves, go.float())
+
+    ((y_one, grads_one),) = at_thread_counts(one_thread, (1,))
+    assert torch.equal(y_one, ours)
+    for one, two in zip(grads_one, grads):
+        assert torch.equal(one, two)
 
 
 def test_conv_transpose3d_kernels_double_backward_and_graph_rules():

@@ -337,18 +337,14 @@ def test_mixed_is_deterministic_for_any_thread_count(cout, hw, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     gout = torch.randn(3, cout, 2 * hw[0], 2 * hw[1])
-    threads = torch.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2, 3):
-            torch.set_num_threads(n)
-            xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
-            y = tconv.upsample_conv2d(xs, ws, b, mode="bilinear", padding=1)
-            with torch.no_grad():
-                inference = tconv.upsample_conv2d(x, w, b, mode="bilinear", padding=1)
-            results.append((y, inference, *torch.autograd.grad(y, (xs, ws), gout)))
-    finally:
-        torch.set_num_threads(threads)
+    def run():
+        xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+        y = tconv.upsample_conv2d(xs, ws, b, mode="bilinear", padding=1)
+        with torch.no_grad():
+            inference = tconv.upsample_conv2d(x, w, b, mode="bilinear", padding=1)
+        return (y, inference, *torch.autograd.grad(y, (xs, ws), gout))
+
+    results = at_thread_counts(run, (1, 2, 3))
     for other in results[1:]:
         for a, c in zip(results[0], other):
             assert torch.equal(a, c)

@@ -978,9 +978,9 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
     const int64_t lo = std::clamp<int64_t>(floor_div(oa + g.pw - (g.kW - 1) * g.dw, g.sw), 0, g.W);
     return {lo, std::clamp<int64_t>(floor_div(ob - 1 + g.pw, g.sw) + 1, lo, g.W)};
   };
+  const int64_t max_cols = win.count == 1 ? g.W : std::min(g.W, ceil_div(win.width + (g.kW - 1) * g.dw, g.sw) + 1);
+  const DirectRowShape max_shape{1, g.Cin, max_cols, g.Cin_g};
   parallel_for_work(0, tasks, g.multiply_adds(), [&](int64_t begin, int64_t end) {
-    const int64_t max_cols = win.count == 1 ? g.W : std::min(g.W, ceil_div(win.width + (g.kW - 1) * g.dw, g.sw) + 1);
-    const DirectRowShape max_shape{1, g.Cin, max_cols, g.Cin_g};
     std::vector<float> patch(direct_patch_floats(KK * max_rows, max_shape));
     std::vector<DirectTap> taps(KK * max_rows * max_rows);
     std::optional<PixelRowCache> rows;

@@ -317,6 +317,7 @@ void taps_backward(const scalar_t* gy, c10::IntArrayRef gy_strides, scalar_t* gm
 // vectors; with more lanes it spilled them to the stack). Reads init in place: a per-block copy
 // into a local array compiled to a string move that was half the stencil's time.
 constexpr int64_t kSumLanes = 64;
+constexpr int64_t kPortableLanes = 16;  // the portable blocks' lanes, and sum_vectors_f32's per register
 
 #if defined(TCONV_CPU_AVX512)
 template <int V, typename Weight, typename Src>
@@ -337,7 +338,7 @@ inline void sum_lanes(Dst* dst, const Init* init, int64_t n, int64_t count, cons
   // Lanes [off, off + width) (width fixed, or 0: the run-time rest).
   const auto body = [&](auto width, int64_t off) {
     const int64_t w_n = decltype(width)::value > 0 ? decltype(width)::value : n - off;
-    acc_t v[16];
+    acc_t v[kPortableLanes];
     if (init) {
       for (int64_t c = 0; c < w_n; ++c) v[c] = static_cast<acc_t>(init[off + c]);
     } else {
@@ -355,18 +356,18 @@ inline void sum_lanes(Dst* dst, const Init* init, int64_t n, int64_t count, cons
   using src_t = std::remove_cv_t<std::remove_pointer_t<decltype(src(int64_t(0)))>>;
   if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<Dst, float> && std::is_same_v<Init, float> &&
                 std::is_same_v<src_t, float>) {
-    const auto at = [&](int64_t e) { return src(e) + 0; };
-    switch (n / 16) {
-      case 4: sum_vectors_f32<4>(dst, init, count, weight, at); break;
-      case 3: sum_vectors_f32<3>(dst, init, count, weight, at); break;
-      case 2: sum_vectors_f32<2>(dst, init, count, weight, at); break;
-      case 1: sum_vectors_f32<1>(dst, init, count, weight, at); break;
+    switch (n / kPortableLanes) {
+      case 4: sum_vectors_f32<4>(dst, init, count, weight, src); break;
+      case 3: sum_vectors_f32<3>(dst, init, count, weight, src); break;
+      case 2: sum_vectors_f32<2>(dst, init, count, weight, src); break;
+      case 1: sum_vectors_f32<1>(dst, init, count, weight, src); break;
       default: break;
     }
-    off = n / 16 * 16;
+    off = n / kPortableLanes * kPortableLanes;
   }
 #endif
-  for (; off + 16 <= n; off += 16) body(std::integral_constant<int64_t, 16>{}, off);
+  for (; off + kPortableLanes <= n; off += kPortableLanes)
+    body(std::integral_constant<int64_t, kPortableLanes>{}, off);
   if (off < n) body(std::integral_constant<int64_t, 0>{}, off);
 }
 
