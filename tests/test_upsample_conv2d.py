@@ -169,12 +169,12 @@ def test_mixed_dtypes_and_layouts(dtype, tol, channels_last):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
-@pytest.mark.parametrize("mode,k,p,s,hw", [("bilinear", 3, 1, 2, (23, 64)), ("bicubic", 5, 2, 2, (19, 40)),
-                                           ("bilinear", 2, 0, 3, (30, 9)), ("bicubic", 3, 3, 1, (12, 70))])
+@pytest.mark.parametrize("mode,k,p,s,hw", [("bilinear", 3, 1, 2, (43, 64)), ("bicubic", 5, 2, 2, (47, 40)),
+                                           ("bilinear", 2, 0, 3, (150, 9)), ("bicubic", 3, 3, 1, (30, 70))])
 def test_mixed_inference_window_over_many_bands(mode, k, p, s, hw, channels_last):
     """Tall images: the inference kernel's sliding window of tap rows is refilled and shifted many
-    times (bands of at least ceil(256 / W) input rows), with 1, 2 and 3 channel blocks, and one
-    block of 48 channels (planes of a batch of 4)."""
+    times (bands of at least ceil(512 / W) input rows: 3 to 6 bands here), with 1, 2 and 3 channel
+    blocks, and one block of 48 channels (a batch of 4, either layout)."""
     for n, cout in ((2, 8), (2, 40), (2, 136), (4, 48)):
         x, w, b = _data(n, 6, cout, hw, k, 1, torch.float64)
         if channels_last:
@@ -183,6 +183,26 @@ def test_mixed_inference_window_over_many_bands(mode, k, p, s, hw, channels_last
             got = tconv.upsample_conv2d(x, w, b, scale_factor=s, mode=mode, padding=p)
         torch.testing.assert_close(got, pair_reference(x, w, b, s, p, mode=mode), rtol=1e-12, atol=1e-12)
         assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+def test_mixed_inference_float32_bands_sized_for_onednn(channels_last):
+    """float32 bands are also sized so that each GEMM has oneDNN's minimum work (kOneDnnMinWork):
+    32 -> 64 channels on 100x16 images give bands of 29 rows, 4 per image, in one block of 64
+    channels (a batch of 4). Against the float64 pair, and the same bits for 1 and 2 threads."""
+    x, w, b = _data(4, 32, 64, (100, 16), 3, 1, torch.float64)
+    w = w / 17
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    want = pair_reference(x, w, b, 2, 1, mode="nearest")
+
+    def run():
+        with torch.no_grad():
+            return tconv.upsample_conv2d(x.float(), w.float(), b.float(), scale_factor=2, mode="nearest", padding=1)
+
+    one, two = at_thread_counts(run)
+    assert torch.equal(one, two)
+    torch.testing.assert_close(one.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
 def test_mixed_inference_opcheck():

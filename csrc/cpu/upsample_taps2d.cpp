@@ -430,7 +430,7 @@ struct RowWindow {
 
 // The whole resize-convolution without its taps tensor (tconv::_upsample_conv2d_mixed, inference):
 // per task (image n, block of output channels), output rows in order, the taps W_a x of the input
-// rows they read are computed into a sliding window of rows (one GEMM per band of >= 256 input
+// rows they read are computed into a sliding window of rows (one GEMM per band of >= 512 input
 // pixels; rows still needed are moved to the front when the window is full, so no row is computed
 // twice), and each output row is made from the window (output_row). The window holds
 // kh kw Cb (span + band) W values: about 1 MiB, not the kh kw Cout H W of the taps.
@@ -456,9 +456,13 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
     }
     span = std::max(span, hi[oy] - lo[oy]);
   }
-  // Bands of at least 256 pixels, and GEMMs big enough for oneDNN (Note [float32 GEMM engine]:
-  // MKL's generic kernels ran these blocks at a third of its rate on AMD Zen 5).
-  const int64_t band = std::min(g.H, std::max(ceil_div(256, g.W), ceil_div(kOneDnnMinWork, g.W * kk * cb * cin)));
+  // Bands of at least 512 pixels (against 256: the 3x3 forwards of issue 19 5-15% faster on Zen 5,
+  // the GEMM's fixed costs spread over twice the pixels; 1024 was slower, the window leaving L2),
+  // and float32 GEMMs big enough for oneDNN (Note [float32 GEMM engine]: MKL's generic kernels ran
+  // these blocks at a third of its rate on AMD Zen 5).
+  const int64_t engine_rows =
+      std::is_same_v<scalar_t, float> ? ceil_div(kOneDnnMinWork, g.W * kk * cb * cin) : 1;
+  const int64_t band = std::min(g.H, std::max(ceil_div(512, g.W), engine_rows));
   const int64_t cap = span + band;
   if (channels_last) {  // input and output
     // Pixel-major: the window holds, per input pixel, its kh kw cb taps (tap-major, channels
@@ -803,10 +807,12 @@ Tensor _upsample_conv2d_mixed_cpu(const Tensor& input, const Tensor& weight, con
   const Tensor x = input.contiguous(format);
   const Tensor b = has_bias ? bias->contiguous() : Tensor();
   // Channel blocks fixed by the shape and layout (never the thread count): the GEMMs, and so the
-  // results, are the same for any number of threads. Planes of up to 64 channels in a batch of at
-  // least 4 images (tasks enough) take one block: one GEMM of kh kw Cout rows instead of two
-  // (64->64 4x64x64: 5.9 -> 5.0 ms; channels_last gained nothing from it).
-  const int64_t cb = cout <= 32 || (!channels_last && cout <= 64 && g.N >= 4) ? cout : (cout <= 128 ? 32 : 64);
+  // results, are the same for any number of threads. Up to 64 channels in a batch of at least 4
+  // images (tasks enough) take one block: one GEMM of kh kw Cout rows instead of two; wider layers
+  // take blocks of 64. Zen 5, 2 threads, with 512-pixel bands: 64->64 4x64x64 5.9 -> 5.4 ms
+  // channels_last (5.9 -> 5.0 ms contiguous, session 15), 128->128 1x64x64 (blocks of 32 before)
+  // 5.5 -> 5.1 ms channels_last, 6.0 -> 5.7 ms contiguous.
+  const int64_t cb = cout <= 32 || (cout <= 64 && g.N >= 4) ? cout : (cout <= 64 ? 32 : 64);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "_upsample_conv2d_mixed_cpu", [&] {
     const auto t = upsample_tap_axes<scalar_t>(g, mode);
     const auto &th = t.h, &tw = t.w;
