@@ -186,7 +186,7 @@ def _backward_row(case, inputs, grad_out, sync, min_time, device):
 
 
 def format_table(rows):
-    head = ["op", "case", "pass", "torch ms", "tconv ms", "speedup", "kernel vs kernel", "GFLOP/s",
+    head = ["op", "case", "pass", "torch ms", "tconv ms", "speedup", "kernel vs kernel", "warm heap", "GFLOP/s",
             "GB/s", "x floor", "max speedup", "peer ms", "check"]
     lines = [head]
     for r in rows:
@@ -194,6 +194,7 @@ def format_table(rows):
         lines.append([r["group"], r["case"], r["pass_"], f"{r['torch_ms']:.2f}", f"{r['tconv_ms']:.2f}",
                       f"{r['speedup']:.2f}x",
                       f"{r['kernel_speedup']:.2f}x" if "kernel_speedup" in r else "",
+                      f"{r['warm_speedup']:.2f}x" if "warm_speedup" in r else "",
                       f"{r['gflops']:.1f}" if "gflops" in r else "",
                       f"{r['gbps']:.1f}" if "gbps" in r else "",
                       f"{r['x_floor']:.2f}" if "x_floor" in r else "",

@@ -3,6 +3,7 @@
     python -m benchmarks.table [--quick] [--json benchmarks/results.json] [--only SUBSTRING] [--device cuda]
 """
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -29,11 +30,18 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where both sides run (cuda: float32 without TF32 on both sides)")
     parser.add_argument("--no-kernel-vs-kernel", action="store_true",
-                        help="CPU: skip the second run (tconv's output cache off, PyTorch on huge pages)")
+                        help="CPU: skip the second and third runs (tconv's output cache off; PyTorch on huge "
+                             "pages, then both on a warm heap)")
     args = parser.parse_args(argv)
-    kernel_rows = {}
+    if os.environ.get(_WARM_HEAP) and not _warm_the_heap():
+        print("no glibc mallopt: the warm-heap run is the default allocator's", flush=True)
+    kernel_rows, warm_rows = {}, {}
     if args.device == "cpu" and not args.no_kernel_vs_kernel and not os.environ.get(_KERNEL_RUN):
-        kernel_rows = _kernel_vs_kernel_rows(sys.argv[1:] if argv is None else argv)
+        child_argv = sys.argv[1:] if argv is None else argv
+        kernel_rows = _child_rows(child_argv, "kernel vs kernel (tconv cache off, PyTorch on huge pages)",
+                                  TCONV_CPU_CACHE_MB="0", THP_MEM_ALLOC_ENABLE="1")
+        warm_rows = _child_rows(child_argv, "warm heap (tconv cache off, glibc keeps freed memory)",
+                                TCONV_CPU_CACHE_MB="0", **{_WARM_HEAP: "1"})
     if args.device == "cuda":
         # Full float32 on both sides: cuDNN's default TF32 would compare a different precision.
         torch.backends.cudnn.allow_tf32 = False
@@ -48,9 +56,10 @@ def main(argv=None):
                 continue
             new_rows = run_case(case, min_time=0.15 if args.quick else 0.5, device=args.device)
             for r in new_rows:
-                kernel = kernel_rows.get((r["group"], r["case"], r["pass_"]))
-                if kernel is not None:
-                    r["kernel_speedup"] = kernel["speedup"]
+                for key, other in (("kernel_speedup", kernel_rows), ("warm_speedup", warm_rows)):
+                    row = other.get((r["group"], r["case"], r["pass_"]))
+                    if row is not None:
+                        r[key] = row["speedup"]
             rows += new_rows
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
@@ -62,7 +71,10 @@ def main(argv=None):
         if kernel_rows:
             print("speedup: steady state (tconv's output cache on, PyTorch's default allocator); "
                   "kernel vs kernel: a second run with the cache off (TCONV_CPU_CACHE_MB=0) and "
-                  "PyTorch on huge pages (THP_MEM_ALLOC_ENABLE=1), both paying for fresh outputs")
+                  "PyTorch on huge pages (THP_MEM_ALLOC_ENABLE=1), both paying for fresh outputs; "
+                  "warm heap: a third run with the cache off and glibc keeping freed memory "
+                  "(mallopt), neither paying page faults for outputs or temporaries, as inside a "
+                  "model's training loop")
     print(format_table(rows))
     for group in sorted({r["group"] for r in rows}):
         for pass_ in ("fwd", "fwd+bwd", "bwd"):
@@ -104,9 +116,30 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _kernel_vs_kernel_rows(argv):
-    """The same table in a child process with tconv's output cache off and PyTorch's CPU allocator
-    on huge pages (both read at start-up): (group, case, pass) -> row."""
+_WARM_HEAP = "TCONV_BENCH_WARM_HEAP"
+
+
+def _warm_the_heap():
+    """glibc's allocator keeping freed memory for reuse: blocks up to 1 GiB (32 MiB where glibc
+    takes no more) come from the heap, which is never trimmed. By default a block of 128 KiB or
+    more is mapped afresh, page-faulted and unmapped on each call until glibc's dynamic threshold
+    has grown past it: a model's training loop reaches that state, a benchmark loop of one op may
+    not. PyTorch's conv_transpose2d 2x64->32 k2 s2 at 64x64 ran 5-6 ms here call after call (3,100
+    page faults each) and 0.95 ms on a warm heap, as inside the U-Net model (NOTES, session 20).
+    False where there is no glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (mallopt(m_mmap_threshold, 1 << 30) or mallopt(m_mmap_threshold, 32 << 20)):
+        return False
+    return bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+
+
+def _child_rows(argv, what, **env_overrides):
+    """The same table in a child process under `env_overrides` (read at start-up: tconv's output
+    cache, PyTorch's huge pages, glibc's thresholds): (group, case, pass) -> row."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.json")
         child, skip = [], False
@@ -115,8 +148,8 @@ def _kernel_vs_kernel_rows(argv):
                 skip = a == "--json"
                 continue
             child.append(a)
-        env = dict(os.environ, TCONV_CPU_CACHE_MB="0", THP_MEM_ALLOC_ENABLE="1", **{_KERNEL_RUN: "1"})
-        print("== kernel vs kernel run (tconv cache off, PyTorch on huge pages)", flush=True)
+        env = dict(os.environ, **env_overrides, **{_KERNEL_RUN: "1"})
+        print(f"== {what}", flush=True)
         subprocess.run([sys.executable, "-m", "benchmarks.table", *child, "--json", path], env=env,
                        check=False, stdout=subprocess.DEVNULL)
         if not os.path.exists(path):

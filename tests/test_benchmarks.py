@@ -65,3 +65,38 @@ def test_table_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert results["tiny"] == []  # --only left the tiny-input group out
     assert (tmp_path / "results.png").exists()
     assert "small bilinear x2" in capsys.readouterr().out
+
+
+_FAULTS_OF_REUSED_BLOCKS = """
+import resource, sys, torch
+from benchmarks.table import _warm_the_heap
+if sys.argv[1] == "warm":
+    assert _warm_the_heap()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    t = torch.empty(16 << 20)  # 64 MiB, freed at the next assignment
+    t.fill_(1.0)
+    del t
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_warm_heap_reuses_freed_blocks():
+    """The warm-heap run (table.py's third): glibc reuses a freed 64 MiB block instead of mapping
+    and page-faulting it afresh each time, as the default allocator does."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+    try:
+        ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        pytest.skip("no glibc mallopt")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    faults = {how: int(subprocess.run([sys.executable, "-c", _FAULTS_OF_REUSED_BLOCKS, how], env=env, cwd=root,
+                                      check=True, capture_output=True, text=True).stdout)
+              for how in ("default", "warm")}
+    pages = (64 << 20) // 4096
+    assert faults["default"] > 10 * pages  # a fresh mapping on most of the 20 calls (all 20 here)
+    assert faults["warm"] < faults["default"] / 2  # the first call's pages, then mostly reuse (1-7x pages here)
