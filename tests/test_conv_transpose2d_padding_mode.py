@@ -12,7 +12,7 @@ from torch import nn
 
 import tconv
 
-from _support import check_compile_and_export, full_gradcheck, poison, same_specials
+from _support import at_thread_counts, check_compile_and_export, full_gradcheck, poison, same_specials
 
 MODES = ["reflect", "replicate", "circular"]
 
@@ -229,14 +229,8 @@ def test_nan_inf_where_the_padded_conv2d_puts_them(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_same_bits_for_any_thread_count(mode):
     x, w = torch.randn(4, 16, 13, 11), torch.randn(16, 8, 4, 4)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode)
-        torch.set_num_threads(max(threads, 2))
-        many = tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode)
-    finally:
-        torch.set_num_threads(threads)
+    one, many = at_thread_counts(lambda: tconv.conv_transpose2d(x, w, None, 2, 1, padding_mode=mode),
+                                 (1, max(torch.get_num_threads(), 2)))
     assert torch.equal(one, many)
 
 
@@ -483,13 +477,10 @@ def test_padded_op_folds_the_frame_in_winograd(mode, cfg, channels_last):
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
     plain = tconv.conv_transpose2d(x.float(), w.float(), b.float(), s, p, op, padding_mode=mode)
     torch.testing.assert_close(plain, got, rtol=1e-5, atol=1e-5 * want.abs().max().item())
-    threads = torch.get_num_threads()
-    try:  # the frame folded in a fixed order: the same bits for any thread count
-        torch.set_num_threads(1)
-        assert torch.equal(torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, 1,
-                                                                     [1, 1], mode), got)
-    finally:
-        torch.set_num_threads(threads)
+    # the frame folded in a fixed order: the same bits for any thread count
+    (one,) = at_thread_counts(lambda: torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2,
+                                                                               p2, op2, 1, [1, 1], mode), (1,))
+    assert torch.equal(one, got)
 
 
 # tconv::_conv_transpose2d_padded: the no-gradient float32 call in one op. On AVX-512 with whole
@@ -525,13 +516,9 @@ def test_padded_op_folds_the_frame_in_its_tiles(mode, args, channels_last, order
     if tconv.functional._folds_in_tiles(x.float(), w.float(), b.float()):
         assert torch.equal(plain, got)
     torch.testing.assert_close(plain, got)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert torch.equal(torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2, p2, op2, g,
-                                                                     d2, mode), got)
-    finally:
-        torch.set_num_threads(threads)
+    (one,) = at_thread_counts(lambda: torch.ops.tconv._conv_transpose2d_padded(x.float(), w.float(), b.float(), s2,
+                                                                               p2, op2, g, d2, mode), (1,))
+    assert torch.equal(one, got)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import ROOT, all_ops_run, run_in_python_threads
+from _support import ROOT, all_ops_run, at_thread_counts, run_in_python_threads
 
 ops = torch.ops.tconv
 
@@ -73,9 +73,7 @@ def test_repeated_calls_bitwise_equal_with_poisoned_reused_buffers(threads):
     with NaN (so a reused buffer holds garbage: any element a kernel reads before writing, or
     leaves unwritten, shows) and other allocations interleaved: every call bit-identical to the
     first, at 1 and 2 threads."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    def every_op():
         for name, call in STRESS_OPS:
             want = call().clone()
             for rep in range(3):
@@ -96,8 +94,8 @@ def test_repeated_calls_bitwise_equal_with_poisoned_reused_buffers(threads):
                 got = call()
                 assert torch.equal(got, want), name
                 del other, got
-    finally:
-        torch.set_num_threads(old)
+
+    at_thread_counts(every_op, (threads,))
 
 
 # ---- thread safety ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from _support import (CONV_NAN_CFGS, ERROR_CASES, EXCEPTIONS, MODES, all_ops_run,
+from _support import (CONV_NAN_CFGS, ERROR_CASES, EXCEPTIONS, MODES, all_ops_run, at_thread_counts,
                       assert_input_weight_grads, check_interpolate, conv_grads, conv_nan_case,
                       direct_conv_transpose2d, error_rows, make_conv, make_image, poison, poison_one,
                       same_specials)
@@ -420,14 +420,7 @@ def test_gram_empty_shapes_and_zeros():
 # ---- bitwise determinism across thread counts (1 vs 2), forward and backward --------------------------
 
 def test_bitwise_deterministic_across_thread_counts_every_op():
-    old = torch.get_num_threads()
-    try:
-        runs = []
-        for threads in (1, 2, 1, 2):
-            torch.set_num_threads(threads)
-            runs.append(all_ops_run())
-    finally:
-        torch.set_num_threads(old)
+    runs = at_thread_counts(all_ops_run, (1, 2, 1, 2))
     for run in runs[1:]:
         for a, e in zip(run, runs[0]):
             assert torch.equal(a, e)
@@ -493,33 +486,23 @@ def _blas_split_run(channels_last):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_bitwise_deterministic_across_thread_counts_blas_shapes(channels_last):
-    old = torch.get_num_threads()
-    try:
-        runs = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            runs.append(_blas_split_run(channels_last))
-    finally:
-        torch.set_num_threads(old)
+    runs = at_thread_counts(lambda: _blas_split_run(channels_last))
     for a, e in zip(runs[1], runs[0]):
         assert torch.equal(a, e)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_conv_transpose2d_bitwise_deterministic(threads):
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        x, w, b = make_conv(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
-        x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
-        runs = []
-        for _ in range(2):
-            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-            runs.append((out,) + torch.autograd.grad(out, (x, w, b), torch.ones_like(out)))
-        for a, c in zip(*runs):
-            assert torch.equal(a, c)
-    finally:
-        torch.set_num_threads(old)
+    x, w, b = make_conv(4, 16, 8, (9, 9), (4, 4), 1, torch.float32)
+    x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
+
+    def run():
+        out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+        return (out,) + torch.autograd.grad(out, (x, w, b), torch.ones_like(out))
+
+    runs = at_thread_counts(run, (threads, threads))
+    for a, c in zip(*runs):
+        assert torch.equal(a, c)
 
 
 @pytest.mark.parametrize("path", ["tap", "cell"])
@@ -529,15 +512,12 @@ def test_conv_transpose2d_forward_paths_same_bits_for_any_thread_count(path, cha
     x, w, b = make_conv(70, 16, 72, (3, 3), (4, 4), 1, torch.float32, channels_last=channels_last)
     x.requires_grad_(); w.requires_grad_(); b.requires_grad_()
     go = torch.randn(70, 72, 6, 6)
-    old = torch.get_num_threads()
-    try:
-        runs = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
-            runs.append((out,) + torch.autograd.grad(out, (x, w, b), go))
-    finally:
-        torch.set_num_threads(old)
+
+    def run():
+        out = tconv.conv_transpose2d(x, w, b, stride=2, padding=1)
+        return (out,) + torch.autograd.grad(out, (x, w, b), go)
+
+    runs = at_thread_counts(run)
     for a, c in zip(*runs):
         assert torch.equal(a, c)
 
@@ -549,14 +529,9 @@ def test_interpolate_bitwise_deterministic_backward(mode, layout, threads):
     x = make_image(4, 8, (17, 23), torch.float32, layout).requires_grad_()
     kw = dict(scale_factor=(2.5, 3), mode=mode)
     go = torch.randn_like(F.interpolate(x, **kw))
-    old = torch.get_num_threads()
-    try:
-        grads = []
-        for t in (threads, threads, 3 - threads):  # twice with this count, once with the other
-            torch.set_num_threads(t)
-            grads.append(torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0])
-    finally:
-        torch.set_num_threads(old)
+    # twice with this count, once with the other
+    grads = at_thread_counts(lambda: torch.autograd.grad(tconv.interpolate(x, **kw), x, go)[0],
+                             (threads, threads, 3 - threads))
     assert torch.equal(grads[0], grads[1]) and torch.equal(grads[0], grads[2])
 
 
@@ -564,15 +539,12 @@ def test_interpolate_bitwise_deterministic_backward(mode, layout, threads):
 def test_gram_bitwise_deterministic_across_thread_counts(shape):
     x = torch.randn(*shape, requires_grad=True)
     go = torch.randn(shape[0], shape[1], shape[1])
-    old = torch.get_num_threads()
-    runs = []
-    try:
-        for threads in (1, 2, 1):
-            torch.set_num_threads(threads)
-            g = tconv.gram_matrix(x)
-            runs.append((g,) + torch.autograd.grad(g, x, go))
-    finally:
-        torch.set_num_threads(old)
+
+    def forward_backward():
+        g = tconv.gram_matrix(x)
+        return (g,) + torch.autograd.grad(g, x, go)
+
+    runs = at_thread_counts(forward_backward, (1, 2, 1))
     for run in runs[1:]:
         for a, b in zip(run, runs[0]):
             assert torch.equal(a, b)
