@@ -433,7 +433,7 @@ struct RowWindow {
 // rows they read are computed into a sliding window of rows (one GEMM per band of >= 512 input
 // pixels; rows still needed are moved to the front when the window is full, so no row is computed
 // twice), and each output row is made from the window (output_row). The window holds
-// kh kw Cb (span + band) W values: about 1 MiB, not the kh kw Cout H W of the taps.
+// kh kw Cb (span + band) W values: 1-1.5 MiB, not the kh kw Cout H W of the taps.
 template <typename scalar_t>
 void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bias, scalar_t* y, bool channels_last,
                    const UpsampleTapsGeometry& g, int64_t cin, int64_t cb,
@@ -457,7 +457,7 @@ void mixed_forward(const scalar_t* x, const scalar_t* wpack, const scalar_t* bia
     span = std::max(span, hi[oy] - lo[oy]);
   }
   // Bands of at least 512 pixels (against 256: the 3x3 forwards of issue 19 5-15% faster on Zen 5,
-  // the GEMM's fixed costs spread over twice the pixels; 1024 was slower, the window leaving L2),
+  // the GEMM's fixed costs spread over twice the pixels; 1024 was slower: a window of ~2.4 MiB),
   // and float32 GEMMs big enough for oneDNN (Note [float32 GEMM engine]: MKL's generic kernels ran
   // these blocks at a third of its rate on AMD Zen 5).
   const int64_t engine_rows =
