@@ -61,7 +61,8 @@ def _max_rel_err(a, b):
 
 
 def time_interleaved(fns, min_time=0.4, max_reps=200, min_reps=5, warmups=3):
-    """Median seconds of each of fns, called in turn, call by call, after `warmups` calls each.
+    """Median seconds of each of fns, called in turn (the order reversed every round), call by
+    call, after `warmups` calls each.
     Three, not one: glibc raises its mmap threshold as large blocks are freed, so a function that
     allocates several large temporaries page-faults on its first few calls and runs from reused
     heap memory after (an upsample_conv2d forward+backward: 100-127 ms for its first calls, 37 ms
@@ -70,11 +71,16 @@ def time_interleaved(fns, min_time=0.4, max_reps=200, min_reps=5, warmups=3):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
+    pairs = list(zip(fns, times))
     start = time.perf_counter()
     while len(times[0]) < max_reps and (len(times[0]) < min_reps
                                         or time.perf_counter() - start < len(fns) * min_time):
-        for fn, ts in zip(fns, times):
+        for fn, ts in pairs:
             t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+        # Rounds alternate in order (A B, then B A): a call right after a heavy one (PyTorch's
+        # pair streams tens of MB through the caches) runs slower, and a fixed order would put
+        # that cost on the same side every time (NOTES, session 20: position bias).
+        pairs.reverse()
     return [statistics.median(ts) for ts in times]
 
 
