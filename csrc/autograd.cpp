@@ -262,8 +262,8 @@ Tensor dense_for_conv(const Tensor& grad, const Tensor& x, const Tensor& w) {
       grad.key_set().has(c10::DispatchKey::Python))
     return grad;
   if (grad.is_contiguous() || grad.is_contiguous(at::MemoryFormat::ChannelsLast)) return grad;
-  const bool cl = conv_memory_format(grad, x) == at::MemoryFormat::ChannelsLast ||
-                  conv_memory_format(grad, w) == at::MemoryFormat::ChannelsLast;
+  const bool cl = grad.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                  conv_memory_format(x, w) == at::MemoryFormat::ChannelsLast;
   return grad.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 }
 

@@ -1,6 +1,10 @@
 """The benchmark runner (`python -m benchmarks.table`) works: its case lists are well formed, the
 harness times and checks a case, and the table runs end to end, on a small made-up case."""
+import ctypes
 import json
+import os
+import subprocess
+import sys
 import types
 
 import pytest
@@ -84,10 +88,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def test_warm_heap_reuses_freed_blocks():
     """The warm-heap run (table.py's third): glibc reuses a freed 64 MiB block instead of mapping
     and page-faulting it afresh each time, as the default allocator does."""
-    import ctypes
-    import os
-    import subprocess
-    import sys
     try:
         ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):

@@ -643,10 +643,10 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 // chunks of input rows of one image, or of one row's columns (~512 KiB of x and grad_output with
 // them, so a chunk stays in L2 while every tile of the thread reads it; weight_chunks); each thread
 // owns a range of (group, block of 6 input channels) and, chunk after chunk in order, adds the
-// chunk's pixels into its tiles of gwt[group][tap][ci][co] (zeroed first). Every element is summed by one thread in one order
-// (chunks, rows, pixels ascending): the same bits for any thread count. NCHW chunks go through
-// thread-local channels_last copies. Only real (input pixel, tap) pairs are multiplied: NaN/Inf
-// land where the definition puts them.
+// chunk's pixels into its tiles of gwt[group][tap][ci][co] (zeroed first). Every element is summed
+// by one thread in one order (chunks, rows, pixels ascending): the same bits for any thread count.
+// NCHW chunks go through thread-local channels_last copies. Only real (input pixel, tap) pairs are
+// multiplied: NaN/Inf land where the definition puts them.
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_AVX512)
