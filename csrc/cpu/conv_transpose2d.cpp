@@ -1081,6 +1081,22 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
 #endif
 }
 
+// Note [Winograd rows] for the forward (winograd_rows_forward, cpu/winograd.h): NCHW x through a
+// channels_last copy, y written in its own layout.
+void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
+                           const ConvTranspose2dGeometry& g, bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
+  const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cin * g.H * g.W);
+  if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), pixels.data(), g.N, g.Cin, g.H * g.W);
+  winograd_rows_forward<3>(channels_last ? x.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
+                           b.data(), y.mutable_data_ptr<float>(), !channels_last, g);
+#else
+  (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+#endif
+}
+
 // Direct output-stationary loop over the real taps only: the forward of a non-finite input or
 // weight, Note [NaN/Inf] (docs/ARCHITECTURE.md) (the CUDA kernels recompute non-finite outputs
 // with the same common/conv_transpose2d_direct.h sum). y may have any strides.
@@ -1141,6 +1157,8 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
     if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
       forward_direct<scalar_t>(x, w, bias, y, g);
+    else if (std::is_same_v<scalar_t, float> && use_winograd_rows(g, channels_last))
+      forward_winograd_rows(x, w, bias, y, g, channels_last);
     else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward, channels_last))
       forward_winograd(x, w, bias, y, g, channels_last);
     else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, DirectPass::forward))

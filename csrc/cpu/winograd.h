@@ -381,6 +381,139 @@ inline void winograd_grad_input(const float* gop, const float* w, float* gip, co
   winograd_f2<2>(src.data(), static_cast<int>(src.size()), g.N, K, U, nullptr, gip, C, grid, depth);
 }
 
+// Note [Winograd rows]: a 1 x 2s layer of stride (1, s) (kH = 1, sh = 1, ph = 0: each input row
+// makes one output row; the 1-D layers of vocoders, k16 s8 and k4 s2) has per column phase r a
+// 2-tap correlation, y[s m + r - p] = x[m - 1] g0 + x[m] g1 + bias with g0 = w[r + s], g1 = w[r],
+// computed by F(B, 2) per block of B cells m0 .. m0 + B - 1 from the B + 1 pixels d_i = x[m0 - 1 + i]:
+// B + 1 multiply-adds per channel pair where the direct sum has 2 B. Unlike the 2-D grids, all s
+// phases read the same pixels, so a task transforms its blocks' inputs once and runs every
+// phase's B + 1 GEMMs on them; its cells' outputs are one run of the row (s per cell), written
+// whole: channels_last in place, NCHW through a pixels x 64 buffer transposed into the planes.
+// B = 3 (4/6 of the multiply-adds): 512->256 k16 s8 4x1000 NCL 36.2 ms, F(2, 2) 37.6, the direct
+// tiles 43.6; 256->128 k4 s2 4x8000 22.1 / 24.7 / 26.0 (benchmarks/NOTES.md, session 21). Its
+// coefficients are 0, +-1 and +-1/2 (exact scalings); the products carry a rounding or two more
+// than the direct sum's. Inputs with a NaN or Inf never come here (the caller checks, Note
+// [NaN/Inf]): B^T d would spread one over a block's outputs.
+template <int B>
+struct WinogradRows;
+
+template <>
+struct WinogradRows<3> {  // F(3, 2), points 0, 1, -1, infinity: F(2, 3)'s G and A^T swapped
+  static constexpr int T = 4;
+  static void filter(__m512 g0, __m512 g1, __m512* u) {  // G's rows (1 0), 1/2 (1 1), 1/2 (1 -1), (0 -1)
+    const __m512 h = _mm512_set1_ps(0.5f);
+    u[0] = g0, u[1] = _mm512_mul_ps(h, _mm512_add_ps(g0, g1)), u[2] = _mm512_mul_ps(h, _mm512_sub_ps(g0, g1));
+    u[3] = _mm512_sub_ps(_mm512_setzero_ps(), g1);
+  }
+  static void data(const __m512* d, __m512* v) { WinogradF2<3>::data(d, v); }
+  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 1 0), (0 1 -1 0), (0 1 1 1)
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+    y[1] = _mm512_sub_ps(m[1], m[2]);
+    y[2] = _mm512_add_ps(_mm512_add_ps(m[1], m[2]), m[3]);
+  }
+};
+
+// x: channels_last pixels (images of W pixels x K channels, N H images); y: channels_last or NCHW
+// (y_nchw); w (K, C, 1, 2s); bias: C floats; C a multiple of 16.
+template <int B>
+void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool y_nchw,
+                           const ConvTranspose2dGeometry& g) {
+  using F = WinogradRows<B>;
+  constexpr int T = F::T;
+  const int64_t K = g.Cin, C = g.Cout, s = g.sw, p = g.pw, W = g.W, Wo = g.Wo, images = g.N * g.H;
+  constexpr int64_t cw = DirectPanels::kMaxWidth;
+  const int64_t blocks = ceil_div(C, cw);
+  const auto width = [&](int64_t cb) { return std::min(cw, C - cb * cw); };
+  // Transformed weights: per phase r, channel block cb and element e a (K x width) panel.
+  const Scratch<float> U(ScratchSlot::kConvWeights, s * blocks * T * K * cw);
+  const auto panel = [&](int64_t r, int64_t cb, int e) { return U.data() + ((r * blocks + cb) * T + e) * K * cw; };
+  parallel_for_work(0, K, K * C * s * T, [&](int64_t begin, int64_t end) {
+    std::vector<float> taps(2 * s * C);  // input channel k's weights as taps x C
+    for (int64_t k = begin; k < end; ++k) {
+      for (int64_t co = 0; co < C; ++co)
+        for (int64_t t = 0; t < 2 * s; ++t) taps[t * C + co] = w[(k * C + co) * 2 * s + t];
+      for (int64_t r = 0; r < s; ++r)
+        for (int64_t cb = 0; cb < blocks; ++cb) {
+          const int64_t wd = width(cb);
+          const float* g0 = taps.data() + (r + s) * C + cb * cw;
+          const float* g1 = taps.data() + r * C + cb * cw;
+          for (int64_t j = 0; j < wd; j += 16) {
+            __m512 u[T];
+            F::filter(_mm512_loadu_ps(g0 + j), _mm512_loadu_ps(g1 + j), u);
+            for (int e = 0; e < T; ++e) _mm512_storeu_ps(panel(r, cb, e) + k * wd + j, u[e]);
+          }
+        }
+    }
+  });
+  // The cells with an output inside the row, over all phases: s m + r - p in [0, Wo).
+  int64_t m_lo = INT64_MAX, m_hi = INT64_MIN;
+  for (int64_t r = 0; r < s; ++r) {
+    m_lo = std::min(m_lo, -floor_div(r - p, s)), m_hi = std::max(m_hi, floor_div(Wo - 1 - r + p, s) + 1);
+  }
+  const int64_t row_blocks = ceil_div(m_hi - m_lo, B);
+  // Blocks per task: their transformed inputs and one channel block's products within ~512 KiB of
+  // L2 (each weight panel read once per task is then multiplied by 12-96 blocks).
+  const int64_t tiles =
+      std::min<int64_t>(row_blocks, std::clamp<int64_t>((512 << 10) / (4 * T * K + 256 * T) / 6 * 6, 12, 96));
+  const int64_t row_tasks = ceil_div(row_blocks, tiles), kv = ceil_div(K, 16);
+  parallel_for_work(0, images * row_tasks, images * row_blocks * B * s * 2 * K * C, [&](int64_t begin, int64_t end) {
+    const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * K), M(ScratchSlot::kConvBlockB, T * tiles * cw);
+    const Scratch<float> O(ScratchSlot::kRowOut, y_nchw ? B * tiles * s * cw : 0);
+    const int64_t e_step = tiles * K;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
+      const int64_t count = std::min(tiles, row_blocks - b0), mA = m_lo + B * b0;
+      const float* x = xp + image * W * K;
+      // The task's outputs: cells mA .. mA + B count - 1, clipped to the row.
+      const int64_t oA = std::max<int64_t>(s * mA - p, 0), oB = std::min(s * (mA + B * count) - p, Wo);
+      for (int64_t t = 0; t < count; ++t) {  // B^T d per block and 16 channels
+        const float* px[T];
+        for (int c = 0; c < T; ++c) {
+          const int64_t iw = mA + B * t - 1 + c;
+          px[c] = iw >= 0 && iw < W ? x + iw * K : nullptr;
+        }
+        float* v = V.data() + t * K;
+        for (int64_t q = 0; q < kv; ++q) {
+          const int64_t k0 = 16 * q;
+          const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
+          __m512 d[T], tv[T];
+          for (int c = 0; c < T; ++c) d[c] = px[c] ? _mm512_maskz_loadu_ps(m, px[c] + k0) : _mm512_setzero_ps();
+          F::data(d, tv);
+          for (int e = 0; e < T; ++e) _mm512_mask_storeu_ps(v + e * e_step + k0, m, tv[e]);
+        }
+      }
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        const int64_t wd = width(cb), c0 = cb * cw;
+        const DirectRowShape shape{1, K, count, K};
+        for (int64_t r = 0; r < s; ++r) {
+          for (int e = 0; e < T; ++e) {
+            const DirectTap tap{V.data() + e * e_step, 0, panel(r, cb, e)};
+            direct_tile_row_of_width(wd, &tap, 1, shape, count, kNoBias, M.data() + e * tiles * cw, cw, nullptr);
+          }
+          for (int64_t t = 0; t < count; ++t)  // A^T m + bias per block and 16 channels
+            for (int64_t c = 0; c < wd; c += 16) {
+              const float* mt = M.data() + t * cw + c;
+              __m512 mm[T], y[B];
+              for (int e = 0; e < T; ++e) mm[e] = _mm512_loadu_ps(mt + e * tiles * cw);
+              F::output(mm, y);
+              const __m512 b = _mm512_loadu_ps(bias + c0 + c);
+              for (int j = 0; j < B; ++j) {
+                const int64_t o = s * (mA + B * t + j) + r - p;
+                if (o < oA || o >= oB) continue;
+                float* dst = y_nchw ? O.data() + (o - oA) * cw + c : yp + (image * Wo + o) * C + c0 + c;
+                _mm512_storeu_ps(dst, _mm512_add_ps(y[j], b));
+              }
+            }
+        }
+        if (y_nchw) {  // the run's pixels x wd into planes c0 .. c0 + wd of image (n, h)
+          const int64_t n = image / g.H, h = image % g.H, plane = g.Ho * Wo;
+          transpose_block(O.data(), cw, yp + (n * C + c0) * plane + h * Wo + oA, plane, wd, oB - oA);
+        }
+      }
+    }
+  });
+}
+
 #endif  // TCONV_CPU_AVX512
 
 }  // namespace tconv::cpu::CPU_CAPABILITY
