@@ -542,18 +542,20 @@ def test_winograd_keeps_nan_and_inf_in_place(k, s, layout):
         torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)
 
 
-# Note [Winograd rows] (cpu/winograd.h): on AVX-512 CPUs the float32 forward of a 1 x 2s layer of
-# stride (1, s) (the 1-D vocoder layers through the 2-D op) with enough channels (use_winograd_rows)
-# runs F(3, 2) over blocks of 3 cells, every phase's GEMMs on one transform of the inputs.
+# Note [Winograd rows] (cpu/winograd.h): on AVX-512 CPUs the float32 forward and grad_input of a
+# 1 x 2s layer of stride (1, s) (the 1-D vocoder layers through the 2-D op) with enough channels
+# (use_winograd_rows) run F(3, 2) over blocks of 3 cells: the forward every phase's GEMMs on one
+# transform of the inputs, grad_input over grad_output's s polyphase components stacked.
 WINOGRAD_ROWS_CASES = [
     # n, cin, cout, (h, w), s, padding, output_padding
     (2, 256, 128, (1, 37), 8, 4, 0),     # the k16 s8 p4 vocoder layer; a partial last block
     (1, 256, 128, (1, 700), 2, 1, 0),    # k4 s2 p1, three tasks along the row
-    (2, 128, 64, (3, 50), 3, 2, 1),      # rows of a 2-D image (channels_last takes it), output_padding
+    (2, 128, 64, (3, 50), 3, 2, 1),      # rows of a 2-D image (channels_last forward), output_padding
     (1, 512, 256, (1, 29), 8, 0, 7),     # output_padding past padding: the last outputs read no input
     (3, 256, 128, (1, 1), 2, 0, 1),      # one sample
     (1, 256, 144, (1, 40), 4, 9, 2),     # padding past a stride; a 16-wide channel block
-    (1, 264, 128, (1, 50), 2, 1, 0),     # 264 summed channels: a masked vector
+    (1, 264, 128, (1, 50), 2, 1, 0),     # forward: 264 summed channels, a masked vector
+    (1, 256, 136, (2, 30), 4, 2, 0),     # grad_input: 136 channels per component, masked
 ]
 
 
@@ -566,19 +568,29 @@ def test_winograd_rows_matches_pytorch(cfg, bias, layout):
     x, w, b = make_conv(n, cin, cout, hw, (1, 2 * s), 1, torch.float64, bias=bias,
                         channels_last=layout == "channels_last")
     ref = F.conv_transpose2d(x, w, b, **kw)
-    xf, wf = x.float(), w.float()
+    go = torch.randn_like(ref)
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, s], [0, p], [1, 1], True, [0, op], 1,
+                                                 [True, False, False])[0]
+    xf, wf, gof = x.float(), w.float(), go.float()
     bf = None if b is None else b.float()
-    ours, other = at_thread_counts(lambda: tconv.conv_transpose2d(xf, wf, bf, **kw))
-    assert ours.shape == ref.shape and ours.stride() == ref.stride()
-    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
-    assert torch.equal(ours, other)  # the same bits for any thread count
+
+    def passes():
+        return (tconv.conv_transpose2d(xf, wf, bf, **kw),
+                ops.conv_transpose2d_backward_input(gof, wf, [1, s], [0, p], 1, [1, 1], list(hw)))
+
+    (y, gi), again = at_thread_counts(passes)
+    assert y.shape == ref.shape and y.stride() == ref.stride() and gi.stride() == ref_gi.stride()
+    for got, want in ((y, ref), (gi, ref_gi)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    for a, b in zip(again, (y, gi)):
+        assert torch.equal(a, b)  # the same bits for any thread count
 
 
 def test_winograd_rows_serve_conv_transpose1d():
     """The 1-D op (NCL as the 2-D op's (N, C, 1, L)) on the path, with every gradient."""
     gen = torch.Generator().manual_seed(5)
-    x, w, b = (torch.randn(2, 256, 300, generator=gen, dtype=torch.float64),
-               torch.randn(256, 128, 16, generator=gen, dtype=torch.float64),
+    x, w, b = (torch.randn(2, 512, 300, generator=gen, dtype=torch.float64),
+               torch.randn(512, 128, 16, generator=gen, dtype=torch.float64),
                torch.randn(128, generator=gen, dtype=torch.float64))
     t32 = [v.float().requires_grad_() for v in (x, w, b)]
     t64 = [v.clone().requires_grad_() for v in (x, w, b)]
@@ -592,16 +604,24 @@ def test_winograd_rows_serve_conv_transpose1d():
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_winograd_rows_keep_nan_and_inf_in_place(layout):
-    """Such inputs take the direct sums: B^T d would spread a NaN or Inf over a block of 3 cells."""
-    x, w, b = make_conv(1, 256, 128, (1, 20), (1, 4), 1, torch.float64, channels_last=layout == "channels_last")
+    """Such inputs (forward) or grad_outputs (grad_input) take the direct sums: B^T d would spread
+    a NaN or Inf over a block of 3 cells."""
+    x, w, b = make_conv(1, 512, 128, (1, 20), (1, 4), 1, torch.float64, channels_last=layout == "channels_last")
     x[0, 3, 0, 5] = float("nan")
     x[0, 7, 0, 11] = float("inf")
     kw = dict(stride=(1, 2), padding=(0, 1))
     ref = F.conv_transpose2d(x, w, b, **kw)
     ours = tconv.conv_transpose2d(x.float(), w.float(), b.float(), **kw)
-    assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
-    finite = ref.isfinite()
-    torch.testing.assert_close(ours.double()[finite], ref[finite], rtol=1e-5, atol=1e-4)
+    go = torch.randn_like(ref)
+    go[0, 3, 0, 5] = float("nan")
+    go[0, 9, 0, 20] = float("-inf")
+    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 2], [0, 1], [1, 1], True, [0, 0], 1,
+                                                 [True, False, False])[0]
+    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [1, 2], [0, 1], 1, [1, 1], [1, 20])
+    for got, want in ((ours, ref), (gi, ref_gi)):
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+        finite = want.isfinite()
+        torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

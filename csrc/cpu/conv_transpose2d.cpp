@@ -1089,8 +1089,8 @@ void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::opt
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
   const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cin * g.H * g.W);
   if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), pixels.data(), g.N, g.Cin, g.H * g.W);
-  winograd_rows_forward<3>(channels_last ? x.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
-                           b.data(), y.mutable_data_ptr<float>(), !channels_last, g);
+  winograd_rows_forward(channels_last ? x.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
+                        b.data(), y.mutable_data_ptr<float>(), !channels_last, g);
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");

@@ -342,6 +342,21 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
 #endif
 }
 
+// Note [Winograd rows] for grad_input (winograd_rows_grad_input, cpu/winograd.h): NCHW
+// grad_output through a channels_last copy, grad_input written in its own layout.
+void backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
+                                  bool channels_last) {
+#if defined(TCONV_CPU_AVX512)
+  const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cout * g.Ho * g.Wo);
+  if (!channels_last) planes_to_pixels(go.const_data_ptr<float>(), pixels.data(), g.N, g.Cout, g.Ho * g.Wo);
+  winograd_rows_grad_input(channels_last ? go.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
+                           gi.mutable_data_ptr<float>(), !channels_last, g);
+#else
+  (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+#endif
+}
+
 // Note [direct tiles] for grad_input (channels_last float32): grad_input is an ordinary strided
 // convolution of grad_output, gi[n, ih, iw, ci] = sum over taps (kh, kw) and co of
 // go[n, ih sh - ph + kh dh, iw sw - pw + kw dw, co] w[ci, co, kh, kw], so a tile row is R input
@@ -507,6 +522,12 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_input_cells", [&] {
       backward_input_cells<scalar_t>(go, w, gi, g);
     });
+    return gi;
+  }
+  if (go.scalar_type() == at::kFloat &&
+      use_winograd_rows(g, fmt == at::MemoryFormat::ChannelsLast, DirectPass::grad_input) &&
+      all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd rows]
+    backward_input_winograd_rows(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
     return gi;
   }
   if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input, fmt == at::MemoryFormat::ChannelsLast) &&

@@ -124,23 +124,31 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 #endif
 }
 
-// Where Note [Winograd rows] (cpu/winograd.h) serves the forward instead of the direct tiles: a
-// 1 x 2s layer of stride (1, s), s >= 2, no padding along H, dilation or groups, float32 (the
-// caller's), at least 32 input and output channels (a multiple of 16), and Cin x Cout from 128 x
-// 64 (channels_last) or 256 x 128 (NCHW: its input copy and output transposes cost more with fewer;
-// 4x128->64 k4 s2 16000: channels_last 13.1 ms against 17.7, NCHW 16.8 against 15.7) up to 512 x
-// 256 (beyond, a task re-reads its 8-48 MiB of transformed weights from memory: 2x1024->512 k16 s8
-// 500 channels_last 66.7 against 61.5). TCONV_CONV_FORWARD set to another path takes that instead.
-inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last) {
+// Where Note [Winograd rows] (cpu/winograd.h) serves `pass` (forward or grad_input) instead of the
+// direct tiles: a 1 x 2s layer of stride (1, s), s >= 2, no padding along H, dilation or groups,
+// float32 (the caller's), at least 32 input and output channels (the pass's outputs a multiple of
+// 16), Cin x Cout up to 512 x 256 (beyond, a task re-reads its 8-48 MiB of transformed weights from
+// memory: 2x1024->512 k16 s8 500 channels_last forward 66.7 ms against 61.5, grad_input 91.2
+// against 72.7) and from a size where the transforms and the NCHW copy and transposes pay
+// (benchmarks/NOTES.md, session 21): the forward from 128 x 64 channels_last (4x128->64 k4 s2
+// 16000: 13.1 ms against 17.7) or 256 x 128 NCHW (the same layer NCHW 16.8 against 15.7);
+// grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels_last (4x256->128
+// k16 s8 2000: 15.6 against 20.3) or beyond it NCHW (the same layer NCHW 21.5 against 20.9; 4x512->256
+// k16 s8 1000: 35.2 against 43.9). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD set to another path
+// take that instead.
+inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last,
+                              DirectPass pass = DirectPass::forward) {
 #if defined(TCONV_CPU_AVX512)
-  const char* force = std::getenv("TCONV_CONV_FORWARD");
+  const bool forward = pass == DirectPass::forward;
+  const char* force = std::getenv(forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
   if (force && std::strcmp(force, "winograd") != 0) return false;
-  const int64_t pairs = g.Cin * g.Cout;
-  return g.kH == 1 && g.sh == 1 && g.ph == 0 && g.sw >= 2 && g.kW == 2 * g.sw && g.dh == 1 && g.dw == 1 &&
-         g.groups == 1 && g.Cin >= 32 && g.Cout >= 32 && g.Cout % 16 == 0 &&
-         pairs >= (channels_last ? 128 * 64 : 256 * 128) && pairs <= 512 * 256;
+  const int64_t pairs = g.Cin * g.Cout, outputs = forward ? g.Cout : g.Cin;
+  const int64_t fewest = forward ? (channels_last ? 128 * 64 : 256 * 128) : (channels_last ? 256 * 128 : 256 * 128 + 1);
+  return pass != DirectPass::grad_weight && g.kH == 1 && g.sh == 1 && g.ph == 0 && g.sw >= 2 && g.kW == 2 * g.sw &&
+         g.dh == 1 && g.dw == 1 && g.groups == 1 && g.Cin >= 32 && g.Cout >= 32 && outputs % 16 == 0 &&
+         pairs >= fewest && pairs <= 512 * 256;
 #else
-  (void)g, (void)channels_last;
+  (void)g, (void)channels_last, (void)pass;
   return false;
 #endif
 }

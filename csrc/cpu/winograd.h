@@ -389,10 +389,12 @@ inline void winograd_grad_input(const float* gop, const float* w, float* gip, co
 // phases read the same pixels, so a task transforms its blocks' inputs once and runs every
 // phase's B + 1 GEMMs on them; its cells' outputs are one run of the row (s per cell), written
 // whole: channels_last in place, NCHW through a pixels x 64 buffer transposed into the planes.
-// B = 3 (4/6 of the multiply-adds): 512->256 k16 s8 4x1000 NCL 36.2 ms, F(2, 2) 37.6, the direct
-// tiles 43.6; 256->128 k4 s2 4x8000 22.1 / 24.7 / 26.0 (benchmarks/NOTES.md, session 21). Its
-// coefficients are 0, +-1 and +-1/2 (exact scalings); the products carry a rounding or two more
-// than the direct sum's. Inputs with a NaN or Inf never come here (the caller checks, Note
+// grad_input is the same correlation summed over grad_output's s polyphase components
+// (winograd_rows_grad_input), one phase of outputs.
+// B = 3 (4/6 of the multiply-adds): 512->256 k16 s8 4x1000 NCL forward 36.2 ms, F(2, 2) 37.6, the
+// direct tiles 43.6; grad_input 35.2 against the tiles' 43.9 (benchmarks/NOTES.md, session 21).
+// Its coefficients are 0, +-1 and +-1/2 (exact scalings); the products carry a rounding or two
+// more than the direct sum's. Inputs with a NaN or Inf never come here (the callers check, Note
 // [NaN/Inf]): B^T d would spread one over a block's outputs.
 template <int B>
 struct WinogradRows;
@@ -413,79 +415,98 @@ struct WinogradRows<3> {  // F(3, 2), points 0, 1, -1, infinity: F(2, 3)'s G and
   }
 };
 
-// x: channels_last pixels (images of W pixels x K channels, N H images); y: channels_last or NCHW
-// (y_nchw); w (K, C, 1, 2s); bias: C floats; C a multiple of 16.
-template <int B>
-void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool y_nchw,
-                           const ConvTranspose2dGeometry& g) {
+// One summed source of a rows correlation: image i's pixel t (t < length; zero elsewhere) at
+// X + i sImage + t sPixel, K channels; block cells m0 .. m0 + B - 1 read its pixels m0 + offset ..
+// m0 + offset + B (the forward: x, offset -1; grad_input: grad_output's polyphase components).
+struct RowsSource {
+  const float* X;
+  int64_t sImage, sPixel, length, offset;
+};
+
+// Where the outputs of winograd_rows go: phase r of cell m is output pixel step m + r - pad of the
+// image's row of Wo pixels (phases = step for the forward, 1 for grad_input); C channels, Y
+// channels_last (images x Wo x C) or, with nchw, planes (rows H of an image: image = n H + h).
+struct RowsOutput {
+  float* Y;
+  int64_t phases, step, pad, Wo, C, H;
+  bool nchw;
+};
+
+// The correlation of Note [Winograd rows] summed over nsrc sources of K channels each, into o.
+// weight(k, r, a): where the a-th tap (a < 2; a = 0 multiplies the block's first pixel) of summed
+// channel k = si K + kc of phase r starts; output channel c's at + c c_stride. bias: C floats.
+template <int B, typename WeightAt>
+void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, const WeightAt& weight,
+                   int64_t c_stride, const float* bias, const RowsOutput& o) {
   using F = WinogradRows<B>;
   constexpr int T = F::T;
-  const int64_t K = g.Cin, C = g.Cout, s = g.sw, p = g.pw, W = g.W, Wo = g.Wo, images = g.N * g.H;
   constexpr int64_t cw = DirectPanels::kMaxWidth;
-  const int64_t blocks = ceil_div(C, cw);
+  const int64_t Ks = nsrc * K, C = o.C, P = o.phases, blocks = ceil_div(C, cw);
   const auto width = [&](int64_t cb) { return std::min(cw, C - cb * cw); };
-  // Transformed weights: per phase r, channel block cb and element e a (K x width) panel.
-  const Scratch<float> U(ScratchSlot::kConvWeights, s * blocks * T * K * cw);
-  const auto panel = [&](int64_t r, int64_t cb, int e) { return U.data() + ((r * blocks + cb) * T + e) * K * cw; };
-  parallel_for_work(0, K, K * C * s * T, [&](int64_t begin, int64_t end) {
-    std::vector<float> taps(2 * s * C);  // input channel k's weights as taps x C
-    for (int64_t k = begin; k < end; ++k) {
-      for (int64_t co = 0; co < C; ++co)
-        for (int64_t t = 0; t < 2 * s; ++t) taps[t * C + co] = w[(k * C + co) * 2 * s + t];
-      for (int64_t r = 0; r < s; ++r)
+  // Transformed weights: per phase r, channel block cb and element e a (Ks x width) panel.
+  const Scratch<float> U(ScratchSlot::kConvWeights, P * blocks * T * Ks * cw);
+  const auto panel = [&](int64_t r, int64_t cb, int e) { return U.data() + ((r * blocks + cb) * T + e) * Ks * cw; };
+  parallel_for_work(0, Ks, Ks * C * P * T, [&](int64_t begin, int64_t end) {
+    float g[2][cw];
+    for (int64_t k = begin; k < end; ++k)
+      for (int64_t r = 0; r < P; ++r)
         for (int64_t cb = 0; cb < blocks; ++cb) {
-          const int64_t wd = width(cb);
-          const float* g0 = taps.data() + (r + s) * C + cb * cw;
-          const float* g1 = taps.data() + r * C + cb * cw;
+          const int64_t wd = width(cb);  // a multiple of 16 (C is)
+          for (int a = 0; a < 2; ++a) {
+            const float* f = weight(k, r, a) + cb * cw * c_stride;
+            for (int64_t j = 0; j < wd; ++j) g[a][j] = f[j * c_stride];
+          }
           for (int64_t j = 0; j < wd; j += 16) {
             __m512 u[T];
-            F::filter(_mm512_loadu_ps(g0 + j), _mm512_loadu_ps(g1 + j), u);
+            F::filter(_mm512_loadu_ps(g[0] + j), _mm512_loadu_ps(g[1] + j), u);
             for (int e = 0; e < T; ++e) _mm512_storeu_ps(panel(r, cb, e) + k * wd + j, u[e]);
           }
         }
-    }
   });
-  // The cells with an output inside the row, over all phases: s m + r - p in [0, Wo).
+  // The cells with an output inside the row, over all phases: step m + r - pad in [0, Wo).
   int64_t m_lo = INT64_MAX, m_hi = INT64_MIN;
-  for (int64_t r = 0; r < s; ++r) {
-    m_lo = std::min(m_lo, -floor_div(r - p, s)), m_hi = std::max(m_hi, floor_div(Wo - 1 - r + p, s) + 1);
+  for (int64_t r = 0; r < P; ++r) {
+    m_lo = std::min(m_lo, -floor_div(r - o.pad, o.step));
+    m_hi = std::max(m_hi, floor_div(o.Wo - 1 - r + o.pad, o.step) + 1);
   }
   const int64_t row_blocks = ceil_div(m_hi - m_lo, B);
   // Blocks per task: their transformed inputs and one channel block's products within ~512 KiB of
   // L2 (each weight panel read once per task is then multiplied by 12-96 blocks).
   const int64_t tiles =
-      std::min<int64_t>(row_blocks, std::clamp<int64_t>((512 << 10) / (4 * T * K + 256 * T) / 6 * 6, 12, 96));
+      std::min<int64_t>(row_blocks, std::clamp<int64_t>((512 << 10) / (4 * T * Ks + 256 * T) / 6 * 6, 12, 96));
   const int64_t row_tasks = ceil_div(row_blocks, tiles), kv = ceil_div(K, 16);
-  parallel_for_work(0, images * row_tasks, images * row_blocks * B * s * 2 * K * C, [&](int64_t begin, int64_t end) {
-    const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * K), M(ScratchSlot::kConvBlockB, T * tiles * cw);
-    const Scratch<float> O(ScratchSlot::kRowOut, y_nchw ? B * tiles * s * cw : 0);
-    const int64_t e_step = tiles * K;
+  parallel_for_work(0, images * row_tasks, images * row_blocks * B * P * 2 * Ks * C, [&](int64_t begin, int64_t end) {
+    const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * Ks), M(ScratchSlot::kConvBlockB, T * tiles * cw);
+    const Scratch<float> O(ScratchSlot::kRowOut, o.nchw ? B * tiles * o.step * cw : 0);
+    const int64_t e_step = tiles * Ks;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
       const int64_t count = std::min(tiles, row_blocks - b0), mA = m_lo + B * b0;
-      const float* x = xp + image * W * K;
       // The task's outputs: cells mA .. mA + B count - 1, clipped to the row.
-      const int64_t oA = std::max<int64_t>(s * mA - p, 0), oB = std::min(s * (mA + B * count) - p, Wo);
-      for (int64_t t = 0; t < count; ++t) {  // B^T d per block and 16 channels
-        const float* px[T];
-        for (int c = 0; c < T; ++c) {
-          const int64_t iw = mA + B * t - 1 + c;
-          px[c] = iw >= 0 && iw < W ? x + iw * K : nullptr;
+      const int64_t oA = std::max<int64_t>(o.step * mA - o.pad, 0);
+      const int64_t oB = std::min(o.step * (mA + B * count) - o.pad, o.Wo);
+      for (int64_t t = 0; t < count; ++t)  // B^T d per block, source and 16 channels
+        for (int si = 0; si < nsrc; ++si) {
+          const RowsSource& S = src[si];
+          const float* px[T];
+          for (int c = 0; c < T; ++c) {
+            const int64_t it = mA + B * t + S.offset + c;
+            px[c] = it >= 0 && it < S.length ? S.X + image * S.sImage + it * S.sPixel : nullptr;
+          }
+          float* v = V.data() + t * Ks + si * K;
+          for (int64_t q = 0; q < kv; ++q) {
+            const int64_t k0 = 16 * q;
+            const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
+            __m512 d[T], tv[T];
+            for (int c = 0; c < T; ++c) d[c] = px[c] ? _mm512_maskz_loadu_ps(m, px[c] + k0) : _mm512_setzero_ps();
+            F::data(d, tv);
+            for (int e = 0; e < T; ++e) _mm512_mask_storeu_ps(v + e * e_step + k0, m, tv[e]);
+          }
         }
-        float* v = V.data() + t * K;
-        for (int64_t q = 0; q < kv; ++q) {
-          const int64_t k0 = 16 * q;
-          const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-          __m512 d[T], tv[T];
-          for (int c = 0; c < T; ++c) d[c] = px[c] ? _mm512_maskz_loadu_ps(m, px[c] + k0) : _mm512_setzero_ps();
-          F::data(d, tv);
-          for (int e = 0; e < T; ++e) _mm512_mask_storeu_ps(v + e * e_step + k0, m, tv[e]);
-        }
-      }
       for (int64_t cb = 0; cb < blocks; ++cb) {
         const int64_t wd = width(cb), c0 = cb * cw;
-        const DirectRowShape shape{1, K, count, K};
-        for (int64_t r = 0; r < s; ++r) {
+        const DirectRowShape shape{1, Ks, count, Ks};
+        for (int64_t r = 0; r < P; ++r) {
           for (int e = 0; e < T; ++e) {
             const DirectTap tap{V.data() + e * e_step, 0, panel(r, cb, e)};
             direct_tile_row_of_width(wd, &tap, 1, shape, count, kNoBias, M.data() + e * tiles * cw, cw, nullptr);
@@ -496,22 +517,53 @@ void winograd_rows_forward(const float* xp, const float* w, const float* bias, f
               __m512 mm[T], y[B];
               for (int e = 0; e < T; ++e) mm[e] = _mm512_loadu_ps(mt + e * tiles * cw);
               F::output(mm, y);
-              const __m512 b = _mm512_loadu_ps(bias + c0 + c);
+              const __m512 b = bias ? _mm512_loadu_ps(bias + c0 + c) : _mm512_setzero_ps();
               for (int j = 0; j < B; ++j) {
-                const int64_t o = s * (mA + B * t + j) + r - p;
-                if (o < oA || o >= oB) continue;
-                float* dst = y_nchw ? O.data() + (o - oA) * cw + c : yp + (image * Wo + o) * C + c0 + c;
+                const int64_t out = o.step * (mA + B * t + j) + r - o.pad;
+                if (out < oA || out >= oB) continue;
+                float* dst = o.nchw ? O.data() + (out - oA) * cw + c : o.Y + (image * o.Wo + out) * C + c0 + c;
                 _mm512_storeu_ps(dst, _mm512_add_ps(y[j], b));
               }
             }
         }
-        if (y_nchw) {  // the run's pixels x wd into planes c0 .. c0 + wd of image (n, h)
-          const int64_t n = image / g.H, h = image % g.H, plane = g.Ho * Wo;
-          transpose_block(O.data(), cw, yp + (n * C + c0) * plane + h * Wo + oA, plane, wd, oB - oA);
+        if (o.nchw) {  // the run's pixels x wd into planes c0 .. c0 + wd of image (n, h)
+          const int64_t n = image / o.H, h = image % o.H, plane = o.H * o.Wo;
+          transpose_block(O.data(), cw, o.Y + (n * C + c0) * plane + h * o.Wo + oA, plane, wd, oB - oA);
         }
       }
     }
   });
+}
+
+// Note [Winograd rows] for the forward: phase r of cell m is output s m + r - p, reading x[m - 1]
+// (tap r + s) and x[m] (tap r). x: channels_last pixels (N H images of W pixels x Cin); y:
+// channels_last or NCHW (y_nchw); w (Cin, Cout, 1, 2s); bias: Cout floats.
+inline void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool y_nchw,
+                                  const ConvTranspose2dGeometry& g) {
+  const int64_t s = g.sw, K = g.Cin, C = g.Cout;
+  const RowsSource x{xp, g.W * K, K, g.W, -1};
+  const auto weight = [&](int64_t k, int64_t r, int a) { return w + k * C * 2 * s + (a == 0 ? r + s : r); };
+  winograd_rows<3>(&x, 1, K, g.N * g.H, weight, 2 * s, bias, RowsOutput{yp, s, s, g.pw, g.Wo, C, g.H, y_nchw});
+}
+
+// Note [Winograd rows] for grad_input: gi[i] = sum over k < 2s of go[s i + k - p] w[k] (channels
+// swapped). The taps k of one residue rho of s i + k - p read grad_output's polyphase component
+// G_rho[t] = go[s t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + s a, k_rho = (rho + p) mod s,
+// k_rho - p = s d_rho + rho): gi is the sum over the s components of 2-tap correlations, stacked as
+// s sources of Cout channels. go: channels_last pixels (N H images of Wo pixels x Cout); gi:
+// channels_last or NCHW (gi_nchw).
+inline void winograd_rows_grad_input(const float* gop, const float* w, float* gip, bool gi_nchw,
+                                     const ConvTranspose2dGeometry& g) {
+  const int64_t s = g.sw, K = g.Cout, C = g.Cin;
+  std::vector<RowsSource> src;
+  std::vector<int64_t> k_rho;
+  for (int64_t rho = 0; rho < s; ++rho) {
+    k_rho.push_back((rho + g.pw) % s);
+    src.push_back(RowsSource{gop + rho * K, g.Wo * K, s * K, ceil_div(g.Wo - rho, s), floor_div(k_rho[rho] - g.pw, s)});
+  }
+  const auto weight = [&](int64_t k, int64_t, int a) { return w + (k % K) * 2 * s + k_rho[k / K] + s * a; };
+  winograd_rows<3>(src.data(), static_cast<int>(s), K, g.N * g.H, weight, K * 2 * s, nullptr,
+                   RowsOutput{gip, 1, 1, 0, g.W, C, g.H, gi_nchw});
 }
 
 #endif  // TCONV_CPU_AVX512
