@@ -160,7 +160,7 @@ def _plain_eager(out, *tensors):
 def _folds_in_tiles(input, weight, bias):
     """Whether tconv::_conv_transpose2d_padded folds padding_mode's frame inside its kernels (into
     Winograd's output or the direct tiles' sums): a plain eager CPU float32 call on the AVX-512
-    path with whole 16-channel vectors of outputs per group (the forward's use_winograd and
+    or AVX2 path with whole 16-channel vectors of outputs per group (the forward's use_winograd and
     use_direct_tiles, csrc/cpu/direct_tiles.h; other shapes the op computes as the definition,
     slower than the strips below)."""
     if input.device.type != "cpu" or input.dtype != torch.float32 or not _eager_mode():
@@ -168,7 +168,7 @@ def _folds_in_tiles(input, weight, bias):
     if any(t is not None and (type(t) is not torch.Tensor or torch._C._functorch.is_functorch_wrapped_tensor(t))
            for t in (input, weight, bias)):
         return False
-    return _C._cpu_capability() == "avx512" and weight.shape[1] % 16 == 0
+    return _C._cpu_capability() in ("avx512", "avx2") and weight.shape[1] % 16 == 0
 
 
 def _full_costs_no_more(hout, wout, ph, pw, sh, sw):

@@ -901,7 +901,7 @@ FrameFold frame_fold(const ConvTranspose2dGeometry& g, PadFoldMode mode) {
 // fold: padding_mode's output (Note [folded frame]); nullptr for zero padding.
 void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                           const ConvTranspose2dGeometry& g, bool channels_last, const FrameFold* fold = nullptr) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const int64_t KK = g.kH * g.kW, cbw_max = DirectPanels::kMaxWidth;
   const int64_t nblocks = ceil_div(g.Cout_g, cbw_max);
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
@@ -1052,7 +1052,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
   });
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512 or AVX2");
 #endif
 }
 
@@ -1174,7 +1174,7 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
 }
 
 // tconv::_conv_transpose2d_padded: padding_mode's output in one call. On the direct tiles' path
-// (float32 channels_last or NCHW, AVX-512) the frame is folded inside the tiles (Note [folded
+// (float32 channels_last or NCHW, AVX-512 or AVX2) the frame is folded inside the tiles (Note [folded
 // frame]); elsewhere the full output and pad_fold2d, the definition.
 Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
                                    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,

@@ -1,7 +1,7 @@
 // CPU backward of tconv::conv_transpose2d: gradients for input, weight and bias.
 //
 // Wide-stride shapes (contiguous layout) use the adjoint of the forward's cell GEMM
-// (cpu/conv_transpose2d_backward_cells.h). float32 with whole 16-channel vectors on AVX-512 uses
+// (cpu/conv_transpose2d_backward_cells.h). float32 with whole 16-channel vectors on AVX-512 or AVX2 uses
 // the direct tiles (Note [direct tiles], cpu/direct_tiles.h) for grad_input and grad_weight. Other
 // shapes use the patch matrix below.
 //
@@ -364,7 +364,7 @@ void backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor
 // TCONV_CONV_BACKWARD=patch|rows|images forces the patch GEMM or one order (tests).
 void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                                  bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const int64_t KK = g.kH * g.kW, cbw_max = DirectPanels::kMaxWidth;
   const int64_t nblocks = ceil_div(g.Cin_g, cbw_max);
   const DirectPanels panels(weight.const_data_ptr<float>(), g, true);
@@ -455,7 +455,7 @@ void backward_input_direct_tiles(const Tensor& go, const Tensor& weight, Tensor&
   });
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512 or AVX2");
 #endif
 }
 
@@ -660,7 +660,7 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
-// Note [direct tiles] for grad_weight (float32, AVX-512): no patch matrix. The pixels are cut into
+// Note [direct tiles] for grad_weight (float32, AVX-512 or AVX2): no patch matrix. The pixels are cut into
 // chunks of input rows of one image, or of one row's columns (~512 KiB of x and grad_output with
 // them, so a chunk stays in L2 while every tile of the thread reads it; weight_chunks); each thread
 // owns a range of (group, block of 6 input channels) and, chunk after chunk in order, adds the
@@ -670,7 +670,7 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 // multiplied: NaN/Inf land where the definition puts them.
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const int64_t KK = g.kH * g.kW;
   const int64_t ci_blocks = ceil_div(g.Cin_g, int64_t(kWeightTileRows));
   Tensor gwt = at::zeros({g.groups * KK * g.Cin_g * g.Cout_g}, go.options());
@@ -755,7 +755,7 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   weight_tiles_to_weight(gwtp, gw.mutable_data_ptr<float>(), g, KK);
 #else
   (void)go, (void)x, (void)gw, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "direct tiles need AVX-512 or AVX2");
 #endif
 }
 

@@ -1,4 +1,4 @@
-// Note [direct tiles]: a register-blocked direct convolution for float32 on AVX-512: the dense
+// Note [direct tiles]: a register-blocked direct convolution for float32 on AVX-512 and AVX2: the dense
 // transposed convolution's forward and grad_input where they are stride-1 convolutions per phase
 // (every case but stride == kernel), and its grad_weight (weight_tile, below). NCHW operands are
 // transposed on the way (PixelRowCache, transpose_block, planes_to_pixels).
@@ -9,7 +9,8 @@
 // where in_t[p] is the input pixel tap t reads for output p (pixels `in_step` apart along the
 // row) and panel_t the tap's (K x 16 V) weights, packed once per call. Per k each tap costs V
 // vector loads of the panel and R broadcasts for R x V FMAs, so the tiles are as wide as the
-// registers allow (6 x 64, 8 x 48, 12 x 32, 16 x 16 channels); no tap matrix is materialised and
+// registers allow (AVX-512: 6 x 64, 8 x 48, 12 x 32, 16 x 16 channels; AVX2, whose 16 registers
+// hold 8 floats: 6 x 16, see DirectVec); no tap matrix is materialised and
 // nothing is summed twice (the tap GEMM's T and its shifted sums, Note [tap row classes]).
 // Taps whose input row is outside are left out; a tile that has a tap reaching past either end
 // of its input row reads that tap from a zero-padded copy of the pixels (the patch), so the same
@@ -31,6 +32,11 @@
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 #include "cpu/simd_transpose.h"
+
+// The ISAs the direct tiles are built for (one register kernel each, DirectVec).
+#if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
+#define TCONV_CPU_DIRECT_TILES 1
+#endif
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
@@ -55,7 +61,7 @@ inline constexpr DepthAxis kUnitDepth{1, 1, 1, 1, 0, 1};
 // Cout_g, grad_input's Cin_g, grad_weight's Cout_g (its tiles: 6 Cin x 64 Cout of one tap).
 enum class DirectPass { forward, grad_input, grad_weight };
 
-// Where Note [direct tiles] serves `pass`: float32 on AVX-512 (the caller checks the type), whole
+// Where Note [direct tiles] serves `pass`: float32 on AVX-512 or AVX2 (the caller checks the type), whole
 // 16-channel vectors of the pass's outputs, every phase of the output with a tap (kH >= sh, kW >=
 // sw) and at most kDirectMaxTaps per tile row. With two taps or more per output on average every
 // pass takes them. With about one (stride == kernel, the U-Net k2 s2 layers: each pass one GEMM
@@ -66,18 +72,40 @@ enum class DirectPass { forward, grad_input, grad_weight };
 // against 12.4 ms; benchmarks/NOTES.md, session 16). TCONV_CONV_FORWARD=tap|cell forces the
 // forward's GEMM paths instead (=rows|images one of the direct tiles' orders).
 inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   if (const char* force = std::getenv("TCONV_CONV_FORWARD"); pass == DirectPass::forward && force)
     if (std::strcmp(force, "tap") == 0 || std::strcmp(force, "cell") == 0) return false;
   const int64_t out_channels = pass == DirectPass::grad_input ? g.Cin_g : g.Cout_g;
   const int64_t taps = g.kH * g.kW;
   if (out_channels % 16 != 0 || g.kH < g.sh || g.kW < g.sw || taps > kDirectMaxTaps) return false;
+  // A forced order (tests) takes the tiles wherever they can run.
+  if (const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD"))
+    if (std::strcmp(force, "rows") == 0 || std::strcmp(force, "images") == 0) return true;
+#if defined(TCONV_CPU_AVX512)
   if (taps >= 2 * g.sh * g.sw) return true;
   switch (pass) {
     case DirectPass::forward: return true;
     case DirectPass::grad_input: return g.Cin_g <= 256;
     case DirectPass::grad_weight: return g.Cin_g * g.Cout_g <= 256 * 128;
   }
+#else
+  // AVX2 (AMD Zen 3, 2 threads, against the GEMM paths; benchmarks/NOTES.md, session 22): its
+  // tiles keep 12 accumulators and read their panel from L2 at about its rate, where oneDNN's
+  // GEMM blocks for L1. The forward gains at stride 1 (3x3 64->64 8x64x64: 18.3 against 45.4 ms),
+  // with under 4 taps per output phase (3x3 s2 256->128: 45.6 against 63.2) and on k2 s2 up to
+  // 256 x 128 channels (24.5 against 33.8), not on 4x4 s2 (DCGAN 256->128 16x16x16: 52.6
+  // against 38.1) or k2 s2 1024->512 (34.6 against 19.9); grad_input only at stride 1 (4x4 s2:
+  // 49.8 against 33.1); grad_weight up to 256 x 128 channels (DCGAN 36.3 against 46.1; 512->256
+  // at 4x4: 50.9 against 33.7).
+  const bool small = g.Cin_g * g.Cout_g <= 256 * 128;
+  switch (pass) {
+    case DirectPass::forward:
+      if (taps >= 4 * g.sh * g.sw && g.sh * g.sw > 1) return false;  // 4x4 s2 and denser strided layers
+      return taps > g.sh * g.sw || small;                              // about one tap per output: k2 s2
+    case DirectPass::grad_input: return g.sh == 1 && g.sw == 1;
+    case DirectPass::grad_weight: return small;
+  }
+#endif
   return false;
 #else
   (void)g, (void)pass;
@@ -153,45 +181,79 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
 #endif
 }
 
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
 
-// The outputs of one tile row: widest tile per vector count V (channel block of 16 V).
+// The register vector of the tiles: a 16-channel vector of the tiles is one AVX-512 register or
+// two AVX2 ones (kParts).
+struct DirectVec {
+#if defined(TCONV_CPU_AVX512)
+  using type = __m512;
+  static constexpr int kParts = 1;
+  static type load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, type v) { _mm512_storeu_ps(p, v); }
+  static type broadcast(float x) { return _mm512_set1_ps(x); }
+  static type fma(type a, type b, type c) { return _mm512_fmadd_ps(a, b, c); }
+#else
+  using type = __m256;
+  static constexpr int kParts = 2;
+  static type load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, type v) { _mm256_storeu_ps(p, v); }
+  static type broadcast(float x) { return _mm256_set1_ps(x); }
+  static type fma(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
+#endif
+  static constexpr int kLanes = 16 / kParts;
+};
+
+// The outputs of one tile row: widest tile per vector count V (channel block of 16 V) that keeps
+// its R x V accumulators in registers (AVX-512: 24 of 32). AVX2 runs every block 16 channels at
+// a time (direct_tile_row_of_width), 6 outputs x 2 registers: 12 accumulators of 16, and of the
+// shapes tried the one that reads the least of the panel per FMA (its L2 traffic bounds AVX2).
+#if defined(TCONV_CPU_AVX512)
 template <int V>
 constexpr int kDirectTileRows = V == 4 ? 6 : (V == 3 ? 8 : (V == 2 ? 12 : 16));
+#else
+template <int V>
+constexpr int kDirectTileRows = 6;
+#endif
 
+// The tile: panel rows (k) are ld floats apart (16 V, or a block's width when the tile is a
+// part of the block).
 template <int R, int V>
 inline void direct_tile(const float* const* in, int taps, int64_t in_step, int64_t K, const float* const* panel,
-                        const float* bias, float* out, int64_t out_step) {
-  __m512 acc[R][V];
-  for (int v = 0; v < V; ++v) {
-    const __m512 b = _mm512_loadu_ps(bias + 16 * v);
+                        int64_t ld, const float* bias, float* out, int64_t out_step) {
+  using Vec = DirectVec;
+  constexpr int P = V * Vec::kParts, L = Vec::kLanes;
+  static_assert(R * P <= (Vec::kParts == 1 ? 24 : 12), "the accumulators fit the registers");
+  typename Vec::type acc[R][P];
+  for (int v = 0; v < P; ++v) {
+    const auto b = Vec::load(bias + L * v);
     for (int p = 0; p < R; ++p) acc[p][v] = b;
   }
   for (int t = 0; t < taps; ++t) {
     const float* a = in[t];
     const float* w = panel[t];
     for (int64_t k = 0; k < K; ++k) {
-      __m512 b[V];
-      for (int v = 0; v < V; ++v) b[v] = _mm512_loadu_ps(w + k * (16 * V) + 16 * v);
+      typename Vec::type b[P];
+      for (int v = 0; v < P; ++v) b[v] = Vec::load(w + k * ld + L * v);
       for (int p = 0; p < R; ++p) {
-        const __m512 x = _mm512_set1_ps(a[p * in_step + k]);
-        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_fmadd_ps(x, b[v], acc[p][v]);
+        const auto x = Vec::broadcast(a[p * in_step + k]);
+        for (int v = 0; v < P; ++v) acc[p][v] = Vec::fma(x, b[v], acc[p][v]);
       }
     }
   }
   for (int p = 0; p < R; ++p)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + p * out_step + 16 * v, acc[p][v]);
+    for (int v = 0; v < P; ++v) Vec::store(out + p * out_step + L * v, acc[p][v]);
 }
 
 // direct_tile<R, V> for a run-time R in 1 .. Rmax (the row's last tile).
 template <int R, int V>
 inline void direct_tile_of(int rows, const float* const* in, int taps, int64_t in_step, int64_t K,
-                           const float* const* panel, const float* bias, float* out, int64_t out_step) {
+                           const float* const* panel, int64_t ld, const float* bias, float* out, int64_t out_step) {
   if constexpr (R >= 1) {
     if (rows == R) {
-      direct_tile<R, V>(in, taps, in_step, K, panel, bias, out, out_step);
+      direct_tile<R, V>(in, taps, in_step, K, panel, ld, bias, out, out_step);
     } else {
-      direct_tile_of<R - 1, V>(rows, in, taps, in_step, K, panel, bias, out, out_step);
+      direct_tile_of<R - 1, V>(rows, in, taps, in_step, K, panel, ld, bias, out, out_step);
     }
   }
 }
@@ -258,10 +320,11 @@ struct DirectRowShape {
 // The patch's floats for `taps` taps (the callers allocate it once per range of tasks).
 inline int64_t direct_patch_floats(int64_t taps, const DirectRowShape& s) { return taps * 16 * s.mult * s.pixel; }
 
-// The `count` outputs of one tile row (out: the first, outputs out_step apart; 16 V channels).
+// The `count` outputs of one tile row (out: the first, outputs out_step apart; 16 V channels from
+// channel `part` of a block whose panel rows are ld floats apart).
 template <int V>
-void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, int64_t count, const float* bias,
-                     float* out, int64_t out_step, float* patch) {
+void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, int64_t count, int64_t ld,
+                     int64_t part, const float* bias, float* out, int64_t out_step, float* patch) {
   constexpr int Rmax = kDirectTileRows<V>;
   const float* in[kDirectMaxTaps];
   const float* panel[kDirectMaxTaps];
@@ -271,7 +334,7 @@ void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, 
     for (int t = 0; t < ntaps; ++t) {
       const DirectTap& tp = taps[t];
       const int64_t first = tp.base + j0 * s.mult, last = first + (rows - 1) * s.mult;
-      panel[t] = tp.panel;
+      panel[t] = tp.panel + part;
       if (first >= 0 && last < s.len) {
         in[t] = tp.row + first * s.pixel;
         continue;
@@ -289,19 +352,24 @@ void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, 
       }
       in[t] = pt;
     }
-    direct_tile_of<Rmax, V>(rows, in, ntaps, step, s.K, panel, bias, out + j0 * out_step, out_step);
+    direct_tile_of<Rmax, V>(rows, in, ntaps, step, s.K, panel, ld, bias, out + j0 * out_step, out_step);
   }
 }
 
 // direct_tile_row for a block of `width` channels (16, 32, 48 or 64).
 inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int ntaps, const DirectRowShape& s,
                                      int64_t count, const float* bias, float* out, int64_t out_step, float* patch) {
+#if defined(TCONV_CPU_AVX512)
   switch (width) {
-    case 64: direct_tile_row<4>(taps, ntaps, s, count, bias, out, out_step, patch); break;
-    case 48: direct_tile_row<3>(taps, ntaps, s, count, bias, out, out_step, patch); break;
-    case 32: direct_tile_row<2>(taps, ntaps, s, count, bias, out, out_step, patch); break;
-    default: direct_tile_row<1>(taps, ntaps, s, count, bias, out, out_step, patch); break;
+    case 64: direct_tile_row<4>(taps, ntaps, s, count, 64, 0, bias, out, out_step, patch); break;
+    case 48: direct_tile_row<3>(taps, ntaps, s, count, 48, 0, bias, out, out_step, patch); break;
+    case 32: direct_tile_row<2>(taps, ntaps, s, count, 32, 0, bias, out, out_step, patch); break;
+    default: direct_tile_row<1>(taps, ntaps, s, count, 16, 0, bias, out, out_step, patch); break;
   }
+#else
+  for (int64_t c = 0; c < width; c += 16)
+    direct_tile_row<1>(taps, ntaps, s, count, width, c, bias + c, out + c, out_step, patch);
+#endif
 }
 
 // Note [direct tiles] for grad_weight: gw_tap[ci][co] = sum over pixel pairs of x[pixel][ci] *
@@ -318,23 +386,26 @@ struct WeightSegment {
 template <int R, int V>
 inline void weight_tile(const WeightSegment* segs, int nsegs, int64_t a_off, int64_t b_off, int64_t a_step,
                         int64_t b_step, float* acc_mem, int64_t ld) {
-  __m512 acc[R][V];
+  using Vec = DirectVec;
+  constexpr int P = V * Vec::kParts, L = Vec::kLanes;
+  static_assert(R * P <= (Vec::kParts == 1 ? 24 : 12), "the accumulators fit the registers");
+  typename Vec::type acc[R][P];
   for (int p = 0; p < R; ++p)
-    for (int v = 0; v < V; ++v) acc[p][v] = _mm512_loadu_ps(acc_mem + p * ld + 16 * v);
+    for (int v = 0; v < P; ++v) acc[p][v] = Vec::load(acc_mem + p * ld + L * v);
   for (int s = 0; s < nsegs; ++s) {
     const float* a = segs[s].a + a_off;
     const float* b = segs[s].b + b_off;
     for (int64_t k = 0; k < segs[s].K; ++k) {
-      __m512 bv[V];
-      for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(b + k * b_step + 16 * v);
+      typename Vec::type bv[P];
+      for (int v = 0; v < P; ++v) bv[v] = Vec::load(b + k * b_step + L * v);
       for (int p = 0; p < R; ++p) {
-        const __m512 x = _mm512_set1_ps(a[k * a_step + p]);
-        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_fmadd_ps(x, bv[v], acc[p][v]);
+        const auto x = Vec::broadcast(a[k * a_step + p]);
+        for (int v = 0; v < P; ++v) acc[p][v] = Vec::fma(x, bv[v], acc[p][v]);
       }
     }
   }
   for (int p = 0; p < R; ++p)
-    for (int v = 0; v < V; ++v) _mm512_storeu_ps(acc_mem + p * ld + 16 * v, acc[p][v]);
+    for (int v = 0; v < P; ++v) Vec::store(acc_mem + p * ld + L * v, acc[p][v]);
 }
 
 template <int R, int V>
@@ -350,15 +421,21 @@ inline void weight_tile_of(int rows, const WeightSegment* segs, int nsegs, int64
 }
 
 // The weight tiles of rows (<= 6) input channels by width (16, 32, 48 or 64) output channels.
+// AVX2 (6 x 2 accumulator registers per 16 channels) runs the width 16 channels at a time.
 constexpr int kWeightTileRows = 6;
 inline void weight_tile_of_width(int64_t width, int rows, const WeightSegment* segs, int nsegs, int64_t a_off,
                                  int64_t b_off, int64_t a_step, int64_t b_step, float* acc_mem, int64_t ld) {
+#if defined(TCONV_CPU_AVX512)
   switch (width) {
     case 64: weight_tile_of<kWeightTileRows, 4>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
     case 48: weight_tile_of<kWeightTileRows, 3>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
     case 32: weight_tile_of<kWeightTileRows, 2>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
     default: weight_tile_of<kWeightTileRows, 1>(rows, segs, nsegs, a_off, b_off, a_step, b_step, acc_mem, ld); break;
   }
+#else
+  for (int64_t c = 0; c < width; c += 16)
+    weight_tile_of<kWeightTileRows, 1>(rows, segs, nsegs, a_off, b_off + c, a_step, b_step, acc_mem + c, ld);
+#endif
 }
 
 // The weight tiles' accumulators: gwt[group][tap][ci][co] (KK taps), zeroed by the caller. A
@@ -546,6 +623,6 @@ inline ColumnWindows column_windows(int64_t outputs, int64_t bytes_per_output, b
   return {width, ceil_div(outputs, width)};
 }
 
-#endif  // TCONV_CPU_AVX512
+#endif  // TCONV_CPU_DIRECT_TILES
 
 }  // namespace tconv::cpu::CPU_CAPABILITY

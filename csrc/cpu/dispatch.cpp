@@ -1,7 +1,7 @@
 // The CPU kernels of every tconv operator, registered once: each call runs the build of the
 // kernels (cpu/capability/) for the CPU capability ATen chose at start-up, the CPU's best (AVX512,
 // AVX2, DEFAULT) unless ATEN_CPU_CAPABILITY asks for a lower one, so tconv and PyTorch always run
-// at the same level. One binary serves every x86-64 CPU; other CPUs have the DEFAULT build only.
+// at the same level (never above what the CPU has). One binary serves every x86-64 CPU; other CPUs have the DEFAULT build only.
 #include <ATen/Version.h>
 #include <torch/library.h>
 
@@ -27,10 +27,19 @@ namespace tconv::cpu {
 CpuCapability cpu_capability() {
   static const CpuCapability capability = [] {
 #if defined(TCONV_CPU_HAS_X86_BUILDS)
-    // ATen's choice (at::get_cpu_capability: ATEN_CPU_CAPABILITY, capped at what the CPU has).
+    // ATen's choice (at::get_cpu_capability: the CPU's best, or ATEN_CPU_CAPABILITY), capped at
+    // the instruction sets the CPU has: torch 2.13 reports a forced "avx512" as AVX512 on an
+    // AVX2-only CPU (AMD Zen 3), where those kernels would fault. The sets are the builds'
+    // (cpu/capability/begin.h).
+    __builtin_cpu_init();
+    const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+    const bool has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512cd");
     const std::string aten = at::get_cpu_capability();
-    if (aten == "AVX512") return CpuCapability::AVX512;
-    if (aten == "AVX2") return CpuCapability::AVX2;
+    if (aten == "AVX512" && has_avx512) return CpuCapability::AVX512;
+    if ((aten == "AVX512" || aten == "AVX2") && has_avx2) return CpuCapability::AVX2;
 #endif
     return CpuCapability::DEFAULT;
   }();

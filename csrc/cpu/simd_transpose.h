@@ -1,7 +1,7 @@
 // 16 x 16 float transpose in AVX-512 registers: the packing step of the CPU Gram matrix turns
 // rows of X into (position, channel) panels with it, and the upsampling's W gather of 16 rows at
 // once (cpu/gather_rows_transposed.h) goes through it. The AVX2 build has an 8 x 8 one (the
-// Gram's 8-lane panels). Without either, callers use scalar loops.
+// Gram's 8-lane panels) and a 16 x 16 one made of four. Without either, callers use scalar loops.
 #pragma once
 
 #include <cstdint>
@@ -64,9 +64,6 @@ inline void transpose_16x16(const float* src, int64_t ld, float* dst, int64_t ld
 #pragma GCC unroll 16
   for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * ld_dst, r[k]);
 }
-#else
-constexpr bool kHasTranspose16x16 = false;
-inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
 #endif
 
 #if defined(TCONV_CPU_AVX2)
@@ -96,9 +93,20 @@ inline void transpose_8x8(const float* src, int64_t ld, float* dst, int64_t ld_d
     _mm256_storeu_ps(dst + (k + 4) * ld_dst, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
   }
 }
+
+// The 16 x 16 transpose as its four 8 x 8 blocks (the direct tiles' NCHW staging).
+constexpr bool kHasTranspose16x16 = true;
+inline void transpose_16x16(const float* src, int64_t ld, float* dst, int64_t ld_dst = 16) {
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 16; j += 8) transpose_8x8(src + i * ld + j, ld, dst + j * ld_dst + i, ld_dst);
+}
 #else
 constexpr bool kHasTranspose8x8 = false;
 inline void transpose_8x8(const float*, int64_t, float*, int64_t = 8) {}
+#if !defined(TCONV_CPU_AVX512)
+constexpr bool kHasTranspose16x16 = false;
+inline void transpose_16x16(const float*, int64_t, float*, int64_t = 16) {}
+#endif
 #endif
 
 // One vector's worth of rows (16 on AVX-512, 8 on AVX2): dst[k * ld_dst + r] = src[r * ld + k].
