@@ -367,8 +367,8 @@ def test_dense_kernels_from_several_python_threads(monkeypatch):
     assert not errors
 
 
-# Note [direct tiles] (cpu/direct_tiles.h): float32 on AVX-512 CPUs with whole 16-channel vectors
-# of outputs runs a register-tiled direct convolution for the forward (output channels) and
+# Note [direct tiles] (cpu/direct_tiles.h): float32 on AVX-512 and AVX2 CPUs with whole 16-channel
+# vectors of outputs runs a register-tiled direct convolution for the forward (output channels) and
 # grad_input (input channels), its tiles along a row (one phase's outputs, border tiles through a
 # zero-padded patch) or along images (one position in several images), and for grad_weight (tiles
 # of 6 input x 64 output channels of one tap, summed over chunks of pixels in a fixed order).
@@ -391,6 +391,8 @@ DIRECT_TILE_CASES = [
     (40, 16, 16, (3, 3), (4, 4), 2, 1, 0, 1, 1),      # grad_weight: many small images per chunk
     (1, 256, 32, (12, 40), (3, 3), 1, 1, 0, 1, 1),    # grad_weight: an image in several chunks of rows
     (3, 32, 48, (5, 7), (2, 3), (2, 3), 0, 0, 1, 1),  # one tap per phase (the U-Net k2 s2): a GEMM per pass
+    (2, 136, 80, (3, 23), (3, 3), 1, 1, 0, 1, 1),     # AVX2: 16-channel parts of 64 + 16 channel blocks
+    (3, 96, 96, (2, 4), (4, 4), 2, 1, 0, 1, 1),       # rows of border tiles only
     (2, 48, 32, (6, 5), (2, 2), 2, 1, 1, 1, 1),       # one tap per phase, padding and output_padding
 ]
 
