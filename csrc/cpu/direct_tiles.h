@@ -63,7 +63,7 @@ enum class DirectPass { forward, grad_input, grad_weight };
 
 // Where Note [direct tiles] serves `pass`: float32 on AVX-512 or AVX2 (the caller checks the type), whole
 // 16-channel vectors of the pass's outputs, every phase of the output with a tap (kH >= sh, kW >=
-// sw) and at most kDirectMaxTaps per tile row. With two taps or more per output on average every
+// sw) and at most kDirectMaxTaps per tile row. On AVX-512, with two taps or more per output on average every
 // pass takes them. With about one (stride == kernel, the U-Net k2 s2 layers: each pass one GEMM
 // over the channels) the forward still gains (no cell matrix to gather or scatter: 1.2-1.7x the
 // cell GEMM on the U-Net model's k2 s2 layers) but the backward's GEMMs over wide channels run
@@ -73,14 +73,13 @@ enum class DirectPass { forward, grad_input, grad_weight };
 // forward's GEMM paths instead (=rows|images one of the direct tiles' orders).
 inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) {
 #if defined(TCONV_CPU_DIRECT_TILES)
-  if (const char* force = std::getenv("TCONV_CONV_FORWARD"); pass == DirectPass::forward && force)
-    if (std::strcmp(force, "tap") == 0 || std::strcmp(force, "cell") == 0) return false;
+  const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
+  const auto forced = [&](const char* path) { return force && std::strcmp(force, path) == 0; };
+  if (pass == DirectPass::forward && (forced("tap") || forced("cell"))) return false;
   const int64_t out_channels = pass == DirectPass::grad_input ? g.Cin_g : g.Cout_g;
   const int64_t taps = g.kH * g.kW;
   if (out_channels % 16 != 0 || g.kH < g.sh || g.kW < g.sw || taps > kDirectMaxTaps) return false;
-  // A forced order (tests) takes the tiles wherever they can run.
-  if (const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD"))
-    if (std::strcmp(force, "rows") == 0 || std::strcmp(force, "images") == 0) return true;
+  if (forced("rows") || forced("images")) return true;  // a forced order (tests): wherever the tiles can run
 #if defined(TCONV_CPU_AVX512)
   if (taps >= 2 * g.sh * g.sw) return true;
   switch (pass) {
@@ -202,6 +201,8 @@ struct DirectVec {
   static type fma(type a, type b, type c) { return _mm256_fmadd_ps(a, b, c); }
 #endif
   static constexpr int kLanes = 16 / kParts;
+  // Registers a tile's accumulators may take: the rest hold the panel's vectors and the broadcast.
+  static constexpr int kAccumulators = kParts == 1 ? 24 : 12;
 };
 
 // The outputs of one tile row: widest tile per vector count V (channel block of 16 V) that keeps
@@ -223,7 +224,7 @@ inline void direct_tile(const float* const* in, int taps, int64_t in_step, int64
                         int64_t ld, const float* bias, float* out, int64_t out_step) {
   using Vec = DirectVec;
   constexpr int P = V * Vec::kParts, L = Vec::kLanes;
-  static_assert(R * P <= (Vec::kParts == 1 ? 24 : 12), "the accumulators fit the registers");
+  static_assert(R * P <= Vec::kAccumulators, "the accumulators fit the registers");
   typename Vec::type acc[R][P];
   for (int v = 0; v < P; ++v) {
     const auto b = Vec::load(bias + L * v);
@@ -388,7 +389,7 @@ inline void weight_tile(const WeightSegment* segs, int nsegs, int64_t a_off, int
                         int64_t b_step, float* acc_mem, int64_t ld) {
   using Vec = DirectVec;
   constexpr int P = V * Vec::kParts, L = Vec::kLanes;
-  static_assert(R * P <= (Vec::kParts == 1 ? 24 : 12), "the accumulators fit the registers");
+  static_assert(R * P <= Vec::kAccumulators, "the accumulators fit the registers");
   typename Vec::type acc[R][P];
   for (int p = 0; p < R; ++p)
     for (int v = 0; v < P; ++v) acc[p][v] = Vec::load(acc_mem + p * ld + L * v);

@@ -1,7 +1,8 @@
 // The CPU kernels of every tconv operator, registered once: each call runs the build of the
 // kernels (cpu/capability/) for the CPU capability ATen chose at start-up, the CPU's best (AVX512,
 // AVX2, DEFAULT) unless ATEN_CPU_CAPABILITY asks for a lower one, so tconv and PyTorch always run
-// at the same level (never above what the CPU has). One binary serves every x86-64 CPU; other CPUs have the DEFAULT build only.
+// at the same level (never above what the CPU has). One binary serves every x86-64 CPU; other
+// CPUs have the DEFAULT build only.
 #include <ATen/Version.h>
 #include <torch/library.h>
 
