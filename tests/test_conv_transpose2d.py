@@ -476,10 +476,11 @@ def test_direct_tiles_column_windows(cfg, monkeypatch):
             torch.testing.assert_close(cl_result.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
-# Note [Winograd] (cpu/winograd.h): on AVX-512 CPUs, float32 layers with 32 channels or
-# more and no groups or dilation run 3x3 stride 1 (forward and grad_input) and 4x4 stride 2 (the
-# forward: F(2x2, 2x2) per output phase) through Winograd's minimal filtering (elsewhere the same
-# cases check the other paths). Its rounding differs from a direct sum's by a few units in the
+# Note [Winograd] (cpu/winograd.h): on AVX-512 and AVX2 CPUs, float32 layers with 32 channels or
+# more and no groups or dilation run 3x3 stride 1 and 4x4 stride 2 (the forward: F(2x2, 2x2) per
+# output phase; grad_input over grad_output's polyphase components) through Winograd's minimal
+# filtering. TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD=winograd take it wherever it can run, so
+# every case checks it (elsewhere, the default build, the same cases check the other paths). Its rounding differs from a direct sum's by a few units in the
 # last place of the outputs' scale.
 WINOGRAD_CASES = [
     # n, cin, cout, (h, w), k, stride, padding, output_padding
@@ -497,7 +498,9 @@ WINOGRAD_CASES = [
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("cfg", WINOGRAD_CASES, ids=lambda c: "x".join(map(str, c[:6])))
-def test_winograd_matches_pytorch(cfg, bias, layout):
+def test_winograd_matches_pytorch(cfg, bias, layout, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "winograd")
+    monkeypatch.setenv("TCONV_CONV_BACKWARD", "winograd")
     n, cin, cout, hw, k, s, p, op = cfg
     kw = dict(stride=s, padding=p, output_padding=op)
     x, w, b = make_conv(n, cin, cout, hw, (k, k), 1, torch.float64, bias=bias,
@@ -549,10 +552,11 @@ def test_winograd_keeps_nan_and_inf_in_place(k, s, layout):
         torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)
 
 
-# Note [Winograd rows] (cpu/winograd.h): on AVX-512 CPUs the float32 forward and grad_input of a
-# 1 x 2s layer of stride (1, s) (the 1-D vocoder layers through the 2-D op) with enough channels
-# (use_winograd_rows) run F(3, 2) over blocks of 3 cells: the forward every phase's GEMMs on one
-# transform of the inputs, grad_input over grad_output's s polyphase components stacked.
+# Note [Winograd rows] (cpu/winograd.h): on AVX-512 and AVX2 CPUs the float32 forward and
+# grad_input of a 1 x 2s layer of stride (1, s) (the 1-D vocoder layers through the 2-D op) with
+# enough channels (use_winograd_rows) run F(3, 2) over blocks of 3 cells: the forward every
+# phase's GEMMs on one transform of the inputs, grad_input over grad_output's s polyphase
+# components stacked. The tests force them (=winograd: wherever they can run).
 WINOGRAD_ROWS_CASES = [
     # n, cin, cout, (h, w), s, padding, output_padding
     (2, 256, 128, (1, 37), 8, 4, 0),     # the k16 s8 p4 vocoder layer; a partial last block
@@ -569,7 +573,9 @@ WINOGRAD_ROWS_CASES = [
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("cfg", WINOGRAD_ROWS_CASES, ids=lambda c: "x".join(map(str, c[:5])))
-def test_winograd_rows_matches_pytorch(cfg, bias, layout):
+def test_winograd_rows_matches_pytorch(cfg, bias, layout, monkeypatch):
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "winograd")
+    monkeypatch.setenv("TCONV_CONV_BACKWARD", "winograd")
     n, cin, cout, hw, s, p, op = cfg
     kw = dict(stride=(1, s), padding=(0, p), output_padding=(0, op))
     x, w, b = make_conv(n, cin, cout, hw, (1, 2 * s), 1, torch.float64, bias=bias,

@@ -483,7 +483,7 @@ def test_padded_op_folds_the_frame_in_winograd(mode, cfg, channels_last):
     assert torch.equal(one, got)
 
 
-# tconv::_conv_transpose2d_padded: the no-gradient float32 call in one op. On AVX-512 with whole
+# tconv::_conv_transpose2d_padded: the no-gradient float32 call in one op. On AVX-512 or AVX2 with whole
 # 16-channel vectors of outputs per group the frame is folded inside the direct tiles (Note [folded
 # frame], cpu/conv_transpose2d.cpp); elsewhere (other CPUs, other shapes, non-finite data) the op
 # computes the definition. Both against the adjoint, in both layouts, errors as F.pad's.

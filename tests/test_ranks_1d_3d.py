@@ -291,7 +291,7 @@ def test_conv_transpose3d_kernels_double_backward_and_graph_rules():
         want = torch.autograd.grad(F.conv_transpose3d(*ref_leaves, padding=1).square().sum(), ref_leaves)
         for a, e in zip(got, want):
             torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4 * max(e.abs().amax().item() if e.numel() else 0, 1))
-    if tconv.cpu_capability() != "avx512":
+    if tconv.cpu_capability() not in ("avx512", "avx2"):
         return  # the composite: its graph saves copies of the input, not the input
     assert y.grad_fn.name() == "tconv::ConvTranspose3dBackward"
     xc = x.float().requires_grad_() * 1.0

@@ -1063,7 +1063,7 @@ void forward_direct_tiles(const Tensor& x, const Tensor& weight, const std::opti
 void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                       const ConvTranspose2dGeometry& g, bool channels_last, const PadFoldMode* frame_mode = nullptr,
                       int64_t ph = 0, int64_t pw = 0) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
   const int64_t Ho = g.Ho - 2 * ph, Wo = g.Wo - 2 * pw;
   const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, g.H * g.W,
@@ -1077,7 +1077,7 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
   cl.store();
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last, (void)frame_mode, (void)ph, (void)pw;
-  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
 #endif
 }
 
@@ -1085,7 +1085,7 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
 // channels_last copy, y written in its own layout.
 void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
   const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cin * g.H * g.W);
   if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), pixels.data(), g.N, g.Cin, g.H * g.W);
@@ -1093,7 +1093,7 @@ void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::opt
                         b.data(), y.mutable_data_ptr<float>(), !channels_last, g);
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
 #endif
 }
 

@@ -331,14 +331,14 @@ void backward_input_dense(const Tensor& go, const Tensor& weight, Tensor& gi,
 // copies, as the forward.
 void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                              bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, g.Ho * g.Wo,
                                gi.mutable_data_ptr<float>(), g.Cin, g.H * g.W);
   winograd_grad_input(cl.in(), weight.const_data_ptr<float>(), cl.out(), g, kUnitDepth);
   cl.store();
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
 #endif
 }
 
@@ -346,14 +346,14 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
 // grad_output through a channels_last copy, grad_input written in its own layout.
 void backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cout * g.Ho * g.Wo);
   if (!channels_last) planes_to_pixels(go.const_data_ptr<float>(), pixels.data(), g.N, g.Cout, g.Ho * g.Wo);
   winograd_rows_grad_input(channels_last ? go.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
                            gi.mutable_data_ptr<float>(), !channels_last, g);
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
-  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512");
+  TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
 #endif
 }
 

@@ -1,5 +1,5 @@
 // CPU kernels of tconv::conv_transpose3d (forward, grad_input, grad_weight) for plain float32 calls
-// on AVX-512: Note [3-D transposed convolution]. Everything else takes the composite over the 2-D
+// on AVX-512 or AVX2: Note [3-D transposed convolution]. Everything else takes the composite over the 2-D
 // op (csrc/conv_transpose_nd.cpp), whose backward node calls the gradients here.
 //
 // Note [3-D transposed convolution]: the depth axis adds taps, not a new kernel. Output slice od
@@ -45,7 +45,7 @@ namespace {
 
 using at::Tensor;
 
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
 
 // The 2-D geometry whose kernel rows are the layer's (kd, kh) pairs: the direct tiles' panels of
 // the weight (Cin, Cout/g, kD, kH, kW) read as (Cin, Cout/g, kD * kH, kW), tap (kd * kH + kh, kw).
@@ -235,7 +235,7 @@ class PixelsOf {
   const float* data_ = nullptr;
 };
 
-#endif  // TCONV_CPU_AVX512
+#endif  // TCONV_CPU_DIRECT_TILES
 
 }  // namespace
 
@@ -247,7 +247,7 @@ std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Te
                                                    const std::optional<Tensor>& bias, at::IntArrayRef stride,
                                                    at::IntArrayRef padding, at::IntArrayRef output_padding,
                                                    int64_t groups, at::IntArrayRef dilation, bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const bool has_bias = bias.has_value() && bias->defined();
   if (input.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
       (has_bias && bias->scalar_type() != at::kFloat))
@@ -290,7 +290,7 @@ std::optional<Tensor> conv_transpose3d_backward_input_cpu(const Tensor& grad_out
                                                           at::IntArrayRef stride, at::IntArrayRef padding,
                                                           int64_t groups, at::IntArrayRef dilation,
                                                           at::IntArrayRef input_sizes, bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   if (grad_output.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) return std::nullopt;
   const Layer3d l = layer3d(input_sizes, weight.sizes(), grad_output.sizes().slice(2), stride, padding, groups,
                             dilation);
@@ -322,7 +322,7 @@ std::optional<Tensor> conv_transpose3d_backward_weight_cpu(const Tensor& grad_ou
                                                            at::IntArrayRef weight_sizes, at::IntArrayRef stride,
                                                            at::IntArrayRef padding, int64_t groups,
                                                            at::IntArrayRef dilation, bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   if (grad_output.scalar_type() != at::kFloat || input.scalar_type() != at::kFloat) return std::nullopt;
   const Layer3d l = layer3d(input.sizes(), weight_sizes, grad_output.sizes().slice(2), stride, padding, groups,
                             dilation);

@@ -135,16 +135,27 @@ inline bool weight_tiles_take(const ConvTranspose2dGeometry& g) {
 // NCHW grad_input of 4x4 stride 2 from more than 64 x 64 channels (its channels_last copy of the
 // 4x larger grad_output costs more with fewer: 4x64->64 at 64x64 6.5 ms against 5.4 along rows).
 // TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD set to a direct order or a GEMM (tests) take those
-// instead.
+// instead; set to winograd, Winograd wherever it can run (whole 16-channel vectors of the pass's
+// outputs, no groups or dilation), so that tests check it on every shape. AVX2 (AMD Zen 3, 2
+// threads; benchmarks/NOTES.md, session 23) takes the same rule: its tiles run the GEMMs at the
+// direct tiles' rate, so the 2.25x (3x3) and 1.78x (4x4 s2) fewer multiply-adds carry over (3x3
+// 64->64 8x64x64 forward 10.3 ms against the tiles' 15.4, channels_last 8.1 against 14.2; DCGAN
+// 256->128 16x16x16 forward 20.0 against the GEMM's 27.3, grad_input 21.4 against 27.2).
 inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool channels_last) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
-  if (force && std::strcmp(force, "winograd") != 0) return false;
-  const bool k3s1 = g.kH == 3 && g.kW == 3 && g.sh == 1 && g.sw == 1 && g.Cin * g.Cout <= 256 * 256;
-  const bool k4s2 = g.kH == 4 && g.kW == 4 && g.sh == 2 && g.sw == 2 && g.Cin * g.Cout <= 256 * 128 &&
-                    (channels_last || pass == DirectPass::forward || g.Cin * g.Cout > 64 * 64);
-  return pass != DirectPass::grad_weight && (k3s1 || k4s2) && g.dh == 1 && g.dw == 1 && g.groups == 1 &&
-         g.Cin >= 32 && g.Cout >= 32 && (pass == DirectPass::forward ? g.Cout : g.Cin) % 16 == 0;
+  const bool forced = force && std::strcmp(force, "winograd") == 0;
+  if (force && !forced) return false;
+  const bool k3s1 = g.kH == 3 && g.kW == 3 && g.sh == 1 && g.sw == 1;
+  const bool k4s2 = g.kH == 4 && g.kW == 4 && g.sh == 2 && g.sw == 2;
+  if (pass == DirectPass::grad_weight || !(k3s1 || k4s2) || g.dh != 1 || g.dw != 1 || g.groups != 1 ||
+      (pass == DirectPass::forward ? g.Cout : g.Cin) % 16 != 0)
+    return false;
+  if (forced) return true;
+  const int64_t pairs = g.Cin * g.Cout;
+  return g.Cin >= 32 && g.Cout >= 32 &&
+         (k3s1 ? pairs <= 256 * 256
+               : pairs <= 256 * 128 && (channels_last || pass == DirectPass::forward || pairs > 64 * 64));
 #else
   (void)g, (void)pass, (void)channels_last;
   return false;
@@ -161,19 +172,28 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 // 16000: 13.1 ms against 17.7) or 256 x 128 NCHW (the same layer NCHW 16.8 against 15.7);
 // grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels_last (4x256->128
 // k16 s8 2000: 15.6 against 20.3) or beyond it NCHW (the same layer NCHW 21.5 against 20.9; 4x512->256
-// k16 s8 1000: 35.2 against 43.9). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD set to another path
-// take that instead.
+// k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
+// forward takes the same rule (512->256 k16 s8 4x1000 NCL: 98.5 ms against the GEMM's 108 and the
+// tiles' 126) but not grad_input, whose s Cout summed channels (2048 there) make panels the 6-row
+// tiles stream from L3 (164 ms against the GEMM's 108). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
+// set to another path take that instead; set to winograd, the rows wherever they can run.
 inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last,
                               DirectPass pass = DirectPass::forward) {
-#if defined(TCONV_CPU_AVX512)
+#if defined(TCONV_CPU_DIRECT_TILES)
   const bool forward = pass == DirectPass::forward;
   const char* force = std::getenv(forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
-  if (force && std::strcmp(force, "winograd") != 0) return false;
+  const bool forced = force && std::strcmp(force, "winograd") == 0;
+  if (force && !forced) return false;
   const int64_t pairs = g.Cin * g.Cout, outputs = forward ? g.Cout : g.Cin;
+  if (pass == DirectPass::grad_weight || g.kH != 1 || g.sh != 1 || g.ph != 0 || g.sw < 2 || g.kW != 2 * g.sw ||
+      g.dh != 1 || g.dw != 1 || g.groups != 1 || outputs % 16 != 0)
+    return false;
+  if (forced) return true;
+#if !defined(TCONV_CPU_AVX512)
+  if (!forward) return false;
+#endif
   const int64_t fewest = forward ? (channels_last ? 128 * 64 : 256 * 128) : (channels_last ? 256 * 128 : 256 * 128 + 1);
-  return pass != DirectPass::grad_weight && g.kH == 1 && g.sh == 1 && g.ph == 0 && g.sw >= 2 && g.kW == 2 * g.sw &&
-         g.dh == 1 && g.dw == 1 && g.groups == 1 && g.Cin >= 32 && g.Cout >= 32 && outputs % 16 == 0 &&
-         pairs >= fewest && pairs <= 512 * 256;
+  return g.Cin >= 32 && g.Cout >= 32 && pairs >= fewest && pairs <= 512 * 256;
 #else
   (void)g, (void)channels_last, (void)pass;
   return false;

@@ -39,7 +39,57 @@
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
+#if defined(TCONV_CPU_DIRECT_TILES)
+
+// 16 float lanes: one AVX-512 register or two AVX2 ones (the direct tiles' DirectVec). The
+// transforms are lane-by-lane adds, subtractions and exact scalings, so either ISA gives the
+// same bits. The first n lanes of a load or store (a channel tail): the rest read as zero and
+// are neither read nor written in memory.
+struct Vec16 {
 #if defined(TCONV_CPU_AVX512)
+  __m512 v;
+  static Vec16 zero() { return {_mm512_setzero_ps()}; }
+  static Vec16 set1(float x) { return {_mm512_set1_ps(x)}; }
+  static Vec16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static Vec16 load_first(const float* p, int64_t n) { return {_mm512_maskz_loadu_ps(first(n), p)}; }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store_first(float* p, int64_t n) const { _mm512_mask_storeu_ps(p, first(n), v); }
+
+ private:
+  static __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+#else
+  __m256 lo, hi;
+  static Vec16 zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  static Vec16 set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+  static Vec16 load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+  static Vec16 load_first(const float* p, int64_t n) {
+    if (n >= 16) return load(p);
+    return {_mm256_maskload_ps(p, first(n)), _mm256_maskload_ps(p + 8, first(n - 8))};
+  }
+  void store(float* p) const { _mm256_storeu_ps(p, lo), _mm256_storeu_ps(p + 8, hi); }
+  void store_first(float* p, int64_t n) const {
+    if (n >= 16) return store(p);
+    _mm256_maskstore_ps(p, first(n), lo), _mm256_maskstore_ps(p + 8, first(n - 8), hi);
+  }
+
+ private:
+  static __m256i first(int64_t n) {  // lanes i < n (none for n <= 0)
+    const int c = static_cast<int>(std::clamp<int64_t>(n, 0, 8));
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+#endif
+};
+
+// (Free functions: GCC's `#pragma GCC target` does not reach friends defined in the class.)
+#if defined(TCONV_CPU_AVX512)
+inline Vec16 operator+(Vec16 a, Vec16 b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline Vec16 operator-(Vec16 a, Vec16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline Vec16 operator*(Vec16 a, Vec16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+#else
+inline Vec16 operator+(Vec16 a, Vec16 b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+inline Vec16 operator-(Vec16 a, Vec16 b) { return {_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+inline Vec16 operator*(Vec16 a, Vec16 b) { return {_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+#endif
 
 // F(2, R) in one dimension: the filter transform G (T x R), the data transform B^T (T x T) and
 // the output transform A^T (2 x T) of 2 outputs from T = R + 1 inputs; applied along columns
@@ -53,13 +103,11 @@ struct WinogradF2<3> {  // interpolation points 0, 1, -1, infinity
   static void filter(const double* g, double* u) {  // G's rows (1 0 0), 1/2 (1 1 1), 1/2 (1 -1 1), (0 0 1)
     u[0] = g[0], u[1] = 0.5 * (g[0] + g[1] + g[2]), u[2] = 0.5 * (g[0] - g[1] + g[2]), u[3] = g[2];
   }
-  static void data(const __m512* d, __m512* v) {  // B^T's rows (1 0 -1 0), (0 1 1 0), (0 -1 1 0), (0 1 0 -1)
-    v[0] = _mm512_sub_ps(d[0], d[2]), v[1] = _mm512_add_ps(d[1], d[2]);
-    v[2] = _mm512_sub_ps(d[2], d[1]), v[3] = _mm512_sub_ps(d[1], d[3]);
+  static void data(const Vec16* d, Vec16* v) {  // B^T's rows (1 0 -1 0), (0 1 1 0), (0 -1 1 0), (0 1 0 -1)
+    v[0] = d[0] - d[2], v[1] = d[1] + d[2], v[2] = d[2] - d[1], v[3] = d[1] - d[3];
   }
-  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 1 0), (0 1 -1 -1)
-    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
-    y[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
+  static void output(const Vec16* m, Vec16* y) {  // A^T's rows (1 1 1 0), (0 1 -1 -1)
+    y[0] = (m[0] + m[1]) + m[2], y[1] = (m[1] - m[2]) - m[3];
   }
 };
 
@@ -67,11 +115,11 @@ template <>
 struct WinogradF2<2> {  // interpolation points 0, 1, infinity: every coefficient 0 or +-1
   static constexpr int T = 3;
   static void filter(const double* g, double* u) { u[0] = g[0], u[1] = g[0] + g[1], u[2] = g[1]; }
-  static void data(const __m512* d, __m512* v) {  // B^T's rows (1 -1 0), (0 1 0), (0 -1 1)
-    v[0] = _mm512_sub_ps(d[0], d[1]), v[1] = d[1], v[2] = _mm512_sub_ps(d[2], d[1]);
+  static void data(const Vec16* d, Vec16* v) {  // B^T's rows (1 -1 0), (0 1 0), (0 -1 1)
+    v[0] = d[0] - d[1], v[1] = d[1], v[2] = d[2] - d[1];
   }
-  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 0), (0 1 1)
-    y[0] = _mm512_add_ps(m[0], m[1]), y[1] = _mm512_add_ps(m[1], m[2]);
+  static void output(const Vec16* m, Vec16* y) {  // A^T's rows (1 1 0), (0 1 1)
+    y[0] = m[0] + m[1], y[1] = m[1] + m[2];
   }
 };
 
@@ -147,8 +195,7 @@ inline void fold_frame(const WinogradFrame& f, float* y, int64_t N, int64_t C) {
           }
           const float* src = f.data + (n * f.pixels() + f.index(fi, fj)) * C;
           float* dst = y + ((n * f.Ho + ti) * f.Wo + fold_target(fj, f.Wo, f.pw, f.mode)) * C;
-          for (int64_t c = 0; c < C; c += 16)
-            _mm512_storeu_ps(dst + c, _mm512_add_ps(_mm512_loadu_ps(dst + c), _mm512_loadu_ps(src + c)));
+          for (int64_t c = 0; c < C; c += 16) (Vec16::load(dst + c) + Vec16::load(src + c)).store(dst + c);
         }
       }
   });
@@ -225,19 +272,18 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
             }
           for (int64_t q = 0; q < kv; ++q) {
             const int64_t k0 = 16 * q;
-            const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-            __m512 d[T][T], tr[T][T];
+            const int64_t n = K - k0;
+            Vec16 d[T][T], tr[T][T];
             for (int c = 0; c < T; ++c) {
-              __m512 col[T], out[T];
-              for (int r = 0; r < T; ++r)
-                col[r] = px[r][c] ? _mm512_maskz_loadu_ps(m, px[r][c] + k0) : _mm512_setzero_ps();
+              Vec16 col[T], out[T];
+              for (int r = 0; r < T; ++r) col[r] = px[r][c] ? Vec16::load_first(px[r][c] + k0, n) : Vec16::zero();
               F2::data(col, out);
               for (int r = 0; r < T; ++r) tr[r][c] = out[r];
             }
             float* v = V.data() + t * Ks + si * K + k0;
             for (int u = 0; u < T; ++u) {
               F2::data(tr[u], d[u]);
-              for (int w = 0; w < T; ++w) _mm512_mask_storeu_ps(v + (T * u + w) * e_step, m, d[u][w]);
+              for (int w = 0; w < T; ++w) d[u][w].store_first(v + (T * u + w) * e_step, n);
             }
           }
         }
@@ -255,30 +301,30 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
           const int64_t yimage = depth.output_image(image);
           for (int64_t c = 0; c < width; c += 16) {
             const float* mt = M.data() + t * cw + c;
-            __m512 s[2][T];
+            Vec16 s[2][T];
             for (int w = 0; w < T; ++w) {
-              __m512 col[T], out[2];
-              for (int u = 0; u < T; ++u) col[u] = _mm512_loadu_ps(mt + (T * u + w) * tiles * cw);
+              Vec16 col[T], out[2];
+              for (int u = 0; u < T; ++u) col[u] = Vec16::load(mt + (T * u + w) * tiles * cw);
               F2::output(col, out);
               s[0][w] = out[0], s[1][w] = out[1];
             }
-            const __m512 b = bias ? _mm512_loadu_ps(bias + c0 + c) : _mm512_setzero_ps();
+            const Vec16 b = bias ? Vec16::load(bias + c0 + c) : Vec16::zero();
             for (int i = 0; i < 2 && oi + i < o.rows; ++i) {
-              __m512 y[2];
+              Vec16 y[2];
               F2::output(s[i], y);
               const int64_t fi = o.oh0 + (oi + i) * o.sy;
               for (int j = 0; j < 2 && oj + j < o.cols; ++j) {
                 const int64_t fj = o.ow0 + (oj + j) * o.sx;
                 if (!o.frame) {
-                  _mm512_storeu_ps(Y + ((yimage * o.YH + fi) * o.YW + fj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                  (y[j] + b).store(Y + ((yimage * o.YH + fi) * o.YW + fj) * C + c0 + c);
                   continue;
                 }
                 const WinogradFrame& f = *o.frame;
                 const int64_t yi = fi - f.ph, yj = fj - f.pw;
                 if (yi >= 0 && yi < o.YH && yj >= 0 && yj < o.YW) {
-                  _mm512_storeu_ps(Y + ((yimage * o.YH + yi) * o.YW + yj) * C + c0 + c, _mm512_add_ps(y[j], b));
+                  (y[j] + b).store(Y + ((yimage * o.YH + yi) * o.YW + yj) * C + c0 + c);
                 } else {
-                  _mm512_storeu_ps(f.data + (yimage * f.pixels() + f.index(fi, fj)) * C + c0 + c, y[j]);
+                  y[j].store(f.data + (yimage * f.pixels() + f.index(fi, fj)) * C + c0 + c);
                 }
               }
             }
@@ -402,16 +448,13 @@ struct WinogradRows;
 template <>
 struct WinogradRows<3> {  // F(3, 2), points 0, 1, -1, infinity: F(2, 3)'s G and A^T swapped
   static constexpr int T = 4;
-  static void filter(__m512 g0, __m512 g1, __m512* u) {  // G's rows (1 0), 1/2 (1 1), 1/2 (1 -1), (0 -1)
-    const __m512 h = _mm512_set1_ps(0.5f);
-    u[0] = g0, u[1] = _mm512_mul_ps(h, _mm512_add_ps(g0, g1)), u[2] = _mm512_mul_ps(h, _mm512_sub_ps(g0, g1));
-    u[3] = _mm512_sub_ps(_mm512_setzero_ps(), g1);
+  static void filter(Vec16 g0, Vec16 g1, Vec16* u) {  // G's rows (1 0), 1/2 (1 1), 1/2 (1 -1), (0 -1)
+    const Vec16 h = Vec16::set1(0.5f);
+    u[0] = g0, u[1] = h * (g0 + g1), u[2] = h * (g0 - g1), u[3] = Vec16::zero() - g1;
   }
-  static void data(const __m512* d, __m512* v) { WinogradF2<3>::data(d, v); }
-  static void output(const __m512* m, __m512* y) {  // A^T's rows (1 1 1 0), (0 1 -1 0), (0 1 1 1)
-    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
-    y[1] = _mm512_sub_ps(m[1], m[2]);
-    y[2] = _mm512_add_ps(_mm512_add_ps(m[1], m[2]), m[3]);
+  static void data(const Vec16* d, Vec16* v) { WinogradF2<3>::data(d, v); }
+  static void output(const Vec16* m, Vec16* y) {  // A^T's rows (1 1 1 0), (0 1 -1 0), (0 1 1 1)
+    y[0] = (m[0] + m[1]) + m[2], y[1] = m[1] - m[2], y[2] = (m[1] + m[2]) + m[3];
   }
 };
 
@@ -457,9 +500,9 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
             for (int64_t j = 0; j < wd; ++j) g[a][j] = f[j * c_stride];
           }
           for (int64_t j = 0; j < wd; j += 16) {
-            __m512 u[T];
-            F::filter(_mm512_loadu_ps(g[0] + j), _mm512_loadu_ps(g[1] + j), u);
-            for (int e = 0; e < T; ++e) _mm512_storeu_ps(panel(r, cb, e) + k * wd + j, u[e]);
+            Vec16 u[T];
+            F::filter(Vec16::load(g[0] + j), Vec16::load(g[1] + j), u);
+            for (int e = 0; e < T; ++e) u[e].store(panel(r, cb, e) + k * wd + j);
           }
         }
   });
@@ -496,11 +539,11 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
           float* v = V.data() + t * Ks + si * K;
           for (int64_t q = 0; q < kv; ++q) {
             const int64_t k0 = 16 * q;
-            const __mmask16 m = K - k0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k0)) - 1);
-            __m512 d[T], tv[T];
-            for (int c = 0; c < T; ++c) d[c] = px[c] ? _mm512_maskz_loadu_ps(m, px[c] + k0) : _mm512_setzero_ps();
+            const int64_t n = K - k0;
+            Vec16 d[T], tv[T];
+            for (int c = 0; c < T; ++c) d[c] = px[c] ? Vec16::load_first(px[c] + k0, n) : Vec16::zero();
             F::data(d, tv);
-            for (int e = 0; e < T; ++e) _mm512_mask_storeu_ps(v + e * e_step + k0, m, tv[e]);
+            for (int e = 0; e < T; ++e) tv[e].store_first(v + e * e_step + k0, n);
           }
         }
       for (int64_t cb = 0; cb < blocks; ++cb) {
@@ -514,15 +557,15 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
           for (int64_t t = 0; t < count; ++t)  // A^T m + bias per block and 16 channels
             for (int64_t c = 0; c < wd; c += 16) {
               const float* mt = M.data() + t * cw + c;
-              __m512 mm[T], y[B];
-              for (int e = 0; e < T; ++e) mm[e] = _mm512_loadu_ps(mt + e * tiles * cw);
+              Vec16 mm[T], y[B];
+              for (int e = 0; e < T; ++e) mm[e] = Vec16::load(mt + e * tiles * cw);
               F::output(mm, y);
-              const __m512 b = bias ? _mm512_loadu_ps(bias + c0 + c) : _mm512_setzero_ps();
+              const Vec16 b = bias ? Vec16::load(bias + c0 + c) : Vec16::zero();
               for (int j = 0; j < B; ++j) {
                 const int64_t out = o.step * (mA + B * t + j) + r - o.pad;
                 if (out < oA || out >= oB) continue;
                 float* dst = o.nchw ? O.data() + (out - oA) * cw + c : o.Y + (image * o.Wo + out) * C + c0 + c;
-                _mm512_storeu_ps(dst, _mm512_add_ps(y[j], b));
+                (y[j] + b).store(dst);
               }
             }
         }
@@ -566,6 +609,6 @@ inline void winograd_rows_grad_input(const float* gop, const float* w, float* gi
                    RowsOutput{gip, 1, 1, 0, g.W, C, g.H, gi_nchw});
 }
 
-#endif  // TCONV_CPU_AVX512
+#endif  // TCONV_CPU_DIRECT_TILES
 
 }  // namespace tconv::cpu::CPU_CAPABILITY
