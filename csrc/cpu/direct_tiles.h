@@ -71,14 +71,24 @@ enum class DirectPass { forward, grad_input, grad_weight };
 // 1.44 against 1.00 ms), grad_weight up to 256 x 128 channels (2x1024->512 at 16x16: 16.1
 // against 12.4 ms; benchmarks/NOTES.md, session 16). TCONV_CONV_FORWARD=tap|cell forces the
 // forward's GEMM paths instead (=rows|images one of the direct tiles' orders).
+// Whether the direct tiles can serve `pass` at all (the first conditions below).
+inline bool direct_tiles_can_run(const ConvTranspose2dGeometry& g, DirectPass pass) {
+#if defined(TCONV_CPU_DIRECT_TILES)
+  const int64_t out_channels = pass == DirectPass::grad_input ? g.Cin_g : g.Cout_g;
+  return out_channels % 16 == 0 && g.kH >= g.sh && g.kW >= g.sw && g.kH * g.kW <= kDirectMaxTaps;
+#else
+  (void)g, (void)pass;
+  return false;
+#endif
+}
+
 inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) {
 #if defined(TCONV_CPU_DIRECT_TILES)
   const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
   const auto forced = [&](const char* path) { return force && std::strcmp(force, path) == 0; };
   if (pass == DirectPass::forward && (forced("tap") || forced("cell"))) return false;
-  const int64_t out_channels = pass == DirectPass::grad_input ? g.Cin_g : g.Cout_g;
   const int64_t taps = g.kH * g.kW;
-  if (out_channels % 16 != 0 || g.kH < g.sh || g.kW < g.sw || taps > kDirectMaxTaps) return false;
+  if (!direct_tiles_can_run(g, pass)) return false;
   if (forced("rows") || forced("images")) return true;  // a forced order (tests): wherever the tiles can run
 #if defined(TCONV_CPU_AVX512)
   if (taps >= 2 * g.sh * g.sw) return true;
@@ -174,8 +184,9 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 // k16 s8 2000: 15.6 against 20.3) or beyond it NCHW (the same layer NCHW 21.5 against 20.9; 4x512->256
 // k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
 // forward takes the same rule (512->256 k16 s8 4x1000 NCL: 98.5 ms against the GEMM's 108 and the
-// tiles' 126) but not grad_input, whose s Cout summed channels (2048 there) make panels the 6-row
-// tiles stream from L3 (164 ms against the GEMM's 108). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
+// tiles' 126); grad_input only up to 512 summed channels (s Cout), beyond which the 6-row tiles
+// stream their panels from L3 (512->256 k16 s8, 2048 summed: 164 ms against the GEMM's 108;
+// 256->128 k4 s2 4x8000 NCL, 256 summed: 89.8 ms against 111 with the forward). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
 // set to another path take that instead; set to winograd, the rows wherever they can run.
 inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last,
                               DirectPass pass = DirectPass::forward) {
@@ -190,7 +201,7 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
     return false;
   if (forced) return true;
 #if !defined(TCONV_CPU_AVX512)
-  if (!forward) return false;
+  if (!forward) return g.Cin >= 32 && g.Cout >= 32 && g.sw * g.Cout <= 512 && pairs >= 128 * 64;
 #endif
   const int64_t fewest = forward ? (channels_last ? 128 * 64 : 256 * 128) : (channels_last ? 256 * 128 : 256 * 128 + 1);
   return g.Cin >= 32 && g.Cout >= 32 && pairs >= fewest && pairs <= 512 * 256;
