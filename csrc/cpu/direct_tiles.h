@@ -184,9 +184,10 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 // k16 s8 2000: 15.6 against 20.3) or beyond it NCHW (the same layer NCHW 21.5 against 20.9; 4x512->256
 // k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
 // forward takes the same rule (512->256 k16 s8 4x1000 NCL: 98.5 ms against the GEMM's 108 and the
-// tiles' 126); grad_input only up to 512 summed channels (s Cout), beyond which the 6-row tiles
-// stream their panels from L3 (512->256 k16 s8, 2048 summed: 164 ms against the GEMM's 108;
-// 256->128 k4 s2 4x8000 NCL, 256 summed: 89.8 ms against 111 with the forward). TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
+// tiles' 126); grad_input from 128 x 64 channels (256->128 k4 s2 4x8000 NCL, 256 summed: 89.8 ms
+// against 111 with the forward); since its GEMMs run in L2-sized chunks (Note [Winograd products])
+// also at 2048 summed channels (512->256 k16 s8: 91 ms against the GEMM's 100, session 24; 126
+// before the chunks), up to 512 x 256 channels as on AVX-512. TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
 // set to another path take that instead; set to winograd, the rows wherever they can run.
 inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last,
                               DirectPass pass = DirectPass::forward) {
@@ -201,7 +202,7 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
     return false;
   if (forced) return true;
 #if !defined(TCONV_CPU_AVX512)
-  if (!forward) return g.Cin >= 32 && g.Cout >= 32 && g.sw * g.Cout <= 512 && pairs >= 128 * 64;
+  if (!forward) return g.Cin >= 32 && g.Cout >= 32 && pairs >= 128 * 64 && pairs <= 512 * 256;
 #endif
   const int64_t fewest = forward ? (channels_last ? 128 * 64 : 256 * 128) : (channels_last ? 256 * 128 : 256 * 128 + 1);
   return g.Cin >= 32 && g.Cout >= 32 && pairs >= fewest && pairs <= 512 * 256;
@@ -249,7 +250,10 @@ constexpr int kDirectTileRows = 6;
 #endif
 
 // The tile: panel rows (k) are ld floats apart (16 V, or a block's width when the tile is a
-// part of the block).
+// part of the block). It starts from bias (per channel) or, with bias kAccumulate, from out
+// (a sum over K in chunks).
+inline constexpr const float* kAccumulate = nullptr;
+
 template <int R, int V>
 inline void direct_tile(const float* const* in, int taps, int64_t in_step, int64_t K, const float* const* panel,
                         int64_t ld, const float* bias, float* out, int64_t out_step) {
@@ -258,6 +262,10 @@ inline void direct_tile(const float* const* in, int taps, int64_t in_step, int64
   static_assert(R * P <= Vec::kAccumulators, "the accumulators fit the registers");
   typename Vec::type acc[R][P];
   for (int v = 0; v < P; ++v) {
+    if (bias == kAccumulate) {
+      for (int p = 0; p < R; ++p) acc[p][v] = Vec::load(out + p * out_step + L * v);
+      continue;
+    }
     const auto b = Vec::load(bias + L * v);
     for (int p = 0; p < R; ++p) acc[p][v] = b;
   }
@@ -388,6 +396,19 @@ void direct_tile_row(const DirectTap* taps, int ntaps, const DirectRowShape& s, 
   }
 }
 
+// The rows of direct_tile_row_of_width's tiles for a block of `width` channels.
+inline int64_t direct_tile_rows_of_width(int64_t width) {
+#if defined(TCONV_CPU_AVX512)
+  return width == 64   ? kDirectTileRows<4>
+         : width == 48 ? kDirectTileRows<3>
+         : width == 32 ? kDirectTileRows<2>
+                       : kDirectTileRows<1>;
+#else
+  (void)width;
+  return kDirectTileRows<1>;
+#endif
+}
+
 // direct_tile_row for a block of `width` channels (16, 32, 48 or 64).
 inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int ntaps, const DirectRowShape& s,
                                      int64_t count, const float* bias, float* out, int64_t out_step, float* patch) {
@@ -400,7 +421,8 @@ inline void direct_tile_row_of_width(int64_t width, const DirectTap* taps, int n
   }
 #else
   for (int64_t c = 0; c < width; c += 16)
-    direct_tile_row<1>(taps, ntaps, s, count, width, c, bias + c, out + c, out_step, patch);
+    direct_tile_row<1>(taps, ntaps, s, count, width, c, bias == kAccumulate ? kAccumulate : bias + c, out + c, out_step,
+                       patch);
 #endif
 }
 

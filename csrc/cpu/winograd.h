@@ -230,6 +230,56 @@ struct WinogradDepth {
   int64_t output_image(int64_t image) const { return batch(image) * YD + cell(image) * od_step + od0; }
 };
 
+// Note [Winograd products]: the GEMMs of one element e and channel block, M_e (count x width, rows
+// ldm apart) = V_e (count x Ks, rows ldv apart) U_e (Ks x width), summed over the Ks channels in
+// chunks of kWinogradChunk: a chunk's panel (64 KiB at width 64) stays in L2 while every block of
+// the task reads it, so the panel's traffic from L3 is one read per task however large Ks is and
+// however many blocks the task has. The tile groups run one after another over a chunk, each
+// prefetching a slice of the next chunk (or of next_panel, the caller's next panel) into L2: the
+// first group would otherwise wait on each of the chunk's lines in turn (AVX2 reads a 16-channel
+// part of the panel's 256-byte rows, a stride the hardware prefetch did not cover). Unchunked and
+// unprefetched, the 1-D k16 s8 grad_input (Ks = 2048) ran Winograd's GEMMs at 47 GFLOP/s on 2
+// Zen 3 cores (benchmarks/NOTES.md, session 24).
+inline constexpr int64_t kWinogradChunk = 256;
+
+inline void winograd_products(const float* V, int64_t ldv, int64_t Ks, int64_t count, const float* panel,
+                              int64_t width, float* M, int64_t ldm, const float* next_panel) {
+  const int64_t rows = direct_tile_rows_of_width(width), groups = ceil_div(count, rows);
+  for (int64_t k0 = 0; k0 < Ks; k0 += kWinogradChunk) {
+    const int64_t kn = std::min(kWinogradChunk, Ks - k0);
+    const bool last = k0 + kn == Ks;
+    const float* next = last ? next_panel : panel + (k0 + kn) * width;
+    const int64_t lines = next ? ceil_div(std::min(kWinogradChunk, last ? Ks : Ks - k0 - kn) * width, 16) : 0;
+    const int64_t per_group = ceil_div(lines, groups);
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      for (int64_t l = grp * per_group; l < std::min(lines, (grp + 1) * per_group); ++l)
+        __builtin_prefetch(next + 16 * l, 0, 2);  // into L2 (prefetcht1); never faults
+      const int64_t j0 = grp * rows, n = std::min(rows, count - j0);
+      const DirectTap tap{V + j0 * ldv + k0, 0, panel + k0 * width};
+      direct_tile_row_of_width(width, &tap, 1, DirectRowShape{1, ldv, n, kn}, n, k0 == 0 ? kNoBias : kAccumulate,
+                               M + j0 * ldm, ldm, nullptr);
+    }
+  }
+}
+
+// The pitch of V's rows: Ks floats and one cache line more, so that the tiles' rows at a
+// power-of-two Ks (2048: 8 KiB apart) do not all fall in one L1 set.
+inline int64_t winograd_row_pitch(int64_t Ks) { return Ks + 16; }
+
+// Blocks per task (of `total`): one channel block's working set (a chunk's transformed inputs,
+// tiles x kWinogradChunk floats; its panel; the products, e_count x tiles x 64) within ~384 KiB of
+// the core's L2, all the task's transformed inputs (e_count x tiles x Ks) within ~1.5 MiB of L3,
+// and at least 4 tasks per thread where `total` allows; a multiple of the 6-block register tile
+// from 12 to 96. Each panel read from L3 once per task is multiplied by 12-96 blocks. The
+// grouping never changes a result (each block's sums run in the same order in any tile).
+inline int64_t winograd_task_blocks(int64_t e_count, int64_t Ks, int64_t total) {
+  const int64_t kc = std::min(Ks, kWinogradChunk);
+  const int64_t l2 = ((384 << 10) - 4 * kc * 64) / (4 * kc + 256 * e_count);
+  const int64_t l3 = (3 << 19) / (4 * e_count * Ks);
+  const int64_t balance = ceil_div(total, 4 * static_cast<int64_t>(at::get_num_threads()));
+  return std::min(total, std::clamp<int64_t>(std::min({l2, l3, balance}) / 6 * 6, 12, 96));
+}
+
 // The correlation of the Note summed over `nsrc` sources of K channels each (their channels one
 // sequence of nsrc K, as U's rows), into the grid `o` of Y, C a multiple of 16; bias: C floats or
 // null. The 2x2 blocks of grid outputs in one sequence over images and rows; per task a run of
@@ -240,18 +290,14 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
                  const float* bias, float* Y, int64_t C, const WinogradGrid& o, const WinogradDepth& depth = {}) {
   using F2 = WinogradF2<R>;
   constexpr int T = F2::T, E = T * T;
-  const int64_t Ks = nsrc * K;  // the GEMMs' summed channels
+  const int64_t Ks = nsrc * K, ldv = winograd_row_pitch(Ks);  // the GEMMs' summed channels
   const int64_t TH = ceil_div(o.rows, 2), TW = ceil_div(o.cols, 2), total = N * depth.Q * TH * TW;
-  // Blocks per task: its transformed inputs and one channel block's products within ~512 KiB of
-  // the core's L2 (each weight panel read once per task is then multiplied by 12-60 blocks),
-  // a multiple of the 6-block register tile.
-  const int64_t tiles =
-      std::min<int64_t>(total, std::clamp<int64_t>((512 << 10) / (4 * E * Ks + 256 * E) / 6 * 6, 12, 96));
+  const int64_t tiles = winograd_task_blocks(E, Ks, total);
   const int64_t kv = ceil_div(K, 16), cw = WinogradWeights<R>::kMaxWidth;
   const int64_t tasks = ceil_div(total, tiles);
   parallel_for_work(0, tasks, total * E * Ks * C, [&](int64_t begin, int64_t end) {
-    const Scratch<float> V(ScratchSlot::kConvBlockA, E * tiles * Ks), M(ScratchSlot::kConvBlockB, E * tiles * cw);
-    const int64_t e_step = tiles * Ks;
+    const Scratch<float> V(ScratchSlot::kConvBlockA, E * tiles * ldv), M(ScratchSlot::kConvBlockB, E * tiles * cw);
+    const int64_t e_step = tiles * ldv;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t first = task * tiles, count = std::min(tiles, total - first);
       // B^T d B per block, source and 16 channels k.
@@ -280,7 +326,7 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
               F2::data(col, out);
               for (int r = 0; r < T; ++r) tr[r][c] = out[r];
             }
-            float* v = V.data() + t * Ks + si * K + k0;
+            float* v = V.data() + t * ldv + si * K + k0;
             for (int u = 0; u < T; ++u) {
               F2::data(tr[u], d[u]);
               for (int w = 0; w < T; ++w) d[u][w].store_first(v + (T * u + w) * e_step, n);
@@ -290,10 +336,10 @@ void winograd_f2(const WinogradSource* src, int nsrc, int64_t N, int64_t K, cons
       }
       for (int64_t cb = 0; cb < U.blocks(); ++cb) {
         const int64_t width = U.width(cb), c0 = cb * cw;
-        const DirectRowShape shape{1, Ks, count, Ks};
         for (int e = 0; e < E; ++e) {
-          const DirectTap tap{V.data() + e * e_step, 0, U.panel(cb, e)};
-          direct_tile_row_of_width(width, &tap, 1, shape, count, kNoBias, M.data() + e * tiles * cw, cw, nullptr);
+          const float* next = e + 1 < E ? U.panel(cb, e + 1) : (cb + 1 < U.blocks() ? U.panel(cb + 1, 0) : nullptr);
+          winograd_products(V.data() + e * e_step, ldv, Ks, count, U.panel(cb, e), width, M.data() + e * tiles * cw, cw,
+                            next);
         }
         // A^T m A + bias per block and 16 channels.
         for (int64_t t = 0; t < count; ++t) {
@@ -484,7 +530,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
   using F = WinogradRows<B>;
   constexpr int T = F::T;
   constexpr int64_t cw = DirectPanels::kMaxWidth;
-  const int64_t Ks = nsrc * K, C = o.C, P = o.phases, blocks = ceil_div(C, cw);
+  const int64_t Ks = nsrc * K, ldv = winograd_row_pitch(Ks), C = o.C, P = o.phases, blocks = ceil_div(C, cw);
   const auto width = [&](int64_t cb) { return std::min(cw, C - cb * cw); };
   // Transformed weights: per phase r, channel block cb and element e a (Ks x width) panel.
   const Scratch<float> U(ScratchSlot::kConvWeights, P * blocks * T * Ks * cw);
@@ -513,15 +559,12 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
     m_hi = std::max(m_hi, floor_div(o.Wo - 1 - r + o.pad, o.step) + 1);
   }
   const int64_t row_blocks = ceil_div(m_hi - m_lo, B);
-  // Blocks per task: their transformed inputs and one channel block's products within ~512 KiB of
-  // L2 (each weight panel read once per task is then multiplied by 12-96 blocks).
-  const int64_t tiles =
-      std::min<int64_t>(row_blocks, std::clamp<int64_t>((512 << 10) / (4 * T * Ks + 256 * T) / 6 * 6, 12, 96));
+  const int64_t tiles = std::min(row_blocks, winograd_task_blocks(T, Ks, images * row_blocks));
   const int64_t row_tasks = ceil_div(row_blocks, tiles), kv = ceil_div(K, 16);
   parallel_for_work(0, images * row_tasks, images * row_blocks * B * P * 2 * Ks * C, [&](int64_t begin, int64_t end) {
-    const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * Ks), M(ScratchSlot::kConvBlockB, T * tiles * cw);
+    const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * ldv), M(ScratchSlot::kConvBlockB, T * tiles * cw);
     const Scratch<float> O(ScratchSlot::kRowOut, o.nchw ? B * tiles * o.step * cw : 0);
-    const int64_t e_step = tiles * Ks;
+    const int64_t e_step = tiles * ldv;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
       const int64_t count = std::min(tiles, row_blocks - b0), mA = m_lo + B * b0;
@@ -536,7 +579,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
             const int64_t it = mA + B * t + S.offset + c;
             px[c] = it >= 0 && it < S.length ? S.X + image * S.sImage + it * S.sPixel : nullptr;
           }
-          float* v = V.data() + t * Ks + si * K;
+          float* v = V.data() + t * ldv + si * K;
           for (int64_t q = 0; q < kv; ++q) {
             const int64_t k0 = 16 * q;
             const int64_t n = K - k0;
@@ -548,11 +591,13 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
         }
       for (int64_t cb = 0; cb < blocks; ++cb) {
         const int64_t wd = width(cb), c0 = cb * cw;
-        const DirectRowShape shape{1, Ks, count, Ks};
         for (int64_t r = 0; r < P; ++r) {
           for (int e = 0; e < T; ++e) {
-            const DirectTap tap{V.data() + e * e_step, 0, panel(r, cb, e)};
-            direct_tile_row_of_width(wd, &tap, 1, shape, count, kNoBias, M.data() + e * tiles * cw, cw, nullptr);
+            const float* next = e + 1 < T   ? panel(r, cb, e + 1)
+                                : r + 1 < P ? panel(r + 1, cb, 0)
+                                            : (cb + 1 < blocks ? panel(0, cb + 1, 0) : nullptr);
+            winograd_products(V.data() + e * e_step, ldv, Ks, count, panel(r, cb, e), wd, M.data() + e * tiles * cw, cw,
+                              next);
           }
           for (int64_t t = 0; t < count; ++t)  // A^T m + bias per block and 16 channels
             for (int64_t c = 0; c < wd; c += 16) {
