@@ -825,7 +825,8 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     return gw;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_weight) &&
+  if (go.scalar_type() == at::kFloat &&
+      use_direct_tiles2d(g, DirectPass::grad_weight, fmt == at::MemoryFormat::ChannelsLast) &&
       weight_tiles_take(g) &&
       !(force && std::strcmp(force, "patch") == 0)) {
     backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]

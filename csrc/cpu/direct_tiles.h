@@ -122,6 +122,30 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
 #endif
 }
 
+// use_direct_tiles for the 2-D ops, whose alternative is their GEMMs (the 3-D kernels' is the
+// composite, which the tiles beat wherever they run). AVX2 (AMD Zen 3, 2 threads; benchmarks/NOTES.md,
+// session 24): on 3x3 s2 (between one and four taps per output phase) the tap GEMM's forward is
+// faster from 256 input channels NCHW (decoder 256->128 8x32x32: 30.9 ms against the tiles' 37.0;
+// 512->256 8x16x16: 29.3 against 33.8; 128->64 8x64x64 loses, 39.6 against 34.8; channels_last
+// 33.2 against 31.1) and the patch GEMM's grad_weight from 128 input channels (the decoder 32.8
+// against 39.4, channels_last 31.1 against 35.8; 128->64 38.5 against 42.4; 64->32 12.2 against
+// 11.0). A forced order (TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD = rows|images) still takes the tiles.
+inline bool use_direct_tiles2d(const ConvTranspose2dGeometry& g, DirectPass pass, bool channels_last) {
+  if (!use_direct_tiles(g, pass)) return false;
+#if defined(TCONV_CPU_DIRECT_TILES) && !defined(TCONV_CPU_AVX512)
+  const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
+  if (force && (std::strcmp(force, "rows") == 0 || std::strcmp(force, "images") == 0)) return true;
+  const int64_t taps = g.kH * g.kW, phases = g.sh * g.sw;
+  if (phases > 1 && taps > phases && taps < 4 * phases) {  // 3x3 s2
+    if (pass == DirectPass::forward && !channels_last && g.Cin_g >= 256) return false;
+    if (pass == DirectPass::grad_weight && g.Cin_g >= 128) return false;
+  }
+#else
+  (void)channels_last;
+#endif
+  return true;
+}
+
 // grad_weight's tiles: whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB). The 3-D
 // kernels need it (their chunks are whole rows); the 2-D ones cut wider rows into column runs (weight_chunks).
 inline bool weight_tiles_fit(const ConvTranspose2dGeometry& g) {
