@@ -238,8 +238,9 @@ struct WinogradDepth {
 // prefetching a slice of the next chunk (or of next_panel, the caller's next panel) into L2: the
 // first group would otherwise wait on each of the chunk's lines in turn (AVX2 reads a 16-channel
 // part of the panel's 256-byte rows, a stride the hardware prefetch did not cover). Unchunked and
-// unprefetched, the 1-D k16 s8 grad_input (Ks = 2048) ran Winograd's GEMMs at 47 GFLOP/s on 2
-// Zen 3 cores (benchmarks/NOTES.md, session 24).
+// unprefetched, the 1-D k16 s8 grad_input (Ks = 2048) took 126 ms for its 11.2 GFLOP on 2 Zen 3
+// cores (89 GFLOP/s; the GEMM path runs at ~165); chunked 96 ms, prefetched 91 (benchmarks/NOTES.md,
+// session 24).
 inline constexpr int64_t kWinogradChunk = 256;
 
 inline void winograd_products(const float* V, int64_t ldv, int64_t Ks, int64_t count, const float* panel,
@@ -263,7 +264,8 @@ inline void winograd_products(const float* V, int64_t ldv, int64_t Ks, int64_t c
 }
 
 // The pitch of V's rows: Ks floats and one cache line more, so that the tiles' rows at a
-// power-of-two Ks (2048: 8 KiB apart) do not all fall in one L1 set.
+// power-of-two Ks (2048: 8 KiB apart) do not all fall in one L1 set (no change measurable on Zen
+// 3, and it costs nothing).
 inline int64_t winograd_row_pitch(int64_t Ks) { return Ks + 16; }
 
 // Blocks per task (of `total`): one channel block's working set (a chunk's transformed inputs,
