@@ -1161,7 +1161,7 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
       forward_winograd_rows(x, w, bias, y, g, channels_last);
     else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward, channels_last))
       forward_winograd(x, w, bias, y, g, channels_last);
-    else if (std::is_same_v<scalar_t, float> && use_direct_tiles2d(g, DirectPass::forward, channels_last))
+    else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, DirectPass::forward, gemm_alternative(channels_last)))
       forward_direct_tiles(x, w, bias, y, g, channels_last);
     else if (gemm_in_16_bits<scalar_t>() && use_tap_gemm(g, true))
       forward_tap_gemm<scalar_t, scalar_t>(x, w, bias, y, g, channels_last);
@@ -1196,7 +1196,7 @@ Tensor conv_transpose2d_padded_cpu(const Tensor& input, const Tensor& weight, co
       forward_winograd(x, w, bias, y, full, channels_last, &mode, g.ph, g.pw);
       return y;
     }
-  } else if (input.scalar_type() == at::kFloat && use_direct_tiles2d(g, DirectPass::forward, channels_last)) {
+  } else if (input.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::forward, gemm_alternative(channels_last))) {
     const FrameFold fold = frame_fold(g, mode);
     const Tensor x = input.contiguous(fmt), w = weight.contiguous();
     if (g.kH * g.kW * fold.max_sources * fold.max_sources <= kDirectMaxTaps && all_finite<float>(x) &&

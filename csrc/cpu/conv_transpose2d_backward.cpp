@@ -536,7 +536,8 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
-  if (go.scalar_type() == at::kFloat && use_direct_tiles(g, DirectPass::grad_input) &&
+  if (go.scalar_type() == at::kFloat &&
+      use_direct_tiles(g, DirectPass::grad_input, gemm_alternative(fmt == at::MemoryFormat::ChannelsLast)) &&
       !(force && std::strcmp(force, "patch") == 0) && all_finite<float>(w)) {
     backward_input_direct_tiles(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]
     return gi;
@@ -826,7 +827,7 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
   if (go.scalar_type() == at::kFloat &&
-      use_direct_tiles2d(g, DirectPass::grad_weight, fmt == at::MemoryFormat::ChannelsLast) &&
+      use_direct_tiles(g, DirectPass::grad_weight, gemm_alternative(fmt == at::MemoryFormat::ChannelsLast)) &&
       weight_tiles_take(g) &&
       !(force && std::strcmp(force, "patch") == 0)) {
     backward_weight_direct_tiles(go, x, gw, g, fmt == at::MemoryFormat::ChannelsLast);  // Note [direct tiles]

@@ -207,20 +207,14 @@ bool use_winograd3d(const Layer3d& l, DirectPass pass) {
   return l.d.kD == l.g.kH && l.d.sd == l.g.sh && l.d.dd == 1 && use_winograd(stacked, pass, true);
 }
 
-// The direct tiles' rule (use_direct_tiles) for a pass of the 3-D layer: every depth phase with a
-// tap (kD >= sd), a tile row's taps within kDirectMaxTaps; grad_weight's rows within its chunk.
-// AVX2's grad_input rule (stride 1) weighs the tiles against the 2-D op's GEMMs; here the other
-// path is the composite, which they beat at any stride (AMD Zen 3, 2 threads: k2 s2 128->64
-// 2x16^3 forward+backward 34.7 ms against 63.0, PyTorch 45.6; benchmarks/NOTES.md, session 23).
+// The direct tiles' rule (use_direct_tiles, against the composite) for a pass of the 3-D layer:
+// every depth phase with a tap (kD >= sd), a tile row's taps within kDirectMaxTaps; grad_weight's
+// rows within its chunk.
 bool use_direct_tiles3d(const Layer3d& l, DirectPass pass) {
   const ConvTranspose2dGeometry& g = l.g;
   if (l.d.kD < l.d.sd || l.d.kD * g.kH * g.kW > kDirectMaxTaps) return false;
-#if defined(TCONV_CPU_AVX2)
-  const bool rule = pass == DirectPass::grad_input ? direct_tiles_can_run(g, pass) : use_direct_tiles(g, pass);
-#else
-  const bool rule = use_direct_tiles(g, pass);
-#endif
-  return rule && (pass != DirectPass::grad_weight || weight_tiles_fit(g));
+  return use_direct_tiles(g, pass, DirectAlternative::composite) &&
+         (pass != DirectPass::grad_weight || weight_tiles_fit(g));
 }
 
 // NCDHW operands as channels_last_3d (the kernels' layout): the tensor's own memory, or a copy in

@@ -82,7 +82,12 @@ inline bool direct_tiles_can_run(const ConvTranspose2dGeometry& g, DirectPass pa
 #endif
 }
 
-inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) {
+// What a pass runs where the direct tiles do not: the 2-D ops' GEMMs (on NCHW or channels_last
+// operands), or for the 3-D kernels the composite over the 2-D op. The AVX2 rules weigh the tiles
+// against it; the AVX-512 rules hold for every alternative.
+enum class DirectAlternative { gemm_nchw, gemm_channels_last, composite };
+
+inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass, DirectAlternative alternative) {
 #if defined(TCONV_CPU_DIRECT_TILES)
   const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
   const auto forced = [&](const char* path) { return force && std::strcmp(force, path) == 0; };
@@ -91,6 +96,7 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
   if (!direct_tiles_can_run(g, pass)) return false;
   if (forced("rows") || forced("images")) return true;  // a forced order (tests): wherever the tiles can run
 #if defined(TCONV_CPU_AVX512)
+  (void)alternative;
   if (taps >= 2 * g.sh * g.sw) return true;
   switch (pass) {
     case DirectPass::forward: return true;
@@ -106,44 +112,35 @@ inline bool use_direct_tiles(const ConvTranspose2dGeometry& g, DirectPass pass) 
   // against 38.1) or k2 s2 1024->512 (34.6 against 19.9); grad_input only at stride 1 (4x4 s2:
   // 49.8 against 33.1); grad_weight up to 256 x 128 channels (DCGAN 36.3 against 46.1; 512->256
   // at 4x4: 50.9 against 33.7).
+  // On 3x3 s2 (between one and four taps per output phase; session 24) the tap GEMM's forward is
+  // faster from 256 input channels NCHW (decoder 256->128 8x32x32: 30.9 ms against the tiles' 37.0;
+  // 512->256 8x16x16: 29.3 against 33.8; 128->64 8x64x64 loses, 39.6 against 34.8; channels_last
+  // 33.2 against 31.1) and the patch GEMM's grad_weight from 128 input channels (the decoder 32.8
+  // against 39.4, channels_last 31.1 against 35.8; 128->64 38.5 against 42.4; 64->32 12.2 against
+  // 11.0). The composite (the 3-D kernels' alternative) loses to the tiles' grad_input at any stride
+  // (k2 s2 128->64 2x16^3 forward+backward 34.7 ms against 63.0; session 23).
   const bool small = g.Cin_g * g.Cout_g <= 256 * 128;
+  const bool gemm = alternative != DirectAlternative::composite;
+  const bool taps_3x3_s2 = g.sh * g.sw > 1 && taps > g.sh * g.sw && taps < 4 * g.sh * g.sw;
   switch (pass) {
     case DirectPass::forward:
       if (taps >= 4 * g.sh * g.sw && g.sh * g.sw > 1) return false;  // 4x4 s2 and denser strided layers
-      return taps > g.sh * g.sw || small;                              // about one tap per output: k2 s2
-    case DirectPass::grad_input: return g.sh == 1 && g.sw == 1;
-    case DirectPass::grad_weight: return small;
+      if (taps_3x3_s2 && alternative == DirectAlternative::gemm_nchw && g.Cin_g >= 256) return false;
+      return taps > g.sh * g.sw || small;  // about one tap per output: k2 s2
+    case DirectPass::grad_input: return !gemm || (g.sh == 1 && g.sw == 1);
+    case DirectPass::grad_weight: return small && !(gemm && taps_3x3_s2 && g.Cin_g >= 128);
   }
 #endif
   return false;
 #else
-  (void)g, (void)pass;
+  (void)g, (void)pass, (void)alternative;
   return false;
 #endif
 }
 
-// use_direct_tiles for the 2-D ops, whose alternative is their GEMMs (the 3-D kernels' is the
-// composite, which the tiles beat wherever they run). AVX2 (AMD Zen 3, 2 threads; benchmarks/NOTES.md,
-// session 24): on 3x3 s2 (between one and four taps per output phase) the tap GEMM's forward is
-// faster from 256 input channels NCHW (decoder 256->128 8x32x32: 30.9 ms against the tiles' 37.0;
-// 512->256 8x16x16: 29.3 against 33.8; 128->64 8x64x64 loses, 39.6 against 34.8; channels_last
-// 33.2 against 31.1) and the patch GEMM's grad_weight from 128 input channels (the decoder 32.8
-// against 39.4, channels_last 31.1 against 35.8; 128->64 38.5 against 42.4; 64->32 12.2 against
-// 11.0). A forced order (TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD = rows|images) still takes the tiles.
-inline bool use_direct_tiles2d(const ConvTranspose2dGeometry& g, DirectPass pass, bool channels_last) {
-  if (!use_direct_tiles(g, pass)) return false;
-#if defined(TCONV_CPU_DIRECT_TILES) && !defined(TCONV_CPU_AVX512)
-  const char* force = std::getenv(pass == DirectPass::forward ? "TCONV_CONV_FORWARD" : "TCONV_CONV_BACKWARD");
-  if (force && (std::strcmp(force, "rows") == 0 || std::strcmp(force, "images") == 0)) return true;
-  const int64_t taps = g.kH * g.kW, phases = g.sh * g.sw;
-  if (phases > 1 && taps > phases && taps < 4 * phases) {  // 3x3 s2
-    if (pass == DirectPass::forward && !channels_last && g.Cin_g >= 256) return false;
-    if (pass == DirectPass::grad_weight && g.Cin_g >= 128) return false;
-  }
-#else
-  (void)channels_last;
-#endif
-  return true;
+// The 2-D ops' alternative in the layout `channels_last`.
+inline DirectAlternative gemm_alternative(bool channels_last) {
+  return channels_last ? DirectAlternative::gemm_channels_last : DirectAlternative::gemm_nchw;
 }
 
 // grad_weight's tiles: whether one input row and the grad_output rows it reaches fit a chunk (~512 KiB). The 3-D
