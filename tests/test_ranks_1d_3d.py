@@ -206,6 +206,8 @@ NATIVE3D_CASES = [
     (2, 32, 48, (4, 5, 6), (4, 4, 4), 2, 1, 0, 1, 1),           # Winograd k4 s2 p1: two depth phases
     (1, 40, 32, (3, 4, 3), (4, 4, 4), 2, (0, 1, 2), (1, 0, 1), 1, 1),  # uneven phases, output_padding
     (2, 16, 32, (3, 4, 5), (2, 2, 2), 2, 0, 0, 1, 1),           # direct tiles: k2 s2, one tap each
+    (1, 16, 80, (2, 3, 9), (2, 2, 2), 2, 0, 0, 1, 1),           # two blocks of output channels (64 + 16)
+    (1, 32, 160, (2, 3, 5), (2, 2, 2), 2, 0, 0, 2, 1),          # groups of 80: a block past the group's start
     (1, 24, 16, (3, 5, 4), (3, 3, 3), 2, 1, 1, 1, 1),           # k3 s2 op1: phases of 1-2 taps per axis
     (1, 16, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 1, (2, 1, 2)),   # dilation: the direct tiles, not Winograd
     (1, 32, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 2, 1),           # groups of 16 output channels

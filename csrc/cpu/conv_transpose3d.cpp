@@ -56,22 +56,28 @@ ConvTranspose2dGeometry with_depth_taps(ConvTranspose2dGeometry g, const DepthAx
 
 // The direct tiles along output rows: per task one row (n, od, oh), group and block of up to 64
 // output channels; per column phase one tile row over the taps (kd, kh, kw) that reach it.
-// x, y channels_last_3d; the panels are the 2-D ones of kD * kH kernel rows.
-void forward_direct_tiles3d(const float* xp, const float* w, const float* b, float* yp,
+// x channels_last_3d; the panels are the 2-D ones of kD * kH kernel rows. y channels_last_3d, or
+// with y_nchw NCDHW: each task's row of Wo pixels x 64 channels goes through a buffer in L1/L2
+// and one transpose into its planes (no result-sized channels_last copy and second pass over it:
+// k2 s2 128->64 2x16^3 forward 9.4 -> 7.2-7.8 ms on AMD Zen 4; benchmarks/NOTES.md, session 25).
+void forward_direct_tiles3d(const float* xp, const float* w, const float* b, float* yp, bool y_nchw,
                             const ConvTranspose2dGeometry& g, const DepthAxis& d) {
   const DirectPanels panels(w, with_depth_taps(g, d), false);
   const int64_t cbw_max = DirectPanels::kMaxWidth, nblocks = ceil_div(g.Cout_g, cbw_max);
   const DirectRowShape shape{1, g.Cin, g.W, g.Cin_g};
   const int64_t taps_max = d.kD * g.kH * g.kW;
-  const int64_t tasks = g.N * d.Do * g.Ho * g.groups * nblocks;
+  const int64_t tasks = g.N * d.Do * g.Ho * g.groups * nblocks, plane = d.Do * g.Ho * g.Wo;
   parallel_for_work(0, tasks, g.multiply_adds() * d.D * d.kD, [&](int64_t begin, int64_t end) {
     std::vector<float> patch(direct_patch_floats(taps_max, shape));
     std::vector<DirectTap> taps(taps_max);
+    std::vector<float> row_buf(y_nchw ? g.Wo * cbw_max : 0);
+    // The row's pixels: channels_last in y, or the buffer's (pixel pitch cbw_max)
+    const int64_t pitch = y_nchw ? cbw_max : g.Cout;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, row = t / (nblocks * g.groups);
       const int64_t oh = row % g.Ho, od = row / g.Ho % d.Do, n = row / (g.Ho * d.Do);
       const int64_t c0 = cb * cbw_max, width = std::min(cbw_max, g.Cout_g - c0);
-      float* out = yp + ((n * d.Do + od) * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
+      float* out = y_nchw ? row_buf.data() : yp + ((n * d.Do + od) * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g + c0;
       for (int64_t rw = 0; rw < g.sw; ++rw) {
         const int64_t ow0 = ((rw - g.pw) % g.sw + g.sw) % g.sw;  // first output column of phase rw
         if (ow0 >= g.Wo) continue;
@@ -92,8 +98,11 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
           }
         }
         direct_tile_row_of_width(width, taps.data(), ntaps, shape, count, b + grp * g.Cout_g + c0,
-                                 out + ow0 * g.Cout, g.sw * g.Cout, patch.data());
+                                 out + ow0 * pitch, g.sw * pitch, patch.data());
       }
+      if (y_nchw)  // the row's Wo pixels x width channels into planes c of image n
+        transpose_block(row_buf.data(), cbw_max,
+                        yp + (n * g.Cout + grp * g.Cout_g + c0) * plane + (od * g.Ho + oh) * g.Wo, plane, width, g.Wo);
     }
   });
 }
@@ -272,13 +281,16 @@ std::optional<Tensor> conv_transpose3d_forward_cpu(const Tensor& input, const Te
   }
   Tensor y = empty_output({g.N, g.Cout, l.d.Do, g.Ho, g.Wo}, input.options(), fmt);
   if (y.numel() == 0) return y;
+  if (!winograd) {  // NCDHW: the input through a channels_last copy (kept scratch), the result in place
+    const PixelsOf xcl(x, channels_last, ScratchSlot::kLayoutIn);
+    forward_direct_tiles3d(xcl.data(), w.const_data_ptr<float>(), b.data(), y.mutable_data_ptr<float>(),
+                           !channels_last, g, l.d);
+    return y;
+  }
   // NCDHW: through channels_last copies of the input and the result (kept scratch).
   const ChannelsLastStaging cl(!channels_last, x.const_data_ptr<float>(), g.N, g.Cin, l.d.D * g.H * g.W,
                                y.mutable_data_ptr<float>(), g.Cout, l.d.Do * g.Ho * g.Wo);
-  if (winograd)
-    winograd_forward(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
-  else
-    forward_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
+  winograd_forward(cl.in(), w.const_data_ptr<float>(), b.data(), cl.out(), g, l.d);
   cl.store();
   return y;
 #else
