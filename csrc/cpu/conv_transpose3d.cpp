@@ -59,7 +59,7 @@ ConvTranspose2dGeometry with_depth_taps(ConvTranspose2dGeometry g, const DepthAx
 // x channels_last_3d; the panels are the 2-D ones of kD * kH kernel rows. y channels_last_3d, or
 // with y_nchw NCDHW: each task's row of Wo pixels x 64 channels goes through a buffer in L1/L2
 // and one transpose into its planes (no result-sized channels_last copy and second pass over it:
-// k2 s2 128->64 2x16^3 forward 9.4 -> 7.2-7.8 ms on AMD Zen 4; benchmarks/NOTES.md, session 25).
+// k2 s2 128->64 2x16^3 forward 9.4 -> 7.2-7.8 ms on AMD Zen 4; benchmarks/NOTES.md, session 26).
 void forward_direct_tiles3d(const float* xp, const float* w, const float* b, float* yp, bool y_nchw,
                             const ConvTranspose2dGeometry& g, const DepthAxis& d) {
   const DirectPanels panels(w, with_depth_taps(g, d), false);
