@@ -208,6 +208,8 @@ NATIVE3D_CASES = [
     (2, 16, 32, (3, 4, 5), (2, 2, 2), 2, 0, 0, 1, 1),           # direct tiles: k2 s2, one tap each
     (1, 16, 80, (2, 3, 9), (2, 2, 2), 2, 0, 0, 1, 1),           # two blocks of output channels (64 + 16)
     (1, 32, 160, (2, 3, 5), (2, 2, 2), 2, 0, 0, 2, 1),          # groups of 80: a block past the group's start
+    (1, 80, 16, (3, 4, 5), (4, 4, 4), 2, 1, 0, 1, 1),           # grad_input: two blocks of 80 inputs, rows shared
+    (2, 96, 32, (2, 3, 18), (2, 2, 2), 2, 0, 0, 1, 1),          # k2 s2, rows of 36 outputs
     (1, 24, 16, (3, 5, 4), (3, 3, 3), 2, 1, 1, 1, 1),           # k3 s2 op1: phases of 1-2 taps per axis
     (1, 16, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 1, (2, 1, 2)),   # dilation: the direct tiles, not Winograd
     (1, 32, 32, (3, 4, 5), (3, 3, 3), 1, 1, 0, 2, 1),           # groups of 16 output channels

@@ -109,17 +109,26 @@ void forward_direct_tiles3d(const float* xp, const float* w, const float* b, flo
 
 // grad_input by the direct tiles: an ordinary strided convolution of grad_output, per task one
 // input row (n, id, ih), group and block of up to 64 input channels, its taps (kd, kh, kw)
-// reading grad_output's row (od, oh) at columns sw apart. go, gi channels_last_3d.
-void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip, const ConvTranspose2dGeometry& g,
-                                   const DepthAxis& d) {
+// reading grad_output's row (od, oh) at columns sw apart. go and gi channels_last_3d, or with nchw
+// both NCDHW: grad_output's rows transposed as the tasks read them (PixelRowCache: the tasks of one
+// input row's channel blocks, and of the next row where the taps overlap, share them) and gi
+// through a row buffer, as in forward_direct_tiles3d (no grad_output-sized channels_last copy: k2
+// s2 128->64 2x16^3 grad_input 9.9-11.1 -> 7.7-7.9 ms on AMD Zen 4, benchmarks/NOTES.md, session 26).
+void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip, bool nchw,
+                                   const ConvTranspose2dGeometry& g, const DepthAxis& d) {
   const DirectPanels panels(w, with_depth_taps(g, d), true);
   const int64_t cbw_max = DirectPanels::kMaxWidth, nblocks = ceil_div(g.Cin_g, cbw_max);
   const DirectRowShape shape{g.sw, g.Cout, g.Wo, g.Cout_g};
   const int64_t taps_max = d.kD * g.kH * g.kW;
-  const int64_t tasks = g.N * d.D * g.H * g.groups * nblocks;
+  const int64_t tasks = g.N * d.D * g.H * g.groups * nblocks, plane = d.D * g.H * g.W;
   parallel_for_work(0, tasks, g.multiply_adds() * d.D * d.kD, [&](int64_t begin, int64_t end) {
     std::vector<float> patch(direct_patch_floats(taps_max, shape));
     std::vector<DirectTap> taps(taps_max);
+    std::vector<float> row_buf(nchw ? g.W * cbw_max : 0);
+    // A task reads kD x kH rows of grad_output; the next input row shares some where kH > sh.
+    const int64_t slots = nchw ? d.kD * g.kH * (g.kH > g.sh ? 2 : 1) : 0;
+    std::optional<PixelRowCache> go_rows;
+    if (nchw) go_rows.emplace(gop, g.Cout, d.Do * g.Ho, g.Wo, slots, g.Wo);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t cb = t % nblocks, grp = t / nblocks % g.groups, row = t / (nblocks * g.groups);
       const int64_t ih = row % g.H, id = row / g.H % d.D, n = row / (g.H * d.D);
@@ -131,15 +140,22 @@ void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip,
         for (int64_t kh = 0; kh < g.kH; ++kh) {
           const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
           if (oh < 0 || oh >= g.Ho) continue;
-          const float* gorow = gop + ((n * d.Do + od) * g.Ho + oh) * g.Wo * g.Cout + grp * g.Cout_g;
+          const float* gorow = (nchw ? go_rows->row(n, od * g.Ho + oh, 0, g.Wo)
+                                     : gop + ((n * d.Do + od) * g.Ho + oh) * g.Wo * g.Cout) + grp * g.Cout_g;
           for (int64_t kw = 0; kw < g.kW; ++kw)
             taps[ntaps++] =
                 DirectTap{gorow, output_of_tap(0, kw, g.sw, g.pw, g.dw), panels.panel(grp, cb, kd * g.kH + kh, kw)};
         }
       }
-      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias,
-                               gip + ((n * d.D + id) * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin,
-                               patch.data());
+      if (!nchw) {
+        direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias,
+                                 gip + ((n * d.D + id) * g.H + ih) * g.W * g.Cin + grp * g.Cin_g + c0, g.Cin,
+                                 patch.data());
+        continue;
+      }
+      direct_tile_row_of_width(width, taps.data(), ntaps, shape, g.W, kNoBias, row_buf.data(), cbw_max, patch.data());
+      transpose_block(row_buf.data(), cbw_max,
+                      gip + (n * g.Cin + grp * g.Cin_g + c0) * plane + (id * g.H + ih) * g.W, plane, width, g.W);
     }
   });
 }
@@ -317,12 +333,14 @@ std::optional<Tensor> conv_transpose3d_backward_input_cpu(const Tensor& grad_out
   const ConvTranspose2dGeometry& g = l.g;
   Tensor gi = empty_output(input_sizes, go.options(), fmt);
   if (gi.numel() == 0) return gi;
+  if (!winograd) {
+    backward_input_direct_tiles3d(go.const_data_ptr<float>(), w.const_data_ptr<float>(), gi.mutable_data_ptr<float>(),
+                                  !channels_last, g, l.d);
+    return gi;
+  }
   const ChannelsLastStaging cl(!channels_last, go.const_data_ptr<float>(), g.N, g.Cout, l.d.Do * g.Ho * g.Wo,
                                gi.mutable_data_ptr<float>(), g.Cin, l.d.D * g.H * g.W);
-  if (winograd)
-    winograd_grad_input(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
-  else
-    backward_input_direct_tiles3d(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
+  winograd_grad_input(cl.in(), w.const_data_ptr<float>(), cl.out(), g, l.d);
   cl.store();
   return gi;
 #else
