@@ -556,7 +556,8 @@ def test_winograd_keeps_nan_and_inf_in_place(k, s, layout):
 # grad_input of a 1 x 2s layer of stride (1, s) (the 1-D vocoder layers through the 2-D op) with
 # enough channels (use_winograd_rows) run F(3, 2) over blocks of 3 cells: the forward every
 # phase's GEMMs on one transform of the inputs, grad_input over grad_output's s polyphase
-# components stacked. The tests force them (=winograd: wherever they can run).
+# components stacked. The tests force them (=winograd: wherever they can run); grad_weight, on
+# its own paths, is checked on the same shapes.
 WINOGRAD_ROWS_CASES = [
     # n, cin, cout, (h, w), s, padding, output_padding
     (2, 256, 128, (1, 37), 8, 4, 0),     # the k16 s8 p4 vocoder layer; a partial last block
@@ -582,20 +583,22 @@ def test_winograd_rows_matches_pytorch(cfg, bias, layout, monkeypatch):
                         channels_last=layout == "channels_last")
     ref = F.conv_transpose2d(x, w, b, **kw)
     go = torch.randn_like(ref)
-    ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, s], [0, p], [1, 1], True, [0, op], 1,
-                                                 [True, False, False])[0]
+    ref_gi, ref_gw = torch.ops.aten.convolution_backward(go, x, w, None, [1, s], [0, p], [1, 1], True, [0, op], 1,
+                                                         [True, True, False])[:2]
     xf, wf, gof = x.float(), w.float(), go.float()
     bf = None if b is None else b.float()
 
     def passes():
         return (tconv.conv_transpose2d(xf, wf, bf, **kw),
-                ops.conv_transpose2d_backward_input(gof, wf, [1, s], [0, p], 1, [1, 1], list(hw)))
+                ops.conv_transpose2d_backward_input(gof, wf, [1, s], [0, p], 1, [1, 1], list(hw)),
+                ops.conv_transpose2d_backward_weight(gof, xf, [1, 2 * s], [1, s], [0, p], 1, [1, 1]))
 
-    (y, gi), again = at_thread_counts(passes)
+    (y, gi, gw), again = at_thread_counts(passes)
     assert y.shape == ref.shape and y.stride() == ref.stride() and gi.stride() == ref_gi.stride()
-    for got, want in ((y, ref), (gi, ref_gi)):
+    assert gw.shape == ref_gw.shape and gw.is_contiguous()
+    for got, want in ((y, ref), (gi, ref_gi), (gw, ref_gw)):
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
-    for a, b in zip(again, (y, gi)):
+    for a, b in zip(again, (y, gi, gw)):
         assert torch.equal(a, b)  # the same bits for any thread count
 
 

@@ -201,9 +201,10 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 // against 72.7) and from a size where the transforms and the NCHW copy and transposes pay
 // (benchmarks/NOTES.md, session 21): the forward from 128 x 64 channels_last (4x128->64 k4 s2
 // 16000: 13.1 ms against 17.7) or 256 x 128 NCHW (the same layer NCHW 16.8 against 15.7);
-// grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels_last (4x256->128
-// k16 s8 2000: 15.6 against 20.3) or beyond it NCHW (the same layer NCHW 21.5 against 20.9; 4x512->256
-// k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
+// grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels (4x256->128 k16
+// s8 2000: channels_last 15.6 against 20.3; NCHW 21.5 against 20.9 on AMD Zen 5, 35.5-36.3 against
+// 41.5-41.8 on Zen 4, where 4x256->128 k4 s2 8000 NCHW ran 38.5-39.4 against 43.7-44.9, session 26;
+// 4x512->256 k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
 // forward takes the same rule (512->256 k16 s8 4x1000 NCL: 98.5 ms against the GEMM's 108 and the
 // tiles' 126); grad_input from 128 x 64 channels (256->128 k4 s2 4x8000 NCL, 256 summed: 89.8 ms
 // against 111 with the forward); since its GEMMs run in L2-sized chunks (Note [Winograd products])
@@ -225,7 +226,7 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
 #if !defined(TCONV_CPU_AVX512)
   if (!forward) return g.Cin >= 32 && g.Cout >= 32 && pairs >= 128 * 64 && pairs <= 512 * 256;
 #endif
-  const int64_t fewest = forward ? (channels_last ? 128 * 64 : 256 * 128) : (channels_last ? 256 * 128 : 256 * 128 + 1);
+  const int64_t fewest = forward && channels_last ? 128 * 64 : 256 * 128;
   return g.Cin >= 32 && g.Cout >= 32 && pairs >= fewest && pairs <= 512 * 256;
 #else
   (void)g, (void)channels_last, (void)pass;
