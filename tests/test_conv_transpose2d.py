@@ -556,8 +556,9 @@ def test_winograd_keeps_nan_and_inf_in_place(k, s, layout):
 # grad_input of a 1 x 2s layer of stride (1, s) (the 1-D vocoder layers through the 2-D op) with
 # enough channels (use_winograd_rows) run F(3, 2) over blocks of 3 cells: the forward every
 # phase's GEMMs on one transform of the inputs, grad_input over grad_output's s polyphase
-# components stacked. The tests force them (=winograd: wherever they can run); grad_weight, on
-# its own paths, is checked on the same shapes.
+# components stacked; grad_weight (NCHW) F(2, 3) with x as the filter (Note [Winograd rows'
+# grad_weight], cpu/conv_transpose2d_backward.cpp). The tests force them (=winograd: wherever
+# they can run; channels_last grad_weight takes its own paths).
 WINOGRAD_ROWS_CASES = [
     # n, cin, cout, (h, w), s, padding, output_padding
     (2, 256, 128, (1, 37), 8, 4, 0),     # the k16 s8 p4 vocoder layer; a partial last block
@@ -568,6 +569,7 @@ WINOGRAD_ROWS_CASES = [
     (1, 256, 144, (1, 40), 4, 9, 2),     # padding past a stride; a 16-wide channel block
     (1, 264, 128, (1, 50), 2, 1, 0),     # forward: 264 summed channels, a masked vector
     (1, 256, 136, (2, 30), 4, 2, 0),     # grad_input: 136 channels per component, masked
+    (2, 64, 64, (3, 4000), 8, 4, 0),     # grad_weight: five chunks of blocks, across rows and images
 ]
 
 
@@ -620,8 +622,8 @@ def test_winograd_rows_serve_conv_transpose1d():
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_winograd_rows_keep_nan_and_inf_in_place(layout):
-    """Such inputs (forward) or grad_outputs (grad_input) take the direct sums: B^T d would spread
-    a NaN or Inf over a block of 3 cells."""
+    """Such inputs (forward, grad_weight) or grad_outputs (grad_input, grad_weight) take the direct
+    sums: B^T d would spread a NaN or Inf over a block of 3 cells."""
     x, w, b = make_conv(1, 512, 128, (1, 20), (1, 4), 1, torch.float64, channels_last=layout == "channels_last")
     x[0, 3, 0, 5] = float("nan")
     x[0, 7, 0, 11] = float("inf")
@@ -634,7 +636,11 @@ def test_winograd_rows_keep_nan_and_inf_in_place(layout):
     ref_gi = torch.ops.aten.convolution_backward(go, x, w, None, [1, 2], [0, 1], [1, 1], True, [0, 0], 1,
                                                  [True, False, False])[0]
     gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [1, 2], [0, 1], 1, [1, 1], [1, 20])
-    for got, want in ((ours, ref), (gi, ref_gi)):
+    # grad_weight: x's NaN and grad_output's -Inf (NCHW: Winograd rows' grad_weight by default here)
+    ref_gw = torch.ops.aten.convolution_backward(go, x, w, None, [1, 2], [0, 1], [1, 1], True, [0, 0], 1,
+                                                 [False, True, False])[1]
+    gw = ops.conv_transpose2d_backward_weight(go.float(), x.float(), [1, 4], [1, 2], [0, 1], 1, [1, 1])
+    for got, want in ((ours, ref), (gi, ref_gi), (gw, ref_gw)):
         assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
         finite = want.isfinite()
         torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)

@@ -797,6 +797,128 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
+
+// Note [Winograd rows' grad_weight]: for the layers of Note [Winograd rows] (1 x 2s, stride
+// (1, s), NCHW), tap r + s a (a = 0, 1) of grad_weight is G_a = sum over the input pixels m of
+// x[m] go_r[m + a]^T, go_r[j] = grad_output[s j + r - pw] (0 outside). Over blocks of 3 pixels this
+// is F(2, 3) with x as the filter: x's 3 pixels through G (x0, (x0 + x1 + x2) / 2,
+// (x0 - x1 + x2) / 2, x2), go_r's 4 through B^T (d0 - d2, d1 + d2, d2 - d1, d1 - d3), one GEMM per
+// point e of Cin x s Cout summed over all blocks (K), and A^T at the end (G_0 = M_0 + M_1 + M_2,
+// G_1 = M_1 - M_2 - M_3): 4 multiply-adds where the direct sum takes 6. The blocks are transformed
+// chunk by chunk into the calling thread's scratch (fixed chunks of K, at most ~16 MiB together:
+// no per-call tensor-sized buffers to fault in), each chunk's GEMMs accumulate into M in fixed
+// blocks of input channels, one single-threaded call each (Note [float32 GEMM engine]): the same
+// bits for any thread count. Finite inputs only (the caller checks): a transform mixes the pixels
+// of a block, so an Inf would turn into NaN where the definition has Inf.
+void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g) {
+  const int64_t s = g.sw, rows = g.N * g.H;  // every (image, row) of x is one sequence of pixels
+  const int64_t Cin = g.Cin, Cout = g.Cout, sC = s * Cout, W = g.W, Wo = g.Wo, pw = g.pw;
+  const int64_t blocks = ceil_div(W, int64_t(3)), K = rows * blocks;
+  // Chunks of K: 4 points of Cin + s Cout values per block, in at most 16 MiB of scratch.
+  const int64_t chunk = std::max<int64_t>(64, (int64_t(16) << 20) / (4 * (Cin + sC) * int64_t(sizeof(float))));
+  const int64_t kc_max = std::min(K, chunk / 16 * 16);
+  const Scratch<float> xt(ScratchSlot::kLayoutIn, 4 * Cin * kc_max, size_t(17) << 20);
+  const Scratch<float> gt(ScratchSlot::kLayoutOut, 4 * sC * kc_max, size_t(17) << 20);
+  Tensor m = at::empty({4, Cin, sC}, go.options());
+  float* mp = m.mutable_data_ptr<float>();
+  const float* xp = x.const_data_ptr<float>();
+  const float* gop = go.const_data_ptr<float>();
+  const int64_t cb = std::min<int64_t>(Cin, 128);  // the GEMMs' blocks: 4 points x blocks of input channels
+  const int64_t ci_blocks = ceil_div(Cin, cb);
+  // go_r's blocks lie inside grad_output for b in [b_in_lo, b_in_hi): s (3 b) - pw >= 0 and s (3 b + 3) + s - 1 - pw < Wo.
+  const int64_t last = Wo - 4 * s + pw;
+  const int64_t b_in_lo = ceil_div(pw, 3 * s), b_in_hi = std::max<int64_t>(b_in_lo, last >= 0 ? last / (3 * s) + 1 : 0);
+  for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
+    const int64_t kc = std::min(kc_max, K - k0);
+    float* xtp = xt.data();
+    float* gtp = gt.data();
+    // x's blocks through G: row ci of point e at xtp[(e * Cin + ci) * kc].
+    at::parallel_for(0, Cin, 16, [&](int64_t c0, int64_t c1) {
+      for (int64_t ci = c0; ci < c1; ++ci)
+        for (int64_t k = k0; k < k0 + kc;) {
+          const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
+          const float* xr = xp + ((row / g.H * Cin + ci) * g.H + row % g.H) * W;
+          const int64_t off = (ci * kc) + (k - k0) - b0;  // point e's value of block b at xtp[e Cin kc + off + b]
+          float* __restrict t0 = xtp + off;
+          float* __restrict t1 = xtp + Cin * kc + off;
+          float* __restrict t2 = xtp + 2 * Cin * kc + off;
+          float* __restrict t3 = xtp + 3 * Cin * kc + off;
+          const int64_t full = std::min(b1, W / 3);
+          for (int64_t b = b0; b < full; ++b) {
+            const float x0 = xr[3 * b], x1 = xr[3 * b + 1], x2 = xr[3 * b + 2];
+            t0[b] = x0;
+            t1[b] = 0.5f * (x0 + x1 + x2);
+            t2[b] = 0.5f * (x0 - x1 + x2);
+            t3[b] = x2;
+          }
+          for (int64_t b = std::max(b0, full); b < b1; ++b) {
+            const float x0 = xr[3 * b], x1 = 3 * b + 1 < W ? xr[3 * b + 1] : 0.f, x2 = 3 * b + 2 < W ? xr[3 * b + 2] : 0.f;
+            t0[b] = x0;
+            t1[b] = 0.5f * (x0 + x1 + x2);
+            t2[b] = 0.5f * (x0 - x1 + x2);
+            t3[b] = x2;
+          }
+          k += b1 - b0;
+        }
+    });
+    // grad_output's blocks of each phase through B^T: row r Cout + co of point e at gtp[(e * sC + r Cout + co) * kc].
+    at::parallel_for(0, Cout, 4, [&](int64_t c0, int64_t c1) {
+      for (int64_t co = c0; co < c1; ++co)
+        for (int64_t k = k0; k < k0 + kc;) {
+          const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
+          const float* gr = gop + ((row / g.H * Cout + co) * g.Ho + row % g.H) * Wo;
+          const int64_t off = co * kc + (k - k0) - b0;
+          const int64_t lo = std::clamp(b_in_lo, b0, b1), hi = std::clamp(b_in_hi, lo, b1);
+          // Phase by phase: 4 output streams at a time (all 4 s at once thrashed L1 at s = 8).
+          for (int64_t r = 0; r < s; ++r) {
+            float* __restrict q0 = gtp + r * Cout * kc + off;
+            float* __restrict q1 = q0 + sC * kc;
+            float* __restrict q2 = q0 + 2 * sC * kc;
+            float* __restrict q3 = q0 + 3 * sC * kc;
+            for (int64_t b = b0; b < b1; ++b) {
+              float d[4];
+              if (b >= lo && b < hi) {
+                const float* wnd = gr + 3 * s * b - pw + r;
+                for (int t = 0; t < 4; ++t) d[t] = wnd[s * t];
+              } else {
+                for (int t = 0; t < 4; ++t) {
+                  const int64_t ow = 3 * s * b - pw + s * t + r;
+                  d[t] = ow >= 0 && ow < Wo ? gr[ow] : 0.f;
+                }
+              }
+              q0[b] = d[0] - d[2];
+              q1[b] = d[1] + d[2];
+              q2[b] = d[2] - d[1];
+              q3[b] = d[1] - d[3];
+            }
+          }
+          k += b1 - b0;
+        }
+    });
+    // M_e[ci block] (+)= xt_e[ci block] gt_e^T, a fixed sequence of single-threaded calls per block.
+    at::parallel_for(0, 4 * ci_blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t e = task / ci_blocks, ci0 = task % ci_blocks * cb, cn = std::min(cb, Cin - ci0);
+        gemm<float>(cn, sC, kc, MatRef<float>{xtp + (e * Cin + ci0) * kc, kc, false},
+                    MatRef<float>{gtp + e * sC * kc, kc, true}, mp + (e * Cin + ci0) * sC, sC, k0 > 0);
+      }
+    });
+  }
+  // A^T: tap r of G_0 and r + s of G_1, into grad_weight (Cin, Cout, 1, 2s).
+  float* gwp = gw.mutable_data_ptr<float>();
+  const int64_t plane = Cin * sC;
+  at::parallel_for(0, Cin, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t ci = c0; ci < c1; ++ci)
+      for (int64_t r = 0; r < s; ++r)
+        for (int64_t co = 0; co < Cout; ++co) {
+          const float* q = mp + ci * sC + r * Cout + co;
+          float* out = gwp + (ci * Cout + co) * 2 * s;
+          out[r] = q[0] + q[plane] + q[2 * plane];
+          out[r + s] = q[plane] - q[2 * plane] - q[3 * plane];
+        }
+  });
+}
+
 }  // namespace
 
 // Entry points (cpu/kernels.h), compiled once per CPU capability (cpu/capability/).
@@ -823,6 +945,12 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
     TCONV_DISPATCH_FLOATING_TYPES(go.scalar_type(), "conv_transpose2d_backward_weight_cells", [&] {
       backward_weight_cells<scalar_t>(go, x, gw, g);
     });
+    return gw;
+  }
+  if (go.scalar_type() == at::kFloat &&
+      use_winograd_rows(g, fmt == at::MemoryFormat::ChannelsLast, DirectPass::grad_weight) &&
+      all_finite<float>(go) && all_finite<float>(x)) {
+    backward_weight_winograd_rows(go, x, gw, g);  // Note [Winograd rows' grad_weight]
     return gw;
   }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
