@@ -193,8 +193,12 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 #endif
 }
 
-// Where Note [Winograd rows] (cpu/winograd.h) serves `pass` (forward or grad_input) instead of the
-// direct tiles: a 1 x 2s layer of stride (1, s), s >= 2, no padding along H, dilation or groups,
+// Where Note [Winograd rows] (cpu/winograd.h) serves `pass` instead of the direct tiles. grad_weight
+// (Note [Winograd rows' grad_weight], cpu/conv_transpose2d_backward.cpp): NCHW, from 64 x 64 to
+// 512 x 256 channels (AMD Zen 4, session 27: 4x256->128 k4 s2 8000 41.1 ms against the tiles'
+// 47.5, 8x64->64 k4 s2 8000 16.5 against 18.0, 4x512->256 k16 s8 1000 72.1 against the patch
+// GEMM's 90.1; 2x1024->512 k16 s8 500 111.6 against 107.4: there the sums, 4 x Cin x s Cout = 67 MB,
+// are read and written again for every chunk of 192 blocks). The forward and grad_input: a 1 x 2s layer of stride (1, s), s >= 2, no padding along H, dilation or groups,
 // float32 (the caller's), at least 32 input and output channels (the pass's outputs a multiple of
 // 16), Cin x Cout up to 512 x 256 (beyond, a task re-reads its 8-48 MiB of transformed weights from
 // memory: 2x1024->512 k16 s8 500 channels_last forward 66.7 ms against 61.5, grad_input 91.2
