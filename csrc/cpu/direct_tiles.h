@@ -194,27 +194,27 @@ inline bool use_winograd(const ConvTranspose2dGeometry& g, DirectPass pass, bool
 }
 
 // Where Note [Winograd rows] (cpu/winograd.h) serves `pass` instead of the direct tiles. grad_weight
-// (Note [Winograd rows' grad_weight], cpu/conv_transpose2d_backward.cpp): NCHW, from 64 x 64 to
-// 512 x 256 channels (AMD Zen 4, session 27: 4x256->128 k4 s2 8000 41.1 ms against the tiles'
-// 47.5, 8x64->64 k4 s2 8000 16.5 against 18.0, 4x512->256 k16 s8 1000 72.1 against the patch
-// GEMM's 90.1; 2x1024->512 k16 s8 500 111.6 against 107.4: there the sums, 4 x Cin x s Cout = 67 MB,
-// are read and written again for every chunk of 192 blocks). The forward and grad_input: a 1 x 2s layer of stride (1, s), s >= 2, no padding along H, dilation or groups,
-// float32 (the caller's), at least 32 input and output channels (the pass's outputs a multiple of
-// 16), Cin x Cout up to 512 x 256 (beyond, a task re-reads its 8-48 MiB of transformed weights from
-// memory: 2x1024->512 k16 s8 500 channels_last forward 66.7 ms against 61.5, grad_input 91.2
-// against 72.7) and from a size where the transforms and the NCHW copy and transposes pay
-// (benchmarks/NOTES.md, session 21): the forward from 128 x 64 channels_last (4x128->64 k4 s2
-// 16000: 13.1 ms against 17.7) or 256 x 128 NCHW (the same layer NCHW 16.8 against 15.7);
-// grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels (4x256->128 k16
-// s8 2000: channels_last 15.6 against 20.3; NCHW 21.5 against 20.9 on AMD Zen 5, 35.5-36.3 against
+// (Note [Winograd rows' grad_weight], cpu/conv_transpose2d_backward.cpp): NCHW, from 64 x 64 to 512 x
+// 256 channels (AMD Zen 4, session 27: 4x256->128 k4 s2 8000 41.1 ms against the tiles' 47.5, 8x64->64
+// k4 s2 8000 16.5 against 18.0, 4x512->256 k16 s8 1000 72.1 against the patch GEMM's 90.1; 2x1024->512
+// k16 s8 500 111.6 against 107.4: there the sums, 4 x Cin x s Cout = 67 MB, are read and written again
+// for every chunk of 192 blocks). The forward and grad_input: a 1 x 2s layer of stride (1, s), s >= 2,
+// no padding along H, dilation or groups, float32 (the caller's), at least 32 input and output
+// channels (the pass's outputs a multiple of 16), Cin x Cout up to 512 x 256 (beyond, a task re-reads
+// its 8-48 MiB of transformed weights from memory: 2x1024->512 k16 s8 500 channels_last forward 66.7
+// ms against 61.5, grad_input 91.2 against 72.7) and from a size where the transforms and the NCHW
+// copy and transposes pay (benchmarks/NOTES.md, session 21): the forward from 128 x 64 channels_last
+// (4x128->64 k4 s2 16000: 13.1 ms against 17.7) or 256 x 128 NCHW (the same layer NCHW 16.8 against
+// 15.7); grad_input, whose GEMMs sum s Cout channels per output, from 256 x 128 channels (4x256->128
+// k16 s8 2000: channels_last 15.6 against 20.3; NCHW 21.5 against 20.9 on AMD Zen 5, 35.5-36.3 against
 // 41.5-41.8 on Zen 4, where 4x256->128 k4 s2 8000 NCHW ran 38.5-39.4 against 43.7-44.9, session 26;
 // 4x512->256 k16 s8 1000: 35.2 against 43.9). On AVX2 (AMD Zen 3; benchmarks/NOTES.md, session 23) the
 // forward takes the same rule (512->256 k16 s8 4x1000 NCL: 98.5 ms against the GEMM's 108 and the
 // tiles' 126); grad_input from 128 x 64 channels (256->128 k4 s2 4x8000 NCL, 256 summed: 89.8 ms
 // against 111 with the forward); since its GEMMs run in L2-sized chunks (Note [Winograd products])
-// also at 2048 summed channels (512->256 k16 s8: 91 ms against the GEMM's 100, session 24; 126
-// before the chunks), up to 512 x 256 channels as on AVX-512. TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD
-// set to another path take that instead; set to winograd, the rows wherever they can run.
+// also at 2048 summed channels (512->256 k16 s8: 91 ms against the GEMM's 100, session 24; 126 before
+// the chunks), up to 512 x 256 channels as on AVX-512. TCONV_CONV_FORWARD / TCONV_CONV_BACKWARD set to
+// another path take that instead; set to winograd, the rows wherever they can run.
 inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_last,
                               DirectPass pass = DirectPass::forward) {
 #if defined(TCONV_CPU_DIRECT_TILES)
@@ -223,7 +223,7 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
   const bool forced = force && std::strcmp(force, "winograd") == 0;
   if (force && !forced) return false;
   const int64_t pairs = g.Cin * g.Cout, outputs = forward ? g.Cout : g.Cin;
-  if (pass == DirectPass::grad_weight) {  // Note [Winograd rows' grad_weight]: NCHW, any channel count
+  if (pass == DirectPass::grad_weight) {  // Note [Winograd rows' grad_weight]: NCHW only
     if (channels_last || g.kH != 1 || g.sh != 1 || g.ph != 0 || g.sw < 2 || g.kW != 2 * g.sw || g.dh != 1 ||
         g.dw != 1 || g.groups != 1)
       return false;
