@@ -797,7 +797,6 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
   });
 }
 
-
 // Note [Winograd rows' grad_weight]: for the layers of Note [Winograd rows] (1 x 2s, stride
 // (1, s), NCHW), tap r + s a (a = 0, 1) of grad_weight is G_a = sum over the input pixels m of
 // x[m] go_r[m + a]^T, go_r[j] = grad_output[s j + r - pw] (0 outside). Over blocks of 3 pixels this
@@ -843,21 +842,16 @@ void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
           float* __restrict t1 = xtp + Cin * kc + off;
           float* __restrict t2 = xtp + 2 * Cin * kc + off;
           float* __restrict t3 = xtp + 3 * Cin * kc + off;
-          const int64_t full = std::min(b1, W / 3);
-          for (int64_t b = b0; b < full; ++b) {
-            const float x0 = xr[3 * b], x1 = xr[3 * b + 1], x2 = xr[3 * b + 2];
+          const auto put = [&](int64_t b, float x0, float x1, float x2) {
             t0[b] = x0;
             t1[b] = 0.5f * (x0 + x1 + x2);
             t2[b] = 0.5f * (x0 - x1 + x2);
             t3[b] = x2;
-          }
-          for (int64_t b = std::max(b0, full); b < b1; ++b) {
-            const float x0 = xr[3 * b], x1 = 3 * b + 1 < W ? xr[3 * b + 1] : 0.f, x2 = 3 * b + 2 < W ? xr[3 * b + 2] : 0.f;
-            t0[b] = x0;
-            t1[b] = 0.5f * (x0 + x1 + x2);
-            t2[b] = 0.5f * (x0 - x1 + x2);
-            t3[b] = x2;
-          }
+          };
+          const int64_t full = std::min(b1, W / 3);  // blocks of 3 pixels inside the row: no bounds checks
+          for (int64_t b = b0; b < full; ++b) put(b, xr[3 * b], xr[3 * b + 1], xr[3 * b + 2]);
+          for (int64_t b = std::max(b0, full); b < b1; ++b)
+            put(b, xr[3 * b], 3 * b + 1 < W ? xr[3 * b + 1] : 0.f, 3 * b + 2 < W ? xr[3 * b + 2] : 0.f);
           k += b1 - b0;
         }
     });

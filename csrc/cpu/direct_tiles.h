@@ -223,15 +223,11 @@ inline bool use_winograd_rows(const ConvTranspose2dGeometry& g, bool channels_la
   const bool forced = force && std::strcmp(force, "winograd") == 0;
   if (force && !forced) return false;
   const int64_t pairs = g.Cin * g.Cout, outputs = forward ? g.Cout : g.Cin;
-  if (pass == DirectPass::grad_weight) {  // Note [Winograd rows' grad_weight]: NCHW only
-    if (channels_last || g.kH != 1 || g.sh != 1 || g.ph != 0 || g.sw < 2 || g.kW != 2 * g.sw || g.dh != 1 ||
-        g.dw != 1 || g.groups != 1)
-      return false;
-    return forced || (g.Cin >= 64 && g.Cout >= 64 && pairs <= 512 * 256);
-  }
-  if (g.kH != 1 || g.sh != 1 || g.ph != 0 || g.sw < 2 || g.kW != 2 * g.sw ||
-      g.dh != 1 || g.dw != 1 || g.groups != 1 || outputs % 16 != 0)
-    return false;
+  const bool rows_layer = g.kH == 1 && g.sh == 1 && g.ph == 0 && g.sw >= 2 && g.kW == 2 * g.sw && g.dh == 1 &&
+                          g.dw == 1 && g.groups == 1;
+  if (pass == DirectPass::grad_weight)  // Note [Winograd rows' grad_weight]: NCHW only
+    return rows_layer && !channels_last && (forced || (g.Cin >= 64 && g.Cout >= 64 && pairs <= 512 * 256));
+  if (!rows_layer || outputs % 16 != 0) return false;
   if (forced) return true;
 #if !defined(TCONV_CPU_AVX512)
   if (!forward) return g.Cin >= 32 && g.Cout >= 32 && pairs >= 128 * 64 && pairs <= 512 * 256;
