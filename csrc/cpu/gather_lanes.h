@@ -24,6 +24,7 @@
 #include "common/int_math.h"
 #include "common/upsample_tables.h"
 #include "cpu/simd_loads.h"
+#include "cpu/streaming_store.h"
 
 namespace tconv::cpu::CPU_CAPABILITY {
 
@@ -121,7 +122,7 @@ inline __m512 gather_group(const float* row, int64_t w0, int64_t src, const int3
 // The blocks [p.uniform_lo, p.uniform_hi) (one 16-lane window per block): their shared indices and
 // weights are loaded once, and each block is two loads, TAPS permutes and FMAs.
 template <int TAPS>
-inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   constexpr int L = GatherLanePlan::kLanes;
   __m512i idx[TAPS];
   __m512 w[TAPS];
@@ -139,13 +140,14 @@ inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, flo
     }
     __m512 acc = _mm512_mul_ps(w[0], _mm512_permutex2var_ps(lo, idx[0], hi));
     for (int j = 1; j < TAPS; ++j) acc = _mm512_fmadd_ps(w[j], _mm512_permutex2var_ps(lo, idx[j], hi), acc);
-    _mm512_storeu_ps(out + b * L, acc);
+    store_floats(out + b * L, acc, streaming);
   }
 }
 
-// One row: `row` holds plan.src floats, `out` receives plan.dst floats.
+// One row: `row` holds plan.src floats, `out` receives plan.dst floats (whole vectors non-temporally
+// when `streaming`, store_floats; the caller fences).
 template <int TAPS>
-inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   constexpr int L = GatherLanePlan::kLanes;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps;
   const int64_t blocks = ceil_div(p.dst, L), groups = L / p.group;
@@ -153,7 +155,7 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
   for (int64_t b = 0; b < blocks; ++b) {
     if constexpr (TAPS > 0) {
       if (b == p.uniform_lo && p.uniform_hi > b) {
-        gather_blocks_uniform<TAPS>(row, p, out);
+        gather_blocks_uniform<TAPS>(row, p, out, streaming);
         b = p.uniform_hi - 1;
         continue;
       }
@@ -167,17 +169,17 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
       acc = gather_group<TAPS>(row, w0, p.src, idx, w, taps, __mmask16(group_lanes << (g * p.group)), acc);
     }
     const int64_t left = p.dst - b * L;
-    if (left >= L) _mm512_storeu_ps(out + b * L, acc);
+    if (left >= L) store_floats(out + b * L, acc, streaming);
     else _mm512_mask_storeu_ps(out + b * L, __mmask16((1u << left) - 1), acc);
   }
 }
 
-inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   switch (p.taps) {
-    case 1: return gather_row_lanes<1>(row, p, out);
-    case 2: return gather_row_lanes<2>(row, p, out);
-    case 4: return gather_row_lanes<4>(row, p, out);
-    default: return gather_row_lanes<0>(row, p, out);
+    case 1: return gather_row_lanes<1>(row, p, out, streaming);
+    case 2: return gather_row_lanes<2>(row, p, out, streaming);
+    case 4: return gather_row_lanes<4>(row, p, out, streaming);
+    default: return gather_row_lanes<0>(row, p, out, streaming);
   }
 }
 #elif defined(TCONV_CPU_AVX2)
@@ -208,7 +210,7 @@ inline __m256 gather_group(const float* row, int64_t w0, int64_t src, const int3
 
 // The uniform blocks (see the AVX-512 gather_blocks_uniform), 8 lanes each.
 template <int TAPS, bool NARROW>
-inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   constexpr int L = GatherLanePlan::kLanes, W = NARROW ? L : 2 * L;
   __m256i idx[TAPS];
   __m256 w[TAPS];
@@ -226,12 +228,12 @@ inline void gather_blocks_uniform(const float* row, const GatherLanePlan& p, flo
     }
     __m256 acc = _mm256_mul_ps(w[0], pick<NARROW>(lo, hi, idx[0]));
     for (int j = 1; j < TAPS; ++j) acc = _mm256_fmadd_ps(w[j], pick<NARROW>(lo, hi, idx[j]), acc);
-    _mm256_storeu_ps(out + b * L, acc);
+    store_floats(out + b * L, acc, streaming);
   }
 }
 
 template <int TAPS, bool NARROW>
-inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   constexpr int L = GatherLanePlan::kLanes;
   const int64_t taps = TAPS > 0 ? TAPS : p.taps;
   const int64_t blocks = ceil_div(p.dst, L), groups = L / p.group;
@@ -239,7 +241,7 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
   for (int64_t b = 0; b < blocks; ++b) {
     if constexpr (TAPS > 0) {
       if (b == p.uniform_lo && p.uniform_hi > b) {
-        gather_blocks_uniform<TAPS, NARROW>(row, p, out);
+        gather_blocks_uniform<TAPS, NARROW>(row, p, out, streaming);
         b = p.uniform_hi - 1;
         continue;
       }
@@ -251,24 +253,24 @@ inline void gather_row_lanes(const float* row, const GatherLanePlan& p, float* o
       acc = _mm256_blendv_ps(gather_group<TAPS, NARROW>(row, p.window[b * groups + 1], p.src, idx, w, taps), acc,
                              first_group);
     const int64_t left = p.dst - b * L;
-    if (left >= L) _mm256_storeu_ps(out + b * L, acc);
+    if (left >= L) store_floats(out + b * L, acc, streaming);
     else _mm256_maskstore_ps(out + b * L, lanes_below(left), acc);
   }
 }
 
 template <bool NARROW>
-inline void gather_row_lanes_taps(const float* row, const GatherLanePlan& p, float* out) {
+inline void gather_row_lanes_taps(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
   switch (p.taps) {
-    case 1: return gather_row_lanes<1, NARROW>(row, p, out);
-    case 2: return gather_row_lanes<2, NARROW>(row, p, out);
-    case 4: return gather_row_lanes<4, NARROW>(row, p, out);
-    default: return gather_row_lanes<0, NARROW>(row, p, out);
+    case 1: return gather_row_lanes<1, NARROW>(row, p, out, streaming);
+    case 2: return gather_row_lanes<2, NARROW>(row, p, out, streaming);
+    case 4: return gather_row_lanes<4, NARROW>(row, p, out, streaming);
+    default: return gather_row_lanes<0, NARROW>(row, p, out, streaming);
   }
 }
 
-inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, float* out) {
-  if (p.narrow) return gather_row_lanes_taps<true>(row, p, out);
-  gather_row_lanes_taps<false>(row, p, out);
+inline void gather_row_lanes_any(const float* row, const GatherLanePlan& p, float* out, bool streaming) {
+  if (p.narrow) return gather_row_lanes_taps<true>(row, p, out, streaming);
+  gather_row_lanes_taps<false>(row, p, out, streaming);
 }
 #endif
 

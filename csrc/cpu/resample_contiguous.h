@@ -64,6 +64,7 @@ struct ContiguousPlan {
   bool gather_source_rows = true;  // W first (gather source rows, then combine), else H first
   int64_t block = 1, blocks = 1;   // destination rows per task, tasks per plane
   bool streaming = false;          // non-temporal stores into dst
+  bool rows_copied = false;        // th copies rows (the 1-D op, a W-only resize): no H pass at all
 };
 
 template <typename scalar_t>
@@ -99,7 +100,8 @@ ContiguousPlan plan_contiguous(const at::Tensor& dst, const AxisTable<at::opmath
   };
   const double rows_first = Hs * gather_row_cost(Ws) + Hd * double(Wd) * th.taps;
   const double cols_first = Hd * double(Ws) * th.taps + Hd * gather_row_cost(Ws);
-  p.gather_source_rows = rows_first <= cols_first;
+  p.rows_copied = is_copy_table(th);
+  p.gather_source_rows = !p.rows_copied && rows_first <= cols_first;
   // Blocks of destination rows: rows first, the block's source rows (resampled along W) fit in
   // ~128 KiB; columns first, 16 rows (a 16-row gather) or the rows of ~128 KiB.
   const int64_t rows_per_dst = std::max<int64_t>(Hs / std::max<int64_t>(Hd, 1), 1);
@@ -113,16 +115,18 @@ ContiguousPlan plan_contiguous(const at::Tensor& dst, const AxisTable<at::opmath
   return p;
 }
 
-// The W pass of one row: tw.src sources to tw.dst destinations, in the plan's float32 strategy.
+// The W pass of one row: tw.src sources to tw.dst destinations, in the plan's float32 strategy;
+// `streaming`: out is the destination tensor, written around the caches where the gather can.
 template <typename scalar_t, typename in_t, typename out_t, typename acc_t>
-inline void gather_w(const in_t* row, const AxisTable<acc_t>& tw, const ContiguousPlan& p, out_t* out) {
+inline void gather_w(const in_t* row, const AxisTable<acc_t>& tw, const ContiguousPlan& p, out_t* out,
+                     bool streaming) {
 #if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
   if constexpr (std::is_same_v<scalar_t, float>) {
     if (p.poly.usable) return gather_row_polyphase_any(row, tw, p.poly, out);
-    if (p.lanes.usable) return gather_row_lanes_any(row, p.lanes, out);
+    if (p.lanes.usable) return gather_row_lanes_any(row, p.lanes, out, streaming);
   }
 #endif
-  (void)p;
+  (void)p, (void)streaming;
   gather_row_any(row, tw, out);
 }
 
@@ -135,7 +139,7 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
 // once when the plan says rows16, the rest one by one.
 template <typename scalar_t, typename in_t, typename out_t, typename acc_t>
 inline void gather_w_rows(const in_t* in, int64_t in_stride, int64_t n, const AxisTable<acc_t>& tw,
-                          const ContiguousPlan& p, out_t* out, acc_t* scratch) {
+                          const ContiguousPlan& p, out_t* out, acc_t* scratch, bool streaming) {
   const int64_t Wd = tw.dst;
   int64_t r = 0;
 #if defined(TCONV_CPU_AVX512) || defined(TCONV_CPU_AVX2)
@@ -154,7 +158,7 @@ inline void gather_w_rows(const in_t* in, int64_t in_stride, int64_t n, const Ax
   const int64_t ahead = row_bytes <= 4096 ? ceil_div(4096, row_bytes) : 0;
   for (; r < n; ++r) {
     if (ahead > 0) prefetch_bytes(in + (r + ahead) * in_stride, row_bytes);
-    gather_w<scalar_t>(in + r * in_stride, tw, p, out + r * Wd);
+    gather_w<scalar_t>(in + r * in_stride, tw, p, out + r * Wd, streaming);
   }
 }
 
@@ -176,14 +180,14 @@ void contiguous_block_w_first(const in_t* splane, scalar_t* dplane, int64_t d0, 
   // block order.
   int64_t next = r0;  // first source row not yet resampled
   if (th.dst < th.src || p.rows16) {
-    gather_w_rows<scalar_t>(splane + r0 * Ws, Ws, r1 - r0, tw, p, buf.data(), scratch);
+    gather_w_rows<scalar_t>(splane + r0 * Ws, Ws, r1 - r0, tw, p, buf.data(), scratch, false);
     next = r1;
   }
   for (int64_t d = d0; d < d1; ++d) {
     const int64_t need = th.start[d] + th.taps;
     if (need > next) {
       gather_w_rows<scalar_t>(splane + next * Ws, Ws, need - next, tw, p, buf.data() + (next - r0) * Wd,
-                              scratch);
+                              scratch, false);
       next = need;
     }
     combine_rows_to_dst(buf.data() + (th.start[d] - r0) * Wd, Wd, th.weight.data() + d * th.taps,
@@ -198,11 +202,15 @@ void contiguous_block_h_first(const in_t* splane, scalar_t* dplane, int64_t d0, 
                               const AxisTable<acc_t>& th, const AxisTable<acc_t>& tw,
                               const ContiguousPlan& p, std::vector<acc_t>& buf, acc_t* scratch) {
   const int64_t Ws = tw.src, Wd = tw.dst;
+  // Copied rows (linear x2 of 8x64x16000) are gathered straight from
+  // the source, and streamed into dst: plain stores read every destination line first.
+  if (p.rows_copied)
+    return gather_w_rows<scalar_t>(splane + d0 * Ws, Ws, d1 - d0, tw, p, dplane + d0 * Wd, scratch, p.streaming);
   if (int64_t(buf.size()) < (d1 - d0) * Ws) buf.resize((d1 - d0) * Ws);
   for (int64_t d = d0; d < d1; ++d)
     combine_rows_any(splane + th.start[d] * Ws, Ws, th.weight.data() + d * th.taps, th.taps, Ws,
                      buf.data() + (d - d0) * Ws);
-  gather_w_rows<scalar_t>(buf.data(), Ws, d1 - d0, tw, p, dplane + d0 * Wd, scratch);
+  gather_w_rows<scalar_t>(buf.data(), Ws, d1 - d0, tw, p, dplane + d0 * Wd, scratch, p.streaming);
 }
 
 // contiguous (N, C, H, W): the plan (plan_contiguous), then per plane and block of destination

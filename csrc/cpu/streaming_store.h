@@ -28,6 +28,20 @@ inline void streaming_fence() {
 // dst[i] = src[i] + bias for i < n. With `streaming`, float32 runs are stored non-temporally from
 // the first vector-aligned element on (the head before it, and the tail, with plain stores); a
 // thread that streamed calls streaming_fence() before its parallel region ends.
+// One vector of floats at out: non-temporally when `streaming` and out is vector-aligned, else a
+// plain store (a row that starts unaligned keeps plain stores: the stream stores need alignment).
+#if defined(TCONV_CPU_AVX512)
+inline void store_floats(float* out, __m512 v, bool streaming) {
+  if (streaming && (reinterpret_cast<uintptr_t>(out) & 63) == 0) _mm512_stream_ps(out, v);
+  else _mm512_storeu_ps(out, v);
+}
+#elif defined(TCONV_CPU_AVX2)
+inline void store_floats(float* out, __m256 v, bool streaming) {
+  if (streaming && (reinterpret_cast<uintptr_t>(out) & 31) == 0) _mm256_stream_ps(out, v);
+  else _mm256_storeu_ps(out, v);
+}
+#endif
+
 template <typename scalar_t, typename acc_t>
 inline void store_plus_bias(const acc_t* src, acc_t bias, int64_t n, scalar_t* dst, bool streaming) {
   int64_t i = 0;
