@@ -664,9 +664,10 @@ void backward_weight_dense(const Tensor& go, const Tensor& x, Tensor& gw,
 // Note [direct tiles] for grad_weight (float32, AVX-512 or AVX2): no patch matrix. The pixels are cut into
 // chunks of input rows of one image, or of one row's columns (~512 KiB of x and grad_output with
 // them, so a chunk stays in L2 while every tile of the thread reads it; weight_chunks); each thread
-// owns a range of (group, block of 6 input channels) and, chunk after chunk in order, adds the
-// chunk's pixels into its tiles of gwt[group][tap][ci][co] (zeroed first). Every element is summed
-// by one thread in one order (chunks, rows, pixels ascending): the same bits for any thread count.
+// owns a range of (tap, group, block of 6 input channels) (for_each_weight_tap) and, chunk after
+// chunk in order, adds the chunk's pixels into its tiles of gwt[group][tap][ci][co] (zeroed
+// first). Every element is summed by one thread in one order (chunks, rows, pixels ascending):
+// the same bits for any thread count.
 // NCHW chunks go through thread-local channels_last copies. Only real (input pixel, tap) pairs are
 // multiplied: NaN/Inf land where the definition puts them.
 void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g,
@@ -696,7 +697,8 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
   // Segments of at most 64 pixels: a group's grad_output columns stay in L1 (add_weight_segments).
   constexpr int64_t kSegmentPixels = 64;
   const int64_t pieces = ceil_div(chunk_cols, kSegmentPixels);
-  at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t units = g.groups * ci_blocks;  // per tap (for_each_weight_tap)
+  at::parallel_for(0, KK * units, 1, [&](int64_t begin, int64_t end) {
     std::vector<WeightSegment> segs(chunk_rows * chunk_images * pieces);
     std::vector<float> xbuf, gobuf;
     for (int64_t chunk = 0; chunk < image_chunks * row_chunks * col_chunks; ++chunk) {
@@ -733,24 +735,24 @@ void backward_weight_direct_tiles(const Tensor& go, const Tensor& x, Tensor& gw,
                             const_cast<float*>(gopix(n, oh, ow_lo)), g.Cout, gocols_n, g.Cout);
         }
       }
-      for (int64_t kh = 0; kh < g.kH; ++kh)
-        for (int64_t kw = 0; kw < g.kW; ++kw) {
-          // The chunk's segments for tap (kh, kw): input row ih's columns whose output column is inside.
-          const int64_t off_w = kw * g.dw - g.pw;
-          const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
-          const int64_t lo = std::max(iws.lo, iw0), hi = std::min(iws.hi, iw1);
-          if (lo >= hi) continue;
-          int nsegs = 0;
-          for (int64_t n = n0; n < n1; ++n)
-            for (int64_t ih = ih0; ih < ih1; ++ih) {
-              const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
-              if (oh < 0 || oh >= g.Ho) continue;
-              for (int64_t c0 = lo; c0 < hi; c0 += kSegmentPixels)
-                segs[nsegs++] = WeightSegment{xpix(n, ih, c0), gopix(n, oh, c0 * g.sw + off_w),
-                                              std::min(kSegmentPixels, hi - c0)};
-            }
-          add_weight_segments(segs.data(), nsegs, kh * g.kW + kw, begin, end, g, KK, a_step, b_step, gwtp);
-        }
+      for_each_weight_tap(begin, end, units, [&](int64_t tap, int64_t first, int64_t last) {
+        // The chunk's segments for tap (kh, kw): input row ih's columns whose output column is inside.
+        const int64_t kh = tap / g.kW, kw = tap % g.kW;
+        const int64_t off_w = kw * g.dw - g.pw;
+        const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
+        const int64_t lo = std::max(iws.lo, iw0), hi = std::min(iws.hi, iw1);
+        if (lo >= hi) return;
+        int nsegs = 0;
+        for (int64_t n = n0; n < n1; ++n)
+          for (int64_t ih = ih0; ih < ih1; ++ih) {
+            const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+            if (oh < 0 || oh >= g.Ho) continue;
+            for (int64_t c0 = lo; c0 < hi; c0 += kSegmentPixels)
+              segs[nsegs++] = WeightSegment{xpix(n, ih, c0), gopix(n, oh, c0 * g.sw + off_w),
+                                            std::min(kSegmentPixels, hi - c0)};
+          }
+        add_weight_segments(segs.data(), nsegs, tap, first, last, g, KK, a_step, b_step, gwtp);
+      });
     }
   });
   weight_tiles_to_weight(gwtp, gw.mutable_data_ptr<float>(), g, KK);

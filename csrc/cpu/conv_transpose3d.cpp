@@ -163,8 +163,10 @@ void backward_input_direct_tiles3d(const float* gop, const float* w, float* gip,
 // grad_weight by the direct tiles (Note [direct tiles] for grad_weight, cpu/conv_transpose2d_backward.cpp)
 // with the N * D input slices as its images: chunks of ~512 KiB of input rows of one slice or of
 // whole slices; per tap (kd, kh, kw) a segment per input row whose slice and row the tap sends
-// inside grad_output. Each thread owns a range of (group, 6 input channels) and adds the chunks
-// in order: the same bits for any thread count. x, go channels_last_3d; gw (Cin, Cout/g, kD, kH, kW).
+// inside grad_output. Each thread owns a range of (tap, group, 6 input channels)
+// (for_each_weight_tap; 64->32 k4 s2 p1 2x16^3: 13.1 -> 12.3 ms on AMD Zen 4 against a split by
+// channels) and adds the chunks in order: the same bits for any thread count. x, go
+// channels_last_3d; gw (Cin, Cout/g, kD, kH, kW).
 void backward_weight_direct_tiles3d(const float* gop, const float* xp, float* gwp, const ConvTranspose2dGeometry& g,
                                     const DepthAxis& d) {
   const int64_t KK = d.kD * g.kH * g.kW;
@@ -173,34 +175,38 @@ void backward_weight_direct_tiles3d(const float* gop, const float* xp, float* gw
   const int64_t slices = g.N * d.D;
   const WeightChunks ch = weight_chunks(g, slices);
   const int64_t a_step = g.Cin, b_step = g.sw * g.Cout;
-  at::parallel_for(0, g.groups * ci_blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<WeightSegment> segs(ch.rows * ch.images);
-    for (int64_t chunk = 0; chunk < ch.image_chunks * ch.row_chunks; ++chunk) {
-      const int64_t s0 = chunk / ch.row_chunks * ch.images, s1 = std::min(slices, s0 + ch.images);
-      const int64_t ih0 = chunk % ch.row_chunks * ch.rows, ih1 = std::min(g.H, ih0 + ch.rows);
-      for (int64_t kd = 0; kd < d.kD; ++kd)
-        for (int64_t kh = 0; kh < g.kH; ++kh)
-          for (int64_t kw = 0; kw < g.kW; ++kw) {
-            const int64_t off_w = kw * g.dw - g.pw;
-            const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
-            if (iws.lo >= iws.hi) continue;
-            int nsegs = 0;
-            for (int64_t sl = s0; sl < s1; ++sl) {
-              const int64_t n = sl / d.D, id = sl % d.D;
-              const int64_t od = output_of_tap(id, kd, d.sd, d.pd, d.dd);
-              if (od < 0 || od >= d.Do) continue;
-              for (int64_t ih = ih0; ih < ih1; ++ih) {
-                const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
-                if (oh < 0 || oh >= g.Ho) continue;
-                segs[nsegs++] = WeightSegment{xp + ((sl * g.H + ih) * g.W + iws.lo) * g.Cin,
-                                              gop + (((n * d.Do + od) * g.Ho + oh) * g.Wo + iws.lo * g.sw + off_w) * g.Cout,
-                                              iws.hi - iws.lo};
-              }
-            }
-            add_weight_segments(segs.data(), nsegs, (kd * g.kH + kh) * g.kW + kw, begin, end, g, KK, a_step, b_step,
-                                gwt.data());
-          }
+  const int64_t units = g.groups * ci_blocks;  // per tap
+  // The segments of one tap in one chunk (of input slices [s0, s1), rows [ih0, ih1)).
+  auto segments = [&](int64_t tap, int64_t chunk, WeightSegment* segs) {
+    const int64_t s0 = chunk / ch.row_chunks * ch.images, s1 = std::min(slices, s0 + ch.images);
+    const int64_t ih0 = chunk % ch.row_chunks * ch.rows, ih1 = std::min(g.H, ih0 + ch.rows);
+    const int64_t kd = tap / (g.kH * g.kW), kh = tap / g.kW % g.kH, kw = tap % g.kW;
+    const int64_t off_w = kw * g.dw - g.pw;
+    const IndexRange iws = indices_inside(g.W, g.sw, off_w, g.Wo);
+    int nsegs = 0;
+    if (iws.lo >= iws.hi) return nsegs;
+    for (int64_t sl = s0; sl < s1; ++sl) {
+      const int64_t n = sl / d.D, id = sl % d.D;
+      const int64_t od = output_of_tap(id, kd, d.sd, d.pd, d.dd);
+      if (od < 0 || od >= d.Do) continue;
+      for (int64_t ih = ih0; ih < ih1; ++ih) {
+        const int64_t oh = output_of_tap(ih, kh, g.sh, g.ph, g.dh);
+        if (oh < 0 || oh >= g.Ho) continue;
+        segs[nsegs++] = WeightSegment{xp + ((sl * g.H + ih) * g.W + iws.lo) * g.Cin,
+                                      gop + (((n * d.Do + od) * g.Ho + oh) * g.Wo + iws.lo * g.sw + off_w) * g.Cout,
+                                      iws.hi - iws.lo};
+      }
     }
+    return nsegs;
+  };
+  const int64_t chunks = ch.image_chunks * ch.row_chunks;
+  at::parallel_for(0, KK * units, 1, [&](int64_t begin, int64_t end) {
+    std::vector<WeightSegment> segs(ch.rows * ch.images);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      for_each_weight_tap(begin, end, units, [&](int64_t tap, int64_t first, int64_t last) {
+        const int nsegs = segments(tap, chunk, segs.data());
+        add_weight_segments(segs.data(), nsegs, tap, first, last, g, KK, a_step, b_step, gwt.data());
+      });
   });
   weight_tiles_to_weight(gwt.data(), gwp, g, KK);
 }

@@ -547,6 +547,17 @@ inline void add_weight_segments(const WeightSegment* segs, int nsegs, int64_t ta
   }
 }
 
+// The threads' shares of the weight tiles: units (tap, group, block of kWeightTileRows input
+// channels), `units` per tap, taps outermost, so that the shares are equal whatever the blocks
+// (64 channels are 11 blocks: 6 against 5 when split by channels) and each thread reads
+// grad_output for its taps only. f(tap, first, last) for each tap of units [begin, end), with
+// its (group, block) range.
+template <typename F>
+inline void for_each_weight_tap(int64_t begin, int64_t end, int64_t units, const F& f) {
+  for (int64_t tap = begin / units; tap <= (end - 1) / units; ++tap)
+    f(tap, std::max(begin - tap * units, int64_t(0)), std::min(end - tap * units, units));
+}
+
 // gwt (group, tap, ci, co) -> the weight's gradient (Cin, Cout_g, KK taps).
 inline void weight_tiles_to_weight(const float* gwt, float* gw, const ConvTranspose2dGeometry& g, int64_t KK) {
   parallel_for_work(0, g.Cin, g.Cin * g.Cout_g * KK, [&](int64_t begin, int64_t end) {
