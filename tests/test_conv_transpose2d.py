@@ -394,6 +394,7 @@ DIRECT_TILE_CASES = [
     (2, 136, 80, (3, 23), (3, 3), 1, 1, 0, 1, 1),     # AVX2: 16-channel parts of 64 + 16 channel blocks
     (3, 96, 96, (2, 4), (4, 4), 2, 1, 0, 1, 1),       # rows of border tiles only
     (2, 48, 32, (6, 5), (2, 2), 2, 1, 1, 1, 1),       # one tap per phase, padding and output_padding
+    (2, 64, 32, (5, 9), (3, 3), 1, 1, 0, 1, 1),       # grad_weight: 11 blocks of 6 channels, threads split mid-tap
 ]
 
 

@@ -693,6 +693,29 @@ def test_same_bits_for_one_and_two_threads():
         assert torch.equal(a, b) and torch.equal(b, c)
 
 
+@pytest.mark.parametrize("layout", ["ncdhw", "channels_last_3d"])
+def test_direct_tiles3d_grad_weight_same_bits_for_any_thread_count(layout):
+    """float32 grad_weight of a 64 -> 32 layer (the 3-D direct tiles: 11 blocks of 6 input channels
+    per tap, the threads' shares split taps mid-way) against float64, and the same bits at 1, 2 and
+    3 threads."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 64, 5, 6, 7, generator=gen)
+    w = torch.randn(64, 32, 4, 4, 4, generator=gen)
+    if layout == "channels_last_3d":
+        x = x.to(memory_format=CL3)
+    gy = torch.randn(F.conv_transpose3d(x, w, stride=2, padding=1).shape, generator=gen)
+
+    def grad_weight():
+        wl = w.clone().requires_grad_()
+        return torch.autograd.grad(tconv.conv_transpose3d(x, wl, stride=2, padding=1), wl, gy)[0]
+
+    w64 = w.double().requires_grad_()
+    (ref,) = torch.autograd.grad(F.conv_transpose3d(x.double(), w64, stride=2, padding=1), w64, gy.double())
+    runs = at_thread_counts(grad_weight, (1, 2, 3))
+    torch.testing.assert_close(runs[0].double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+
+
 # ---- the modules -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rank", [1, 3])

@@ -1081,16 +1081,14 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
 #endif
 }
 
-// Note [Winograd rows] for the forward (winograd_rows_forward, cpu/winograd.h): NCHW x through a
-// channels_last copy, y written in its own layout.
+// Note [Winograd rows] for the forward (winograd_rows_forward, cpu/winograd.h): x and y in their
+// layout (NCHW x transposed a task's window at a time, RowsPlanes).
 void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
 #if defined(TCONV_CPU_DIRECT_TILES)
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
-  const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cin * g.H * g.W);
-  if (!channels_last) planes_to_pixels(x.const_data_ptr<float>(), pixels.data(), g.N, g.Cin, g.H * g.W);
-  winograd_rows_forward(channels_last ? x.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
-                        b.data(), y.mutable_data_ptr<float>(), !channels_last, g);
+  winograd_rows_forward(x.const_data_ptr<float>(), weight.const_data_ptr<float>(), b.data(),
+                        y.mutable_data_ptr<float>(), !channels_last, g);
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");

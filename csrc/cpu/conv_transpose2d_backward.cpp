@@ -342,15 +342,13 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
 #endif
 }
 
-// Note [Winograd rows] for grad_input (winograd_rows_grad_input, cpu/winograd.h): NCHW
-// grad_output through a channels_last copy, grad_input written in its own layout.
+// Note [Winograd rows] for grad_input (winograd_rows_grad_input, cpu/winograd.h): grad_output and
+// grad_input in their layout (NCHW grad_output transposed a task's window at a time, RowsPlanes).
 void backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_DIRECT_TILES)
-  const Scratch<float> pixels(ScratchSlot::kLayoutIn, channels_last ? 0 : g.N * g.Cout * g.Ho * g.Wo);
-  if (!channels_last) planes_to_pixels(go.const_data_ptr<float>(), pixels.data(), g.N, g.Cout, g.Ho * g.Wo);
-  winograd_rows_grad_input(channels_last ? go.const_data_ptr<float>() : pixels.data(), weight.const_data_ptr<float>(),
-                           gi.mutable_data_ptr<float>(), !channels_last, g);
+  winograd_rows_grad_input(go.const_data_ptr<float>(), weight.const_data_ptr<float>(), gi.mutable_data_ptr<float>(),
+                           !channels_last, g);
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");

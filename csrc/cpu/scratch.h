@@ -29,7 +29,7 @@ namespace tconv::cpu::CPU_CAPABILITY {
 // (PixelRowCache, Note [column windows]).
 enum class ScratchSlot : int {
   kWindow, kWindowInput, kPackedWeight, kConvBlockA, kConvBlockB, kConvWeights, kConvSmall, kConvClass,
-  kLayoutIn, kLayoutOut, kFrame, kPixelRows, kRowOut, kCount
+  kLayoutIn, kLayoutOut, kFrame, kPixelRows, kRowIn, kRowOut, kCount
 };
 
 template <typename T>

@@ -509,9 +509,19 @@ struct WinogradRows<3> {  // F(3, 2), points 0, 1, -1, infinity: F(2, 3)'s G and
 // One summed source of a rows correlation: image i's pixel t (t < length; zero elsewhere) at
 // X + i sImage + t sPixel, K channels; block cells m0 .. m0 + B - 1 read its pixels m0 + offset ..
 // m0 + offset + B (the forward: x, offset -1; grad_input: grad_output's polyphase components).
+// Read from planes (RowsPlanes), pixel t is the row's pixel first + step t.
 struct RowsSource {
   const float* X;
   int64_t sImage, sPixel, length, offset;
+  int64_t first = 0, step = 1;
+};
+
+// Sources read from NCHW planes instead: X (N, K, H, W), image i = n H + h its row (n, h). Each task
+// transposes the run of the row's pixels its blocks read into a channels_last window in L1/L2: no
+// tensor-sized channels_last copy (allocated and faulted per call above 16 MiB) and second pass.
+struct RowsPlanes {
+  const float* X = nullptr;
+  int64_t H = 0, W = 0;
 };
 
 // Where the outputs of winograd_rows go: phase r of cell m is output pixel step m + r - pad of the
@@ -528,7 +538,7 @@ struct RowsOutput {
 // channel k = si K + kc of phase r starts; output channel c's at + c c_stride. bias: C floats.
 template <int B, typename WeightAt>
 void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, const WeightAt& weight,
-                   int64_t c_stride, const float* bias, const RowsOutput& o) {
+                   int64_t c_stride, const float* bias, const RowsOutput& o, const RowsPlanes& planes = {}) {
   using F = WinogradRows<B>;
   constexpr int T = F::T;
   constexpr int64_t cw = DirectPanels::kMaxWidth;
@@ -563,9 +573,14 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
   const int64_t row_blocks = ceil_div(m_hi - m_lo, B);
   const int64_t tiles = std::min(row_blocks, winograd_task_blocks(T, Ks, images * row_blocks));
   const int64_t row_tasks = ceil_div(row_blocks, tiles), kv = ceil_div(K, 16);
+  int64_t max_step = 1;
+  for (int si = 0; si < nsrc; ++si) max_step = std::max(max_step, src[si].step);
+  // A task's pixels of one row, at most: B count + 1 of each source, whose offsets differ by <= 1.
+  const int64_t window_pixels = max_step * (B * tiles + 3);
   parallel_for_work(0, images * row_tasks, images * row_blocks * B * P * 2 * Ks * C, [&](int64_t begin, int64_t end) {
     const Scratch<float> V(ScratchSlot::kConvBlockA, T * tiles * ldv), M(ScratchSlot::kConvBlockB, T * tiles * cw);
     const Scratch<float> O(ScratchSlot::kRowOut, o.nchw ? B * tiles * o.step * cw : 0);
+    const Scratch<float> window(ScratchSlot::kRowIn, planes.X ? window_pixels * K : 0);
     const int64_t e_step = tiles * ldv;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
@@ -573,13 +588,31 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
       // The task's outputs: cells mA .. mA + B count - 1, clipped to the row.
       const int64_t oA = std::max<int64_t>(o.step * mA - o.pad, 0);
       const int64_t oB = std::min(o.step * (mA + B * count) - o.pad, o.Wo);
+      int64_t p_lo = 0;  // planes: the row's pixels [p_lo, p_hi) the task reads, in `window`
+      if (planes.X) {
+        int64_t p_hi = p_lo = INT64_MAX;
+        for (int si = 0; si < nsrc; ++si) {
+          const RowsSource& S = src[si];
+          const int64_t lo = std::max<int64_t>(mA + S.offset, 0), hi = std::min(mA + B * count + S.offset + 1, S.length);
+          if (lo >= hi) continue;
+          p_lo = std::min(p_lo, S.first + S.step * lo);
+          p_hi = p_hi == INT64_MAX ? S.first + S.step * (hi - 1) + 1 : std::max(p_hi, S.first + S.step * (hi - 1) + 1);
+        }
+        if (p_hi != INT64_MAX) {
+          TORCH_INTERNAL_ASSERT(p_hi - p_lo <= window_pixels);
+          const int64_t n = image / planes.H, h = image % planes.H, plane = planes.H * planes.W;
+          transpose_block(planes.X + n * K * plane + h * planes.W + p_lo, plane, window.data(), K, p_hi - p_lo, K);
+        }
+      }
       for (int64_t t = 0; t < count; ++t)  // B^T d per block, source and 16 channels
         for (int si = 0; si < nsrc; ++si) {
           const RowsSource& S = src[si];
           const float* px[T];
           for (int c = 0; c < T; ++c) {
             const int64_t it = mA + B * t + S.offset + c;
-            px[c] = it >= 0 && it < S.length ? S.X + image * S.sImage + it * S.sPixel : nullptr;
+            px[c] = it < 0 || it >= S.length ? nullptr
+                    : planes.X               ? window.data() + (S.first + S.step * it - p_lo) * K
+                                             : S.X + image * S.sImage + it * S.sPixel;
           }
           float* v = V.data() + t * ldv + si * K;
           for (int64_t q = 0; q < kv; ++q) {
@@ -626,34 +659,36 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
 }
 
 // Note [Winograd rows] for the forward: phase r of cell m is output s m + r - p, reading x[m - 1]
-// (tap r + s) and x[m] (tap r). x: channels_last pixels (N H images of W pixels x Cin); y:
-// channels_last or NCHW (y_nchw); w (Cin, Cout, 1, 2s); bias: Cout floats.
-inline void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool y_nchw,
+// (tap r + s) and x[m] (tap r). x and y: channels_last (N H images of W pixels x Cin), or with
+// nchw both NCHW; w (Cin, Cout, 1, 2s); bias: Cout floats.
+inline void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool nchw,
                                   const ConvTranspose2dGeometry& g) {
   const int64_t s = g.sw, K = g.Cin, C = g.Cout;
   const RowsSource x{xp, g.W * K, K, g.W, -1};
   const auto weight = [&](int64_t k, int64_t r, int a) { return w + k * C * 2 * s + (a == 0 ? r + s : r); };
-  winograd_rows<3>(&x, 1, K, g.N * g.H, weight, 2 * s, bias, RowsOutput{yp, s, s, g.pw, g.Wo, C, g.H, y_nchw});
+  winograd_rows<3>(&x, 1, K, g.N * g.H, weight, 2 * s, bias, RowsOutput{yp, s, s, g.pw, g.Wo, C, g.H, nchw},
+                   nchw ? RowsPlanes{xp, g.H, g.W} : RowsPlanes{});
 }
 
 // Note [Winograd rows] for grad_input: gi[i] = sum over k < 2s of go[s i + k - p] w[k] (channels
 // swapped). The taps k of one residue rho of s i + k - p read grad_output's polyphase component
 // G_rho[t] = go[s t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + s a, k_rho = (rho + p) mod s,
 // k_rho - p = s d_rho + rho): gi is the sum over the s components of 2-tap correlations, stacked as
-// s sources of Cout channels. go: channels_last pixels (N H images of Wo pixels x Cout); gi:
-// channels_last or NCHW (gi_nchw).
-inline void winograd_rows_grad_input(const float* gop, const float* w, float* gip, bool gi_nchw,
+// s sources of Cout channels. go and gi: channels_last (N H images of Wo pixels x Cout), or with
+// nchw both NCHW.
+inline void winograd_rows_grad_input(const float* gop, const float* w, float* gip, bool nchw,
                                      const ConvTranspose2dGeometry& g) {
   const int64_t s = g.sw, K = g.Cout, C = g.Cin;
   std::vector<RowsSource> src;
   std::vector<int64_t> k_rho;
   for (int64_t rho = 0; rho < s; ++rho) {
     k_rho.push_back((rho + g.pw) % s);
-    src.push_back(RowsSource{gop + rho * K, g.Wo * K, s * K, ceil_div(g.Wo - rho, s), floor_div(k_rho[rho] - g.pw, s)});
+    src.push_back(RowsSource{gop + rho * K, g.Wo * K, s * K, ceil_div(g.Wo - rho, s), floor_div(k_rho[rho] - g.pw, s),
+                             rho, s});
   }
   const auto weight = [&](int64_t k, int64_t, int a) { return w + (k % K) * 2 * s + k_rho[k / K] + s * a; };
   winograd_rows<3>(src.data(), static_cast<int>(s), K, g.N * g.H, weight, K * 2 * s, nullptr,
-                   RowsOutput{gip, 1, 1, 0, g.W, C, g.H, gi_nchw});
+                   RowsOutput{gip, 1, 1, 0, g.W, C, g.H, nchw}, nchw ? RowsPlanes{gop, g.H, g.Wo} : RowsPlanes{});
 }
 
 #endif  // TCONV_CPU_DIRECT_TILES
