@@ -522,9 +522,10 @@ inline void weight_tile_of_width(int64_t width, int rows, const WeightSegment* s
 
 // The weight tiles' accumulators: gwt[group][tap][ci][co] (KK taps), zeroed by the caller. A
 // thread owns the tiles of its range [begin, end) of this tap's (group, block of kWeightTileRows
-// input channels) (for_each_weight_tap) and adds the tap's segments into them: in groups of segments of ~64 pixels (a group's
-// grad_output columns, 64 pixels x 64 channels, stay in L1 while every tile of the thread reads
-// them), per block of 64 output channels. a_step, b_step: x's and grad_output's pixel steps.
+// input channels) (for_each_weight_tap) and adds the tap's segments into them: in groups of
+// segments of ~64 pixels (a group's grad_output columns, 64 pixels x 64 channels, stay in L1 while
+// every tile of the thread reads them), per block of 64 output channels. a_step, b_step: x's and
+// grad_output's pixel steps.
 inline void add_weight_segments(const WeightSegment* segs, int nsegs, int64_t tap, int64_t begin, int64_t end,
                                 const ConvTranspose2dGeometry& g, int64_t KK, int64_t a_step, int64_t b_step,
                                 float* gwt) {

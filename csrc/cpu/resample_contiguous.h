@@ -202,8 +202,8 @@ void contiguous_block_h_first(const in_t* splane, scalar_t* dplane, int64_t d0, 
                               const AxisTable<acc_t>& th, const AxisTable<acc_t>& tw,
                               const ContiguousPlan& p, std::vector<acc_t>& buf, acc_t* scratch) {
   const int64_t Ws = tw.src, Wd = tw.dst;
-  // Copied rows (linear x2 of 8x64x16000) are gathered straight from
-  // the source, and streamed into dst: plain stores read every destination line first.
+  // Copied rows (the 1-D op) are gathered straight from the source and streamed into dst: plain
+  // stores read every destination line first (linear x2 8x64x16000: 5.7 -> 5.0-5.3 ms, Zen 4).
   if (p.rows_copied)
     return gather_w_rows<scalar_t>(splane + d0 * Ws, Ws, d1 - d0, tw, p, dplane + d0 * Wd, scratch, p.streaming);
   if (int64_t(buf.size()) < (d1 - d0) * Ws) buf.resize((d1 - d0) * Ws);

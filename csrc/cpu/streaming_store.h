@@ -25,9 +25,6 @@ inline void streaming_fence() {
 #endif
 }
 
-// dst[i] = src[i] + bias for i < n. With `streaming`, float32 runs are stored non-temporally from
-// the first vector-aligned element on (the head before it, and the tail, with plain stores); a
-// thread that streamed calls streaming_fence() before its parallel region ends.
 // One vector of floats at out: non-temporally when `streaming` and out is vector-aligned, else a
 // plain store (a row that starts unaligned keeps plain stores: the stream stores need alignment).
 #if defined(TCONV_CPU_AVX512)
@@ -42,6 +39,9 @@ inline void store_floats(float* out, __m256 v, bool streaming) {
 }
 #endif
 
+// dst[i] = src[i] + bias for i < n. With `streaming`, float32 runs are stored non-temporally from
+// the first vector-aligned element on (the head before it, and the tail, with plain stores); a
+// thread that streamed calls streaming_fence() before its parallel region ends.
 template <typename scalar_t, typename acc_t>
 inline void store_plus_bias(const acc_t* src, acc_t bias, int64_t n, scalar_t* dst, bool streaming) {
   int64_t i = 0;

@@ -509,16 +509,16 @@ struct WinogradRows<3> {  // F(3, 2), points 0, 1, -1, infinity: F(2, 3)'s G and
 // One summed source of a rows correlation: image i's pixel t (t < length; zero elsewhere) at
 // X + i sImage + t sPixel, K channels; block cells m0 .. m0 + B - 1 read its pixels m0 + offset ..
 // m0 + offset + B (the forward: x, offset -1; grad_input: grad_output's polyphase components).
-// Read from planes (RowsPlanes), pixel t is the row's pixel first + step t.
 struct RowsSource {
   const float* X;
   int64_t sImage, sPixel, length, offset;
-  int64_t first = 0, step = 1;
 };
 
-// Sources read from NCHW planes instead: X (N, K, H, W), image i = n H + h its row (n, h). Each task
-// transposes the run of the row's pixels its blocks read into a channels_last window in L1/L2: no
-// tensor-sized channels_last copy (allocated and faulted per call above 16 MiB) and second pass.
+// Sources read from NCHW planes instead: X (N, K, H, W), image i = n H + h its row (n, h). The
+// sources keep their channels_last description at X as if the tensor were channels_last: pixel t
+// of a source is the row's pixel (S.X - X) / K + t S.sPixel / K. Each task transposes the run of
+// the row's pixels its blocks read into a channels_last window in L1/L2: no tensor-sized
+// channels_last copy (allocated and faulted per call above 16 MiB) and second pass.
 struct RowsPlanes {
   const float* X = nullptr;
   int64_t H = 0, W = 0;
@@ -573,8 +573,14 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
   const int64_t row_blocks = ceil_div(m_hi - m_lo, B);
   const int64_t tiles = std::min(row_blocks, winograd_task_blocks(T, Ks, images * row_blocks));
   const int64_t row_tasks = ceil_div(row_blocks, tiles), kv = ceil_div(K, 16);
+  // Planes: source si's pixel t is the row's pixel first[si] + step[si] t (RowsPlanes).
+  std::vector<int64_t> first(nsrc, 0), step(nsrc, 1);
   int64_t max_step = 1;
-  for (int si = 0; si < nsrc; ++si) max_step = std::max(max_step, src[si].step);
+  for (int si = 0; si < nsrc && planes.X; ++si) {
+    TORCH_INTERNAL_ASSERT((src[si].X - planes.X) % K == 0 && src[si].sPixel % K == 0);
+    first[si] = (src[si].X - planes.X) / K, step[si] = src[si].sPixel / K;
+    max_step = std::max(max_step, step[si]);
+  }
   // A task's pixels of one row, at most: B count + 1 of each source, whose offsets differ by <= 1.
   const int64_t window_pixels = max_step * (B * tiles + 3);
   parallel_for_work(0, images * row_tasks, images * row_blocks * B * P * 2 * Ks * C, [&](int64_t begin, int64_t end) {
@@ -588,17 +594,16 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
       // The task's outputs: cells mA .. mA + B count - 1, clipped to the row.
       const int64_t oA = std::max<int64_t>(o.step * mA - o.pad, 0);
       const int64_t oB = std::min(o.step * (mA + B * count) - o.pad, o.Wo);
-      int64_t p_lo = 0;  // planes: the row's pixels [p_lo, p_hi) the task reads, in `window`
+      int64_t p_lo = INT64_MAX, p_hi = INT64_MIN;  // planes: the row's pixels the task reads, in `window`
       if (planes.X) {
-        int64_t p_hi = p_lo = INT64_MAX;
         for (int si = 0; si < nsrc; ++si) {
           const RowsSource& S = src[si];
           const int64_t lo = std::max<int64_t>(mA + S.offset, 0), hi = std::min(mA + B * count + S.offset + 1, S.length);
           if (lo >= hi) continue;
-          p_lo = std::min(p_lo, S.first + S.step * lo);
-          p_hi = p_hi == INT64_MAX ? S.first + S.step * (hi - 1) + 1 : std::max(p_hi, S.first + S.step * (hi - 1) + 1);
+          p_lo = std::min(p_lo, first[si] + step[si] * lo);
+          p_hi = std::max(p_hi, first[si] + step[si] * (hi - 1) + 1);
         }
-        if (p_hi != INT64_MAX) {
+        if (p_hi > p_lo) {
           TORCH_INTERNAL_ASSERT(p_hi - p_lo <= window_pixels);
           const int64_t n = image / planes.H, h = image % planes.H, plane = planes.H * planes.W;
           transpose_block(planes.X + n * K * plane + h * planes.W + p_lo, plane, window.data(), K, p_hi - p_lo, K);
@@ -611,7 +616,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
           for (int c = 0; c < T; ++c) {
             const int64_t it = mA + B * t + S.offset + c;
             px[c] = it < 0 || it >= S.length ? nullptr
-                    : planes.X               ? window.data() + (S.first + S.step * it - p_lo) * K
+                    : planes.X               ? window.data() + (first[si] + step[si] * it - p_lo) * K
                                              : S.X + image * S.sImage + it * S.sPixel;
           }
           float* v = V.data() + t * ldv + si * K;
@@ -683,8 +688,7 @@ inline void winograd_rows_grad_input(const float* gop, const float* w, float* gi
   std::vector<int64_t> k_rho;
   for (int64_t rho = 0; rho < s; ++rho) {
     k_rho.push_back((rho + g.pw) % s);
-    src.push_back(RowsSource{gop + rho * K, g.Wo * K, s * K, ceil_div(g.Wo - rho, s), floor_div(k_rho[rho] - g.pw, s),
-                             rho, s});
+    src.push_back(RowsSource{gop + rho * K, g.Wo * K, s * K, ceil_div(g.Wo - rho, s), floor_div(k_rho[rho] - g.pw, s)});
   }
   const auto weight = [&](int64_t k, int64_t, int a) { return w + (k % K) * 2 * s + k_rho[k / K] + s * a; };
   winograd_rows<3>(src.data(), static_cast<int>(s), K, g.N * g.H, weight, K * 2 * s, nullptr,
