@@ -647,6 +647,40 @@ def test_winograd_rows_keep_nan_and_inf_in_place(layout):
         torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("where", ["x", "grad_output"])
+@pytest.mark.parametrize("cfg", [WINOGRAD_ROWS_CASES[1], WINOGRAD_ROWS_CASES[-1]], ids=["3tasks", "5chunks"])
+def test_winograd_rows_find_nan_and_inf_as_they_read(cfg, where, monkeypatch):
+    """NCHW rows check x / grad_output window by window (grad_weight: row segment by segment) as
+    they read them, with no scan first: one special deep in a long row, in the last image (a later
+    task, a later chunk of grad_weight's blocks), still sends every pass it reaches to the direct
+    sums, and lands where PyTorch puts it."""
+    monkeypatch.setenv("TCONV_CONV_FORWARD", "winograd")
+    monkeypatch.setenv("TCONV_CONV_BACKWARD", "winograd")
+    n, cin, cout, hw, s, p, op = cfg
+    kw = dict(stride=(1, s), padding=(0, p), output_padding=(0, op))
+    x, w, b = make_conv(n, cin, cout, hw, (1, 2 * s), 1, torch.float64)
+    go = torch.randn_like(F.conv_transpose2d(x, w, b, **kw))
+    if where == "x":
+        x[-1, cin // 2, -1, hw[1] - 3] = float("nan")
+        x[-1, 1, -1, hw[1] // 2 + 1] = float("inf")
+    else:
+        go[-1, cout // 2, -1, go.shape[-1] - 5] = float("-inf")
+        go[-1, 3, -1, go.shape[-1] // 2 + 1] = float("nan")
+    ref = F.conv_transpose2d(x, w, b, **kw)
+    ref_gi, ref_gw = torch.ops.aten.convolution_backward(go, x, w, None, [1, s], [0, p], [1, 1], True, [0, op], 1,
+                                                         [True, True, False])[:2]
+    y = tconv.conv_transpose2d(x.float(), w.float(), b.float(), **kw)
+    gi = ops.conv_transpose2d_backward_input(go.float(), w.float(), [1, s], [0, p], 1, [1, 1], list(hw))
+    gw = ops.conv_transpose2d_backward_weight(go.float(), x.float(), [1, 2 * s], [1, s], [0, p], 1, [1, 1])
+    specials = 0
+    for got, want in ((y, ref), (gi, ref_gi), (gw, ref_gw)):
+        assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+        specials += int((~want.isfinite()).sum())
+        finite = want.isfinite()
+        torch.testing.assert_close(got.double()[finite], want[finite], rtol=1e-5, atol=1e-4 * want[finite].abs().max().item())
+    assert specials > 0
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_direct_tiles_keep_nan_and_inf_in_place(layout):
     """grad_output's NaN/Inf reach exactly the inputs whose taps read them (the patch's zeros

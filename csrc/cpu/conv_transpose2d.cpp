@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -1082,13 +1083,16 @@ void forward_winograd(const Tensor& x, const Tensor& weight, const std::optional
 }
 
 // Note [Winograd rows] for the forward (winograd_rows_forward, cpu/winograd.h): x and y in their
-// layout (NCHW x transposed a task's window at a time, RowsPlanes).
-void forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
+// layout (NCHW x transposed a task's window at a time, RowsPlanes). NCHW x is checked window by
+// window (the caller scans channels_last x): false when it holds Inf or NaN, y then to be redone.
+bool forward_winograd_rows(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, Tensor& y,
                            const ConvTranspose2dGeometry& g, bool channels_last) {
 #if defined(TCONV_CPU_DIRECT_TILES)
   const std::vector<float> b = bias_as_acc<float, float>(bias, g.Cout);
+  std::atomic<bool> nonfinite{false};
   winograd_rows_forward(x.const_data_ptr<float>(), weight.const_data_ptr<float>(), b.data(),
-                        y.mutable_data_ptr<float>(), !channels_last, g);
+                        y.mutable_data_ptr<float>(), !channels_last, g, channels_last ? nullptr : &nonfinite);
+  return !nonfinite.load();
 #else
   (void)x, (void)weight, (void)bias, (void)y, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
@@ -1153,11 +1157,13 @@ Tensor conv_transpose2d_cpu(const Tensor& input, const Tensor& weight,
   const Tensor x = input.contiguous(fmt);
   const Tensor w = weight.contiguous();
   TCONV_DISPATCH_FLOATING_TYPES(input.scalar_type(), "conv_transpose2d", [&] {
-    if (!(all_finite<scalar_t>(x) && all_finite<scalar_t>(w)))
+    // NCHW Winograd rows check x as they read it: no scan of x here.
+    const bool rows = std::is_same_v<scalar_t, float> && use_winograd_rows(g, channels_last);
+    if (!(all_finite<scalar_t>(w) && ((rows && !channels_last) || all_finite<scalar_t>(x))))
       forward_direct<scalar_t>(x, w, bias, y, g);
-    else if (std::is_same_v<scalar_t, float> && use_winograd_rows(g, channels_last))
-      forward_winograd_rows(x, w, bias, y, g, channels_last);
-    else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward, channels_last))
+    else if (rows) {
+      if (!forward_winograd_rows(x, w, bias, y, g, channels_last)) forward_direct<scalar_t>(x, w, bias, y, g);
+    } else if (std::is_same_v<scalar_t, float> && use_winograd(g, DirectPass::forward, channels_last))
       forward_winograd(x, w, bias, y, g, channels_last);
     else if (std::is_same_v<scalar_t, float> && use_direct_tiles(g, DirectPass::forward, gemm_alternative(channels_last)))
       forward_direct_tiles(x, w, bias, y, g, channels_last);

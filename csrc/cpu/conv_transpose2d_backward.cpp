@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -344,11 +345,15 @@ void backward_input_winograd(const Tensor& go, const Tensor& weight, Tensor& gi,
 
 // Note [Winograd rows] for grad_input (winograd_rows_grad_input, cpu/winograd.h): grad_output and
 // grad_input in their layout (NCHW grad_output transposed a task's window at a time, RowsPlanes).
-void backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
+// NCHW grad_output is checked window by window (the caller scans channels_last grad_output): false
+// when it holds Inf or NaN, grad_input then to be computed on another path.
+bool backward_input_winograd_rows(const Tensor& go, const Tensor& weight, Tensor& gi, const ConvTranspose2dGeometry& g,
                                   bool channels_last) {
 #if defined(TCONV_CPU_DIRECT_TILES)
+  std::atomic<bool> nonfinite{false};
   winograd_rows_grad_input(go.const_data_ptr<float>(), weight.const_data_ptr<float>(), gi.mutable_data_ptr<float>(),
-                           !channels_last, g);
+                           !channels_last, g, channels_last ? nullptr : &nonfinite);
+  return !nonfinite.load();
 #else
   (void)go, (void)weight, (void)gi, (void)g, (void)channels_last;
   TORCH_INTERNAL_ASSERT(false, "Winograd needs AVX-512 or AVX2");
@@ -523,11 +528,10 @@ Tensor conv_transpose2d_backward_input_cpu(const Tensor& grad_output, const Tens
     return gi;
   }
   if (go.scalar_type() == at::kFloat &&
-      use_winograd_rows(g, fmt == at::MemoryFormat::ChannelsLast, DirectPass::grad_input) &&
-      all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd rows]
-    backward_input_winograd_rows(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
+      use_winograd_rows(g, fmt == at::MemoryFormat::ChannelsLast, DirectPass::grad_input) && all_finite<float>(w) &&
+      (fmt != at::MemoryFormat::ChannelsLast || all_finite<float>(go)) &&  // NCHW: checked as read
+      backward_input_winograd_rows(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast))  // Note [Winograd rows]
     return gi;
-  }
   if (go.scalar_type() == at::kFloat && use_winograd(g, DirectPass::grad_input, fmt == at::MemoryFormat::ChannelsLast) &&
       all_finite<float>(w) && all_finite<float>(go)) {  // Note [Winograd]
     backward_input_winograd(go, w, gi, g, fmt == at::MemoryFormat::ChannelsLast);
@@ -807,9 +811,11 @@ void backward_weight_depthwise(const Tensor& go, const Tensor& x, Tensor& gw,
 // chunk by chunk into the calling thread's scratch (fixed chunks of K, at most ~16 MiB together:
 // no per-call tensor-sized buffers to fault in), each chunk's GEMMs accumulate into M in fixed
 // blocks of input channels, one single-threaded call each (Note [float32 GEMM engine]): the same
-// bits for any thread count. Finite inputs only (the caller checks): a transform mixes the pixels
-// of a block, so an Inf would turn into NaN where the definition has Inf.
-void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g) {
+// bits for any thread count. Finite inputs only: a transform mixes the pixels of a block, so an Inf
+// would turn into NaN where the definition has Inf. Each row segment a transform read is checked
+// right after, from cache (no scans of x and grad_output, 33 MB each at 4x256x8000): false when
+// one holds Inf or NaN, grad_weight then to be computed on another path.
+bool backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw, const ConvTranspose2dGeometry& g) {
   const int64_t s = g.sw, rows = g.N * g.H;  // every (image, row) of x is one sequence of pixels
   const int64_t Cin = g.Cin, Cout = g.Cout, sC = s * Cout, W = g.W, Wo = g.Wo, pw = g.pw;
   const int64_t blocks = ceil_div(W, int64_t(3)), K = rows * blocks;
@@ -827,12 +833,14 @@ void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
   // go_r's blocks lie inside grad_output for b in [b_in_lo, b_in_hi): s (3 b) - pw >= 0 and s (3 b + 3) + s - 1 - pw < Wo.
   const int64_t last = Wo - 4 * s + pw;
   const int64_t b_in_lo = ceil_div(pw, 3 * s), b_in_hi = std::max<int64_t>(b_in_lo, last >= 0 ? last / (3 * s) + 1 : 0);
+  std::atomic<bool> nonfinite{false};
   for (int64_t k0 = 0; k0 < K; k0 += kc_max) {
     const int64_t kc = std::min(kc_max, K - k0);
     float* xtp = xt.data();
     float* gtp = gt.data();
     // x's blocks through G: row ci of point e at xtp[(e * Cin + ci) * kc].
     at::parallel_for(0, Cin, 16, [&](int64_t c0, int64_t c1) {
+      bool finite = true;
       for (int64_t ci = c0; ci < c1; ++ci)
         for (int64_t k = k0; k < k0 + kc;) {
           const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
@@ -852,11 +860,14 @@ void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
           for (int64_t b = b0; b < full; ++b) put(b, xr[3 * b], xr[3 * b + 1], xr[3 * b + 2]);
           for (int64_t b = std::max(b0, full); b < b1; ++b)
             put(b, xr[3 * b], 3 * b + 1 < W ? xr[3 * b + 1] : 0.f, 3 * b + 2 < W ? xr[3 * b + 2] : 0.f);
+          if (finite) finite = span_finite(xr + 3 * b0, std::min(3 * b1, W) - 3 * b0);
           k += b1 - b0;
         }
+      if (!finite) nonfinite.store(true, std::memory_order_relaxed);
     });
     // grad_output's blocks of each phase through B^T: row r Cout + co of point e at gtp[(e * sC + r Cout + co) * kc].
     at::parallel_for(0, Cout, 4, [&](int64_t c0, int64_t c1) {
+      bool finite = true;
       for (int64_t co = c0; co < c1; ++co)
         for (int64_t k = k0; k < k0 + kc;) {
           const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
@@ -886,9 +897,14 @@ void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
               q3[b] = d[1] - d[3];
             }
           }
+          // The pixels blocks b0 .. b1 - 1 read: s (3 b) - pw + s t + r, t < 4, r < s.
+          const int64_t px_lo = std::max<int64_t>(3 * s * b0 - pw, 0), px_hi = std::min(3 * s * b1 + s - pw, Wo);
+          if (finite && px_hi > px_lo) finite = span_finite(gr + px_lo, px_hi - px_lo);
           k += b1 - b0;
         }
+      if (!finite) nonfinite.store(true, std::memory_order_relaxed);
     });
+    if (nonfinite.load()) return false;
     // M_e[ci block] (+)= xt_e[ci block] gt_e^T, a fixed sequence of single-threaded calls per block.
     at::parallel_for(0, 4 * ci_blocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t task = begin; task < end; ++task) {
@@ -911,6 +927,7 @@ void backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
           out[r + s] = q[plane] - q[2 * plane] - q[3 * plane];
         }
   });
+  return true;
 }
 
 }  // namespace
@@ -943,10 +960,8 @@ Tensor conv_transpose2d_backward_weight_cpu(const Tensor& grad_output, const Ten
   }
   if (go.scalar_type() == at::kFloat &&
       use_winograd_rows(g, fmt == at::MemoryFormat::ChannelsLast, DirectPass::grad_weight) &&
-      all_finite<float>(go) && all_finite<float>(x)) {
-    backward_weight_winograd_rows(go, x, gw, g);  // Note [Winograd rows' grad_weight]
+      backward_weight_winograd_rows(go, x, gw, g))  // Note [Winograd rows' grad_weight]; false: Inf/NaN
     return gw;
-  }
   const char* force = std::getenv("TCONV_CONV_BACKWARD");
   if (go.scalar_type() == at::kFloat &&
       use_direct_tiles(g, DirectPass::grad_weight, gemm_alternative(fmt == at::MemoryFormat::ChannelsLast)) &&

@@ -28,12 +28,14 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
 #include "common/int_math.h"
 #include "common/pad_fold_args.h"
 #include "cpu/direct_tiles.h"
+#include "cpu/finite.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 
@@ -536,9 +538,14 @@ struct RowsOutput {
 // The correlation of Note [Winograd rows] summed over nsrc sources of K channels each, into o.
 // weight(k, r, a): where the a-th tap (a < 2; a = 0 multiplies the block's first pixel) of summed
 // channel k = si K + kc of phase r starts; output channel c's at + c c_stride. bias: C floats.
+// With `nonfinite` (planes only) it is set when a window of the planes holds Inf or NaN: each
+// window is checked once transposed, in cache, so the caller needs no scan of the source (33 MB
+// at 4x256x8000, ~1 ms a pass), and redoes the call on its path for non-finite inputs.
 template <int B, typename WeightAt>
 void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, const WeightAt& weight,
-                   int64_t c_stride, const float* bias, const RowsOutput& o, const RowsPlanes& planes = {}) {
+                   int64_t c_stride, const float* bias, const RowsOutput& o, const RowsPlanes& planes = {},
+                   std::atomic<bool>* nonfinite = nullptr) {
+  TORCH_INTERNAL_ASSERT(nonfinite == nullptr || planes.X != nullptr, "the check reads the planes' windows");
   using F = WinogradRows<B>;
   constexpr int T = F::T;
   constexpr int64_t cw = DirectPanels::kMaxWidth;
@@ -588,6 +595,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
     const Scratch<float> O(ScratchSlot::kRowOut, o.nchw ? B * tiles * o.step * cw : 0);
     const Scratch<float> window(ScratchSlot::kRowIn, planes.X ? window_pixels * K : 0);
     const int64_t e_step = tiles * ldv;
+    bool finite = true;  // this thread's windows so far
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
       const int64_t count = std::min(tiles, row_blocks - b0), mA = m_lo + B * b0;
@@ -607,6 +615,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
           TORCH_INTERNAL_ASSERT(p_hi - p_lo <= window_pixels);
           const int64_t n = image / planes.H, h = image % planes.H, plane = planes.H * planes.W;
           transpose_block(planes.X + n * K * plane + h * planes.W + p_lo, plane, window.data(), K, p_hi - p_lo, K);
+          if (nonfinite != nullptr && finite) finite = span_finite(window.data(), (p_hi - p_lo) * K);
         }
       }
       for (int64_t t = 0; t < count; ++t)  // B^T d per block, source and 16 channels
@@ -660,19 +669,20 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
         }
       }
     }
+    if (!finite) nonfinite->store(true, std::memory_order_relaxed);
   });
 }
 
 // Note [Winograd rows] for the forward: phase r of cell m is output s m + r - p, reading x[m - 1]
 // (tap r + s) and x[m] (tap r). x and y: channels_last (N H images of W pixels x Cin), or with
-// nchw both NCHW; w (Cin, Cout, 1, 2s); bias: Cout floats.
+// nchw both NCHW; w (Cin, Cout, 1, 2s); bias: Cout floats. nonfinite: as winograd_rows (nchw).
 inline void winograd_rows_forward(const float* xp, const float* w, const float* bias, float* yp, bool nchw,
-                                  const ConvTranspose2dGeometry& g) {
+                                  const ConvTranspose2dGeometry& g, std::atomic<bool>* nonfinite = nullptr) {
   const int64_t s = g.sw, K = g.Cin, C = g.Cout;
   const RowsSource x{xp, g.W * K, K, g.W, -1};
   const auto weight = [&](int64_t k, int64_t r, int a) { return w + k * C * 2 * s + (a == 0 ? r + s : r); };
   winograd_rows<3>(&x, 1, K, g.N * g.H, weight, 2 * s, bias, RowsOutput{yp, s, s, g.pw, g.Wo, C, g.H, nchw},
-                   nchw ? RowsPlanes{xp, g.H, g.W} : RowsPlanes{});
+                   nchw ? RowsPlanes{xp, g.H, g.W} : RowsPlanes{}, nonfinite);
 }
 
 // Note [Winograd rows] for grad_input: gi[i] = sum over k < 2s of go[s i + k - p] w[k] (channels
@@ -680,9 +690,9 @@ inline void winograd_rows_forward(const float* xp, const float* w, const float* 
 // G_rho[t] = go[s t + rho] at t = i + d_rho + a, a < 2 (k = k_rho + s a, k_rho = (rho + p) mod s,
 // k_rho - p = s d_rho + rho): gi is the sum over the s components of 2-tap correlations, stacked as
 // s sources of Cout channels. go and gi: channels_last (N H images of Wo pixels x Cout), or with
-// nchw both NCHW.
+// nchw both NCHW. nonfinite: as winograd_rows (nchw).
 inline void winograd_rows_grad_input(const float* gop, const float* w, float* gip, bool nchw,
-                                     const ConvTranspose2dGeometry& g) {
+                                     const ConvTranspose2dGeometry& g, std::atomic<bool>* nonfinite = nullptr) {
   const int64_t s = g.sw, K = g.Cout, C = g.Cin;
   std::vector<RowsSource> src;
   std::vector<int64_t> k_rho;
@@ -692,7 +702,8 @@ inline void winograd_rows_grad_input(const float* gop, const float* w, float* gi
   }
   const auto weight = [&](int64_t k, int64_t, int a) { return w + (k % K) * 2 * s + k_rho[k / K] + s * a; };
   winograd_rows<3>(src.data(), static_cast<int>(s), K, g.N * g.H, weight, K * 2 * s, nullptr,
-                   RowsOutput{gip, 1, 1, 0, g.W, C, g.H, nchw}, nchw ? RowsPlanes{gop, g.H, g.Wo} : RowsPlanes{});
+                   RowsOutput{gip, 1, 1, 0, g.W, C, g.H, nchw}, nchw ? RowsPlanes{gop, g.H, g.Wo} : RowsPlanes{},
+                   nonfinite);
 }
 
 #endif  // TCONV_CPU_DIRECT_TILES
