@@ -840,7 +840,7 @@ bool backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
     float* gtp = gt.data();
     // x's blocks through G: row ci of point e at xtp[(e * Cin + ci) * kc].
     at::parallel_for(0, Cin, 16, [&](int64_t c0, int64_t c1) {
-      bool finite = true;
+      NonfiniteWatch<float> watch{&nonfinite};
       for (int64_t ci = c0; ci < c1; ++ci)
         for (int64_t k = k0; k < k0 + kc;) {
           const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
@@ -860,14 +860,14 @@ bool backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
           for (int64_t b = b0; b < full; ++b) put(b, xr[3 * b], xr[3 * b + 1], xr[3 * b + 2]);
           for (int64_t b = std::max(b0, full); b < b1; ++b)
             put(b, xr[3 * b], 3 * b + 1 < W ? xr[3 * b + 1] : 0.f, 3 * b + 2 < W ? xr[3 * b + 2] : 0.f);
-          if (finite) finite = span_finite(xr + 3 * b0, std::min(3 * b1, W) - 3 * b0);
+          watch.check(xr + 3 * b0, std::min(3 * b1, W) - 3 * b0);
           k += b1 - b0;
         }
-      if (!finite) nonfinite.store(true, std::memory_order_relaxed);
+      watch.flush();
     });
     // grad_output's blocks of each phase through B^T: row r Cout + co of point e at gtp[(e * sC + r Cout + co) * kc].
     at::parallel_for(0, Cout, 4, [&](int64_t c0, int64_t c1) {
-      bool finite = true;
+      NonfiniteWatch<float> watch{&nonfinite};
       for (int64_t co = c0; co < c1; ++co)
         for (int64_t k = k0; k < k0 + kc;) {
           const int64_t row = k / blocks, b0 = k % blocks, b1 = std::min(blocks, b0 + (k0 + kc - k));
@@ -899,10 +899,10 @@ bool backward_weight_winograd_rows(const Tensor& go, const Tensor& x, Tensor& gw
           }
           // The pixels blocks b0 .. b1 - 1 read: s (3 b) - pw + s t + r, t < 4, r < s.
           const int64_t px_lo = std::max<int64_t>(3 * s * b0 - pw, 0), px_hi = std::min(3 * s * b1 + s - pw, Wo);
-          if (finite && px_hi > px_lo) finite = span_finite(gr + px_lo, px_hi - px_lo);
+          if (px_hi > px_lo) watch.check(gr + px_lo, px_hi - px_lo);
           k += b1 - b0;
         }
-      if (!finite) nonfinite.store(true, std::memory_order_relaxed);
+      watch.flush();
     });
     if (nonfinite.load()) return false;
     // M_e[ci block] (+)= xt_e[ci block] gt_e^T, a fixed sequence of single-threaded calls per block.

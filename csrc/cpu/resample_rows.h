@@ -1,7 +1,7 @@
 // Row primitives of the separable resampling (cpu/separable_resample.h), shared by both memory
 // formats: a weighted sum of rows (scalar, and float32 with register accumulators on AVX-512 /
-// AVX2), non-temporal stores for destinations bigger than the caches, the watch for non-finite
-// sources, and the work measure of the parallel loops.
+// AVX2), non-temporal stores for destinations bigger than the caches, and the work measure of the
+// parallel loops. The watch for non-finite sources is cpu/finite.h's NonfiniteWatch.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -212,23 +212,6 @@ inline void combine_row_pointers(const acc_t* const* rows, const acc_t* w, int64
     combine_rows_to_dst(acc, 0, &one, 1, nb, out + x0, streaming);
   }
 }
-
-// Whether any source row a kernel reads holds Inf or NaN (the forward then redoes the op with
-// PyTorch's unmerged taps, see cpu/upsample.cpp). Each row is checked right after the kernel read
-// it, from cache: a separate scan would read the whole input from memory once more (1/8 of the
-// traffic of an x2 upsampling). Null `seen`: nothing is checked (the backward).
-template <typename scalar_t>
-struct NonfiniteWatch {
-  std::atomic<bool>* seen = nullptr;
-  bool bad = false;  // this thread's finding, published by flush()
-
-  void check(const scalar_t* rows, int64_t n) {
-    if (seen != nullptr && !bad) bad = !span_finite(rows, n);
-  }
-  void flush() {
-    if (bad) seen->store(true, std::memory_order_relaxed);
-  }
-};
 
 // Work of a separable resampling (cpu/parallel.h): the source read, and each destination element's
 // taps along both axes.

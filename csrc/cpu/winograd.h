@@ -595,7 +595,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
     const Scratch<float> O(ScratchSlot::kRowOut, o.nchw ? B * tiles * o.step * cw : 0);
     const Scratch<float> window(ScratchSlot::kRowIn, planes.X ? window_pixels * K : 0);
     const int64_t e_step = tiles * ldv;
-    bool finite = true;  // this thread's windows so far
+    NonfiniteWatch<float> watch{nonfinite};
     for (int64_t task = begin; task < end; ++task) {
       const int64_t image = task / row_tasks, b0 = task % row_tasks * tiles;
       const int64_t count = std::min(tiles, row_blocks - b0), mA = m_lo + B * b0;
@@ -615,7 +615,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
           TORCH_INTERNAL_ASSERT(p_hi - p_lo <= window_pixels);
           const int64_t n = image / planes.H, h = image % planes.H, plane = planes.H * planes.W;
           transpose_block(planes.X + n * K * plane + h * planes.W + p_lo, plane, window.data(), K, p_hi - p_lo, K);
-          if (nonfinite != nullptr && finite) finite = span_finite(window.data(), (p_hi - p_lo) * K);
+          watch.check(window.data(), (p_hi - p_lo) * K);
         }
       }
       for (int64_t t = 0; t < count; ++t)  // B^T d per block, source and 16 channels
@@ -669,7 +669,7 @@ void winograd_rows(const RowsSource* src, int nsrc, int64_t K, int64_t images, c
         }
       }
     }
-    if (!finite) nonfinite->store(true, std::memory_order_relaxed);
+    watch.flush();
   });
 }
 
